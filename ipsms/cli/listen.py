@@ -1,0 +1,120 @@
+"""``ipsms listen``: receive, verify, record and show IntelePeer webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ipsms.cli.app import app
+from ipsms.cli.options import OutputFormat, parse_size, resolve_format
+from ipsms.events import ListenStats
+from ipsms.home import default_db_path
+from ipsms.listener import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT, EventSink, ListenConfig
+from ipsms.output import NdjsonSink, PlainSink, dumps
+from ipsms.server import Bound, ListenServer, is_loopback, run_listener
+from ipsms.signature import Mode, fingerprint, parse_variant
+
+
+@app.command(
+    epilog="Example: ipsms listen --port 8765 --secret \"$IPSMS_SECRET\"  "
+    "then: ipsms simulate http://127.0.0.1:8765/",
+)
+def listen(
+    host: Annotated[str, typer.Option(envvar="IPSMS_HOST", help="Address to bind.")]
+    = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(envvar="IPSMS_PORT", min=0, max=65535,
+                                      help="Port to bind; 0 picks a free one and prints it.")]
+    = DEFAULT_PORT,
+    secret: Annotated[str | None, typer.Option(
+        envvar="IPSMS_SECRET", help="Shared secret to verify signatures with; without it "
+        "signatures are 'unchecked'.")] = None,
+    signature_mode: Annotated[Mode, typer.Option(
+        envvar="IPSMS_SIGNATURE_MODE", case_sensitive=False,
+        help="plain: signature equals the secret; hmac: HMAC of refid+message; "
+        "auto: accept either and say which matched.")] = Mode.AUTO,
+    hmac_variant: Annotated[str, typer.Option(
+        "--hmac", envvar="IPSMS_HMAC", metavar="ALGO[:ORDER][:ENCODING]",
+        help="HMAC variant for --signature-mode hmac, e.g. sha256, "
+        "sha1:message+refid, sha512:refid+message:base64.")] = "sha256",
+    db: Annotated[Path | None, typer.Option(
+        envvar="IPSMS_DB", help="SQLite file to record into [default: state home]")] = None,
+    output_format: Annotated[OutputFormat | None, typer.Option(
+        "--format", envvar="IPSMS_FORMAT",
+        help="table (live, terminal), json (NDJSON on stdout) or plain (a line per request) "
+        "[default: table on a terminal, json otherwise]")] = None,
+    max_body: Annotated[str, typer.Option(
+        envvar="IPSMS_MAX_BODY", help="Largest body accepted; bigger ones get 413.")] = "1MiB",
+    accept_bad_signature: Annotated[bool, typer.Option(
+        help="Answer 200 (flagged) instead of 403 when a signature is invalid or missing.")]
+    = False,
+) -> None:
+    """Receive IntelePeer webhooks on a local port: verify, record and show each one."""
+    config = ListenConfig(
+        secret=secret or None,
+        signature_mode=signature_mode,
+        hmac_variant=parse_variant(hmac_variant),
+        max_body=parse_size(max_body) if max_body else DEFAULT_MAX_BODY,
+        accept_bad_signature=accept_bad_signature,
+    )
+    fmt = resolve_format(output_format)
+    db_path = db or default_db_path()
+    stats = asyncio.run(_serve(config, host, port, db_path, fmt))
+    err(f"ipsms listen: stopped. {stats.summary()}")
+
+
+def err(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+async def _serve(config: ListenConfig, host: str, port: int, db_path: Path,
+                 fmt: OutputFormat) -> ListenStats:
+    stats = ListenStats()
+    view = None
+    sink: EventSink
+    if fmt is OutputFormat.table:
+        from rich.console import Console
+
+        from ipsms.render import LiveView
+
+        sink = view = LiveView(Console(), "", stats)
+    elif fmt is OutputFormat.json:
+        sink = NdjsonSink(sys.stdout)
+    else:
+        sink = PlainSink(sys.stdout)
+    server = ListenServer(config, db_path, host, port, sinks=[sink], stats=stats)
+
+    def ready(bound: Bound) -> None:
+        _banner(bound, config, db_path)
+        if fmt is OutputFormat.json:
+            sys.stdout.write(dumps({"type": "listening", "url": bound.url, "host": bound.host,
+                                    "port": bound.port, "db": str(db_path)}) + "\n")
+            sys.stdout.flush()
+        if view is not None:
+            view.url = bound.url
+            view.start()
+
+    try:
+        return await run_listener(server, ready)
+    finally:
+        if view is not None:
+            view.stop()
+
+
+def _banner(bound: Bound, config: ListenConfig, db_path: Path) -> None:
+    if config.secret:
+        mode = config.signature_mode.value
+        if config.signature_mode is Mode.HMAC:
+            mode = config.hmac_variant.name
+        check = f"secret {fingerprint(config.secret)}, signature mode {mode}"
+    else:
+        check = "no secret: signatures are not checked (set --secret or IPSMS_SECRET)"
+    err(f"ipsms listen: listening on {bound.url} (any path, POST)")
+    err(f"ipsms listen: {check}; recording to {db_path}")
+    if not is_loopback(bound.host):
+        err(f"ipsms listen: warning: listening on {bound.host}, reachable from other machines"
+            + ("" if config.secret else " and without a secret: anyone can post to it"))

@@ -1,0 +1,96 @@
+"""Events the core emits; renderers (live table, NDJSON, plain lines) consume them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ipsms.redact import mask_secret
+
+
+def iso_time(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """One request received by ``listen``, after it was recorded and answered."""
+
+    id: int | None  # row id in the store; None if the store failed
+    received_at: float
+    method: str
+    path: str
+    remote: str | None
+    content_type: str | None
+    size: int
+    status: int
+    refid: str | None = None
+    from_number: str | None = None
+    to_number: str | None = None
+    message: str | None = None
+    signature: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    attempt: int | None = None
+    verdict: str | None = None  # label: "valid (plain)", "invalid", ...
+    verdict_detail: str | None = None
+    flags: tuple[dict[str, str], ...] = ()
+    error: str | None = None  # machine code of the rejection: "invalid_json", ...
+    error_detail: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == 200
+
+    def to_dict(self) -> dict[str, Any]:
+        """The NDJSON form: stable keys, the signature masked."""
+        return {
+            "type": "request",
+            "id": self.id,
+            "received_at": iso_time(self.received_at),
+            "method": self.method,
+            "path": self.path,
+            "remote": self.remote,
+            "content_type": self.content_type,
+            "size": self.size,
+            "status": self.status,
+            "refid": self.refid,
+            "attempt": self.attempt,
+            "from": self.from_number,
+            "to": self.to_number,
+            "message": self.message,
+            "signature": mask_secret(self.signature),
+            "verdict": self.verdict,
+            "verdict_detail": self.verdict_detail,
+            "flags": list(self.flags),
+            "extra": self.extra,
+            "error": self.error,
+            "error_detail": self.error_detail,
+        }
+
+
+@dataclass
+class ListenStats:
+    """Running counts shown in the live header and the exit summary."""
+
+    received: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    bad_signatures: int = 0
+    retries: int = 0
+
+    def observe(self, event: RequestEvent) -> None:
+        self.received += 1
+        if event.accepted:
+            self.accepted += 1
+        else:
+            self.rejected += 1
+        if event.verdict in ("invalid", "missing"):
+            self.bad_signatures += 1
+        if event.attempt is not None and event.attempt > 1:
+            self.retries += 1
+
+    def summary(self) -> str:
+        return (f"{self.received} received, {self.accepted} accepted, {self.rejected} rejected, "
+                f"{self.bad_signatures} bad signatures, {self.retries} retries")

@@ -1,0 +1,180 @@
+"""The listener: an aiohttp application factory that receives IntelePeer webhooks.
+
+``create_app`` returns the application without running it (tests drive it with
+``aiohttp_client``; ``ipsms.server`` binds it). Every request, accepted or not, is parsed,
+verified, recorded (committed before the answer) and emitted as one ``RequestEvent``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ipsms.errors import StateError
+from ipsms.events import RequestEvent
+from ipsms.message import BodyError, InboundMessage, parse_message
+from ipsms.recorder import Recorded, Recorder
+from ipsms.redact import mask_headers
+from ipsms.signature import DEFAULT_VARIANT, Mode, Variant, Verdict, Verification, Verifier
+from ipsms.store import RequestRecord
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+DEFAULT_MAX_BODY = 1024 * 1024
+
+EventSink = Callable[[RequestEvent], None]
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    secret: str | None = None
+    signature_mode: Mode = Mode.AUTO
+    hmac_variant: Variant = DEFAULT_VARIANT
+    max_body: int = DEFAULT_MAX_BODY
+    accept_bad_signature: bool = False
+
+
+RECORDER: web.AppKey[Recorder] = web.AppKey("recorder", Recorder)
+SINKS: web.AppKey[list[EventSink]] = web.AppKey("sinks", list)
+
+
+def create_app(config: ListenConfig, recorder: Recorder,
+               sinks: list[EventSink] | None = None) -> web.Application:
+    """Build the listener app. ``recorder`` must be started by the caller (or ``cleanup_ctx``
+    of the returned app, which starts and closes it)."""
+    # Bodies are read by the handler with its own limit so oversized ones are recorded too.
+    app = web.Application(client_max_size=config.max_body)
+    app[RECORDER] = recorder
+    app[SINKS] = list(sinks or [])
+    handler = _Handler(config, recorder, app[SINKS])
+    app.router.add_route("*", "/{tail:.*}", handler)
+
+    async def recorder_ctx(_: web.Application) -> Any:
+        await recorder.start()
+        yield
+        await recorder.close()
+
+    app.cleanup_ctx.append(recorder_ctx)
+    return app
+
+
+class _Handler:
+    def __init__(self, config: ListenConfig, recorder: Recorder, sinks: list[EventSink]):
+        self.config = config
+        self.recorder = recorder
+        self.sinks = sinks
+        self.verifier = Verifier(config.secret, config.signature_mode, config.hmac_variant)
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        received_at = time.time()
+        raw = b""
+        msg: InboundMessage | None = None
+        verification: Verification | None = None
+        error: tuple[str, str] | None = None
+        status = 200
+        content_type = request.headers.get("Content-Type")
+        if request.method != "POST":
+            status = 405
+            error = ("method_not_allowed",
+                     f"{request.method} is not accepted: IntelePeer delivers with POST")
+        else:
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                status = 413
+                error = ("body_too_large",
+                         f"body is larger than the {self.config.max_body}-byte limit "
+                         "(--max-body)")
+            if error is None:
+                try:
+                    msg = parse_message(raw, content_type)
+                except BodyError as exc:
+                    status, error = exc.status, (exc.code, exc.detail)
+            if msg is not None:
+                verification = self.verifier.verify(msg.refid, msg.message, msg.signature)
+                if not verification.ok and not self.config.accept_bad_signature:
+                    status = 403
+                    error = (f"signature_{verification.verdict.value}",
+                             verification.explanation or verification.verdict.value)
+
+        record = _record(request, received_at, raw, content_type, status, msg, verification,
+                         error)
+        try:
+            stored: Recorded | None = await self.recorder.record(record)
+        except StateError as exc:
+            # Never answer 200 for a message that is not on disk: 503 makes IntelePeer retry.
+            stored, status = None, 503
+            error = ("store_failed", exc.message)
+        event = _event(record, stored, msg, verification, status, error)
+        for sink in self.sinks:
+            sink(event)
+        return _response(event)
+
+
+def _record(request: web.Request, received_at: float, raw: bytes, content_type: str | None,
+            status: int, msg: InboundMessage | None, verification: Verification | None,
+            error: tuple[str, str] | None) -> RequestRecord:
+    peer = request.remote
+    return RequestRecord(
+        received_at=received_at,
+        method=request.method,
+        path=request.path_qs,
+        remote=peer,
+        headers=mask_headers(request.headers.items()),
+        content_type=content_type,
+        body=raw,
+        status=status,
+        refid=msg.refid if msg else None,
+        from_number=msg.from_ if msg else None,
+        to_number=msg.to if msg else None,
+        message=msg.message if msg else None,
+        fields=msg.fields() if msg else None,
+        verdict=verification.verdict.value if verification else None,
+        verdict_detail=(verification.matched or verification.explanation)
+        if verification else None,
+        flags=[{"code": f.code, "detail": f.detail} for f in msg.flags] if msg else None,
+        error=f"{error[0]}: {error[1]}" if error else None,
+    )
+
+
+def _event(record: RequestRecord, stored: Recorded | None, msg: InboundMessage | None,
+           verification: Verification | None, status: int,
+           error: tuple[str, str] | None) -> RequestEvent:
+    return RequestEvent(
+        id=stored.id if stored else None,
+        received_at=record.received_at,
+        method=record.method,
+        path=record.path,
+        remote=record.remote,
+        content_type=record.content_type,
+        size=len(record.body),
+        status=status,
+        refid=record.refid,
+        from_number=record.from_number,
+        to_number=record.to_number,
+        message=record.message,
+        signature=msg.signature if msg else None,
+        extra=msg.extra if msg else {},
+        attempt=stored.attempt if stored else None,
+        verdict=verification.label if verification else None,
+        verdict_detail=record.verdict_detail,
+        flags=tuple(record.flags or ()),
+        error=error[0] if error else None,
+        error_detail=error[1] if error else None,
+    )
+
+
+def _response(event: RequestEvent) -> web.Response:
+    if event.status == 200:
+        body: dict[str, Any] = {"status": "received", "refid": event.refid,
+                                "attempt": event.attempt}
+        if event.verdict in (Verdict.INVALID.value, Verdict.MISSING.value):
+            body["warning"] = f"signature {event.verdict} (accepted: --accept-bad-signature)"
+        return web.json_response(body)
+    headers = {"Allow": "POST"} if event.status == 405 else None
+    return web.json_response({"error": event.error, "detail": event.error_detail},
+                             status=event.status, headers=headers)

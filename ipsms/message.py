@@ -1,0 +1,174 @@
+"""The inbound message IntelePeer POSTs (intelepeer.md section 1), parsed from exact bytes.
+
+Parsing never rewrites the body: ``raw`` keeps the bytes that arrived, so a message can be
+verified, stored and replayed exactly. Anomalies IntelePeer itself produces are *flags*, not
+rejections; only bodies that cannot be a message are rejected (``BodyError``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ipsms.numbers import NumberKind, check_number
+
+REQUIRED_FIELDS = ("refid", "from", "to", "message")
+KNOWN_FIELDS = (*REQUIRED_FIELDS, "signature")
+REFID_LENGTH = 32
+
+JSON_TYPE = "application/json"
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+class BodyError(Exception):
+    """A request body that cannot be an inbound message; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Flag:
+    """Something unusual about a message that IntelePeer can still send (never a rejection)."""
+
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    refid: str
+    from_: str
+    to: str
+    message: str
+    signature: str | None
+    extra: dict[str, Any]
+    raw: bytes
+    content_type: str
+    flags: tuple[Flag, ...] = field(default=())
+
+    def fields(self) -> dict[str, Any]:
+        """The parsed fields as IntelePeer names them (``from``, not ``from_``)."""
+        out: dict[str, Any] = {
+            "refid": self.refid,
+            "from": self.from_,
+            "to": self.to,
+            "message": self.message,
+        }
+        if self.signature is not None:
+            out["signature"] = self.signature
+        out.update(self.extra)
+        return out
+
+
+def media_type(content_type: str | None) -> str:
+    """``'Application/JSON; charset=utf-8'`` -> ``'application/json'``."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def body_kind(content_type: str | None, raw: bytes) -> str:
+    """``'json'`` or ``'form'``; sniffs only when no content type was sent at all."""
+    mt = media_type(content_type)
+    if mt == JSON_TYPE or (mt.startswith("application/") and mt.endswith("+json")):
+        return "json"
+    if mt == FORM_TYPE:
+        return "form"
+    if not mt:
+        return "json" if raw.lstrip()[:1] == b"{" else "form"
+    raise BodyError(
+        415,
+        "unsupported_content_type",
+        f"content type {mt!r} is not supported: send {JSON_TYPE} or {FORM_TYPE}",
+    )
+
+
+def parse_message(raw: bytes, content_type: str | None) -> InboundMessage:
+    """Parse a request body into an ``InboundMessage`` or raise ``BodyError``."""
+    kind = body_kind(content_type, raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyError(400, "invalid_encoding", f"body is not valid UTF-8: {exc.reason} "
+                        f"at byte {exc.start}") from None
+    data = _parse_json(text) if kind == "json" else _parse_form(text)
+    return _to_message(data, raw, content_type or "")
+
+
+def _parse_json(text: str) -> dict[str, Any]:
+    if not text.strip():
+        raise BodyError(400, "empty_body", "body is empty: expected a JSON object")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BodyError(400, "invalid_json",
+                        f"body is not valid JSON: {exc.msg} at line {exc.lineno} "
+                        f"column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise BodyError(400, "not_an_object",
+                        f"body is JSON {type(data).__name__}, expected an object")
+    return data
+
+
+def _parse_form(text: str) -> dict[str, Any]:
+    if not text.strip():
+        raise BodyError(400, "empty_body", "body is empty: expected form fields")
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True,
+                          errors="strict")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BodyError(400, "invalid_form", f"body is not valid form encoding: {exc}") from None
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        data.setdefault(key, value)  # first value wins, as most frameworks do
+    return data
+
+
+def _to_message(data: dict[str, Any], raw: bytes, content_type: str) -> InboundMessage:
+    missing = [name for name in REQUIRED_FIELDS if name not in data]
+    if missing:
+        raise BodyError(400, "missing_fields", "missing required field(s): " + ", ".join(missing))
+    wrong = [
+        f"{name} is {type(data[name]).__name__}"
+        for name in (*REQUIRED_FIELDS, "signature")
+        if name in data and not isinstance(data[name], str)
+        and not (name == "signature" and data[name] is None)
+    ]
+    if wrong:
+        raise BodyError(400, "wrong_field_types",
+                        "fields must be strings: " + ", ".join(wrong))
+    flags = list(_flags(data))
+    extra = {k: v for k, v in data.items() if k not in KNOWN_FIELDS}
+    if extra:
+        flags.append(Flag("extra_fields", "unknown fields kept: " + ", ".join(sorted(extra))))
+    return InboundMessage(
+        refid=data["refid"],
+        from_=data["from"],
+        to=data["to"],
+        message=data["message"],
+        signature=data.get("signature"),
+        extra=extra,
+        raw=raw,
+        content_type=content_type,
+        flags=tuple(flags),
+    )
+
+
+def _flags(data: dict[str, Any]) -> list[Flag]:
+    flags: list[Flag] = []
+    refid = data["refid"]
+    if len(refid) != REFID_LENGTH:
+        flags.append(Flag("refid_length",
+                          f"refid has {len(refid)} characters, IntelePeer sends {REFID_LENGTH}"))
+    for name in ("from", "to"):
+        check = check_number(data[name])
+        if check.kind is NumberKind.E164 and check.problem is None:
+            continue
+        if check.kind is NumberKind.SHORT_CODE:
+            continue
+        flags.append(Flag(f"{name}_format", f"{name}: {check.problem}"))
+    return flags

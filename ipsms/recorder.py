@@ -1,0 +1,153 @@
+"""Group commit for the listener: records are durable before the listener answers 200.
+
+Handlers ``await recorder.record(rec)``; one writer thread drains everything queued, inserts it
+in one transaction, commits (fsync with ``synchronous=FULL``) and then wakes every waiter with
+one callback. Under load many requests share one fsync, so durability does not cost throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from ipsms import store
+from ipsms.errors import StateError
+
+MAX_BATCH = 1024
+ATTEMPT_CACHE = 100_000  # refids whose attempt count is kept in memory
+
+
+@dataclass(frozen=True)
+class Recorded:
+    id: int
+    attempt: int | None
+
+
+_Item = tuple[store.RequestRecord, "asyncio.Future[Recorded]"]
+
+
+class Recorder:
+    """Async front of the store. Use ``async with Recorder(path) as rec: await rec.record(r)``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._attempts: OrderedDict[str, int] = OrderedDict()
+        self.batches = 0
+        self.written = 0
+
+    def open(self) -> None:
+        """Open the database in the caller's thread, so errors surface at start-up."""
+        self._conn = store.connect(self.path)
+
+    async def start(self) -> None:
+        if self._conn is None:
+            self.open()
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="ipsms-recorder", daemon=True)
+        self._thread.start()
+
+    async def record(self, rec: store.RequestRecord) -> Recorded:
+        """Write ``rec``; returns once it is committed. Raises ``StateError`` on failure."""
+        if self._loop is None or self._thread is None:
+            raise RuntimeError("Recorder.start() was not awaited")
+        fut: asyncio.Future[Recorded] = self._loop.create_future()
+        self._queue.put((rec, fut))
+        return await fut
+
+    async def close(self) -> None:
+        """Write everything queued, then stop the thread and close the database."""
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def __aenter__(self) -> Recorder:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- writer thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        assert self._conn is not None and self._loop is not None
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            outcome = self._write(self._conn, batch)
+            self._loop.call_soon_threadsafe(_resolve, batch, outcome)
+
+    def _write(self, conn: sqlite3.Connection, batch: list[_Item]
+               ) -> list[Recorded] | BaseException:
+        touched: dict[str, int | None] = {}
+        try:
+            results = []
+            conn.execute("BEGIN")
+            for rec, _ in batch:
+                attempt = None
+                if rec.refid is not None:
+                    if rec.refid not in touched:
+                        touched[rec.refid] = self._attempts.get(rec.refid)
+                    attempt = self._next_attempt(conn, rec.refid)
+                cur = conn.execute(store.INSERT_SQL, store.insert_params(rec, attempt))
+                results.append(Recorded(int(cur.lastrowid or 0), attempt))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            for refid, before in touched.items():  # the rolled-back attempts never happened
+                if before is None:
+                    self._attempts.pop(refid, None)
+                else:
+                    self._attempts[refid] = before
+            return StateError(f"cannot write to the message store {self.path}: {exc}")
+        self.batches += 1
+        self.written += len(batch)
+        return results
+
+    def _next_attempt(self, conn: sqlite3.Connection, refid: str) -> int:
+        known = self._attempts.get(refid)
+        if known is None:
+            known = store.count(conn, "refid = ?", (refid,))
+        else:
+            self._attempts.move_to_end(refid)
+        self._attempts[refid] = known + 1
+        if len(self._attempts) > ATTEMPT_CACHE:
+            self._attempts.popitem(last=False)
+        return known + 1
+
+
+def _resolve(batch: list[_Item], outcome: list[Recorded] | BaseException) -> None:
+    for i, (_, fut) in enumerate(batch):
+        if fut.done():  # the waiting handler was cancelled (client went away)
+            continue
+        if isinstance(outcome, BaseException):
+            fut.set_exception(outcome)
+        else:
+            fut.set_result(outcome[i])

@@ -1,0 +1,99 @@
+"""Rich rendering of the listener: the live table and its header. The only core-side module
+that imports rich; the CLI decides when to use it (a terminal) and when not (a pipe)."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ipsms.events import ListenStats, RequestEvent, iso_time
+from ipsms.output import one_line, printable
+
+MAX_ROWS = 20
+REFRESH_PER_SECOND = 4
+MESSAGE_WIDTH = 48
+
+_VERDICT_STYLE = {"valid": "green", "unchecked": "dim", "invalid": "bold red",
+                  "missing": "red"}
+
+
+def _status_style(status: int) -> str:
+    return "green" if status == 200 else "yellow" if status < 500 else "red"
+
+
+def event_row(event: RequestEvent) -> list[Text]:
+    """Cells for one request. Every cell is a ``Text`` built from plain strings: rich markup in
+    a message (``[bold]``) stays literal, and control characters are escaped first."""
+    verdict = event.verdict or "-"
+    if event.refid is None:
+        message = Text(one_line(f"{event.error}: {event.error_detail}", MESSAGE_WIDTH),
+                       style="yellow")
+    else:
+        message = Text(one_line(event.message or "", MESSAGE_WIDTH))
+    return [
+        Text(iso_time(event.received_at)[11:19]),
+        Text(str(event.attempt) if event.attempt else "-",
+             style="bold magenta" if (event.attempt or 0) > 1 else ""),
+        Text(printable(event.refid or f"{event.method} {event.path}"), overflow="ellipsis"),
+        Text(printable(event.from_number or "-")),
+        Text(printable(event.to_number or "-")),
+        message,
+        Text(verdict, style=_VERDICT_STYLE.get(verdict.split(" ")[0], "")),
+        Text(str(event.status), style=_status_style(event.status)),
+    ]
+
+
+def build_view(url: str, stats: ListenStats, events: list[RequestEvent] | deque[RequestEvent],
+               note: str | None = None) -> Group:
+    header = Text()
+    header.append("ipsms listen ", style="bold")
+    header.append(url, style="cyan")
+    header.append(f"   received {stats.received}  accepted {stats.accepted}  "
+                  f"rejected {stats.rejected}  bad signatures {stats.bad_signatures}  "
+                  f"retries {stats.retries}")
+    table = Table(expand=True, show_edge=False, pad_edge=False)
+    for name, kwargs in (
+        ("time", {"no_wrap": True}), ("#", {"justify": "right"}),
+        ("refid", {"no_wrap": True, "max_width": 34}), ("from", {"no_wrap": True}),
+        ("to", {"no_wrap": True}), ("message", {"no_wrap": True, "ratio": 1}),
+        ("signature", {"no_wrap": True}), ("status", {"justify": "right"}),
+    ):
+        table.add_column(name, **kwargs)  # type: ignore[arg-type]
+    for event in events:
+        table.add_row(*event_row(event))
+    parts: list[Any] = [header, table]
+    if not events:
+        parts.append(Text(note or "waiting for messages… (Ctrl-C to stop)", style="dim"))
+    return Group(*parts)
+
+
+class LiveView:
+    """The live table: newest rows at the bottom, at most ``max_rows``, redrawn at a fixed rate
+    (not per request, so a burst of messages costs no extra redraws)."""
+
+    def __init__(self, console: Console, url: str, stats: ListenStats,
+                 max_rows: int = MAX_ROWS) -> None:
+        self.console = console
+        self.url = url
+        self.stats = stats
+        self.rows: deque[RequestEvent] = deque(maxlen=max_rows)
+        self._live = Live(console=console, refresh_per_second=REFRESH_PER_SECOND,
+                          get_renderable=self.render, redirect_stdout=False,
+                          redirect_stderr=False, transient=False)
+
+    def render(self) -> Group:
+        return build_view(self.url, self.stats, self.rows)
+
+    def __call__(self, event: RequestEvent) -> None:
+        self.rows.append(event)
+
+    def start(self) -> None:
+        self._live.start()
+
+    def stop(self) -> None:
+        self._live.stop()

@@ -1,0 +1,235 @@
+"""IntelePeer webhook signatures (intelepeer.md section 1.1).
+
+IntelePeer documents two schemes: ``plain`` (the ``signature`` field *is* the shared code) and
+an HMAC over ``refid`` and ``message`` whose hash, order and encoding are not documented. So the
+HMAC is a ``Variant`` (algorithm, order, encoding), ``auto`` accepts plain or any known variant
+and says which matched, and a mismatch is explained without ever revealing the secret.
+Everything here is pure; comparisons are constant-time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from enum import Enum
+from itertools import product
+
+from ipsms.errors import UsageError
+
+
+class Mode(str, Enum):
+    AUTO = "auto"
+    PLAIN = "plain"
+    HMAC = "hmac"
+
+
+ALGORITHMS = ("sha256", "sha1", "sha512")
+ORDERS = ("refid+message", "message+refid")
+ENCODINGS = ("hex", "base64")
+
+
+@dataclass(frozen=True)
+class Variant:
+    algorithm: str = "sha256"
+    order: str = "refid+message"
+    encoding: str = "hex"
+
+    @property
+    def name(self) -> str:
+        """Short when it is the default shape: ``hmac-sha256``; full otherwise."""
+        if (self.order, self.encoding) == ("refid+message", "hex"):
+            return f"hmac-{self.algorithm}"
+        return f"hmac-{self.algorithm}:{self.order}:{self.encoding}"
+
+    @property
+    def spec(self) -> str:
+        return f"{self.algorithm}:{self.order}:{self.encoding}"
+
+
+DEFAULT_VARIANT = Variant()
+# Default first, then every other combination: the order ``auto`` tries them in.
+ALL_VARIANTS = (DEFAULT_VARIANT,) + tuple(
+    v for v in (Variant(a, o, e) for a, o, e in product(ALGORITHMS, ORDERS, ENCODINGS))
+    if v != DEFAULT_VARIANT
+)
+
+
+def parse_variant(spec: str) -> Variant:
+    """``'sha256'``, ``'sha1:message+refid'``, ``'sha512:refid+message:base64'`` -> Variant.
+
+    Parts may come in any order; missing parts take the default.
+    """
+    algorithm, order, encoding = DEFAULT_VARIANT.algorithm, DEFAULT_VARIANT.order, "hex"
+    for part in filter(None, (p.strip().lower() for p in spec.split(":"))):
+        if part in ALGORITHMS:
+            algorithm = part
+        elif part in ORDERS:
+            order = part
+        elif part in ENCODINGS:
+            encoding = part
+        else:
+            raise UsageError(
+                f"unknown HMAC variant part {part!r} in {spec!r}",
+                hint=f"use ALGORITHM[:ORDER][:ENCODING] with ALGORITHM in {', '.join(ALGORITHMS)}, "
+                f"ORDER in {', '.join(ORDERS)}, ENCODING in {', '.join(ENCODINGS)}",
+            )
+    return Variant(algorithm, order, encoding)
+
+
+def parse_mode(value: str) -> Mode:
+    try:
+        return Mode(value.lower())
+    except ValueError:
+        raise UsageError(f"unknown signature mode {value!r}",
+                         hint="use auto, plain or hmac") from None
+
+
+def compute_hmac(secret: str, refid: str, message: str, variant: Variant = DEFAULT_VARIANT) -> str:
+    data = refid + message if variant.order == "refid+message" else message + refid
+    digest = hmac.new(secret.encode(), data.encode(), variant.algorithm).digest()
+    if variant.encoding == "hex":
+        return digest.hex()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def sign(secret: str, refid: str, message: str, mode: Mode = Mode.PLAIN,
+         variant: Variant = DEFAULT_VARIANT) -> str:
+    """The ``signature`` field IntelePeer would send. ``auto`` signs as ``plain``, the scheme
+    the original documentation describes."""
+    if mode is Mode.HMAC:
+        return compute_hmac(secret, refid, message, variant)
+    return secret
+
+
+class Verdict(str, Enum):
+    VALID = "valid"
+    INVALID = "invalid"
+    MISSING = "missing"
+    UNCHECKED = "unchecked"
+
+
+@dataclass(frozen=True)
+class Verification:
+    verdict: Verdict
+    matched: str | None = None  # "plain" or a variant name, when valid
+    explanation: str | None = None  # why it failed; never contains the secret
+
+    @property
+    def label(self) -> str:
+        """``'valid (plain)'``, ``'invalid'``, ``'missing'``, ``'unchecked'``."""
+        if self.verdict is Verdict.VALID and self.matched:
+            return f"valid ({self.matched})"
+        return self.verdict.value
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict in (Verdict.VALID, Verdict.UNCHECKED)
+
+
+def fingerprint(secret: str) -> str:
+    """A short, non-reversible tag for a secret, safe to print: ``sha256:1a2b3c4d``."""
+    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:8]
+
+
+def _eq(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """Checks signatures for one configuration (secret, mode, variant)."""
+
+    secret: str | None
+    mode: Mode = Mode.AUTO
+    variant: Variant = DEFAULT_VARIANT
+
+    def candidates(self) -> tuple[str | Variant, ...]:
+        if self.mode is Mode.PLAIN:
+            return ("plain",)
+        if self.mode is Mode.HMAC:
+            return (self.variant,)
+        rest = tuple(v for v in ALL_VARIANTS if v != self.variant)
+        return ("plain", self.variant, *rest)
+
+    def verify(self, refid: str, message: str, signature: str | None) -> Verification:
+        if not self.secret:
+            return Verification(Verdict.UNCHECKED)
+        if signature is None or signature == "":
+            return Verification(
+                Verdict.MISSING,
+                explanation="no signature field in the body, but a secret is configured",
+            )
+        for cand in self.candidates():
+            if cand == "plain":
+                if _eq(signature, self.secret):
+                    return Verification(Verdict.VALID, "plain")
+            elif isinstance(cand, Variant) and _eq(
+                signature, compute_hmac(self.secret, refid, message, cand)
+            ):
+                return Verification(Verdict.VALID, cand.name)
+        return Verification(Verdict.INVALID,
+                            explanation=self.explain(refid, message, signature))
+
+    def explain(self, refid: str, message: str, signature: str) -> str:
+        """Why ``signature`` did not match, without revealing the secret."""
+        assert self.secret
+        cands = self.candidates()
+        if self.mode is Mode.AUTO:
+            tried = (f"plain and {len(cands) - 1} HMAC variants ({'/'.join(ALGORITHMS)}, "
+                     f"{' or '.join(ORDERS)}, {' or '.join(ENCODINGS)})")
+        else:
+            tried = ", ".join(c if isinstance(c, str) else c.name for c in cands)
+        parts = [
+            f"expected a signature made with the secret {fingerprint(self.secret)} "
+            f"({len(self.secret)} chars); tried {tried}",
+            f"received {describe_signature(signature)}",
+        ]
+        near = _near_miss(self.secret, refid, message, signature)
+        if near:
+            parts.append(near)
+        elif self.mode is not Mode.AUTO:
+            other = Verifier(self.secret, Mode.AUTO, self.variant).verify(refid, message,
+                                                                         signature)
+            if other.verdict is Verdict.VALID:
+                parts.append(f"it matches {other.matched}: use --signature-mode auto "
+                             "or the matching mode")
+        if not near and len(parts) == 2:
+            parts.append("either the secret differs from the sender's, or the refid or "
+                         "message changed after signing")
+        return "; ".join(parts)
+
+
+def describe_signature(signature: str) -> str:
+    """Shape of a received signature without printing it whole (it may be a secret)."""
+    n = len(signature)
+    shape = "text"
+    if re.fullmatch(r"[0-9a-fA-F]+", signature):
+        shape = "hex"
+        for algo, size in (("sha1", 40), ("sha256", 64), ("sha512", 128)):
+            if n == size:
+                shape = f"hex, the length of an hmac-{algo}"
+    elif re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", signature) and n % 4 == 0:
+        shape = "base64"
+        for algo, size in (("sha1", 28), ("sha256", 44), ("sha512", 88)):
+            if n == size:
+                shape = f"base64, the length of an hmac-{algo}"
+    return f"{n} chars ({shape}), starting {signature[:4]!r}"
+
+
+def _near_miss(secret: str, refid: str, message: str, signature: str) -> str | None:
+    """Common slips: surrounding whitespace, upper-case hex."""
+    stripped = signature.strip()
+    if stripped != signature and Verifier(secret).verify(refid, message, stripped).ok:
+        return "it matches once surrounding whitespace is removed"
+    if stripped.lower() != stripped:
+        for variant in ALL_VARIANTS:
+            if variant.encoding == "hex" and _eq(
+                stripped.lower(), compute_hmac(secret, refid, message, variant)
+            ):
+                return f"it matches {variant.name} if upper-case hex is allowed"
+    if _eq(stripped.lower(), secret.lower()):
+        return "it matches the secret except for letter case"
+    return None
