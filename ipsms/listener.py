@@ -7,6 +7,7 @@ verified, recorded (committed before the answer) and emitted as one ``RequestEve
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,33 @@ class ListenConfig:
     accept_bad_signature: bool = False
 
 
+class InFlight:
+    """Counts requests being handled, so shutdown can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
 RECORDER: web.AppKey[Recorder] = web.AppKey("recorder", Recorder)
+IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
 SINKS: web.AppKey[list[EventSink]] = web.AppKey("sinks", list)
 
 
@@ -50,8 +77,9 @@ def create_app(config: ListenConfig, recorder: Recorder,
     app = web.Application(client_max_size=config.max_body)
     app[RECORDER] = recorder
     app[SINKS] = list(sinks or [])
-    handler = _Handler(config, recorder, app[SINKS])
-    app.router.add_route("*", "/{tail:.*}", handler)
+    app[IN_FLIGHT] = InFlight()
+    handler = _Handler(config, recorder, app[SINKS], app[IN_FLIGHT])
+    app.router.add_route("*", "/{tail:.*}", handler.handle)
 
     async def recorder_ctx(_: web.Application) -> Any:
         await recorder.start()
@@ -63,13 +91,22 @@ def create_app(config: ListenConfig, recorder: Recorder,
 
 
 class _Handler:
-    def __init__(self, config: ListenConfig, recorder: Recorder, sinks: list[EventSink]):
+    def __init__(self, config: ListenConfig, recorder: Recorder, sinks: list[EventSink],
+                 in_flight: InFlight) -> None:
+        self.in_flight = in_flight
         self.config = config
         self.recorder = recorder
         self.sinks = sinks
         self.verifier = Verifier(config.secret, config.signature_mode, config.hmac_variant)
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight.enter()
+        try:
+            return await self._handle(request)
+        finally:
+            self.in_flight.leave()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         received_at = time.time()
         raw = b""
         msg: InboundMessage | None = None

@@ -118,7 +118,7 @@ def _parse_form(text: str) -> dict[str, Any]:
     if not text.strip():
         raise BodyError(400, "empty_body", "body is empty: expected form fields")
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True,
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
                           errors="strict")
     except (ValueError, UnicodeDecodeError) as exc:
         raise BodyError(400, "invalid_form", f"body is not valid form encoding: {exc}") from None

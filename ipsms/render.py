@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -16,7 +17,7 @@ from ipsms.output import one_line, printable
 
 MAX_ROWS = 20
 REFRESH_PER_SECOND = 4
-MESSAGE_WIDTH = 48
+MESSAGE_WIDTH = 160  # pre-cut; the column then ellipsizes to the terminal width
 
 _VERDICT_STYLE = {"valid": "green", "unchecked": "dim", "invalid": "bold red",
                   "missing": "red"}
@@ -26,10 +27,18 @@ def _status_style(status: int) -> str:
     return "green" if status == 200 else "yellow" if status < 500 else "red"
 
 
-def event_row(event: RequestEvent) -> list[Text]:
+COMPACT_BELOW = 130  # terminal width under which refids and verdicts are abbreviated
+
+
+def event_row(event: RequestEvent, compact: bool = False) -> list[Text]:
     """Cells for one request. Every cell is a ``Text`` built from plain strings: rich markup in
     a message (``[bold]``) stays literal, and control characters are escaped first."""
     verdict = event.verdict or "-"
+    refid = printable(event.refid or f"{event.method} {event.path}")
+    if compact:
+        verdict = verdict.split(" ")[0]
+        if event.refid and len(refid) > 9:
+            refid = "…" + refid[-8:]
     if event.refid is None:
         message = Text(one_line(f"{event.error}: {event.error_detail}", MESSAGE_WIDTH),
                        style="yellow")
@@ -39,7 +48,7 @@ def event_row(event: RequestEvent) -> list[Text]:
         Text(iso_time(event.received_at)[11:19]),
         Text(str(event.attempt) if event.attempt else "-",
              style="bold magenta" if (event.attempt or 0) > 1 else ""),
-        Text(printable(event.refid or f"{event.method} {event.path}"), overflow="ellipsis"),
+        Text(refid, overflow="ellipsis"),
         Text(printable(event.from_number or "-")),
         Text(printable(event.to_number or "-")),
         message,
@@ -49,23 +58,26 @@ def event_row(event: RequestEvent) -> list[Text]:
 
 
 def build_view(url: str, stats: ListenStats, events: list[RequestEvent] | deque[RequestEvent],
-               note: str | None = None) -> Group:
+               width: int = 200, note: str | None = None) -> Group:
+    compact = width < COMPACT_BELOW
     header = Text()
     header.append("ipsms listen ", style="bold")
     header.append(url, style="cyan")
     header.append(f"   received {stats.received}  accepted {stats.accepted}  "
                   f"rejected {stats.rejected}  bad signatures {stats.bad_signatures}  "
                   f"retries {stats.retries}")
-    table = Table(expand=True, show_edge=False, pad_edge=False)
+    table = Table(expand=True, show_edge=False, pad_edge=False, box=box.SIMPLE_HEAD,
+                  padding=(0, 1) if not compact else (0, 0))
     for name, kwargs in (
         ("time", {"no_wrap": True}), ("#", {"justify": "right"}),
         ("refid", {"no_wrap": True, "max_width": 34}), ("from", {"no_wrap": True}),
-        ("to", {"no_wrap": True}), ("message", {"no_wrap": True, "ratio": 1}),
+        ("to", {"no_wrap": True}),
+        ("message", {"no_wrap": True, "ratio": 1, "overflow": "ellipsis", "min_width": 10}),
         ("signature", {"no_wrap": True}), ("status", {"justify": "right"}),
     ):
         table.add_column(name, **kwargs)  # type: ignore[arg-type]
     for event in events:
-        table.add_row(*event_row(event))
+        table.add_row(*event_row(event, compact))
     parts: list[Any] = [header, table]
     if not events:
         parts.append(Text(note or "waiting for messages… (Ctrl-C to stop)", style="dim"))
@@ -87,7 +99,7 @@ class LiveView:
                           redirect_stderr=False, transient=False)
 
     def render(self) -> Group:
-        return build_view(self.url, self.stats, self.rows)
+        return build_view(self.url, self.stats, self.rows, self.console.width)
 
     def __call__(self, event: RequestEvent) -> None:
         self.rows.append(event)

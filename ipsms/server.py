@@ -20,7 +20,7 @@ from aiohttp import web
 
 from ipsms.errors import BindError
 from ipsms.events import ListenStats, RequestEvent
-from ipsms.listener import EventSink, ListenConfig, create_app
+from ipsms.listener import IN_FLIGHT, EventSink, ListenConfig, create_app
 from ipsms.recorder import Recorder
 
 SHUTDOWN_GRACE = 5.0  # seconds given to requests in flight on shutdown
@@ -87,6 +87,12 @@ class ListenServer:
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish, flush the store."""
         if self._runner is not None:
+            # aiohttp's own graceful shutdown stops reading from open connections, so a request
+            # whose body is still arriving would be lost: stop accepting first and wait for the
+            # handlers ourselves, then let aiohttp close what is left.
+            for site in list(self._runner.sites):
+                await site.stop()
+            await self.app[IN_FLIGHT].wait_idle(SHUTDOWN_GRACE)
             await self._runner.cleanup()  # runs cleanup_ctx: closes the recorder
             self._runner = None
 
@@ -123,9 +129,11 @@ async def run_listener(server: ListenServer,
                 await result
         await server.wait()
     finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-        await server.stop()
+        try:
+            await server.stop()  # signals stay handled here: a second Ctrl-C cannot cut it short
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
     return server.stats
 
 

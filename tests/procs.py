@@ -1,0 +1,50 @@
+"""A real `ipsms listen` subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import ROOT, cli_env
+
+
+class ListenerProcess:
+    """``ipsms listen --port 0 --format json`` as a child process; ``url`` once it is ready."""
+
+    def __init__(self, *args: str, db: Path | None = None, env: dict[str, str] | None = None
+                 ) -> None:
+        cmd = [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json"]
+        if db is not None:
+            cmd += ["--db", str(db)]
+        self.proc = subprocess.Popen(cmd + list(args), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                     env=env or cli_env())
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline()
+        if not first:
+            raise RuntimeError(f"listener did not start: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+        self.ready = json.loads(first)
+        assert self.ready["type"] == "listening"
+        self.url: str = self.ready["url"]
+        self.port: int = self.ready["port"]
+
+    def next_event(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, "listener closed stdout"
+        return json.loads(line)  # type: ignore[no-any-return]
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15) -> tuple[int, str, str]:
+        """Signal the listener; returns (exit code, rest of stdout, stderr)."""
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()

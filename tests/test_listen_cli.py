@@ -1,0 +1,169 @@
+"""`ipsms listen` as a real process: NDJSON out, store on disk, signals, start-up errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sqlite3
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ipsms import store
+from tests.conftest import cli_env, run_ipsms
+from tests.procs import ListenerProcess
+
+SEED = (b'{"refid": "ABCDEF1234567890ABCDEF1234567890", "from": "+7708675309", '
+        b'"to": "+13038675309", "message": "Hello World!", "signature": "SECRET CODE"}')
+
+
+def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[ListenerProcess]:
+    proc = ListenerProcess("--secret", "SECRET CODE", db=tmp_path / "m.sqlite3")
+    yield proc
+    proc.kill()
+
+
+def test_seed_message_end_to_end(listener: ListenerProcess, tmp_path: Path) -> None:
+    status, _ = post(listener.url + "inbound", SEED)
+    assert status == 200
+    event = listener.next_event()
+    assert event["type"] == "request"
+    assert event["refid"] == "ABCDEF1234567890ABCDEF1234567890"
+    assert event["verdict"] == "valid (plain)"
+    assert event["signature"] == "SECR…(11)"  # masked, never the secret
+    assert event["flags"][0]["code"] == "from_format"
+    assert post(listener.url, SEED)[0] == 200
+    assert listener.next_event()["attempt"] == 2
+    code, out, err = listener.stop()
+    assert code == 0
+    assert "SECRET CODE" not in out
+    assert "2 received, 2 accepted, 0 rejected, 0 bad signatures, 1 retries" in err
+    conn = store.connect(tmp_path / "m.sqlite3", create=False)
+    rows = store.attempts_for(conn, "ABCDEF1234567890ABCDEF1234567890")
+    assert [r.attempt for r in rows] == [1, 2]
+    assert rows[0].body == SEED
+
+
+def test_bad_input_is_answered_shown_and_the_listener_survives(
+        listener: ListenerProcess) -> None:
+    cases = [(b"{", "application/json", 400), (b"x", "text/plain", 415),
+             (SEED.replace(b"SECRET CODE", b"nope"), "application/json", 403)]
+    for body, ctype, expected in cases:
+        status, reply = post(listener.url, body, ctype)
+        assert status == expected
+        assert json.loads(reply)["detail"]
+        assert listener.next_event()["status"] == expected
+    assert post(listener.url, SEED)[0] == 200
+    code, _, err = listener.stop(signal.SIGTERM)
+    assert code == 0
+    assert "4 received, 1 accepted, 3 rejected, 1 bad signatures" in err
+
+
+def test_request_in_flight_finishes_on_sigterm(listener: ListenerProcess, tmp_path: Path) -> None:
+    sock = socket.create_connection(("127.0.0.1", listener.port), timeout=10)
+    head = (f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(SEED)}\r\nConnection: close\r\n\r\n").encode()
+    sock.sendall(head + SEED[:20])  # the handler is now waiting for the rest of the body
+    time.sleep(0.5)
+    listener.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    sock.sendall(SEED[20:])
+    reply = sock.recv(4096)
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 200")
+    code, _, _ = listener.stop(signal.SIGTERM)
+    assert code == 0
+    conn = sqlite3.connect(tmp_path / "m.sqlite3")
+    assert conn.execute("SELECT COUNT(*) FROM requests WHERE status = 200").fetchone()[0] == 1
+
+
+def test_plain_format_prints_one_line_per_request(tmp_path: Path) -> None:
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format",
+                             "plain", "--db", str(tmp_path / "p.db")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env())
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        banner = proc.stderr.readline()
+        url = banner.split("listening on ")[1].split()[0]
+        assert post(url, SEED)[0] == 200
+        line = proc.stdout.readline()
+        assert "200 #1 ABCDEF1234567890ABCDEF1234567890 +7708675309 -> +13038675309" in line
+        assert "[unchecked] Hello World!" in line
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=15)
+    assert proc.returncode == 0
+
+
+def test_busy_port_is_a_clear_error() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_ipsms("listen", "--port", str(port), "--format", "json")
+    assert result.returncode == 4
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"ipsms: error: port {port} on 127.0.0.1 is already in use; stop the other program, "
+        "choose another --port, or use --port 0 for a free one")
+    assert result.stdout == ""
+
+
+def test_bad_host_is_a_clear_error() -> None:
+    result = run_ipsms("listen", "--host", "192.0.2.1", "--port", "0", "--format", "json")
+    assert result.returncode == 4
+    assert "ipsms: error: cannot listen on host '192.0.2.1'" in result.stderr
+
+
+def test_unwritable_state_home_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_ipsms("listen", "--port", "0", env=cli_env(IPSMS_HOME=str(blocker / "home")))
+    assert result.returncode == 3
+    assert "ipsms: error: cannot create the state directory" in result.stderr
+    assert "set IPSMS_HOME to a writable directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run_ipsms("listen", "--port", "99999").returncode == 2
+    result = run_ipsms("listen", "--max-body", "lots")
+    assert result.returncode == 2
+    assert "cannot read the size 'lots'" in result.stderr
+
+
+def test_non_loopback_bind_warns(tmp_path: Path) -> None:
+    proc = ListenerProcess("--host", "0.0.0.0", db=tmp_path / "w.db")
+    code, _, err = proc.stop()
+    assert code == 0
+    assert "warning: listening on 0.0.0.0, reachable from other machines" in err
+    assert "without a secret" in err
+
+
+def test_settings_come_from_the_environment(tmp_path: Path) -> None:
+    env = cli_env(IPSMS_SECRET="from-env", IPSMS_DB=str(tmp_path / "env.db"))
+    proc = ListenerProcess(env=env)
+    try:
+        status, _ = post(proc.url, SEED)
+        assert status == 403  # the env secret is in force
+        assert proc.ready["db"] == str(tmp_path / "env.db")
+    finally:
+        code, _, err = proc.stop()
+    assert code == 0 and "from-env" not in err

@@ -1,0 +1,182 @@
+"""The listener application over real loopback sockets (aiohttp_client), store on disk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from ipsms import store
+from ipsms.events import RequestEvent
+from ipsms.listener import ListenConfig, create_app
+from ipsms.recorder import Recorder
+from ipsms.signature import Mode, compute_hmac
+
+REFID = "ABCDEF1234567890ABCDEF1234567890"
+SEED = {"refid": REFID, "from": "+7708675309", "to": "+13038675309",
+        "message": "Hello World!", "signature": "SECRET CODE"}
+
+MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "store.sqlite3"
+
+
+@pytest.fixture
+def events() -> list[RequestEvent]:
+    return []
+
+
+@pytest.fixture
+def listen(aiohttp_client: MakeClient, db_path: Path, events: list[RequestEvent]
+           ) -> Callable[..., Awaitable[TestClient[Any, Any]]]:
+    async def start(**config: Any) -> TestClient[Any, Any]:
+        app = create_app(ListenConfig(**config), Recorder(db_path), [events.append])
+        return await aiohttp_client(app)
+    return start
+
+
+def rows(db_path: Path) -> list[store.StoredRequest]:
+    conn = store.connect(db_path, create=False)
+    try:
+        return list(store.iter_all(conn))
+    finally:
+        conn.close()
+
+
+async def test_seed_message_is_recorded_before_the_200(listen: Any, db_path: Path,
+                                                       events: list[RequestEvent]) -> None:
+    client = await listen(secret="SECRET CODE")
+    body = json.dumps(SEED).encode()
+    resp = await client.post("/any/path?x=1", data=body,
+                             headers={"Content-Type": "application/json",
+                                      "Authorization": "Basic dXNlcjpwYXNz"})
+    assert resp.status == 200
+    assert (await resp.json())["attempt"] == 1
+    # Committed before the answer: another connection sees it right away.
+    [row] = rows(db_path)
+    assert row.body == body
+    assert row.refid == REFID and row.attempt == 1 and row.status == 200
+    assert row.path == "/any/path?x=1"
+    assert row.verdict == "valid" and row.verdict_detail == "plain"
+    assert ("Authorization", "Basic ****") in row.headers
+    assert [f["code"] for f in row.flags] == ["from_format"]
+    [event] = events
+    assert event.verdict == "valid (plain)" and event.id == row.id
+    assert event.to_dict()["signature"] == "SECR…(11)"
+
+
+async def test_retries_of_a_refid_count_attempts(listen: Any, db_path: Path) -> None:
+    client = await listen()
+    for expected in (1, 2, 3):
+        resp = await client.post("/", json=SEED)
+        assert resp.status == 200
+        assert (await resp.json())["attempt"] == expected
+    assert [r.attempt for r in rows(db_path)] == [1, 2, 3]
+
+
+async def test_attempts_continue_across_listener_restarts(aiohttp_client: MakeClient,
+                                                          db_path: Path) -> None:
+    for expected in (1, 2):
+        client = await aiohttp_client(create_app(ListenConfig(), Recorder(db_path)))
+        resp = await client.post("/", json=SEED)
+        assert (await resp.json())["attempt"] == expected
+        await client.close()
+
+
+@pytest.mark.parametrize(("kwargs", "status", "error"), [
+    ({"data": b"{oops", "headers": {"Content-Type": "application/json"}}, 400, "invalid_json"),
+    ({"data": b'"text"', "headers": {"Content-Type": "application/json"}}, 400, "not_an_object"),
+    ({"json": {"refid": REFID, "from": "+13035550100"}}, 400, "missing_fields"),
+    ({"json": {**SEED, "message": 42}}, 400, "wrong_field_types"),
+    ({"data": b"<sms/>", "headers": {"Content-Type": "text/xml"}}, 415,
+     "unsupported_content_type"),
+])
+async def test_bad_bodies_get_a_json_reason_and_are_recorded(
+        listen: Any, db_path: Path, kwargs: dict[str, Any], status: int, error: str) -> None:
+    client = await listen()
+    resp = await client.post("/hook", **kwargs)
+    assert resp.status == status
+    payload = await resp.json()
+    assert payload["error"] == error and payload["detail"]
+    [row] = rows(db_path)
+    assert row.status == status and row.error is not None and row.error.startswith(error)
+
+
+async def test_oversized_body_gets_413_and_is_recorded(listen: Any, db_path: Path) -> None:
+    client = await listen(max_body=1000)
+    resp = await client.post("/", data=b"x" * 5000, headers={"Content-Type": "application/json"})
+    assert resp.status == 413
+    assert (await resp.json())["error"] == "body_too_large"
+    ok = await client.post("/", json=SEED)  # the listener keeps serving
+    assert ok.status == 200
+    assert [r.status for r in rows(db_path)] == [413, 200]
+
+
+async def test_other_methods_get_405_with_allow(listen: Any, db_path: Path) -> None:
+    client = await listen()
+    resp = await client.get("/favicon.ico")
+    assert resp.status == 405
+    assert resp.headers["Allow"] == "POST"
+    assert rows(db_path)[0].method == "GET"
+
+
+async def test_bad_signature_is_403_with_an_explanation(listen: Any, db_path: Path) -> None:
+    client = await listen(secret="the-real-secret")
+    resp = await client.post("/", json=SEED)
+    assert resp.status == 403
+    payload = await resp.json()
+    assert payload["error"] == "signature_invalid"
+    assert "the-real-secret" not in json.dumps(payload)
+    assert "sha256:" in payload["detail"]
+    missing = await client.post("/", json={k: v for k, v in SEED.items() if k != "signature"})
+    assert missing.status == 403
+    assert (await missing.json())["error"] == "signature_missing"
+    assert [r.verdict for r in rows(db_path)] == ["invalid", "missing"]
+
+
+async def test_accept_bad_signature_answers_200_flagged(listen: Any,
+                                                        events: list[RequestEvent]) -> None:
+    client = await listen(secret="other", accept_bad_signature=True)
+    resp = await client.post("/", json=SEED)
+    assert resp.status == 200
+    assert "signature invalid" in (await resp.json())["warning"]
+    assert events[0].verdict == "invalid"
+
+
+async def test_hmac_mode_and_form_bodies(listen: Any) -> None:
+    client = await listen(secret="s3cret", signature_mode=Mode.HMAC)
+    sig = compute_hmac("s3cret", REFID, "hi there")
+    form = {"refid": REFID, "from": "+13035550100", "to": "+13038675309",
+            "message": "hi there", "signature": sig}
+    resp = await client.post("/", data=form)
+    assert resp.status == 200
+
+
+async def test_store_failure_answers_503_never_200(listen: Any, db_path: Path,
+                                                   events: list[RequestEvent]) -> None:
+    client = await listen()
+    assert (await client.post("/", json=SEED)).status == 200
+    other = store.connect(db_path)
+    other.execute("DROP TABLE requests")  # the disk went away under the listener
+    other.close()
+    resp = await client.post("/", json=SEED)
+    assert resp.status == 503
+    assert (await resp.json())["error"] == "store_failed"
+    assert events[-1].status == 503 and events[-1].id is None
+
+
+async def test_concurrent_requests_are_all_committed(listen: Any, db_path: Path) -> None:
+    import asyncio
+
+    client = await listen()
+    bodies = [{**SEED, "refid": f"{i:032d}"} for i in range(200)]
+    responses = await asyncio.gather(*(client.post("/", json=b) for b in bodies))
+    assert all(r.status == 200 for r in responses)
+    assert len(rows(db_path)) == 200

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ipsms.message import BodyError, parse_message
+from ipsms.numbers import NumberKind, check_number
+
+SEED = (b'{"refid": "ABCDEF1234567890ABCDEF1234567890", "from": "+7708675309", '
+        b'"to": "+13038675309", "message": "Hello World!", "signature": "SECRET CODE"}')
+
+
+def test_seed_example_is_accepted_and_its_from_is_flagged() -> None:
+    msg = parse_message(SEED, "application/json")
+    assert (msg.refid, msg.from_, msg.to, msg.message, msg.signature) == (
+        "ABCDEF1234567890ABCDEF1234567890", "+7708675309", "+13038675309", "Hello World!",
+        "SECRET CODE")
+    assert msg.raw == SEED
+    assert [f.code for f in msg.flags] == ["from_format"]
+    assert "+17708675309" in msg.flags[0].detail
+
+
+def test_form_body_with_same_fields_and_extras_kept() -> None:
+    raw = b"refid=r1&from=1-1234&to=%2B13038675309&message=caf%C3%A9+%26+more&x-extra=1"
+    msg = parse_message(raw, "application/x-www-form-urlencoded; charset=utf-8")
+    assert msg.from_ == "1-1234" and msg.to == "+13038675309"
+    assert msg.message == "café & more"
+    assert msg.signature is None
+    assert msg.extra == {"x-extra": "1"}
+    assert {f.code for f in msg.flags} == {"refid_length", "extra_fields"}
+    assert msg.raw == raw
+
+
+def test_json_extra_fields_of_any_type_are_kept() -> None:
+    body = {"refid": "A" * 32, "from": "+13035550100", "to": "+13038675309",
+            "message": "hi", "media": ["u1"], "n": 3}
+    msg = parse_message(json.dumps(body).encode(), "application/json")
+    assert msg.extra == {"media": ["u1"], "n": 3}
+    assert msg.fields()["media"] == ["u1"]
+
+
+@pytest.mark.parametrize(("raw", "ctype", "status", "code"), [
+    (b"{not json", "application/json", 400, "invalid_json"),
+    (b"[1, 2]", "application/json", 400, "not_an_object"),
+    (b"", "application/json", 400, "empty_body"),
+    (b'{"refid": "x", "from": "+1", "to": "+1"}', "application/json", 400, "missing_fields"),
+    (b'{"refid": 5, "from": "+1", "to": "+1", "message": "m"}', "application/json", 400,
+     "wrong_field_types"),
+    (b"\xff\xfe", "application/json", 400, "invalid_encoding"),
+    (b"refid=x", "text/plain", 415, "unsupported_content_type"),
+    (b"a=%ZZ&&=", "application/x-www-form-urlencoded", 400, "missing_fields"),
+    (b"refid=%FF", "application/x-www-form-urlencoded", 400, "invalid_form"),
+])
+def test_bad_bodies_are_rejected_with_a_reason(raw: bytes, ctype: str, status: int,
+                                               code: str) -> None:
+    with pytest.raises(BodyError) as exc:
+        parse_message(raw, ctype)
+    assert (exc.value.status, exc.value.code) == (status, code)
+    assert exc.value.detail
+
+
+def test_missing_content_type_is_sniffed() -> None:
+    assert parse_message(SEED, None).refid == "ABCDEF1234567890ABCDEF1234567890"
+    assert parse_message(b"refid=a&from=b&to=c&message=d", None).message == "d"
+
+
+@given(st.binary(max_size=200), st.sampled_from(
+    ["application/json", "application/x-www-form-urlencoded", "", "text/xml"]))
+def test_parser_never_raises_anything_but_body_error(raw: bytes, ctype: str) -> None:
+    try:
+        parse_message(raw, ctype)
+    except BodyError as exc:
+        assert exc.status in (400, 415)
+
+
+@pytest.mark.parametrize(("number", "kind", "ok"), [
+    ("+13038675309", NumberKind.E164, True),
+    ("+447700900123", NumberKind.E164, True),
+    ("+7708675309", NumberKind.E164, False),
+    ("1-1234", NumberKind.SHORT_CODE, True),
+    ("1-12345", NumberKind.SHORT_CODE, True),
+    ("57-Hello8", NumberKind.ALPHANUMERIC, False),
+    ("3038675309", NumberKind.INVALID, False),
+    ("+1 303 867 5309", NumberKind.INVALID, False),
+    ("", NumberKind.INVALID, False),
+])
+def test_number_checks(number: str, kind: NumberKind, ok: bool) -> None:
+    check = check_number(number)
+    assert check.kind is kind
+    assert check.ok is ok
+    if not ok:
+        assert check.problem
+
+
+def test_number_explanations_say_what_to_do() -> None:
+    assert "+13038675309" in (check_number("3038675309").problem or "")
+    assert "remove spaces" in (check_number("+1 303 867 5309").problem or "")
+    assert "cannot receive" in (check_number("57-Hello8").problem or "")

@@ -1,0 +1,81 @@
+"""What the live table shows: SMS text is literal, never markup or terminal control."""
+
+from __future__ import annotations
+
+import io
+import time
+
+from rich.console import Console
+
+from ipsms.events import ListenStats, RequestEvent
+from ipsms.output import plain_line, printable
+from ipsms.render import build_view
+
+HOSTILE = "[bold red]PWNED[/bold red]\x1b[2J\x1b]0;t\x07\u202eevil\u202c end"
+
+
+def event(message: str, **kw: object) -> RequestEvent:
+    base: dict[str, object] = dict(
+        id=1, received_at=time.time(), method="POST", path="/", remote="127.0.0.1",
+        content_type="application/json", size=10, status=200,
+        refid="ABCDEF1234567890ABCDEF1234567890", from_number="+13035550100",
+        to_number="+13038675309", message=message, attempt=1, verdict="valid (plain)")
+    base.update(kw)
+    return RequestEvent(**base)  # type: ignore[arg-type]
+
+
+def render(*events: RequestEvent, color: bool = True, width: int = 220) -> str:
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=color,
+                      color_system="truecolor" if color else None)
+    stats = ListenStats()
+    for e in events:
+        stats.observe(e)
+    console.print(build_view("http://127.0.0.1:8765/", stats, list(events), width))
+    return buf.getvalue()
+
+
+def test_markup_and_escape_sequences_in_a_message_are_shown_literally() -> None:
+    out = render(event(HOSTILE), color=True)
+    assert "[bold red]PWNED[/bold red]" in out  # markup not interpreted
+    assert "\x1b[2J" not in out  # no clear-screen reaches the terminal
+    assert "\x1b]0;" not in out and "\x07" not in out  # no title change, no bell
+    assert "\u202e" not in out  # no bidi override
+    assert "\\e[2J" in out and "\\u202e" in out  # shown as visible escapes instead
+
+
+def test_hostile_refid_and_numbers_are_escaped_too() -> None:
+    out = render(event("hi", refid="\x1b[31mREFID", from_number="[i]x[/i]"), color=False)
+    assert "\x1b" not in out
+    assert "\\e[31mREFID" in out and "[i]x[/i]" in out
+
+
+def test_header_shows_url_and_running_counts() -> None:
+    events = [event("a"), event("b", attempt=2), event("c", status=403, verdict="invalid"),
+              event("", refid=None, status=400, error="invalid_json",
+                    error_detail="body is not valid JSON")]
+    out = render(*events, color=False)
+    assert "http://127.0.0.1:8765/" in out
+    assert "received 4  accepted 2  rejected 2  bad signatures 1  retries 1" in out
+    assert "invalid_json: body is not valid JSON" in out
+
+
+def test_long_messages_stay_on_one_line() -> None:
+    out = render(event("word " * 200 + "\nsecond line"), color=False, width=160)
+    table_lines = [line for line in out.splitlines() if "ABCDEF" in line]
+    assert len(table_lines) == 1
+    assert "…" in table_lines[0]
+
+
+def test_plain_lines_and_printable() -> None:
+    assert printable("a\nb\tc\x00") == "a\\nb\\tc\\u0000"
+    line = plain_line(event(HOSTILE))
+    assert "\x1b" not in line and "\x07" not in line
+    assert line.count("\n") == 0
+
+
+def test_narrow_terminals_keep_the_message_visible() -> None:
+    out = render(event("Hello narrow world"), color=False, width=80)
+    row = next(line for line in out.splitlines() if "…34567890" in line)
+    assert "Hello" in row and "valid" in row and "+13038675309" in row
+    assert max(len(line) for line in out.splitlines()) <= 80
