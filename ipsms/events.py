@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from ipsms.redact import mask_secret
 
 
 def iso_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    """``2026-11-25T08:33:41.550Z`` (UTC, milliseconds)."""
+    whole, ms = divmod(round(ts * 1000), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RequestEvent:
     """One request received by ``listen``, after it was recorded and answered."""
 

@@ -18,6 +18,7 @@ from aiohttp import web
 from ipsms.errors import StateError
 from ipsms.events import RequestEvent
 from ipsms.message import BodyError, InboundMessage, parse_message
+from ipsms.output import dumps
 from ipsms.recorder import Recorded, Recorder
 from ipsms.redact import mask_headers
 from ipsms.signature import DEFAULT_VARIANT, Mode, Variant, Verdict, Verification, Verifier
@@ -169,7 +170,7 @@ def _record(request: web.Request, received_at: float, raw: bytes, content_type: 
         from_number=msg.from_ if msg else None,
         to_number=msg.to if msg else None,
         message=msg.message if msg else None,
-        fields=msg.fields() if msg else None,
+        fields_json=msg.fields_json if msg else None,
         verdict=verification.verdict.value if verification else None,
         verdict_detail=(verification.matched or verification.explanation)
         if verification else None,
@@ -211,7 +212,7 @@ def _response(event: RequestEvent) -> web.Response:
                                 "attempt": event.attempt}
         if event.verdict in (Verdict.INVALID.value, Verdict.MISSING.value):
             body["warning"] = f"signature {event.verdict} (accepted: --accept-bad-signature)"
-        return web.json_response(body)
+        return web.Response(text=dumps(body), content_type="application/json")
     headers = {"Allow": "POST"} if event.status == 405 else None
-    return web.json_response({"error": event.error, "detail": event.error_detail},
-                             status=event.status, headers=headers)
+    return web.Response(text=dumps({"error": event.error, "detail": event.error_detail}),
+                        status=event.status, headers=headers, content_type="application/json")

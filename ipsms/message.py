@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ipsms.numbers import NumberKind, check_number
+from ipsms.numbers import check_number
 
 REQUIRED_FIELDS = ("refid", "from", "to", "message")
 KNOWN_FIELDS = (*REQUIRED_FIELDS, "signature")
@@ -51,6 +51,7 @@ class InboundMessage:
     raw: bytes
     content_type: str
     flags: tuple[Flag, ...] = field(default=())
+    fields_json: str = "{}"  # every field as a JSON object (for JSON bodies: the body text)
 
     def fields(self) -> dict[str, Any]:
         """The parsed fields as IntelePeer names them (``from``, not ``from_``)."""
@@ -95,8 +96,11 @@ def parse_message(raw: bytes, content_type: str | None) -> InboundMessage:
     except UnicodeDecodeError as exc:
         raise BodyError(400, "invalid_encoding", f"body is not valid UTF-8: {exc.reason} "
                         f"at byte {exc.start}") from None
-    data = _parse_json(text) if kind == "json" else _parse_form(text)
-    return _to_message(data, raw, content_type or "")
+    if kind == "json":
+        data = _parse_json(text)
+        return _to_message(data, raw, content_type or "", text)
+    data = _parse_form(text)
+    return _to_message(data, raw, content_type or "", None)
 
 
 def _parse_json(text: str) -> dict[str, Any]:
@@ -128,21 +132,16 @@ def _parse_form(text: str) -> dict[str, Any]:
     return data
 
 
-def _to_message(data: dict[str, Any], raw: bytes, content_type: str) -> InboundMessage:
-    missing = [name for name in REQUIRED_FIELDS if name not in data]
-    if missing:
-        raise BodyError(400, "missing_fields", "missing required field(s): " + ", ".join(missing))
-    wrong = [
-        f"{name} is {type(data[name]).__name__}"
-        for name in (*REQUIRED_FIELDS, "signature")
-        if name in data and not isinstance(data[name], str)
-        and not (name == "signature" and data[name] is None)
-    ]
-    if wrong:
-        raise BodyError(400, "wrong_field_types",
-                        "fields must be strings: " + ", ".join(wrong))
-    flags = list(_flags(data))
-    extra = {k: v for k, v in data.items() if k not in KNOWN_FIELDS}
+def _to_message(data: dict[str, Any], raw: bytes, content_type: str,
+                json_text: str | None) -> InboundMessage:
+    refid, from_, to, message = (data.get(name) for name in REQUIRED_FIELDS)
+    signature = data.get("signature")
+    if not (type(refid) is type(from_) is type(to) is type(message) is str) or not (
+            signature is None or type(signature) is str):
+        _reject_fields(data)
+    flags = _flags(data)
+    extra = {k: v for k, v in data.items() if k not in KNOWN_FIELDS} \
+        if len(data) > len(KNOWN_FIELDS) or "signature" not in data else {}
     if extra:
         flags.append(Flag("extra_fields", "unknown fields kept: " + ", ".join(sorted(extra))))
     return InboundMessage(
@@ -155,7 +154,21 @@ def _to_message(data: dict[str, Any], raw: bytes, content_type: str) -> InboundM
         raw=raw,
         content_type=content_type,
         flags=tuple(flags),
+        fields_json=json_text if json_text is not None else json.dumps(data, ensure_ascii=False),
     )
+
+
+def _reject_fields(data: dict[str, Any]) -> None:
+    missing = [name for name in REQUIRED_FIELDS if name not in data]
+    if missing:
+        raise BodyError(400, "missing_fields", "missing required field(s): " + ", ".join(missing))
+    wrong = [
+        f"{name} is {type(data[name]).__name__}"
+        for name in (*REQUIRED_FIELDS, "signature")
+        if name in data and not isinstance(data[name], str)
+        and not (name == "signature" and data[name] is None)
+    ]
+    raise BodyError(400, "wrong_field_types", "fields must be strings: " + ", ".join(wrong))
 
 
 def _flags(data: dict[str, Any]) -> list[Flag]:
@@ -166,9 +179,6 @@ def _flags(data: dict[str, Any]) -> list[Flag]:
                           f"refid has {len(refid)} characters, IntelePeer sends {REFID_LENGTH}"))
     for name in ("from", "to"):
         check = check_number(data[name])
-        if check.kind is NumberKind.E164 and check.problem is None:
-            continue
-        if check.kind is NumberKind.SHORT_CODE:
-            continue
-        flags.append(Flag(f"{name}_format", f"{name}: {check.problem}"))
+        if check.problem is not None:
+            flags.append(Flag(f"{name}_format", f"{name}: {check.problem}"))
     return flags

@@ -11,9 +11,9 @@ E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
 SHORT_CODE_RE = re.compile(r"^[1-9]\d{0,2}-\d{3,8}$")
 ALPHANUMERIC_RE = re.compile(r"^[1-9]\d{0,2}-(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{1,11}$")
 
-# Country codes whose numbers always have the same length (digits after '+'): enough to catch
-# the classic slip of a NANP number written without its 1, like the IntelePeer doc's own
-# example "+7708675309" (a +7 number needs 11 digits).
+# One-digit country codes whose numbers always have the same length (digits after '+'):
+# enough to catch the classic slip of a NANP number written without its 1, like the
+# IntelePeer doc's own example "+7708675309" (a +7 number needs 11 digits).
 FIXED_LENGTHS = {"1": 11, "7": 11}
 
 
@@ -39,16 +39,17 @@ def check_number(value: str) -> NumberCheck:
     """Classify ``value`` and say what, if anything, is wrong with it."""
     if E164_RE.match(value):
         digits = value[1:]
-        for cc, length in FIXED_LENGTHS.items():
-            if digits.startswith(cc) and len(digits) != length:
-                hint = ""
-                if cc != "1" and len(digits) == 10:
-                    hint = f" (a NANP number missing its country code? try +1{digits})"
-                return NumberCheck(
-                    value,
-                    NumberKind.E164,
-                    f"{value!r} has {len(digits)} digits but +{cc} numbers have {length}{hint}",
-                )
+        cc = digits[0]
+        length = FIXED_LENGTHS.get(cc)
+        if length is not None and len(digits) != length:
+            hint = ""
+            if cc != "1" and len(digits) == 10:
+                hint = f" (a NANP number missing its country code? try +1{digits})"
+            return NumberCheck(
+                value,
+                NumberKind.E164,
+                f"{value!r} has {len(digits)} digits but +{cc} numbers have {length}{hint}",
+            )
         return NumberCheck(value, NumberKind.E164)
     if SHORT_CODE_RE.match(value):
         return NumberCheck(value, NumberKind.SHORT_CODE)

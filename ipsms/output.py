@@ -6,6 +6,7 @@ move the cursor, recolour the terminal or reorder text with bidi controls.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any, TextIO
@@ -36,13 +37,27 @@ def dumps(obj: dict[str, Any]) -> str:
 
 
 class NdjsonSink:
-    """One JSON object per event on ``stream``, flushed at once."""
+    """One JSON object per event on ``stream``, flushed before the event loop next waits: at
+    once for a reader, but a burst of requests shares one write to the pipe."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
+        self._flush_pending = False
 
     def __call__(self, event: RequestEvent) -> None:
         self.stream.write(dumps(event.to_dict()) + "\n")
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.stream.flush()
+            return
+        self._flush_pending = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
         self.stream.flush()
 
 

@@ -8,10 +8,10 @@ one callback. Under load many requests share one fsync, so durability does not c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,6 @@ from ipsms import store
 from ipsms.errors import StateError
 
 MAX_BATCH = 1024
-ATTEMPT_CACHE = 100_000  # refids whose attempt count is kept in memory
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,6 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: sqlite3.Connection | None = None
-        self._attempts: OrderedDict[str, int] = OrderedDict()
         self.batches = 0
         self.written = 0
 
@@ -103,44 +101,21 @@ class Recorder:
 
     def _write(self, conn: sqlite3.Connection, batch: list[_Item]
                ) -> list[Recorded] | BaseException:
-        touched: dict[str, int | None] = {}
         try:
-            results = []
             conn.execute("BEGIN")
+            results = []
             for rec, _ in batch:
-                attempt = None
-                if rec.refid is not None:
-                    if rec.refid not in touched:
-                        touched[rec.refid] = self._attempts.get(rec.refid)
-                    attempt = self._next_attempt(conn, rec.refid)
-                cur = conn.execute(store.INSERT_SQL, store.insert_params(rec, attempt))
-                results.append(Recorded(int(cur.lastrowid or 0), attempt))
+                row_id, attempt = conn.execute(store.INSERT_SQL,
+                                               store.insert_params(rec)).fetchone()
+                results.append(Recorded(row_id, attempt))
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            for refid, before in touched.items():  # the rolled-back attempts never happened
-                if before is None:
-                    self._attempts.pop(refid, None)
-                else:
-                    self._attempts[refid] = before
             return StateError(f"cannot write to the message store {self.path}: {exc}")
         self.batches += 1
         self.written += len(batch)
         return results
-
-    def _next_attempt(self, conn: sqlite3.Connection, refid: str) -> int:
-        known = self._attempts.get(refid)
-        if known is None:
-            known = store.count(conn, "refid = ?", (refid,))
-        else:
-            self._attempts.move_to_end(refid)
-        self._attempts[refid] = known + 1
-        if len(self._attempts) > ATTEMPT_CACHE:
-            self._attempts.popitem(last=False)
-        return known + 1
 
 
 def _resolve(batch: list[_Item], outcome: list[Recorded] | BaseException) -> None:

@@ -75,7 +75,7 @@ def build_view(url: str, stats: ListenStats, events: list[RequestEvent] | deque[
         ("message", {"no_wrap": True, "ratio": 1, "overflow": "ellipsis", "min_width": 10}),
         ("signature", {"no_wrap": True}), ("status", {"justify": "right"}),
     ):
-        table.add_column(name, **kwargs)  # type: ignore[arg-type]
+        table.add_column(name, **kwargs)
     for event in events:
         table.add_row(*event_row(event, compact))
     parts: list[Any] = [header, table]

@@ -14,13 +14,13 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from itertools import product
 
 from ipsms.errors import UsageError
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     AUTO = "auto"
     PLAIN = "plain"
     HMAC = "hmac"
@@ -51,10 +51,10 @@ class Variant:
 
 DEFAULT_VARIANT = Variant()
 # Default first, then every other combination: the order ``auto`` tries them in.
-ALL_VARIANTS = (DEFAULT_VARIANT,) + tuple(
+ALL_VARIANTS = (DEFAULT_VARIANT, *(
     v for v in (Variant(a, o, e) for a, o, e in product(ALGORITHMS, ORDERS, ENCODINGS))
     if v != DEFAULT_VARIANT
-)
+))
 
 
 def parse_variant(spec: str) -> Variant:
@@ -104,7 +104,7 @@ def sign(secret: str, refid: str, message: str, mode: Mode = Mode.PLAIN,
     return secret
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     VALID = "valid"
     INVALID = "invalid"
     MISSING = "missing"
@@ -146,13 +146,20 @@ class Verifier:
     mode: Mode = Mode.AUTO
     variant: Variant = DEFAULT_VARIANT
 
-    def candidates(self) -> tuple[str | Variant, ...]:
+    def __post_init__(self) -> None:
+        # Computed once: verify() runs for every request the listener receives.
+        object.__setattr__(self, "_candidates", self._compute_candidates())
+
+    def _compute_candidates(self) -> tuple[str | Variant, ...]:
         if self.mode is Mode.PLAIN:
             return ("plain",)
         if self.mode is Mode.HMAC:
             return (self.variant,)
         rest = tuple(v for v in ALL_VARIANTS if v != self.variant)
         return ("plain", self.variant, *rest)
+
+    def candidates(self) -> tuple[str | Variant, ...]:
+        return self._candidates  # type: ignore[no-any-return,attr-defined]
 
     def verify(self, refid: str, message: str, signature: str | None) -> Verification:
         if not self.secret:
@@ -162,7 +169,7 @@ class Verifier:
                 Verdict.MISSING,
                 explanation="no signature field in the body, but a secret is configured",
             )
-        for cand in self.candidates():
+        for cand in self._candidates:  # type: ignore[attr-defined]
             if cand == "plain":
                 if _eq(signature, self.secret):
                     return Verification(Verdict.VALID, "plain")

@@ -37,7 +37,8 @@ def wait_for(session: str, pattern: str, timeout: float = 15) -> str:
 @pytest.fixture
 def session(tmp_path: Path, ipsms_home: Path) -> Iterator[str]:
     name = f"ipsms-test-{tmp_path.name}"
-    cmd = (f"cd {shlex.quote(str(ROOT))} && unset COLUMNS LINES && IPSMS_HOME={shlex.quote(str(ipsms_home))} "
+    cmd = (f"cd {shlex.quote(str(ROOT))} && unset COLUMNS LINES && "
+           f"IPSMS_HOME={shlex.quote(str(ipsms_home))} "
            f"{shlex.quote(sys.executable)} -m ipsms listen --port 0 --secret 'SECRET CODE'; "
            "echo EXITED=$?; sleep 30")
     tmux("new-session", "-d", "-s", name, "-x", "160", "-y", "30", cmd)
@@ -49,7 +50,9 @@ def session(tmp_path: Path, ipsms_home: Path) -> Iterator[str]:
 
 def test_live_table_shows_messages_and_stops_on_ctrl_c(session: str) -> None:
     screen = wait_for(session, r"ipsms listen http://127\.0\.0\.1:\d+/")
-    url = re.search(r"(http://127\.0\.0\.1:\d+/)", screen).group(1)  # type: ignore[union-attr]
+    found = re.search(r"(http://127\.0\.0\.1:\d+/)", screen)
+    assert found is not None
+    url = found.group(1)
     assert "waiting for messages" in screen
     body = (b'{"refid": "ABCDEF1234567890ABCDEF1234567890", "from": "+7708675309", '
             b'"to": "+13038675309", "message": "[bold]Hello[/bold] \\u001b[2J World!", '

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from enum import Enum
+from enum import StrEnum
 
 from ipsms.errors import UsageError
 
@@ -26,7 +26,7 @@ def parse_size(text: str) -> int:
     return size
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     table = "table"
     json = "json"
     plain = "plain"

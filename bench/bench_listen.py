@@ -1,0 +1,136 @@
+"""Ingest throughput of `ipsms listen` against a bare aiohttp handler, same load, same run.
+
+    .venv/bin/python bench/bench_listen.py [--rounds 3] [--duration 8] [--connections 32]
+
+Needs `wrk` and `hey` (Debian packages). Everything runs on 127.0.0.1 and is bounded: wrk runs
+for --duration seconds per round, hey sends exactly --count requests. `ipsms listen` runs with
+its store on (synchronous=FULL, group commit), the signature check on (--secret, auto mode)
+and NDJSON to /dev/null. Reports messages/s for both (median of the rounds), the ratio, and
+checks that every request answered 200 is in the store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret"
+WRK_LUA = """
+counter = 0
+request = function()
+  counter = counter + 1
+  local refid = string.format("%032d", counter * 1000 + math.random(0, 999))
+  local body = '{"refid": "' .. refid .. '", "from": "+13035550100", "to": "+13038675309", '
+    .. '"message": "Hello World! benchmark message", "signature": "SECRET"}'
+  return wrk.format("POST", "/sms", {["Content-Type"] = "application/json"}, body)
+end
+""".replace("SECRET", SECRET)
+
+
+def start(cmd: list[str], stdout: int | None = subprocess.DEVNULL
+          ) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        m = re.search(r"listening on (http://\S+/)", line)
+        if m:
+            return proc, m.group(1)
+    proc.kill()
+    raise SystemExit(f"server did not start: {' '.join(cmd)}")
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    return err
+
+
+def wrk(url: str, duration: int, connections: int, script: Path) -> float:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(script),
+                          url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw non-2xx answers:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+def hey_ok(url: str, count: int, connections: int, body: Path) -> int:
+    out = subprocess.run(["hey", "-n", str(count), "-c", str(connections), "-m", "POST",
+                          "-T", "application/json", "-D", str(body), url],
+                         capture_output=True, text=True, check=True).stdout
+    m = re.search(r"\[200\]\s+(\d+) responses", out)
+    return int(m.group(1)) if m else 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--count", type=int, default=20000, help="requests for the store check")
+    args = ap.parse_args()
+    for tool in ("wrk", "hey"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed: apt-get install -y wrk hey")
+
+    tmp = Path(tempfile.mkdtemp(prefix="ipsms-bench-"))
+    script = tmp / "post.lua"
+    script.write_text(WRK_LUA)
+    body = tmp / "body.json"
+    body.write_text(json.dumps({"refid": "B" * 32, "from": "+13035550100", "to": "+13038675309",
+                                "message": "Hello World!", "signature": SECRET}))
+    py = sys.executable
+    bare_rates, ipsms_rates = [], []
+    for r in range(args.rounds):
+        bare, url = start([py, "bench/bare_server.py"])
+        bare_rates.append(wrk(url, args.duration, args.connections, script))
+        stop(bare)
+        db = tmp / f"round{r}.sqlite3"
+        listener, url = start([py, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
+                               "--secret", SECRET, "--db", str(db)])
+        ipsms_rates.append(wrk(url, args.duration, args.connections, script))
+        stop(listener)
+        print(f"round {r + 1}: bare {bare_rates[-1]:.0f}/s, ipsms {ipsms_rates[-1]:.0f}/s",
+              file=sys.stderr)
+
+    # Nothing lost: every request answered 200 is in the store, counted exactly.
+    db = tmp / "count.sqlite3"
+    listener, url = start([py, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
+                           "--secret", SECRET, "--db", str(db)])
+    ok = hey_ok(url, args.count, args.connections, body)
+    stop(listener)
+    stored = sqlite3.connect(db).execute(
+        "SELECT COUNT(*) FROM requests WHERE status = 200").fetchone()[0]
+
+    bare_med, ipsms_med = statistics.median(bare_rates), statistics.median(ipsms_rates)
+    # Each round measures both back to back, so the per-round ratio is the least noisy figure.
+    ratios = [i / b for i, b in zip(ipsms_rates, bare_rates, strict=True)]
+    result = {
+        "bare_aiohttp_msgs_per_s": round(bare_med),
+        "ipsms_listen_msgs_per_s": round(ipsms_med),
+        "ratio_median_of_rounds": round(statistics.median(ratios), 3),
+        "ratios": [round(r, 3) for r in ratios],
+        "target_ratio": 0.70,
+        "rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
+        "store_check": {"answered_200": ok, "stored_200": stored, "equal": ok == stored},
+    }
+    print(json.dumps(result, indent=2))
+    shutil.rmtree(tmp, ignore_errors=True)
+    if ok != stored:
+        raise SystemExit("store check failed: answered 200 != stored")
+
+
+if __name__ == "__main__":
+    main()

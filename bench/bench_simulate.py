@@ -1,0 +1,208 @@
+"""Benchmark: ``ipsms simulate`` load mode against a bare aiohttp client loop (loopback only).
+
+    .venv/bin/python bench/bench_simulate.py              # 20,000 x3, and the 200,000 RSS run
+    .venv/bin/python bench/bench_simulate.py --quick      # 2,000 x1, 20,000 RSS run
+
+One bare aiohttp server answering 200 runs in its own process. In the same run, for each of
+``--repeat`` rounds, a bare aiohttp client (its own process, one session, ``--concurrency``
+workers posting the same JSON payload) and ``ipsms simulate URL --count N --concurrency C
+--no-wait --format json`` (its own process) each send N messages to it. Throughput is messages
+per second measured inside each process (first request to last answer, interpreter start-up
+excluded), medians over the rounds; wall-clock times are shown too. Peak RSS and CPU time of each
+child come from ``os.wait4``. Then ``simulate`` runs once more with ``--big`` messages to show
+that its peak RSS does not grow with N. Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAYLOAD = json.dumps({"refid": "ABCDEF1234567890ABCDEF1234567890", "from": "+13035550100",
+                      "to": "+13038675309", "message": "Hello World!"}).encode()
+CHILD_TIMEOUT = 600  # seconds: a bound on every child process
+
+
+# -- the children ---------------------------------------------------------------------------
+
+def serve() -> None:
+    """A bare aiohttp server answering 200 to every POST; prints its port, runs until SIGTERM."""
+    from aiohttp import web
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(text="ok")
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        port = runner.addresses[0][1]
+        print(port, flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def bare_client(url: str, count: int, concurrency: int) -> None:
+    """The baseline: one session, C workers, the same bytes every time, read every answer."""
+    import aiohttp
+
+    async def main() -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        next_index = 0
+        ok = 0
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+            async def worker() -> None:
+                nonlocal next_index, ok
+                while next_index < count:
+                    next_index += 1
+                    async with s.post(url, data=PAYLOAD, headers=headers) as resp:
+                        await resp.read()
+                        ok += resp.status == 200
+            start = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            elapsed = time.perf_counter() - start
+        return {"messages": count, "delivered": ok, "elapsed_s": elapsed,
+                "throughput_msg_s": count / elapsed}
+
+    print(json.dumps(asyncio.run(main())), flush=True)
+
+
+# -- the driver -----------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    throughput: float  # messages/s measured inside the process
+    wall: float  # seconds, process start to exit
+    rss_mib: float  # peak resident set size
+    cpu: float  # user + system seconds
+    delivered: int
+
+
+def run_child(args: list[str]) -> Run:
+    """Run a child to completion (killed after CHILD_TIMEOUT) and reap it with ``os.wait4``, so
+    its own peak RSS and CPU time are known."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as errfile:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errfile, cwd=ROOT,
+                                env={**os.environ, "IPSMS_HOME": tempfile.gettempdir()})
+        killer = threading.Timer(CHILD_TIMEOUT, proc.kill)
+        killer.start()
+        try:
+            assert proc.stdout is not None
+            out = proc.stdout.read()
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        errfile.seek(0)
+        err = errfile.read().decode(errors="replace")
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args[1:4])} failed ({proc.returncode}): {err[-2000:]}")
+    summary = json.loads(out.decode().strip().splitlines()[-1])
+    return Run(summary["throughput_msg_s"], wall, usage.ru_maxrss / 1024,
+               usage.ru_utime + usage.ru_stime, summary["delivered"])
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc), or 0 elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def simulate_args(url: str, count: int, concurrency: int) -> list[str]:
+    return [sys.executable, "-m", "ipsms", "simulate", url, "--count", str(count),
+            "--concurrency", str(concurrency), "--no-wait", "--format", "json"]
+
+
+def bare_args(url: str, count: int, concurrency: int) -> list[str]:
+    return [sys.executable, os.path.abspath(__file__), "--bare-client", url, str(count),
+            str(concurrency)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--big", type=int, default=200_000,
+                        help="messages for the memory run (0 to skip)")
+    parser.add_argument("--quick", action="store_true", help="2,000 x1 and a 20,000 RSS run")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-client", nargs=3, help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.serve:
+        return serve()
+    if opts.bare_client:
+        url, n, c = opts.bare_client
+        return bare_client(url, int(n), int(c))
+    if opts.quick:
+        opts.count, opts.repeat, opts.big = 2_000, 1, 20_000
+
+    server = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = f"http://127.0.0.1:{int(server.stdout.readline())}/hook"
+        print(f"server {url} (pid {server.pid}); {opts.count:,} messages, concurrency "
+              f"{opts.concurrency}, {opts.repeat} rounds; cpus {os.cpu_count()}")
+        bare: list[Run] = []
+        ipsms: list[Run] = []
+        for round_ in range(1, opts.repeat + 1):
+            order = [("bare", bare, bare_args), ("ipsms", ipsms, simulate_args)]
+            if round_ % 2 == 0:
+                order.reverse()  # neither side always runs first
+            for name, runs, args in order:
+                server_cpu = process_cpu(server.pid)
+                run = run_child(args(url, opts.count, opts.concurrency))
+                server_cpu = process_cpu(server.pid) - server_cpu
+                assert run.delivered == opts.count, run
+                runs.append(run)
+                print(f"  round {round_} {name:5}: {run.throughput:8,.0f} msg/s  wall "
+                      f"{run.wall:6.2f} s  cpu {run.cpu:6.2f} s "
+                      f"({run.cpu / opts.count * 1e6:5.0f} us/msg)  peak RSS "
+                      f"{run.rss_mib:6.1f} MiB  server cpu {server_cpu:5.2f} s")
+        b = statistics.median(r.throughput for r in bare)
+        i = statistics.median(r.throughput for r in ipsms)
+        print(f"median: bare {b:,.0f} msg/s, ipsms {i:,.0f} msg/s, ratio {i / b:.1%} "
+              f"(target >= 90%)")
+        print(f"median wall: bare {statistics.median(r.wall for r in bare):.2f} s, ipsms "
+              f"{statistics.median(r.wall for r in ipsms):.2f} s")
+        print(f"peak RSS ipsms at {opts.count:,}: "
+              f"{statistics.median(r.rss_mib for r in ipsms):.1f} MiB")
+        if opts.big:
+            big = run_child(simulate_args(url, opts.big, opts.concurrency))
+            assert big.delivered == opts.big, big
+            print(f"peak RSS ipsms at {opts.big:,}: {big.rss_mib:.1f} MiB "
+                  f"({big.throughput:,.0f} msg/s, wall {big.wall:.1f} s)")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

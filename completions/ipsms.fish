@@ -1,0 +1,1 @@
+complete --command ipsms --no-files --arguments "(env _IPSMS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) ipsms)" --condition "env _IPSMS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) ipsms"
