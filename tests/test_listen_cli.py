@@ -167,3 +167,22 @@ def test_settings_come_from_the_environment(tmp_path: Path) -> None:
     finally:
         code, _, err = proc.stop()
     assert code == 0 and "from-env" not in err
+
+
+def test_table_format_on_a_pipe_falls_back_to_plain_lines(tmp_path: Path) -> None:
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format",
+                             "table", "--db", str(tmp_path / "t.db")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env())
+    try:
+        assert proc.stderr is not None and proc.stdout is not None
+        warning = proc.stderr.readline()
+        assert "--format table needs a terminal; printing plain lines" in warning
+        url = proc.stderr.readline().split("listening on ")[1].split()[0]
+        assert post(url, SEED)[0] == 200
+        assert "#1 ABCDEF1234567890ABCDEF1234567890" in proc.stdout.readline()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=15)
+    assert proc.returncode == 0

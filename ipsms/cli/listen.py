@@ -61,6 +61,10 @@ def listen(
         accept_bad_signature=accept_bad_signature,
     )
     fmt = resolve_format(output_format)
+    if fmt is OutputFormat.table and not sys.stdout.isatty():
+        # A live display on a pipe would print nothing until exit.
+        err("ipsms listen: warning: --format table needs a terminal; printing plain lines")
+        fmt = OutputFormat.plain
     db_path = db or default_db_path()
     stats = asyncio.run(_serve(config, host, port, db_path, fmt))
     err(f"ipsms listen: stopped. {stats.summary()}")
