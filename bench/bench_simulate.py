@@ -170,6 +170,11 @@ def main() -> None:
         url = f"http://127.0.0.1:{int(server.stdout.readline())}/hook"
         print(f"server {url} (pid {server.pid}); {opts.count:,} messages, concurrency "
               f"{opts.concurrency}, {opts.repeat} rounds; cpus {os.cpu_count()}")
+        # CPU of start-up and one message, to subtract: CPU per message is steadier than
+        # messages/s when the machine is shared.
+        base_bare = statistics.median(run_child(bare_args(url, 1, 1)).cpu for _ in range(3))
+        base_ipsms = statistics.median(run_child(simulate_args(url, 1, 1)).cpu for _ in range(3))
+        print(f"start-up CPU: bare {base_bare:.2f} s, ipsms {base_ipsms:.2f} s")
         bare: list[Run] = []
         ipsms: list[Run] = []
         for round_ in range(1, opts.repeat + 1):
@@ -190,6 +195,10 @@ def main() -> None:
         i = statistics.median(r.throughput for r in ipsms)
         print(f"median: bare {b:,.0f} msg/s, ipsms {i:,.0f} msg/s, ratio {i / b:.1%} "
               f"(target >= 90%)")
+        net_b = (statistics.median(r.cpu for r in bare) - base_bare) / opts.count * 1e6
+        net_i = (statistics.median(r.cpu for r in ipsms) - base_ipsms) / opts.count * 1e6
+        print(f"median CPU per message net of start-up: bare {net_b:.0f} us, ipsms {net_i:.0f} "
+              f"us (CPU-bound ratio {net_b / net_i:.1%})")
         print(f"median wall: bare {statistics.median(r.wall for r in bare):.2f} s, ipsms "
               f"{statistics.median(r.wall for r in ipsms):.2f} s")
         print(f"peak RSS ipsms at {opts.count:,}: "

@@ -85,6 +85,10 @@ def root(
 
 def _register() -> None:
     from ipsms.cli import listen  # noqa: F401  (commands register themselves on import)
+    from ipsms.cli import messages as messages
+    from ipsms.cli import replay as replay
+    from ipsms.cli import simulate as simulate
+    from ipsms.cli import verify as verify
 
 
 _register()

@@ -1,0 +1,138 @@
+"""``ipsms messages``: list, show, export and clear what ``ipsms listen`` recorded."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ipsms import history
+from ipsms.cli.app import app
+from ipsms.cli.options import OutputFormat, resolve_format
+from ipsms.errors import UsageError
+from ipsms.history import DEFAULT_LIMIT, ExportOptions, ListQuery
+from ipsms.home import default_db_path
+from ipsms.output import dumps
+
+messages_app = typer.Typer(
+    name="messages", no_args_is_help=True,
+    help="List, show, export (NDJSON) or clear the messages `ipsms listen` recorded.",
+)
+app.add_typer(messages_app)
+
+DbOption = Annotated[Path | None, typer.Option(
+    envvar="IPSMS_DB", help="SQLite store `ipsms listen` recorded into [default: state home]")]
+FormatOption = Annotated[OutputFormat | None, typer.Option(
+    "--format", envvar="IPSMS_FORMAT",
+    help="table (terminal) or json [default: table on a terminal, json otherwise]")]
+SinceOption = Annotated[str | None, typer.Option(
+    help="Only requests received in the last DURATION: 90s, 10m, 2h, 1d.")]
+
+
+def write_lines(lines: Iterable[str]) -> None:
+    """Stream lines to stdout; a closed pipe (``| head``) ends quietly instead of failing."""
+    try:
+        for line in lines:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+
+
+def console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _since(text: str | None) -> float | None:
+    return None if text is None else history.parse_since(text)
+
+
+def _confirm(question: str) -> bool:
+    """Ask on stderr, read the answer from stdin (click's prompt writes to stdout)."""
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+@messages_app.command("list")
+def list_(
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many requests.")]
+    = DEFAULT_LIMIT,
+    since: SinceOption = None, db: DbOption = None, output_format: FormatOption = None,
+) -> None:
+    """Recorded requests, newest first (rejected ones too, with their error)."""
+    query = ListQuery(db=db or default_db_path(), limit=limit, since=_since(since))
+    with history.opened(query.db) as conn:
+        rows = history.list_recent(conn, query)
+    if resolve_format(output_format) is OutputFormat.json:
+        write_lines(dumps(history.summary_dict(r)) for r in rows)
+    else:
+        from ipsms.render_messages import list_table
+
+        out = console()
+        out.print(list_table(rows, out.width))
+
+
+@messages_app.command()
+def show(
+    refid: Annotated[str, typer.Argument(help="The refid of the message.")],
+    db: DbOption = None, output_format: FormatOption = None,
+) -> None:
+    """Every recorded attempt of REFID: headers, raw body, verdict, flags and status."""
+    with history.opened(db or default_db_path()) as conn:
+        rows = history.attempts(conn, refid)
+    if resolve_format(output_format) is OutputFormat.json:
+        write_lines([dumps(history.show_document(refid, rows))])
+    else:
+        from ipsms.render_messages import show_view
+
+        console().print(show_view(refid, rows))
+
+
+@messages_app.command()
+def export(
+    since: SinceOption = None,
+    redact: Annotated[bool, typer.Option(
+        help="Mask phone numbers, message text and signatures (for sharing).")] = False,
+    db: DbOption = None,
+) -> None:
+    """Every recorded request as NDJSON on stdout, oldest first, with its exact body.
+
+    Without --redact the bodies hold the signature, which in plain mode is the shared secret.
+    """
+    opts = ExportOptions(db=db or default_db_path(), since=_since(since), redact=redact)
+    with history.opened(opts.db) as conn:
+        write_lines(dumps(history.export_dict(r, redact=opts.redact))
+                    for r in history.iter_oldest_first(conn, opts.since))
+
+
+@messages_app.command()
+def clear(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+    = False,
+    db: DbOption = None, output_format: FormatOption = None,
+) -> None:
+    """Delete every recorded request (asks first on a terminal; --yes skips the question)."""
+    path = db or default_db_path()
+    with history.opened(path) as conn:
+        total = history.count_all(conn)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(f"refusing to delete {total} recorded requests without "
+                                 "confirmation (no terminal to ask on)", hint="pass --yes")
+            if total and not _confirm(f"Delete all {total} recorded requests from {path}?"):
+                sys.stderr.write("ipsms messages clear: nothing deleted\n")
+                return
+        removed = history.clear_all(conn)
+    if resolve_format(output_format) is OutputFormat.json:
+        write_lines([dumps({"type": "cleared", "removed": removed, "db": str(path)})])
+    else:
+        write_lines([f"removed {removed} recorded request{'s' if removed != 1 else ''} "
+                     f"from {path}"])

@@ -1,0 +1,92 @@
+"""``ipsms verify``: check a saved or recorded payload's signature and explain a mismatch."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ipsms import history
+from ipsms.cli.app import app
+from ipsms.cli.messages import write_lines
+from ipsms.cli.options import OutputFormat, resolve_format
+from ipsms.errors import SignatureInvalidError, UsageError
+from ipsms.home import default_db_path
+from ipsms.output import dumps
+from ipsms.signature import Mode, fingerprint, parse_variant
+from ipsms.verify_payload import (
+    INPUT_HINT,
+    Loaded,
+    VerifyConfig,
+    load_input,
+    load_recorded,
+    verify_all,
+)
+
+
+@app.command(
+    epilog="Examples: ipsms verify body.json --secret \"$IPSMS_SECRET\";  "
+    "ipsms messages export | grep REFID | ipsms verify -;  ipsms verify --refid REFID",
+)
+def verify(
+    file: Annotated[str | None, typer.Argument(
+        metavar="[FILE|-]", help="Webhook body (JSON or form) or `messages export` NDJSON; "
+        "- or nothing reads stdin.")] = None,
+    secret: Annotated[str | None, typer.Option(
+        envvar="IPSMS_SECRET", help="The shared secret (required; never printed).")] = None,
+    signature_mode: Annotated[Mode, typer.Option(
+        envvar="IPSMS_SIGNATURE_MODE", case_sensitive=False,
+        help="plain, hmac, or auto (either; says which matched).")] = Mode.AUTO,
+    hmac_variant: Annotated[str, typer.Option(
+        "--hmac", envvar="IPSMS_HMAC", metavar="ALGO[:ORDER][:ENCODING]",
+        help="HMAC variant for --signature-mode hmac, e.g. sha256, sha1:message+refid.")]
+    = "sha256",
+    refid: Annotated[str | None, typer.Option(
+        help="Check every recorded attempt of this refid from the store instead of a file.")]
+    = None,
+    db: Annotated[Path | None, typer.Option(
+        envvar="IPSMS_DB", help="Store to read --refid from [default: state home]")] = None,
+    output_format: Annotated[OutputFormat | None, typer.Option(
+        "--format", envvar="IPSMS_FORMAT",
+        help="table (terminal) or json [default: table on a terminal, json otherwise]")]
+    = None,
+) -> None:
+    """Check signatures against the secret. Exit 0 when valid, 6 when invalid or missing."""
+    if not secret:
+        raise UsageError("no secret to verify with", hint="pass --secret or set IPSMS_SECRET")
+    config = VerifyConfig(secret, signature_mode, parse_variant(hmac_variant))
+    loaded = _load(file, refid, db or default_db_path())
+    for note in loaded.skipped:
+        sys.stderr.write(f"ipsms verify: skipped {note}\n")
+    results = verify_all(loaded.payloads, config)
+    if resolve_format(output_format) is OutputFormat.json:
+        write_lines(dumps(r.to_dict(config)) for r in results)
+    else:
+        write_lines(r.line() for r in results)
+    bad = [r for r in results if not r.valid]
+    if bad:
+        what = (f"signature {bad[0].verification.verdict.value}" if len(results) == 1
+                else f"{len(bad)} of {len(results)} signatures did not verify")
+        raise SignatureInvalidError(
+            f"{what} (secret {fingerprint(secret)}, mode {config.mode_label})",
+            hint="the result on stdout explains the mismatch; check the secret and "
+            "--signature-mode")
+
+
+def _load(file: str | None, refid: str | None, db: Path) -> Loaded:
+    if refid is not None:
+        if file is not None:
+            raise UsageError("give either FILE or --refid, not both")
+        with history.opened(db) as conn:
+            return load_recorded(history.attempts(conn, refid))
+    if file is None or file == "-":
+        if file is None and sys.stdin.isatty():
+            raise UsageError("nothing to verify", hint=INPUT_HINT + ", or - for stdin")
+        return load_input(sys.stdin.buffer.read(), "stdin")
+    try:
+        data = Path(file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror or exc}", hint=INPUT_HINT) from None
+    return load_input(data, file)

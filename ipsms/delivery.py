@@ -1,0 +1,306 @@
+"""The delivery engine: post one message the way IntelePeer does, retrying by a ``RetryPolicy``.
+
+Every attempt sends the same bytes, content type and headers through one aiohttp session, and
+emits one ``AttemptEvent``; the run ends with one ``Outcome``. ``fail_first`` counts the first N
+attempts as failed whatever the reply (the request is really sent, so the app sees it: this is
+how a 200 lost on the way back looks to IntelePeer). Sleep and clocks are injected, so tests
+never wait for a retry delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from ipsms import __version__
+from ipsms.errors import NotDeliveredError, UsageError
+from ipsms.events import iso_time
+from ipsms.redact import mask_secret, mask_url
+from ipsms.retry import RetryPolicy
+
+PREVIEW_BYTES = 200  # how much of each response body is kept and shown
+MAX_DRAIN = 1024 * 1024  # read at most this much of a response; past it the connection closes
+USER_AGENT = f"ipsms/{__version__} (simulate)"
+
+Sleep = Callable[[float], Awaitable[Any]]
+Clock = Callable[[], float]
+
+# Error kinds of an attempt that got no HTTP status.
+CONNECT_ERROR = "connect_error"  # refused, unreachable, DNS, TLS handshake
+TIMEOUT = "timeout"  # no complete answer within the per-attempt timeout
+DISCONNECTED = "disconnected"  # the server closed the connection before answering
+HTTP_ERROR = "http_error"  # an answer that is not valid HTTP
+
+
+def validate_url(url: str) -> str:
+    """An ``http(s)://host[:port]/path`` URL, or a ``UsageError`` that says what is wrong."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"cannot read the URL {mask_url(url)!r}: {exc}",
+                         hint="use http://HOST:PORT/PATH, e.g. http://127.0.0.1:8765/") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{mask_url(url)!r} is not an http:// or https:// URL",
+                         hint="use http://HOST:PORT/PATH, e.g. http://127.0.0.1:8765/")
+    if port == 0:
+        raise UsageError(f"{mask_url(url)!r} has port 0", hint="give the port the app listens on")
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What to post, identical on every attempt. ``signature`` is only kept for display."""
+
+    url: str
+    body: bytes
+    content_type: str | None  # None: send no Content-Type header at all
+    refid: str | None = None
+    signature: str | None = None
+    source: str = "simulate"  # or "replay of request #12"
+
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": self.content_type} if self.content_type is not None else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"refid": self.refid, "url": mask_url(self.url),
+                "content_type": self.content_type, "size": len(self.body),
+                "signature": mask_secret(self.signature), "source": self.source}
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEvent:
+    """One POST of a message and what came back."""
+
+    refid: str | None
+    number: int  # 1-based
+    started_at: float  # unix time
+    status: int | None  # HTTP status, None when there was no answer
+    error: str | None  # CONNECT_ERROR, TIMEOUT, ... when there was no answer
+    error_detail: str | None
+    latency: float  # seconds from sending to the end of the answer (or the error)
+    response: str  # the first PREVIEW_BYTES of the response body, decoded leniently
+    succeeded: bool  # counted as delivered
+    forced_failure: bool  # the reply was a success but --fail-first counted it as failed
+    wait: float | None  # seconds waited before the next attempt; None if there is none
+
+    @property
+    def result(self) -> str:
+        """``'200'``, ``'503'`` or the error kind."""
+        return str(self.status) if self.status is not None else (self.error or "?")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "attempt",
+            "refid": self.refid,
+            "attempt": self.number,
+            "started_at": iso_time(self.started_at),
+            "status": self.status,
+            "error": self.error,
+            "error_detail": self.error_detail,
+            "latency_ms": round(self.latency * 1000, 3),
+            "response": self.response,
+            "ok": self.succeeded,
+            "forced_failure": self.forced_failure,
+            "wait_s": None if self.wait is None else round(self.wait, 6),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a message's delivery ended."""
+
+    delivery: Delivery
+    delivered: bool
+    attempts: int
+    elapsed: float  # seconds from the first attempt to the end, waits included
+    last_result: str  # result of the last attempt: '200', '503', 'timeout', ...
+    last_forced: bool = False  # the last reply was a success that --fail-first counted failed
+
+    @property
+    def delivered_on(self) -> int | None:
+        return self.attempts if self.delivered else None
+
+    def describe(self) -> str:
+        if self.delivered:
+            return f"delivered on attempt {self.attempts}"
+        forced = " counted as failed by --fail-first" if self.last_forced else ""
+        return (f"gave up after {self.attempts} attempt{'s' if self.attempts != 1 else ''} "
+                f"(last: {self.last_result}{forced})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "outcome",
+            **self.delivery.to_dict(),
+            "delivered": self.delivered,
+            "attempts": self.attempts,
+            "delivered_on": self.delivered_on,
+            "last_result": self.last_result,
+            "elapsed_s": round(self.elapsed, 6),
+            "summary": self.describe(),
+        }
+
+
+AttemptCallback = Callable[[AttemptEvent], None]
+
+
+class Sender:
+    """Delivers messages through one ``aiohttp.ClientSession`` (owned by the caller)."""
+
+    def __init__(self, session: aiohttp.ClientSession, policy: RetryPolicy, *,
+                 fail_first: int = 0, sleep: Sleep = asyncio.sleep,
+                 clock: Clock = time.perf_counter, now: Clock = time.time) -> None:
+        if fail_first < 0:
+            raise UsageError(f"--fail-first must be 0 or more, not {fail_first}")
+        self.session = session
+        self.policy = policy
+        self.fail_first = fail_first
+        self.sleep = sleep
+        self.clock = clock
+        self.now = now
+        self._timeout = aiohttp.ClientTimeout(total=policy.timeout)
+
+    async def deliver(self, delivery: Delivery,
+                      on_attempt: AttemptCallback | None = None) -> Outcome:
+        policy, clock = self.policy, self.clock
+        headers = delivery.headers()
+        skip = None if delivery.content_type is not None else ("Content-Type",)
+        begin = clock()
+        number = 0
+        while True:
+            number += 1
+            started_at = self.now()
+            t0 = clock()
+            status, error, detail, preview = await self._post(delivery, headers, skip)
+            latency = clock() - t0
+            reply_ok = status is not None and policy.is_success(status)
+            forced = reply_ok and number <= self.fail_first
+            succeeded = reply_ok and not forced
+            wait = None if succeeded else policy.wait_after(number)
+            if on_attempt is not None:
+                on_attempt(AttemptEvent(
+                    delivery.refid, number, started_at, status, error, detail, latency,
+                    preview.decode("utf-8", "replace"), succeeded, forced, wait))
+            if wait is None:
+                result = str(status) if status is not None else (error or "?")
+                return Outcome(delivery, succeeded, number, clock() - begin, result, forced)
+            if wait > 0:
+                await self.sleep(wait)
+
+    async def _post(self, delivery: Delivery, headers: dict[str, str],
+                    skip: tuple[str, ...] | None
+                    ) -> tuple[int | None, str | None, str | None, bytes]:
+        try:
+            async with self.session.post(
+                delivery.url, data=delivery.body, headers=headers, skip_auto_headers=skip,
+                allow_redirects=False, timeout=self._timeout,
+            ) as resp:
+                return resp.status, None, None, await _read_preview(resp)
+        except TimeoutError:
+            return None, TIMEOUT, f"no answer within {self.policy.timeout:g}s (--timeout)", b""
+        except aiohttp.ClientConnectorError as exc:
+            return None, CONNECT_ERROR, _reason(exc), b""
+        except aiohttp.ServerDisconnectedError:
+            return None, DISCONNECTED, "the server closed the connection without answering", b""
+        except (aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
+            return None, DISCONNECTED, _reason(exc), b""
+        except aiohttp.ClientError as exc:
+            return None, HTTP_ERROR, _reason(exc), b""
+
+
+async def _read_preview(resp: aiohttp.ClientResponse) -> bytes:
+    """Read the answer (so the connection can be reused) and keep its first bytes."""
+    length = resp.content_length
+    if length is not None and length <= MAX_DRAIN:
+        return (await resp.read())[:PREVIEW_BYTES]
+    head = b""
+    total = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        if len(head) < PREVIEW_BYTES:
+            head += chunk[: PREVIEW_BYTES - len(head)]
+        total += len(chunk)
+        if total > MAX_DRAIN:
+            break  # release() then closes the connection instead of reading on
+    return head
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def new_session(policy: RetryPolicy, limit: int = 100) -> aiohttp.ClientSession:
+    """The one session all attempts of a run share (keep-alive, at most ``limit`` sockets)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit),
+        timeout=aiohttp.ClientTimeout(total=policy.timeout),
+        headers={"User-Agent": USER_AGENT},
+    )
+
+
+class DeliveryObserver(Protocol):
+    """What a renderer implements: the live timeline, NDJSON, plain lines."""
+
+    def start(self, delivery: Delivery) -> None: ...
+
+    def attempt(self, event: AttemptEvent) -> None: ...
+
+    def outcome(self, outcome: Outcome) -> None: ...
+
+
+@dataclass
+class Tally:
+    delivered: int = 0
+    gave_up: int = 0
+    last_failure: Outcome | None = None
+
+    @property
+    def total(self) -> int:
+        return self.delivered + self.gave_up
+
+
+async def deliver_each(deliveries: Iterable[Delivery], policy: RetryPolicy,
+                       observer: DeliveryObserver, *, fail_first: int = 0,
+                       sleep: Sleep = asyncio.sleep,
+                       on_outcome: Callable[[Outcome], None] | None = None) -> Tally:
+    """Deliver messages one after the other (each with its own retry sequence)."""
+    tally = Tally()
+    async with new_session(policy) as session:
+        sender = Sender(session, policy, fail_first=fail_first, sleep=sleep)
+        for delivery in deliveries:
+            observer.start(delivery)
+            outcome = await sender.deliver(delivery, observer.attempt)
+            observer.outcome(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+            if outcome.delivered:
+                tally.delivered += 1
+            else:
+                tally.gave_up += 1
+                tally.last_failure = outcome
+    return tally
+
+
+def check_delivered(failed: int, total: int, last_failure: Outcome | None,
+                    policy: RetryPolicy, fail_first: int = 0) -> None:
+    """Raise ``NotDeliveredError`` (exit 5) when any message was not delivered."""
+    if failed == 0:
+        return
+    if total == 1 and last_failure is not None:
+        what = (f"message {last_failure.delivery.refid or '(no refid)'} was not delivered: "
+                f"{last_failure.describe()}")
+    else:
+        what = f"{failed:,} of {total:,} messages were not delivered"
+    if fail_first >= policy.max_attempts:
+        hint = (f"--fail-first {fail_first} counts all {policy.max_attempts} attempts as "
+                "failed; use a smaller --fail-first to see a delivery")
+    else:
+        hint = (f"the app must answer HTTP {'200' if policy.success.value == '200' else '2xx'} "
+                f"within {policy.timeout:g}s; see the attempts above")
+    raise NotDeliveredError(what, hint=hint)

@@ -1,0 +1,216 @@
+"""The bytes ``simulate`` and ``replay`` post: IntelePeer-shaped messages, built or recorded.
+
+A built message has the fields of intelepeer.md section 1 in the documented order (refid, from,
+to, message, then any extra fields, then signature), is signed with ``ipsms.signature.sign`` so
+``simulate`` and ``listen`` always agree, and is serialized once: every attempt posts exactly
+those bytes. A replayed message is the body and content type the listener stored, untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import string
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlencode
+
+from ipsms import store
+from ipsms.delivery import Delivery
+from ipsms.errors import NotFoundError, UsageError
+from ipsms.message import FORM_TYPE, JSON_TYPE, REFID_LENGTH
+from ipsms.numbers import check_number
+from ipsms.signature import DEFAULT_VARIANT, Mode, Variant, sign
+
+DEFAULT_FROM = "+13035550100"
+DEFAULT_TO = "+13038675309"
+DEFAULT_MESSAGE = "Hello World!"
+REFID_ALPHABET = string.ascii_uppercase + string.digits  # like the doc's ABCDEF1234567890...
+# Random bytes below 252 (= 7 * 36) map uniformly onto the alphabet; the rest are dropped.
+_ACCEPTED = 252
+_REFID_TABLE = bytes(ord(REFID_ALPHABET[b % len(REFID_ALPHABET)]) if b < _ACCEPTED else 0
+                     for b in range(256))
+_REJECTED = bytes(range(_ACCEPTED, 256))
+_FIELDS = ("refid", "from", "to", "message")
+
+
+def new_refid() -> str:
+    """A fresh random 32-character refid of A-Z and 0-9 (uniform, from ``os.urandom``)."""
+    while True:  # 48 bytes hold 32 accepted ones all but about once in 10**17 draws
+        raw = os.urandom(48).translate(_REFID_TABLE, _REJECTED)
+        if len(raw) >= REFID_LENGTH:
+            return raw[:REFID_LENGTH].decode("ascii")
+
+
+@dataclass(frozen=True)
+class Signing:
+    """How ``simulate`` signs: no secret means no ``signature`` field. ``auto`` signs as
+    ``plain`` (see ``ipsms.signature.sign``)."""
+
+    secret: str | None = None
+    mode: Mode = Mode.PLAIN
+    variant: Variant = DEFAULT_VARIANT
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    """What to send. A flag left as None falls back to ``base`` (``--payload``), then to the
+    defaults; ``base`` fields other than the four documented ones are sent as they are."""
+
+    from_number: str | None = None
+    to_number: str | None = None
+    message: str | None = None
+    refid: str | None = None
+    base: Mapping[str, Any] = field(default_factory=dict)
+    form: bool = False
+    allow_invalid: bool = False
+    signing: Signing = Signing()
+
+
+@dataclass(frozen=True)
+class Payload:
+    refid: str
+    fields: dict[str, Any]
+    body: bytes
+    content_type: str
+    signature: str | None
+
+    def delivery(self, url: str) -> Delivery:
+        return Delivery(url, self.body, self.content_type, self.refid, self.signature)
+
+
+def load_payload(source: str, stdin: TextIO) -> dict[str, Any]:
+    """Read ``--payload FILE`` or ``--payload -`` (stdin): one JSON object."""
+    where = "stdin" if source == "-" else source
+    try:
+        text = stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read --payload {where}: {exc.strerror or exc}",
+                         hint="give a readable JSON file, or - for stdin") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--payload {where} is not UTF-8 text: {exc.reason}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--payload {where} is not valid JSON: {exc.msg} at line "
+                         f"{exc.lineno} column {exc.colno}",
+                         hint='give a JSON object such as {"message": "hi"}') from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--payload {where} is a JSON {_json_type(data)}, not an object",
+                         hint='give a JSON object such as {"message": "hi"}')
+    return data
+
+
+class PayloadTemplate:
+    """Checks a ``MessageSpec`` once, then renders messages from it (one per refid).
+
+    Load mode renders thousands of messages from one template, so everything that does not
+    depend on the refid is done here.
+    """
+
+    def __init__(self, spec: MessageSpec) -> None:
+        base = dict(spec.base)
+        self.spec = spec
+        self.from_number = _pick(spec.from_number, base, "from", DEFAULT_FROM)
+        self.to_number = _pick(spec.to_number, base, "to", DEFAULT_TO)
+        self.message = _pick(spec.message, base, "message", DEFAULT_MESSAGE)
+        self.refid: str | None = None  # None: a fresh refid for every rendered message
+        if spec.refid is not None or "refid" in base:
+            self.refid = _pick(spec.refid, base, "refid", None)
+        if not spec.allow_invalid:
+            for name, value in (("from", self.from_number), ("to", self.to_number)):
+                check = check_number(value)
+                if not check.ok:
+                    raise UsageError(
+                        f"invalid {name} number: {check.problem}",
+                        hint=f"fix --{name}, or pass --allow-invalid to send it on purpose")
+        self.extra = {k: v for k, v in base.items() if k not in (*_FIELDS, "signature")}
+        self.base_signature = base.get("signature")
+        self.content_type = FORM_TYPE if spec.form else JSON_TYPE
+
+    def render(self, refid: str | None = None) -> Payload:
+        if refid is None:
+            refid = self.refid if self.refid is not None else new_refid()
+        fields: dict[str, Any] = {"refid": refid, "from": self.from_number,
+                                  "to": self.to_number, "message": self.message, **self.extra}
+        signing = self.spec.signing
+        signature: str | None = None
+        if signing.secret:
+            signature = sign(signing.secret, refid, self.message, signing.mode, signing.variant)
+        elif isinstance(self.base_signature, str):
+            signature = self.base_signature  # sent as given: a signature on purpose
+        if signature is not None:
+            fields["signature"] = signature
+        return Payload(refid, fields, encode(fields, self.spec.form), self.content_type,
+                       signature)
+
+
+def build_payload(spec: MessageSpec) -> Payload:
+    return PayloadTemplate(spec).render()
+
+
+def encode(fields: Mapping[str, Any], form: bool) -> bytes:
+    """JSON (``json.dumps``, UTF-8, not ASCII-escaped) or form encoding (UTF-8, percent-encoded;
+    non-string extra values written as JSON)."""
+    if not form:
+        return json.dumps(fields, ensure_ascii=False).encode("utf-8")
+    pairs = [(k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
+             for k, v in fields.items()]
+    return urlencode(pairs, encoding="utf-8").encode("ascii")
+
+
+def _pick(flag: str | None, base: Mapping[str, Any], name: str, default: str | None) -> str:
+    if flag is not None:
+        return flag
+    if name in base:
+        value = base[name]
+        if not isinstance(value, str):
+            raise UsageError(f"--payload field {name!r} is a JSON {_json_type(value)}, "
+                             "IntelePeer sends strings",
+                             hint=f'write it as a string, e.g. "{name}": "{value}"')
+        return value
+    assert default is not None
+    return default
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object",
+             str: "string", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+# -- recorded messages (replay) ---------------------------------------------------------------
+
+def delivery_from_record(rec: store.StoredRequest, url: str) -> Delivery:
+    """The stored body and content type exactly as received, to be posted to ``url``."""
+    signature = (rec.fields or {}).get("signature")
+    return Delivery(url, rec.body, rec.content_type, rec.refid,
+                    signature if isinstance(signature, str) else None,
+                    source=f"replay of request #{rec.id}")
+
+
+def recorded_delivery(conn: sqlite3.Connection, refid: str, url: str) -> Delivery:
+    """The first request recorded for ``refid``; ``NotFoundError`` if there is none."""
+    attempts = store.attempts_for(conn, refid)
+    if not attempts:
+        raise NotFoundError(f"no recorded message with refid {refid!r}",
+                            hint="list recorded messages with `ipsms messages list`, or check "
+                            "--db")
+    return delivery_from_record(attempts[0], url)
+
+
+def replay_selection(records: Iterable[store.StoredRequest], since: float | None = None
+                     ) -> Iterator[store.StoredRequest]:
+    """One request per refid (the first one received at or after ``since``), oldest first.
+    Requests the listener could not parse (no refid) are not messages and are skipped."""
+    seen: set[str] = set()
+    for rec in records:
+        if rec.refid is None or rec.refid in seen:
+            continue
+        if since is not None and rec.received_at < since:
+            continue
+        seen.add(rec.refid)
+        yield rec

@@ -1,0 +1,189 @@
+"""Rich rendering of recorded messages: the ``messages list`` table and ``messages show``.
+
+Every cell is a ``Text`` built from strings passed through ``printable``: rich markup in an
+SMS (``[bold]``) stays literal and control characters (ANSI escapes, bidi overrides) are shown
+as visible escapes instead of reaching the terminal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ipsms.events import iso_time
+from ipsms.history import detail_dict
+from ipsms.output import one_line, printable
+from ipsms.store import StoredRequest
+
+MESSAGE_WIDTH = 48
+
+_VERDICT_STYLE = {"valid": "green", "unchecked": "dim", "invalid": "bold red",
+                  "missing": "red"}
+
+
+def _clock(ts_iso: str) -> str:
+    """``2024-05-01T12:34:56.789Z`` -> ``2024-05-01 12:34:56``."""
+    return ts_iso[:19].replace("T", " ")
+
+
+def _short_clock(ts_iso: str) -> str:
+    """``2024-05-01T12:34:56.789Z`` -> ``05-01 12:34:56`` (UTC), for narrow tables."""
+    return ts_iso[5:19].replace("T", " ")
+
+
+def _status_style(status: int) -> str:
+    return "green" if status == 200 else "yellow" if status < 500 else "red"
+
+
+def _verdict_text(verdict: str | None, detail: str | None) -> Text:
+    if verdict is None:
+        return Text("-")
+    label = f"{verdict} ({detail})" if verdict == "valid" and detail else verdict
+    return Text(printable(label), style=_VERDICT_STYLE.get(verdict, ""))
+
+
+def _list_cells(row: StoredRequest) -> list[Text]:
+    if row.refid is None:
+        message = Text(one_line(row.error or "rejected", MESSAGE_WIDTH), style="yellow")
+    else:
+        message = Text(one_line(row.message or "", MESSAGE_WIDTH))
+    return [
+        Text(_short_clock(iso_time(row.received_at))),
+        Text(printable(row.refid or "-")),
+        Text(str(row.attempt) if row.attempt else "-",
+             style="bold magenta" if (row.attempt or 0) > 1 else ""),
+        Text(printable(row.from_number or "-")),
+        Text(printable(row.to_number or "-")),
+        message,
+        _verdict_text(row.verdict, row.verdict_detail),
+        Text(str(row.status), style=_status_style(row.status)),
+    ]
+
+
+_HEADERS = ("time", "refid", "#", "from", "to", "message", "verdict", "status")
+_TIME, _REFID, _MESSAGE, _VERDICT = 0, 1, 5, 6
+_CAPS = {_REFID: 32, 3: 16, 4: 16, _MESSAGE: MESSAGE_WIDTH, _VERDICT: 20}
+# Columns that give way on a narrow terminal, in this order, down to these widths.
+_SHRINK = ((_MESSAGE, 24), (_REFID, 16), (_MESSAGE, 12), (_REFID, 10), (_VERDICT, 7),
+           (_TIME, 8), (_MESSAGE, 8), (_REFID, 8))
+_GAP = 2  # collapsed padding plus the blank divider of box.SIMPLE_HEAD
+
+
+def column_widths(cells: list[list[Text]], width: int) -> list[int]:
+    """Fit the table in ``width`` columns: numbers and status keep their content; message,
+    refid, verdict and then the date part of the time give way (with an ellipsis). Rich's
+    own fitting would crop whole columns off the right instead."""
+    widths = [max(len(h), *(c[i].cell_len for c in cells)) for i, h in enumerate(_HEADERS)]
+    widths = [min(w, _CAPS.get(i, w)) for i, w in enumerate(widths)]
+    natural = list(widths)
+    excess = sum(widths) + _GAP * (len(widths) - 1) - width
+    for i, floor in _SHRINK:
+        if excess <= 0:
+            break
+        cut = min(excess, max(widths[i] - floor, 0))
+        widths[i] -= cut
+        excess -= cut
+    if widths[_TIME] < len("05-01 12:34:56"):
+        widths[_TIME] = len("12:34:56")
+        # Dropping the date freed some room: give it back to the message, then the refid.
+        spare = width - sum(widths) - _GAP * (len(widths) - 1)
+        for i in (_MESSAGE, _REFID):
+            grow = max(min(spare, natural[i] - widths[i]), 0)
+            widths[i] += grow
+            spare -= grow
+    return widths
+
+
+def list_table(rows: list[StoredRequest], width: int = 80) -> RenderableType:
+    """The ``messages list`` table for a ``width``-column terminal, in the rows' order."""
+    if not rows:
+        return Text("no messages recorded", style="dim")
+    cells = [_list_cells(r) for r in rows]
+    widths = column_widths(cells, width)
+    if widths[_TIME] == len("12:34:56"):  # too narrow for the date: keep the clock only
+        for row_cells in cells:
+            row_cells[_TIME] = Text(row_cells[_TIME].plain[-8:])
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False,
+                  padding=(0, 1), collapse_padding=True)
+    for i, (name, w) in enumerate(zip(_HEADERS, widths, strict=True)):
+        table.add_column(name, width=w, no_wrap=True, overflow="ellipsis",
+                         justify="right" if i in (2, 7) else "left")
+    for row_cells in cells:
+        table.add_row(*row_cells)
+    return table
+
+
+def _multiline(text: str) -> Text:
+    """Body text with its line breaks kept and every other control character escaped."""
+    return Text("\n".join(printable(line) for line in text.replace("\r\n", "\n").split("\n")))
+
+
+def _fields_table(attempt: dict[str, Any]) -> Table:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    verdict = _verdict_text(attempt["verdict"], None)
+    if attempt["verdict_detail"]:
+        verdict.append(f"  {printable(attempt['verdict_detail'])}", style="")
+    rows: list[tuple[str, Text]] = [
+        ("received", Text(_clock(attempt["received_at"]) + " UTC")),
+        ("request", Text(printable(f"{attempt['method']} {attempt['path']} from "
+                                   f"{attempt['remote'] or '?'}"))),
+        ("status", Text(str(attempt["status"]), style=_status_style(attempt["status"]))),
+        ("from", Text(printable(attempt["from"] or "-"))),
+        ("to", Text(printable(attempt["to"] or "-"))),
+        ("message", _multiline(attempt["message"] or "")),
+        ("signature", Text(printable(attempt["signature"] or "-"))),
+        ("verdict", verdict),
+    ]
+    if attempt["flags"]:
+        rows.append(("flags", Text("\n".join(
+            printable(f"{f.get('code')}: {f.get('detail')}") for f in attempt["flags"]))))
+    if attempt["error"]:
+        rows.append(("error", Text(printable(attempt["error"]), style="yellow")))
+    for name, value in rows:
+        grid.add_row(name, value)
+    return grid
+
+
+def _headers_table(headers: list[list[str]]) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style="cyan", no_wrap=True)
+    grid.add_column()
+    for name, value in headers:
+        grid.add_row(Text(printable(name) + ":"), Text(printable(value)))
+    return grid
+
+
+def attempt_panel(row: StoredRequest) -> Panel:
+    """One recorded attempt: fields, verdict, headers (credentials masked) and the raw body
+    (signature masked; text when UTF-8, else base64)."""
+    attempt = detail_dict(row)
+    if attempt["body"] is not None:
+        body_title = f"body ({attempt['size']} bytes, {printable(attempt['content_type'] or '')})"
+        body = _multiline(attempt["body"]) if attempt["body"] else Text("(empty)", style="dim")
+    else:
+        body_title = f"body ({attempt['size']} bytes, not UTF-8: base64)"
+        body = Text(attempt["body_base64"])
+    parts: list[RenderableType] = [
+        _fields_table(attempt),
+        Text("headers", style="bold"), _headers_table(attempt["headers"]),
+        Text(body_title, style="bold"), body,
+    ]
+    title = f"attempt {attempt['attempt'] or '?'} · id {attempt['id']}"
+    return Panel(Group(*parts), title=title, title_align="left", expand=True)
+
+
+def show_view(refid: str, rows: list[StoredRequest]) -> Group:
+    header = Text()
+    header.append("refid ", style="bold")
+    header.append(printable(refid), style="cyan")
+    header.append(f"   {len(rows)} attempt{'s' if len(rows) != 1 else ''} recorded")
+    note = Text("signatures are masked; `ipsms messages export` has the exact bytes",
+                style="dim")
+    return Group(header, *(attempt_panel(r) for r in rows), note)

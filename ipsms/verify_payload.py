@@ -1,0 +1,226 @@
+"""The core of ``ipsms verify``: load payloads, check their signatures, explain mismatches.
+
+A payload comes from a file or stdin (a webhook body as JSON or form fields, or NDJSON lines
+from ``ipsms messages export`` / ``ipsms listen --format json``) or from the store by refid.
+Bodies are parsed with ``ipsms.message.parse_message``, exactly as the listener parses them,
+and checked with ``ipsms.signature.Verifier``. Nothing here prints the secret: results carry
+its fingerprint only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ipsms.errors import UsageError
+from ipsms.message import FORM_TYPE, JSON_TYPE, BodyError, parse_message
+from ipsms.output import printable
+from ipsms.signature import (
+    DEFAULT_VARIANT,
+    Mode,
+    Variant,
+    Verdict,
+    Verification,
+    Verifier,
+    fingerprint,
+)
+from ipsms.store import StoredRequest
+
+INPUT_HINT = ("give a webhook body (a JSON object or form fields), a line of `ipsms messages "
+              "export`, or --refid REFID to check a recorded message")
+# How ``ipsms.redact.mask_secret`` shows a value: ``****(8)`` or ``abcd…(64)``.
+_MASKED_RE = re.compile(r"^(?:\*{4}|.{1,4}…)\(\d+\)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    secret: str
+    mode: Mode = Mode.AUTO
+    variant: Variant = DEFAULT_VARIANT
+
+    def verifier(self) -> Verifier:
+        return Verifier(self.secret, self.mode, self.variant)
+
+    @property
+    def mode_label(self) -> str:
+        return self.variant.name if self.mode is Mode.HMAC else self.mode.value
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What a signature is checked over, and where it came from (for messages)."""
+
+    source: str  # "payload.json", "stdin line 3", "store id 12"
+    refid: str
+    message: str
+    signature: str | None
+    attempt: int | None = None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    payloads: list[Payload]
+    skipped: list[str] = field(default_factory=list)  # why some NDJSON lines were not checked
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    payload: Payload
+    verification: Verification
+
+    @property
+    def valid(self) -> bool:
+        return self.verification.verdict is Verdict.VALID
+
+    def to_dict(self, config: VerifyConfig) -> dict[str, Any]:
+        v = self.verification
+        return {
+            "type": "verification",
+            "source": self.payload.source,
+            "refid": self.payload.refid,
+            "attempt": self.payload.attempt,
+            "verdict": v.verdict.value,
+            "matched": v.matched,
+            "explanation": v.explanation,
+            "mode": config.mode_label,
+            "secret_fingerprint": fingerprint(config.secret),
+        }
+
+    def line(self) -> str:
+        """One human line: ``valid    refid ABC… attempt 2 (payload.json): matched plain``."""
+        v = self.verification
+        where = f"refid {printable(self.payload.refid)}"
+        if self.payload.attempt is not None:
+            where += f" attempt {self.payload.attempt}"
+        why = f"matched {v.matched}" if v.verdict is Verdict.VALID else v.explanation or ""
+        return (f"{v.verdict.value:<8} {where} ({printable(self.payload.source)}): "
+                f"{printable(why)}")
+
+
+def verify_all(payloads: list[Payload], config: VerifyConfig) -> list[VerifyResult]:
+    verifier = config.verifier()
+    return [VerifyResult(p, verifier.verify(p.refid, p.message, p.signature)) for p in payloads]
+
+
+# -- loading ----------------------------------------------------------------------------------
+def load_input(data: bytes, source: str) -> Loaded:
+    """Payloads from the bytes of a file or stdin; malformed input is a ``UsageError``."""
+    data = data.removeprefix(b"\xef\xbb\xbf")  # the BOM some Windows editors write
+    if not data.strip():
+        raise UsageError(f"{source} is empty: nothing to verify", hint=INPUT_HINT)
+    start = data.lstrip()[:1]
+    if start not in (b"{", b"["):
+        # Form fields. A file saved by an editor ends with a newline IntelePeer never sends.
+        return Loaded([_parse_body(data.rstrip(b"\r\n"), FORM_TYPE, source)])
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        lines = [ln for ln in data.splitlines() if ln.strip()]
+        if len(lines) > 1 and _is_json_object(lines[0]):
+            return _load_lines(lines, source)
+        return Loaded([_parse_body(data, JSON_TYPE, source)])  # raises with the position
+    if isinstance(doc, dict) and _is_record(doc):
+        payload, _ = _from_record(doc, source, single=True)  # single: raises, never None
+        if payload is not None:
+            return Loaded([payload])
+    return Loaded([_parse_body(data, JSON_TYPE, source)])
+
+
+def load_recorded(rows: list[StoredRequest]) -> Loaded:
+    """Payloads from recorded attempts, parsed from the exact bytes the listener received."""
+    return Loaded([_parse_body(r.body, r.content_type, f"store id {r.id}", attempt=r.attempt)
+                   for r in rows])
+
+
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def _is_record(doc: dict[str, Any]) -> bool:
+    """A line written by ipsms (``messages export`` or ``listen --format json``)."""
+    return doc.get("type") == "request" and "received_at" in doc
+
+
+def _load_lines(lines: list[bytes], source: str) -> Loaded:
+    payloads: list[Payload] = []
+    skipped: list[str] = []
+    for number, line in enumerate(lines, 1):
+        where = f"{source} line {number}"
+        try:
+            doc = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{where} is not valid JSON: {exc}", hint=INPUT_HINT) from None
+        if not isinstance(doc, dict):
+            raise UsageError(f"{where} is JSON {type(doc).__name__}, expected an object",
+                             hint=INPUT_HINT)
+        if _is_record(doc):
+            payload, skip = _from_record(doc, where, single=False)
+            if payload is None:
+                skipped.append(skip)
+            else:
+                payloads.append(payload)
+        elif isinstance(doc.get("type"), str) and "refid" not in doc:
+            skipped.append(f"{where}: a {printable(doc['type'])!r} line, not a message")
+        else:
+            payloads.append(_parse_body(line, JSON_TYPE, where))
+    if not payloads:
+        raise UsageError(f"{source} holds no message to verify ({len(skipped)} lines skipped: "
+                         f"{'; '.join(skipped[:3])})", hint=INPUT_HINT)
+    return Loaded(payloads, skipped)
+
+
+def _from_record(doc: dict[str, Any], where: str, *, single: bool
+                 ) -> tuple[Payload | None, str]:
+    """A payload from an ipsms NDJSON record, or ``None`` and why it was skipped."""
+    if doc.get("redacted"):
+        raise UsageError(f"{where} comes from a redacted export: its message and signature "
+                         "are masked, so it cannot be verified",
+                         hint="export without --redact, or use --refid REFID")
+    if doc.get("refid") is None:
+        reason = (f"{where} is a request the listener rejected "
+                  f"({printable(str(doc.get('error') or 'no message'))}): no message to verify")
+        if single:
+            raise UsageError(reason, hint=INPUT_HINT)
+        return None, reason
+    attempt = doc.get("attempt") if isinstance(doc.get("attempt"), int) else None
+    if "body" in doc or "body_base64" in doc:  # messages export: the exact body is there
+        return _parse_body(_export_body(doc, where), doc.get("content_type"), where,
+                           attempt=attempt), ""
+    # listen --format json prints the parsed fields with the signature masked.
+    signature = doc.get("signature")
+    if isinstance(signature, str) and _MASKED_RE.match(signature):
+        raise UsageError(
+            f"{where} is a line of `ipsms listen` output, where the signature is masked",
+            hint=f"verify the recorded message instead: ipsms verify --refid "
+            f"{printable(str(doc['refid']))} (or use a line of `ipsms messages export`)")
+    fields = {k: doc.get(k) for k in ("refid", "from", "to", "message", "signature")}
+    body = json.dumps({k: v for k, v in fields.items() if v is not None}).encode()
+    return _parse_body(body, JSON_TYPE, where, attempt=attempt), ""
+
+
+def _export_body(doc: dict[str, Any], where: str) -> bytes:
+    if isinstance(doc.get("body"), str):
+        return str(doc["body"]).encode("utf-8")
+    try:
+        return base64.b64decode(str(doc.get("body_base64")), validate=True)
+    except (binascii.Error, ValueError):
+        raise UsageError(f"{where}: body_base64 is not valid base64",
+                         hint=INPUT_HINT) from None
+
+
+def _parse_body(raw: bytes, content_type: str | None, where: str,
+                attempt: int | None = None) -> Payload:
+    try:
+        msg = parse_message(raw, content_type)
+    except BodyError as exc:
+        raise UsageError(f"{where} is not an IntelePeer message: {exc.detail}",
+                         hint=INPUT_HINT) from None
+    return Payload(where, msg.refid, msg.message, msg.signature, attempt)
+

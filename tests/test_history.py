@@ -1,0 +1,178 @@
+"""The core of `ipsms messages`: queries over a store written by the real Recorder, masking
+for `show`, redaction for `export --redact`, durations for `--since`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode
+
+import pytest
+
+from ipsms import history
+from ipsms.errors import NotFoundError, UsageError
+from ipsms.recorder import Recorder
+from ipsms.redact import mask_secret
+from ipsms.store import RequestRecord
+
+NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+REFID = "0123456789ABCDEF0123456789ABCDEF"
+
+
+def record(received_at: float, body: bytes, content_type: str = "application/json",
+           refid: str | None = REFID, status: int = 200, *, sender: str | None = None,
+           to: str | None = None, message: str | None = None) -> RequestRecord:
+    parsed = body.decode() if content_type == "application/json" and refid else None
+    return RequestRecord(
+        received_at=received_at, method="POST", path="/", remote="127.0.0.1",
+        headers=[("Content-Type", content_type)], content_type=content_type, body=body,
+        status=status, refid=refid, fields_json=parsed,
+        from_number=sender, to_number=to, message=message, verdict="unchecked" if refid else None,
+        error=None if refid else "invalid_json: broken")
+
+
+async def fill(db: Path, records: list[RequestRecord]) -> None:
+    async with Recorder(db) as rec:
+        for r in records:
+            await rec.record(r)
+
+
+def msg_body(message: str, signature: str | None = None, **extra: object) -> bytes:
+    data: dict[str, object] = {"refid": REFID, "from": "+13038675309", "to": "+12161112222",
+                               "message": message}
+    if signature is not None:
+        data["signature"] = signature
+    data.update(extra)
+    return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("2h", 7200),
+                                               ("1d", 86400), ("1.5h", 5400), (" 1W ", 604800)])
+def test_parse_since(text: str, seconds: float) -> None:
+    assert history.parse_since(text, now=NOW) == NOW - seconds
+
+
+@pytest.mark.parametrize("text", ["", "10", "m", "-5m", "10 minutes", "2026-01-01"])
+def test_parse_since_rejects(text: str) -> None:
+    with pytest.raises(UsageError, match="cannot read the duration"):
+        history.parse_since(text, now=NOW)
+
+
+async def test_queries_over_a_recorded_store(tmp_path: Path) -> None:
+    db = tmp_path / "h.sqlite3"
+    await fill(db, [
+        record(NOW - 3600, msg_body("one")),
+        record(NOW - 60, msg_body("two")),
+        record(NOW - 30, b"{broken", refid=None, status=400),
+        record(NOW - 10, msg_body("three")),
+    ])
+    with history.opened(db) as conn:
+        recent = history.list_recent(conn, history.ListQuery(db, limit=3))
+        assert [r.id for r in recent] == [4, 3, 2]
+        since = history.list_recent(conn, history.ListQuery(db, since=NOW - 120))
+        assert [r.id for r in since] == [4, 3, 2]
+        assert [r.attempt for r in history.attempts(conn, REFID)] == [1, 2, 3]
+        assert [r.id for r in history.iter_oldest_first(conn, NOW - 45)] == [3, 4]
+        with pytest.raises(NotFoundError, match="no recorded message"):
+            history.attempts(conn, "missing")
+        assert history.clear_all(conn) == 4
+        assert history.count_all(conn) == 0
+
+
+def test_missing_store_is_not_found_and_not_created(tmp_path: Path) -> None:
+    db = tmp_path / "none.sqlite3"
+    with pytest.raises(NotFoundError, match="no messages recorded yet"), history.opened(db):
+        pass
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("secret", ['quote"and\\slash/é', "plain & simple+code=1"])
+async def test_show_masks_the_signature_inside_the_body(tmp_path: Path, secret: str) -> None:
+    db = tmp_path / "s.sqlite3"
+    json_body = msg_body("hi", signature=secret)
+    form_body = urlencode({"refid": REFID, "from": "+13038675309", "to": "+12161112222",
+                           "message": "hi", "signature": secret}).encode()
+    await fill(db, [record(NOW, json_body)])
+    form = RequestRecord(received_at=NOW, method="POST", path="/", remote=None, headers=[],
+                         content_type="application/x-www-form-urlencoded", body=form_body,
+                         status=200, refid=REFID,
+                         fields_json=json.dumps({"signature": secret}))
+    await fill(db, [form])
+    with history.opened(db) as conn:
+        doc = history.show_document(REFID, history.attempts(conn, REFID))
+    text = json.dumps(doc, ensure_ascii=False)
+    assert secret not in text
+    assert json.dumps(secret)[1:-1] not in text and urlencode({"s": secret})[2:] not in text
+    first, second = doc["attempts"]
+    masked = mask_secret(secret)
+    assert first["signature"] == second["signature"] == masked
+    assert json.loads(first["body"])["signature"] == masked  # the body is still readable
+    assert parse_qs(second["body"]) == {"refid": [REFID], "from": ["+13038675309"],
+                                        "to": ["+12161112222"], "message": ["hi"],
+                                        "signature": [masked]}
+
+
+def test_redact_json_body_with_extra_fields() -> None:
+    body = msg_body("call me on +447700900123 ☎", signature="s3cret-value",
+                    contact={"phone": "+33612345678", "note": "ok"}, count=3)
+    out = history.redact_body(body, "application/json; charset=utf-8")
+    data = json.loads(out)
+    assert data["refid"] == REFID and data["count"] == 3
+    assert data["from"] == "+1********09" and data["to"] == "+1********22"
+    assert data["message"] == "[redacted 26 chars]"
+    assert data["signature"] == "s3cr…(12)"
+    assert data["contact"] == {"phone": "+3********78", "note": "ok"}
+    for leak in ("3038675309", "2161112222", "447700900123", "612345678", "call me", "s3cret"):
+        assert leak not in out
+
+
+def test_redact_form_body() -> None:
+    body = urlencode({"refid": REFID, "from": "1-12345", "to": "+12161112222",
+                      "message": "secret plans", "signature": "abc"}).encode()
+    fields = parse_qs(history.redact_body(body, "application/x-www-form-urlencoded"))
+    assert fields["refid"] == [REFID] and fields["from"] == ["1****45"]
+    assert fields["message"] == ["[redacted 12 chars]"] and fields["signature"] == ["****(3)"]
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b'{"message": "secret plans", "from": "+13038675309"', "application/json"),
+    (b'["+13038675309", "secret plans"]', "application/json"),
+    (b"from +13038675309: secret plans", "application/x-www-form-urlencoded"),
+    (b"<xml>+13038675309 secret plans</xml>", "text/xml"),
+    (b"\xff\xfe+13038675309", None),
+])
+def test_unreadable_bodies_are_replaced_whole(body: bytes, content_type: str | None) -> None:
+    assert history.redact_body(body, content_type) == f"[redacted {len(body)} bytes]"
+
+
+async def test_export_dicts_plain_and_redacted(tmp_path: Path) -> None:
+    db = tmp_path / "e.sqlite3"
+    await fill(db, [record(NOW, msg_body("hello there", "sig"), sender="+13038675309",
+                           to="+12161112222", message="hello there")])
+    with history.opened(db) as conn:
+        [row] = list(history.iter_oldest_first(conn))
+    plain = history.export_dict(row)
+    assert plain["body"].encode() == msg_body("hello there", "sig")
+    assert "redacted" not in plain and plain["received_at"] == "2026-01-01T00:00:00.000Z"
+    red = history.export_dict(row, redact=True)
+    assert red["redacted"] is True and red["message"] == "[redacted 11 chars]"
+    assert red["fields"]["message"] == "[redacted 11 chars]"
+    assert "hello" not in json.dumps(red) and "3038675309" not in json.dumps(red)
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b'{"refid":"' + REFID.encode() + b'","signature" : "a\\/b\\u0020c"}', "application/json"),
+    (b"refid=" + REFID.encode() + b"&signature=a%2fb%20c&message=hi",
+     "application/x-www-form-urlencoded"),
+])
+async def test_show_masks_signatures_however_they_are_escaped(tmp_path: Path, body: bytes,
+                                                              content_type: str) -> None:
+    db = tmp_path / "esc.sqlite3"
+    await fill(db, [RequestRecord(received_at=NOW, method="POST", path="/", remote=None,
+                                  headers=[], content_type=content_type, body=body, status=200,
+                                  refid=REFID, fields_json=json.dumps({"signature": "a/b c"}))])
+    with history.opened(db) as conn:
+        [attempt] = history.show_document(REFID, history.attempts(conn, REFID))["attempts"]
+    assert attempt["signature"] == "****(5)"
+    assert "a/b" not in attempt["body"] and "a\\/b" not in attempt["body"]
+    assert "a%2fb" not in attempt["body"] and "****(5)" in attempt["body"]

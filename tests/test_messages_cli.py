@@ -1,0 +1,307 @@
+"""`ipsms messages list|show|export|clear` as real processes, over a store filled by a real
+`ipsms listen` subprocess that receives real HTTP requests on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipsms import store
+from ipsms.errors import ExitCode
+from ipsms.recorder import Recorder
+from tests.conftest import cli_env, run_ipsms
+from tests.procs import ListenerProcess
+
+SECRET = "tr0ub4dor&3-shared"
+REFID_A = "ABCDEF1234567890ABCDEF1234567890"
+REFID_B = "B" * 16 + "0123456789ABCDEF"
+REFID_C = "C" * 32
+REFID_D = "D" * 32
+FROM = "+13038675309"
+TO = "+12161112222"
+# Markup and an ANSI escape: both must reach the terminal as literal text.
+TEXT_A = "Hi [bold red]there[/bold red] \x1b[31mred\x1b[0m"
+TEXT_B = "Form body: café & more"
+# hmac-sha256 hex over refid + message with SECRET (openssl dgst -sha256 -hmac).
+HMAC_HELLO = "574ae8d0824d2780e9273eea6bc9cd13cc70db6bb72619023f05ead3d4736986"
+TEXT_HELLO = "Hello from ipsms"
+
+
+def body_a() -> bytes:
+    return json.dumps({"refid": REFID_A, "from": FROM, "to": TO, "message": TEXT_A,
+                       "signature": SECRET}).encode()
+
+
+def body_b() -> bytes:
+    from urllib.parse import urlencode
+
+    return urlencode({"refid": REFID_B, "from": FROM, "to": TO, "message": TEXT_B,
+                      "signature": SECRET}).encode()
+
+
+BODY_C = json.dumps({"refid": REFID_C, "from": FROM, "to": TO, "message": "tampered",
+                     "signature": HMAC_HELLO}).encode()
+BODY_D = json.dumps({"refid": REFID_D, "from": FROM, "to": TO, "message": "unsigned"}).encode()
+BODY_BAD = b'{"refid": "X", "from": "+13038675309"'
+
+
+def post(url: str, body: bytes, content_type: str = "application/json",
+         headers: dict[str, str] | None = None) -> int:
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": content_type, **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@dataclass(frozen=True)
+class Recorded:
+    db: Path
+    listen_lines: list[dict[str, Any]]  # what `listen --format json` printed per request
+
+
+def record_with_listener(tmp: Path) -> Recorded:
+    """Six requests through a real listener (secret SECRET, auto mode): A twice (plain, with
+    an Authorization header), B form-encoded, C a wrong HMAC (403), a broken body (400), D
+    unsigned (403)."""
+    env = {k: v for k, v in cli_env().items() if not k.startswith("IPSMS_")}
+    env["IPSMS_HOME"] = str(tmp / "home")
+    db = tmp / "messages.sqlite3"
+    listener = ListenerProcess("--secret", SECRET, db=db, env=env)
+    try:
+        auth = {"Authorization": "Bearer tok-SUPERSECRET-123"}
+        assert post(listener.url + "hook", body_a(), headers=auth) == 200
+        assert post(listener.url + "hook", body_a(), headers=auth) == 200
+        assert post(listener.url, body_b(), "application/x-www-form-urlencoded") == 200
+        assert post(listener.url, BODY_C) == 403
+        assert post(listener.url, BODY_BAD) == 400
+        assert post(listener.url, BODY_D) == 403
+        code, out, _ = listener.stop()
+    finally:
+        listener.kill()
+    assert code == 0
+    return Recorded(db, [json.loads(line) for line in out.splitlines() if line.strip()])
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+    return record_with_listener(tmp_path_factory.mktemp("listened"))
+
+
+def ndjson(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def messages(*args: str, db: Path) -> Any:
+    return run_ipsms("messages", *args, "--db", str(db))
+
+
+def test_list_is_newest_first_with_rejected_requests(recorded: Recorded) -> None:
+    result = messages("list", db=recorded.db)  # stdout is a pipe: NDJSON by default
+    assert result.returncode == 0, result.stderr
+    rows = ndjson(result.stdout)
+    assert [(r["refid"], r["attempt"], r["status"]) for r in rows] == [
+        (REFID_D, 1, 403), (None, None, 400), (REFID_C, 1, 403), (REFID_B, 1, 200),
+        (REFID_A, 2, 200), (REFID_A, 1, 200)]
+    assert all(r["type"] == "request" for r in rows)
+    assert rows[1]["error"].startswith("invalid_json: body is not valid JSON")
+    assert rows[2]["verdict"] == "invalid" and rows[0]["verdict"] == "missing"
+    assert rows[-1]["message"] == TEXT_A and rows[-1]["from"] == FROM
+    assert rows[-1]["verdict"] == "valid" and rows[-1]["verdict_detail"] == "plain"
+    assert rows[3]["verdict_detail"] == "plain" and rows[3]["message"] == TEXT_B
+
+
+def test_list_limit_and_db_from_environment(recorded: Recorded) -> None:
+    result = run_ipsms("messages", "list", "--limit", "2",
+                       env=cli_env(IPSMS_DB=str(recorded.db)))
+    assert result.returncode == 0, result.stderr
+    assert [r["refid"] for r in ndjson(result.stdout)] == [REFID_D, None]
+
+
+def test_list_table_keeps_markup_and_escapes_literal(recorded: Recorded) -> None:
+    result = run_ipsms("messages", "list", "--format", "table", "--db", str(recorded.db),
+                       env=cli_env(COLUMNS="200"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "\x1b" not in out  # neither the SMS's escape nor colours on a pipe
+    assert "Hi [bold red]there[/bold red] \\e[31mred\\e[0m" in out
+    lines = out.splitlines()
+    assert lines[0].split() == ["time", "refid", "#", "from", "to", "message", "verdict",
+                                "status"]
+    assert REFID_A in lines[-1] and lines[-1].rstrip().endswith("200")
+    assert "invalid_json" in out and "valid (plain)" in out
+
+
+def test_list_table_fits_an_80_column_terminal(recorded: Recorded) -> None:
+    result = run_ipsms("messages", "list", "--format", "table", "--db", str(recorded.db),
+                       env=cli_env(COLUMNS="80"))
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert lines[0].split()[-1] == "status"  # no column cropped off the right
+    assert [line.split()[-1] for line in lines[2:]] == ["403", "400", "403", "200", "200",
+                                                         "200"]
+
+
+def test_show_every_attempt_with_credentials_masked(recorded: Recorded) -> None:
+    result = messages("show", REFID_A, "--format", "json", db=recorded.db)
+    assert result.returncode == 0, result.stderr
+    [doc] = ndjson(result.stdout)
+    assert doc["type"] == "message" and doc["refid"] == REFID_A
+    assert [a["attempt"] for a in doc["attempts"]] == [1, 2]
+    first = doc["attempts"][0]
+    assert ["Authorization", "Bearer ****"] in first["headers"]
+    assert first["path"] == "/hook" and first["status"] == 200
+    assert first["verdict"] == "valid" and first["verdict_detail"] == "plain"
+    # The raw body, with the signature (here: the shared secret itself) masked.
+    assert first["body"] == body_a().decode().replace(SECRET, first["signature"])
+    assert first["signature"].startswith("tr0u") and first["message"] == TEXT_A
+    assert "SUPERSECRET" not in result.stdout and SECRET not in result.stdout
+
+
+def test_show_table_on_a_terminal_form(recorded: Recorded) -> None:
+    result = messages("show", REFID_B, "--format", "table", db=recorded.db)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "1 attempt recorded" in out and "application/x-www-form-urlencoded" in out
+    assert "refid=" + REFID_B in out and "caf%C3%A9" in out  # the raw form body
+    assert SECRET not in out and "tr0ub4dor%263" not in out  # nor form-encoded
+
+
+def test_show_invalid_attempt_explains_without_secret(recorded: Recorded) -> None:
+    result = messages("show", REFID_C, "--format", "json", db=recorded.db)
+    [doc] = ndjson(result.stdout)
+    attempt = doc["attempts"][0]
+    assert attempt["status"] == 403 and attempt["verdict"] == "invalid"
+    assert "sha256:" in attempt["verdict_detail"]  # the secret's fingerprint
+    assert SECRET not in result.stdout
+
+
+def test_show_unknown_refid_is_not_found(recorded: Recorded) -> None:
+    result = messages("show", "NOPE" * 8, db=recorded.db)
+    assert result.returncode == ExitCode.NOT_FOUND
+    assert result.stdout == ""
+    assert "no recorded message with refid 'NOPENOPE" in result.stderr
+    assert "ipsms messages list" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["list"], ["show", REFID_A], ["export"],
+                                     ["clear", "--yes"]])
+def test_missing_store_says_nothing_recorded_yet(tmp_path: Path, command: list[str]) -> None:
+    db = tmp_path / "never.sqlite3"
+    result = messages(*command, db=db)
+    assert result.returncode == ExitCode.NOT_FOUND
+    assert "no messages recorded yet" in result.stderr and "ipsms listen" in result.stderr
+    assert not db.exists()  # reading never creates a store
+
+
+def test_export_oldest_first_with_exact_bodies(recorded: Recorded) -> None:
+    result = messages("export", db=recorded.db)
+    assert result.returncode == 0, result.stderr
+    rows = ndjson(result.stdout)
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows) and len(rows) == 6
+    assert [r["body"].encode() for r in rows] == [body_a(), body_a(), body_b(), BODY_C,
+                                                  BODY_BAD, BODY_D]
+    assert rows[0]["fields"]["signature"] == SECRET  # export keeps what arrived
+    assert ["Authorization", "Bearer ****"] in rows[0]["headers"]
+    assert rows[4]["refid"] is None and rows[4]["error"].startswith("invalid_json")
+
+
+def test_export_redacted_leaves_no_numbers_text_or_secret(recorded: Recorded) -> None:
+    result = messages("export", "--redact", db=recorded.db)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for leak in (FROM, TO, FROM[1:], TO[1:], "3038675309", "2161112222", "bold red", "there",
+                 "café", "caf%C3%A9", "tampered", "unsigned", SECRET, "tr0ub4dor%263"):
+        assert leak not in out, leak
+    rows = ndjson(out)
+    assert all(r["redacted"] for r in rows)
+    first = rows[0]
+    assert first["from"] == "+1********09" and first["to"] == "+1********22"
+    assert first["message"] == f"[redacted {len(TEXT_A)} chars]"
+    assert json.loads(first["body"])["message"] == f"[redacted {len(TEXT_A)} chars]"
+    assert first["refid"] == REFID_A  # the key stays, so rows can still be matched
+    assert rows[4]["body"] == f"[redacted {len(BODY_BAD)} bytes]"  # unparseable: whole
+
+
+async def test_export_since_and_non_utf8_body_as_base64(tmp_path: Path) -> None:
+    now = time.time()
+    db = tmp_path / "s.sqlite3"
+    raw = b"\xff\xfe not utf-8"
+    async with Recorder(db) as recorder:
+        for received_at, body in ((now - 7200, b"old"), (now - 60, raw)):
+            await recorder.record(store.RequestRecord(
+                received_at=received_at, method="POST", path="/", remote="127.0.0.1",
+                headers=[], content_type="application/json", body=body, status=400,
+                error="invalid_encoding: body is not valid UTF-8"))
+    result = messages("export", "--since", "10m", db=db)
+    assert result.returncode == 0, result.stderr
+    [row] = ndjson(result.stdout)
+    assert row["body"] is None and base64.b64decode(row["body_base64"]) == raw
+    assert len(ndjson(messages("export", "--since", "3h", db=db).stdout)) == 2
+    bad = messages("export", "--since", "yesterday", db=db)
+    assert bad.returncode == ExitCode.USAGE and "cannot read the duration" in bad.stderr
+
+
+def test_clear_refuses_without_a_terminal_then_clears_with_yes(tmp_path: Path) -> None:
+    recorded = record_with_listener(tmp_path)
+    refused = messages("clear", db=recorded.db)
+    assert refused.returncode == ExitCode.USAGE
+    assert "refusing to delete 6 recorded requests" in refused.stderr
+    assert "--yes" in refused.stderr
+    assert len(ndjson(messages("list", db=recorded.db).stdout)) == 6  # nothing removed
+
+    cleared = messages("clear", "--yes", "--format", "json", db=recorded.db)
+    assert cleared.returncode == 0, cleared.stderr
+    assert ndjson(cleared.stdout) == [{"type": "cleared", "removed": 6,
+                                       "db": str(recorded.db)}]
+    assert messages("list", db=recorded.db).stdout == ""
+    human = messages("clear", "-y", "--format", "table", db=recorded.db)
+    assert human.stdout.strip() == f"removed 0 recorded requests from {recorded.db}"
+    # The deleted text is gone from the file too, not just unlinked from the table.
+    assert b"Hi [bold red]" not in recorded.db.read_bytes()
+
+
+def run_with_terminal_stdin(args: list[str], answer: bytes) -> tuple[int, str, str]:
+    """Run ipsms with a pseudo-terminal on stdin (so it may ask), typing ``answer``."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "ipsms", *args], stdin=slave,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=cli_env(), cwd=ROOT)
+        os.write(master, answer)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        os.close(slave)
+        os.close(master)
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize(("answer", "left"), [(b"n\n", 6), (b"\n", 6), (b"y\n", 0)])
+def test_clear_asks_on_a_terminal(tmp_path: Path, answer: bytes, left: int) -> None:
+    recorded = record_with_listener(tmp_path)
+    code, out, err = run_with_terminal_stdin(
+        ["messages", "clear", "--db", str(recorded.db), "--format", "json"], answer)
+    assert code == 0, err
+    assert f"Delete all 6 recorded requests from {recorded.db}? [y/N]" in err
+    assert len(ndjson(messages("list", db=recorded.db).stdout)) == left
+    if left:
+        assert out == "" and "nothing deleted" in err
+    else:
+        assert ndjson(out)[0]["removed"] == 6

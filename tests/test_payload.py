@@ -1,0 +1,162 @@
+"""Building the messages simulate sends: IntelePeer's shape, numbers checked, signed so that the
+listener's verifier accepts them, bytes fixed once."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import pytest
+
+from ipsms.errors import UsageError
+from ipsms.message import parse_message
+from ipsms.payload import (
+    DEFAULT_FROM,
+    DEFAULT_MESSAGE,
+    DEFAULT_TO,
+    MessageSpec,
+    PayloadTemplate,
+    Signing,
+    build_payload,
+    delivery_from_record,
+    load_payload,
+    new_refid,
+    replay_selection,
+)
+from ipsms.signature import Mode, Variant, Verifier, compute_hmac
+from ipsms.store import StoredRequest
+
+
+def test_refids_look_like_intelepeers_and_are_fresh() -> None:
+    refids = {new_refid() for _ in range(2000)}
+    assert len(refids) == 2000
+    assert all(re.fullmatch(r"[A-Z0-9]{32}", r) for r in refids)
+    assert set("".join(refids)) == set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+def test_default_message_is_the_documented_json_in_the_documented_order() -> None:
+    p = build_payload(MessageSpec(refid="ABCDEF1234567890ABCDEF1234567890"))
+    assert p.content_type == "application/json"
+    assert p.body == json.dumps({"refid": "ABCDEF1234567890ABCDEF1234567890",
+                                 "from": DEFAULT_FROM, "to": DEFAULT_TO,
+                                 "message": DEFAULT_MESSAGE}).encode()
+    assert p.signature is None and "signature" not in json.loads(p.body)
+    parsed = parse_message(p.body, p.content_type)
+    assert parsed.flags == ()  # nothing the listener would flag
+
+
+@pytest.mark.parametrize("mode, variant, matched", [
+    (Mode.PLAIN, Variant(), "plain"),
+    (Mode.AUTO, Variant(), "plain"),
+    (Mode.HMAC, Variant(), "hmac-sha256"),
+    (Mode.HMAC, Variant("sha1", "message+refid", "base64"), "hmac-sha1:message+refid:base64"),
+])
+@pytest.mark.parametrize("form", [False, True])
+def test_signed_messages_verify_on_the_listener_side(mode: Mode, variant: Variant, matched: str,
+                                                     form: bool) -> None:
+    spec = MessageSpec(message="ünïcode & = ? ✓", form=form,
+                       signing=Signing("s3cret", mode, variant))
+    p = build_payload(spec)
+    parsed = parse_message(p.body, p.content_type)
+    assert parsed.message == "ünïcode & = ? ✓"
+    assert parsed.signature == p.signature
+    verdict = Verifier("s3cret").verify(parsed.refid, parsed.message, parsed.signature)
+    assert (verdict.verdict.value, verdict.matched) == ("valid", matched)
+    if mode is Mode.HMAC:
+        assert p.signature == compute_hmac("s3cret", p.refid, parsed.message, variant)
+
+
+def test_form_encoding_keeps_the_same_fields() -> None:
+    p = build_payload(MessageSpec(form=True, refid="R" * 32, signing=Signing("code")))
+    assert p.content_type == "application/x-www-form-urlencoded"
+    assert parse_qsl(p.body.decode()) == [("refid", "R" * 32), ("from", DEFAULT_FROM),
+                                          ("to", DEFAULT_TO), ("message", DEFAULT_MESSAGE),
+                                          ("signature", "code")]
+
+
+def test_payload_fields_are_overridden_by_flags_and_extras_are_kept() -> None:
+    base = {"message": "from file", "to": "1-12345", "carrier": {"name": "x"}, "refid": "F" * 32,
+            "signature": "given"}
+    p = build_payload(MessageSpec(from_number="+442071838750", base=base))
+    fields = json.loads(p.body)
+    assert list(fields) == ["refid", "from", "to", "message", "carrier", "signature"]
+    assert fields == {"refid": "F" * 32, "from": "+442071838750", "to": "1-12345",
+                      "message": "from file", "carrier": {"name": "x"}, "signature": "given"}
+    signed = build_payload(MessageSpec(base=base, message="flag", signing=Signing("k")))
+    assert json.loads(signed.body)["signature"] == "k"  # a secret re-signs
+    assert json.loads(signed.body)["message"] == "flag"
+
+
+def test_a_template_renders_distinct_messages_and_keeps_its_checks() -> None:
+    template = PayloadTemplate(MessageSpec(signing=Signing("k", Mode.HMAC)))
+    a, b = template.render(), template.render()
+    assert a.refid != b.refid and a.body != b.body
+    assert a.signature == compute_hmac("k", a.refid, DEFAULT_MESSAGE)
+
+
+@pytest.mark.parametrize("flag, value, explains", [
+    ("from_number", "+7708675309", "+7 numbers have 11"),
+    ("to_number", "3038675309", "add the country code, e.g. +13038675309"),
+    ("to_number", "57-Hello8", "cannot receive"),
+    ("from_number", "", "empty"),
+])
+def test_invalid_numbers_are_explained_unless_allowed(flag: str, value: str,
+                                                      explains: str) -> None:
+    with pytest.raises(UsageError) as info:
+        build_payload(MessageSpec(**{flag: value}))  # type: ignore[arg-type]
+    assert explains in info.value.message
+    assert "--allow-invalid" in (info.value.hint or "")
+    p = build_payload(MessageSpec(allow_invalid=True, **{flag: value}))  # type: ignore[arg-type]
+    assert value in json.loads(p.body).values()
+
+
+def test_non_string_fields_in_a_payload_file_are_refused() -> None:
+    with pytest.raises(UsageError, match="'message' is a JSON number"):
+        build_payload(MessageSpec(base={"message": 5}))
+
+
+def test_load_payload_from_a_file_and_stdin(tmp_path: Path) -> None:
+    f = tmp_path / "p.json"
+    f.write_text('{"message": "hi", "x": 1}')
+    assert load_payload(str(f), io.StringIO()) == {"message": "hi", "x": 1}
+    assert load_payload("-", io.StringIO('{"to": "+13038675309"}')) == {"to": "+13038675309"}
+
+
+@pytest.mark.parametrize("text, error", [
+    ("[1, 2]", "is a JSON array, not an object"),
+    ("{nope", "not valid JSON: Expecting property name"),
+])
+def test_bad_payload_files_are_usage_errors(text: str, error: str) -> None:
+    with pytest.raises(UsageError, match=error):
+        load_payload("-", io.StringIO(text))
+
+
+def test_missing_payload_file(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot read --payload"):
+        load_payload(str(tmp_path / "missing.json"), io.StringIO())
+
+
+def _stored(id: int, refid: str | None, at: float, body: bytes = b"a=1",
+            content_type: str | None = "application/x-www-form-urlencoded; charset=UTF-8"
+            ) -> StoredRequest:
+    return StoredRequest(id, at, "POST", "/", None, [], content_type, body, refid, None, None,
+                         None, {"signature": "sig-123456789"} if refid else None, 1, None,
+                         None, [], 200, None)
+
+
+def test_a_recorded_request_is_replayed_as_stored() -> None:
+    d = delivery_from_record(_stored(7, "R1", 1.0, b"refid=R1&x=%20"), "http://127.0.0.1:9/")
+    assert (d.body, d.content_type, d.refid, d.signature) == (
+        b"refid=R1&x=%20", "application/x-www-form-urlencoded; charset=UTF-8", "R1",
+        "sig-123456789")
+    assert d.source == "replay of request #7"
+
+
+def test_replay_selection_takes_one_request_per_refid_within_the_window() -> None:
+    rows = [_stored(1, "A", 10), _stored(2, None, 11), _stored(3, "A", 12), _stored(4, "B", 13),
+            _stored(5, "C", 20), _stored(6, "B", 21)]
+    assert [r.id for r in replay_selection(rows)] == [1, 4, 5]
+    assert [r.id for r in replay_selection(rows, since=12.5)] == [4, 5]
