@@ -89,6 +89,7 @@ def _register() -> None:
     from ipsms.cli import replay as replay
     from ipsms.cli import simulate as simulate
     from ipsms.cli import verify as verify
+    from ipsms.cli import webhook as webhook  # set-webhook, provision, api-emulator, auth
 
 
 _register()

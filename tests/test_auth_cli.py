@@ -1,0 +1,139 @@
+"""`ipsms auth login|status|logout` as real processes against the API emulator: credentials
+verified and stored 0600, hidden prompts only on a terminal, and no secret ever printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ipsms.api.client import AUTH_PATH, WEBHOOK_PATH
+from ipsms.api.emulator import EmulatorThread
+from ipsms.errors import ExitCode
+from tests.conftest import ROOT, cli_env, run_ipsms
+from tests.test_set_webhook_cli import NUMBER, PASSWORD, assert_no_secrets, emu, ndjson
+
+__all__ = ["emu"]  # the fixture, shared with the set-webhook tests
+
+
+def login(emu: EmulatorThread, *args: str, input: str | None = None,
+          **env: str) -> subprocess.CompletedProcess[str]:
+    return run_ipsms("auth", "login", "--auth-url", emu.auth_url, *args, input=input,
+                     env=cli_env(**env))
+
+
+def test_login_verifies_and_stores_credentials_0600(emu: EmulatorThread,
+                                                    ipsms_home: Path) -> None:
+    result = login(emu, "--username", "api-user", IPSMS_PASSWORD=PASSWORD)
+    assert result.returncode == 0, result.stderr
+    [info] = ndjson(result.stdout)
+    assert info["type"] == "auth_login" and info["username"] == "api-user"
+    assert info["auth_url"] == emu.auth_url and info["token_expires_at"].endswith("Z")
+    [auth] = emu.state.requests
+    assert (auth.method, auth.path, auth.json) == (
+        "POST", AUTH_PATH, {"username": "api-user", "password": PASSWORD})
+    creds = ipsms_home / "credentials.json"
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+    assert stat.S_IMODE((ipsms_home / "api-tokens.json").stat().st_mode) == 0o600
+    assert json.loads(creds.read_text())["username"] == "api-user"
+    assert_no_secrets(emu, result)
+
+    # the stored credentials and cached token serve the next command: no new authentication
+    hook = run_ipsms("set-webhook", NUMBER, "https://example.com/sms", "--api-base",
+                     emu.api_base, "--auth-url", emu.auth_url)
+    assert hook.returncode == 0, hook.stderr
+    assert len(emu.state.requests_to(AUTH_PATH)) == 1
+    assert len(emu.state.requests_to(WEBHOOK_PATH)) == 1
+
+
+def test_wrong_password_exits_8_and_stores_nothing(emu: EmulatorThread,
+                                                   ipsms_home: Path) -> None:
+    result = login(emu, "--username", "api-user", IPSMS_PASSWORD="wrong-pw-4242")
+    assert result.returncode == ExitCode.AUTH
+    assert result.stderr.startswith("ipsms: error: IntelePeer refused the username 'api-user'")
+    assert "Access = API" in result.stderr
+    assert "wrong-pw-4242" not in result.stdout + result.stderr
+    assert not (ipsms_home / "credentials.json").exists()
+
+
+def test_password_from_stdin(emu: EmulatorThread) -> None:
+    result = login(emu, "--username", "api-user", "--password-stdin", "--format", "plain",
+                   input=PASSWORD + "\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("logged in as api-user; credentials stored in ")
+    assert_no_secrets(emu, result)
+
+
+def test_no_terminal_means_no_prompt_but_a_usage_error(emu: EmulatorThread) -> None:
+    no_password = login(emu, "--username", "api-user", input="")
+    assert no_password.returncode == ExitCode.USAGE
+    assert "no terminal to ask for it" in no_password.stderr
+    assert "IPSMS_PASSWORD" in no_password.stderr
+    no_user = login(emu, IPSMS_PASSWORD=PASSWORD, input="")
+    assert no_user.returncode == ExitCode.USAGE and "--username" in no_user.stderr
+    assert emu.state.requests == []
+
+
+def test_prompts_on_a_terminal_with_the_password_hidden(emu: EmulatorThread,
+                                                        ipsms_home: Path) -> None:
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ipsms", "auth", "login", "--auth-url", emu.auth_url,
+         "--format", "json"], stdin=slave, stdout=subprocess.PIPE, stderr=slave, cwd=ROOT,
+        env=cli_env(), start_new_session=True, text=True)  # no controlling tty: prompts use pty
+    os.close(slave)
+    seen = b""
+    answers = [(b"username", b"api-user\n"), (b"Password", PASSWORD.encode() + b"\n")]
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and proc.poll() is None:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                seen += os.read(master, 1024)
+            except OSError:
+                break
+        if answers and answers[0][0] in seen:
+            os.write(master, answers.pop(0)[1])
+    out, _ = proc.communicate(timeout=20)
+    os.close(master)
+    assert proc.returncode == 0, seen
+    assert b"api-user" in seen  # the username is echoed as typed
+    assert PASSWORD.encode() not in seen  # the password is not
+    assert json.loads(out)["username"] == "api-user"
+    assert (ipsms_home / "credentials.json").exists()
+
+
+def test_status_shows_user_and_expiry_without_secrets(emu: EmulatorThread) -> None:
+    none = run_ipsms("auth", "status")
+    assert none.returncode == ExitCode.AUTH and "ipsms auth login" in none.stderr
+    assert login(emu, "--username", "api-user", IPSMS_PASSWORD=PASSWORD).returncode == 0
+    result = run_ipsms("auth", "status", "--format", "plain")
+    assert result.returncode == 0, result.stderr
+    assert "user: api-user  [from `ipsms auth login`]" in result.stdout
+    assert f"token for {emu.auth_url}: valid until " in result.stdout
+    [info] = ndjson(run_ipsms("auth", "status").stdout)
+    assert info["source"] == "stored" and info["tokens"][0]["valid"] is True
+    with_token = run_ipsms("auth", "status", env=cli_env(IPSMS_TOKEN="tok-zz-9999"))
+    assert ndjson(with_token.stdout)[0]["source"] == "token"
+    assert_no_secrets(emu, result, with_token, tokens={"tok-zz-9999"})
+
+
+def test_logout_removes_credentials_and_tokens(emu: EmulatorThread, ipsms_home: Path) -> None:
+    assert login(emu, "--username", "api-user", IPSMS_PASSWORD=PASSWORD).returncode == 0
+    result = run_ipsms("auth", "logout", "--format", "plain")
+    assert result.returncode == 0
+    assert result.stdout.strip() == ("removed the stored credentials of api-user; removed 1 "
+                                     "cached token(s)")
+    assert not (ipsms_home / "credentials.json").exists()
+    assert not (ipsms_home / "api-tokens.json").exists()
+    assert run_ipsms("auth", "status").returncode == ExitCode.AUTH
+    again = run_ipsms("auth", "logout")
+    assert again.returncode == 0
+    assert ndjson(again.stdout) == [{"type": "auth_logout", "credentials_removed": False,
+                                     "tokens_removed": 0}]

@@ -1,0 +1,161 @@
+"""`ipsms provision` against the API emulator, and `ipsms api-emulator` itself as a real
+process on a free port that the CLI (or any script) is pointed at."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ipsms.api.client import AUTH_PATH, PROVISION_PATH
+from ipsms.api.emulator import DEMO_PASSWORD, DEMO_USER, EmulatorThread
+from ipsms.errors import ExitCode
+from tests.conftest import ROOT, cli_env, run_ipsms
+from tests.test_set_webhook_cli import NO_SMS, NUMBER, assert_no_secrets, emu, ipsms, ndjson
+
+__all__ = ["emu"]  # the fixture, shared with the set-webhook tests
+
+
+def test_provision_requested(emu: EmulatorThread) -> None:
+    result = ipsms(emu, "provision", NO_SMS)
+    assert result.returncode == 0, result.stderr
+    assert ndjson(result.stdout) == [{"type": "provision", "number": NO_SMS, "status": 202,
+                                      "state": "requested", "reason": None}]
+    [req] = emu.state.requests_to(PROVISION_PATH)
+    assert (req.method, req.json) == ("POST", {"endpoints": [NO_SMS]})
+    assert req.header("Authorization") == f"Bearer {next(iter(emu.state.tokens))}"
+    assert req.header("Content-Type") == req.header("Accept") == "application/json"
+    table = ipsms(emu, "provision", NUMBER, "--format", "table")  # already enabled: 400
+    assert table.returncode == ExitCode.API and "already enabled for SMS" in table.stderr
+    assert_no_secrets(emu, result, table)
+
+
+def test_provision_in_progress_is_409(emu: EmulatorThread) -> None:
+    assert ipsms(emu, "provision", NO_SMS).returncode == 0
+    result = ipsms(emu, "provision", NO_SMS, "--format", "table")
+    assert result.returncode == ExitCode.API
+    assert f"{NO_SMS}: provisioning is already in progress" in result.stdout
+    assert "409" in result.stderr and "wait for it to finish" in result.stderr
+    assert len(emu.state.requests_to(AUTH_PATH)) == 1  # the cached token served both
+
+
+def test_provision_not_in_account_is_400_with_reason(emu: EmulatorThread) -> None:
+    result = ipsms(emu, "provision", "+19995550000")
+    assert result.returncode == ExitCode.API
+    assert "400 Bad Request: +19995550000 was not found in the account" in result.stderr
+
+
+@pytest.mark.parametrize(("number", "words"), [
+    ("1-12345", "is a short code"),
+    ("57-Hello8", "alphanumeric sender id"),
+    ("303-867-5309", "not E.164"),
+])
+def test_provision_takes_one_e164_long_code(emu: EmulatorThread, number: str,
+                                            words: str) -> None:
+    result = ipsms(emu, "provision", number)
+    assert result.returncode == ExitCode.USAGE and words in result.stderr
+    assert emu.state.requests == []
+
+
+def test_provision_with_a_refused_token_exits_8(emu: EmulatorThread) -> None:
+    result = ipsms(emu, "provision", NO_SMS, creds=False, IPSMS_TOKEN="stale-tok-1234")
+    assert result.returncode == ExitCode.AUTH
+    assert "--token/IPSMS_TOKEN" in result.stderr and "stale-tok-1234" not in result.stderr
+    [req] = emu.state.requests
+    assert req.header("Authorization") == "Bearer stale-tok-1234"  # used as given
+    assert emu.state.requests_to(AUTH_PATH) == []
+
+
+def test_provision_dry_run(emu: EmulatorThread) -> None:
+    result = ipsms(emu, "provision", NO_SMS, "--dry-run", creds=False)
+    assert result.returncode == 0
+    [shown] = ndjson(result.stdout)
+    assert (shown["url"], shown["body"]) == (emu.api_base + PROVISION_PATH,
+                                             {"endpoints": [NO_SMS]})
+    assert emu.state.requests == []
+
+
+class EmulatorProcess:
+    """``ipsms api-emulator --port 0`` as a child process."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ipsms", "api-emulator", "--port", "0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=cli_env())
+        assert self.proc.stdout is not None
+        self.ready: dict[str, Any] = json.loads(self.proc.stdout.readline())
+
+    def control(self, path: str) -> Any:
+        with urllib.request.urlopen(self.ready["api_base"] + path, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def stop(self) -> tuple[int, str, str]:
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=15)
+        return self.proc.returncode, out, err
+
+
+@pytest.fixture
+def emulator_process() -> Iterator[EmulatorProcess]:
+    process = EmulatorProcess("--number", "+14155550100", "--number-no-sms", "+14155550199",
+                              "--user", "script-user:script-pw-55")
+    try:
+        yield process
+    finally:
+        if process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.communicate()
+
+
+def test_api_emulator_command_serves_the_cli(emulator_process: EmulatorProcess) -> None:
+    ready = emulator_process.ready
+    assert ready["type"] == "api_emulator" and ready["port"] > 0
+    assert ready["api_base"] == f"http://127.0.0.1:{ready['port']}"
+    assert ready["auth_url"] == ready["api_base"] + AUTH_PATH
+    env = cli_env(IPSMS_API_BASE=ready["api_base"], IPSMS_AUTH_URL=ready["auth_url"],
+                  IPSMS_USERNAME="script-user", IPSMS_PASSWORD="script-pw-55")
+    result = run_ipsms("provision", "+14155550199", env=env)
+    assert result.returncode == 0, result.stderr
+    assert run_ipsms("provision", "+14155550199", env=env).returncode == ExitCode.API  # 409
+    hook = run_ipsms("set-webhook", "+14155550100", "https://u:hook-pw-1@example.com/sms",
+                     env=env)
+    assert hook.returncode == 0, hook.stderr
+    requests = emulator_process.control("/_emulator/requests")["requests"]
+    assert [(r["path"], r["status"]) for r in requests] == [
+        (AUTH_PATH, 200), (PROVISION_PATH, 202), (PROVISION_PATH, 409),
+        ("/_rest/v4/my/did/sms/webhook", 201)]
+    assert requests[1]["json"] == {"endpoints": ["+14155550199"]}
+    assert requests[3]["json"]["webhook"] == "https://u:****@example.com/sms"
+    numbers = emulator_process.control("/_emulator/numbers")["numbers"]
+    assert {n["number"]: n["provisioning"] for n in numbers} == {
+        "+14155550100": False, "+14155550199": True}
+    code, out, err = emulator_process.stop()
+    assert code == 0 and "stopped" in err
+    log = ndjson(out)
+    assert [e["type"] for e in log] == ["emulator_request"] * 4
+    text = out + err
+    assert "script-pw-55" not in text and "hook-pw-1" not in text
+    assert "Bearer ****" in text
+
+
+def test_api_emulator_default_account_and_busy_port() -> None:
+    process = EmulatorProcess()
+    try:
+        port = process.ready["port"]
+        busy = run_ipsms("api-emulator", "--port", str(port))
+        assert busy.returncode == ExitCode.NETWORK and "cannot listen" in busy.stderr
+        env = cli_env(IPSMS_USERNAME=DEMO_USER, IPSMS_PASSWORD=DEMO_PASSWORD)
+        result = run_ipsms("set-webhook", "+13035550100", "https://example.com/sms",
+                           "--api-base", process.ready["api_base"],
+                           "--auth-url", process.ready["auth_url"], env=env)
+        assert result.returncode == 0, result.stderr
+    finally:
+        code, _, err = process.stop()
+    assert code == 0
+    assert "users: demo" in err and DEMO_PASSWORD not in err
