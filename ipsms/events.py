@@ -15,9 +15,10 @@ def iso_time(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestEvent:
-    """One request received by ``listen``, after it was recorded and answered."""
+    """One request received by ``listen``, after it was recorded and answered. (Not frozen:
+    built for every request; consumers must treat it as read-only.)"""
 
     id: int | None  # row id in the store; None if the store failed
     received_at: float

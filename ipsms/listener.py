@@ -206,13 +206,17 @@ def _event(record: RequestRecord, stored: Recorded | None, msg: InboundMessage |
     )
 
 
+_JSON = {"Content-Type": "application/json; charset=utf-8"}
+_JSON_405 = {**_JSON, "Allow": "POST"}
+
+
 def _response(event: RequestEvent) -> web.Response:
     if event.status == 200:
         body: dict[str, Any] = {"status": "received", "refid": event.refid,
                                 "attempt": event.attempt}
         if event.verdict in (Verdict.INVALID.value, Verdict.MISSING.value):
             body["warning"] = f"signature {event.verdict} (accepted: --accept-bad-signature)"
-        return web.Response(text=dumps(body), content_type="application/json")
-    headers = {"Allow": "POST"} if event.status == 405 else None
-    return web.Response(text=dumps({"error": event.error, "detail": event.error_detail}),
-                        status=event.status, headers=headers, content_type="application/json")
+        return web.Response(body=dumps(body).encode(), headers=_JSON)
+    headers = _JSON_405 if event.status == 405 else _JSON
+    return web.Response(body=dumps({"error": event.error, "detail": event.error_detail}).encode(),
+                        status=event.status, headers=headers)

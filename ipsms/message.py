@@ -40,7 +40,7 @@ class Flag:
     detail: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class InboundMessage:
     refid: str
     from_: str

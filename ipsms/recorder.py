@@ -21,7 +21,7 @@ from ipsms.errors import StateError
 MAX_BATCH = 1024
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Recorded:
     id: int
     attempt: int | None
@@ -102,12 +102,15 @@ class Recorder:
     def _write(self, conn: sqlite3.Connection, batch: list[_Item]
                ) -> list[Recorded] | BaseException:
         try:
-            conn.execute("BEGIN")
-            results = []
-            for rec, _ in batch:
-                row_id, attempt = conn.execute(store.INSERT_SQL,
-                                               store.insert_params(rec)).fetchone()
-                results.append(Recorded(row_id, attempt))
+            # IMMEDIATE takes the write lock first, so the rows of this batch get consecutive
+            # ids after ``before`` and can be read back in one query.
+            conn.execute("BEGIN IMMEDIATE")
+            before = conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
+            conn.executemany(store.INSERT_SQL, [store.insert_params(rec) for rec, _ in batch])
+            results = [Recorded(row_id, attempt) for row_id, attempt in conn.execute(
+                "SELECT id, attempt FROM requests WHERE id > ? ORDER BY id", (before,))]
+            if len(results) != len(batch):
+                raise sqlite3.DatabaseError(f"wrote {len(batch)} rows, read back {len(results)}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):

@@ -48,9 +48,10 @@ _MIGRATIONS: dict[int, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestRecord:
-    """One received request, as it is written to the store."""
+    """One received request, as it is written to the store. (Not frozen: built for every
+    request, and a frozen dataclass costs a ``object.__setattr__`` per field.)"""
 
     received_at: float
     method: str
@@ -81,7 +82,6 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
     CASE WHEN ?8 IS NULL THEN NULL
          ELSE (SELECT COUNT(*) + 1 FROM requests AS prior WHERE prior.refid = ?8) END,
     ?13, ?14, ?15, ?16, ?17)
-RETURNING id, attempt
 """
 
 
