@@ -18,6 +18,7 @@ def main() -> None:
     app.router.add_route("*", "/{tail:.*}", ok)
     sock = socket.socket()
     sock.bind(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0))
+    sock.listen(128)  # accept connections from the moment the URL is printed
     print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/", file=sys.stderr,
           flush=True)
     web.run_app(app, sock=sock, print=None, access_log=None)

@@ -1,6 +1,7 @@
 """Ingest throughput of `ipsms listen` against a bare aiohttp handler, same load, same run.
 
     .venv/bin/python bench/bench_listen.py [--rounds 3] [--duration 8] [--connections 32]
+    .venv/bin/python bench/bench_listen.py --breakdown   # where the time goes, part by part
 
 Needs `wrk` and `hey` (Debian packages). Everything runs on 127.0.0.1 and is bounded: wrk runs
 for --duration seconds per round, hey sends exactly --count requests. `ipsms listen` runs with
@@ -80,6 +81,9 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--count", type=int, default=20000, help="requests for the store check")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also measure the listener with parts switched off "
+                    "(bench/listen_variants.py)")
     args = ap.parse_args()
     for tool in ("wrk", "hey"):
         if shutil.which(tool) is None:
@@ -114,6 +118,22 @@ def main() -> None:
     stored = sqlite3.connect(db).execute(
         "SELECT COUNT(*) FROM requests WHERE status = 200").fetchone()[0]
 
+    breakdown = {}
+    if args.breakdown:
+        from listen_variants import VARIANTS  # type: ignore[import-not-found]
+
+        for variant in ("bare", *VARIANTS):
+            rates = []
+            for _ in range(args.rounds):
+                cmd = [py, "bench/bare_server.py"] if variant == "bare" else \
+                    [py, "bench/listen_variants.py", variant, "0"]
+                proc, url = start(cmd)
+                rates.append(wrk(url, args.duration, args.connections, script))
+                stop(proc)
+            rate = statistics.median(rates)
+            breakdown[variant] = {"msgs_per_s": round(rate), "us_per_msg": round(1e6 / rate, 1)}
+            print(f"{variant}: {rate:.0f}/s", file=sys.stderr)
+
     bare_med, ipsms_med = statistics.median(bare_rates), statistics.median(ipsms_rates)
     # Each round measures both back to back, so the per-round ratio is the least noisy figure.
     ratios = [i / b for i, b in zip(ipsms_rates, bare_rates, strict=True)]
@@ -126,6 +146,8 @@ def main() -> None:
         "rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
         "store_check": {"answered_200": ok, "stored_200": stored, "equal": ok == stored},
     }
+    if breakdown:
+        result["breakdown"] = breakdown
     print(json.dumps(result, indent=2))
     shutil.rmtree(tmp, ignore_errors=True)
     if ok != stored:

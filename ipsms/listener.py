@@ -160,7 +160,7 @@ def _record(request: web.Request, received_at: float, raw: bytes, content_type: 
     return RequestRecord(
         received_at=received_at,
         method=request.method,
-        path=request.path_qs,
+        path=request.raw_path,  # the request target exactly as sent, query string included
         remote=peer,
         headers=mask_headers(request.headers.items()),
         content_type=content_type,

@@ -32,8 +32,12 @@ def one_line(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: hot path
+
+
 def dumps(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON, UTF-8 text kept as is (one NDJSON line's worth)."""
+    return _ENCODER.encode(obj)
 
 
 class NdjsonSink:

@@ -102,8 +102,8 @@ def check_webhook_url(url: str, *, force: bool = False) -> list[str]:
     problem = _unreachable(parts.hostname)
     if problem and not force:
         raise UsageError(f"IntelePeer cannot reach {shown}: {problem}",
-                         hint="use a public URL (e.g. a tunnel: ipsms listen --tunnel), or "
-                         "--force if you really mean it")
+                         hint="use a public URL (e.g. an ngrok tunnel in front of "
+                         "`ipsms listen`), or --force if you really mean it")
     if problem:
         warnings.append(f"IntelePeer cannot reach {shown} ({problem}); set anyway (--force)")
     return warnings

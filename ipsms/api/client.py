@@ -406,7 +406,9 @@ class IntelePeerClient:
                                hint="check the numbers in the Customer Portal")
             return WebhookReply(207, tuple(
                 EndpointResult(r.number, r.status, self._scrub(r.reason)) for r in results))
-        self._fail(reply, what, numbers)
+        self._fail(reply, what, numbers, "numbers must be E.164 (+13038675309) or short codes "
+                   "(1-1234) and enabled for SMS (`ipsms provision TN`); the webhook must be "
+                   "an absolute http(s) URL")
 
     async def provision(self, number: str) -> ProvisionReply:
         """202 -> requested; 409 -> already in progress (returned, not raised); else raises."""
@@ -417,7 +419,8 @@ class IntelePeerClient:
             return ProvisionReply(number, reply.status, provision_state(reply.body), None)
         if reply.status == 409:
             return ProvisionReply(number, 409, "in_progress", self._reason(reply))
-        self._fail(reply, what, (number,))
+        self._fail(reply, what, (number,), "provision takes one E.164 long code of this "
+                   "account that is not yet enabled for SMS")
 
     # -- transport and errors -----------------------------------------------------------
 
@@ -482,12 +485,11 @@ class IntelePeerClient:
     def _other_scheme(self) -> str:
         return "raw" if self.settings.scheme is AuthScheme.bearer else "bearer"
 
-    def _fail(self, reply: Reply, what: str, numbers: Sequence[str]) -> NoReturn:
+    def _fail(self, reply: Reply, what: str, numbers: Sequence[str],
+              bad_request_hint: str = "") -> NoReturn:
         message = f"IntelePeer refused {what} ({self._explain(reply)})"
         if reply.status == 400:
-            raise ApiError(message, hint="numbers must be E.164 (+13038675309) or short codes "
-                           "(1-1234) and enabled for SMS (`ipsms provision TN`); the webhook "
-                           "must be an absolute http(s) URL")
+            raise ApiError(message, hint=bad_request_hint or "read the reason above")
         if reply.status == 404:
             raise NotFoundError(message, hint="check that "
                                 f"{' and '.join(numbers) or 'the number'} belongs to this "

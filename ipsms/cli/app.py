@@ -61,6 +61,10 @@ app = typer.Typer(
     "simulate and replay inbound messages, and point numbers at your webhook.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    epilog="Examples: ipsms listen  |  ipsms simulate --fail-first 3 --speed 10  |  "
+    "ipsms messages list  |  ipsms set-webhook +13038675309 https://example.com/sms. "
+    "Exit codes: see README (0 ok, 2 usage, 3 state, 4 network, 5 not delivered, "
+    "6 bad signature, 7 API, 8 auth, 10 not found).",
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -41,7 +41,8 @@ def listen(
         help="HMAC variant for --signature-mode hmac, e.g. sha256, "
         "sha1:message+refid, sha512:refid+message:base64.")] = "sha256",
     db: Annotated[Path | None, typer.Option(
-        envvar="IPSMS_DB", help="SQLite file to record into [default: state home]")] = None,
+        envvar="IPSMS_DB",
+        help="SQLite file to record into (default: ipsms.sqlite3 in the state home).")] = None,
     output_format: Annotated[OutputFormat | None, typer.Option(
         "--format", envvar="IPSMS_FORMAT",
         help="table (live, terminal), json (NDJSON on stdout) or plain (a line per request) "

@@ -1,0 +1,45 @@
+"""The README documents every command, option variable and exit code the program has."""
+
+from __future__ import annotations
+
+import re
+
+import typer
+
+from ipsms.cli.app import app
+from ipsms.errors import ExitCode
+from tests.conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def command_names() -> list[str]:
+    group = typer.main.get_command(app)
+    names = []
+    for name, cmd in group.commands.items():  # type: ignore[attr-defined]
+        subs = getattr(cmd, "commands", None)
+        names += [f"{name} {sub}" for sub in subs] if subs else [name]
+    return names
+
+
+def test_every_command_is_in_the_readme() -> None:
+    names = command_names()
+    assert "listen" in names and "messages list" in names
+    for name in names:
+        top, _, sub = name.partition(" ")
+        assert f"ipsms {top}" in README, f"`ipsms {top}` is not documented in README.md"
+        if sub:
+            assert sub in README, f"`ipsms {name}` is not documented in README.md"
+
+
+def test_every_environment_variable_is_in_the_readme() -> None:
+    used = set()
+    for path in (ROOT / "ipsms").rglob("*.py"):
+        used |= set(re.findall(r"IPSMS_[A-Z_]+", path.read_text()))
+    missing = sorted(v for v in used if v not in README)
+    assert not missing, f"undocumented variables: {missing}"
+
+
+def test_every_exit_code_is_in_the_readme() -> None:
+    for code in ExitCode:
+        assert re.search(rf"^\| {int(code)} \|", README, re.MULTILINE), code
