@@ -10,6 +10,7 @@ never wait for a retry delay.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -205,7 +206,7 @@ class Sender:
         except TimeoutError:
             return None, TIMEOUT, f"no answer within {self.policy.timeout:g}s (--timeout)", b""
         except aiohttp.ClientConnectorError as exc:
-            return None, CONNECT_ERROR, _reason(exc), b""
+            return None, CONNECT_ERROR, _connect_reason(exc), b""
         except aiohttp.ServerDisconnectedError:
             return None, DISCONNECTED, "the server closed the connection without answering", b""
         except (aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
@@ -228,6 +229,13 @@ async def _read_preview(resp: aiohttp.ClientResponse) -> bytes:
         if total > MAX_DRAIN:
             break  # release() then closes the connection instead of reading on
     return head
+
+
+def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
+    """``connection refused by 127.0.0.1:8851`` rather than aiohttp's ``ssl:default [...]``."""
+    err = exc.os_error
+    cause = os.strerror(err.errno) if err.errno else (err.strerror or type(err).__name__)
+    return f"{cause.lower()} ({exc.host}:{exc.port})"
 
 
 def _reason(exc: BaseException) -> str:
@@ -300,6 +308,9 @@ def check_delivered(failed: int, total: int, last_failure: Outcome | None,
     if fail_first >= policy.max_attempts:
         hint = (f"--fail-first {fail_first} counts all {policy.max_attempts} attempts as "
                 "failed; use a smaller --fail-first to see a delivery")
+    elif last_failure is not None and last_failure.last_result == CONNECT_ERROR:
+        hint = (f"nothing answered at {mask_url(last_failure.delivery.url)}: start your app "
+                "(or `ipsms listen`) there, or pass the right URL")
     else:
         hint = (f"the app must answer HTTP {'200' if policy.success.value == '200' else '2xx'} "
                 f"within {policy.timeout:g}s; see the attempts above")

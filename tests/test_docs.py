@@ -43,3 +43,13 @@ def test_every_environment_variable_is_in_the_readme() -> None:
 def test_every_exit_code_is_in_the_readme() -> None:
     for code in ExitCode:
         assert re.search(rf"^\| {int(code)} \|", README, re.MULTILINE), code
+
+
+def test_every_command_help_has_an_example() -> None:
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    for name in command_names():
+        result = runner.invoke(app, [*name.split(), "--help"])
+        assert result.exit_code == 0, name
+        assert "Example" in result.output, f"`ipsms {name} --help` shows no example"

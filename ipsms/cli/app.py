@@ -7,6 +7,7 @@ shows.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import traceback
 from typing import Annotated, Any
@@ -26,6 +27,8 @@ STATE = _State()
 
 
 def report_error(message: str) -> None:
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()  # results first, so the error line comes after them on a terminal
     sys.stderr.write(f"ipsms: error: {message}\n")
     sys.stderr.flush()
 

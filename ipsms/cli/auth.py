@@ -132,7 +132,7 @@ def login(
          f"token valid until {expires}")
 
 
-@auth_app.command()
+@auth_app.command(epilog="Example: ipsms auth status --format json")
 def status(token: TokenOpt = None, username: UsernameOpt = None,
            output_format: FormatOpt = None) -> None:
     """Show which credentials ipsms would use and when the cached token expires (no secrets).
@@ -153,7 +153,7 @@ def status(token: TokenOpt = None, username: UsernameOpt = None,
     emit(fmt, info, "\n".join(lines))
 
 
-@auth_app.command()
+@auth_app.command(epilog="Example: ipsms auth logout")
 def logout(output_format: FormatOpt = None) -> None:
     """Remove the stored credentials and every cached token."""
     fmt = resolve_format(output_format)

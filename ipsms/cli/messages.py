@@ -61,7 +61,7 @@ def _confirm(question: str) -> bool:
     return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
-@messages_app.command("list")
+@messages_app.command("list", epilog="Example: ipsms messages list --limit 20 --since 1h")
 def list_(
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many requests.")]
     = DEFAULT_LIMIT,
@@ -80,7 +80,7 @@ def list_(
         out.print(list_table(rows, out.width))
 
 
-@messages_app.command()
+@messages_app.command(epilog="Example: ipsms messages show ABCDEF1234567890ABCDEF1234567890")
 def show(
     refid: Annotated[str, typer.Argument(help="The refid of the message.")],
     db: DbOption = None, output_format: FormatOption = None,
@@ -96,7 +96,7 @@ def show(
         console().print(show_view(refid, rows))
 
 
-@messages_app.command()
+@messages_app.command(epilog="Example: ipsms messages export --since 1d --redact > share.ndjson")
 def export(
     since: SinceOption = None,
     redact: Annotated[bool, typer.Option(
@@ -113,7 +113,7 @@ def export(
                     for r in history.iter_oldest_first(conn, opts.since))
 
 
-@messages_app.command()
+@messages_app.command(epilog="Example: ipsms messages clear --yes")
 def clear(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
     = False,
