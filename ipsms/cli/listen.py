@@ -10,7 +10,13 @@ from typing import Annotated
 import typer
 
 from ipsms.cli.app import app
-from ipsms.cli.options import OutputFormat, parse_size, resolve_format
+from ipsms.cli.options import (
+    DEFAULT_HMAC,
+    HmacOption,
+    OutputFormat,
+    parse_size,
+    resolve_format,
+)
 from ipsms.events import ListenStats
 from ipsms.home import default_db_path
 from ipsms.listener import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT, EventSink, ListenConfig
@@ -36,10 +42,7 @@ def listen(
         envvar="IPSMS_SIGNATURE_MODE", case_sensitive=False,
         help="plain: signature equals the secret; hmac: HMAC of refid+message; "
         "auto: accept either and say which matched.")] = Mode.AUTO,
-    hmac_variant: Annotated[str, typer.Option(
-        "--hmac", envvar="IPSMS_HMAC", metavar="ALGO[:ORDER][:ENCODING]",
-        help="HMAC variant for --signature-mode hmac, e.g. sha256, "
-        "sha1:message+refid, sha512:refid+message:base64.")] = "sha256",
+    hmac_variant: HmacOption = DEFAULT_HMAC,
     db: Annotated[Path | None, typer.Option(
         envvar="IPSMS_DB",
         help="SQLite file to record into (default: ipsms.sqlite3 in the state home).")] = None,

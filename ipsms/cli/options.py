@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 import sys
 from enum import StrEnum
+from typing import Annotated
+
+import typer
 
 from ipsms.errors import UsageError
 
@@ -24,6 +27,13 @@ def parse_size(text: str) -> int:
     if size < 1:
         raise UsageError(f"size {text!r} must be at least 1 byte")
     return size
+
+
+HmacOption = Annotated[str, typer.Option(
+    "--hmac", envvar="IPSMS_HMAC", metavar="ALGO[:ORDER][:ENCODING]",
+    help="HMAC variant for --signature-mode hmac, e.g. sha256, sha1:message+refid, "
+    "sha512:refid+message:base64.")]
+DEFAULT_HMAC = "sha256"
 
 
 class OutputFormat(StrEnum):

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from ipsms.cli.app import app
-from ipsms.cli.options import OutputFormat, resolve_format
+from ipsms.cli.options import DEFAULT_HMAC, HmacOption, OutputFormat, resolve_format
 from ipsms.delivery import check_delivered, deliver_each, validate_url
 from ipsms.errors import UsageError
 from ipsms.loadgen import DEFAULT_CONCURRENCY, LoadPlan, run_load
@@ -95,10 +95,7 @@ def simulate(
         envvar="IPSMS_SIGNATURE_MODE", case_sensitive=False,
         help="plain: signature = the secret; hmac: HMAC of refid+message (see --hmac); "
         "auto signs as plain.")] = Mode.PLAIN,
-    hmac_variant: Annotated[str, typer.Option(
-        "--hmac", envvar="IPSMS_HMAC", metavar="ALGO[:ORDER][:ENCODING]",
-        help="HMAC variant for --signature-mode hmac, e.g. sha256, sha1:message+refid.")]
-    = "sha256",
+    hmac_variant: HmacOption = DEFAULT_HMAC,
     fail_first: FailFirst = 0,
     max_attempts: MaxAttempts = DEFAULT_MAX_ATTEMPTS,
     success: Success = "200",

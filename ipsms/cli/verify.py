@@ -11,7 +11,7 @@ import typer
 from ipsms import history
 from ipsms.cli.app import app
 from ipsms.cli.messages import write_lines
-from ipsms.cli.options import OutputFormat, resolve_format
+from ipsms.cli.options import DEFAULT_HMAC, HmacOption, OutputFormat, resolve_format
 from ipsms.errors import SignatureInvalidError, UsageError
 from ipsms.home import default_db_path
 from ipsms.output import dumps
@@ -39,10 +39,7 @@ def verify(
     signature_mode: Annotated[Mode, typer.Option(
         envvar="IPSMS_SIGNATURE_MODE", case_sensitive=False,
         help="plain, hmac, or auto (either; says which matched).")] = Mode.AUTO,
-    hmac_variant: Annotated[str, typer.Option(
-        "--hmac", envvar="IPSMS_HMAC", metavar="ALGO[:ORDER][:ENCODING]",
-        help="HMAC variant for --signature-mode hmac, e.g. sha256, sha1:message+refid.")]
-    = "sha256",
+    hmac_variant: HmacOption = DEFAULT_HMAC,
     refid: Annotated[str | None, typer.Option(
         help="Check every recorded attempt of this refid from the store instead of a file.")]
     = None,
