@@ -8,6 +8,7 @@ verified, recorded (committed before the answer) and emitted as one ``RequestEve
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from ipsms.recorder import Recorded, Recorder
 from ipsms.redact import mask_headers
 from ipsms.signature import DEFAULT_VARIANT, Mode, Variant, Verdict, Verification, Verifier
 from ipsms.store import RequestRecord
+
+logger = logging.getLogger("ipsms.listener")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -149,7 +152,10 @@ class _Handler:
             error = ("store_failed", exc.message)
         event = _event(record, stored, msg, verification, status, error)
         for sink in self.sinks:
-            sink(event)
+            try:
+                sink(event)
+            except Exception:  # a display problem must not turn a recorded message into a 500
+                logger.exception("ipsms: an output of the listener failed")
         return _response(event)
 
 

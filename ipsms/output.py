@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from ipsms.events import RequestEvent, iso_time
@@ -40,29 +41,60 @@ def dumps(obj: dict[str, Any]) -> str:
     return _ENCODER.encode(obj)
 
 
-class NdjsonSink:
-    """One JSON object per event on ``stream``, flushed before the event loop next waits: at
-    once for a reader, but a burst of requests shares one write to the pipe."""
+class StreamSink:
+    """Writes one line per event to ``stream``, flushed before the event loop next waits: at
+    once for a reader, but a burst of requests shares one write to the pipe. When the reader
+    goes away (``| head -1``) it stops writing and calls ``on_closed`` once; it never raises
+    into the listener, which has already recorded the message and must still answer."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, on_closed: Callable[[], None] | None = None) -> None:
         self.stream = stream
+        self.on_closed = on_closed
+        self.closed = False
         self._flush_pending = False
 
+    def line(self, event: RequestEvent) -> str:
+        raise NotImplementedError
+
     def __call__(self, event: RequestEvent) -> None:
-        self.stream.write(dumps(event.to_dict()) + "\n")
+        if self.closed:
+            return
+        try:
+            self.stream.write(self.line(event) + "\n")
+        except (OSError, ValueError):  # broken pipe, or the stream was closed
+            self._closed()
+            return
         if self._flush_pending:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self.stream.flush()
+            self._flush()
             return
         self._flush_pending = True
         loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_pending = False
-        self.stream.flush()
+        if self.closed:
+            return
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            self._closed()
+
+    def _closed(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.on_closed is not None:
+                self.on_closed()
+
+
+class NdjsonSink(StreamSink):
+    """One JSON object per event (the signature masked)."""
+
+    def line(self, event: RequestEvent) -> str:
+        return dumps(event.to_dict())
 
 
 def plain_line(event: RequestEvent) -> str:
@@ -76,10 +108,8 @@ def plain_line(event: RequestEvent) -> str:
             f"[{event.verdict}] {one_line(event.message or '', 80)!s}{flags}")
 
 
-class PlainSink:
-    def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
+class PlainSink(StreamSink):
+    """One readable line per event."""
 
-    def __call__(self, event: RequestEvent) -> None:
-        self.stream.write(plain_line(event) + "\n")
-        self.stream.flush()
+    def line(self, event: RequestEvent) -> str:
+        return plain_line(event)

@@ -186,3 +186,17 @@ def test_table_format_on_a_pipe_falls_back_to_plain_lines(tmp_path: Path) -> Non
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=15)
     assert proc.returncode == 0
+
+
+def test_closed_stdout_stops_the_listener_without_losing_the_message(tmp_path: Path) -> None:
+    proc = ListenerProcess(db=tmp_path / "c.db")
+    assert proc.proc.stdout is not None
+    proc.proc.stdout.close()  # like `ipsms listen | head -1` after its first line
+    status, _ = post(proc.url, SEED)
+    assert status == 200  # the message is recorded, so it is still answered 200
+    _, err = proc.proc.communicate(timeout=15)
+    assert proc.proc.returncode == 0
+    assert "stdout was closed; stopping" in err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    conn = store.connect(tmp_path / "c.db", create=False)
+    assert store.count(conn, "status = 200") == 1

@@ -180,3 +180,15 @@ async def test_concurrent_requests_are_all_committed(listen: Any, db_path: Path)
     responses = await asyncio.gather(*(client.post("/", json=b) for b in bodies))
     assert all(r.status == 200 for r in responses)
     assert len(rows(db_path)) == 200
+
+
+async def test_a_failing_output_never_turns_a_recorded_message_into_an_error(
+        aiohttp_client: MakeClient, db_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(event: RequestEvent) -> None:
+        raise RuntimeError("display exploded")
+
+    client = await aiohttp_client(create_app(ListenConfig(), Recorder(db_path), [broken]))
+    resp = await client.post("/", json=SEED)
+    assert resp.status == 200
+    assert len(rows(db_path)) == 1
+    assert "an output of the listener failed" in caplog.text

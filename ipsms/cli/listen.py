@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -90,10 +92,10 @@ async def _serve(config: ListenConfig, host: str, port: int, db_path: Path,
         from ipsms.render import LiveView
 
         sink = view = LiveView(Console(), "", stats)
-    elif fmt is OutputFormat.json:
-        sink = NdjsonSink(sys.stdout)
     else:
-        sink = PlainSink(sys.stdout)
+        stream_sink = (NdjsonSink if fmt is OutputFormat.json else PlainSink)(
+            sys.stdout, lambda: _stdout_closed(server))
+        sink = stream_sink
     server = ListenServer(config, db_path, host, port, sinks=[sink], stats=stats)
 
     def ready(bound: Bound) -> None:
@@ -111,6 +113,14 @@ async def _serve(config: ListenConfig, host: str, port: int, db_path: Path,
     finally:
         if view is not None:
             view.stop()
+
+
+def _stdout_closed(server: ListenServer) -> None:
+    """The reader of our stdout went away (``| head -1``): stop, as a pipeline expects."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+    err("ipsms listen: stdout was closed; stopping (every message answered 200 is recorded)")
+    server.request_stop()
 
 
 def _banner(bound: Bound, config: ListenConfig, db_path: Path) -> None:
