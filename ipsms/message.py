@@ -112,6 +112,8 @@ def _parse_json(text: str) -> dict[str, Any]:
         raise BodyError(400, "invalid_json",
                         f"body is not valid JSON: {exc.msg} at line {exc.lineno} "
                         f"column {exc.colno}") from None
+    except RecursionError:
+        raise BodyError(400, "invalid_json", "body is JSON nested too deeply to read") from None
     if not isinstance(data, dict):
         raise BodyError(400, "not_an_object",
                         f"body is JSON {type(data).__name__}, expected an object")

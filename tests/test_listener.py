@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ipsms import store
 from ipsms.events import RequestEvent
@@ -192,3 +194,28 @@ async def test_a_failing_output_never_turns_a_recorded_message_into_an_error(
     assert resp.status == 200
     assert len(rows(db_path)) == 1
     assert "an output of the listener failed" in caplog.text
+
+
+BODIES = st.one_of(
+    st.binary(max_size=300),
+    st.dictionaries(st.sampled_from(["refid", "from", "to", "message", "signature", "x"]),
+                    st.one_of(st.text(max_size=40), st.integers(), st.none(),
+                              st.lists(st.integers(), max_size=3)), max_size=6)
+    .map(lambda d: json.dumps(d).encode()),
+)
+CONTENT_TYPES = st.sampled_from(["application/json", "application/x-www-form-urlencoded",
+                                 "text/plain", "", "application/json; charset=latin-1"])
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES, content_type=CONTENT_TYPES)
+async def test_any_input_gets_a_deliberate_answer_never_a_500(
+        listen: Any, body: bytes, content_type: str) -> None:
+    client = await listen(secret="s")
+    headers = {"Content-Type": content_type} if content_type else {}
+    resp = await client.post("/", data=body, headers=headers)
+    assert resp.status in (200, 400, 403, 415)
+    if resp.status != 200:
+        assert (await resp.json())["detail"]
+    await client.close()

@@ -62,6 +62,14 @@ def test_bad_bodies_are_rejected_with_a_reason(raw: bytes, ctype: str, status: i
     assert exc.value.detail
 
 
+def test_deeply_nested_json_is_a_400_not_a_crash() -> None:
+    raw = b'{"refid":"a","from":"b","to":"c","message":"d","x":' + b"[" * 100_000 \
+        + b"]" * 100_000 + b"}"
+    with pytest.raises(BodyError) as exc:
+        parse_message(raw, "application/json")
+    assert (exc.value.status, exc.value.code) == (400, "invalid_json")
+
+
 def test_missing_content_type_is_sniffed() -> None:
     assert parse_message(SEED, None).refid == "ABCDEF1234567890ABCDEF1234567890"
     assert parse_message(b"refid=a&from=b&to=c&message=d", None).message == "d"
