@@ -15,7 +15,8 @@ from rich.text import Text
 from ipsms.events import ListenStats, RequestEvent, iso_time
 from ipsms.output import one_line, printable
 
-MAX_ROWS = 20
+MAX_ROWS = 200  # rows kept; as many as fit the terminal are shown
+CHROME_LINES = 5  # header, table heading and rule, and a spare line
 REFRESH_PER_SECOND = 4
 MESSAGE_WIDTH = 160  # pre-cut; the column then ellipsizes to the terminal width
 
@@ -85,7 +86,8 @@ def build_view(url: str, stats: ListenStats, events: list[RequestEvent] | deque[
 
 
 class LiveView:
-    """The live table: newest rows at the bottom, at most ``max_rows``, redrawn at a fixed rate
+    """The live table: newest rows at the bottom, as many as fit the terminal's height (at most
+    ``max_rows``), redrawn at a fixed rate
     (not per request, so a burst of messages costs no extra redraws)."""
 
     def __init__(self, console: Console, url: str, stats: ListenStats,
@@ -99,7 +101,9 @@ class LiveView:
                           redirect_stderr=False, transient=False)
 
     def render(self) -> Group:
-        return build_view(self.url, self.stats, self.rows, self.console.width)
+        fit = max(self.console.height - CHROME_LINES, 3)
+        rows = list(self.rows)[-fit:] if len(self.rows) > fit else self.rows
+        return build_view(self.url, self.stats, rows, self.console.width)
 
     def __call__(self, event: RequestEvent) -> None:
         self.rows.append(event)

@@ -79,3 +79,17 @@ def test_narrow_terminals_keep_the_message_visible() -> None:
     row = next(line for line in out.splitlines() if "…34567890" in line)
     assert "Hello" in row and "valid" in row and "+13038675309" in row
     assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_live_view_shows_as_many_rows_as_fit_the_terminal() -> None:
+    from ipsms.render import LiveView
+
+    console = Console(file=io.StringIO(), width=160, height=12, force_terminal=False)
+    view = LiveView(console, "http://127.0.0.1:8765/", ListenStats())
+    for i in range(30):
+        view(event(f"message number {i}"))
+    console.print(view.render())
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    shown = [line for line in out.splitlines() if "message number" in line]
+    assert len(shown) == 7  # 12 lines minus the header, the table heading and spare lines
+    assert "message number 29" in shown[-1]  # newest at the bottom
