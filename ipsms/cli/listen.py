@@ -14,6 +14,7 @@ import typer
 from ipsms.cli.app import app
 from ipsms.cli.options import (
     DEFAULT_HMAC,
+    DbOption,
     HmacOption,
     OutputFormat,
     parse_size,
@@ -45,13 +46,11 @@ def listen(
         help="plain: signature equals the secret; hmac: HMAC of refid+message; "
         "auto: accept either and say which matched.")] = Mode.AUTO,
     hmac_variant: HmacOption = DEFAULT_HMAC,
-    db: Annotated[Path | None, typer.Option(
-        envvar="IPSMS_DB",
-        help="SQLite file to record into (default: ipsms.sqlite3 in the state home).")] = None,
+    db: DbOption = None,
     output_format: Annotated[OutputFormat | None, typer.Option(
         "--format", envvar="IPSMS_FORMAT",
         help="table (live, terminal), json (NDJSON on stdout) or plain (a line per request) "
-        "[default: table on a terminal, json otherwise]")] = None,
+        "(default: table on a terminal, json otherwise).")] = None,
     max_body: Annotated[str, typer.Option(
         envvar="IPSMS_MAX_BODY", help="Largest body accepted; bigger ones get 413.")] = "1MiB",
     accept_bad_signature: Annotated[bool, typer.Option(

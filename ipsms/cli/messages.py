@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from ipsms import history
 from ipsms.cli.app import app
-from ipsms.cli.options import OutputFormat, resolve_format
+from ipsms.cli.options import DbOption, OutputFormat, resolve_format
 from ipsms.errors import UsageError
 from ipsms.history import DEFAULT_LIMIT, ExportOptions, ListQuery
 from ipsms.home import default_db_path
@@ -24,11 +23,9 @@ messages_app = typer.Typer(
 )
 app.add_typer(messages_app)
 
-DbOption = Annotated[Path | None, typer.Option(
-    envvar="IPSMS_DB", help="SQLite store `ipsms listen` recorded into [default: state home]")]
 FormatOption = Annotated[OutputFormat | None, typer.Option(
     "--format", envvar="IPSMS_FORMAT",
-    help="table (terminal) or json [default: table on a terminal, json otherwise]")]
+    help="table (terminal) or json (default: table on a terminal, json otherwise).")]
 SinceOption = Annotated[str | None, typer.Option(
     help="Only requests received in the last DURATION: 90s, 10m, 2h, 1d.")]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -34,6 +35,10 @@ HmacOption = Annotated[str, typer.Option(
     help="HMAC variant for --signature-mode hmac, e.g. sha256, sha1:message+refid, "
     "sha512:refid+message:base64.")]
 DEFAULT_HMAC = "sha256"
+# (Help texts say "(default: ...)": typer renders "[...]" as rich markup and drops it.)
+DbOption = Annotated[Path | None, typer.Option(
+    "--db", envvar="IPSMS_DB",
+    help="SQLite message store (default: ipsms.sqlite3 in the state home).")]
 
 
 class OutputFormat(StrEnum):

@@ -6,14 +6,13 @@ import asyncio
 import sys
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ipsms import store
 from ipsms.cli.app import app
-from ipsms.cli.options import resolve_format
+from ipsms.cli.options import DbOption, resolve_format
 from ipsms.cli.simulate import (
     DEFAULT_URL,
     EXIT_CODES,
@@ -50,9 +49,7 @@ def replay(
     since: Annotated[str | None, typer.Option(
         metavar="DURATION", help="With --all: only messages received in the last DURATION "
         "(30s, 10m, 2h, 1d).")] = None,
-    db: Annotated[Path | None, typer.Option(
-        envvar="IPSMS_DB", show_default="in the state home", help="SQLite file to read.")]
-    = None,
+    db: DbOption = None,
     fail_first: FailFirst = 0,
     max_attempts: MaxAttempts = DEFAULT_MAX_ATTEMPTS,
     success: Success = "200",

@@ -11,7 +11,13 @@ import typer
 from ipsms import history
 from ipsms.cli.app import app
 from ipsms.cli.messages import write_lines
-from ipsms.cli.options import DEFAULT_HMAC, HmacOption, OutputFormat, resolve_format
+from ipsms.cli.options import (
+    DEFAULT_HMAC,
+    DbOption,
+    HmacOption,
+    OutputFormat,
+    resolve_format,
+)
 from ipsms.errors import SignatureInvalidError, UsageError
 from ipsms.home import default_db_path
 from ipsms.output import dumps
@@ -43,11 +49,10 @@ def verify(
     refid: Annotated[str | None, typer.Option(
         help="Check every recorded attempt of this refid from the store instead of a file.")]
     = None,
-    db: Annotated[Path | None, typer.Option(
-        envvar="IPSMS_DB", help="Store to read --refid from [default: state home]")] = None,
+    db: DbOption = None,
     output_format: Annotated[OutputFormat | None, typer.Option(
         "--format", envvar="IPSMS_FORMAT",
-        help="table (terminal) or json [default: table on a terminal, json otherwise]")]
+        help="table (terminal) or json (default: table on a terminal, json otherwise).")]
     = None,
 ) -> None:
     """Check signatures against the secret. Exit 0 when valid, 6 when invalid or missing."""
