@@ -57,10 +57,13 @@ class StreamSink:
         raise NotImplementedError
 
     def __call__(self, event: RequestEvent) -> None:
+        self.write_line(self.line(event))
+
+    def write_line(self, text: str) -> None:
         if self.closed:
             return
         try:
-            self.stream.write(self.line(event) + "\n")
+            self.stream.write(text + "\n")
         except (OSError, ValueError):  # broken pipe, or the stream was closed
             self._closed()
             return

@@ -7,7 +7,7 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,9 +23,12 @@ from ipsms.cli.options import (
 from ipsms.events import ListenStats
 from ipsms.home import default_db_path
 from ipsms.listener import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT, EventSink, ListenConfig
-from ipsms.output import NdjsonSink, PlainSink, dumps
+from ipsms.output import NdjsonSink, PlainSink, StreamSink, dumps
 from ipsms.server import Bound, ListenServer, is_loopback, run_listener
 from ipsms.signature import Mode, fingerprint, parse_variant
+
+if TYPE_CHECKING:
+    from ipsms.render import LiveView  # rich is imported only for the live table
 
 
 @app.command(
@@ -83,7 +86,8 @@ def err(line: str) -> None:
 async def _serve(config: ListenConfig, host: str, port: int, db_path: Path,
                  fmt: OutputFormat) -> ListenStats:
     stats = ListenStats()
-    view = None
+    view: LiveView | None = None
+    lines: StreamSink | None = None
     sink: EventSink
     if fmt is OutputFormat.table:
         from rich.console import Console
@@ -92,17 +96,15 @@ async def _serve(config: ListenConfig, host: str, port: int, db_path: Path,
 
         sink = view = LiveView(Console(), "", stats)
     else:
-        stream_sink = (NdjsonSink if fmt is OutputFormat.json else PlainSink)(
+        sink = lines = (NdjsonSink if fmt is OutputFormat.json else PlainSink)(
             sys.stdout, lambda: _stdout_closed(server))
-        sink = stream_sink
     server = ListenServer(config, db_path, host, port, sinks=[sink], stats=stats)
 
     def ready(bound: Bound) -> None:
         _banner(bound, config, db_path)
-        if fmt is OutputFormat.json:
-            sys.stdout.write(dumps({"type": "listening", "url": bound.url, "host": bound.host,
-                                    "port": bound.port, "db": str(db_path)}) + "\n")
-            sys.stdout.flush()
+        if fmt is OutputFormat.json and lines is not None:
+            lines.write_line(dumps({"type": "listening", "url": bound.url, "host": bound.host,
+                                    "port": bound.port, "db": str(db_path)}))
         if view is not None:
             view.url = bound.url
             view.start()
