@@ -210,20 +210,22 @@ class Verifier:
 
 
 def describe_signature(signature: str) -> str:
-    """Shape of a received signature without printing it whole (it may be a secret)."""
+    """Shape of a received signature without revealing it: in plain mode the signature *is* a
+    shared secret (maybe another one), so only an HMAC-shaped value shows its first characters;
+    anything else shows a fingerprint, comparable with the configured secret's."""
     n = len(signature)
-    shape = "text"
+    digest = None
     if re.fullmatch(r"[0-9a-fA-F]+", signature):
         shape = "hex"
-        for algo, size in (("sha1", 40), ("sha256", 64), ("sha512", 128)):
-            if n == size:
-                shape = f"hex, the length of an hmac-{algo}"
+        digest = {40: "sha1", 64: "sha256", 128: "sha512"}.get(n)
     elif re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", signature) and n % 4 == 0:
         shape = "base64"
-        for algo, size in (("sha1", 28), ("sha256", 44), ("sha512", 88)):
-            if n == size:
-                shape = f"base64, the length of an hmac-{algo}"
-    return f"{n} chars ({shape}), starting {signature[:4]!r}"
+        digest = {28: "sha1", 44: "sha256", 88: "sha512"}.get(n)
+    else:
+        shape = "text"
+    if digest is not None:
+        return f"{n} chars ({shape}, the length of an hmac-{digest}), starting {signature[:4]!r}"
+    return f"{n} chars ({shape}), fingerprint {fingerprint(signature)}"
 
 
 def _near_miss(secret: str, refid: str, message: str, signature: str) -> str | None:

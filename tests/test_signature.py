@@ -115,3 +115,13 @@ def test_parse_variant() -> None:
     assert parse_variant("message+refid:SHA1") == Variant("sha1", "message+refid", "hex")
     with pytest.raises(UsageError, match="unknown HMAC variant part 'md5'"):
         parse_variant("md5")
+
+
+def test_a_received_plain_signature_is_never_echoed() -> None:
+    """In plain mode the received value is someone's shared secret: show a fingerprint only."""
+    result = Verifier("right-secret").verify(REFID, TEXT, "s3")
+    assert result.explanation is not None
+    assert "'s3'" not in result.explanation and "s3" not in result.explanation.split(";")[1]
+    assert f"2 chars (text), fingerprint {fingerprint('s3')}" in result.explanation
+    # the same secret on both sides has the same fingerprint: users can compare
+    assert fingerprint("right-secret") in result.explanation
