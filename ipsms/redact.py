@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,11 +24,28 @@ def mask_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
+_HEX_RE = re.compile(r"[0-9a-fA-F]+")
+_BASE64_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+_HEX_DIGESTS = {40: "sha1", 64: "sha256", 128: "sha512"}
+_BASE64_DIGESTS = {28: "sha1", 44: "sha256", 88: "sha512"}
+
+
+def digest_shape(value: str) -> tuple[str, str | None]:
+    """``('hex', 'sha256')`` for a 64-char hex string; ``('text', None)`` for a passphrase."""
+    if _HEX_RE.fullmatch(value):
+        return "hex", _HEX_DIGESTS.get(len(value))
+    if _BASE64_RE.fullmatch(value) and len(value) % 4 == 0:
+        return "base64", _BASE64_DIGESTS.get(len(value))
+    return "text", None
+
+
 def mask_secret(value: str | None, keep: int = 4) -> str | None:
-    """``'abcdef123456'`` -> ``'abcd…(12)'``: enough to tell values apart, not to reuse one."""
+    """A signature or secret for display. An HMAC-shaped value keeps its first characters
+    (``'40f3…(64)'``) so attempts can be told apart; anything else may be a shared secret
+    itself (IntelePeer's plain scheme) and shows only its length: ``'****(11)'``."""
     if value is None:
         return None
-    if len(value) <= keep * 2:
+    if digest_shape(value)[1] is None:
         return f"{MASK}({len(value)})"
     return f"{value[:keep]}…({len(value)})"
 

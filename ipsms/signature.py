@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import product
 
 from ipsms.errors import UsageError
+from ipsms.redact import digest_shape
 
 
 class Mode(StrEnum):
@@ -214,15 +214,7 @@ def describe_signature(signature: str) -> str:
     shared secret (maybe another one), so only an HMAC-shaped value shows its first characters;
     anything else shows a fingerprint, comparable with the configured secret's."""
     n = len(signature)
-    digest = None
-    if re.fullmatch(r"[0-9a-fA-F]+", signature):
-        shape = "hex"
-        digest = {40: "sha1", 64: "sha256", 128: "sha512"}.get(n)
-    elif re.fullmatch(r"[A-Za-z0-9+/]+={0,2}", signature) and n % 4 == 0:
-        shape = "base64"
-        digest = {28: "sha1", 44: "sha256", 88: "sha512"}.get(n)
-    else:
-        shape = "text"
+    shape, digest = digest_shape(signature)
     if digest is not None:
         return f"{n} chars ({shape}, the length of an hmac-{digest}), starting {signature[:4]!r}"
     return f"{n} chars ({shape}), fingerprint {fingerprint(signature)}"

@@ -125,3 +125,11 @@ def test_a_received_plain_signature_is_never_echoed() -> None:
     assert f"2 chars (text), fingerprint {fingerprint('s3')}" in result.explanation
     # the same secret on both sides has the same fingerprint: users can compare
     assert fingerprint("right-secret") in result.explanation
+
+
+def test_displayed_signatures_never_show_part_of_a_plain_secret() -> None:
+    from ipsms.redact import mask_secret
+
+    assert mask_secret("SECRET CODE") == "****(11)"
+    assert mask_secret(SHA256_HEX) == "40f3…(64)"  # an HMAC reveals nothing about the secret
+    assert mask_secret(SHA256_B64) == "QPPj…(44)"
