@@ -68,9 +68,7 @@ class InFlight:
         return True
 
 
-RECORDER: web.AppKey[Recorder] = web.AppKey("recorder", Recorder)
 IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
-SINKS: web.AppKey[list[EventSink]] = web.AppKey("sinks", list)
 
 
 def create_app(config: ListenConfig, recorder: Recorder,
@@ -79,10 +77,8 @@ def create_app(config: ListenConfig, recorder: Recorder,
     of the returned app, which starts and closes it)."""
     # Bodies are read by the handler with its own limit so oversized ones are recorded too.
     app = web.Application(client_max_size=config.max_body)
-    app[RECORDER] = recorder
-    app[SINKS] = list(sinks or [])
     app[IN_FLIGHT] = InFlight()
-    handler = _Handler(config, recorder, app[SINKS], app[IN_FLIGHT])
+    handler = _Handler(config, recorder, list(sinks or []), app[IN_FLIGHT])
     app.router.add_route("*", "/{tail:.*}", handler.handle)
 
     async def recorder_ctx(_: web.Application) -> Any:

@@ -53,19 +53,6 @@ class InboundMessage:
     flags: tuple[Flag, ...] = field(default=())
     fields_json: str = "{}"  # every field as a JSON object (for JSON bodies: the body text)
 
-    def fields(self) -> dict[str, Any]:
-        """The parsed fields as IntelePeer names them (``from``, not ``from_``)."""
-        out: dict[str, Any] = {
-            "refid": self.refid,
-            "from": self.from_,
-            "to": self.to,
-            "message": self.message,
-        }
-        if self.signature is not None:
-            out["signature"] = self.signature
-        out.update(self.extra)
-        return out
-
 
 def media_type(content_type: str | None) -> str:
     """``'Application/JSON; charset=utf-8'`` -> ``'application/json'``."""
@@ -151,7 +138,7 @@ def _to_message(data: dict[str, Any], raw: bytes, content_type: str,
         from_=data["from"],
         to=data["to"],
         message=data["message"],
-        signature=data.get("signature"),
+        signature=signature,
         extra=extra,
         raw=raw,
         content_type=content_type,

@@ -39,8 +39,6 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: sqlite3.Connection | None = None
-        self.batches = 0
-        self.written = 0
 
     def open(self) -> None:
         """Open the database in the caller's thread, so errors surface at start-up."""
@@ -116,8 +114,6 @@ class Recorder:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             return StateError(f"cannot write to the message store {self.path}: {exc}")
-        self.batches += 1
-        self.written += len(batch)
         return results
 
 

@@ -59,7 +59,7 @@ def event_row(event: RequestEvent, compact: bool = False) -> list[Text]:
 
 
 def build_view(url: str, stats: ListenStats, events: list[RequestEvent] | deque[RequestEvent],
-               width: int = 200, note: str | None = None) -> Group:
+               width: int = 200) -> Group:
     compact = width < COMPACT_BELOW
     header = Text()
     header.append("ipsms listen ", style="bold")
@@ -81,7 +81,7 @@ def build_view(url: str, stats: ListenStats, events: list[RequestEvent] | deque[
         table.add_row(*event_row(event, compact))
     parts: list[Any] = [header, table]
     if not events:
-        parts.append(Text(note or "waiting for messages… (Ctrl-C to stop)", style="dim"))
+        parts.append(Text("waiting for messages… (Ctrl-C to stop)", style="dim"))
     return Group(*parts)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ipsms.errors import BindError
-from ipsms.events import ListenStats, RequestEvent
+from ipsms.events import ListenStats
 from ipsms.listener import IN_FLIGHT, EventSink, ListenConfig, create_app
 from ipsms.recorder import Recorder
 
@@ -136,5 +136,3 @@ async def run_listener(server: ListenServer,
                 loop.remove_signal_handler(sig)
     return server.stats
 
-
-__all__ = ["Bound", "ListenServer", "RequestEvent", "is_loopback", "run_listener"]
