@@ -6,6 +6,7 @@ import json
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import time
 import urllib.request
@@ -93,16 +94,22 @@ def test_request_in_flight_finishes_on_sigterm(listener: ListenerProcess, tmp_pa
     assert conn.execute("SELECT COUNT(*) FROM requests WHERE status = 200").fetchone()[0] == 1
 
 
-def test_plain_format_prints_one_line_per_request(tmp_path: Path) -> None:
-    import subprocess
-
-    proc = subprocess.Popen([sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format",
-                             "plain", "--db", str(tmp_path / "p.db")], stdout=subprocess.PIPE,
+def spawn_listener(fmt: str, db: Path) -> subprocess.Popen[str]:
+    """A listener whose stdout is not NDJSON: its URL is read from the stderr banner."""
+    return subprocess.Popen([sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format",
+                             fmt, "--db", str(db)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=cli_env())
+
+
+def banner_url(line: str) -> str:
+    return line.split("listening on ")[1].split()[0]
+
+
+def test_plain_format_prints_one_line_per_request(tmp_path: Path) -> None:
+    proc = spawn_listener("plain", tmp_path / "p.db")
     try:
         assert proc.stderr is not None and proc.stdout is not None
-        banner = proc.stderr.readline()
-        url = banner.split("listening on ")[1].split()[0]
+        url = banner_url(proc.stderr.readline())
         assert post(url, SEED)[0] == 200
         line = proc.stdout.readline()
         assert "200 #1 ABCDEF1234567890ABCDEF1234567890 +7708675309 -> +13038675309" in line
@@ -170,16 +177,12 @@ def test_settings_come_from_the_environment(tmp_path: Path) -> None:
 
 
 def test_table_format_on_a_pipe_falls_back_to_plain_lines(tmp_path: Path) -> None:
-    import subprocess
-
-    proc = subprocess.Popen([sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format",
-                             "table", "--db", str(tmp_path / "t.db")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env())
+    proc = spawn_listener("table", tmp_path / "t.db")
     try:
         assert proc.stderr is not None and proc.stdout is not None
         warning = proc.stderr.readline()
         assert "--format table needs a terminal; printing plain lines" in warning
-        url = proc.stderr.readline().split("listening on ")[1].split()[0]
+        url = banner_url(proc.stderr.readline())
         assert post(url, SEED)[0] == 200
         assert "#1 ABCDEF1234567890ABCDEF1234567890" in proc.stdout.readline()
     finally:
