@@ -72,6 +72,25 @@ class RequestEvent:
         }
 
 
+@dataclass(slots=True)
+class RejectedEvent:
+    """A connection or request turned away before the listener could read it as a request:
+    a request aiohttp could not parse (bad header line, too many headers, smuggling
+    attempts), a request head that did not arrive in time, a connection over the cap."""
+
+    received_at: float
+    remote: str | None
+    status: int  # the HTTP status answered (400, 408, 503...)
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "rejected", "received_at": iso_time(self.received_at),
+                "remote": self.remote, "status": self.status, "reason": self.reason}
+
+
+ListenEvent = RequestEvent | RejectedEvent
+
+
 @dataclass
 class ListenStats:
     """Running counts shown in the live header and the exit summary."""
@@ -81,9 +100,13 @@ class ListenStats:
     rejected: int = 0
     bad_signatures: int = 0
     retries: int = 0
+    dropped_lines: int = 0  # output lines dropped because stdout was not read fast enough
 
-    def observe(self, event: RequestEvent) -> None:
+    def observe(self, event: ListenEvent) -> None:
         self.received += 1
+        if isinstance(event, RejectedEvent):
+            self.rejected += 1
+            return
         if event.accepted:
             self.accepted += 1
         else:
@@ -94,5 +117,9 @@ class ListenStats:
             self.retries += 1
 
     def summary(self) -> str:
-        return (f"{self.received} received, {self.accepted} accepted, {self.rejected} rejected, "
+        text = (f"{self.received} received, {self.accepted} accepted, {self.rejected} rejected, "
                 f"{self.bad_signatures} bad signatures, {self.retries} retries")
+        if self.dropped_lines:
+            text += (f"; {self.dropped_lines} output lines dropped (stdout was not read fast "
+                     "enough; the store has every request)")
+        return text

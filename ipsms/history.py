@@ -154,7 +154,9 @@ def _stored_dict(row: StoredRequest) -> dict[str, Any]:
         "remote": row.remote,
         "headers": [list(h) for h in mask_headers(row.headers)],
         "content_type": row.content_type,
-        "size": len(row.body),
+        "size": len(row.body) if row.body_size is None else row.body_size,
+        "body_truncated": row.body_truncated,  # only the first 64 KiB of a rejected body kept
+        "body_sha256": row.body_sha256,
         "refid": row.refid,
         "attempt": row.attempt,
         "from": row.from_number,

@@ -8,22 +8,26 @@ verified, recorded (committed before the answer) and emitted as one ``RequestEve
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+import aiohttp.http_exceptions
 from aiohttp import web
 
+from ipsms.connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, ConnectionGuard
 from ipsms.errors import StateError
-from ipsms.events import RequestEvent
+from ipsms.events import ListenEvent, RequestEvent
 from ipsms.message import BodyError, InboundMessage, parse_message
-from ipsms.output import dumps
+from ipsms.output import dumps, printable
 from ipsms.recorder import Recorded, Recorder
 from ipsms.redact import mask_headers
 from ipsms.signature import DEFAULT_VARIANT, Mode, Variant, Verdict, Verification, Verifier
-from ipsms.store import RequestRecord
+from ipsms.store import REJECTED_BODY_KEEP, RequestRecord
 
 logger = logging.getLogger("ipsms.listener")
 
@@ -31,7 +35,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 DEFAULT_MAX_BODY = 1024 * 1024
 
-EventSink = Callable[[RequestEvent], None]
+EventSink = Callable[[ListenEvent], None]
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class ListenConfig:
     hmac_variant: Variant = DEFAULT_VARIANT
     max_body: int = DEFAULT_MAX_BODY
     accept_bad_signature: bool = False
+    read_timeout: float = DEFAULT_READ_TIMEOUT  # seconds for a request head, and for its body
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
 
 class InFlight:
@@ -69,6 +75,8 @@ class InFlight:
 
 
 IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
+GUARD: web.AppKey[ConnectionGuard] = web.AppKey("guard", ConnectionGuard)
+SINKS: web.AppKey[list[EventSink]] = web.AppKey("sinks", list)
 
 
 def create_app(config: ListenConfig, recorder: Recorder,
@@ -78,7 +86,11 @@ def create_app(config: ListenConfig, recorder: Recorder,
     # Bodies are read by the handler with its own limit so oversized ones are recorded too.
     app = web.Application(client_max_size=config.max_body)
     app[IN_FLIGHT] = InFlight()
-    handler = _Handler(config, recorder, list(sinks or []), app[IN_FLIGHT])
+    sinks = list(sinks or [])
+    app[SINKS] = sinks
+    app[GUARD] = ConnectionGuard(config.read_timeout, config.max_connections,
+                                 on_drop=lambda event: _emit(sinks, event))
+    handler = _Handler(config, recorder, sinks, app[IN_FLIGHT], app[GUARD])
     app.router.add_route("*", "/{tail:.*}", handler.handle)
 
     async def recorder_ctx(_: web.Application) -> Any:
@@ -90,10 +102,20 @@ def create_app(config: ListenConfig, recorder: Recorder,
     return app
 
 
+def _emit(sinks: list[EventSink], event: ListenEvent) -> None:
+    for sink in sinks:
+        try:
+            sink(event)
+        except Exception:  # a display problem must not turn a recorded message into a 500
+            logger.error("ipsms: an output of the listener failed", exc_info=logger.isEnabledFor(
+                logging.DEBUG))
+
+
 class _Handler:
     def __init__(self, config: ListenConfig, recorder: Recorder, sinks: list[EventSink],
-                 in_flight: InFlight) -> None:
+                 in_flight: InFlight, guard: ConnectionGuard) -> None:
         self.in_flight = in_flight
+        self.guard = guard
         self.config = config
         self.recorder = recorder
         self.sinks = sinks
@@ -101,14 +123,43 @@ class _Handler:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.in_flight.enter()
+        transport = request.transport
+        self.guard.busy(transport)
         try:
             return await self._handle(request)
+        except Exception as exc:  # a bug: say so in one line, and let IntelePeer retry
+            logger.error("ipsms: internal error while handling %s %s: %s: %s",
+                         request.method, printable(request.raw_path), type(exc).__name__, exc,
+                         exc_info=logger.isEnabledFor(logging.DEBUG))
+            return web.Response(body=dumps({"error": "internal_error",
+                                            "detail": "retry later"}).encode(),
+                                status=503, headers=_JSON)
         finally:
+            self.guard.idle(transport)
             self.in_flight.leave()
+
+    async def _read(self, request: web.Request) -> tuple[bytes, int | None, tuple[str, str] | None]:
+        """The body, the size a 413 announced, and the error that stopped the read."""
+        try:
+            async with asyncio.timeout(self.config.read_timeout):
+                return await request.read(), None, None
+        except web.HTTPRequestEntityTooLarge:
+            return b"", request.content_length, (
+                "body_too_large", f"body is larger than the {self.config.max_body}-byte limit "
+                "(--max-body)")
+        except TimeoutError:
+            return b"", request.content_length, (
+                "read_timeout", f"body not received within {self.config.read_timeout:g} s "
+                "(--read-timeout)")
+        except (ConnectionError, web.HTTPException, aiohttp.ClientError,
+                aiohttp.http_exceptions.HttpProcessingError) as exc:
+            return b"", request.content_length, (
+                "body_unreadable", f"body could not be read: {type(exc).__name__} {exc}".strip())
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         received_at = time.time()
         raw = b""
+        size: int | None = None
         msg: InboundMessage | None = None
         verification: Verification | None = None
         error: tuple[str, str] | None = None
@@ -119,14 +170,10 @@ class _Handler:
             error = ("method_not_allowed",
                      f"{request.method} is not accepted: IntelePeer delivers with POST")
         else:
-            try:
-                raw = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                status = 413
-                error = ("body_too_large",
-                         f"body is larger than the {self.config.max_body}-byte limit "
-                         "(--max-body)")
-            if error is None:
+            raw, size, error = await self._read(request)
+            if error is not None:
+                status = _READ_STATUS[error[0]]
+            else:
                 try:
                     msg = parse_message(raw, content_type)
                 except BodyError as exc:
@@ -138,8 +185,8 @@ class _Handler:
                     error = (f"signature_{verification.verdict.value}",
                              verification.explanation or verification.verdict.value)
 
-        record = _record(request, received_at, raw, content_type, status, msg, verification,
-                         error)
+        record = _record(request, received_at, raw, size, content_type, status, msg,
+                         verification, error)
         try:
             stored: Recorded | None = await self.recorder.record(record)
         except StateError as exc:
@@ -147,18 +194,22 @@ class _Handler:
             stored, status = None, 503
             error = ("store_failed", exc.message)
         event = _event(record, stored, msg, verification, status, error)
-        for sink in self.sinks:
-            try:
-                sink(event)
-            except Exception:  # a display problem must not turn a recorded message into a 500
-                logger.exception("ipsms: an output of the listener failed")
+        _emit(self.sinks, event)
         return _response(event)
 
 
-def _record(request: web.Request, received_at: float, raw: bytes, content_type: str | None,
-            status: int, msg: InboundMessage | None, verification: Verification | None,
-            error: tuple[str, str] | None) -> RequestRecord:
+_READ_STATUS = {"body_too_large": 413, "read_timeout": 408, "body_unreadable": 400}
+
+
+def _record(request: web.Request, received_at: float, raw: bytes, size: int | None,
+            content_type: str | None, status: int, msg: InboundMessage | None,
+            verification: Verification | None, error: tuple[str, str] | None) -> RequestRecord:
     peer = request.remote
+    digest = None
+    if status != 200 and len(raw) > REJECTED_BODY_KEEP:
+        # Junk cannot fill the disk: of a rejected body keep the start, its size and hash.
+        size, digest = len(raw), hashlib.sha256(raw).hexdigest()
+        raw = raw[:REJECTED_BODY_KEEP]
     return RequestRecord(
         received_at=received_at,
         method=request.method,
@@ -178,6 +229,8 @@ def _record(request: web.Request, received_at: float, raw: bytes, content_type: 
         if verification else None,
         flags=[{"code": f.code, "detail": f.detail} for f in msg.flags] if msg else None,
         error=f"{error[0]}: {error[1]}" if error else None,
+        body_size=size,
+        body_sha256=digest,
     )
 
 
@@ -191,7 +244,7 @@ def _event(record: RequestRecord, stored: Recorded | None, msg: InboundMessage |
         path=record.path,
         remote=record.remote,
         content_type=record.content_type,
-        size=len(record.body),
+        size=record.body_size if record.body_size is not None else len(record.body),
         status=status,
         refid=record.refid,
         from_number=record.from_number,
@@ -220,5 +273,13 @@ def _response(event: RequestEvent) -> web.Response:
             body["warning"] = f"signature {event.verdict} (accepted: --accept-bad-signature)"
         return web.Response(body=dumps(body).encode(), headers=_JSON)
     headers = _JSON_405 if event.status == 405 else _JSON
-    return web.Response(body=dumps({"error": event.error, "detail": event.error_detail}).encode(),
+    detail = event.error_detail
+    if event.status == 403 and event.verdict is not None:
+        # The poster learns only that the signature failed: the secret's length, fingerprint
+        # or "matches except for letter case" would make the answer an oracle. The
+        # explanation goes to the local user (table, NDJSON, store, `ipsms verify`).
+        detail = f"signature {event.verdict}"
+    elif event.status == 503:
+        detail = "the message could not be recorded; retry later"
+    return web.Response(body=dumps({"error": event.error, "detail": detail}).encode(),
                         status=event.status, headers=headers)

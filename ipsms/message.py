@@ -8,6 +8,8 @@ rejections; only bodies that cannot be a message are rejected (``BodyError``).
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -17,6 +19,7 @@ from ipsms.numbers import check_number
 REQUIRED_FIELDS = ("refid", "from", "to", "message")
 KNOWN_FIELDS = (*REQUIRED_FIELDS, "signature")
 REFID_LENGTH = 32
+LONE_SURROGATE = "lone_surrogate"  # the flag of a message whose text has a lone surrogate
 
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -79,7 +82,9 @@ def parse_message(raw: bytes, content_type: str | None) -> InboundMessage:
     """Parse a request body into an ``InboundMessage`` or raise ``BodyError``."""
     kind = body_kind(content_type, raw)
     try:
-        text = raw.decode("utf-8")
+        # surrogatepass: a lone surrogate encoded as its own three bytes is real SMS data (see
+        # ``LONE_SURROGATE``); any other invalid byte is not a message.
+        text = raw.decode("utf-8", "surrogatepass")
     except UnicodeDecodeError as exc:
         raise BodyError(400, "invalid_encoding", f"body is not valid UTF-8: {exc.reason} "
                         f"at byte {exc.start}") from None
@@ -90,21 +95,70 @@ def parse_message(raw: bytes, content_type: str | None) -> InboundMessage:
     return _to_message(data, raw, content_type or "", None)
 
 
+class _Unrepresentable(ValueError):
+    """A JSON number Python cannot hold as it is: NaN/Infinity, an overflowing float."""
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if math.isinf(value):
+        raise _Unrepresentable(token)
+    return value
+
+
+def _no_constant(token: str) -> Any:
+    raise _Unrepresentable(token)
+
+
+# Built once (hot path); the C scanner still parses strings and integers.
+_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
+
+
+class NumberText(str):
+    """A JSON number kept as its own text because Python cannot represent it: ``NaN``,
+    ``Infinity``, ``1e400``, an integer over Python's digit limit. A ``str`` so it stays
+    printable and serialisable; its own type so it never passes as a text field."""
+
+
 def _parse_json(text: str) -> dict[str, Any]:
     if not text.strip():
         raise BodyError(400, "empty_body", "body is empty: expected a JSON object")
     try:
-        data = json.loads(text)
+        data = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise BodyError(400, "invalid_json",
                         f"body is not valid JSON: {exc.msg} at line {exc.lineno} "
                         f"column {exc.colno}") from None
     except RecursionError:
         raise BodyError(400, "invalid_json", "body is JSON nested too deeply to read") from None
+    except ValueError:  # NaN, Infinity, 1e400, or an integer past Python's 4300-digit limit
+        data = _parse_json_keeping_numbers(text)
     if not isinstance(data, dict):
         raise BodyError(400, "not_an_object",
                         f"body is JSON {type(data).__name__}, expected an object")
     return data
+
+
+def _parse_json_keeping_numbers(text: str) -> Any:
+    """The rare body with numbers Python cannot hold: each is kept as ``NumberText`` and the
+    message gets an ``unrepresentable_number`` flag (see ``_flags``)."""
+
+    def keep_int(token: str) -> int | NumberText:
+        try:
+            return int(token)
+        except ValueError:
+            return NumberText(token)
+
+    def keep_float(token: str) -> float | NumberText:
+        value = float(token)
+        return NumberText(token) if math.isinf(value) else value
+
+    decoder = json.JSONDecoder(parse_int=keep_int, parse_float=keep_float,
+                               parse_constant=NumberText)
+    try:
+        return decoder.decode(text)
+    except RecursionError:
+        raise BodyError(400, "invalid_json", "body is JSON nested too deeply to read") from None
 
 
 def _parse_form(text: str) -> dict[str, Any]:
@@ -112,7 +166,7 @@ def _parse_form(text: str) -> dict[str, Any]:
         raise BodyError(400, "empty_body", "body is empty: expected form fields")
     try:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
-                          errors="strict")
+                          errors="surrogatepass")
     except (ValueError, UnicodeDecodeError) as exc:
         raise BodyError(400, "invalid_form", f"body is not valid form encoding: {exc}") from None
     data: dict[str, Any] = {}
@@ -152,16 +206,60 @@ def _reject_fields(data: dict[str, Any]) -> None:
     if missing:
         raise BodyError(400, "missing_fields", "missing required field(s): " + ", ".join(missing))
     wrong = [
-        f"{name} is {type(data[name]).__name__}"
+        f"{name} is {_json_type(data[name])}"
         for name in (*REQUIRED_FIELDS, "signature")
-        if name in data and not isinstance(data[name], str)
+        if name in data and type(data[name]) is not str
         and not (name == "signature" and data[name] is None)
     ]
     raise BodyError(400, "wrong_field_types", "fields must be strings: " + ", ".join(wrong))
 
 
+def _json_type(value: Any) -> str:
+    if isinstance(value, NumberText) or type(value) in (int, float):
+        return "a number"
+    return {dict: "an object", list: "an array", bool: "a boolean", type(None): "null"}.get(
+        type(value), type(value).__name__)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _walk(data: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Fields (``message``, ``extra.note``) whose text has a lone surrogate, and numbers kept
+    as ``NumberText``. Iterative: a body nested to the JSON parser's limit must not overflow
+    the stack here."""
+    surrogates: list[str] = []
+    numbers: list[str] = []
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, NumberText):
+            numbers.append(f"{path}={value if len(value) <= 20 else f'({len(value)} digits)'}")
+        elif isinstance(value, str):
+            if not value.isascii() and _SURROGATE.search(value):
+                surrogates.append(path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{path}.{key}" if path else str(key)
+                if not key.isascii() and _SURROGATE.search(key):
+                    surrogates.append(f"the name of {name}")
+                stack.append((name, item))
+        elif isinstance(value, list):
+            stack.extend((path, item) for item in value)
+    return list(dict.fromkeys(reversed(surrogates))), numbers[::-1]
+
+
 def _flags(data: dict[str, Any]) -> list[Flag]:
     flags: list[Flag] = []
+    surrogates, numbers = _walk(data)
+    if surrogates:
+        flags.append(Flag(LONE_SURROGATE,
+                          f"lone UTF-16 surrogate in {', '.join(surrogates)} (a long SMS split "
+                          "between segments can cut a pair: the app must cope)"))
+    if numbers:
+        flags.append(Flag("unrepresentable_number",
+                          "numbers kept as text (not representable in JSON/Python): "
+                          + ", ".join(numbers)))
     refid = data["refid"]
     if len(refid) != REFID_LENGTH:
         flags.append(Flag("refid_length",

@@ -28,6 +28,8 @@ class Recorded:
 
 
 _Item = tuple[store.RequestRecord, "asyncio.Future[Recorded]"]
+_Outcome = Recorded | BaseException
+WRITE_TIMEOUT = 30.0  # seconds a request waits for its commit before it is answered 503
 
 
 class Recorder:
@@ -57,7 +59,12 @@ class Recorder:
             raise RuntimeError("Recorder.start() was not awaited")
         fut: asyncio.Future[Recorded] = self._loop.create_future()
         self._queue.put((rec, fut))
-        return await fut
+        try:
+            # shield: a timeout must not cancel the future the writer thread will resolve.
+            return await asyncio.wait_for(asyncio.shield(fut), WRITE_TIMEOUT)
+        except TimeoutError:
+            raise StateError(f"the message store {self.path} did not commit within "
+                             f"{WRITE_TIMEOUT:g} s (a stalled disk?)") from None
 
     async def close(self) -> None:
         """Write everything queued, then stop the thread and close the database."""
@@ -94,34 +101,60 @@ class Recorder:
                     stopping = True
                     break
                 batch.append(item)
-            outcome = self._write(self._conn, batch)
-            self._loop.call_soon_threadsafe(_resolve, batch, outcome)
+            try:
+                outcomes = self._write_isolating(self._conn, batch)
+            except BaseException as exc:  # the thread must outlive anything a batch does
+                outcomes = [self._failure(exc)] * len(batch)
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                self._loop.call_soon_threadsafe(_resolve, batch, outcomes)
 
-    def _write(self, conn: sqlite3.Connection, batch: list[_Item]
+    def _write_isolating(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[_Outcome]:
+        """Write ``batch`` in one transaction. If that fails, write each record in its own, so
+        one record that cannot be written fails alone instead of taking its batch with it."""
+        outcome = self._write(conn, [rec for rec, _ in batch])
+        if not isinstance(outcome, BaseException):
+            return list(outcome)
+        if len(batch) == 1:
+            return [outcome]
+        results: list[_Outcome] = []
+        for rec, _ in batch:
+            one = self._write(conn, [rec])
+            results.append(one if isinstance(one, BaseException) else one[0])
+        return results
+
+    def _write(self, conn: sqlite3.Connection, records: list[store.RequestRecord]
                ) -> list[Recorded] | BaseException:
+        """One transaction; any failure rolls it back and is returned, never raised."""
         try:
             # IMMEDIATE takes the write lock first, so the rows of this batch get consecutive
             # ids after ``before`` and can be read back in one query.
             conn.execute("BEGIN IMMEDIATE")
             before = conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
-            conn.executemany(store.INSERT_SQL, [store.insert_params(rec) for rec, _ in batch])
+            conn.executemany(store.INSERT_SQL, [store.insert_params(rec) for rec in records])
             results = [Recorded(row_id, attempt) for row_id, attempt in conn.execute(
                 "SELECT id, attempt FROM requests WHERE id > ? ORDER BY id", (before,))]
-            if len(results) != len(batch):
-                raise sqlite3.DatabaseError(f"wrote {len(batch)} rows, read back {len(results)}")
+            if len(results) != len(records):
+                raise sqlite3.DatabaseError(f"wrote {len(records)} rows, read back {len(results)}")
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            return StateError(f"cannot write to the message store {self.path}: {exc}")
+        except Exception as exc:  # not only sqlite3.Error: a record that cannot be encoded too
+            if conn.in_transaction:
+                with contextlib.suppress(Exception):
+                    conn.execute("ROLLBACK")
+            return self._failure(exc)
         return results
 
+    def _failure(self, exc: BaseException) -> StateError:
+        if isinstance(exc, sqlite3.Error):
+            return StateError(f"cannot write to the message store {self.path}: {exc}")
+        return StateError(f"cannot write this request to the message store {self.path}: "
+                          f"{type(exc).__name__}: {exc}")
 
-def _resolve(batch: list[_Item], outcome: list[Recorded] | BaseException) -> None:
-    for i, (_, fut) in enumerate(batch):
+
+def _resolve(batch: list[_Item], outcomes: list[_Outcome]) -> None:
+    for (_, fut), outcome in zip(batch, outcomes, strict=True):
         if fut.done():  # the waiting handler was cancelled (client went away)
             continue
         if isinstance(outcome, BaseException):
             fut.set_exception(outcome)
         else:
-            fut.set_result(outcome[i])
+            fut.set_result(outcome)

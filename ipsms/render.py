@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ipsms.events import ListenStats, RequestEvent, iso_time
+from ipsms.events import ListenEvent, ListenStats, RejectedEvent, iso_time
 from ipsms.output import one_line, printable
 
 MAX_ROWS = 200  # rows kept; as many as fit the terminal are shown
@@ -31,9 +31,20 @@ def _status_style(status: int) -> str:
 COMPACT_BELOW = 130  # terminal width under which refids and verdicts are abbreviated
 
 
-def event_row(event: RequestEvent, compact: bool = False) -> list[Text]:
+def _rejected_row(event: RejectedEvent) -> list[Text]:
+    return [
+        Text(iso_time(event.received_at)[11:19]), Text("-"), Text("rejected", style="yellow"),
+        Text(printable(event.remote or "-")), Text("-"),
+        Text(one_line(event.reason, MESSAGE_WIDTH), style="yellow"), Text("-"),
+        Text(str(event.status), style=_status_style(event.status)),
+    ]
+
+
+def event_row(event: ListenEvent, compact: bool = False) -> list[Text]:
     """Cells for one request. Every cell is a ``Text`` built from plain strings: rich markup in
     a message (``[bold]``) stays literal, and control characters are escaped first."""
+    if isinstance(event, RejectedEvent):
+        return _rejected_row(event)
     verdict = event.verdict or "-"
     refid = printable(event.refid or f"{event.method} {event.path}")
     if compact:
@@ -44,7 +55,11 @@ def event_row(event: RequestEvent, compact: bool = False) -> list[Text]:
         message = Text(one_line(f"{event.error}: {event.error_detail}", MESSAGE_WIDTH),
                        style="yellow")
     else:
-        message = Text(one_line(event.message or "", MESSAGE_WIDTH))
+        message = Text()
+        if event.flags:  # anomalies first, so a narrow terminal still shows them
+            message.append("⚑ " + ",".join(f["code"] for f in event.flags) + " ",
+                           style="yellow")
+        message.append(one_line(event.message or "", MESSAGE_WIDTH))
     return [
         Text(iso_time(event.received_at)[11:19]),
         Text(str(event.attempt) if event.attempt else "-",
@@ -58,7 +73,7 @@ def event_row(event: RequestEvent, compact: bool = False) -> list[Text]:
     ]
 
 
-def build_view(url: str, stats: ListenStats, events: list[RequestEvent] | deque[RequestEvent],
+def build_view(url: str, stats: ListenStats, events: list[ListenEvent] | deque[ListenEvent],
                width: int = 200) -> Group:
     compact = width < COMPACT_BELOW
     header = Text()
@@ -95,7 +110,7 @@ class LiveView:
         self.console = console
         self.url = url
         self.stats = stats
-        self.rows: deque[RequestEvent] = deque(maxlen=max_rows)
+        self.rows: deque[ListenEvent] = deque(maxlen=max_rows)
         self._live = Live(console=console, refresh_per_second=REFRESH_PER_SECOND,
                           get_renderable=self.render, redirect_stdout=False,
                           redirect_stderr=False, transient=False)
@@ -105,7 +120,7 @@ class LiveView:
         rows = list(self.rows)[-fit:] if len(self.rows) > fit else self.rows
         return build_view(self.url, self.stats, rows, self.console.width)
 
-    def __call__(self, event: RequestEvent) -> None:
+    def __call__(self, event: ListenEvent) -> None:
         self.rows.append(event)
 
     def start(self) -> None:

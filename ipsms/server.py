@@ -10,17 +10,21 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
+import logging
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ipsms.errors import BindError
-from ipsms.events import ListenStats
-from ipsms.listener import IN_FLIGHT, EventSink, ListenConfig, create_app
+from ipsms.events import ListenStats, RejectedEvent
+from ipsms.listener import GUARD, IN_FLIGHT, SINKS, EventSink, ListenConfig, create_app
+from ipsms.output import printable
 from ipsms.recorder import Recorder
 
 SHUTDOWN_GRACE = 5.0  # seconds given to requests in flight on shutdown
@@ -59,23 +63,32 @@ class ListenServer:
         self.recorder = Recorder(db_path)
         self.app = create_app(config, self.recorder, [self.stats.observe, *(sinks or [])])
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._log_handler = _RejectionLog(self.app[SINKS])
         self._stop = asyncio.Event()
         self.bound: Bound | None = None
 
     async def start(self) -> Bound:
         self.recorder.open()  # fail on a bad store before binding anything
+        guard = self.app[GUARD]
+        guard.max_connections = fit_connection_limit(guard.max_connections)
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
                                      shutdown_timeout=SHUTDOWN_GRACE)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        assert self._runner.server is not None
+        loop = asyncio.get_running_loop()
         try:
-            await site.start()
+            # Bound here rather than through a TCPSite, so that every connection goes through
+            # the guard: a connection cap and a deadline for each request head.
+            self._server = await loop.create_server(
+                guard.factory(self._runner.server), self.host, self.port,
+                reuse_address=True, backlog=128)
         except OSError as exc:
             await self._runner.cleanup()
             raise _bind_error(self.host, self.port, exc) from None
-        sockets = list(self._runner.addresses or [])
-        host, port = (sockets[0][0], sockets[0][1]) if sockets else (self.host, self.port)
-        self.bound = Bound(str(host), int(port))
+        self._log_handler.install()
+        sockname = self._server.sockets[0].getsockname()
+        self.bound = Bound(str(sockname[0]), int(sockname[1]))
         return self.bound
 
     def request_stop(self) -> None:
@@ -90,11 +103,77 @@ class ListenServer:
             # aiohttp's own graceful shutdown stops reading from open connections, so a request
             # whose body is still arriving would be lost: stop accepting first and wait for the
             # handlers ourselves, then let aiohttp close what is left.
-            for site in list(self._runner.sites):
-                await site.stop()
+            if self._server is not None:
+                self._server.close()
             await self.app[IN_FLIGHT].wait_idle(SHUTDOWN_GRACE)
             await self._runner.cleanup()  # runs cleanup_ctx: closes the recorder
             self._runner = None
+            self._log_handler.remove()
+
+
+def fit_connection_limit(wanted: int, reserve: int = 64) -> int:
+    """The connection cap the process can honour: raises the soft open-files limit towards
+    the hard one if needed, and keeps ``reserve`` descriptors for the store and the output,
+    so "Too many open files" cannot happen however many clients connect."""
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + reserve
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - reserve))
+
+
+class _RejectionLog(logging.Handler):
+    """aiohttp answers a request it cannot parse (a bad header line, too many headers, a
+    smuggling attempt) itself, before the listener runs, and logs a traceback. While the
+    listener runs, those records become one ``RejectedEvent`` each instead."""
+
+    LOGGER = "aiohttp.server"
+
+    def __init__(self, sinks: list[EventSink]) -> None:
+        super().__init__(logging.DEBUG)
+        self.sinks = sinks
+        self._saved: tuple[int, bool] | None = None
+
+    def install(self) -> None:
+        log = logging.getLogger(self.LOGGER)
+        self._saved = (log.level, log.propagate)
+        log.addHandler(self)
+        log.setLevel(logging.DEBUG)  # aiohttp logs a bad first request line at debug level
+        log.propagate = False
+
+    def remove(self) -> None:
+        if self._saved is not None:
+            log = logging.getLogger(self.LOGGER)
+            log.removeHandler(self)
+            log.setLevel(self._saved[0])
+            log.propagate = self._saved[1]
+            self._saved = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.levelno < logging.ERROR and exc is None:
+            return  # aiohttp's own debug chatter
+        if isinstance(exc, HttpProcessingError):
+            status = exc.code or 400
+            reason = f"{type(exc).__name__}: {exc.message}"
+        else:
+            status = 500
+            reason = record.getMessage() + (f": {type(exc).__name__}: {exc}" if exc else "")
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        event = RejectedEvent(time.time(), str(remote) if remote else None, status,
+                              " ".join(printable(reason).split())[:300])
+        for sink in self.sinks:
+            with contextlib.suppress(Exception):
+                sink(event)
 
 
 def _bind_error(host: str, port: int, exc: OSError) -> BindError:

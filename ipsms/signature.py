@@ -50,6 +50,7 @@ class Variant:
 
 
 DEFAULT_VARIANT = Variant()
+NEAR_MISS_LIMIT = 64 * 1024  # characters of refid + message the mismatch explainer re-hashes
 # Default first, then every other combination: the order ``auto`` tries them in.
 ALL_VARIANTS = (DEFAULT_VARIANT, *(
     v for v in (Variant(a, o, e) for a, o, e in product(ALGORITHMS, ORDERS, ENCODINGS))
@@ -87,9 +88,15 @@ def parse_mode(value: str) -> Mode:
                          hint="use auto, plain or hmac") from None
 
 
+def utf8(text: str) -> bytes:
+    """UTF-8 of ``text``; a lone surrogate (real SMS data: a segment boundary can split a
+    UTF-16 pair) is encoded as its own three bytes instead of failing."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def compute_hmac(secret: str, refid: str, message: str, variant: Variant = DEFAULT_VARIANT) -> str:
     data = refid + message if variant.order == "refid+message" else message + refid
-    digest = hmac.new(secret.encode(), data.encode(), variant.algorithm).digest()
+    digest = hmac.new(utf8(secret), utf8(data), variant.algorithm).digest()
     if variant.encoding == "hex":
         return digest.hex()
     return base64.b64encode(digest).decode("ascii")
@@ -131,11 +138,26 @@ class Verification:
 
 def fingerprint(secret: str) -> str:
     """A short, non-reversible tag for a secret, safe to print: ``sha256:1a2b3c4d``."""
-    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:8]
+    return "sha256:" + hashlib.sha256(utf8(secret)).hexdigest()[:8]
 
 
 def _eq(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+    return hmac.compare_digest(utf8(a), utf8(b))
+
+
+_DIGEST_SIZES = {"sha1": 20, "sha256": 32, "sha512": 64}
+
+
+def _output_length(variant: Variant) -> int:
+    size = _DIGEST_SIZES[variant.algorithm]
+    return size * 2 if variant.encoding == "hex" else 4 * ((size + 2) // 3)
+
+
+def could_match(variant: Variant, signature: str) -> bool:
+    """Whether ``variant`` can produce a value of ``signature``'s length: a cheap filter that
+    skips HMACs that cannot match (it depends only on the received value, never the secret),
+    so a large message with a wrong signature costs no more than a right one."""
+    return len(signature) == _output_length(variant)
 
 
 @dataclass(frozen=True)
@@ -169,16 +191,24 @@ class Verifier:
                 Verdict.MISSING,
                 explanation="no signature field in the body, but a secret is configured",
             )
+        matched = self.match(refid, message, signature)
+        if matched is not None:
+            return Verification(Verdict.VALID, matched)
+        return Verification(Verdict.INVALID,
+                            explanation=self.explain(refid, message, signature))
+
+    def match(self, refid: str, message: str, signature: str) -> str | None:
+        """The scheme ``signature`` matches (``'plain'`` or a variant name), or None."""
+        assert self.secret
         for cand in self._candidates:  # type: ignore[attr-defined]
             if cand == "plain":
                 if _eq(signature, self.secret):
-                    return Verification(Verdict.VALID, "plain")
-            elif isinstance(cand, Variant) and _eq(
+                    return "plain"
+            elif isinstance(cand, Variant) and could_match(cand, signature) and _eq(
                 signature, compute_hmac(self.secret, refid, message, cand)
             ):
-                return Verification(Verdict.VALID, cand.name)
-        return Verification(Verdict.INVALID,
-                            explanation=self.explain(refid, message, signature))
+                return cand.name
+        return None
 
     def explain(self, refid: str, message: str, signature: str) -> str:
         """Why ``signature`` did not match, without revealing the secret."""
@@ -194,14 +224,20 @@ class Verifier:
             f"({len(self.secret)} chars); tried {tried}",
             f"received {describe_signature(signature)}",
         ]
+        if len(refid) + len(message) > NEAR_MISS_LIMIT:
+            # Each near-miss check is another HMAC over the whole message: bounded, so a large
+            # body with a wrong signature costs about what a right one does.
+            parts.append(f"near-miss checks skipped for a message of {len(message)} "
+                         "characters")
+            return "; ".join(parts)
         near = _near_miss(self.secret, refid, message, signature)
         if near:
             parts.append(near)
         elif self.mode is not Mode.AUTO:
-            other = Verifier(self.secret, Mode.AUTO, self.variant).verify(refid, message,
-                                                                         signature)
-            if other.verdict is Verdict.VALID:
-                parts.append(f"it matches {other.matched}: use --signature-mode auto "
+            other = Verifier(self.secret, Mode.AUTO, self.variant).match(refid, message,
+                                                                        signature)
+            if other is not None:
+                parts.append(f"it matches {other}: use --signature-mode auto "
                              "or the matching mode")
         if not near and len(parts) == 2:
             parts.append("either the secret differs from the sender's, or the refid or "
@@ -223,11 +259,11 @@ def describe_signature(signature: str) -> str:
 def _near_miss(secret: str, refid: str, message: str, signature: str) -> str | None:
     """Common slips: surrounding whitespace, upper-case hex."""
     stripped = signature.strip()
-    if stripped != signature and Verifier(secret).verify(refid, message, stripped).ok:
+    if stripped != signature and Verifier(secret).match(refid, message, stripped):
         return "it matches once surrounding whitespace is removed"
     if stripped.lower() != stripped:
         for variant in ALL_VARIANTS:
-            if variant.encoding == "hex" and _eq(
+            if variant.encoding == "hex" and could_match(variant, stripped) and _eq(
                 stripped.lower(), compute_hmac(secret, refid, message, variant)
             ):
                 return f"it matches {variant.name} if upper-case hex is allowed"

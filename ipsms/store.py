@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,11 @@ from typing import Any
 from ipsms.errors import StateError
 from ipsms.home import ensure_dir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Of a request answered anything but 200, only this much of the body is kept (with its full
+# size and SHA-256): junk posted at a public listener cannot fill the disk fast. Messages
+# answered 200 are kept whole (they are bounded by --max-body).
+REJECTED_BODY_KEEP = 64 * 1024
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -45,6 +51,10 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX requests_refid ON requests (refid);
     CREATE INDEX requests_received_at ON requests (received_at);
     """,
+    2: """
+    ALTER TABLE requests ADD COLUMN body_size INTEGER;    -- bytes received (NULL: all kept)
+    ALTER TABLE requests ADD COLUMN body_sha256 TEXT;     -- of the whole body, when cut
+    """,
 }
 
 
@@ -70,6 +80,31 @@ class RequestRecord:
     verdict_detail: str | None = None
     flags: list[dict[str, str]] | None = None
     error: str | None = None
+    body_size: int | None = None  # set when ``body`` is only the first part of what arrived
+    body_sha256: str | None = None
+
+
+def text_param(value: str | None) -> str | bytes | None:
+    """A text value as SQLite can bind it. A lone surrogate (real SMS data) has no UTF-8
+    form, so such a value is stored as the bytes Python's ``surrogatepass`` gives: a BLOB that
+    ``text_value`` turns back into the same string."""
+    if value is None or value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+    return value
+
+
+def text_value(value: str | bytes | None) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogatepass")
+    return value
+
+
+def _json(value: Any) -> str | bytes:
+    return text_param(json.dumps(value, ensure_ascii=False))  # type: ignore[return-value]
 
 
 # The attempt number is counted inside the INSERT: it is right even across restarts and
@@ -77,22 +112,22 @@ class RequestRecord:
 INSERT_SQL = """
 INSERT INTO requests (received_at, method, path, remote, headers, content_type, body, refid,
     from_number, to_number, message, fields, attempt, verdict, verdict_detail, flags, status,
-    error)
+    error, body_size, body_sha256)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
     CASE WHEN ?8 IS NULL THEN NULL
          ELSE (SELECT COUNT(*) + 1 FROM requests AS prior WHERE prior.refid = ?8) END,
-    ?13, ?14, ?15, ?16, ?17)
+    ?13, ?14, ?15, ?16, ?17, ?18, ?19)
 """
 
 
 def insert_params(rec: RequestRecord) -> tuple[Any, ...]:
+    t = text_param
     return (
-        rec.received_at, rec.method, rec.path, rec.remote,
-        json.dumps(rec.headers, ensure_ascii=False), rec.content_type, rec.body, rec.refid,
-        rec.from_number, rec.to_number, rec.message, rec.fields_json,
-        rec.verdict, rec.verdict_detail,
-        json.dumps(rec.flags, ensure_ascii=False) if rec.flags else None,
-        rec.status, rec.error,
+        rec.received_at, rec.method, t(rec.path), t(rec.remote), _json(rec.headers),
+        t(rec.content_type), rec.body, t(rec.refid), t(rec.from_number), t(rec.to_number),
+        t(rec.message), t(rec.fields_json), t(rec.verdict), t(rec.verdict_detail),
+        _json(rec.flags) if rec.flags else None, rec.status, t(rec.error),
+        rec.body_size, rec.body_sha256,
     )
 
 
@@ -103,6 +138,9 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
                          hint="run `ipsms listen` first, or pass --db PATH")
     if create:
         ensure_dir(path.parent)
+    # Bodies and headers may hold personal data: the database and its -wal, -shm and -journal
+    # files are created 0600 (SQLite gives the side files the database's mode).
+    old_umask = os.umask(0o077)
     try:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         conn.row_factory = sqlite3.Row
@@ -115,9 +153,26 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         raise StateError(f"cannot open the message store {path}: {exc}",
                          hint="check the file and its directory are writable, or pass --db "
                          "PATH") from None
-    with contextlib.suppress(OSError):
-        path.chmod(0o600)  # bodies and headers may hold personal data
+    finally:
+        os.umask(old_umask)
+    for suffix in ("", "-wal", "-shm", "-journal"):  # files an older ipsms created
+        with contextlib.suppress(OSError):
+            Path(f"{path}{suffix}").chmod(0o600)
     return conn
+
+
+def shared_dir_warning(path: Path) -> str | None:
+    """A warning when the store's directory can be written by other users: they could
+    replace or link its files."""
+    try:
+        mode = path.parent.stat().st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "everyone" if mode & stat.S_IWOTH else "its group"
+        return (f"the message store's directory {path.parent} can be written by {who}; keep "
+                "the store in a private directory (the default, or --db in one you own)")
+    return None
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -164,21 +219,32 @@ class StoredRequest:
     flags: list[dict[str, str]]
     status: int
     error: str | None
+    body_size: int | None = None  # bytes that arrived, when only the start was kept
+    body_sha256: str | None = None  # of everything that arrived, when the body was cut
+
+    @property
+    def body_truncated(self) -> bool:
+        return self.body_size is not None and self.body_size > len(self.body)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> StoredRequest:
+        t = text_value
+        fields = t(row["fields"])
+        flags = t(row["flags"])
+        body = bytes(row["body"])
         return cls(
             id=row["id"], received_at=row["received_at"], method=row["method"],
-            path=row["path"], remote=row["remote"],
-            headers=[(k, v) for k, v in json.loads(row["headers"])],
-            content_type=row["content_type"], body=bytes(row["body"]), refid=row["refid"],
-            from_number=row["from_number"], to_number=row["to_number"],
-            message=row["message"],
-            fields=None if row["fields"] is None else json.loads(row["fields"]),
-            attempt=row["attempt"], verdict=row["verdict"],
-            verdict_detail=row["verdict_detail"],
-            flags=[] if row["flags"] is None else json.loads(row["flags"]),
-            status=row["status"], error=row["error"],
+            path=t(row["path"]), remote=t(row["remote"]),  # type: ignore[arg-type]
+            headers=[(k, v) for k, v in json.loads(t(row["headers"]))],  # type: ignore[arg-type]
+            content_type=t(row["content_type"]), body=body, refid=t(row["refid"]),
+            from_number=t(row["from_number"]), to_number=t(row["to_number"]),
+            message=t(row["message"]),
+            fields=None if fields is None else json.loads(fields),
+            attempt=row["attempt"], verdict=t(row["verdict"]),
+            verdict_detail=t(row["verdict_detail"]),
+            flags=[] if flags is None else json.loads(flags),
+            status=row["status"], error=t(row["error"]),
+            body_size=row["body_size"], body_sha256=row["body_sha256"],
         )
 
 
@@ -194,7 +260,8 @@ def count(conn: sqlite3.Connection, where: str = "1", params: tuple[Any, ...] = 
 
 def attempts_for(conn: sqlite3.Connection, refid: str) -> list[StoredRequest]:
     """Every request recorded with ``refid``, oldest first."""
-    return list(_query(conn, "SELECT * FROM requests WHERE refid = ? ORDER BY id", (refid,)))
+    return list(_query(conn, "SELECT * FROM requests WHERE refid = ? ORDER BY id",
+                       (text_param(refid),)))
 
 
 def recent(conn: sqlite3.Connection, limit: int = 50, *, since: float | None = None

@@ -129,18 +129,22 @@ async def test_other_methods_get_405_with_allow(listen: Any, db_path: Path) -> N
     assert rows(db_path)[0].method == "GET"
 
 
-async def test_bad_signature_is_403_with_an_explanation(listen: Any, db_path: Path) -> None:
+async def test_bad_signature_is_403_and_only_the_local_user_gets_the_explanation(
+        listen: Any, db_path: Path, events: list[RequestEvent]) -> None:
     client = await listen(secret="the-real-secret")
-    resp = await client.post("/", json=SEED)
+    near_miss = {**SEED, "signature": "THE-REAL-SECRET"}  # matches except for letter case
+    resp = await client.post("/", json=near_miss)
     assert resp.status == 403
-    payload = await resp.json()
-    assert payload["error"] == "signature_invalid"
-    assert "the-real-secret" not in json.dumps(payload)
-    assert "sha256:" in payload["detail"]
+    # The poster learns nothing about the secret: no length, fingerprint or near-miss hint.
+    assert await resp.json() == {"error": "signature_invalid", "detail": "signature invalid"}
     missing = await client.post("/", json={k: v for k, v in SEED.items() if k != "signature"})
     assert missing.status == 403
-    assert (await missing.json())["error"] == "signature_missing"
+    assert await missing.json() == {"error": "signature_missing", "detail": "signature missing"}
     assert [r.verdict for r in rows(db_path)] == ["invalid", "missing"]
+    # The local user sees why, in the event (table, NDJSON) and in the store.
+    assert "sha256:" in (events[0].error_detail or "")
+    assert "letter case" in (events[0].error_detail or "")
+    assert "letter case" in (rows(db_path)[0].verdict_detail or "")
 
 
 async def test_accept_bad_signature_answers_200_flagged(listen: Any,

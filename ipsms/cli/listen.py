@@ -20,12 +20,14 @@ from ipsms.cli.options import (
     parse_size,
     resolve_format,
 )
+from ipsms.connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT
 from ipsms.events import ListenStats
 from ipsms.home import default_db_path
 from ipsms.listener import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT, EventSink, ListenConfig
 from ipsms.output import NdjsonSink, PlainSink, StreamSink, dumps
 from ipsms.server import Bound, ListenServer, is_loopback, run_listener
 from ipsms.signature import Mode, fingerprint, parse_variant
+from ipsms.store import shared_dir_warning
 
 if TYPE_CHECKING:
     from ipsms.render import LiveView  # rich is imported only for the live table
@@ -59,6 +61,14 @@ def listen(
     accept_bad_signature: Annotated[bool, typer.Option(
         help="Answer 200 (flagged) instead of 403 when a signature is invalid or missing.")]
     = False,
+    read_timeout: Annotated[float, typer.Option(
+        envvar="IPSMS_READ_TIMEOUT", min=0.1, max=3600,
+        help="Seconds a client has to send a request's headers, and again its body; slower "
+        "clients are cut off (408).")] = DEFAULT_READ_TIMEOUT,
+    max_connections: Annotated[int, typer.Option(
+        envvar="IPSMS_MAX_CONNECTIONS", min=1, max=100_000,
+        help="Open connections allowed at once; more are answered 503 and closed.")]
+    = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
     """Receive IntelePeer webhooks on a local port: verify, record and show each one."""
     config = ListenConfig(
@@ -67,6 +77,8 @@ def listen(
         hmac_variant=parse_variant(hmac_variant),
         max_body=parse_size(max_body) if max_body else DEFAULT_MAX_BODY,
         accept_bad_signature=accept_bad_signature,
+        read_timeout=read_timeout,
+        max_connections=max_connections,
     )
     fmt = resolve_format(output_format)
     if fmt is OutputFormat.table and not sys.stdout.isatty():
@@ -114,6 +126,9 @@ async def _serve(config: ListenConfig, host: str, port: int, db_path: Path,
     finally:
         if view is not None:
             view.stop()
+        if lines is not None:
+            lines.close()
+            stats.dropped_lines = lines.dropped
 
 
 def _stdout_closed(server: ListenServer) -> None:
@@ -134,6 +149,9 @@ def _banner(bound: Bound, config: ListenConfig, db_path: Path) -> None:
         check = "no secret: signatures are not checked (set --secret or IPSMS_SECRET)"
     err(f"ipsms listen: listening on {bound.url} (any path, POST)")
     err(f"ipsms listen: {check}; recording to {db_path}")
+    shared = shared_dir_warning(db_path)
+    if shared:
+        err(f"ipsms listen: warning: {shared}")
     if not is_loopback(bound.host):
         err(f"ipsms listen: warning: listening on {bound.host}, reachable from other machines"
             + ("" if config.secret else " and without a secret: anyone can post to it"))

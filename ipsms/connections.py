@@ -1,0 +1,142 @@
+"""Limits on the listener's connections, for a listener exposed to the internet.
+
+aiohttp bounds what one request may hold (header sizes, ``client_max_size``) but not how long a
+client may take to send it, nor how many connections may be open at once. ``ConnectionGuard``
+adds both around aiohttp's own protocol, using only the asyncio protocol interface:
+
+- a cap on open connections: one over it is answered 503 and closed at once, so a flood of
+  idle sockets can never exhaust the process's file descriptors;
+- a deadline for every request head: a connection must deliver a complete request line and
+  headers within ``read_timeout`` of opening (or of its previous answer), else it is answered
+  408 and closed. The listener bounds the body with the same timeout while it reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from ipsms.events import RejectedEvent
+
+DEFAULT_READ_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 512
+
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class ConnectionGuard:
+    def __init__(self, read_timeout: float = DEFAULT_READ_TIMEOUT,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
+                 on_drop: Callable[[RejectedEvent], None] | None = None) -> None:
+        self.read_timeout = read_timeout
+        self.max_connections = max_connections
+        self.on_drop = on_drop
+        self.open = 0
+        self.over_cap = 0  # connections refused because the cap was reached
+        self.timed_out = 0  # connections closed for a request head that did not arrive
+        self._guarded: dict[asyncio.BaseTransport, _Guarded] = {}
+
+    def factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+        """A protocol factory for ``loop.create_server`` that wraps aiohttp's ``inner``."""
+        return lambda: _Guarded(self, inner)
+
+    def busy(self, transport: asyncio.BaseTransport | None) -> None:
+        """A request's head arrived and its handler runs: no head deadline meanwhile."""
+        guarded = self._guarded.get(transport) if transport is not None else None
+        if guarded is not None:
+            guarded.disarm()
+
+    def idle(self, transport: asyncio.BaseTransport | None) -> None:
+        """The handler answered: the next request head has ``read_timeout`` to arrive."""
+        guarded = self._guarded.get(transport) if transport is not None else None
+        if guarded is not None:
+            guarded.arm()
+
+    def _drop(self, guarded: _Guarded, status: int, reason: str) -> None:
+        if self.on_drop is not None:
+            self.on_drop(RejectedEvent(time.time(), guarded.remote, status, reason))
+
+
+class _Guarded(asyncio.Protocol):
+    """Forwards every protocol call to aiohttp's handler; owns the head deadline."""
+
+    def __init__(self, guard: ConnectionGuard, inner: Callable[[], asyncio.Protocol]) -> None:
+        self.guard = guard
+        self._make_inner = inner
+        self.inner: asyncio.Protocol | None = None
+        self.transport: asyncio.Transport | None = None
+        self.remote: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._got_data = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.remote = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        guard = self.guard
+        if guard.open >= guard.max_connections:
+            guard.over_cap += 1
+            transport.write(_BUSY)
+            transport.close()
+            if guard.over_cap == 1 or guard.over_cap % 1000 == 0:
+                guard._drop(self, 503, f"{guard.over_cap} connection(s) refused: the limit of "
+                            f"{guard.max_connections} open connections was reached "
+                            "(--max-connections)")
+            return
+        guard.open += 1
+        guard._guarded[transport] = self
+        self.inner = self._make_inner()
+        self.inner.connection_made(transport)
+        self.arm()
+
+    def arm(self) -> None:
+        self.disarm()
+        self._got_data = False
+        if self.transport is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.guard.read_timeout, self._expired)
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._got_data:  # a request began but its head did not arrive in time
+            self.guard.timed_out += 1
+            transport.write(_TIMEOUT)
+            self.guard._drop(self, 408, "request head not complete within "
+                             f"{self.guard.read_timeout:g} s (--read-timeout)")
+        transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        self._got_data = True
+        if self.inner is not None:
+            self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received() if self.inner is not None else None
+
+    def pause_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.inner is not None:
+            self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.disarm()
+        if self.inner is not None:
+            self.guard.open -= 1
+            self.guard._guarded.pop(self.transport, None)  # type: ignore[arg-type]
+            self.inner.connection_lost(exc)
+            self.inner = None
+        self.transport = None
