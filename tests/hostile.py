@@ -1,0 +1,92 @@
+"""Helpers for the hostile-input tests: a real in-process listener on a loopback port and a raw
+socket client that can send bytes no HTTP library would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from ipsms.events import ListenEvent
+from ipsms.listener import ListenConfig
+from ipsms.server import ListenServer
+
+REFID = "ABCDEF1234567890ABCDEF1234567890"
+SECRET = "S3CRET"
+VALID = {"refid": REFID, "from": "+13035550100", "to": "+13038675309", "message": "Hello World!",
+         "signature": SECRET}
+
+
+class Running:
+    def __init__(self, server: ListenServer, events: list[ListenEvent]) -> None:
+        self.server = server
+        self.events = events
+        assert server.bound is not None
+        self.port = server.bound.port
+
+    async def raw(self, data: bytes, *, timeout: float = 5.0, half_close: bool = False) -> bytes:
+        """Send ``data`` on a new connection and read until the server closes or answers."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        try:
+            writer.write(data)
+            await writer.drain()
+            if half_close and writer.can_write_eof():
+                writer.write_eof()
+            return await asyncio.wait_for(_read_answer(reader), timeout)
+        finally:
+            writer.close()
+            await _closed(writer)
+
+    async def post(self, body: bytes, content_type: str = "application/json",
+                   headers: str = "") -> bytes:
+        head = (f"POST /sms HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\n{headers}Connection: close\r\n\r\n")
+        return await self.raw(head.encode() + body)
+
+    async def post_valid(self) -> int:
+        return status_of(await self.post(json.dumps(VALID).encode()))
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> bytes:
+    data = b""
+    while True:
+        chunk = await reader.read(65536)
+        if not chunk:
+            return data
+        data += chunk
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length" and len(body) >= int(value):
+                    return data
+
+
+async def _closed(writer: asyncio.StreamWriter) -> None:
+    with suppress(ConnectionError, OSError):
+        await writer.wait_closed()
+
+
+def status_of(answer: bytes) -> int:
+    """The status code of a raw HTTP answer; 0 when the server closed without answering."""
+    if not answer.startswith(b"HTTP/"):
+        return 0
+    return int(answer.split(b" ", 2)[1])
+
+
+def body_of(answer: bytes) -> Any:
+    return json.loads(answer.partition(b"\r\n\r\n")[2])
+
+
+@asynccontextmanager
+async def running_listener(db: Path, **config: Any) -> AsyncIterator[Running]:
+    events: list[ListenEvent] = []
+    server = ListenServer(ListenConfig(**config), db, "127.0.0.1", 0, sinks=[events.append])
+    await server.start()
+    try:
+        yield Running(server, events)
+    finally:
+        await server.stop()

@@ -1,0 +1,204 @@
+"""A hostile corpus against a real listener on a loopback port.
+
+Every request gets a deliberate answer (never a 500, never a hang), the listener keeps working
+after each one (a valid message is still answered 200), and what was answered 200 is on disk.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ipsms import store
+from ipsms.events import RejectedEvent, RequestEvent
+from ipsms.output import dumps
+from tests.hostile import REFID, SECRET, VALID, body_of, running_listener, status_of
+
+
+def msg(**changes: object) -> bytes:
+    return json.dumps({**VALID, **changes}).encode()
+
+
+def raw_json(text: str) -> bytes:
+    """A body written by hand (escapes such as \\ud800 stay as sent)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+BASE = '"refid":"ABCDEF1234567890ABCDEF1234567890","from":"+13035550100","to":"+13038675309"'
+SIG = f'"signature":"{SECRET}"'
+DIGITS = "9" * 5000
+
+
+def _head(extra: str = "", *, method: str = "POST", path: str = "/", length: int | None = 0
+          ) -> bytes:
+    cl = f"Content-Length: {length}\r\n" if length is not None else ""
+    return f"{method} {path} HTTP/1.1\r\nHost: x\r\n{cl}{extra}\r\n".encode()
+
+
+# (case id, body or None, content type, extra header text, raw request or None, status)
+POSTS: list[tuple[str, bytes, str, str, int]] = [
+    ("lone high surrogate in message", raw_json(f'{{{BASE},"message":"a\\ud800",{SIG}}}'),
+     "application/json", "", 200),
+    ("lone low surrogate in message", raw_json(f'{{{BASE},"message":"\\udc00b",{SIG}}}'),
+     "application/json", "", 200),
+    ("reversed surrogate pair", raw_json(f'{{{BASE},"message":"\\ude00\\ud83d",{SIG}}}'),
+     "application/json", "", 200),
+    ("surrogate in refid", raw_json(
+        f'{{"refid":"A\\ud800","from":"+1","to":"+2","message":"m",{SIG}}}'),
+     "application/json", "", 200),
+    ("surrogate in from and to", raw_json(
+        f'{{"refid":"{REFID}","from":"\\ud801","to":"\\udfff","message":"m",{SIG}}}'),
+     "application/json", "", 200),
+    ("surrogate in signature with a secret set",
+     raw_json(f'{{{BASE},"message":"m","signature":"S3\\ud800"}}'), "application/json", "", 403),
+    ("surrogate in an extra field name", raw_json(f'{{{BASE},"message":"m",{SIG},"k\\ud800":1}}'),
+     "application/json", "", 200),
+    ("surrogate encoded as its own UTF-8 bytes",
+     raw_json(f'{{{BASE},"message":"a\ud800b",{SIG}}}'), "application/json", "", 200),
+    ("surrogate in a form body",
+     f"refid={REFID}&from=%2B13035550100&to=%2B13038675309&message=a%ED%A0%80&"
+     f"signature={SECRET}".encode(), "application/x-www-form-urlencoded", "", 200),
+    ("invalid UTF-8 body", b'{"refid":"\xff\xfe"}', "application/json", "", 400),
+    ("invalid UTF-8 in a form body", b"refid=%FF", "application/x-www-form-urlencoded", "",
+     400),
+    ("non-UTF-8 header bytes", msg(), "application/json", "X-Note: caf\xe9 \xff\r\n", 200),
+    ("5000-digit integer in an extra field",
+     raw_json(f'{{{BASE},"message":"m",{SIG},"n":{DIGITS}}}'), "application/json", "", 200),
+    ("5000-digit integer as the message",
+     raw_json(f'{{{BASE},"message":{DIGITS},{SIG}}}'), "application/json", "", 400),
+    ("NaN in an extra field", raw_json(f'{{{BASE},"message":"m",{SIG},"x":NaN}}'),
+     "application/json", "", 200),
+    ("Infinity and -Infinity in extra fields",
+     raw_json(f'{{{BASE},"message":"m",{SIG},"x":[Infinity,-Infinity]}}'),
+     "application/json", "", 200),
+    ("a float that overflows", raw_json(f'{{{BASE},"message":"m",{SIG},"x":1e400}}'),
+     "application/json", "", 200),
+    ("NaN as the refid", raw_json('{"refid":NaN,"from":"+1","to":"+2","message":"m"}'),
+     "application/json", "", 400),
+    ("JSON nested 100,000 deep", b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+     "application/json", "", 400),
+    ("JSON nested 100,000 deep in a form field",
+     b"refid=" + b"%5B" * 30_000, "application/x-www-form-urlencoded", "", 400),
+    ("extra field nested 200 deep", raw_json(
+        f'{{{BASE},"message":"m",{SIG},"x":' + "[" * 200 + "]" * 200 + "}"),
+     "application/json", "", 200),
+    ("empty body", b"", "application/json", "", 400),
+    ("JSON array", b"[]", "application/json", "", 400),
+    ("JSON string", b'"x"', "application/json", "", 400),
+    ("wrong content type", msg(), "text/plain", "", 415),
+    ("content type with a NUL-free odd charset", msg(), "application/json; charset=latin-9", "",
+     200),
+    ("bidi and control characters in the text",
+     msg(message="\u202eevil\u2066 \x1b[31mred\x07 \u2028 \u061c"), "application/json", "",
+     200),
+    ("NUL inside the message", msg(message="a\u0000b"), "application/json", "", 200),
+    ("100,000-character refid", msg(refid="R" * 100_000), "application/json", "", 200),
+    ("wrong field types", msg(message=["a"], to=None), "application/json", "", 400),
+    ("a wrong signature on a 1 MiB-ish message", msg(message="x" * 1_000_000, signature="f" * 64),
+     "application/json", "", 403),
+    ("duplicate keys", raw_json(f'{{{BASE},"message":"a","message":"b",{SIG}}}'),
+     "application/json", "", 200),
+    ("missing fields", b'{"refid":"x"}', "application/json", "", 400),
+]
+
+RAW: list[tuple[str, bytes, int]] = [
+    ("GET", _head(method="GET"), 405),
+    ("bad header line", b"POST / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n", 400),
+    ("NUL in a header value", b"POST / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
+    ("too many headers", b"POST / HTTP/1.1\r\n" + b"".join(
+        f"X-H{i}: v\r\n".encode() for i in range(300)) + b"\r\n", 400),
+    ("a 20 KB header line", b"POST / HTTP/1.1\r\nX-Long: " + b"a" * 20_000 + b"\r\n\r\n", 400),
+    ("a 20 KB request line", b"POST /" + b"a" * 20_000 + b" HTTP/1.1\r\n\r\n", 400),
+    ("Content-Length and Transfer-Encoding (smuggling)",
+     _head("Transfer-Encoding: chunked\r\n", length=5) + b"0\r\n\r\n", 400),
+    ("two different Content-Lengths",
+     b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
+    ("a negative Content-Length", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+     400),
+    ("a 30-digit Content-Length",
+     b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 30 + b"\r\n\r\n", 400),
+    ("a bad chunk size", _head("Transfer-Encoding: chunked\r\n", length=None) + b"zz\r\n\r\n",
+     400),
+    ("an obsolete line folding", b"POST / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400),
+    ("a method with odd characters", b"P{ST / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("HTTP/0.9", b"GET /\r\n\r\n", 405),
+    ("TLS on the plain port", bytes.fromhex("16030100a5010000a10303") + b"\x00" * 64, 400),
+    ("a path with non-UTF-8 bytes and %00",
+     b"POST /\xff%00/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Content-Length: " + str(len(msg())).encode() + b"\r\nConnection: close\r\n\r\n" + msg(),
+     400),
+    ("a path with control characters and bidi (percent-encoded)",
+     b"POST /%1b%5b31m/%e2%80%ae HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     b"Content-Length: " + str(len(msg())).encode() + b"\r\nConnection: close\r\n\r\n" + msg(),
+     200),
+    ("a chunked valid message",
+     _head("Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+           "Connection: close\r\n", length=None)
+     + f"{len(msg()):x}\r\n".encode() + msg() + b"\r\n0\r\n\r\n", 200),
+    ("Expect: 100-continue",
+     _head("Content-Type: application/json\r\nExpect: 100-continue\r\nConnection: close\r\n",
+           length=len(msg())) + msg(), 100),
+    ("half a body, then silence (read timeout)",
+     _head("Content-Type: application/json\r\n", length=500) + b'{"refid":', 408),
+    ("half a head, then silence (read timeout)", b"POST / HTTP/1.1\r\nHost: x\r\nX-A", 408),
+]
+
+
+@pytest.fixture
+async def listener(tmp_path: Path):  # type: ignore[no-untyped-def]
+    async with running_listener(tmp_path / "store.sqlite3", secret=SECRET,
+                                read_timeout=2.0) as running:
+        yield running
+
+
+@pytest.mark.parametrize(("case", "body", "content_type", "headers", "status"), POSTS,
+                         ids=[c[0] for c in POSTS])
+async def test_hostile_bodies_get_a_deliberate_answer(
+        listener, case: str, body: bytes, content_type: str, headers: str,  # type: ignore[no-untyped-def]
+        status: int) -> None:
+    answer = await listener.post(body, content_type, headers.encode("latin-1").decode("latin-1"))
+    assert status_of(answer) == status, answer[:400]
+    assert body_of(answer)  # a JSON answer, readable by the poster
+    assert await listener.post_valid() == 200
+    events = [e for e in listener.events if isinstance(e, RequestEvent)]
+    assert events[0].status == status
+    for event in listener.events:
+        line = dumps(event.to_dict())
+        line.encode("utf-8")  # strict: encodable, no lone surrogate left raw
+        assert json.loads(line)["type"] in ("request", "rejected")
+
+
+@pytest.mark.parametrize(("case", "request_bytes", "status"), RAW, ids=[c[0] for c in RAW])
+async def test_hostile_requests_get_a_deliberate_answer(
+        listener, case: str, request_bytes: bytes, status: int,  # type: ignore[no-untyped-def]
+        capfd: pytest.CaptureFixture[str]) -> None:
+    answer = await listener.raw(request_bytes, timeout=8)
+    assert status_of(answer) == status, answer[:400]
+    assert status_of(answer) != 500
+    assert await listener.post_valid() == 200
+    rejected = [e for e in listener.events if isinstance(e, RejectedEvent)]
+    if status == 400 and not any(isinstance(e, RequestEvent) and e.status == 400
+                                 for e in listener.events):
+        # aiohttp turned it away before the listener ran: one rejected event, no traceback
+        assert len(rejected) == 1 and rejected[0].status == 400, listener.events
+    assert "Traceback" not in capfd.readouterr().err
+
+
+async def test_what_was_answered_200_is_on_disk_and_reads_back_the_same(
+        listener, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    texts = ["a\ud800", "\udc00b", "\U0001f44d\U0001f3fd", "\u202e", "x\u0000y"]
+    for text in texts:
+        body = json.dumps({**VALID, "refid": f"R{len(text)}{ord(text[0])}", "message": text})
+        answer = await listener.post(body.encode())
+        assert status_of(answer) == 200
+    conn = store.connect(tmp_path / "store.sqlite3", create=False)
+    try:
+        stored = {row.message for row in store.iter_all(conn)}
+        flagged = [row.refid for row in store.iter_all(conn)
+                   if any(f["code"] == "lone_surrogate" for f in row.flags)]
+    finally:
+        conn.close()
+    assert set(texts) <= stored
+    assert len(flagged) == 2

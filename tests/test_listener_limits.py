@@ -1,0 +1,190 @@
+"""Slow and abusive clients, a stdout nobody reads, a store write that fails, and the files'
+permissions: the listener stays responsive and loses nothing it answered 200."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ipsms import store
+from ipsms.errors import StateError
+from ipsms.events import RejectedEvent, RequestEvent
+from ipsms.output import NdjsonSink
+from ipsms.recorder import Recorder
+from tests.hostile import VALID, running_listener, status_of
+from tests.procs import ListenerProcess
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_slowloris_connections_are_cut_off_and_never_starve_a_real_post(
+        tmp_path: Path) -> None:
+    async with running_listener(tmp_path / "s.sqlite3", read_timeout=1.5) as listener:
+        before = open_fds()
+        slow: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        for i in range(300):  # half-open: a request head that never completes
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+            writer.write(b"POST / HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"")
+            slow.append((reader, writer))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        assert await listener.post_valid() == 200
+        assert time.monotonic() - started < 1.0
+        # Every slow connection is closed by the listener after the read timeout; those that
+        # had begun a request are told so with a 408.
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(reader.read() for reader, _ in slow)), timeout=10)
+        assert {status_of(a) for a in answers[1::2]} == {408}
+        assert set(answers[0::2]) == {b""}
+        for _, writer in slow:
+            writer.close()
+        await asyncio.sleep(0.1)
+        assert open_fds() <= before + 5
+        timeouts = [e for e in listener.events if isinstance(e, RejectedEvent)]
+        assert len(timeouts) == 150 and {e.status for e in timeouts} == {408}
+
+
+async def test_a_body_sent_slowly_is_cut_off_with_408_and_recorded(tmp_path: Path) -> None:
+    async with running_listener(tmp_path / "s.sqlite3", read_timeout=1.0) as listener:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{")
+        for _ in range(4):  # a byte every 0.4 s: never a stall long enough for a socket timeout
+            await asyncio.sleep(0.4)
+            writer.write(b" ")
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert status_of(answer) == 408
+        (event,) = [e for e in listener.events if isinstance(e, RequestEvent)]
+        assert event.error == "read_timeout"
+
+
+async def test_connections_over_the_cap_get_503_and_the_cap_frees_up(tmp_path: Path) -> None:
+    async with running_listener(tmp_path / "s.sqlite3", max_connections=5) as listener:
+        idle = [await asyncio.open_connection("127.0.0.1", listener.port) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        assert await listener.post_valid() == 503
+        for _, writer in idle:
+            writer.close()
+        await asyncio.sleep(0.1)
+        assert await listener.post_valid() == 200
+        refused = [e for e in listener.events if isinstance(e, RejectedEvent)]
+        assert refused and refused[0].status == 503 and "--max-connections" in refused[0].reason
+
+
+async def test_a_failing_store_write_answers_503_and_the_writer_keeps_serving(
+        tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path / "s.sqlite3")
+    async with recorder:
+        good = store.RequestRecord(time.time(), "POST", "/", None, [], None, b"{}", 200,
+                                   refid="A")
+        # A failure that is not sqlite3.Error: a header value that cannot be written as JSON.
+        poisoned = store.RequestRecord(time.time(), "POST", "/", None,
+                                       [("X", object())], None, b"{}", 200,  # type: ignore[list-item]
+                                       refid="B")
+        results = await asyncio.gather(recorder.record(good), recorder.record(poisoned),
+                                       recorder.record(good), return_exceptions=True)
+        assert isinstance(results[1], StateError)
+        assert "TypeError" in results[1].message
+        assert [r.attempt for r in results if not isinstance(r, BaseException)] == [1, 2]
+        later = await recorder.record(good)  # the writer thread is alive
+        assert later.attempt == 3
+    conn = store.connect(tmp_path / "s.sqlite3", create=False)
+    try:
+        assert [r.refid for r in store.iter_all(conn)] == ["A", "A", "A"]
+    finally:
+        conn.close()
+
+
+async def test_an_unread_pipe_never_stalls_the_event_loop_and_drops_are_counted() -> None:
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(write_fd, "w") as stream:
+        sink = NdjsonSink(stream, max_pending=100)
+        started = time.monotonic()
+        for i in range(5000):  # ~800 KB: a pipe holds 64 KiB
+            sink.write_line(json.dumps({"i": i, "pad": "x" * 150}))
+            if i % 50 == 0:
+                await asyncio.sleep(0)  # let each burst go to the writer thread
+        assert time.monotonic() - started < 2.0
+        assert sink.dropped > 0
+        data = b""
+        os.set_blocking(read_fd, False)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # now read: what was kept arrives
+            try:
+                chunk = os.read(read_fd, 1 << 16)
+            except BlockingIOError:
+                await asyncio.sleep(0.02)
+                continue
+            data += chunk
+            if b'"i": 4999' in data:
+                break
+        sink.write_line('{"last": 1}')
+        sink.close()
+    os.set_blocking(read_fd, True)
+    data += os.read(read_fd, 1 << 20)
+    os.close(read_fd)
+    lines = [json.loads(line) for line in data.decode().splitlines()]
+    notices = [line for line in lines if line.get("type") == "dropped"]
+    assert notices and sum(n["lines"] for n in notices) == sink.dropped
+    assert not sink.closed  # a slow reader is not a closed one
+
+
+def test_listen_answers_with_nobody_reading_stdout(tmp_path: Path) -> None:
+    listener = ListenerProcess(db=tmp_path / "s.sqlite3")  # stdout is a pipe we do not read
+    try:
+        body = json.dumps(VALID).encode()
+        started = time.monotonic()
+        for i in range(400):  # ~250 KB of NDJSON: the pipe would be full after ~100
+            request = urllib.request.Request(
+                listener.url, data=body.replace(b"ABCDEF", f"{i:06d}".encode()),
+                headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 200
+        assert time.monotonic() - started < 60
+    finally:
+        code, out, err = listener.stop()
+    assert code == 0
+    assert len(out.splitlines()) == 400  # all kept: the buffer holds 10,000 lines
+    assert "Traceback" not in err
+
+
+def test_store_files_are_private_and_a_shared_directory_is_warned_about(
+        tmp_path: Path, ipsms_home: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        db = ipsms_home / "ipsms.sqlite3"
+        conn = store.connect(db)
+        conn.execute("CREATE TABLE IF NOT EXISTS t (x)")
+        conn.execute("INSERT INTO t VALUES (1)")
+        for suffix in ("", "-wal", "-shm"):
+            path = Path(f"{db}{suffix}")
+            assert path.exists() and stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        conn.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(ipsms_home.stat().st_mode) == 0o700
+    assert store.shared_dir_warning(db) is None
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    warning = store.shared_dir_warning(shared / "db.sqlite3")
+    assert warning is not None and "everyone" in warning
+
+
+@pytest.mark.parametrize("mode", [0o770, 0o1777])
+def test_group_or_sticky_world_writable_directories_are_warned_about(
+        tmp_path: Path, mode: int) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(mode)
+    assert store.shared_dir_warning(shared / "db.sqlite3") is not None
