@@ -237,3 +237,45 @@ async def test_every_200_survives_a_kill_9_of_the_listener(tmp_path: Path) -> No
     stored = {r[0] for r in conn.execute("SELECT refid FROM requests WHERE status = 200")}
     assert len(answered) >= 100
     assert set(answered) <= stored
+
+
+def test_a_lone_surrogate_neither_stops_the_listener_nor_is_rejected(
+        listener: ListenerProcess, tmp_path: Path) -> None:
+    """The issue's reproduction: a lone surrogate used to kill the store's writer thread, and
+    every later request hung."""
+    odd = SEED.replace(b"Hello World!", b"a\\ud800")
+    assert post(listener.url, odd)[0] == 200
+    first = listener.next_event()
+    assert first["message"] == "a\ud800"
+    assert "lone_surrogate" in [f["code"] for f in first["flags"]]
+    assert post(listener.url, SEED)[0] == 200
+    assert listener.next_event()["attempt"] == 2
+    # A request aiohttp rejects before the listener runs: one `rejected` line, no traceback.
+    with socket.create_connection(("127.0.0.1", listener.port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n")
+        assert sock.recv(100).split(b" ")[1] == b"400"
+    rejected = listener.next_event()
+    assert rejected["type"] == "rejected" and rejected["status"] == 400
+    code, out, err = listener.stop()
+    assert code == 0 and "Traceback" not in err
+    show = run_ipsms("messages", "show", first["refid"], "--db", str(tmp_path / "m.sqlite3"),
+                     "--format", "json")
+    shown = json.loads(show.stdout)
+    assert shown["attempts"][0]["message"] == "a\ud800"
+    assert "lone_surrogate" in [f["code"] for f in shown["attempts"][0]["flags"]]
+    assert "\\ud800" in run_ipsms("messages", "show", first["refid"], "--db",
+                                  str(tmp_path / "m.sqlite3"), "--format", "plain").stdout
+
+
+def test_junk_is_stored_cut_to_64_kib_with_its_size_and_hash(
+        listener: ListenerProcess, tmp_path: Path) -> None:
+    junk = b"\x00" * 900_000
+    assert post(listener.url, junk)[0] == 400
+    event = listener.next_event()
+    assert event["size"] == 900_000
+    listener.stop()
+    conn = store.connect(tmp_path / "m.sqlite3", create=False)
+    (row,) = store.iter_all(conn)
+    assert len(row.body) == 64 * 1024 and row.body_size == 900_000 and row.body_truncated
+    import hashlib
+    assert row.body_sha256 == hashlib.sha256(junk).hexdigest()
