@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_listen.py [--rounds 3] [--duration 8] [--connections 32]
     .venv/bin/python bench/bench_listen.py --breakdown   # where the time goes, part by part
+    .venv/bin/python bench/bench_listen.py --compare-rev REV  # also ipsms as of git REV
 
 Needs `wrk` and `hey` (Debian packages). Everything runs on 127.0.0.1 and is bounded: wrk runs
 for --duration seconds per round, hey sends exactly --count requests. `ipsms listen` runs with
@@ -39,9 +40,9 @@ end
 """.replace("SECRET", SECRET)
 
 
-def start(cmd: list[str], stdout: int | None = subprocess.DEVNULL
+def start(cmd: list[str], stdout: int | None = subprocess.DEVNULL, cwd: Path = ROOT
           ) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=cwd)
     assert proc.stderr is not None
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -84,6 +85,9 @@ def main() -> None:
     ap.add_argument("--breakdown", action="store_true",
                     help="also measure the listener with parts switched off "
                     "(bench/listen_variants.py)")
+    ap.add_argument("--compare-rev", metavar="REV",
+                    help="also measure `ipsms listen` as of this git revision, in the same rounds "
+                    "(e.g. the commit before a change, to measure what the change costs)")
     args = ap.parse_args()
     for tool in ("wrk", "hey"):
         if shutil.which(tool) is None:
@@ -96,17 +100,31 @@ def main() -> None:
     body.write_text(json.dumps({"refid": "B" * 32, "from": "+13035550100", "to": "+13038675309",
                                 "message": "Hello World!", "signature": SECRET}))
     py = sys.executable
-    bare_rates, ipsms_rates = [], []
+    old_tree = None
+    if args.compare_rev:
+        old_tree = tmp / "old"
+        old_tree.mkdir()
+        archive = subprocess.run(["git", "archive", args.compare_rev, "ipsms"], cwd=ROOT,
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
+    bare_rates, ipsms_rates, old_rates = [], [], []
+    listen_cmd = [py, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
+                  "--secret", SECRET]
     for r in range(args.rounds):
         bare, url = start([py, "bench/bare_server.py"])
         bare_rates.append(wrk(url, args.duration, args.connections, script))
         stop(bare)
+        if old_tree is not None:  # run from its own tree: `python -m ipsms` imports it first
+            listener, url = start([*listen_cmd, "--db", str(tmp / f"old{r}.sqlite3")],
+                                  cwd=old_tree)
+            old_rates.append(wrk(url, args.duration, args.connections, script))
+            stop(listener)
         db = tmp / f"round{r}.sqlite3"
-        listener, url = start([py, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
-                               "--secret", SECRET, "--db", str(db)])
+        listener, url = start([*listen_cmd, "--db", str(db)])
         ipsms_rates.append(wrk(url, args.duration, args.connections, script))
         stop(listener)
-        print(f"round {r + 1}: bare {bare_rates[-1]:.0f}/s, ipsms {ipsms_rates[-1]:.0f}/s",
+        old = f", ipsms@{args.compare_rev} {old_rates[-1]:.0f}/s" if old_rates else ""
+        print(f"round {r + 1}: bare {bare_rates[-1]:.0f}/s{old}, ipsms {ipsms_rates[-1]:.0f}/s",
               file=sys.stderr)
 
     # Nothing lost: every request answered 200 is in the store, counted exactly.
@@ -146,6 +164,17 @@ def main() -> None:
         "rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
         "store_check": {"answered_200": ok, "stored_200": stored, "equal": ok == stored},
     }
+    if old_rates:
+        old_ratios = [o / b for o, b in zip(old_rates, bare_rates, strict=True)]
+        result["compare"] = {
+            "rev": args.compare_rev,
+            "msgs_per_s": round(statistics.median(old_rates)),
+            "ratio_median_of_rounds": round(statistics.median(old_ratios), 3),
+            "ratios": [round(r, 3) for r in old_ratios],
+            # > 1: the current tree is faster than REV; < 1: it costs that share.
+            "current_over_rev": round(statistics.median(
+                [i / o for i, o in zip(ipsms_rates, old_rates, strict=True)]), 3),
+        }
     if breakdown:
         result["breakdown"] = breakdown
     print(json.dumps(result, indent=2))
