@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 
 @app.command(
-    epilog="Example: ipsms listen --port 8765 --secret \"$IPSMS_SECRET\"  "
+    epilog="Example: IPSMS_SECRET=... ipsms listen --port 8765  "
     "then: ipsms simulate http://127.0.0.1:8765/",
 )
 def listen(
