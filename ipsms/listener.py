@@ -120,6 +120,7 @@ class _Handler:
         self.recorder = recorder
         self.sinks = sinks
         self.verifier = Verifier(config.secret, config.signature_mode, config.hmac_variant)
+        self.junk = JunkBudget()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.in_flight.enter()
@@ -185,7 +186,8 @@ class _Handler:
                     error = (f"signature_{verification.verdict.value}",
                              verification.explanation or verification.verdict.value)
 
-        record = _record(request, received_at, raw, size, content_type, status, msg,
+        keep = len(raw) if status == 200 else self.junk.allow(len(raw))
+        record = _record(request, received_at, raw, keep, size, content_type, status, msg,
                          verification, error)
         try:
             stored: Recorded | None = await self.recorder.record(record)
@@ -201,21 +203,46 @@ class _Handler:
 _READ_STATUS = {"body_too_large": 413, "read_timeout": 408, "body_unreadable": 400}
 
 
-def _record(request: web.Request, received_at: float, raw: bytes, size: int | None,
+class JunkBudget:
+    """How much of the bodies of rejected requests is kept. Each keeps at most its first
+    ``REJECTED_BODY_KEEP`` bytes (with its full size and SHA-256), and together they keep at
+    most ``rate`` bytes a second after a ``burst``: junk posted at a public listener cannot
+    fill the disk fast, while the first 1 KiB of every rejected body is always kept."""
+
+    ALWAYS = 1024
+
+    def __init__(self, rate: float = 1024 * 1024, burst: float = 16 * 1024 * 1024) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._last = time.monotonic()
+
+    def allow(self, size: int) -> int:
+        wanted = min(size, REJECTED_BODY_KEEP)
+        if wanted <= self.ALWAYS:
+            return wanted
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        extra = min(wanted - self.ALWAYS, int(self._tokens))
+        self._tokens -= extra
+        return self.ALWAYS + extra
+
+
+def _record(request: web.Request, received_at: float, raw: bytes, keep: int, size: int | None,
             content_type: str | None, status: int, msg: InboundMessage | None,
             verification: Verification | None, error: tuple[str, str] | None) -> RequestRecord:
     peer = request.remote
     digest = None
-    if status != 200 and len(raw) > REJECTED_BODY_KEEP:
-        # Junk cannot fill the disk: of a rejected body keep the start, its size and hash.
+    if keep < len(raw):  # a rejected body: keep its start, its size and its hash
         size, digest = len(raw), hashlib.sha256(raw).hexdigest()
-        raw = raw[:REJECTED_BODY_KEEP]
+        raw = raw[:keep]
     return RequestRecord(
         received_at=received_at,
         method=request.method,
         path=request.raw_path,  # the request target exactly as sent, query string included
         remote=peer,
-        headers=mask_headers(request.headers.items()),
+        headers=_headers(request, status),
         content_type=content_type,
         body=raw,
         status=status,
@@ -232,6 +259,24 @@ def _record(request: web.Request, received_at: float, raw: bytes, size: int | No
         body_size=size,
         body_sha256=digest,
     )
+
+
+REJECTED_HEADERS_KEEP = 16 * 1024  # characters of header names and values kept when not 200
+
+
+def _headers(request: web.Request, status: int) -> list[tuple[str, str]]:
+    headers = mask_headers(request.headers.items())
+    if status == 200:
+        return headers
+    kept: list[tuple[str, str]] = []
+    budget = REJECTED_HEADERS_KEEP
+    for name, value in headers:
+        budget -= len(name) + len(value)
+        if budget < 0:
+            kept.append(("X-Ipsms-Cut", f"{len(headers) - len(kept)} more headers not kept"))
+            break
+        kept.append((name, value))
+    return kept
 
 
 def _event(record: RequestRecord, stored: Recorded | None, msg: InboundMessage | None,

@@ -170,7 +170,7 @@ class _RejectionLog(logging.Handler):
             reason = record.getMessage() + (f": {type(exc).__name__}: {exc}" if exc else "")
         remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
         event = RejectedEvent(time.time(), str(remote) if remote else None, status,
-                              " ".join(printable(reason).split())[:300])
+                              printable(" ".join(reason.split()))[:300])
         for sink in self.sinks:
             with contextlib.suppress(Exception):
                 sink(event)

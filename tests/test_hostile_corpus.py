@@ -202,3 +202,17 @@ async def test_what_was_answered_200_is_on_disk_and_reads_back_the_same(
         conn.close()
     assert set(texts) <= stored
     assert len(flagged) == 2
+
+
+async def test_the_headers_of_a_rejected_request_are_kept_only_up_to_16_kib(
+        listener, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    many = "".join(f"X-Junk-{i}: {'v' * 8000}\r\n" for i in range(60))
+    answer = await listener.raw(f"GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n".encode())
+    assert status_of(answer) == 405
+    conn = store.connect(tmp_path / "store.sqlite3", create=False)
+    try:
+        (row,) = store.iter_all(conn)
+    finally:
+        conn.close()
+    assert sum(len(n) + len(v) for n, v in row.headers) < 17 * 1024
+    assert row.headers[-1][0] == "X-Ipsms-Cut"

@@ -188,3 +188,13 @@ def test_group_or_sticky_world_writable_directories_are_warned_about(
     shared.mkdir()
     shared.chmod(mode)
     assert store.shared_dir_warning(shared / "db.sqlite3") is not None
+
+
+def test_rejected_bodies_share_a_byte_budget_but_always_keep_their_first_kib() -> None:
+    from ipsms.listener import JunkBudget
+
+    budget = JunkBudget(rate=0, burst=100_000)
+    assert budget.allow(500) == 500
+    assert budget.allow(900_000) == 64 * 1024  # one body keeps at most 64 KiB
+    assert budget.allow(900_000) == 1024 + (100_000 - (64 * 1024 - 1024))
+    assert budget.allow(900_000) == 1024  # the budget is spent: the first KiB still kept
