@@ -256,7 +256,7 @@ def test_a_lone_surrogate_neither_stops_the_listener_nor_is_rejected(
         assert sock.recv(100).split(b" ")[1] == b"400"
     rejected = listener.next_event()
     assert rejected["type"] == "rejected" and rejected["status"] == 400
-    code, out, err = listener.stop()
+    code, _, err = listener.stop()
     assert code == 0 and "Traceback" not in err
     show = run_ipsms("messages", "show", first["refid"], "--db", str(tmp_path / "m.sqlite3"),
                      "--format", "json")
