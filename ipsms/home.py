@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -30,6 +31,10 @@ def ensure_dir(path: Path) -> Path:
             f"cannot create the state directory {path}: {exc.strerror or exc}",
             hint=f"set {HOME_ENV} to a writable directory",
         ) from None
+    if path == state_home():
+        # The state home holds recordings and credentials: private, whatever made it.
+        with contextlib.suppress(OSError):
+            path.chmod(0o700)
     if not os.access(path, os.W_OK | os.X_OK):
         raise StateError(
             f"the state directory {path} is not writable",

@@ -174,6 +174,9 @@ def test_store_files_are_private_and_a_shared_directory_is_warned_about(
         os.umask(old)
     assert stat.S_IMODE(ipsms_home.stat().st_mode) == 0o700
     assert store.shared_dir_warning(db) is None
+    ipsms_home.chmod(0o755)  # made by something else: tightened when next used
+    store.connect(db).close()
+    assert stat.S_IMODE(ipsms_home.stat().st_mode) == 0o700
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
