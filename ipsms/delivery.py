@@ -5,15 +5,23 @@ emits one ``AttemptEvent``; the run ends with one ``Outcome``. ``fail_first`` co
 attempts as failed whatever the reply (the request is really sent, so the app sees it: this is
 how a 200 lost on the way back looks to IntelePeer). Sleep and clocks are injected, so tests
 never wait for a retry delay.
+
+An attempt is a request the app could have received: a request written to a kept-alive
+connection the server had already closed is sent again on a new connection and is not an
+attempt (see ``Sender.deliver``), so the attempts shown always match what the app saw.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -37,6 +45,11 @@ CONNECT_ERROR = "connect_error"  # refused, unreachable, DNS, TLS handshake
 TIMEOUT = "timeout"  # no complete answer within the per-attempt timeout
 DISCONNECTED = "disconnected"  # the server closed the connection before answering
 HTTP_ERROR = "http_error"  # an answer that is not valid HTTP
+
+# How a kept-alive connection the server already closed fails a request written to it: a reset
+# (the server's kernel answers data sent to a closed socket, or left unread at close, with RST),
+# a broken pipe, or aiohttp refusing to write to a transport it has just seen closing.
+_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
 
 def validate_url(url: str) -> str:
@@ -90,6 +103,9 @@ class AttemptEvent:
     succeeded: bool  # counted as delivered
     forced_failure: bool  # the reply was a success but --fail-first counted it as failed
     wait: float | None  # seconds waited before the next attempt; None if there is none
+    # The request was first written to a kept-alive connection the server had already closed
+    # and was sent again on a new connection: only that second request is this attempt.
+    reconnected: bool = False
 
     @property
     def result(self) -> str:
@@ -110,6 +126,7 @@ class AttemptEvent:
             "ok": self.succeeded,
             "forced_failure": self.forced_failure,
             "wait_s": None if self.wait is None else round(self.wait, 6),
+            "reconnected": self.reconnected,
         }
 
 
@@ -151,15 +168,105 @@ class Outcome:
 AttemptCallback = Callable[[AttemptEvent], None]
 
 
-class Sender:
-    """Delivers messages through one ``aiohttp.ClientSession`` (owned by the caller)."""
+@dataclass(frozen=True, slots=True)
+class Connections:
+    """The two sessions a run's attempts go through (owned by ``open_connections``).
 
-    def __init__(self, session: aiohttp.ClientSession, policy: RetryPolicy, *,
+    ``pooled`` keeps connections alive and carries the first attempt of every message (load mode
+    and ``replay --all`` reuse them); ``fresh`` opens a new connection for every request and
+    carries retries and the resend after a stale kept-alive connection.
+    """
+
+    pooled: aiohttp.ClientSession
+    fresh: aiohttp.ClientSession
+
+
+@asynccontextmanager
+async def open_connections(policy: RetryPolicy, limit: int = 100
+                           ) -> AsyncIterator[Connections]:
+    """The sessions of one run, at most ``limit`` sockets each, closed at the end."""
+    async with _session(policy, limit, keep_alive=True) as pooled, \
+            _session(policy, limit, keep_alive=False) as fresh:
+        yield Connections(pooled, fresh)
+
+
+# CPython before 3.12.8 (and 3.13.0) can keep a closed TLS transport alive when the server never
+# answers the TLS close; ``enable_cleanup_closed`` has aiohttp abort those (the ``fresh``
+# session closes a connection per request). Later versions fixed it and aiohttp warns if asked.
+_CLEANUP_CLOSED = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.version_info < (3, 13, 1)
+
+
+def _session(policy: RetryPolicy, limit: int, *, keep_alive: bool) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, force_close=not keep_alive,
+                                       enable_cleanup_closed=_CLEANUP_CLOSED),
+        timeout=aiohttp.ClientTimeout(total=policy.timeout),
+        headers={"User-Agent": USER_AGENT},
+        trace_configs=[_REUSE_TRACE] if keep_alive else None,
+    )
+
+
+class _RequestTrace:
+    """What one request learned about its connection (aiohttp's ``trace_request_ctx``)."""
+
+    __slots__ = ("answered", "reused")
+
+    def __init__(self) -> None:
+        self.reused = False  # it went out on a pooled connection that had carried a request
+        self.answered = False  # status line and headers arrived
+
+
+async def _on_reuse(_session: aiohttp.ClientSession, context: SimpleNamespace,
+                    _params: aiohttp.TraceConnectionReuseconnParams) -> None:
+    if isinstance(context.trace_request_ctx, _RequestTrace):
+        context.trace_request_ctx.reused = True
+
+
+_REUSE_TRACE = aiohttp.TraceConfig()
+_REUSE_TRACE.on_connection_reuseconn.append(_on_reuse)
+_REUSE_TRACE.freeze()
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int | None
+    error: str | None = None
+    detail: str | None = None
+    preview: bytes = b""
+    stale: bool = False  # failed on a kept-alive connection the server had already closed
+
+
+class Sender:
+    """Delivers messages through the sessions of ``open_connections`` (owned by the caller).
+
+    Attempts count requests the app could have read, never writes into a dead connection:
+
+    * A stale connection is one the server closed after answering on it, without having sent
+      ``Connection: close`` (frameworks do this after an error reply, or on an idle timeout).
+      aiohttp's pool drops a connection once the event loop has seen the close, but a request
+      sent right after the answer (``--no-wait``, load mode) is written before that: it fails
+      with a clean close or a reset before any byte of an answer, and the app never read it.
+      aiohttp only replays idempotent methods on a reused connection (RFC 9112 9.3.1), never
+      this POST, so the engine does it: a request that went out on a reused connection (a
+      trace hook tells) and failed that way (``_Reply.stale``) is sent again once on a new
+      connection; only that request is the attempt, and no event is emitted for the dead write.
+    * On the wire, an app that reads a request and then closes the connection without answering
+      looks exactly the same (clean close, no byte of an answer). That is a real DISCONNECTED
+      attempt, so retries never reuse a connection: they go out on the ``fresh`` session, where
+      any failure counts. The ambiguity is left only for a message's first attempt on a pooled
+      connection (load mode, ``replay --all``), where it is resolved as stale: such an app sees
+      that message twice, and the attempt is marked ``reconnected`` so the output says so.
+    * A partial answer (some of the status line or headers) means the app read the request: it
+      counts. aiohttp's C parser reports that through ``ServerDisconnectedError.message``; with
+      its pure-Python parser (``AIOHTTP_NO_EXTENSIONS``) it looks like no answer at all.
+    """
+
+    def __init__(self, connections: Connections, policy: RetryPolicy, *,
                  fail_first: int = 0, sleep: Sleep = asyncio.sleep,
                  clock: Clock = time.perf_counter, now: Clock = time.time) -> None:
         if fail_first < 0:
             raise UsageError(f"--fail-first must be 0 or more, not {fail_first}")
-        self.session = session
+        self.connections = connections
         self.policy = policy
         self.fail_first = fail_first
         self.sleep = sleep
@@ -176,43 +283,64 @@ class Sender:
         number = 0
         while True:
             number += 1
+            # A retry always goes out on a new connection (see ``Sender``).
+            session = self.connections.pooled if number == 1 else self.connections.fresh
             started_at = self.now()
             t0 = clock()
-            status, error, detail, preview = await self._post(delivery, headers, skip)
+            reply = await self._post(session, delivery, headers, skip)
+            reconnected = reply.stale
+            if reply.stale:  # never an attempt: send it again on a new connection, silently
+                started_at = self.now()
+                t0 = clock()
+                reply = await self._post(self.connections.fresh, delivery, headers, skip)
             latency = clock() - t0
+            status = reply.status
             reply_ok = status is not None and policy.is_success(status)
             forced = reply_ok and number <= self.fail_first
             succeeded = reply_ok and not forced
             wait = None if succeeded else policy.wait_after(number)
             if on_attempt is not None:
                 on_attempt(AttemptEvent(
-                    delivery.refid, number, started_at, status, error, detail, latency,
-                    preview.decode("utf-8", "replace"), succeeded, forced, wait))
+                    delivery.refid, number, started_at, status, reply.error, reply.detail,
+                    latency, reply.preview.decode("utf-8", "replace"), succeeded, forced, wait,
+                    reconnected))
             if wait is None:
-                result = str(status) if status is not None else (error or "?")
+                result = str(status) if status is not None else (reply.error or "?")
                 return Outcome(delivery, succeeded, number, clock() - begin, result, forced)
             if wait > 0:
                 await self.sleep(wait)
 
-    async def _post(self, delivery: Delivery, headers: dict[str, str],
-                    skip: tuple[str, ...] | None
-                    ) -> tuple[int | None, str | None, str | None, bytes]:
+    async def _post(self, session: aiohttp.ClientSession, delivery: Delivery,
+                    headers: dict[str, str], skip: tuple[str, ...] | None) -> _Reply:
+        trace = _RequestTrace()
         try:
-            async with self.session.post(
+            async with session.post(
                 delivery.url, data=delivery.body, headers=headers, skip_auto_headers=skip,
-                allow_redirects=False, timeout=self._timeout,
+                allow_redirects=False, timeout=self._timeout, trace_request_ctx=trace,
             ) as resp:
-                return resp.status, None, None, await _read_preview(resp)
+                trace.answered = True
+                return _Reply(resp.status, preview=await _read_preview(resp))
         except TimeoutError:
-            return None, TIMEOUT, f"no answer within {self.policy.timeout:g}s (--timeout)", b""
+            return _Reply(None, TIMEOUT, f"no answer within {self.policy.timeout:g}s (--timeout)")
         except aiohttp.ClientConnectorError as exc:
-            return None, CONNECT_ERROR, _connect_reason(exc), b""
-        except aiohttp.ServerDisconnectedError:
-            return None, DISCONNECTED, "the server closed the connection without answering", b""
-        except (aiohttp.ClientOSError, aiohttp.ClientPayloadError) as exc:
-            return None, DISCONNECTED, _reason(exc), b""
+            return _Reply(None, CONNECT_ERROR, _connect_reason(exc))
+        except aiohttp.ServerDisconnectedError as exc:
+            # aiohttp passes the partly parsed answer instead of a text when some of the status
+            # line or headers had arrived (with its C parser; the pure-Python one cannot tell).
+            nothing = isinstance(exc.message, str)
+            return _Reply(None, DISCONNECTED, "the server closed the connection without "
+                          "answering", stale=trace.reused and not trace.answered and nothing)
+        except aiohttp.ClientOSError as exc:
+            return _Reply(None, DISCONNECTED, _reason(exc),
+                          stale=(trace.reused and not trace.answered
+                                 and exc.errno in _RESET_ERRNOS))
+        except aiohttp.ClientPayloadError as exc:
+            return _Reply(None, DISCONNECTED, _reason(exc))
         except aiohttp.ClientError as exc:
-            return None, HTTP_ERROR, _reason(exc), b""
+            if isinstance(exc, ConnectionResetError):  # written to a transport already closing
+                return _Reply(None, DISCONNECTED, _reason(exc),
+                              stale=trace.reused and not trace.answered)
+            return _Reply(None, HTTP_ERROR, _reason(exc))
 
 
 async def _read_preview(resp: aiohttp.ClientResponse) -> bytes:
@@ -243,15 +371,6 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:299] + "…"
 
 
-def new_session(policy: RetryPolicy, limit: int = 100) -> aiohttp.ClientSession:
-    """The one session all attempts of a run share (keep-alive, at most ``limit`` sockets)."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=limit),
-        timeout=aiohttp.ClientTimeout(total=policy.timeout),
-        headers={"User-Agent": USER_AGENT},
-    )
-
-
 class DeliveryObserver(Protocol):
     """What a renderer implements: the live timeline, NDJSON, plain lines."""
 
@@ -279,8 +398,8 @@ async def deliver_each(deliveries: Iterable[Delivery], policy: RetryPolicy,
                        on_outcome: Callable[[Outcome], None] | None = None) -> Tally:
     """Deliver messages one after the other (each with its own retry sequence)."""
     tally = Tally()
-    async with new_session(policy) as session:
-        sender = Sender(session, policy, fail_first=fail_first, sleep=sleep)
+    async with open_connections(policy) as connections:
+        sender = Sender(connections, policy, fail_first=fail_first, sleep=sleep)
         for delivery in deliveries:
             observer.start(delivery)
             outcome = await sender.deliver(delivery, observer.attempt)

@@ -2,7 +2,9 @@
 
 Memory does not grow with N: C workers pull the next message index from a counter and render
 it only when they are about to send it, and results go into streaming statistics (counters and
-a fixed log-bucket latency histogram), never into a list.
+a fixed log-bucket latency histogram), never into a list. Every message goes through the
+delivery engine's ``Sender``, so its rules hold here too: a request resent after a stale
+kept-alive connection is one attempt, not a failure (``LoadStats.reconnects`` counts them).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ipsms.delivery import (
     Sender,
     Sleep,
     deliver_each,
-    new_session,
+    open_connections,
 )
 from ipsms.errors import UsageError
 from ipsms.retry import RetryPolicy
@@ -103,6 +105,7 @@ class LoadStats:
     gave_up: int = 0
     attempts: int = 0
     forced_failures: int = 0
+    reconnects: int = 0  # attempts resent on a new connection after a stale kept-alive one
     results: dict[str, int] = field(default_factory=dict)  # '200', '503', 'timeout' -> count
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     started: float | None = None
@@ -124,6 +127,8 @@ class LoadStats:
         self.results[key] = self.results.get(key, 0) + 1
         if event.forced_failure:
             self.forced_failures += 1
+        if event.reconnected:
+            self.reconnects += 1
 
     def observe_outcome(self, outcome: Outcome) -> None:
         if outcome.delivered:
@@ -155,6 +160,7 @@ class LoadStats:
             "attempts": self.attempts,
             "retries": self.retries,
             "forced_failures": self.forced_failures,
+            "reconnects": self.reconnects,
             "results": dict(sorted(self.results.items())),
             "elapsed_s": round(elapsed, 3),
             "throughput_msg_s": per_second(self.done),
@@ -179,8 +185,8 @@ async def run_load(plan: LoadPlan, make: Callable[[int], Delivery], policy: Retr
     stats = LoadStats(plan.count)
     workers = min(plan.concurrency, plan.count)
     next_index = 0
-    async with new_session(policy, limit=workers) as session:
-        sender = Sender(session, policy, fail_first=fail_first, sleep=sleep, clock=clock)
+    async with open_connections(policy, limit=workers) as connections:
+        sender = Sender(connections, policy, fail_first=fail_first, sleep=sleep, clock=clock)
         observe_attempt, observe_outcome = stats.observe_attempt, stats.observe_outcome
 
         async def worker() -> None:

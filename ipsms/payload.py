@@ -4,12 +4,19 @@ A built message has the fields of intelepeer.md section 1 in the documented orde
 to, message, then any extra fields, then signature), is signed with ``ipsms.signature.sign`` so
 ``simulate`` and ``listen`` always agree, and is serialized once: every attempt posts exactly
 those bytes. A replayed message is the body and content type the listener stored, untouched.
+
+Text with a lone UTF-16 surrogate (what a carrier can deliver when a segment boundary splits a
+pair) is sent on purpose, never refused: JSON carries it as the escape ``\\ud800`` (valid JSON),
+a form as its three surrogatepass bytes ``%ED%A0%80``, which is what the listener decodes. Such
+text only comes from ``--payload`` JSON escapes: a command-line value cannot hold a surrogate,
+and one that looks like it is bytes that were not UTF-8 (``reject_undecodable``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import string
 from collections.abc import Iterable, Iterator, Mapping
@@ -35,6 +42,8 @@ _REFID_TABLE = bytes(ord(REFID_ALPHABET[b % len(REFID_ALPHABET)]) if b < _ACCEPT
                      for b in range(256))
 _REJECTED = bytes(range(_ACCEPTED, 256))
 _FIELDS = ("refid", "from", "to", "message")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # how Python decodes a non-UTF-8 argv byte
 
 
 def new_refid() -> str:
@@ -98,6 +107,8 @@ def load_payload(source: str, stdin: TextIO) -> dict[str, Any]:
         raise UsageError(f"--payload {where} is not valid JSON: {exc.msg} at line "
                          f"{exc.lineno} column {exc.colno}",
                          hint='give a JSON object such as {"message": "hi"}') from None
+    except RecursionError:
+        raise UsageError(f"--payload {where} is JSON nested too deeply to read") from None
     if not isinstance(data, dict):
         raise UsageError(f"--payload {where} is a JSON {_json_type(data)}, not an object",
                          hint='give a JSON object such as {"message": "hi"}')
@@ -120,6 +131,10 @@ class PayloadTemplate:
         self.refid: str | None = None  # None: a fresh refid for every rendered message
         if spec.refid is not None or "refid" in base:
             self.refid = _pick(spec.refid, base, "refid", None)
+        self.from_number, self.to_number, self.message = (
+            _join_pairs(self.from_number), _join_pairs(self.to_number), _join_pairs(self.message))
+        if self.refid is not None:
+            self.refid = _join_pairs(self.refid)
         if not spec.allow_invalid:
             for name, value in (("from", self.from_number), ("to", self.to_number)):
                 check = check_number(value)
@@ -128,8 +143,28 @@ class PayloadTemplate:
                         f"invalid {name} number: {check.problem}",
                         hint=f"fix --{name}, or pass --allow-invalid to send it on purpose")
         self.extra = {k: v for k, v in base.items() if k not in (*_FIELDS, "signature")}
+        encode(self.extra, spec.form)  # fails here, not in a load-mode worker, when it cannot
         self.base_signature = base.get("signature")
         self.content_type = FORM_TYPE if spec.form else JSON_TYPE
+
+    def warnings(self, *, fixed_refid: bool = True) -> list[str]:
+        """What is sent on purpose although IntelePeer would not send it quite so: a given refid
+        that is not 32 characters (``fixed_refid``: it is used, not replaced by fresh ones),
+        text with lone surrogates."""
+        notes: list[str] = []
+        if fixed_refid and self.refid is not None and len(self.refid) != REFID_LENGTH:
+            notes.append(f"refid {self.refid!r} has {len(self.refid)} characters, IntelePeer's "
+                         f"have {REFID_LENGTH}; sending it as given")
+        fields = {"refid": self.refid if fixed_refid else None, "from": self.from_number,
+                  "to": self.to_number, "message": self.message, **self.extra}
+        names = [name if name in _FIELDS else f"field {name!r}"
+                 for name, value in fields.items() if _has_surrogate(value)]
+        if names:
+            how = ("as surrogatepass bytes (e.g. U+D800 as %ED%A0%80: not valid UTF-8)"
+                   if self.spec.form else "as JSON escapes (e.g. \\ud800: valid JSON)")
+            notes.append(f"{', '.join(names)} has a lone UTF-16 surrogate, as a long SMS split "
+                         f"between segments can; sending it {how}")
+        return notes
 
     def render(self, refid: str | None = None) -> Payload:
         if refid is None:
@@ -153,13 +188,59 @@ def build_payload(spec: MessageSpec) -> Payload:
 
 
 def encode(fields: Mapping[str, Any], form: bool) -> bytes:
-    """JSON (``json.dumps``, UTF-8, not ASCII-escaped) or form encoding (UTF-8, percent-encoded;
-    non-string extra values written as JSON)."""
-    if not form:
-        return json.dumps(fields, ensure_ascii=False).encode("utf-8")
-    pairs = [(k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
-             for k, v in fields.items()]
-    return urlencode(pairs, encoding="utf-8").encode("ascii")
+    """JSON (``json.dumps``, UTF-8, not ASCII-escaped, except a lone surrogate: ``\\ud800``) or
+    form encoding (UTF-8 percent-encoded, a lone surrogate as its surrogatepass bytes; non-string
+    extra values written as JSON)."""
+    try:
+        if not form:
+            text = json.dumps(fields, ensure_ascii=False)
+            # A surrogate can only stand inside a JSON string, where its escape means the same.
+            text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+            return text.encode("utf-8")
+        pairs = [(k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
+                 for k, v in fields.items()]
+    except RecursionError:  # a --payload nested just below the depth the parser could read
+        raise UsageError("the message is JSON nested too deeply to send") from None
+    return urlencode(pairs, encoding="utf-8", errors="surrogatepass").encode("ascii")
+
+
+def reject_undecodable(option: str, value: str | None) -> None:
+    """A ``UsageError`` for a command-line value that holds a surrogate: Python turns argv bytes
+    that are not UTF-8 into U+DC80..U+DCFF, and a real argument cannot hold any other one."""
+    match = _SURROGATE.search(value) if value is not None else None
+    if match is None:
+        return
+    char = match.group()
+    what = (f"byte 0x{ord(char) - 0xDC00:02X} that is not UTF-8" if _ESCAPED_BYTE.match(char)
+            else f"a lone UTF-16 surrogate U+{ord(char):04X}")
+    raise UsageError(f"{option} has {what} (character {match.start() + 1})",
+                     hint="give UTF-8 text; to send a lone surrogate on purpose, write it as a "
+                     'JSON escape in a --payload file, e.g. {"message": "\\ud83d"}')
+
+
+def _join_pairs(text: str) -> str:
+    """A high surrogate followed by a low one is the character they encode (U+1F600 rather
+    than two lone halves), so JSON, form and the signature all see the same text."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+
+
+def _has_surrogate(value: Any) -> bool:
+    """Whether any string in ``value`` (keys included) has a surrogate; iterative, so a payload
+    nested as deep as the JSON parser allows cannot exhaust the stack here."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _pick(flag: str | None, base: Mapping[str, Any], name: str, default: str | None) -> str:

@@ -30,6 +30,7 @@ from ipsms.redact import mask_secret, mask_url
 from ipsms.retry import RetryPolicy
 
 RESPONSE_WIDTH = 60
+RECONNECTED = "resent on a new connection: the kept-alive one was already closed"
 PROGRESS_INTERVAL = 0.1  # seconds between progress-bar updates
 
 
@@ -58,6 +59,8 @@ def attempt_text(event: AttemptEvent) -> str:
              _seconds(event.latency), verdict]
     if event.wait is not None:
         parts.append(_wait(event.wait))
+    if event.reconnected:
+        parts.append(f"({RECONNECTED})")
     if event.error_detail:
         parts.append(f"({printable(event.error_detail)})")
     if event.response:
@@ -154,6 +157,8 @@ class Timeline:
             line.append("failed", style="red")
         if event.wait is not None:
             line.append(f"  → {_wait(event.wait)}", style="cyan")
+        if event.reconnected:
+            line.append(f"  ({RECONNECTED})", style="dim")
         if event.error_detail:
             line.append(f"  {one_line(event.error_detail, RESPONSE_WIDTH)}", style="dim")
         if event.response:
@@ -215,12 +220,14 @@ def summary_lines(stats: LoadStats) -> list[tuple[str, str]]:
         return "-" if lat[key] is None else f"{lat[key]:.2f} ms"
 
     rate = "-" if d["throughput_msg_s"] is None else f"{d['throughput_msg_s']:,.1f} msg/s"
+    reconnects = (f", {d['reconnects']:,} resent on a new connection after a stale kept-alive "
+                  "one" if d["reconnects"] else "")
     return [
         ("messages", f"{d['messages']:,}"),
         ("delivered", f"{d['delivered']:,}"),
         ("gave up", f"{d['gave_up']:,}"),
         ("attempts", f"{d['attempts']:,} ({d['retries']:,} retries, "
-                     f"{d['forced_failures']:,} counted failed by --fail-first)"),
+                     f"{d['forced_failures']:,} counted failed by --fail-first{reconnects})"),
         ("results", ", ".join(f"{k}: {v:,}" for k, v in d["results"].items()) or "-"),
         ("elapsed", f"{d['elapsed_s']:.2f} s"),
         ("throughput", rate),

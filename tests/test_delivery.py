@@ -8,7 +8,6 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -18,11 +17,12 @@ from ipsms.delivery import (
     PREVIEW_BYTES,
     TIMEOUT,
     AttemptEvent,
+    Connections,
     Delivery,
     Outcome,
     Sender,
     check_delivered,
-    new_session,
+    open_connections,
     validate_url,
 )
 from ipsms.errors import ExitCode, NotDeliveredError, UsageError
@@ -116,12 +116,12 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with new_session(RetryPolicy()) as s:
-        yield s
+async def session() -> AsyncIterator[Connections]:
+    async with open_connections(RetryPolicy()) as connections:
+        yield connections
 
 
-async def deliver(session: aiohttp.ClientSession, url: str, policy: RetryPolicy | None = None,
+async def deliver(session: Connections, url: str, policy: RetryPolicy | None = None,
                   *, fail_first: int = 0, content_type: str | None = "application/json",
                   body: bytes = BODY) -> tuple[list[AttemptEvent], FakeSleep, Outcome]:
     events: list[AttemptEvent] = []
@@ -133,7 +133,7 @@ async def deliver(session: aiohttp.ClientSession, url: str, policy: RetryPolicy 
 
 
 async def test_500_500_200_is_delivered_on_the_third_attempt_with_the_same_bytes(
-        session: aiohttp.ClientSession) -> None:
+        session: Connections) -> None:
     async with ScriptedServer(replies(500, 500, 200)) as server:
         events, sleep, outcome = await deliver(session, server.url())
     assert [r.body for r in server.received] == [BODY] * 3
@@ -149,7 +149,7 @@ async def test_500_500_200_is_delivered_on_the_third_attempt_with_the_same_bytes
     assert outcome.describe() == "delivered on attempt 3"
 
 
-async def test_always_503_gives_up_after_five_attempts(session: aiohttp.ClientSession) -> None:
+async def test_always_503_gives_up_after_five_attempts(session: Connections) -> None:
     async with ScriptedServer(replies(then=503)) as server:
         events, sleep, outcome = await deliver(session, server.url())
     assert len(server.received) == 5
@@ -166,7 +166,7 @@ async def test_always_503_gives_up_after_five_attempts(session: aiohttp.ClientSe
 
 
 async def test_a_reply_slower_than_the_timeout_is_a_failed_attempt(
-        session: aiohttp.ClientSession) -> None:
+        session: Connections) -> None:
     policy = RetryPolicy(timeout=0.2, no_wait=True)
     async with ScriptedServer(replies(Step(200, delay=1.0), 200)) as server:
         events, sleep, outcome = await deliver(session, server.url(), policy)
@@ -181,7 +181,7 @@ async def test_a_reply_slower_than_the_timeout_is_a_failed_attempt(
 
 
 async def test_a_closed_port_is_a_connect_error_on_every_attempt(
-        session: aiohttp.ClientSession) -> None:
+        session: Connections) -> None:
     url = f"http://127.0.0.1:{closed_port()}/"
     events, sleep, outcome = await deliver(session, url, RetryPolicy(max_attempts=3))
     assert [(e.status, e.error) for e in events] == [(None, CONNECT_ERROR)] * 3
@@ -190,7 +190,7 @@ async def test_a_closed_port_is_a_connect_error_on_every_attempt(
     assert outcome.describe() == "gave up after 3 attempts (last: connect_error)"
 
 
-async def test_fail_first_counts_real_200s_as_failed(session: aiohttp.ClientSession) -> None:
+async def test_fail_first_counts_real_200s_as_failed(session: Connections) -> None:
     async with ScriptedServer(replies(then=200)) as server:
         events, _, outcome = await deliver(session, server.url(), fail_first=3)
     assert len(server.received) == 4  # the app really received all four
@@ -199,7 +199,7 @@ async def test_fail_first_counts_real_200s_as_failed(session: aiohttp.ClientSess
     assert outcome.attempts == 4 and outcome.delivered
 
 
-async def test_fail_first_5_or_more_ends_in_giving_up(session: aiohttp.ClientSession) -> None:
+async def test_fail_first_5_or_more_ends_in_giving_up(session: Connections) -> None:
     async with ScriptedServer(replies(then=200)) as server:
         events, _, outcome = await deliver(session, server.url(), fail_first=7)
     assert len(server.received) == 5
@@ -211,14 +211,14 @@ async def test_fail_first_5_or_more_ends_in_giving_up(session: aiohttp.ClientSes
 
 
 async def test_a_real_failure_during_fail_first_is_not_marked_forced(
-        session: aiohttp.ClientSession) -> None:
+        session: Connections) -> None:
     async with ScriptedServer(replies(500, then=200)) as server:
         events, _, _ = await deliver(session, server.url(), fail_first=2)
     assert [(e.status, e.forced_failure) for e in events] == [(500, False), (200, True),
                                                               (200, False)]
 
 
-async def test_204_fails_by_default_and_counts_with_2xx(session: aiohttp.ClientSession) -> None:
+async def test_204_fails_by_default_and_counts_with_2xx(session: Connections) -> None:
     async with ScriptedServer(replies(then=Step(204, body=""))) as server:
         strict, _, _ = await deliver(session, server.url(), RetryPolicy(max_attempts=2))
         wide, _, _ = await deliver(session, server.url(),
@@ -227,7 +227,7 @@ async def test_204_fails_by_default_and_counts_with_2xx(session: aiohttp.ClientS
     assert [(e.status, e.succeeded) for e in wide] == [(204, True)]
 
 
-async def test_redirects_are_not_followed(session: aiohttp.ClientSession) -> None:
+async def test_redirects_are_not_followed(session: Connections) -> None:
     async with ScriptedServer(replies(then=Step(302, headers={"Location": "/elsewhere"}))
                               ) as server:
         events, _, _ = await deliver(session, server.url(), RetryPolicy(max_attempts=2))
@@ -236,14 +236,14 @@ async def test_redirects_are_not_followed(session: aiohttp.ClientSession) -> Non
 
 
 async def test_only_the_first_bytes_of_the_answer_are_kept(
-        session: aiohttp.ClientSession) -> None:
+        session: Connections) -> None:
     async with ScriptedServer(replies(then=Step(200, body="x" * 5000))) as server:
         events, _, _ = await deliver(session, server.url())
     assert events[0].response == "x" * PREVIEW_BYTES
 
 
 async def test_no_content_type_is_sent_when_there_is_none(
-        session: aiohttp.ClientSession) -> None:
+        session: Connections) -> None:
     async with ScriptedServer(replies(then=200)) as server:
         await deliver(session, server.url(), content_type=None, body=b"refid=A&from=B")
     assert server.received[0].content_type is None
@@ -251,7 +251,7 @@ async def test_no_content_type_is_sent_when_there_is_none(
 
 
 async def test_basic_auth_in_the_url_is_sent_and_masked_in_the_output(
-        session: aiohttp.ClientSession) -> None:
+        session: Connections) -> None:
     async with ScriptedServer(replies(then=200)) as server:
         url = server.url().replace("http://", "http://user:hunter2@")
         _, _, outcome = await deliver(session, url)
@@ -262,7 +262,7 @@ async def test_basic_auth_in_the_url_is_sent_and_masked_in_the_output(
     assert shown["signature"] == "****(11)"
 
 
-async def test_speed_divides_the_waits(session: aiohttp.ClientSession) -> None:
+async def test_speed_divides_the_waits(session: Connections) -> None:
     async with ScriptedServer(replies(then=503)) as server:
         _, sleep, _ = await deliver(session, server.url(), RetryPolicy(speed=4))
     assert sleep.calls == [0.25, 0.5, 1.0, 2.0]

@@ -22,8 +22,10 @@ from ipsms.payload import (
     Signing,
     build_payload,
     delivery_from_record,
+    encode,
     load_payload,
     new_refid,
+    reject_undecodable,
     replay_selection,
 )
 from ipsms.signature import Mode, Variant, Verifier, compute_hmac
@@ -67,6 +69,70 @@ def test_signed_messages_verify_on_the_listener_side(mode: Mode, variant: Varian
     assert (verdict.verdict.value, verdict.matched) == ("valid", matched)
     if mode is Mode.HMAC:
         assert p.signature == compute_hmac("s3cret", p.refid, parsed.message, variant)
+
+
+@pytest.mark.parametrize("form", [False, True], ids=["json", "form"])
+def test_lone_surrogates_are_sent_on_purpose_and_still_verify(form: bool) -> None:
+    """What a carrier delivers when a segment boundary splits a UTF-16 pair: sent, signed over
+    the same text the listener reads back, and flagged there."""
+    text = "split \ud83d|\ude00 end"
+    p = build_payload(MessageSpec(message=text, form=form, signing=Signing("s", Mode.HMAC)))
+    if form:
+        assert b"message=split+%ED%A0%BD%7C%ED%B8%80+end" in p.body
+    else:
+        assert b'"message": "split \\ud83d|\\ude00 end"' in p.body
+        assert json.loads(p.body)["message"] == text  # valid JSON, read back as sent
+    parsed = parse_message(p.body, p.content_type)
+    assert parsed.message == text
+    assert "lone_surrogate" in {f.code for f in parsed.flags}
+    assert Verifier("s").verify(parsed.refid, parsed.message, parsed.signature).verdict.value \
+        == "valid"
+
+
+def test_a_surrogate_pair_given_as_two_code_points_is_the_character() -> None:
+    """A ``str`` holding a high then a low surrogate is sent as the one character they encode,
+    in JSON and form alike (JSON would otherwise read the two escapes back as one character)."""
+    for form in (False, True):
+        p = build_payload(MessageSpec(message="a\ud83d\ude00b", form=form))
+        assert parse_message(p.body, p.content_type).message == "a\U0001f600b"
+        assert "\U0001f600".encode() in p.body or b"%F0%9F%98%80" in p.body
+        assert PayloadTemplate(MessageSpec(message="a\ud83d\ude00b")).warnings() == []
+
+
+def test_encode_never_fails_on_surrogates_in_any_field() -> None:
+    fields = {"refid": "R", "note": {"deep": ["\udfff"]}, "\ud800key": 1}
+    assert json.loads(encode(fields, form=False)) == fields
+    assert encode(fields, form=True) == (b"refid=R&note=%7B%22deep%22%3A+%5B%22%ED%BF%BF%22%5D%7D"
+                                         b"&%ED%A0%80key=1")
+
+
+def test_warnings_name_what_is_sent_on_purpose() -> None:
+    assert PayloadTemplate(MessageSpec(refid="A" * 32)).warnings() == []
+    assert PayloadTemplate(MessageSpec()).warnings() == []  # fresh refids are always 32
+    short = PayloadTemplate(MessageSpec(refid="abc"))
+    assert short.warnings() == ["refid 'abc' has 3 characters, IntelePeer's have 32; sending "
+                                "it as given"]
+    assert short.warnings(fixed_refid=False) == []  # load mode replaces it by fresh ones
+    from_file = PayloadTemplate(MessageSpec(base={"refid": "x", "note": "\ud800"}))
+    assert [w.split(" has ")[0] for w in from_file.warnings()] == ["refid 'x'", "field 'note'"]
+    assert "JSON escapes" in from_file.warnings()[1]
+    form = PayloadTemplate(MessageSpec(message="\udc00", form=True))
+    assert form.warnings() == ["message has a lone UTF-16 surrogate, as a long SMS split between "
+                               "segments can; sending it as surrogatepass bytes (e.g. U+D800 as "
+                               "%ED%A0%80: not valid UTF-8)"]
+
+
+@pytest.mark.parametrize("value, error", [
+    ("caf\udce9", "--message has byte 0xE9 that is not UTF-8 (character 4)"),
+    ("\ud800", "--message has a lone UTF-16 surrogate U+D800 (character 1)"),
+])
+def test_command_line_text_with_a_surrogate_is_refused(value: str, error: str) -> None:
+    with pytest.raises(UsageError) as info:
+        reject_undecodable("--message", value)
+    assert info.value.message == error
+    assert "--payload" in (info.value.hint or "")
+    reject_undecodable("--message", "plain text \U0001f600")
+    reject_undecodable("--message", None)
 
 
 def test_form_encoding_keeps_the_same_fields() -> None:
@@ -160,3 +226,15 @@ def test_replay_selection_takes_one_request_per_refid_within_the_window() -> Non
             _stored(5, "C", 20), _stored(6, "B", 21)]
     assert [r.id for r in replay_selection(rows)] == [1, 4, 5]
     assert [r.id for r in replay_selection(rows, since=12.5)] == [4, 5]
+
+
+def test_payloads_nested_too_deeply_are_usage_errors() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(UsageError, match="nested too deeply to read"):
+        load_payload("-", io.StringIO('{"note": ' + deep + "}"))
+    nested: list[object] = []
+    for _ in range(5000):  # deeper than json.dumps can go
+        nested = [nested]
+    for form in (False, True):
+        with pytest.raises(UsageError, match="nested too deeply to send"):
+            PayloadTemplate(MessageSpec(base={"note": nested}, form=form))

@@ -11,9 +11,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from rich.console import Console
 
-from ipsms.delivery import Delivery, deliver_each
-from ipsms.loadgen import LoadPlan, run_load
-from ipsms.render_delivery import LoadProgress, Timeline
+from ipsms.delivery import AttemptEvent, Delivery, deliver_each
+from ipsms.loadgen import LoadPlan, LoadStats, run_load
+from ipsms.render_delivery import LoadProgress, Timeline, attempt_text, summary_lines
 from ipsms.retry import RetryPolicy
 
 MakeServer = Callable[..., Awaitable[TestServer]]
@@ -68,3 +68,25 @@ async def test_load_progress_reaches_the_total(aiohttp_server: MakeServer) -> No
     assert stats.delivered == 50
     text: Any = out.file.getvalue()  # type: ignore[attr-defined]
     assert "50/50" in text and "✓ 50 ✗ 0" in text
+
+
+def test_an_attempt_resent_after_a_stale_connection_says_so() -> None:
+    event = AttemptEvent("R" * 32, 1, 1_700_000_000.0, 200, None, None, 0.002, "ok", True,
+                         False, None, reconnected=True)
+    assert "(resent on a new connection: the kept-alive one was already closed)" in (
+        attempt_text(event))
+    out = console()
+    Timeline(out).attempt(event)
+    assert "resent on a new connection" in out.file.getvalue()  # type: ignore[attr-defined]
+    assert event.to_dict()["reconnected"] is True
+    plain = attempt_text(AttemptEvent(None, 2, 1_700_000_000.0, 503, None, None, 0.1, "", False,
+                                      False, 1.0))
+    assert "new connection" not in plain
+
+
+def test_the_load_summary_counts_reconnects_only_when_there_were_some() -> None:
+    stats = LoadStats(3, delivered=3, attempts=3, reconnects=2)
+    (attempts,) = [value for name, value in summary_lines(stats) if name == "attempts"]
+    assert attempts.endswith(", 2 resent on a new connection after a stale kept-alive one)")
+    (quiet,) = [value for name, value in summary_lines(LoadStats(1)) if name == "attempts"]
+    assert "resent" not in quiet

@@ -16,6 +16,7 @@ from ipsms.listener import ListenConfig
 from ipsms.server import ListenServer
 from tests.conftest import run_ipsms
 from tests.test_delivery import ScriptedServer, replies
+from tests.test_delivery_stale import RawServer, acts
 from tests.test_simulate_cli import ndjson
 
 FORM_BODY = (b"refid=FORM0000000000000000000000001&from=%2B13035550100&to=%2B13038675309"
@@ -113,3 +114,18 @@ async def test_replay_arguments_are_checked(recorded: Path, tmp_path: Path) -> N
     assert "either a REFID or --all" in neither.stderr
     assert no_db.returncode == ExitCode.STATE and "no message store" in no_db.stderr
     assert not (tmp_path / "absent.sqlite3").exists()
+
+
+async def test_replay_all_counts_no_stale_connection_as_an_attempt(recorded: Path) -> None:
+    """The second message goes out on the first one's kept-alive connection, which the server
+    closes after answering: it is resent on a new connection, one attempt, one request read."""
+    async with RawServer(acts(then=200)) as target:
+        result = await replay("--all", "--to", target.url(), "--db", str(recorded),
+                              "--no-wait", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    lines = ndjson(result.stdout)
+    attempts = [x for x in lines if x["type"] == "attempt"]
+    assert [(x["attempt"], x["status"], x["reconnected"]) for x in attempts] == [
+        (1, 200, False), (1, 200, True)]
+    assert target.received[0] == FORM_BODY and len(target.received) == 2
+    assert (lines[-1]["attempts"], lines[-1]["reconnects"]) == (2, 1)

@@ -1,4 +1,5 @@
-"""``ipsms simulate`` as a real process, into scripted servers and into a real ``ipsms listen``."""
+"""``ipsms simulate`` as a real process (and in-process, for arguments a real command line
+cannot hold), into scripted servers, misbehaving raw servers and a real ``ipsms listen``."""
 
 from __future__ import annotations
 
@@ -7,13 +8,20 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+from typer.testing import CliRunner, Result
 
 from ipsms import store
+from ipsms.cli.app import app
 from ipsms.errors import ExitCode
 from tests.conftest import ROOT, cli_env, run_ipsms
 from tests.test_delivery import ScriptedServer, closed_port, replies
+from tests.test_delivery_stale import Act, RawServer, acts
 
 
 def ndjson(text: str) -> list[dict[str, Any]]:
@@ -23,6 +31,12 @@ def ndjson(text: str) -> list[dict[str, Any]]:
 async def simulate(*args: str, input: str | None = None,
                    env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(run_ipsms, "simulate", *args, input=input, env=env)
+
+
+async def invoke(*args: str, input: str | None = None) -> Result:
+    """``ipsms simulate ARGS`` in this process (typer's runner, in a thread: it runs its own
+    event loop), so arguments can hold any ``str``, surrogates included."""
+    return await asyncio.to_thread(CliRunner().invoke, app, ["simulate", *args], input=input)
 
 
 async def test_500_500_200_through_the_cli() -> None:
@@ -165,3 +179,125 @@ async def test_fail_first_3_into_a_real_listener(tmp_path: Path) -> None:
         assert store.count(conn) == 4
     finally:
         conn.close()
+
+
+# -- stale kept-alive connections: attempts shown == requests the server read ---------------
+
+async def test_gave_up_after_5_attempts_the_server_really_received() -> None:
+    """The server answers 500 without ``Connection: close`` and closes the socket a moment
+    later: every attempt shown is a request it read, and nothing else is."""
+    async with RawServer(acts(then=500)) as server:
+        result = await simulate(server.url(), "--no-wait", "--format", "json")
+    assert result.returncode == ExitCode.NOT_DELIVERED, result.stderr
+    attempts = [x for x in ndjson(result.stdout) if x["type"] == "attempt"]
+    assert [(x["attempt"], x["status"]) for x in attempts] == [(n, 500) for n in range(1, 6)]
+    assert len(server.received) == 5
+    assert "gave up after 5 attempts (last: 500)" in result.stderr
+
+
+@pytest.mark.parametrize("args, script, delivered_on", [
+    ((), acts(500, 500, then=200), 3),
+    (("--fail-first", "2"), acts(then=200), 3),
+    (("--fail-first", "5"), acts(then=200), None),
+])
+async def test_attempts_equal_requests_received_with_retries_and_fail_first(
+        args: tuple[str, ...], script: Callable[[int], Act], delivered_on: int | None) -> None:
+    async with RawServer(script) as server:
+        result = await simulate(server.url(), "--no-wait", "--format", "json", *args)
+    outcome = ndjson(result.stdout)[-1]
+    assert outcome["type"] == "outcome" and outcome["delivered_on"] == delivered_on
+    assert outcome["attempts"] == len(server.received) == (delivered_on or 5)
+    assert result.returncode == (0 if delivered_on else ExitCode.NOT_DELIVERED)
+
+
+async def test_load_mode_counts_no_stale_connection_as_an_attempt() -> None:
+    async with RawServer(acts(then=200)) as server:
+        result = await simulate(server.url(), "--count", "20", "--concurrency", "2",
+                                "--no-wait", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    (summary,) = ndjson(result.stdout)
+    assert (summary["attempts"], summary["retries"], summary["results"]) == (20, 0, {"200": 20})
+    assert len(server.received) == 20
+    assert summary["reconnects"] > 0  # pooled connections did go stale, and were not counted
+
+
+# -- refids that are not 32 characters, text with lone surrogates -----------------------------
+
+@pytest.mark.parametrize("refid", ["ABC", "X" * 40, ""])
+async def test_a_refid_that_is_not_32_characters_is_sent_with_a_warning(refid: str) -> None:
+    async with ScriptedServer(replies(then=200)) as server:
+        result = await invoke(server.url(), "--refid", refid, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(server.received[0].body)["refid"] == refid
+    assert ndjson(result.stdout)[-1]["refid"] == refid
+    assert result.stderr == (f"ipsms simulate: warning: refid {refid!r} has {len(refid)} "
+                             "characters, IntelePeer's have 32; sending it as given\n")
+
+
+async def test_a_32_character_refid_gets_no_warning() -> None:
+    async with ScriptedServer(replies(then=200)) as server:
+        result = await invoke(server.url(), "--refid", "A" * 32, "--format", "json")
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+@pytest.mark.parametrize("form", [False, True], ids=["json", "form"])
+async def test_lone_surrogates_from_a_payload_file_are_sent_on_purpose(
+        tmp_path: Path, form: bool) -> None:
+    """A payload file can hold what a carrier delivers when a segment splits a UTF-16 pair:
+    JSON sends the escape, a form the surrogatepass bytes; the listener reads both back."""
+    payload = tmp_path / "split.json"
+    payload.write_text('{"message": "half \\ud83d, whole \\ud83d\\ude00 \u00e9"}')
+    async with ScriptedServer(replies(then=200)) as server:
+        result = await invoke(server.url(), "--payload", str(payload), "--format", "json",
+                              *(["--form"] if form else []))
+    assert result.exit_code == 0, result.output
+    body = server.received[0].body
+    if form:
+        assert b"message=half+%ED%A0%BD%2C+whole+%F0%9F%98%80+%C3%A9" in body
+    else:
+        assert '"message": "half \\ud83d, whole \U0001f600 \u00e9"'.encode() in body
+    # What the listener does: json.loads, or parse_qsl with surrogatepass.
+    fields = (dict(parse_qsl(body.decode("ascii"), errors="surrogatepass")) if form
+              else json.loads(body))
+    assert fields["message"] == "half \ud83d, whole \U0001f600 \u00e9"
+    assert "message has a lone UTF-16 surrogate" in result.stderr
+    assert ("surrogatepass bytes" if form else "JSON escapes") in result.stderr
+
+
+async def test_emoji_and_other_non_bmp_text_from_the_command_line_is_plain_utf8() -> None:
+    async with ScriptedServer(replies(then=200)) as server:
+        result = await simulate(server.url(), "--message", "hi \U0001f600 \U00020000",
+                                "--format", "json")
+        form = await simulate(server.url(), "--message", "\U0001f600", "--form")
+    assert result.returncode == form.returncode == 0
+    assert result.stderr == form.stderr == ""
+    assert json.loads(server.received[0].body)["message"] == "hi \U0001f600 \U00020000"
+    assert "\U0001f600".encode() in server.received[0].body
+    assert b"message=%F0%9F%98%80" in server.received[1].body
+
+
+async def test_bytes_that_are_not_utf8_on_the_command_line_are_a_usage_error() -> None:
+    """A real argv cannot carry a surrogate: Python decodes non-UTF-8 bytes to U+DC80..DCFF."""
+    def run(url: str) -> subprocess.CompletedProcess[bytes]:
+        argv: list[str | bytes] = [sys.executable, "-m", "ipsms", "simulate", url,
+                                   "--message", b"caf\xe9"]
+        return subprocess.run(argv, capture_output=True, env=cli_env(), cwd=ROOT, timeout=30)
+
+    async with ScriptedServer(replies(then=200)) as server:
+        result = await asyncio.to_thread(run, server.url())
+    assert result.returncode == ExitCode.USAGE
+    err = result.stderr.decode()
+    assert err.startswith("ipsms: error: --message has byte 0xE9 that is not UTF-8 (character 4)")
+    assert "--payload" in err and "Traceback" not in err
+    assert server.received == []
+
+
+@pytest.mark.parametrize("option", ["--message", "--refid", "--from", "--to"])
+@pytest.mark.parametrize("text", ["x\ud800", "\udcff"])
+async def test_a_surrogate_in_an_option_is_a_usage_error_in_process(option: str,
+                                                                    text: str) -> None:
+    async with ScriptedServer(replies(then=200)) as server:
+        result = await invoke(server.url(), option, text, "--allow-invalid")
+    assert result.exit_code == ExitCode.USAGE
+    assert f"ipsms: error: {option} has " in result.stderr
+    assert server.received == []

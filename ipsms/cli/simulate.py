@@ -26,6 +26,7 @@ from ipsms.payload import (
     Signing,
     load_payload,
     new_refid,
+    reject_undecodable,
 )
 from ipsms.render_delivery import LoadProgress, make_output, print_summary
 from ipsms.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, RetryPolicy
@@ -118,10 +119,10 @@ def simulate(
         max_attempts=max_attempts, success=success, timeout=timeout, retry_delays=retry_delays,
         backoff=backoff, no_wait=no_wait, speed=speed)
     signing = Signing(secret or None, signature_mode, parse_variant(hmac_variant))
-    template = PayloadTemplate(MessageSpec(
-        from_number, to_number, message, refid,
-        load_payload(payload, sys.stdin) if payload else {}, form, allow_invalid, signing))
     url = validate_url(url)
+    template = _template(MessageSpec(
+        from_number, to_number, message, refid,
+        load_payload(payload, sys.stdin) if payload else {}, form, allow_invalid, signing), count)
     fmt = resolve_format(output_format).value
     if count is None:
         tally = asyncio.run(deliver_each([template.render().delivery(url)], policy,
@@ -129,9 +130,6 @@ def simulate(
                                          fail_first=fail_first))
         check_delivered(tally.gave_up, tally.total, tally.last_failure, policy, fail_first)
         return
-    if refid is not None and count > 1:
-        raise UsageError("--refid cannot be used with --count above 1",
-                         hint="load mode sends distinct messages, each with a fresh refid")
     plan = LoadPlan(count, concurrency, rate)
     progress = LoadProgress(count) if sys.stderr.isatty() else None
     with progress or contextlib.nullcontext():
@@ -141,3 +139,18 @@ def simulate(
             fail_first=fail_first, on_progress=progress))
     print_summary(stats, fmt, sys.stdout, "ipsms simulate: load summary")
     check_delivered(stats.gave_up, stats.done, stats.last_failure, policy, fail_first)
+
+
+def _template(spec: MessageSpec, count: int | None) -> PayloadTemplate:
+    """The checked message template; warns on stderr about what is sent on purpose although
+    IntelePeer would not send it (a refid that is not 32 characters, lone surrogates)."""
+    for option, value in (("--from", spec.from_number), ("--to", spec.to_number),
+                          ("--message", spec.message), ("--refid", spec.refid)):
+        reject_undecodable(option, value)
+    if spec.refid is not None and count is not None and count > 1:
+        raise UsageError("--refid cannot be used with --count above 1",
+                         hint="load mode sends distinct messages, each with a fresh refid")
+    template = PayloadTemplate(spec)
+    for warning in template.warnings(fixed_refid=count is None or count == 1):
+        sys.stderr.write(f"ipsms simulate: warning: {warning}\n")
+    return template
