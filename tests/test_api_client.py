@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from ipsms.api.client import (
     AUTH_PATH,
+    AUTH_URL,
     PROVISION_PATH,
     WEBHOOK_PATH,
     ApiSettings,
@@ -109,14 +110,18 @@ async def test_token_is_cached_0600_and_reused_by_the_next_client(
     clock = Clock()
     await set_hook(settings, password_auth(), store, clock)
     assert stat.S_IMODE(store.tokens_path.stat().st_mode) == 0o600
-    cached = store.load_token(settings.authenticate_url, "api-user", clock.now)
+    cached = store.load_token(settings.authenticate_url, settings.base_url, "api-user",
+                              clock.now)
     assert cached is not None and cached.expires_at == clock.now + DAY
     _, api = await set_hook(settings, password_auth(), store, clock)
     assert api.auth_count == 0
     assert len(state.requests_to(AUTH_PATH)) == 1
-    # a token cached for another authenticate URL is not used here
+    # a token cached for another authenticate URL, or another API, is not used there
     other = ApiSettings(api_base=settings.api_base, auth_url=settings.base_url + "/other/auth")
-    assert store.load_token(other.authenticate_url, "api-user", clock.now) is None
+    assert store.load_token(other.authenticate_url, settings.base_url, "api-user",
+                            clock.now) is None
+    assert store.load_token(settings.authenticate_url, "https://api.intelepeer.com",
+                            "api-user", clock.now) is None
 
 
 async def test_cached_token_is_renewed_after_24_hours(settings: ApiSettings,
@@ -283,6 +288,11 @@ def test_shown_request_masks_token_and_webhook_password() -> None:
     ({"results": [{"status": "201"}, {"statusCode": 400, "error": "Bad"}]},
      [("+1", 201, None), ("+2", 400, "Bad")]),
     ([201, 404], [("+1", 201, None), ("+2", 404, None)]),
+    ([{"endpoint": "2", "code": 404}, {"endpoint": 1, "code": "201"}],  # no +, or a number
+     [("+1", 201, None), ("+2", 404, None)]),
+    ([{"endpoint": "+1", "code": "9" * 5000}, {"endpoint": "+2", "code": "²"}],  # not statuses
+     [("+1", 0, "the answer gives no status for this number"),
+      ("+2", 0, "the answer gives no status for this number")]),
     ([{"number": "+1", "status": "updated"}], [("+1", 201, "updated"),
                                                 ("+2", 0, "the answer has no result for this "
                                                  "number")]),
@@ -301,6 +311,12 @@ def test_lenient_reason_and_token() -> None:
     assert extract_token({"token": "Bearer abc"}) == "abc"
     assert extract_token({"data": {"access_token": "xyz"}}) == "xyz"
     assert extract_token({"token": ""}) is None
+    nested: Any = {"message": "deep"}
+    for _ in range(60):  # parseable (under 64 levels) but not searched past a few
+        nested = {"error": nested, "data": nested}
+    assert server_reason(nested) is None and extract_token(nested) is None
+    many = server_reason({"errors": [str(i) for i in range(5000)]})
+    assert many == "; ".join(str(i) for i in range(10))  # the first ten
 
 
 def test_credentials_lookup_order(store: CredentialStore) -> None:
@@ -314,7 +330,12 @@ def test_credentials_lookup_order(store: CredentialStore) -> None:
     assert resolve_auth(store, token="t0k") == StaticToken("t0k")
     assert resolve_auth(store, username="env-user", password="env-pw") == PasswordAuth(
         "env-user", "env-pw", "env")
-    assert resolve_auth(store) == PasswordAuth("stored-user", "stored-pw", "stored")
+    # stored without a URL (as before credentials recorded one): IntelePeer's own URL
+    assert resolve_auth(store) == PasswordAuth("stored-user", "stored-pw", "stored",
+                                               AUTH_URL)
+    # the user's own password is not bound to the stored URL
+    assert resolve_auth(store, password="env-pw") == PasswordAuth("stored-user", "env-pw",
+                                                                  "env")
     with pytest.raises(AuthError):
         resolve_auth(store, username="someone-else")
     assert "stored-pw" not in repr(resolve_auth(store))
@@ -324,10 +345,11 @@ def test_token_cache_file_is_rewritten_atomically(store: CredentialStore,
                                                   ipsms_home: Path) -> None:
     from ipsms.api.credentials import CachedToken
 
-    store.save_token(CachedToken("t1", "u", "http://a", 0, 4e9))
-    store.save_token(CachedToken("t2", "u", "http://a", 0, 4e9))
-    store.save_token(CachedToken("t3", "v", "http://a", 0, 4e9))
-    assert [t.token for t in store.tokens_for()] == ["t2", "t3"]
+    store.save_token(CachedToken("t1", "u", "http://a", 0, 4e9, "http://api"))
+    store.save_token(CachedToken("t2", "u", "http://a", 0, 4e9, "http://api"))
+    store.save_token(CachedToken("t3", "v", "http://a", 0, 4e9, "http://api"))
+    store.save_token(CachedToken("t4", "u", "http://a", 0, 4e9, "http://other-api"))
+    assert [t.token for t in store.tokens_for()] == ["t2", "t3", "t4"]
     assert sorted(p.name for p in ipsms_home.iterdir()) == ["api-tokens.json"]  # no temp left
     store.tokens_path.write_text("{not json")
-    assert store.load_token("http://a", "u") is None  # a damaged cache is just a miss
+    assert store.load_token("http://a", "http://api", "u") is None  # damaged cache: a miss

@@ -212,6 +212,13 @@ async def test_every_request_is_recorded_exactly(client: Client, state: Emulator
 async def test_non_json_body_and_wrong_method(client: Client) -> None:
     token = await token_for(client)
     resp = await client.post(WEBHOOK_PATH, data=b"endpoints=+13038675309",
+                             headers={"Authorization": f"Bearer {token}",
+                                      "Content-Type": "application/json"})
+    assert resp.status == 400 and "not valid JSON" in (await resp.json())["message"]
+    resp = await client.post(WEBHOOK_PATH, data=b"endpoints=+13038675309",
+                             headers={"Authorization": f"Bearer {token}"})  # octet-stream
+    assert resp.status == 415 and "application/json" in (await resp.json())["message"]
+    resp = await client.post(WEBHOOK_PATH, json=["+13038675309"],
                              headers={"Authorization": f"Bearer {token}"})
     assert resp.status == 400 and "JSON object" in (await resp.json())["message"]
     resp = await client.get(WEBHOOK_PATH)
@@ -246,7 +253,9 @@ async def test_control_endpoints_expire_tokens_add_numbers_finish_provisioning(
     assert (await post(client, PROVISION_PATH, {"endpoints": ["+14155550100"]}, token))[0] == 202
     assert await (await client.post("/_emulator/provisioning/finish")).json() == {"finished": 1}
     assert state.numbers["+14155550100"].sms_enabled
-    assert (await client.post("/_emulator/numbers", data=b"nope")).status == 400
+    assert (await client.post("/_emulator/numbers", data=b"nope")).status == 415
+    assert (await client.post("/_emulator/numbers", data=b"nope",
+                              headers={"Content-Type": "application/json"})).status == 400
 
 
 async def test_demo_account(aiohttp_client: MakeClient) -> None:
@@ -270,3 +279,25 @@ def test_emulator_thread_serves_on_loopback_for_synchronous_code() -> None:
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert resp.status == 200 and "token" in json.loads(resp.read())
         assert emu.state.requests_to(AUTH_PATH)[0].status == 200
+
+
+@pytest.mark.parametrize("fields", [
+    {"status": 99}, {"status": 600}, {"status": True}, {"delay": float("nan")},
+    {"delay": float("inf")}, {"delay": -0.1}, {"delay": 60.5}, {"times": 0},
+    {"content_type": "text/html\r\nX-Evil: 1"}, {"content_type": "html"},
+    {"body": "\ud800"}, {"path": "relative/path"},
+])
+def test_a_fault_is_checked_when_it_is_made(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        Fault(**fields)
+
+
+async def test_a_fault_content_type_may_carry_a_charset(client: Client) -> None:
+    resp = await client.post("/_emulator/faults", json={
+        "status": 599, "body": "déjà vu", "content_type": "text/plain; charset=utf-8",
+        "path": AUTH_PATH, "delay": 0.01})
+    assert resp.status == 200
+    resp = await client.post(AUTH_PATH, json={"username": "api-user", "password": "s3cret-pw"})
+    assert resp.status == 599 and await resp.text() == "déjà vu"
+    assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert await token_for(client)  # the fault was used up; normal service again

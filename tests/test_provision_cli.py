@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from ipsms.api.client import AUTH_PATH, PROVISION_PATH
-from ipsms.api.emulator import DEMO_PASSWORD, DEMO_USER, EmulatorThread
+from ipsms.api.emulator import DEMO_PASSWORD, DEMO_USER, EmulatorThread, Fault
 from ipsms.errors import ExitCode
 from tests.conftest import ROOT, cli_env, run_ipsms
 from tests.test_set_webhook_cli import NO_SMS, NUMBER, assert_no_secrets, emu, ipsms, ndjson
@@ -159,3 +159,46 @@ def test_api_emulator_default_account_and_busy_port() -> None:
         code, _, err = process.stop()
     assert code == 0
     assert "users: demo" in err and DEMO_PASSWORD not in err
+
+
+def test_provision_reply_text_is_printed_escaped(emu: EmulatorThread) -> None:
+    hostile = "\\u001b[2J\\u202eevil \\ud800"
+    emu.state.inject_fault(Fault(202, f'{{"provisioning": {{"state": "{hostile}"}}}}',
+                                 "application/json", PROVISION_PATH))
+    plain = ipsms(emu, "provision", NO_SMS, "--format", "plain")
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout == f"{NO_SMS} provisioning \\e[2J\\u202eevil \\ud800 (202)\n"
+    emu.state.inject_fault(Fault(409, f'{{"code": 409, "message": "{hostile}"}}',
+                                 "application/json", PROVISION_PATH))
+    table = ipsms(emu, "provision", NO_SMS, "--format", "table")
+    assert table.returncode == ExitCode.API
+    assert "\\e[2J\\u202eevil \\ud800" in table.stdout and "\\e[2J" in table.stderr
+    for text in (plain.stdout, table.stdout, table.stderr):
+        assert "\x1b" not in text and "\u202e" not in text and "\ud800" not in text
+
+
+def test_provision_unreadable_reply_exits_7(emu: EmulatorThread) -> None:
+    emu.state.inject_fault(Fault(202, "[" * 100_000, "application/json", PROVISION_PATH))
+    result = ipsms(emu, "provision", NO_SMS)
+    assert result.returncode == ExitCode.API
+    assert "answered 202 Accepted while enabling SMS on" in result.stderr
+    assert "not readable JSON" in result.stderr and "internal error" not in result.stderr
+
+
+def test_api_emulator_keeps_answering_when_its_stdout_reader_goes_away() -> None:
+    """`ipsms api-emulator --port 0 | head -1`: the log stops, the answers do not."""
+    process = EmulatorProcess()
+    try:
+        assert process.proc.stdout is not None
+        process.proc.stdout.close()  # what `head -1` does after the first line
+        for _ in range(3):
+            req = urllib.request.Request(process.ready["auth_url"], data=json.dumps(
+                {"username": DEMO_USER, "password": DEMO_PASSWORD}).encode(), method="POST",
+                headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                assert resp.status == 200
+    finally:
+        process.proc.send_signal(signal.SIGINT)
+        _, err = process.proc.communicate(timeout=15)
+    assert process.proc.returncode == 0
+    assert "Traceback" not in err and "Broken pipe" not in err

@@ -343,3 +343,61 @@ def test_plain_http_api_base_is_warned_about() -> None:
     assert result.returncode == 0
     assert "--api-base http://api.example.test is plain http" in result.stderr
     assert "--auth-url" not in result.stderr  # the default authenticate URL is https
+
+
+# -- replies that are hostile or cannot be read -------------------------------------------
+
+# ANSI colour, a right-to-left override and a lone surrogate, as JSON escapes in the reply
+HOSTILE = "\\u001b[31mred\\u001b[0m \\u202eevil \\ud800 end"
+HOSTILE_SHOWN = "\\e[31mred\\e[0m \\u202eevil \\ud800 end"
+
+
+def assert_no_raw_controls(*texts: str) -> None:
+    for text in texts:
+        for raw in ("\x1b", "\u202e", "\ud800"):
+            assert raw not in text, ascii(text)
+
+
+@pytest.mark.parametrize(("status", "body", "words"), [
+    (400, "[" * 100_000, "nested more than 64 levels deep"),
+    (201, '{"a":' * 100_000, "nested more than 64 levels deep"),
+    (400, '{"code": ' + "4" * 5000 + "}", "a number with 5000 digits"),
+    (400, '{"code": 400, "message": NaN}', "NaN is not JSON"),
+])
+def test_unreadable_json_reply_exits_7_naming_the_status(emu: EmulatorThread, status: int,
+                                                         body: str, words: str) -> None:
+    emu.state.inject_fault(Fault(status, body, "application/json", WEBHOOK_PATH))
+    result = ipsms(emu, "set-webhook", NUMBER, "https://example.com/sms")
+    assert result.returncode == ExitCode.API
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("ipsms: error:")]
+    assert f"answered {status} " in line and "the reply was not readable JSON" in line
+    assert words in line and len(line) < 600
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_server_reason_is_printed_escaped(emu: EmulatorThread) -> None:
+    emu.state.inject_fault(Fault(400, f'{{"code": 400, "message": "{HOSTILE}"}}',
+                                 "application/json", WEBHOOK_PATH))
+    result = ipsms(emu, "set-webhook", NUMBER, "https://example.com/sms")
+    assert result.returncode == ExitCode.API
+    assert f"400 Bad Request: {HOSTILE_SHOWN}" in result.stderr
+    assert_no_raw_controls(result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize("fmt", ["json", "plain", "table"])
+def test_207_reasons_are_printed_escaped(emu: EmulatorThread, fmt: str) -> None:
+    emu.state.inject_fault(Fault(207, (
+        f'[{{"endpoint": "{NUMBER[1:]}", "code": 201}},'  # named without the +
+        f' {{"endpoint": "{OTHER}", "code": 400, "message": "{HOSTILE}"}}]'),
+        "application/json", WEBHOOK_PATH))
+    result = ipsms(emu, "set-webhook", NUMBER, OTHER, "https://example.com/sms",
+                   "--format", fmt, COLUMNS="200")
+    assert result.returncode == ExitCode.API
+    assert_no_raw_controls(result.stdout, result.stderr)
+    if fmt == "json":
+        rows = ndjson(result.stdout)
+        assert [(r["number"], r["ok"]) for r in rows] == [(NUMBER, True), (OTHER, False)]
+        assert rows[1]["reason"] == HOSTILE_SHOWN
+    else:
+        assert HOSTILE_SHOWN in result.stdout
+    assert f"1 of 2 numbers were not updated: {OTHER}" in result.stderr

@@ -1,10 +1,13 @@
 """Async client for IntelePeer's configuration API (intelepeer.md section 2).
 
 Authenticate, set a number's inbound webhook, enable SMS on a number. Every reply is parsed
-leniently (only the status codes are documented) and the server's own reason text is kept for
-the error. Network failures, timeouts and unreadable bodies become ``NetworkError`` /
-``ApiError``; refused credentials ``AuthError``. Tokens and passwords never reach a message:
-requests are shown through ``PreparedRequest.shown()`` and reasons are scrubbed of both.
+leniently (only the status codes are documented; ``ipsms.api.replies``) and the server's own
+reason text is kept for the error, made printable. Network failures and timeouts become
+``NetworkError``; a reply that claims to be JSON but cannot be read (malformed, nested 100,000
+deep, a 5,000-digit number, NaN, invalid UTF-8) or is larger than 1 MiB becomes ``ApiError``;
+refused credentials ``AuthError``. Stored credentials are only sent to their own authenticate
+URL. Tokens and passwords never reach a message: requests are shown through
+``PreparedRequest.shown()`` and reasons are scrubbed of both.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import aiohttp
 
 from ipsms import __version__
 from ipsms.api.credentials import (
+    DEFAULT_AUTH_URL,
     LOGIN_HINT,
     TOKEN_LIFETIME,
     AuthSource,
@@ -29,16 +33,32 @@ from ipsms.api.credentials import (
     CredentialStore,
     PasswordAuth,
     StaticToken,
+    check_auth_url,
 )
+from ipsms.api.replies import (
+    EndpointResult,
+    extract_token,
+    one_line,
+    parse_multi_status,
+    provision_state,
+    server_reason,
+    shown,
+)
+from ipsms.api.strict_json import JsonProblem, is_json_type, parse_json
 from ipsms.errors import ApiError, AuthError, NetworkError, NotFoundError, UsageError
 from ipsms.redact import MASK, mask_headers, mask_url
 
-AUTH_URL = "https://customer.intelepeer.com/_rest/v4/authenticate"
+__all__ = ["AUTH_URL", "ApiSettings", "AuthScheme", "EndpointResult", "IntelePeerClient",
+           "ProvisionReply", "Region", "WebhookReply", "extract_token", "parse_multi_status",
+           "provision_request", "server_reason", "webhook_request"]
+
+AUTH_URL = DEFAULT_AUTH_URL
 AUTH_PATH = "/_rest/v4/authenticate"
 WEBHOOK_PATH = "/_rest/v4/my/did/sms/webhook"
 PROVISION_PATH = "/_rest/v4/my/did/sms/provision"
 JSON_TYPE = "application/json"
 DEFAULT_TIMEOUT = 30.0
+MAX_REPLY_BYTES = 1024 * 1024  # IntelePeer's replies are a few hundred bytes
 
 
 class Region(StrEnum):
@@ -52,17 +72,6 @@ REGION_BASES = {Region.us: "https://api.intelepeer.com", Region.eu: "https://eu.
 class AuthScheme(StrEnum):
     bearer = "bearer"  # Authorization: Bearer <token> (most SMS pages, real client code)
     raw = "raw"  # Authorization: <token> (one SMS page, the portal APIs)
-
-
-@dataclass(frozen=True)
-class EndpointResult:
-    number: str
-    status: int  # 0 when the server's answer gave no status for this number
-    reason: str | None
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
 
 
 @dataclass(frozen=True)
@@ -81,117 +90,6 @@ class ProvisionReply:
     @property
     def in_progress(self) -> bool:
         return self.status == 409
-
-
-# -- lenient parsing: only the status codes are documented, so accept the likely shapes --
-
-_REASON_KEYS = ("message", "error_description", "error", "reason", "detail", "description",
-                "errors", "msg", "status")
-_NUMBER_KEYS = ("endpoint", "number", "tn", "did", "telephoneNumber", "phoneNumber")
-_STATUS_KEYS = ("code", "status", "statusCode", "status_code", "httpStatus", "http_status")
-_LIST_KEYS = ("results", "endpoints", "data", "items", "responses", "statuses")
-_OK_WORDS = frozenset({"ok", "success", "succeeded", "updated", "created", "set"})
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def server_reason(body: Any, text: str = "") -> str | None:
-    """The server's own words: a message/error field, a string body, or the raw text."""
-    if isinstance(body, dict):
-        for key in _REASON_KEYS:
-            value = body.get(key)
-            if isinstance(value, list):  # e.g. {"errors": [{"message": ...}, "text"]}
-                value = "; ".join(p for v in value if (
-                    p := server_reason(v) if isinstance(v, dict) else str(v)))
-            elif isinstance(value, dict):
-                value = server_reason(value)
-            if isinstance(value, str) and value.strip() and not (
-                    key == "status" and value.strip().isdigit()):
-                return _one_line(value)
-        return None
-    if isinstance(body, str) and body.strip():
-        return _one_line(body)
-    if body is None and text.strip():
-        return _one_line(text, 200)
-    return None
-
-
-def extract_token(body: Any) -> str | None:
-    if isinstance(body, dict):
-        for key in ("token", "access_token", "accessToken", "authToken"):
-            value = body.get(key)
-            if isinstance(value, str) and value.strip():
-                value = value.strip()
-                return value[7:].strip() if value.lower().startswith("bearer ") else value
-        for key in ("data", "result"):
-            if isinstance(body.get(key), dict):
-                return extract_token(body[key])
-    return None
-
-
-def provision_state(body: Any) -> str:
-    if isinstance(body, dict):
-        prov = body.get("provisioning")
-        if isinstance(prov, dict) and isinstance(prov.get("state"), str):
-            return str(prov["state"])
-        if isinstance(body.get("state"), str):
-            return str(body["state"])
-    return "requested"
-
-
-def _item_status(item: Any) -> int:
-    if isinstance(item, bool):
-        return 201 if item else 0
-    if isinstance(item, int):
-        return item
-    if not isinstance(item, dict):
-        return 0
-    for key in _STATUS_KEYS:
-        value = item.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value.strip())
-        if isinstance(value, str) and value.strip().lower() in _OK_WORDS:
-            return 201
-    if item.get("success") is True or item.get("ok") is True:
-        return 201
-    return 0
-
-
-def _item_number(item: Any) -> str | None:
-    found = [item[k] for k in _NUMBER_KEYS if isinstance(item, dict) and isinstance(
-        item.get(k), str)]
-    return str(found[0]) if found else None
-
-
-def parse_multi_status(body: Any, endpoints: Sequence[str]) -> list[EndpointResult] | None:
-    """One result per requested number, matched by the number an item names, else by order
-    (the doc says the list is in request order). None when no list can be found."""
-    items = body if isinstance(body, list) else None
-    if isinstance(body, dict):
-        for key in _LIST_KEYS:
-            if isinstance(body.get(key), list):
-                items = body[key]
-                break
-    if items is None:
-        return None
-    named = {n: item for item in items if (n := _item_number(item)) is not None}
-    results = []
-    for index, number in enumerate(endpoints):
-        item = named.get(number) if named else (items[index] if index < len(items) else None)
-        if item is None:
-            results.append(EndpointResult(number, 0, "the answer has no result for this number"))
-            continue
-        status = _item_status(item)
-        reason = server_reason(item) if isinstance(item, dict) else None
-        if status == 0 and reason is None:
-            reason = "the answer gives no status for this number"
-        results.append(EndpointResult(number, status, reason))
-    return results
 
 
 def _check_url(value: str, option: str) -> None:
@@ -326,6 +224,7 @@ class IntelePeerClient:
             raise AuthError("a username and password are needed to authenticate",
                             hint=LOGIN_HINT)
         url = self.settings.authenticate_url
+        check_auth_url(auth, url)  # before anything is sent
         request = prepare(self.settings, url, {"username": auth.username,
                                                "password": auth.password}, None)
         reply = await self._send(request, f"authenticating as {auth.username!r}")
@@ -340,11 +239,17 @@ class IntelePeerClient:
             self._fail(reply, f"authenticating as {auth.username!r}", ())
         token = extract_token(reply.body)
         if token is None:
-            raise ApiError(f"{mask_url(url)} answered {reply.status_line} without a token "
-                           f"({self._explain(reply)})",
+            raise ApiError(f"{shown(mask_url(url))} answered {reply.status_line} without a "
+                           f"token ({self._explain(reply)})",
                            hint="check --auth-url: it must be IntelePeer's authenticate URL")
+        if not (token.isascii() and token.isprintable()):  # it goes into a header line
+            raise ApiError(f"{shown(mask_url(url))} answered {reply.status_line} with a token "
+                           "that cannot be sent in an HTTP header (control or non-ASCII "
+                           "characters)", hint="check --auth-url: it must be IntelePeer's "
+                           "authenticate URL")
         now = self.clock()
-        self._token = CachedToken(token, auth.username, url, now, now + TOKEN_LIFETIME)
+        self._token = CachedToken(token, auth.username, url, now, now + TOKEN_LIFETIME,
+                                  self.settings.base_url)
         if self.store is not None:
             self.store.save_token(self._token)
         return self._token
@@ -361,8 +266,8 @@ class IntelePeerClient:
             if self._token is not None and self._token.valid(now):
                 return self._token.token
             if self.store is not None:
-                cached = self.store.load_token(self.settings.authenticate_url, auth.username,
-                                               now)
+                cached = self.store.load_token(self.settings.authenticate_url,
+                                               self.settings.base_url, auth.username, now)
                 if cached is not None:
                     self._token = cached
                     return cached.token
@@ -405,7 +310,7 @@ class IntelePeerClient:
                                f"per-number results cannot be read ({self._explain(reply)})",
                                hint="check the numbers in the Customer Portal")
             return WebhookReply(207, tuple(
-                EndpointResult(r.number, r.status, self._scrub(r.reason)) for r in results))
+                EndpointResult(r.number, r.status, self._shown(r.reason)) for r in results))
         self._fail(reply, what, numbers, "numbers must be E.164 (+13038675309) or short codes "
                    "(1-1234) and enabled for SMS (`ipsms provision TN`); the webhook must be "
                    "an absolute http(s) URL")
@@ -427,14 +332,16 @@ class IntelePeerClient:
     async def _send(self, request: PreparedRequest, what: str) -> Reply:
         if self._session is None:
             raise RuntimeError("use IntelePeerClient inside `async with`")
-        host = urlsplit(request.url).netloc.rpartition("@")[2]
+        host = shown(urlsplit(request.url).netloc.rpartition("@")[2])
         try:
             async with self._session.request(request.method, request.url,
                                              headers=list(request.headers),
                                              data=request.payload(),
                                              allow_redirects=False) as resp:
-                raw = await resp.read()
-                status, phrase = resp.status, resp.reason or ""
+                status, phrase = resp.status, shown(one_line(resp.reason or "", 80))
+                raw = await _read_limited(resp, f"{host} answered {status} {phrase} while "
+                                          f"{what}")
+                json_type = is_json_type(resp.headers.get("Content-Type", ""))
         except TimeoutError:
             raise NetworkError(f"no answer from {host} within {self.settings.timeout:g} s "
                                f"while {what}",
@@ -446,17 +353,30 @@ class IntelePeerClient:
                                ) from None
         except aiohttp.ClientError as exc:
             raise NetworkError(f"the connection to {host} failed while {what}: "
-                               f"{type(exc).__name__}: {self._scrub(str(exc))}",
+                               f"{type(exc).__name__}: {self._shown(one_line(str(exc)))}",
                                hint="try again; check --api-base and --auth-url") from None
         text = raw.decode("utf-8", errors="replace")
-        try:
-            body: Any = json.loads(text) if text.strip() else None
-        except ValueError:
-            body = None
+        body: Any = None
+        if text.strip():
+            try:
+                body = parse_json(raw, allow_surrogates=True)
+            except JsonProblem as exc:
+                if json_type or text.lstrip()[:1] in ("{", "["):  # meant to be JSON
+                    raise self._unreadable(status, phrase, host, what, str(exc), text) from None
+                # plain text or HTML: kept as text, shown as the reason
         return Reply(status, phrase, body, text)
 
+    def _unreadable(self, status: int, phrase: str, host: str, what: str, problem: str,
+                    text: str) -> ApiError:
+        excerpt = self._shown(one_line(text, 60))
+        return ApiError(f"{host} answered {status} {phrase}".rstrip() + f" while {what}, but "
+                        f"the reply was not readable JSON ({problem}), starting {excerpt}",
+                        hint="IntelePeer had a problem: try again in a few minutes"
+                        if status >= 500 else "check --api-base and --auth-url: they must "
+                        "point at IntelePeer's API (or `ipsms api-emulator`)")
+
     def _reason(self, reply: Reply) -> str:
-        return self._scrub(server_reason(reply.body, reply.text)) or "no reason given"
+        return self._shown(server_reason(reply.body, reply.text)) or "no reason given"
 
     def _explain(self, reply: Reply) -> str:
         """``404 Not Found: +1303... was not found``; says so when the body is not JSON."""
@@ -465,6 +385,11 @@ class IntelePeerClient:
             return f"{reply.status_line}, body is not JSON: {reason}"
         return reply.status_line if reason in (reply.phrase, "no reason given") else (
             f"{reply.status_line}: {reason}")
+
+    def _shown(self, text: str | None) -> str | None:
+        """Server text as it may be printed: secrets removed, then controls escaped."""
+        scrubbed = self._scrub(text)
+        return shown(scrubbed) if scrubbed else scrubbed
 
     def _scrub(self, text: str | None) -> str | None:
         """Remove any secret the server may have echoed back."""
@@ -500,3 +425,17 @@ class IntelePeerClient:
             raise ApiError(message, hint="IntelePeer had a problem: try again in a few minutes")
         raise ApiError(message, hint="check --api-base/--region; this status is not "
                        "documented for this call")
+
+
+async def _read_limited(resp: aiohttp.ClientResponse, answered: str) -> bytes:
+    """The whole body, or ``ApiError`` once it passes ``MAX_REPLY_BYTES`` (a server that never
+    stops sending must not fill the memory before the timeout)."""
+    chunks, size = [], 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_REPLY_BYTES:
+            raise ApiError(f"{answered}, with a reply larger than {MAX_REPLY_BYTES} bytes",
+                           hint="check --api-base and --auth-url: they must point at "
+                           "IntelePeer's API (or `ipsms api-emulator`)")
+        chunks.append(chunk)
+    return b"".join(chunks)

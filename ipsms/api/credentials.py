@@ -6,9 +6,16 @@ Lookup order (first match wins):
 2. a username and password (``IPSMS_USERNAME`` / ``IPSMS_PASSWORD``), exchanged for a token;
 3. the credentials stored by ``ipsms auth login`` (``credentials.json`` in the state home).
 
+Stored credentials belong to the authenticate URL they were verified with: their password is
+sent to that URL only. Another ``--auth-url``/``IPSMS_AUTH_URL`` (or the default one, when they
+were saved for the emulator) is an ``AuthError`` before any request, so a typo or a stray
+variable cannot hand the password to another server. A file written without a URL belongs to
+IntelePeer's own authenticate URL, the only one ipsms knew before it recorded one.
+
 Tokens obtained with a password are cached in ``api-tokens.json`` with their 24-hour expiry,
-keyed by authenticate URL and username, so the emulator's tokens never reach IntelePeer and the
-other way round. Both files are written atomically with mode 0600 (only the user can read them).
+keyed by authenticate URL, API base and username: a cached token is only sent to the API it
+was fetched for, so the emulator's tokens never reach IntelePeer and the other way round. Both
+files are written atomically with mode 0600 (only the user can read them).
 """
 
 from __future__ import annotations
@@ -21,13 +28,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ipsms.errors import AuthError, StateError
 from ipsms.events import iso_time
 from ipsms.home import HOME_ENV, ensure_dir, state_home
+from ipsms.output import printable
+from ipsms.redact import mask_url
 
 CREDENTIALS_FILE = "credentials.json"
 TOKENS_FILE = "api-tokens.json"
+DEFAULT_AUTH_URL = "https://customer.intelepeer.com/_rest/v4/authenticate"
 TOKEN_LIFETIME = 24 * 3600.0  # intelepeer.md 2.1: tokens live 24 hours
 EXPIRY_MARGIN = 60.0  # renew a little early so a token does not expire between check and call
 PRIVATE_MODE = 0o600
@@ -51,6 +62,7 @@ class PasswordAuth:
     username: str
     password: str = field(repr=False)
     source: str = "stored"  # "stored" (auth login), "env" (IPSMS_*), "flags"
+    auth_url: str | None = None  # stored credentials: the only URL the password may go to
 
 
 AuthSource = StaticToken | PasswordAuth
@@ -63,21 +75,57 @@ class CachedToken:
     auth_url: str = ""
     obtained_at: float = 0.0
     expires_at: float = 0.0
+    api_base: str = ""  # the API the token was fetched for, and the only one it is sent to
 
     def valid(self, now: float, margin: float = EXPIRY_MARGIN) -> bool:
         return now < self.expires_at - margin
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.auth_url, self.api_base, self.username
+
     def to_dict(self) -> dict[str, Any]:
         return {"token": self.token, "username": self.username, "auth_url": self.auth_url,
-                "obtained_at": self.obtained_at, "expires_at": self.expires_at}
+                "api_base": self.api_base, "obtained_at": self.obtained_at,
+                "expires_at": self.expires_at}
 
 
 @dataclass(frozen=True)
 class StoredCredentials:
     username: str
     password: str = field(repr=False)
-    auth_url: str | None = None
+    auth_url: str = DEFAULT_AUTH_URL  # verified with this URL; the password goes nowhere else
     saved_at: float = 0.0
+
+
+def same_url(a: str, b: str) -> bool:
+    """The same URL up to the case of scheme and host and an explicit default port."""
+    return _normal_url(a) == _normal_url(b)
+
+
+def _normal_url(url: str) -> tuple[str, ...]:
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return ("unreadable", url)
+    scheme = parts.scheme.lower()
+    if port == {"http": 80, "https": 443}.get(scheme):
+        port = None
+    return (scheme, parts.username or "", parts.password or "", (parts.hostname or "").lower(),
+            str(port or ""), parts.path or "/", parts.query)
+
+
+def check_auth_url(auth: PasswordAuth, url: str) -> None:
+    """Refuse to send stored credentials to any authenticate URL but their own."""
+    if auth.auth_url is None or same_url(auth.auth_url, url):
+        return
+    theirs, here = printable(mask_url(auth.auth_url)), printable(mask_url(url))
+    raise AuthError(f"the saved credentials of {auth.username!r} belong to {theirs}, not to "
+                    f"{here}: ipsms does not send their password to another URL",
+                    hint=f"to use {here}, run `ipsms auth login --auth-url {here}` explicitly "
+                    "(or set IPSMS_USERNAME and IPSMS_PASSWORD); to use the saved ones, pass "
+                    f"--auth-url {theirs}")
 
 
 def write_private_json(path: Path, data: Any) -> None:
@@ -142,10 +190,14 @@ class CredentialStore:
             raise StateError(f"{self.credentials_path} does not hold a username and password",
                              hint="run `ipsms auth logout`, then `ipsms auth login`")
         auth_url = data.get("auth_url")
+        if auth_url is None:  # written before credentials recorded their URL: IntelePeer's
+            auth_url = DEFAULT_AUTH_URL
+        if not isinstance(auth_url, str) or not auth_url.strip():
+            raise StateError(f"{self.credentials_path} holds an unreadable auth_url",
+                             hint="run `ipsms auth logout`, then `ipsms auth login`")
         saved_at = data.get("saved_at")
         return StoredCredentials(
-            data["username"], data["password"],
-            auth_url if isinstance(auth_url, str) else None,
+            data["username"], data["password"], auth_url,
             float(saved_at) if isinstance(saved_at, int | float) else 0.0)
 
     def save_credentials(self, creds: StoredCredentials) -> None:
@@ -167,20 +219,21 @@ class CredentialStore:
         items = data.get("tokens") if isinstance(data, dict) else None
         out = []
         for item in items if isinstance(items, list) else []:
-            try:
+            try:  # an entry without api_base (older ipsms) is dropped: it costs one new token
                 out.append(CachedToken(str(item["token"]), str(item["username"]),
                                        str(item["auth_url"]), float(item["obtained_at"]),
-                                       float(item["expires_at"])))
+                                       float(item["expires_at"]), str(item["api_base"])))
             except (KeyError, TypeError, ValueError):
                 continue
         return out
 
-    def load_token(self, auth_url: str, username: str, now: float | None = None
-                   ) -> CachedToken | None:
-        """The cached token for this user at this authenticate URL, if still valid."""
+    def load_token(self, auth_url: str, api_base: str, username: str,
+                   now: float | None = None) -> CachedToken | None:
+        """The cached token for this user from this authenticate URL for this API base, if
+        still valid."""
         now = time.time() if now is None else now
         for tok in self._tokens():
-            if tok.auth_url == auth_url and tok.username == username and tok.valid(now):
+            if tok.key == (auth_url, api_base, username) and tok.valid(now):
                 return tok
         return None
 
@@ -188,17 +241,9 @@ class CredentialStore:
         return [t for t in self._tokens() if username is None or t.username == username]
 
     def save_token(self, token: CachedToken) -> None:
-        keep = [t for t in self._tokens()
-                if (t.auth_url, t.username) != (token.auth_url, token.username)
-                and t.expires_at > time.time()]
+        keep = [t for t in self._tokens() if t.key != token.key and t.expires_at > time.time()]
         keep.append(token)
         write_private_json(self.tokens_path, {"tokens": [t.to_dict() for t in keep]})
-
-    def forget_token(self, auth_url: str, username: str) -> None:
-        tokens = self._tokens()
-        keep = [t for t in tokens if (t.auth_url, t.username) != (auth_url, username)]
-        if len(keep) != len(tokens):
-            write_private_json(self.tokens_path, {"tokens": [t.to_dict() for t in keep]})
 
     def delete_tokens(self) -> int:
         count = len(self._tokens())
@@ -225,8 +270,9 @@ def resolve_auth(store: CredentialStore, *, token: str | None = None,
         return PasswordAuth(username, password, "env")
     stored = store.load_credentials()
     if stored is not None and (username is None or username == stored.username):
-        return PasswordAuth(stored.username, password or stored.password,
-                            "env" if password else "stored")
+        if password:  # the user's own password this time: not bound to the stored URL
+            return PasswordAuth(stored.username, password, "env")
+        return PasswordAuth(stored.username, stored.password, "stored", stored.auth_url)
     if username:
         raise AuthError(f"no password for the IntelePeer user {username!r}",
                         hint="set IPSMS_PASSWORD, or run `ipsms auth login` for this user")
@@ -249,6 +295,7 @@ def auth_status(store: CredentialStore, *, token: str | None = None,
         "type": "auth_status", "source": source.source, "username": source.username,
         "auth_url": stored.auth_url if stored is not None and mine else None,
         "credentials_file": str(store.credentials_path) if mine else None,
-        "tokens": [{"auth_url": t.auth_url, "expires_at": iso_time(t.expires_at),
-                    "valid": t.valid(now, 0.0)} for t in store.tokens_for(source.username)],
+        "tokens": [{"auth_url": t.auth_url, "api_base": t.api_base,
+                    "expires_at": iso_time(t.expires_at), "valid": t.valid(now, 0.0)}
+                   for t in store.tokens_for(source.username)],
     }

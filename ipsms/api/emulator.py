@@ -3,10 +3,16 @@ offline scripts: authenticate (200 token / 401), set-webhook (201 / 207 per endp
 order / 400 / 404 / 401) and provision (202 requested / 409 in progress / 400 / 401) on one port.
 
 Answers follow the request and ``EmulatorState`` (users, the account's numbers, which are SMS
-enabled, tokens that expire). Every API request is recorded exactly in ``state.requests``;
-``/_emulator/...`` control endpoints serve a masked view and let scripts expire tokens, add
-numbers and inject faults. Bearer and bare-token headers are both accepted. IntelePeer documents
-no bodies beyond the status; the emulator's are ``{"code", "error", "message"}`` objects.
+enabled, tokens that expire; ``ipsms.api.emulator_state``). Every API request is recorded
+exactly in ``state.requests``; ``/_emulator/...`` control endpoints serve a masked view and let
+scripts expire tokens, add numbers and inject faults. Bearer and bare-token headers are both
+accepted. IntelePeer documents no bodies beyond the status; the emulator's are
+``{"code", "error", "message"}`` objects.
+
+It is safe to point anything at: every body is read with ``strict_json`` (UTF-8, no NaN, no
+5,000-digit numbers, no lone surrogates, at most 64 levels deep) and every field's type is
+checked, so a bad request gets a 4xx that says why (415 for a declared non-JSON content type)
+and the next request is answered as if it never happened.
 """
 
 from __future__ import annotations
@@ -17,10 +23,7 @@ import json
 import secrets
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any
@@ -29,161 +32,30 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from ipsms.api.client import AUTH_PATH, PROVISION_PATH, WEBHOOK_PATH
+from ipsms.api.emulator_state import (
+    PROVISION_SECONDS,
+    TOKEN_LIFETIME,
+    EmulatedNumber,
+    EmulatorState,
+    Fault,
+    MultiStatus,
+    RecordedRequest,
+)
+from ipsms.api.strict_json import JsonProblem, is_json_type, parse_json
 from ipsms.errors import BindError
 from ipsms.numbers import E164_RE, SHORT_CODE_RE
-from ipsms.redact import MASK, mask_headers, mask_url
+from ipsms.redact import mask_url
+
+__all__ = ["DEFAULT_PORT", "DEMO_NUMBERS", "DEMO_NUMBERS_NO_SMS", "DEMO_PASSWORD", "DEMO_USER",
+           "PROVISION_SECONDS", "TOKEN_LIFETIME", "EmulatedNumber", "EmulatorServer",
+           "EmulatorState", "EmulatorThread", "Fault", "MultiStatus", "RecordedRequest",
+           "build_state", "create_app", "serve"]
 
 DEFAULT_PORT = 8766
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"  # documented in docs/api-emulator.md; never printed
 DEMO_NUMBERS = ("+13035550100", "+13035550101", "+13035550102", "1-12345")
 DEMO_NUMBERS_NO_SMS = ("+13035550199",)
-TOKEN_LIFETIME = 24 * 3600.0
-PROVISION_SECONDS = 60.0
-
-
-class MultiStatus(StrEnum):
-    always = "always"  # several endpoints -> 207, as the doc describes
-    mixed = "mixed"  # several endpoints -> 201 when all succeed, 207 otherwise
-
-
-@dataclass
-class EmulatedNumber:
-    number: str
-    sms_enabled: bool = True
-    webhook: str | None = None
-    provisioning_until: float | None = None  # SMS provisioning in progress until this time
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One API request exactly as received, and the status the emulator answered."""
-
-    time: float
-    method: str
-    path: str
-    headers: tuple[tuple[str, str], ...]
-    text: str
-    json: Any  # the parsed body; None when it is not JSON
-    status: int
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The masked view served by ``GET /_emulator/requests``."""
-        body = self.json
-        if isinstance(body, dict):
-            body = dict(body)
-            if "password" in body:
-                body["password"] = MASK
-            if isinstance(body.get("webhook"), str):
-                body["webhook"] = mask_url(body["webhook"])
-        return {"time": self.time, "method": self.method, "path": self.path,
-                "headers": dict(mask_headers(self.headers)), "json": body,
-                "status": self.status}
-
-
-@dataclass(frozen=True)
-class Fault:
-    """A canned answer for the next ``times`` API requests (to ``path``, or any)."""
-
-    status: int = 503
-    body: str = "<html><body>Service Unavailable</body></html>"
-    content_type: str = "text/html"
-    path: str | None = None
-    times: int = 1
-    delay: float = 0.0  # seconds to wait before answering (client timeouts)
-
-
-@dataclass
-class EmulatorState:
-    """Everything the emulator knows. Tests change it between requests."""
-
-    users: dict[str, str] = field(default_factory=dict)
-    numbers: dict[str, EmulatedNumber] = field(default_factory=dict)
-    token_lifetime: float = TOKEN_LIFETIME
-    provision_seconds: float = PROVISION_SECONDS
-    multi_status: MultiStatus = MultiStatus.always
-    clock: Callable[[], float] = time.time
-    requests: list[RecordedRequest] = field(default_factory=list)
-    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> user, expiry
-    faults: list[Fault] = field(default_factory=list)
-    observers: list[Callable[[RecordedRequest], None]] = field(default_factory=list)
-
-    # -- set-up ---------------------------------------------------------------------------
-
-    def add_user(self, username: str, password: str) -> None:
-        self.users[username] = password
-
-    def add_number(self, number: str, *, sms_enabled: bool = True, webhook: str | None = None,
-                   provisioning: bool = False) -> EmulatedNumber:
-        until = self.clock() + self.provision_seconds if provisioning else None
-        entry = EmulatedNumber(number, sms_enabled and not provisioning, webhook, until)
-        self.numbers[number] = entry
-        return entry
-
-    def number(self, number: str) -> EmulatedNumber | None:
-        entry = self.numbers.get(number)
-        if entry is not None and entry.provisioning_until is not None \
-                and self.clock() >= entry.provisioning_until:
-            entry.provisioning_until, entry.sms_enabled = None, True
-        return entry
-
-    def inject_fault(self, fault: Fault) -> None:
-        self.faults.append(fault)
-
-    # -- tokens ---------------------------------------------------------------------------
-
-    def issue_token(self, username: str) -> str:
-        token = "emu-" + secrets.token_urlsafe(24)
-        self.tokens[token] = (username, self.clock() + self.token_lifetime)
-        return token
-
-    def token_user(self, token: str) -> str | None:
-        entry = self.tokens.get(token)
-        if entry is None:
-            return None
-        if self.clock() >= entry[1]:
-            del self.tokens[token]
-            return None
-        return entry[0]
-
-    def expire_tokens(self) -> int:
-        """Every token issued so far stops working (as after 24 hours)."""
-        count = len(self.tokens)
-        self.tokens.clear()
-        return count
-
-    def revoke_token(self, token: str) -> bool:
-        return self.tokens.pop(token, None) is not None
-
-    def finish_provisioning(self) -> int:
-        """Complete every provisioning in progress now."""
-        done = [n for n in self.numbers.values() if n.provisioning_until is not None]
-        for entry in done:
-            entry.provisioning_until, entry.sms_enabled = None, True
-        return len(done)
-
-    # -- the record -----------------------------------------------------------------------
-
-    def requests_to(self, path: str) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path.split("?")[0] == path]
-
-    def clear_requests(self) -> int:
-        count = len(self.requests)
-        self.requests.clear()
-        return count
-
-    def take_fault(self, path: str) -> Fault | None:
-        for index, fault in enumerate(self.faults):
-            if fault.path in (None, path):
-                if fault.times <= 1:
-                    del self.faults[index]
-                else:
-                    self.faults[index] = replace(fault, times=fault.times - 1)
-                return fault
-        return None
 
 
 # -- the application --------------------------------------------------------------------
@@ -201,7 +73,7 @@ def _error(status: int, message: str | None = None) -> Answer:
 
 
 def _valid_url(value: Any) -> bool:
-    if not isinstance(value, str) or any(c.isspace() for c in value):
+    if not isinstance(value, str) or not value.isprintable() or any(c.isspace() for c in value):
         return False
     try:
         parts = urlsplit(value)
@@ -209,6 +81,19 @@ def _valid_url(value: Any) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def read_body(request: web.Request, raw: bytes) -> tuple[Any, Answer | None]:
+    """``(parsed body, None)``, or ``(None, the 415/400 answer that says why not)``. A request
+    without a Content-Type is read as JSON; one that declares another type is refused."""
+    declared = request.headers.get("Content-Type")
+    if declared is not None and not is_json_type(declared):
+        return None, _error(415, f"Content-Type {declared[:60]!r} is not JSON: send "
+                            "application/json")
+    try:
+        return parse_json(raw), None
+    except JsonProblem as exc:
+        return None, _error(400, f"the body is not valid JSON: {exc}")
 
 
 class _Api:
@@ -219,25 +104,24 @@ class _Api:
             PROVISION_PATH: self.provision}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
+        raw = await request.read()  # aiohttp answers 413 itself beyond client_max_size (1 MiB)
         text = raw.decode("utf-8", errors="replace")
-        try:
-            body: Any = json.loads(text) if text.strip() else None
-        except ValueError:
-            body = None
+        body, problem = read_body(request, raw)
         fault = self.state.take_fault(request.path)
         response: web.StreamResponse
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
-            response = web.Response(status=fault.status, text=fault.body,
-                                    content_type=fault.content_type)
+            response = web.Response(status=fault.status, body=fault.body.encode(),
+                                    headers={"Content-Type": fault.content_type})
         else:
             route = self.routes.get(request.path)
             if route is None:
                 status, answer = _error(404, f"no such API path: {request.path}")
             elif request.method != "POST":
                 status, answer = _error(405, f"{request.method} is not allowed: use POST")
+            elif problem is not None:
+                status, answer = problem
             else:
                 status, answer = route(request, body)
             response = web.json_response(answer, status=status)
@@ -335,27 +219,21 @@ def _add_control_routes(app: web.Application, state: EmulatorState) -> None:
             return web.json_response({"cleared": state.clear_requests()})
         return web.json_response({"requests": [r.to_dict() for r in state.requests]})
 
-    def bad(message: str) -> web.HTTPBadRequest:
-        return web.HTTPBadRequest(text=json.dumps({"error": message}),
-                                  content_type="application/json")
-
-    async def control_body(request: web.Request) -> dict[str, Any]:
-        try:
-            data = await request.json()
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            raise bad("the body must be a JSON object")
-        return data
-
     async def numbers(request: web.Request) -> web.Response:
         if request.method == "POST":
-            data = await control_body(request)
-            if not isinstance(data.get("number"), str):
-                raise bad("number is required")
-            state.add_number(data["number"], sms_enabled=bool(data.get("sms_enabled", True)),
-                             webhook=data.get("webhook"),
-                             provisioning=bool(data.get("provisioning", False)))
+            data = await control_body(request, {"number", "sms_enabled", "webhook",
+                                                "provisioning"})
+            number, webhook = data.get("number"), data.get("webhook")
+            if not isinstance(number, str) or not (E164_RE.match(number)
+                                                   or SHORT_CODE_RE.match(number)):
+                raise bad("number must be an E.164 number or a short code such as 1-12345")
+            if webhook is not None and not _valid_url(webhook):
+                raise bad("webhook must be an absolute http or https URL, or null")
+            flags = {k: data.get(k, k == "sms_enabled") for k in ("sms_enabled", "provisioning")}
+            if not all(isinstance(v, bool) for v in flags.values()):
+                raise bad("sms_enabled and provisioning must be true or false")
+            state.add_number(number, sms_enabled=flags["sms_enabled"], webhook=webhook,
+                             provisioning=flags["provisioning"])
         return web.json_response({"numbers": [
             {"number": n.number, "sms_enabled": n.sms_enabled,
              "webhook": mask_url(n.webhook) if n.webhook else None,
@@ -369,16 +247,12 @@ def _add_control_routes(app: web.Application, state: EmulatorState) -> None:
         return web.json_response({"finished": state.finish_provisioning()})
 
     async def faults(request: web.Request) -> web.Response:
-        data = await control_body(request)
-        path = data.get("path")
+        data = await control_body(request, {"status", "body", "content_type", "path", "times",
+                                            "delay"})
         try:
-            fault = Fault(status=int(data.get("status", Fault.status)),
-                          body=str(data.get("body", Fault.body)),
-                          content_type=str(data.get("content_type", Fault.content_type)),
-                          path=path if isinstance(path, str) else None,
-                          times=int(data.get("times", 1)), delay=float(data.get("delay", 0)))
-        except (TypeError, ValueError):
-            raise bad("status, times and delay must be numbers") from None
+            fault = Fault(**data)
+        except ValueError as exc:  # Fault checks every field (emulator_state.fault_problem)
+            raise bad(str(exc)) from None
         state.inject_fault(fault)
         return web.json_response({"faults": len(state.faults)})
 
@@ -388,6 +262,24 @@ def _add_control_routes(app: web.Application, state: EmulatorState) -> None:
     app.router.add_post("/_emulator/tokens/expire", expire)
     app.router.add_post("/_emulator/provisioning/finish", finish)
     app.router.add_post("/_emulator/faults", faults)
+
+
+def bad(message: str, status: int = 400) -> web.HTTPException:
+    error = web.HTTPUnsupportedMediaType if status == 415 else web.HTTPBadRequest
+    return error(text=json.dumps({"error": message}), content_type="application/json")
+
+
+async def control_body(request: web.Request, fields: set[str]) -> dict[str, Any]:
+    """A control call's JSON object, read as strictly as the API's; unknown fields refused."""
+    data, problem = read_body(request, await request.read())
+    if problem is not None:
+        raise bad(problem[1]["message"], problem[0])
+    if not isinstance(data, dict):
+        raise bad("the body must be a JSON object")
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise bad(f"unknown field {unknown[0][:40]!r}: use {', '.join(sorted(fields))}")
+    return data
 
 
 # -- running it ---------------------------------------------------------------------------

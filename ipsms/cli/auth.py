@@ -1,7 +1,8 @@
 """``ipsms auth login|status|logout``, and the API connection options every API command shares.
 
 Credentials come from, in order: ``--token``/``IPSMS_TOKEN``; ``IPSMS_USERNAME`` +
-``IPSMS_PASSWORD``; what ``ipsms auth login`` stored (0600 file in the state home).
+``IPSMS_PASSWORD``; what ``ipsms auth login`` stored (0600 file in the state home). Stored
+credentials are only ever sent to the authenticate URL they were stored for.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from ipsms.api.credentials import (
 )
 from ipsms.cli.app import app
 from ipsms.cli.options import OutputFormat, resolve_format
-from ipsms.errors import UsageError
+from ipsms.errors import StateError, UsageError
 from ipsms.events import iso_time
-from ipsms.output import dumps
+from ipsms.output import dumps, printable
 from ipsms.redact import mask_url
 from ipsms.server import is_loopback
 
@@ -91,8 +92,10 @@ def err(line: str) -> None:
 
 
 def emit(fmt: OutputFormat, record: dict[str, Any], human: str) -> None:
-    """One result on stdout: an NDJSON object, or a line for people."""
-    sys.stdout.write((dumps(record) if fmt is OutputFormat.json else human) + "\n")
+    """One result on stdout: an NDJSON object, or a line for people. A lone surrogate (from a
+    reply's ``"\\ud800"``) is written as its escape, which is also valid inside JSON."""
+    line = (dumps(record) if fmt is OutputFormat.json else human) + "\n"
+    sys.stdout.write(line.encode("utf-8", "backslashreplace").decode("utf-8"))
     sys.stdout.flush()
 
 
@@ -111,15 +114,20 @@ def login(
     password_stdin: Annotated[bool, typer.Option(
         "--password-stdin", help="Read the password from the first line of stdin.")] = False,
     auth_url: AuthUrlOpt = None,
+    region: RegionOpt = Region.us,
+    api_base: ApiBaseOpt = None,
     timeout: TimeoutOpt = DEFAULT_TIMEOUT,
     output_format: FormatOpt = None,
 ) -> None:
     """Check a username and password with IntelePeer and store them (file mode 0600).
 
-    On a terminal, asks for what is missing (the password without echo)."""
+    The credentials are tied to the authenticate URL (--auth-url) and are never sent to
+    another one; the token is cached for the API of --region/--api-base. On a terminal, asks
+    for what is missing (the password without echo)."""
     fmt = resolve_format(output_format)
     user, secret = _ask(username, password, password_stdin)
-    settings = ApiSettings(auth_url=auth_url or None, timeout=timeout)
+    settings = ApiSettings(region=region, api_base=api_base or None, auth_url=auth_url or None,
+                           timeout=timeout)
     _warn_plain_http(settings)
     store = CredentialStore()
     token = asyncio.run(_verify(settings, PasswordAuth(user, secret, "flags"), store))
@@ -127,9 +135,11 @@ def login(
                                              time.time()))
     expires = iso_time(token.expires_at)
     emit(fmt, {"type": "auth_login", "username": user, "auth_url": settings.authenticate_url,
-               "token_expires_at": expires, "credentials_file": str(store.credentials_path)},
-         f"logged in as {user}; credentials stored in {store.credentials_path} (mode 0600); "
-         f"token valid until {expires}")
+               "api_base": settings.base_url, "token_expires_at": expires,
+               "credentials_file": str(store.credentials_path)},
+         printable(f"logged in as {user} at {mask_url(settings.authenticate_url)}; credentials "
+                   f"stored in {store.credentials_path} (mode 0600); token valid until "
+                   f"{expires}"))
 
 
 @auth_app.command(epilog="Example: ipsms auth status --format json")
@@ -144,13 +154,15 @@ def status(token: TokenOpt = None, username: UsernameOpt = None,
     lines = [f"user: {info['username'] or '(a token, expiry unknown)'}  "
              f"[from {SOURCE_LABELS.get(info['source'], info['source'])}]"]
     if info.get("auth_url"):
-        lines.append(f"authenticate URL: {info['auth_url']}")
+        lines.append(f"authenticate URL: {mask_url(info['auth_url'])} (the stored password "
+                     "is sent there only)")
     for tok in info["tokens"]:
         state = "valid" if tok["valid"] else "expired"
-        lines.append(f"token for {tok['auth_url']}: {state} until {tok['expires_at']}")
+        lines.append(f"token for {mask_url(tok['auth_url'])} (API {mask_url(tok['api_base'])})"
+                     f": {state} until {tok['expires_at']}")
     if not info["tokens"] and info["source"] != "token":
         lines.append("no cached token: the next API call fetches one")
-    emit(fmt, info, "\n".join(lines))
+    emit(fmt, info, "\n".join(printable(line) for line in lines))
 
 
 @auth_app.command(epilog="Example: ipsms auth logout")
@@ -158,13 +170,16 @@ def logout(output_format: FormatOpt = None) -> None:
     """Remove the stored credentials and every cached token."""
     fmt = resolve_format(output_format)
     store = CredentialStore()
-    stored = store.load_credentials() if store.credentials_path.exists() else None
+    try:
+        stored = store.load_credentials()
+    except StateError:  # a damaged file is removed all the same
+        stored = None
     removed = store.delete_credentials()
     tokens = store.delete_tokens()
     what = f"removed the stored credentials of {stored.username}" if stored else (
-        "no stored credentials")
+        "removed the stored credentials" if removed else "no stored credentials")
     emit(fmt, {"type": "auth_logout", "credentials_removed": removed,
-               "tokens_removed": tokens}, f"{what}; removed {tokens} cached token(s)")
+               "tokens_removed": tokens}, printable(f"{what}; removed {tokens} cached token(s)"))
     still = [n for n in ("IPSMS_TOKEN", "IPSMS_USERNAME", PASSWORD_ENV) if os.environ.get(n)]
     if still:
         err(f"ipsms auth logout: note: {', '.join(still)} still set in the environment")

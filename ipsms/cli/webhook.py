@@ -7,7 +7,9 @@ The first two call IntelePeer's configuration API (intelepeer.md section 2) thro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Annotated
 
@@ -176,7 +178,7 @@ def api_emulator(
     state = build_state(_parse_users(users or []), numbers or [], numbers_no_sms or [],
                         token_lifetime=token_lifetime, provision_seconds=provision_seconds,
                         multi_status=multi_status)
-    state.observers.append(lambda rec: _show_request(rec, fmt))
+    state.observers.append(RequestLog(fmt))
     server = EmulatorServer(state, "127.0.0.1", port)
     asyncio.run(serve(server, lambda srv: _emulator_ready(srv, fmt)))
     err("ipsms api-emulator: stopped")
@@ -261,7 +263,8 @@ def _show_provision(reply: ProvisionReply, fmt: OutputFormat) -> None:
 
         _console().print(provision_line(reply))
     else:
-        emit(fmt, record, f"{reply.number} provisioning {reply.state} ({reply.status})")
+        emit(fmt, record, printable(f"{reply.number} provisioning {reply.state} "
+                                    f"({reply.status})"))
 
 
 def _parse_users(values: list[str]) -> dict[str, str]:
@@ -287,6 +290,30 @@ def _emulator_ready(server: EmulatorServer, fmt: OutputFormat) -> None:
          f"IPSMS_API_BASE={server.api_base} IPSMS_AUTH_URL={server.auth_url}")
 
 
-def _show_request(rec: RecordedRequest, fmt: OutputFormat) -> None:
-    shown = {"type": "emulator_request", **rec.to_dict(), "time": iso_time(rec.time)}
-    emit(fmt, shown, printable(f"{shown['time'][11:23]} {rec.method} {rec.path} {rec.status}"))
+class RequestLog:
+    """The emulator's stdout: one line per API request. When the reader goes away
+    (``ipsms api-emulator | head -1``) it stops writing and the emulator keeps answering:
+    a log line must never turn an answer into a 500."""
+
+    def __init__(self, fmt: OutputFormat) -> None:
+        self.fmt = fmt
+        self.closed = False
+
+    def __call__(self, rec: RecordedRequest) -> None:
+        if self.closed:
+            return
+        shown = {"type": "emulator_request", **rec.to_dict(), "time": iso_time(rec.time)}
+        try:
+            emit(self.fmt, shown, printable(f"{shown['time'][11:23]} {rec.method} {rec.path} "
+                                            f"{rec.status}"))
+        except (OSError, ValueError):  # broken pipe, or stdout closed
+            self.closed = True
+            _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null, so the flush at exit does not fail on the closed pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
