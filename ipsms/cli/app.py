@@ -27,9 +27,12 @@ STATE = _State()
 
 
 def report_error(message: str) -> None:
+    from ipsms.output import printable  # on error only: keeps start-up light
+
     with contextlib.suppress(Exception):
         sys.stdout.flush()  # results first, so the error line comes after them on a terminal
-    sys.stderr.write(f"ipsms: error: {message}\n")
+    # Messages quote user input and server text: one line, no control characters.
+    sys.stderr.write(f"ipsms: error: {printable(message)}\n")
     sys.stderr.flush()
 
 
