@@ -49,7 +49,6 @@ def test_printable_output_is_safe_for_any_text(text: str) -> None:
 def test_ndjson_is_strict_json_that_keeps_the_value(text: str) -> None:
     line = dumps({"message": text, "n": float("nan")})
     line.encode("utf-8")
-    assert "NaN" not in line.replace('"nan"', "")
     decoded = json.loads(line, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     assert decoded["message"] == text or _reencoded_pair(text, decoded["message"])
     assert "\u202e" not in line and "\x1b" not in line and "\u2028" not in line
