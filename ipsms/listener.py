@@ -142,6 +142,8 @@ class _Handler:
     async def _read(self, request: web.Request) -> tuple[bytes, int | None, tuple[str, str] | None]:
         """The body, the size a 413 announced, and the error that stopped the read."""
         try:
+            if request.content.is_eof():  # the usual case: the whole body came with the head
+                return await request.read(), None, None
             async with asyncio.timeout(self.config.read_timeout):
                 return await request.read(), None, None
         except web.HTTPRequestEntityTooLarge:

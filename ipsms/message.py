@@ -89,10 +89,12 @@ def parse_message(raw: bytes, content_type: str | None) -> InboundMessage:
         raise BodyError(400, "invalid_encoding", f"body is not valid UTF-8: {exc.reason} "
                         f"at byte {exc.start}") from None
     if kind == "json":
-        data = _parse_json(text)
-        return _to_message(data, raw, content_type or "", text)
+        data, kept_numbers = _parse_json(text)
+        # Only a \u escape or a non-ASCII byte can carry a lone surrogate.
+        odd = kept_numbers or not text.isascii() or "\\u" in text
+        return _to_message(data, raw, content_type or "", text, odd)
     data = _parse_form(text)
-    return _to_message(data, raw, content_type or "", None)
+    return _to_message(data, raw, content_type or "", None, True)
 
 
 class _Unrepresentable(ValueError):
@@ -120,7 +122,8 @@ class NumberText(str):
     printable and serialisable; its own type so it never passes as a text field."""
 
 
-def _parse_json(text: str) -> dict[str, Any]:
+def _parse_json(text: str) -> tuple[dict[str, Any], bool]:
+    """The object, and whether numbers had to be kept as ``NumberText``."""
     if not text.strip():
         raise BodyError(400, "empty_body", "body is empty: expected a JSON object")
     try:
@@ -132,11 +135,13 @@ def _parse_json(text: str) -> dict[str, Any]:
     except RecursionError:
         raise BodyError(400, "invalid_json", "body is JSON nested too deeply to read") from None
     except ValueError:  # NaN, Infinity, 1e400, or an integer past Python's 4300-digit limit
-        data = _parse_json_keeping_numbers(text)
+        data, kept = _parse_json_keeping_numbers(text), True
+    else:
+        kept = False
     if not isinstance(data, dict):
         raise BodyError(400, "not_an_object",
                         f"body is JSON {type(data).__name__}, expected an object")
-    return data
+    return data, kept
 
 
 def _parse_json_keeping_numbers(text: str) -> Any:
@@ -176,13 +181,13 @@ def _parse_form(text: str) -> dict[str, Any]:
 
 
 def _to_message(data: dict[str, Any], raw: bytes, content_type: str,
-                json_text: str | None) -> InboundMessage:
+                json_text: str | None, odd: bool) -> InboundMessage:
     refid, from_, to, message = (data.get(name) for name in REQUIRED_FIELDS)
     signature = data.get("signature")
     if not (type(refid) is type(from_) is type(to) is type(message) is str) or not (
             signature is None or type(signature) is str):
         _reject_fields(data)
-    flags = _flags(data)
+    flags = _flags(data, odd)
     extra = {k: v for k, v in data.items() if k not in KNOWN_FIELDS} \
         if len(data) > len(KNOWN_FIELDS) or "signature" not in data else {}
     if extra:
@@ -249,9 +254,11 @@ def _walk(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(reversed(surrogates))), numbers[::-1]
 
 
-def _flags(data: dict[str, Any]) -> list[Flag]:
+def _flags(data: dict[str, Any], odd: bool) -> list[Flag]:
+    """``odd``: the body may hold lone surrogates or kept numbers, worth a walk of its values
+    (on the hot path, most bodies are plain ASCII JSON and need none)."""
     flags: list[Flag] = []
-    surrogates, numbers = _walk(data)
+    surrogates, numbers = _walk(data) if odd else ((), ())
     if surrogates:
         flags.append(Flag(LONE_SURROGATE,
                           f"lone UTF-16 surrogate in {', '.join(surrogates)} (a long SMS split "

@@ -6,21 +6,14 @@ move the cursor, recolour the terminal or reorder text with bidi controls.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import errno
-import io
 import json
 import math
-import os
 import re
-import threading
 import unicodedata
-from collections import deque
-from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any
 
 from ipsms.events import ListenEvent, RejectedEvent, iso_time
+from ipsms.stream_sink import StreamSink
 
 # Characters that can move the cursor, recolour the terminal, reorder or hide text: C0 and C1
 # controls, DEL, lone surrogates, and every Unicode format control (category Cf: bidi
@@ -101,6 +94,8 @@ def dumps(obj: dict[str, Any]) -> str:
         text = _ENCODER.encode(obj)
     except ValueError:  # a NaN or an infinity: not JSON, written as its name in a string
         text = _ENCODER.encode(_finite(obj))
+    if text.isascii():  # the common case: JSON already escaped every ASCII control but DEL
+        return text if "\x7f" not in text else text.replace("\x7f", "\\u007f")
     if not _UNSAFE.search(text):
         return text
     return _UNSAFE.sub(_escape_for_json, text)
@@ -114,161 +109,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
-
-
-DEFAULT_MAX_PENDING = 10_000  # output lines buffered for a slow reader before lines are dropped
-
-
-class StreamSink:
-    """Writes one line per event to ``stream`` without ever blocking the event loop.
-
-    Lines go into a bounded buffer that one thread writes out: a burst of requests shares one
-    write, and a reader that is slow or gone (a pipe nobody reads) costs memory up to the bound,
-    never an answer. Past the bound, lines are dropped and counted; the count is written before
-    the next line that fits (``drop_notice``) and kept in ``dropped`` for the exit summary.
-    Only a real closed stdout (EPIPE, a closed descriptor or stream) counts as closed: it calls
-    ``on_closed`` once, on the event loop. Any other write error (a full disk, an encoding
-    problem) loses those lines, counted, and writing goes on."""
-
-    def __init__(self, stream: TextIO, on_closed: Callable[[], None] | None = None,
-                 max_pending: int = DEFAULT_MAX_PENDING) -> None:
-        self.stream = stream
-        self.on_closed = on_closed
-        self.max_pending = max_pending
-        self.closed = False
-        self.dropped = 0  # lines dropped in all
-        self._dropped_unreported = 0
-        self._fd = _fileno(stream)
-        self._batch: list[str] = []  # lines of this event-loop iteration
-        self._queued = 0  # lines handed to the thread and not yet written
-        self._batches: deque[list[str]] = deque()
-        self._cond = threading.Condition()
-        self._stopping = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = threading.Thread(target=self._run, name="ipsms-output", daemon=True)
-        self._thread.start()
-
-    def line(self, event: Any) -> str:
-        raise NotImplementedError
-
-    def drop_notice(self, count: int) -> str:
-        return (f"ipsms: {count} line(s) dropped: stdout was not read fast enough "
-                f"({self.dropped} in all; the store has every request)")
-
-    def __call__(self, event: Any) -> None:
-        self.write_line(self.line(event))
-
-    def write_line(self, text: str) -> None:
-        if self.closed:
-            return
-        if self._queued + len(self._batch) >= self.max_pending:
-            with self._cond:
-                self.dropped += 1
-                self._dropped_unreported += 1
-            return
-        first = not self._batch
-        if self._dropped_unreported:
-            with self._cond:
-                count, self._dropped_unreported = self._dropped_unreported, 0
-            self._batch.append(self.drop_notice(count))
-        self._batch.append(text)
-        if not first:
-            return  # a hand-off is already scheduled
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._hand_off()
-            return
-        self._loop.call_soon(self._hand_off)
-
-    def _hand_off(self) -> None:
-        batch, self._batch = self._batch, []
-        if not batch:
-            return
-        with self._cond:
-            self._batches.append(batch)
-            self._queued += len(batch)
-            self._cond.notify()
-
-    def close(self, timeout: float = 2.0) -> None:
-        """Write what is buffered, waiting at most ``timeout`` seconds for the reader; lines
-        still unwritten then are counted as dropped."""
-        self._hand_off()
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            with self._cond:
-                self.dropped += self._queued
-                self._queued = 0
-                self._batches.clear()
-
-    # -- writer thread ------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._batches and not self._stopping:
-                    self._cond.wait()
-                if not self._batches:
-                    return
-                batches = list(self._batches)
-                self._batches.clear()
-            lines = [line for batch in batches for line in batch]
-            try:
-                if not self.closed:
-                    self._write("".join(line + "\n" for line in lines))
-            except Exception as exc:  # the thread outlives any write problem
-                if _is_closed(exc):
-                    self._closed()
-                else:
-                    with self._cond:
-                        self.dropped += len(lines)
-                        self._dropped_unreported += len(lines)
-            finally:
-                with self._cond:
-                    self._queued -= len(lines)
-
-    def _write(self, text: str) -> None:
-        if self._fd is None:
-            self.stream.write(text)
-            self.stream.flush()
-            return
-        data = memoryview(text.encode("utf-8", "backslashreplace"))
-        while data:
-            written = os.write(self._fd, data)
-            data = data[written:]
-
-    def _closed(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if self.on_closed is None:
-            return
-        if self._loop is not None and threading.current_thread() is self._thread:
-            with contextlib.suppress(RuntimeError):  # the loop has already closed
-                self._loop.call_soon_threadsafe(self.on_closed)
-        else:
-            self.on_closed()
-
-
-def _fileno(stream: TextIO) -> int | None:
-    """The descriptor to write to directly (bypassing the text layer, so no encoding error
-    or half-flushed buffer is possible), or None for an in-memory stream."""
-    try:
-        fd = stream.fileno()
-        stream.flush()
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        return None
-    return fd
-
-
-def _is_closed(exc: Exception) -> bool:
-    if isinstance(exc, BrokenPipeError):
-        return True
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.EPIPE, errno.EBADF)
-    return isinstance(exc, ValueError) and "closed" in str(exc)  # a closed text stream
 
 
 class NdjsonSink(StreamSink):

@@ -103,10 +103,6 @@ def text_value(value: str | bytes | None) -> str | None:
     return value
 
 
-def _json(value: Any) -> str | bytes:
-    return text_param(json.dumps(value, ensure_ascii=False))  # type: ignore[return-value]
-
-
 # The attempt number is counted inside the INSERT: it is right even across restarts and
 # rolled-back batches, and costs one index probe in SQLite rather than a Python round trip.
 INSERT_SQL = """
@@ -121,14 +117,18 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
 
 
 def insert_params(rec: RequestRecord) -> tuple[Any, ...]:
-    t = text_param
-    return (
-        rec.received_at, rec.method, t(rec.path), t(rec.remote), _json(rec.headers),
-        t(rec.content_type), rec.body, t(rec.refid), t(rec.from_number), t(rec.to_number),
-        t(rec.message), t(rec.fields_json), t(rec.verdict), t(rec.verdict_detail),
-        _json(rec.flags) if rec.flags else None, rec.status, t(rec.error),
-        rec.body_size, rec.body_sha256,
-    )
+    headers = json.dumps(rec.headers, ensure_ascii=False)
+    flags = json.dumps(rec.flags, ensure_ascii=False) if rec.flags else None
+    texts = (rec.path, rec.remote, headers, rec.content_type, rec.refid, rec.from_number,
+             rec.to_number, rec.message, rec.fields_json, rec.verdict, rec.verdict_detail,
+             flags, rec.error)
+    if not "".join(t for t in texts if t is not None).isascii():  # rare: check each one
+        texts = tuple(text_param(t) for t in texts)  # type: ignore[assignment]
+    path, remote, headers, ctype, refid, from_, to, message, fields, verdict, detail, flags, \
+        error = texts
+    return (rec.received_at, rec.method, path, remote, headers, ctype, rec.body, refid, from_,
+            to, message, fields, verdict, detail, flags, rec.status, error, rec.body_size,
+            rec.body_sha256)
 
 
 def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:

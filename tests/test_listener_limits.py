@@ -201,3 +201,32 @@ def test_rejected_bodies_share_a_byte_budget_but_always_keep_their_first_kib() -
     assert budget.allow(900_000) == 64 * 1024  # one body keeps at most 64 KiB
     assert budget.allow(900_000) == 1024 + (100_000 - (64 * 1024 - 1024))
     assert budget.allow(900_000) == 1024  # the budget is spent: the first KiB still kept
+
+
+async def test_a_full_disk_loses_lines_counted_but_never_counts_as_closed() -> None:
+    with open("/dev/full", "w") as full:  # every write fails with ENOSPC
+        closed: list[bool] = []
+        sink = NdjsonSink(full, on_closed=lambda: closed.append(True))
+        for i in range(10):
+            sink.write_line(json.dumps({"i": i}))
+            await asyncio.sleep(0)
+        sink.close()
+    assert sink.dropped >= 10 and not sink.closed and not closed
+
+
+async def test_a_terminal_that_stops_reading_never_stalls_the_event_loop() -> None:
+    master, slave = os.openpty()  # nobody reads the master side: like a terminal after Ctrl-S
+    try:
+        with os.fdopen(slave, "w", closefd=False) as tty:
+            sink = NdjsonSink(tty, max_pending=50)
+            started = time.monotonic()
+            for i in range(3000):
+                sink.write_line(json.dumps({"i": i, "pad": "x" * 100}))
+                if i % 20 == 0:
+                    await asyncio.sleep(0)
+            assert time.monotonic() - started < 2.0
+            sink.close(timeout=0.5)
+        assert sink.dropped > 0 and not sink.closed
+    finally:
+        os.close(master)
+        os.close(slave)
