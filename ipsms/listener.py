@@ -107,8 +107,12 @@ def _emit(sinks: list[EventSink], event: ListenEvent) -> None:
         try:
             sink(event)
         except Exception:  # a display problem must not turn a recorded message into a 500
-            logger.error("ipsms: an output of the listener failed", exc_info=logger.isEnabledFor(
-                logging.DEBUG))
+            _sink_failed()
+
+
+def _sink_failed() -> None:
+    logger.error("ipsms: an output of the listener failed",
+                 exc_info=logger.isEnabledFor(logging.DEBUG))
 
 
 class _Handler:
@@ -198,7 +202,11 @@ class _Handler:
             stored, status = None, 503
             error = ("store_failed", exc.message)
         event = _event(record, stored, msg, verification, status, error)
-        _emit(self.sinks, event)
+        for sink in self.sinks:
+            try:
+                sink(event)
+            except Exception:  # a display problem must not turn a recorded message into a 500
+                _sink_failed()
         return _response(event)
 
 

@@ -36,13 +36,15 @@ WRITE_TIMEOUT = 30.0  # seconds a request waits for its commit before it is answ
 class Recorder:
     """Async front of the store. Use ``async with Recorder(path) as rec: await rec.record(r)``."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, write_timeout: float = WRITE_TIMEOUT) -> None:
         self.path = path
+        self.write_timeout = write_timeout
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: sqlite3.Connection | None = None
-        self._pending: deque[tuple[float, asyncio.Future[Recorded]]] = deque()
+        self._young: list[asyncio.Future[Recorded]] = []  # recorded within the last second
+        self._ages: deque[list[asyncio.Future[Recorded]]] = deque()  # older, a second each
         self._watchdog: asyncio.TimerHandle | None = None
 
     def open(self) -> None:
@@ -62,23 +64,23 @@ class Recorder:
         if self._loop is None or self._thread is None:
             raise RuntimeError("Recorder.start() was not awaited")
         fut: asyncio.Future[Recorded] = self._loop.create_future()
-        self._pending.append((self._loop.time(), fut))
+        self._young.append(fut)
         self._queue.put((rec, fut))
         return await fut
 
     def _watch(self) -> None:
-        """Once a second: fail requests whose commit has waited over ``WRITE_TIMEOUT`` (a
-        stalled disk), so they are answered 503 rather than never. One timer for all
-        requests: cheaper on the hot path than a timeout per request."""
+        """Once a second: fail requests whose commit has waited over ``write_timeout`` (a
+        stalled disk), so they are answered 503 rather than never. Requests are kept in
+        one-second buckets, so the hot path only appends to a list."""
         assert self._loop is not None
-        now = self._loop.time()
-        pending = self._pending
-        while pending and (pending[0][1].done() or now - pending[0][0] > WRITE_TIMEOUT):
-            _, fut = pending.popleft()
-            if not fut.done():
-                fut.set_exception(StateError(
-                    f"the message store {self.path} did not commit within {WRITE_TIMEOUT:g} s "
-                    "(a stalled disk?)"))
+        self._ages.append(self._young)
+        self._young = []
+        if len(self._ages) > self.write_timeout:
+            for fut in self._ages.popleft():
+                if not fut.done():
+                    fut.set_exception(StateError(
+                        f"the message store {self.path} did not commit within "
+                        f"{self.write_timeout:g} s (a stalled disk?)"))
         self._watchdog = self._loop.call_later(1.0, self._watch)
 
     async def close(self) -> None:

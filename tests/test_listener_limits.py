@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import stat
 import time
 import urllib.request
@@ -230,3 +231,21 @@ async def test_a_terminal_that_stops_reading_never_stalls_the_event_loop() -> No
     finally:
         os.close(master)
         os.close(slave)
+
+
+async def test_a_commit_that_hangs_is_answered_with_an_error_not_never(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    store.connect(db).close()
+    blocker = sqlite3.connect(db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # the writer waits for the lock (busy_timeout 5 s)
+    try:
+        async with Recorder(db, write_timeout=1) as recorder:
+            record = store.RequestRecord(time.time(), "POST", "/", None, [], None, b"{}", 200)
+            started = time.monotonic()
+            with pytest.raises(StateError, match="did not commit within 1 s"):
+                await recorder.record(record)
+            assert time.monotonic() - started < 3.5
+            blocker.execute("ROLLBACK")
+            assert (await recorder.record(record)).id >= 1  # and the writer carries on
+    finally:
+        blocker.close()
