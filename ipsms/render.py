@@ -56,10 +56,11 @@ def event_row(event: ListenEvent, compact: bool = False) -> list[Text]:
                        style="yellow")
     else:
         message = Text()
-        if event.flags:  # anomalies first, so a narrow terminal still shows them
-            message.append("⚑ " + ",".join(f["code"] for f in event.flags) + " ",
-                           style="yellow")
+        if event.flags:  # a marker first, so a narrow terminal still shows it; codes after
+            message.append("⚑ ", style="yellow")
         message.append(one_line(event.message or "", MESSAGE_WIDTH))
+        if event.flags:
+            message.append("  " + ",".join(f["code"] for f in event.flags), style="yellow")
     return [
         Text(iso_time(event.received_at)[11:19]),
         Text(str(event.attempt) if event.attempt else "-",
