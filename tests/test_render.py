@@ -93,3 +93,16 @@ def test_live_view_shows_as_many_rows_as_fit_the_terminal() -> None:
     shown = [line for line in out.splitlines() if "message number" in line]
     assert len(shown) == 7  # 12 lines minus the header, the table heading and spare lines
     assert "message number 29" in shown[-1]  # newest at the bottom
+
+
+def test_flags_and_rejected_requests_are_visible_in_the_table() -> None:
+    from ipsms.events import RejectedEvent
+
+    flagged = event("a\ud800b", flags=({"code": "lone_surrogate", "detail": "..."},))
+    rejected = RejectedEvent(time.time(), "127.0.0.1", 408,
+                             "request head not complete within 10 s (--read-timeout)")
+    out = render(flagged, rejected, color=False)  # type: ignore[arg-type]
+    assert "⚑ a\\ud800b  lone_surrogate" in out
+    assert "rejected" in out and "request head not complete" in out and "408" in out
+    narrow = render(flagged, color=False, width=80)
+    assert "⚑ a\\ud800b" in narrow
