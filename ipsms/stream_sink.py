@@ -14,8 +14,8 @@ How the bytes leave depends on what stdout is, so that the common cases cost no 
   waits in the buffer and is written when the descriptor is writable again;
 - a regular file, ``/dev/null``, an in-memory stream: plain writes (they do not wait on a
   reader);
-- a terminal: a writer thread, since a terminal can block (Ctrl-S) and its descriptor is shared
-  with the shell, so it cannot be made non-blocking.
+- a terminal, or a pipe that stderr shares (``2>&1``): a writer thread, since a terminal can
+  block (Ctrl-S) and either descriptor is shared, so it cannot be made non-blocking.
 A burst of requests in one event-loop iteration shares one write.
 """
 
@@ -153,9 +153,27 @@ def _output_for(stream: TextIO, sink: StreamSink) -> _Output:
         return _Plain(sink, stream, fd)
     if os.isatty(fd):
         return _Threaded(sink, fd)
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+    if (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)) and not _shared(fd):
         return _NonBlocking(sink, fd)
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return _Threaded(sink, fd)
     return _Plain(sink, stream, fd)
+
+
+def _shared(fd: int) -> bool:
+    """Whether stdin, stdout or stderr (other than ``fd``) is the same pipe (``2>&1``): a
+    non-blocking mode would apply to it too, and its writers do not expect EAGAIN."""
+    this = os.fstat(fd)
+    for other in (0, 1, 2):
+        if other == fd:
+            continue
+        try:
+            st = os.fstat(other)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (this.st_dev, this.st_ino):
+            return True
+    return False
 
 
 class _Output:

@@ -249,3 +249,55 @@ async def test_a_commit_that_hangs_is_answered_with_an_error_not_never(tmp_path:
             assert (await recorder.record(record)).id >= 1  # and the writer carries on
     finally:
         blocker.close()
+
+
+def test_listen_with_stderr_on_the_same_unread_pipe_still_answers(tmp_path: Path) -> None:
+    """``ipsms listen 2>&1 | slow``: stdout and stderr share a pipe nobody reads."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, cli_env
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json", "--db",
+         str(tmp_path / "s.sqlite3")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=cli_env())
+    assert proc.stdout is not None
+    line = b""
+    while not line.startswith(b"{"):  # the banner on stderr comes first, on the same pipe
+        line = proc.stdout.readline()
+        assert line, "the listener did not start"
+    url = json.loads(line)["url"]
+    try:
+        body = json.dumps(VALID).encode()
+        for i in range(300):
+            request = urllib.request.Request(
+                url, data=body.replace(b"ABCDEF", f"{i:06d}".encode()),
+                headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 200
+        proc.send_signal(2)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert b"Traceback" not in out and b"stopped." in out
+
+
+def test_stdout_shared_with_stderr_is_never_made_non_blocking() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = ("import os, sys\n"
+              "from ipsms.output import NdjsonSink\n"
+              "sink = NdjsonSink(sys.stdout)\n"
+              "sys.stderr.write(f'blocking={os.get_blocking(2)}\\n')\n")
+    shared = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, cwd=ROOT, timeout=30)
+    assert b"blocking=True" in shared.stdout
+    apart = subprocess.run([sys.executable, "-c", script.replace("(2)", "(1)")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, timeout=30)
+    assert b"blocking=False" in apart.stderr  # a pipe of its own: written without waiting
