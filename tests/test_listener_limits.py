@@ -299,5 +299,5 @@ def test_stdout_shared_with_stderr_is_never_made_non_blocking() -> None:
                             stderr=subprocess.STDOUT, cwd=ROOT, timeout=30)
     assert b"blocking=True" in shared.stdout
     apart = subprocess.run([sys.executable, "-c", script.replace("(2)", "(1)")],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, timeout=30)
+                           capture_output=True, cwd=ROOT, timeout=30)
     assert b"blocking=False" in apart.stderr  # a pipe of its own: written without waiting
