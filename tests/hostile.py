@@ -44,7 +44,7 @@ class Running:
                    headers: str = "") -> bytes:
         head = (f"POST /sms HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\n{headers}Connection: close\r\n\r\n")
-        return await self.raw(head.encode() + body)
+        return await self.raw(head.encode("latin-1") + body)  # header bytes as given
 
     async def post_valid(self) -> int:
         return status_of(await self.post(json.dumps(VALID).encode()))

@@ -158,7 +158,7 @@ async def listener(tmp_path: Path):  # type: ignore[no-untyped-def]
 async def test_hostile_bodies_get_a_deliberate_answer(
         listener, case: str, body: bytes, content_type: str, headers: str,  # type: ignore[no-untyped-def]
         status: int) -> None:
-    answer = await listener.post(body, content_type, headers.encode("latin-1").decode("latin-1"))
+    answer = await listener.post(body, content_type, headers)
     assert status_of(answer) == status, answer[:400]
     assert body_of(answer)  # a JSON answer, readable by the poster
     assert await listener.post_valid() == 200
@@ -216,3 +216,19 @@ async def test_the_headers_of_a_rejected_request_are_kept_only_up_to_16_kib(
         conn.close()
     assert sum(len(n) + len(v) for n, v in row.headers) < 17 * 1024
     assert row.headers[-1][0] == "X-Ipsms-Cut"
+
+
+async def test_non_utf8_header_bytes_are_recorded_and_shown_escaped(
+        listener, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    answer = await listener.post(msg(), headers="X-Note: caf\xe9 \xff\r\n")
+    assert status_of(answer) == 200
+    conn = store.connect(tmp_path / "store.sqlite3", create=False)
+    try:
+        (row,) = store.iter_all(conn)
+    finally:
+        conn.close()
+    (value,) = [v for n, v in row.headers if n == "X-Note"]
+    assert value.encode("utf-8", "surrogateescape") == b"caf\xe9 \xff"  # lossless
+    from ipsms.history import detail_dict
+    line = dumps(detail_dict(row))
+    assert "\\udce9" in line  # escaped, so the line is strict UTF-8
