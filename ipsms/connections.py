@@ -128,7 +128,12 @@ class _Guarded(asyncio.Protocol):
 
     def expire(self) -> None:
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None:
+            return
+        if transport.is_closing() or transport.get_write_buffer_size():
+            # A client that does not read what it was sent: close() would wait for it for
+            # ever and keep the connection's slot; abort() frees it now.
+            transport.abort()
             return
         if self._got_data:  # a request began but its head did not arrive in time
             self.guard.timed_out += 1

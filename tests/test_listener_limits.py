@@ -301,3 +301,34 @@ def test_stdout_shared_with_stderr_is_never_made_non_blocking() -> None:
     apart = subprocess.run([sys.executable, "-c", script.replace("(2)", "(1)")],
                            capture_output=True, cwd=ROOT, timeout=30)
     assert b"blocking=False" in apart.stderr  # a pipe of its own: written without waiting
+
+
+async def test_clients_that_never_read_their_answers_lose_their_slots(tmp_path: Path) -> None:
+    import socket
+
+    async with running_listener(tmp_path / "s.sqlite3", max_connections=4,
+                                read_timeout=1.0) as listener:
+        # Each pipelines 400 requests answered 415 with an 8 KB echo: MBs of answers that
+        # are never read, more than the kernel's buffers hold.
+        request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: x/" + b"a" * 8000
+                   + b"\r\nContent-Length: 1\r\n\r\nx")
+        hogs = []
+        for _ in range(4):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", listener.port))
+            sock.setblocking(False)
+            for _ in range(400):
+                try:
+                    sock.send(request)
+                except BlockingIOError:
+                    break
+            hogs.append(sock)
+        await asyncio.sleep(0.5)
+        assert await listener.post_valid() == 503  # the cap is full
+        deadline = time.monotonic() + 8
+        while await listener.post_valid() != 200:  # until the hogs' deadlines pass
+            assert time.monotonic() < deadline, "slots never freed"
+            await asyncio.sleep(0.25)
+        for sock in hogs:
+            sock.close()
