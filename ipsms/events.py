@@ -101,6 +101,7 @@ class ListenStats:
     bad_signatures: int = 0
     retries: int = 0
     dropped_lines: int = 0  # output lines dropped because stdout was not read fast enough
+    unrecorded: int = 0  # rejected requests not recorded: over the junk budget
 
     def observe(self, event: ListenEvent) -> None:
         self.received += 1
@@ -111,6 +112,8 @@ class ListenStats:
             self.accepted += 1
         else:
             self.rejected += 1
+            if event.id is None and event.error != "store_failed":
+                self.unrecorded += 1
         if event.verdict in ("invalid", "missing"):
             self.bad_signatures += 1
         if event.attempt is not None and event.attempt > 1:
@@ -119,6 +122,9 @@ class ListenStats:
     def summary(self) -> str:
         text = (f"{self.received} received, {self.accepted} accepted, {self.rejected} rejected, "
                 f"{self.bad_signatures} bad signatures, {self.retries} retries")
+        if self.unrecorded:
+            text += (f"; {self.unrecorded} rejected requests not recorded (more than 200 a "
+                     "second)")
         if self.dropped_lines:
             text += (f"; {self.dropped_lines} output lines dropped (stdout was not read fast "
                      "enough; the store has every request)")

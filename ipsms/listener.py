@@ -195,12 +195,17 @@ class _Handler:
         keep = len(raw) if status == 200 else self.junk.allow(len(raw))
         record = _record(request, received_at, raw, keep, size, content_type, status, msg,
                          verification, error)
-        try:
-            stored: Recorded | None = await self.recorder.record(record)
-        except StateError as exc:
-            # Never answer 200 for a message that is not on disk: 503 makes IntelePeer retry.
-            stored, status = None, 503
-            error = ("store_failed", exc.message)
+        stored: Recorded | None = None
+        if status != 200:
+            _trim_rejected(record)
+        if status == 200 or self.junk.row():
+            try:
+                stored = await self.recorder.record(record)
+            except StateError as exc:
+                # Never answer 200 for a message that is not on disk: 503 makes IntelePeer
+                # retry.
+                status = 503
+                error = ("store_failed", exc.message)
         event = _event(record, stored, msg, verification, status, error)
         for sink in self.sinks:
             try:
@@ -214,18 +219,37 @@ _READ_STATUS = {"body_too_large": 413, "read_timeout": 408, "body_unreadable": 4
 
 
 class JunkBudget:
-    """How much of the bodies of rejected requests is kept. Each keeps at most its first
-    ``REJECTED_BODY_KEEP`` bytes (with its full size and SHA-256), and together they keep at
-    most ``rate`` bytes a second after a ``burst``: junk posted at a public listener cannot
-    fill the disk fast, while the first 1 KiB of every rejected body is always kept."""
+    """What is kept of requests answered anything but 200, so junk posted at a public listener
+    cannot fill the disk fast. Each body keeps at most its first ``REJECTED_BODY_KEEP`` bytes
+    (with its full size and SHA-256); past the first 1 KiB of each, they share ``rate`` bytes a
+    second after a ``burst``. Rejected requests are recorded at most ``rows`` a second after
+    ``row_burst``; the others are still answered and shown, and counted (``unrecorded``)."""
 
     ALWAYS = 1024
 
-    def __init__(self, rate: float = 1024 * 1024, burst: float = 16 * 1024 * 1024) -> None:
+    def __init__(self, rate: float = 1024 * 1024, burst: float = 16 * 1024 * 1024,
+                 rows: float = 200, row_burst: float = 2000) -> None:
         self.rate = rate
         self.burst = burst
         self._tokens = burst
         self._last = time.monotonic()
+        self.rows = rows
+        self.row_burst = row_burst
+        self._row_tokens = row_burst
+        self._row_last = self._last
+        self.unrecorded = 0
+
+    def row(self) -> bool:
+        """Whether this rejected request may be recorded."""
+        now = time.monotonic()
+        self._row_tokens = min(self.row_burst, self._row_tokens + (now - self._row_last)
+                               * self.rows)
+        self._row_last = now
+        if self._row_tokens >= 1:
+            self._row_tokens -= 1
+            return True
+        self.unrecorded += 1
+        return False
 
     def allow(self, size: int) -> int:
         wanted = min(size, REJECTED_BODY_KEEP)
@@ -271,7 +295,34 @@ def _record(request: web.Request, received_at: float, raw: bytes, keep: int, siz
     )
 
 
-REJECTED_HEADERS_KEEP = 16 * 1024  # characters of header names and values kept when not 200
+REJECTED_HEADERS_KEEP = 4 * 1024  # characters of header names and values kept when not 200
+REJECTED_TEXT_KEEP = 512  # characters kept of each text field of a rejected request
+
+
+def _cut(text: str | None, limit: int = REJECTED_TEXT_KEEP) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return f"{text[:limit]}…(cut: {len(text)} characters)"
+
+
+def _trim_rejected(record: RequestRecord) -> None:
+    """Bound every text column of a rejected request (its body is bounded by the budget): a
+    1 MB message with a wrong signature must not cost 2 MB of disk."""
+    record.path = _cut(record.path) or ""
+    record.refid = _cut(record.refid, 128)
+    record.from_number = _cut(record.from_number, 128)
+    record.to_number = _cut(record.to_number, 128)
+    record.message = _cut(record.message)
+    record.error = _cut(record.error)
+    if record.fields_json is not None and len(record.fields_json) > 4 * REJECTED_TEXT_KEEP:
+        # Cutting JSON would break it: keep the known fields, cut, and say so.
+        record.fields_json = dumps({
+            "refid": record.refid, "from": record.from_number, "to": record.to_number,
+            "message": record.message,
+            "ipsms_cut": f"fields of {len(record.fields_json)} characters not kept"})
+    if record.flags:
+        record.flags = [{"code": f["code"][:64], "detail": _cut(f["detail"], 300) or ""}
+                        for f in record.flags[:10]]
 
 
 def _headers(request: web.Request, status: int) -> list[tuple[str, str]]:
@@ -306,7 +357,8 @@ def _event(record: RequestRecord, stored: Recorded | None, msg: InboundMessage |
         to_number=record.to_number,
         message=record.message,
         signature=msg.signature if msg else None,
-        extra=msg.extra if msg else {},
+        extra=(msg.extra if status == 200 or len(msg.fields_json) <= 4 * REJECTED_TEXT_KEEP
+               else {"ipsms_cut": f"{len(msg.extra)} extra fields not shown"}) if msg else {},
         attempt=stored.attempt if stored else None,
         verdict=verification.label if verification else None,
         verdict_detail=record.verdict_detail,

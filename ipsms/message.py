@@ -74,7 +74,7 @@ def body_kind(content_type: str | None, raw: bytes) -> str:
     raise BodyError(
         415,
         "unsupported_content_type",
-        f"content type {mt!r} is not supported: send {JSON_TYPE} or {FORM_TYPE}",
+        f"content type {mt[:100]!r} is not supported: send {JSON_TYPE} or {FORM_TYPE}",
     )
 
 
@@ -191,7 +191,10 @@ def _to_message(data: dict[str, Any], raw: bytes, content_type: str,
     extra = {k: v for k, v in data.items() if k not in KNOWN_FIELDS} \
         if len(data) > len(KNOWN_FIELDS) or "signature" not in data else {}
     if extra:
-        flags.append(Flag("extra_fields", "unknown fields kept: " + ", ".join(sorted(extra))))
+        names = sorted(extra)
+        shown = ", ".join(name[:40] for name in names[:20])
+        more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+        flags.append(Flag("extra_fields", f"unknown fields kept: {shown}{more}"))
     return InboundMessage(
         refid=data["refid"],
         from_=data["from"],
@@ -272,7 +275,12 @@ def _flags(data: dict[str, Any], odd: bool) -> list[Flag]:
         flags.append(Flag("refid_length",
                           f"refid has {len(refid)} characters, IntelePeer sends {REFID_LENGTH}"))
     for name in ("from", "to"):
-        check = check_number(data[name])
+        value = data[name]
+        if len(value) > 64:  # no number is this long; don't quote it whole in the flag
+            flags.append(Flag(f"{name}_format", f"{name}: {len(value)} characters is not a "
+                              "phone number or short code"))
+            continue
+        check = check_number(value)
         if check.problem is not None:
             flags.append(Flag(f"{name}_format", f"{name}: {check.problem}"))
     return flags

@@ -232,3 +232,33 @@ async def test_non_utf8_header_bytes_are_recorded_and_shown_escaped(
     from ipsms.history import detail_dict
     line = dumps(detail_dict(row))
     assert "\\udce9" in line  # escaped, so the line is strict UTF-8
+
+
+async def test_large_rejected_messages_cost_little_disk(listener, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    body = json.dumps({**VALID, "message": "x" * 400_000, "signature": "wrong",
+                       "k" * 400_000: 1, "from": "+1" * 100_000}).encode()
+    for _ in range(20):
+        answer = await listener.post(body)
+        assert status_of(answer) == 403
+        assert len(answer) < 1000
+    db = tmp_path / "store.sqlite3"
+    sizes = sum(p.stat().st_size for p in tmp_path.glob("store.sqlite3*"))
+    assert sizes < 4 * 1024 * 1024  # 20 x 64 KiB of body (and WAL), not 20 x 2.4 MB twice
+    conn = store.connect(db, create=False)
+    try:
+        rows = list(store.iter_all(conn))
+    finally:
+        conn.close()
+    assert rows[0].body_size == len(body) and len(rows[0].body) == 64 * 1024
+    assert len(rows[0].message or "") < 600 and len(json.dumps(rows[0].flags)) < 1000
+    assert rows[0].fields is not None and "ipsms_cut" in rows[0].fields
+    lines = [dumps(e.to_dict()) for e in listener.events]
+    assert max(len(line) for line in lines) < 10_000  # NDJSON lines stay small too
+
+
+def test_rejected_requests_are_recorded_at_a_bounded_rate() -> None:
+    from ipsms.listener import JunkBudget
+
+    budget = JunkBudget(rows=0, row_burst=2)
+    assert [budget.row() for _ in range(4)] == [True, True, False, False]
+    assert budget.unrecorded == 2
