@@ -19,6 +19,7 @@ from ipsms.numbers import check_number
 REQUIRED_FIELDS = ("refid", "from", "to", "message")
 KNOWN_FIELDS = (*REQUIRED_FIELDS, "signature")
 REFID_LENGTH = 32
+MAX_FORM_FIELDS = 1000  # IntelePeer sends five; a bound keeps a hostile body cheap to refuse
 LONE_SURROGATE = "lone_surrogate"  # the flag of a message whose text has a lone surrogate
 
 JSON_TYPE = "application/json"
@@ -171,8 +172,11 @@ def _parse_form(text: str) -> dict[str, Any]:
         raise BodyError(400, "empty_body", "body is empty: expected form fields")
     try:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
-                          errors="surrogatepass")
+                          errors="surrogatepass", max_num_fields=MAX_FORM_FIELDS)
     except (ValueError, UnicodeDecodeError) as exc:
+        if "Max number of fields" in str(exc):
+            raise BodyError(400, "invalid_form", f"body has more than {MAX_FORM_FIELDS} form "
+                            "fields: an IntelePeer message has five") from None
         raise BodyError(400, "invalid_form", f"body is not valid form encoding: {exc}") from None
     data: dict[str, Any] = {}
     for key, value in pairs:

@@ -84,6 +84,9 @@ POSTS: list[tuple[str, bytes, str, str, int]] = [
     ("extra field nested 200 deep", raw_json(
         f'{{{BASE},"message":"m",{SIG},"x":' + "[" * 200 + "]" * 200 + "}"),
      "application/json", "", 200),
+    ("100,000 form fields", b"a=&" * 100_000, "application/x-www-form-urlencoded", "", 400),
+    ("a 900 KB message of bidi controls", msg(message="\u202e\u200d\x1b" * 50_000),
+     "application/json", "", 200),
     ("empty body", b"", "application/json", "", 400),
     ("JSON array", b"[]", "application/json", "", 400),
     ("JSON string", b'"x"', "application/json", "", 400),

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ipsms import store
 from ipsms.events import RequestEvent
-from ipsms.output import _UNSAFE, dumps, printable
+from ipsms.text import _UNSAFE, dumps, printable
 from tests.hostile import VALID, running_listener, status_of
 
 ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=40)  # Cs included
@@ -30,10 +30,37 @@ def test_printable_escapes_bidi_and_separators_but_keeps_emoji_whole() -> None:
     assert printable("a\u061cb\u2028c\u2029d\u202ee\u2066f") == (
         "a\\u061cb\\u2028c\\u2029d\\u202ee\\u2066f")
     assert printable("x\ud800y") == "x\\ud800y"
-    for emoji in ("👨‍👩‍👧", "👍🏽", "👩🏽‍💻", "🏳️‍🌈", "❤️‍🔥", "🇫🇷", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "漢字"):
+    for emoji in ("👨‍👩‍👧", "👍🏽", "👩🏽‍💻", "🏳️‍🌈", "❤️‍🔥", "🇫🇷", "👁️‍🗨️", "漢字", "é"):
         assert printable(emoji) == emoji
     assert printable("a\u200db") == "a\\u200db"  # a ZWJ outside an emoji hides a join
-    assert printable("\U000e0041") == "\\ue0041"  # a tag outside a flag sequence
+    assert printable("\u202e\u200d😀") == "\\u202e\\u200d😀"
+    # Tags are invisible and can smuggle text: always escaped, in the unambiguous long form.
+    assert printable("hi\U000e0041\U000e0042") == "hi\\U000e0041\\U000e0042"
+
+
+def test_escaping_costs_a_c_speed_pass_whatever_the_text_holds() -> None:
+    import time
+
+    from ipsms.text import one_line
+
+    hostile = "\u202e\u200d\ud800\x1b\U000e0041" * 200_000  # 1 M characters of controls
+    started = time.perf_counter()
+    printable(hostile)
+    dumps({"m": hostile})
+    one_line(hostile, 80)
+    assert time.perf_counter() - started < 0.5  # was 1.1 s per MiB with a callback per char
+
+
+def test_one_line_never_cuts_an_escape_in_half() -> None:
+    from ipsms.text import one_line
+
+    for width in range(1, 30):
+        shown = one_line("ab\ud800cd\U000e0041" * 3, width)
+        assert len(shown) <= width
+        body = shown.rstrip("…")
+        assert not body.endswith("\\") and "\\ud8…" not in shown
+        if "\\U" in body:
+            assert len(body.rsplit("\\U", 1)[1]) >= 8
 
 
 @given(ANY_TEXT)

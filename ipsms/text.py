@@ -1,0 +1,139 @@
+"""Text that reaches a terminal or a file: escaping for display, and strict NDJSON.
+
+An SMS, a header or a server's reply can carry characters that move the cursor, recolour the
+terminal, reorder text (bidi controls) or hide it (zero-width characters, tags). ``printable``
+shows each as a visible escape; ``dumps`` writes them as JSON ``\\uXXXX`` escapes, which keep
+the value. Both cost a C-speed pass over the text (``str.translate`` and one regex with a
+constant replacement), whatever the text holds: a body full of controls must not stall the
+listener.
+
+The joiners that build emoji are kept: a ZWJ between two emoji parts (families, professions,
+the rainbow flag), the VS16 selector and the skin-tone modifiers (which are not controls).
+Tag characters are always escaped, subdivision flags included: they are invisible, and a run
+of them can hide text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import cache
+from typing import Any
+
+# Characters that can move the cursor, recolour the terminal, reorder or hide text: C0 and C1
+# controls, DEL, lone surrogates, and every Unicode format control (category Cf: bidi
+# embeddings, overrides and isolates, U+061C, zero-width characters, tags...) plus the line and
+# paragraph separators U+2028/U+2029. tests/test_text_safety.py checks this list against
+# ``unicodedata`` so a new Unicode version cannot slip a format control past it.
+_RANGES = (
+    (0x00, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), (0x6DD, 0x6DD),
+    (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), (0x200B, 0x200F),
+    (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0xD800, 0xDFFF), (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+)
+_UNSAFE = re.compile("[" + "".join(
+    re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+    for a, b in _RANGES) + "]")
+ZWJ = 0x200D
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
+
+# The parts an emoji ZWJ sequence joins: pictographs, skin tones and VS16 (U+FE0F).
+_EMOJI = ("[\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u2199\u21a9\u21aa\u231a-\u23ff"
+          "\u24c2\u25aa-\u27bf\u2934\u2935\u2b05-\u2b55\u3030\u303d\u3297\u3299\ufe0f"
+          "\U0001f000-\U0001faff]")
+_LONE_ZWJ = re.compile(f"(?<!{_EMOJI})\u200d|\u200d(?!{_EMOJI})")
+# Texts longer than this that hold anything to escape are escaped whole, every non-ASCII
+# character included: one C-speed pass (emoji then show as escapes too). Shorter ones, which
+# is every real SMS, keep their emoji and other text readable.
+CAREFUL_LIMIT = 4096
+
+
+def _code_points() -> list[int]:
+    return [c for a, b in _RANGES for c in range(a, b + 1) if c != ZWJ]
+
+
+@cache
+def _display_table() -> dict[int, str]:
+    table = {}
+    for code in _code_points():
+        ch = chr(code)
+        table[code] = _NAMED.get(ch) or (f"\\u{code:04x}" if code <= 0xFFFF
+                                         else f"\\U{code:08x}")
+    return table
+
+
+@cache
+def _json_table() -> dict[int, str]:
+    table = {}
+    for code in _code_points():
+        if code <= 0xFFFF:
+            table[code] = f"\\u{code:04x}"
+        else:  # JSON escapes name UTF-16 units: a surrogate pair
+            low = code - 0x10000
+            table[code] = f"\\u{0xD800 + (low >> 10):04x}\\u{0xDC00 + (low & 0x3FF):04x}"
+    return table
+
+
+def printable(text: str) -> str:
+    """``'hi\\x1b[31m'`` -> ``'hi\\\\e[31m'``: control characters, lone surrogates and
+    bidi/format controls shown as visible escapes (``\\u202e``, ``\\U000e0041``); emoji
+    sequences stay whole."""
+    if not _UNSAFE.search(text):
+        return text
+    if len(text) > CAREFUL_LIMIT:  # bounded cost: every non-ASCII character escaped, in C
+        return text.encode("unicode_escape").decode("ascii")
+    text = text.translate(_display_table())
+    return _LONE_ZWJ.sub(r"\\u200d", text) if "\u200d" in text else text
+
+
+_PARTIAL_ESCAPE = re.compile(r"\\(?:u[0-9a-f]{0,3}|U[0-9a-f]{0,7})?$")
+
+
+def one_line(text: str, width: int) -> str:
+    """``printable(text)`` in at most ``width`` characters, ``…`` where it was cut; only the
+    start of a long text is escaped, and an escape is never cut in half."""
+    shown = printable(text[:width + 1])
+    if len(shown) <= width and len(text) <= width:
+        return shown
+    cut = shown[:max(width - 1, 0)]
+    partial = _PARTIAL_ESCAPE.search(cut)
+    return (cut[:partial.start()] if partial else cut) + "…"
+
+
+# Built once: hot path. ``allow_nan=False``: NDJSON is strict JSON (RFC 8259).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def dumps(obj: dict[str, Any]) -> str:
+    """Compact, strict JSON (one NDJSON line's worth). UTF-8 text is kept as is, but every
+    character ``printable`` would escape is written as a ``\\uXXXX`` escape: the value is
+    unchanged for a JSON reader, and ``cat`` of the output cannot drive the terminal. The
+    result is always encodable as UTF-8 (lone surrogates are escaped too)."""
+    try:
+        text = _ENCODER.encode(obj)
+    except ValueError:  # a NaN or an infinity: not JSON, written as its name in a string
+        obj = _finite(obj)
+        text = _ENCODER.encode(obj)
+    if text.isascii():  # the common case: JSON already escaped every ASCII control but DEL
+        return text if "\x7f" not in text else text.replace("\x7f", "\\u007f")
+    if not _UNSAFE.search(text):
+        return text
+    if len(text) > CAREFUL_LIMIT:  # bounded cost: every non-ASCII character escaped, in C
+        return _ASCII_ENCODER.encode(obj)
+    # Inside a JSON document these characters can only stand in strings, so escaping them
+    # in the whole line is exact.
+    text = text.translate(_json_table())
+    return _LONE_ZWJ.sub(r"\\u200d", text) if "\u200d" in text else text
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
