@@ -239,26 +239,44 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def _walk(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     """Fields (``message``, ``extra.note``) whose text has a lone surrogate, and numbers kept
     as ``NumberText``. Iterative: a body nested to the JSON parser's limit must not overflow
-    the stack here."""
+    the stack here. Names are built only for what is found, so a body of 100,000 keys costs a
+    fraction of its parse."""
     surrogates: list[str] = []
     numbers: list[str] = []
-    stack: list[tuple[str, Any]] = [("", data)]
+
+    def check(path: str, key: object, item: Any) -> None:
+        if isinstance(item, NumberText):
+            name = f"{path}.{key}" if path else str(key)
+            numbers.append(f"{name}={item if len(item) <= 20 else f'({len(item)} digits)'}")
+        elif isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item) and len(surrogates) <= 10:
+                surrogates.append(f"{path}.{key}" if path else str(key))
+        elif isinstance(item, dict | list):
+            stack.append((f"{path}.{key}" if path else str(key), item))
+
+    stack: list[tuple[str, Any]] = []
+    for key, item in data.items():
+        check("", key, item)
     while stack:
         path, value = stack.pop()
-        if isinstance(value, NumberText):
-            numbers.append(f"{path}={value if len(value) <= 20 else f'({len(value)} digits)'}")
-        elif isinstance(value, str):
-            if not value.isascii() and _SURROGATE.search(value):
-                surrogates.append(path)
-        elif isinstance(value, dict):
+        if isinstance(value, dict):
             for key, item in value.items():
-                name = f"{path}.{key}" if path else str(key)
-                if not key.isascii() and _SURROGATE.search(key):
-                    surrogates.append(f"the name of {name}")
-                stack.append((name, item))
-        elif isinstance(value, list):
-            stack.extend((path, item) for item in value)
-    return list(dict.fromkeys(reversed(surrogates))), numbers[::-1]
+                if not key.isascii() and _SURROGATE.search(key) and len(surrogates) <= 10:
+                    surrogates.append(f"the name of {path}.{key}")
+                check(path, key, item)
+        else:
+            for item in value:
+                check(path, "[]", item)
+    for key in data:
+        if not key.isascii() and _SURROGATE.search(key) and len(surrogates) <= 10:
+            surrogates.append(f"the name of {key}")
+    return list(dict.fromkeys(surrogates)), numbers
+
+
+def _some(names: list[str] | tuple[str, ...], most: int = 10) -> str:
+    """``'a, b, c and 7 more'``: a flag names a few places, each cut to 60 characters."""
+    shown = ", ".join(name[:60] for name in names[:most])
+    return shown + (" and more" if len(names) > most else "")
 
 
 def _flags(data: dict[str, Any], odd: bool) -> list[Flag]:
@@ -268,12 +286,12 @@ def _flags(data: dict[str, Any], odd: bool) -> list[Flag]:
     surrogates, numbers = _walk(data) if odd else ((), ())
     if surrogates:
         flags.append(Flag(LONE_SURROGATE,
-                          f"lone UTF-16 surrogate in {', '.join(surrogates)} (a long SMS split "
+                          f"lone UTF-16 surrogate in {_some(surrogates)} (a long SMS split "
                           "between segments can cut a pair: the app must cope)"))
     if numbers:
         flags.append(Flag("unrepresentable_number",
                           "numbers kept as text (not representable in JSON/Python): "
-                          + ", ".join(numbers)))
+                          + _some(numbers)))
     refid = data["refid"]
     if len(refid) != REFID_LENGTH:
         flags.append(Flag("refid_length",
