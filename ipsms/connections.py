@@ -48,17 +48,12 @@ class ConnectionGuard:
         """A protocol factory for ``loop.create_server`` that wraps aiohttp's ``inner``."""
         return lambda: _Guarded(self, inner)
 
-    def busy(self, transport: asyncio.BaseTransport | None) -> None:
-        """A request's head arrived and its handler runs: no head deadline meanwhile."""
-        guarded = self._guarded.get(transport)  # type: ignore[arg-type]
-        if guarded is not None:
-            guarded.busy = True
-
-    def idle(self, transport: asyncio.BaseTransport | None) -> None:
-        """The handler answered: the next request head has ``read_timeout`` to arrive."""
-        guarded = self._guarded.get(transport)  # type: ignore[arg-type]
-        if guarded is not None:
-            guarded.arm()
+    def connection(self, transport: asyncio.BaseTransport | None) -> _Guarded | None:
+        """The guarded connection of a request: the handler sets ``busy`` while it runs (no
+        head deadline meanwhile) and calls ``arm()`` when it has answered (the next request
+        head has ``read_timeout`` to arrive). None for a connection the guard did not make
+        (an app run by a test client)."""
+        return self._guarded.get(transport)  # type: ignore[arg-type]
 
     def _track(self, guarded: _Guarded, transport: asyncio.BaseTransport) -> None:
         self.open += 1

@@ -128,8 +128,10 @@ class _Handler:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.in_flight.enter()
-        transport = request.transport
-        self.guard.busy(transport)
+        # The connection's head deadline is off while its handler runs (hot path: inline).
+        guarded = self.guard.connection(request.transport)
+        if guarded is not None:
+            guarded.busy = True
         try:
             return await self._handle(request)
         except Exception as exc:  # a bug: say so in one line, and let IntelePeer retry
@@ -140,20 +142,22 @@ class _Handler:
                                             "detail": "retry later"}).encode(),
                                 status=503, headers=_JSON)
         finally:
-            self.guard.idle(transport)
+            if guarded is not None:
+                guarded.arm()  # the next request head has --read-timeout to arrive
             self.in_flight.leave()
 
+    def _too_large(self) -> tuple[str, str]:
+        return ("body_too_large",
+                f"body is larger than the {self.config.max_body}-byte limit (--max-body)")
+
     async def _read(self, request: web.Request) -> tuple[bytes, int | None, tuple[str, str] | None]:
-        """The body, the size a 413 announced, and the error that stopped the read."""
+        """A body still arriving: read within --read-timeout. Returns the body, the size a
+        413 announced, and the error that stopped the read."""
         try:
-            if request.content.is_eof():  # the usual case: the whole body came with the head
-                return await request.read(), None, None
             async with asyncio.timeout(self.config.read_timeout):
                 return await request.read(), None, None
         except web.HTTPRequestEntityTooLarge:
-            return b"", request.content_length, (
-                "body_too_large", f"body is larger than the {self.config.max_body}-byte limit "
-                "(--max-body)")
+            return b"", request.content_length, self._too_large()
         except TimeoutError:
             return b"", request.content_length, (
                 "read_timeout", f"body not received within {self.config.read_timeout:g} s "
@@ -177,7 +181,13 @@ class _Handler:
             error = ("method_not_allowed",
                      f"{request.method} is not accepted: IntelePeer delivers with POST")
         else:
-            raw, size, error = await self._read(request)
+            if request.content.is_eof():  # the usual case: the body came with the head
+                try:
+                    raw = await request.read()
+                except web.HTTPRequestEntityTooLarge:
+                    size, error = request.content_length, self._too_large()
+            else:
+                raw, size, error = await self._read(request)
             if error is not None:
                 status = _READ_STATUS[error[0]]
             else:
@@ -276,7 +286,8 @@ def _record(request: web.Request, received_at: float, raw: bytes, keep: int, siz
         method=request.method,
         path=request.raw_path,  # the request target exactly as sent, query string included
         remote=peer,
-        headers=_headers(request, status),
+        headers=mask_headers(request.headers.items()) if status == 200
+        else _rejected_headers(request),
         content_type=content_type,
         body=raw,
         status=status,
@@ -325,10 +336,8 @@ def _trim_rejected(record: RequestRecord) -> None:
                         for f in record.flags[:10]]
 
 
-def _headers(request: web.Request, status: int) -> list[tuple[str, str]]:
+def _rejected_headers(request: web.Request) -> list[tuple[str, str]]:
     headers = mask_headers(request.headers.items())
-    if status == 200:
-        return headers
     kept: list[tuple[str, str]] = []
     budget = REJECTED_HEADERS_KEEP
     for name, value in headers:
