@@ -114,15 +114,17 @@ def main() -> None:
         bare, url = start([py, "bench/bare_server.py"])
         bare_rates.append(wrk(url, args.duration, args.connections, script))
         stop(bare)
-        if old_tree is not None:  # run from its own tree: `python -m ipsms` imports it first
-            listener, url = start([*listen_cmd, "--db", str(tmp / f"old{r}.sqlite3")],
-                                  cwd=old_tree)
-            old_rates.append(wrk(url, args.duration, args.connections, script))
-            stop(listener)
-        db = tmp / f"round{r}.sqlite3"
-        listener, url = start([*listen_cmd, "--db", str(db)])
-        ipsms_rates.append(wrk(url, args.duration, args.connections, script))
-        stop(listener)
+        # Current tree and REV take turns going first, so neither always runs last.
+        for which in (("old", "new") if r % 2 == 0 else ("new", "old")):
+            if which == "old" and old_tree is not None:  # `python -m ipsms` from its tree
+                listener, url = start([*listen_cmd, "--db", str(tmp / f"old{r}.sqlite3")],
+                                      cwd=old_tree)
+                old_rates.append(wrk(url, args.duration, args.connections, script))
+                stop(listener)
+            elif which == "new":
+                listener, url = start([*listen_cmd, "--db", str(tmp / f"round{r}.sqlite3")])
+                ipsms_rates.append(wrk(url, args.duration, args.connections, script))
+                stop(listener)
         old = f", ipsms@{args.compare_rev} {old_rates[-1]:.0f}/s" if old_rates else ""
         print(f"round {r + 1}: bare {bare_rates[-1]:.0f}/s{old}, ipsms {ipsms_rates[-1]:.0f}/s",
               file=sys.stderr)
