@@ -263,12 +263,12 @@ def test_listen_with_stderr_on_the_same_unread_pipe_still_answers(tmp_path: Path
          str(tmp_path / "s.sqlite3")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         cwd=ROOT, env=cli_env())
     assert proc.stdout is not None
-    line = b""
-    while not line.startswith(b"{"):  # the banner on stderr comes first, on the same pipe
-        line = proc.stdout.readline()
-        assert line, "the listener did not start"
-    url = json.loads(line)["url"]
     try:
+        line = b""
+        while not line.startswith(b"{"):  # the banner on stderr comes first, on the same pipe
+            line = proc.stdout.readline()
+            assert line, "the listener did not start"
+        url = json.loads(line)["url"]
         body = json.dumps(VALID).encode()
         for i in range(300):
             request = urllib.request.Request(
