@@ -40,7 +40,6 @@ class ConnectionGuard:
         self.on_drop = on_drop
         self.open = 0
         self.over_cap = 0  # connections refused because the cap was reached
-        self.timed_out = 0  # connections closed for a request head that did not arrive
         self._guarded: dict[asyncio.BaseTransport, _Guarded] = {}
         self._sweeper: asyncio.TimerHandle | None = None
 
@@ -131,7 +130,6 @@ class _Guarded(asyncio.Protocol):
             transport.abort()
             return
         if self._got_data:  # a request began but its head did not arrive in time
-            self.guard.timed_out += 1
             transport.write(_TIMEOUT)
             self.guard._drop(self, 408, "request head not complete within "
                              f"{self.guard.read_timeout:g} s (--read-timeout)")

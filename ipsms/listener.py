@@ -89,7 +89,7 @@ def create_app(config: ListenConfig, recorder: Recorder,
     sinks = list(sinks or [])
     app[SINKS] = sinks
     app[GUARD] = ConnectionGuard(config.read_timeout, config.max_connections,
-                                 on_drop=lambda event: _emit(sinks, event))
+                                 on_drop=lambda event: emit(sinks, event))
     handler = _Handler(config, recorder, sinks, app[IN_FLIGHT], app[GUARD])
     app.router.add_route("*", "/{tail:.*}", handler.handle)
 
@@ -102,17 +102,15 @@ def create_app(config: ListenConfig, recorder: Recorder,
     return app
 
 
-def _emit(sinks: list[EventSink], event: ListenEvent) -> None:
+def emit(sinks: list[EventSink], event: ListenEvent) -> None:
+    """Give ``event`` to every output; one that fails is logged and never stops the others
+    (a display problem must not turn a recorded message into a 500)."""
     for sink in sinks:
         try:
             sink(event)
-        except Exception:  # a display problem must not turn a recorded message into a 500
-            _sink_failed()
-
-
-def _sink_failed() -> None:
-    logger.error("ipsms: an output of the listener failed",
-                 exc_info=logger.isEnabledFor(logging.DEBUG))
+        except Exception:
+            logger.error("ipsms: an output of the listener failed",
+                         exc_info=logger.isEnabledFor(logging.DEBUG))
 
 
 class _Handler:
@@ -217,15 +215,40 @@ class _Handler:
                 status = 503
                 error = ("store_failed", exc.message)
         event = _event(record, stored, msg, verification, status, error)
-        for sink in self.sinks:
-            try:
-                sink(event)
-            except Exception:  # a display problem must not turn a recorded message into a 500
-                _sink_failed()
+        emit(self.sinks, event)
         return _response(event)
 
 
 _READ_STATUS = {"body_too_large": 413, "read_timeout": 408, "body_unreadable": 400}
+
+
+class _Bucket:
+    """A token bucket: ``rate`` tokens a second, at most ``burst`` saved up."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._last = time.monotonic()
+
+    def _refill(self) -> float:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        return self._tokens
+
+    def take(self, wanted: float) -> float:
+        """Take up to ``wanted`` tokens; returns how many were taken."""
+        taken = min(wanted, self._refill())
+        self._tokens -= taken
+        return taken
+
+    def take_one(self) -> bool:
+        """Take a whole token if there is one."""
+        if self._refill() < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 class JunkBudget:
@@ -239,24 +262,13 @@ class JunkBudget:
 
     def __init__(self, rate: float = 1024 * 1024, burst: float = 16 * 1024 * 1024,
                  rows: float = 200, row_burst: float = 2000) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = burst
-        self._last = time.monotonic()
-        self.rows = rows
-        self.row_burst = row_burst
-        self._row_tokens = row_burst
-        self._row_last = self._last
+        self._bytes = _Bucket(rate, burst)
+        self._rows = _Bucket(rows, row_burst)
         self.unrecorded = 0
 
     def row(self) -> bool:
         """Whether this rejected request may be recorded."""
-        now = time.monotonic()
-        self._row_tokens = min(self.row_burst, self._row_tokens + (now - self._row_last)
-                               * self.rows)
-        self._row_last = now
-        if self._row_tokens >= 1:
-            self._row_tokens -= 1
+        if self._rows.take_one():
             return True
         self.unrecorded += 1
         return False
@@ -265,12 +277,7 @@ class JunkBudget:
         wanted = min(size, REJECTED_BODY_KEEP)
         if wanted <= self.ALWAYS:
             return wanted
-        now = time.monotonic()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        extra = min(wanted - self.ALWAYS, int(self._tokens))
-        self._tokens -= extra
-        return self.ALWAYS + extra
+        return self.ALWAYS + int(self._bytes.take(wanted - self.ALWAYS))
 
 
 def _record(request: web.Request, received_at: float, raw: bytes, keep: int, size: int | None,
@@ -308,6 +315,7 @@ def _record(request: web.Request, received_at: float, raw: bytes, keep: int, siz
 
 REJECTED_HEADERS_KEEP = 4 * 1024  # characters of header names and values kept when not 200
 REJECTED_TEXT_KEEP = 512  # characters kept of each text field of a rejected request
+REJECTED_FIELDS_KEEP = 2048  # characters of its fields JSON kept whole; longer is rebuilt small
 
 
 def _cut(text: str | None, limit: int = REJECTED_TEXT_KEEP) -> str | None:
@@ -325,7 +333,7 @@ def _trim_rejected(record: RequestRecord) -> None:
     record.to_number = _cut(record.to_number, 128)
     record.message = _cut(record.message)
     record.error = _cut(record.error)
-    if record.fields_json is not None and len(record.fields_json) > 4 * REJECTED_TEXT_KEEP:
+    if record.fields_json is not None and len(record.fields_json) > REJECTED_FIELDS_KEEP:
         # Cutting JSON would break it: keep the known fields, cut, and say so.
         record.fields_json = dumps({
             "refid": record.refid, "from": record.from_number, "to": record.to_number,
@@ -366,7 +374,7 @@ def _event(record: RequestRecord, stored: Recorded | None, msg: InboundMessage |
         to_number=record.to_number,
         message=record.message,
         signature=msg.signature if msg else None,
-        extra=(msg.extra if status == 200 or len(msg.fields_json) <= 4 * REJECTED_TEXT_KEEP
+        extra=(msg.extra if status == 200 or len(msg.fields_json) <= REJECTED_FIELDS_KEEP
                else {"ipsms_cut": f"{len(msg.extra)} extra fields not shown"}) if msg else {},
         attempt=stored.attempt if stored else None,
         verdict=verification.label if verification else None,

@@ -237,40 +237,33 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _walk(data: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """Fields (``message``, ``extra.note``) whose text has a lone surrogate, and numbers kept
-    as ``NumberText``. Iterative: a body nested to the JSON parser's limit must not overflow
-    the stack here. Names are built only for what is found, so a body of 100,000 keys costs a
-    fraction of its parse."""
+    """Fields (``message``, ``extra.note``) whose text has a lone surrogate (at most 11), and
+    numbers kept as ``NumberText``. Iterative: a body nested to the JSON parser's limit must
+    not overflow the stack here. Names are built only for what is found, so a body of 100,000
+    keys costs a fraction of its parse."""
     surrogates: list[str] = []
     numbers: list[str] = []
-
-    def check(path: str, key: object, item: Any) -> None:
-        if isinstance(item, NumberText):
-            name = f"{path}.{key}" if path else str(key)
-            numbers.append(f"{name}={item if len(item) <= 20 else f'({len(item)} digits)'}")
-        elif isinstance(item, str):
-            if not item.isascii() and _SURROGATE.search(item) and len(surrogates) <= 10:
-                surrogates.append(f"{path}.{key}" if path else str(key))
-        elif isinstance(item, dict | list):
-            stack.append((f"{path}.{key}" if path else str(key), item))
-
-    stack: list[tuple[str, Any]] = []
-    for key, item in data.items():
-        check("", key, item)
+    stack: list[tuple[str, Any]] = [("", data)]
     while stack:
         path, value = stack.pop()
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not key.isascii() and _SURROGATE.search(key) and len(surrogates) <= 10:
-                    surrogates.append(f"the name of {path}.{key}")
-                check(path, key, item)
-        else:
-            for item in value:
-                check(path, "[]", item)
-    for key in data:
-        if not key.isascii() and _SURROGATE.search(key) and len(surrogates) <= 10:
-            surrogates.append(f"the name of {key}")
+        pairs = value.items() if isinstance(value, dict) else (("[]", v) for v in value)
+        for key, item in pairs:
+            if (len(surrogates) <= 10 and not key.isascii() and isinstance(value, dict)
+                    and _SURROGATE.search(key)):
+                surrogates.append(f"the name of {_name(path, key)}")
+            if isinstance(item, NumberText):
+                numbers.append(f"{_name(path, key)}="
+                               f"{item if len(item) <= 20 else f'({len(item)} digits)'}")
+            elif isinstance(item, str):
+                if len(surrogates) <= 10 and not item.isascii() and _SURROGATE.search(item):
+                    surrogates.append(_name(path, key))
+            elif isinstance(item, dict | list):
+                stack.append((_name(path, key), item))
     return list(dict.fromkeys(surrogates)), numbers
+
+
+def _name(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
 
 
 def _some(names: list[str] | tuple[str, ...], most: int = 10) -> str:

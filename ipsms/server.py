@@ -23,7 +23,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ipsms.errors import BindError
 from ipsms.events import ListenStats, RejectedEvent
-from ipsms.listener import GUARD, IN_FLIGHT, SINKS, EventSink, ListenConfig, create_app
+from ipsms.listener import GUARD, IN_FLIGHT, SINKS, EventSink, ListenConfig, create_app, emit
 from ipsms.output import printable
 from ipsms.recorder import Recorder
 
@@ -171,9 +171,7 @@ class _RejectionLog(logging.Handler):
         remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
         event = RejectedEvent(time.time(), str(remote) if remote else None, status,
                               printable(" ".join(reason.split()))[:300])
-        for sink in self.sinks:
-            with contextlib.suppress(Exception):
-                sink(event)
+        emit(self.sinks, event)
 
 
 def _bind_error(host: str, port: int, exc: OSError) -> BindError:

@@ -122,8 +122,12 @@ class StreamSink:
             self.on_closed()
 
 
+def _text(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
 def _encode(lines: list[str]) -> bytes:
-    return "".join(line + "\n" for line in lines).encode("utf-8", "backslashreplace")
+    return _text(lines).encode("utf-8", "backslashreplace")
 
 
 def _fileno(stream: TextIO) -> int | None:
@@ -197,7 +201,7 @@ class _Plain(_Output):
     def submit(self, lines: list[str]) -> None:
         try:
             if self.fd is None:
-                self.stream.write("".join(line + "\n" for line in lines))
+                self.stream.write(_text(lines))
                 self.stream.flush()
             else:
                 _write_all(self.fd, _encode(lines))
