@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from ipsms import store
 from ipsms.events import ListenEvent
 from ipsms.listener import ListenConfig
 from ipsms.server import ListenServer
@@ -90,3 +91,12 @@ async def running_listener(db: Path, **config: Any) -> AsyncIterator[Running]:
         yield Running(server, events)
     finally:
         await server.stop()
+
+
+def stored_rows(db: Path) -> list[store.StoredRequest]:
+    """Every request recorded in the store at ``db``, oldest first."""
+    conn = store.connect(db, create=False)
+    try:
+        return list(store.iter_all(conn))
+    finally:
+        conn.close()

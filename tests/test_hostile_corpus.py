@@ -11,10 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from ipsms import store
 from ipsms.events import RejectedEvent, RequestEvent
 from ipsms.output import dumps
-from tests.hostile import REFID, SECRET, VALID, body_of, running_listener, status_of
+from tests.hostile import (
+    REFID,
+    SECRET,
+    VALID,
+    body_of,
+    running_listener,
+    status_of,
+    stored_rows,
+)
 
 
 def msg(**changes: object) -> bytes:
@@ -196,13 +203,10 @@ async def test_what_was_answered_200_is_on_disk_and_reads_back_the_same(
         body = json.dumps({**VALID, "refid": f"R{len(text)}{ord(text[0])}", "message": text})
         answer = await listener.post(body.encode())
         assert status_of(answer) == 200
-    conn = store.connect(tmp_path / "store.sqlite3", create=False)
-    try:
-        stored = {row.message for row in store.iter_all(conn)}
-        flagged = [row.refid for row in store.iter_all(conn)
-                   if any(f["code"] == "lone_surrogate" for f in row.flags)]
-    finally:
-        conn.close()
+    rows = stored_rows(tmp_path / "store.sqlite3")
+    stored = {row.message for row in rows}
+    flagged = [row.refid for row in rows
+               if any(f["code"] == "lone_surrogate" for f in row.flags)]
     assert set(texts) <= stored
     assert len(flagged) == 2
 
@@ -212,11 +216,7 @@ async def test_the_headers_of_a_rejected_request_are_kept_only_up_to_16_kib(
     many = "".join(f"X-Junk-{i}: {'v' * 8000}\r\n" for i in range(60))
     answer = await listener.raw(f"GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n".encode())
     assert status_of(answer) == 405
-    conn = store.connect(tmp_path / "store.sqlite3", create=False)
-    try:
-        (row,) = store.iter_all(conn)
-    finally:
-        conn.close()
+    (row,) = stored_rows(tmp_path / "store.sqlite3")
     assert sum(len(n) + len(v) for n, v in row.headers) < 17 * 1024
     assert row.headers[-1][0] == "X-Ipsms-Cut"
 
@@ -225,11 +225,7 @@ async def test_non_utf8_header_bytes_are_recorded_and_shown_escaped(
         listener, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     answer = await listener.post(msg(), headers="X-Note: caf\xe9 \xff\r\n")
     assert status_of(answer) == 200
-    conn = store.connect(tmp_path / "store.sqlite3", create=False)
-    try:
-        (row,) = store.iter_all(conn)
-    finally:
-        conn.close()
+    (row,) = stored_rows(tmp_path / "store.sqlite3")
     (value,) = [v for n, v in row.headers if n == "X-Note"]
     assert value.encode("utf-8", "surrogateescape") == b"caf\xe9 \xff"  # lossless
     from ipsms.history import detail_dict
@@ -244,14 +240,9 @@ async def test_large_rejected_messages_cost_little_disk(listener, tmp_path: Path
         answer = await listener.post(body)
         assert status_of(answer) == 403
         assert len(answer) < 1000
-    db = tmp_path / "store.sqlite3"
     sizes = sum(p.stat().st_size for p in tmp_path.glob("store.sqlite3*"))
     assert sizes < 4 * 1024 * 1024  # 20 x 64 KiB of body (and WAL), not 20 x 2.4 MB twice
-    conn = store.connect(db, create=False)
-    try:
-        rows = list(store.iter_all(conn))
-    finally:
-        conn.close()
+    rows = stored_rows(tmp_path / "store.sqlite3")
     assert rows[0].body_size == len(body) and len(rows[0].body) == 64 * 1024
     assert len(rows[0].message or "") < 600 and len(json.dumps(rows[0].flags)) < 1000
     assert rows[0].fields is not None and "ipsms_cut" in rows[0].fields

@@ -17,6 +17,7 @@ from ipsms.events import RequestEvent
 from ipsms.listener import ListenConfig, create_app
 from ipsms.recorder import Recorder
 from ipsms.signature import Mode, compute_hmac
+from tests.hostile import stored_rows
 
 REFID = "ABCDEF1234567890ABCDEF1234567890"
 SEED = {"refid": REFID, "from": "+7708675309", "to": "+13038675309",
@@ -44,12 +45,7 @@ def listen(aiohttp_client: MakeClient, db_path: Path, events: list[RequestEvent]
     return start
 
 
-def rows(db_path: Path) -> list[store.StoredRequest]:
-    conn = store.connect(db_path, create=False)
-    try:
-        return list(store.iter_all(conn))
-    finally:
-        conn.close()
+rows = stored_rows
 
 
 async def test_seed_message_is_recorded_before_the_200(listen: Any, db_path: Path,

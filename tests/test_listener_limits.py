@@ -19,7 +19,7 @@ from ipsms.errors import StateError
 from ipsms.events import RejectedEvent, RequestEvent
 from ipsms.output import NdjsonSink
 from ipsms.recorder import Recorder
-from tests.hostile import VALID, running_listener, status_of
+from tests.hostile import VALID, running_listener, status_of, stored_rows
 from tests.procs import ListenerProcess
 
 
@@ -99,11 +99,7 @@ async def test_a_failing_store_write_answers_503_and_the_writer_keeps_serving(
         assert [r.attempt for r in results if not isinstance(r, BaseException)] == [1, 2]
         later = await recorder.record(good)  # the writer thread is alive
         assert later.attempt == 3
-    conn = store.connect(tmp_path / "s.sqlite3", create=False)
-    try:
-        assert [r.refid for r in store.iter_all(conn)] == ["A", "A", "A"]
-    finally:
-        conn.close()
+    assert [r.refid for r in stored_rows(tmp_path / "s.sqlite3")] == ["A", "A", "A"]
 
 
 async def test_an_unread_pipe_never_stalls_the_event_loop_and_drops_are_counted() -> None:
