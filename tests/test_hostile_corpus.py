@@ -211,7 +211,7 @@ async def test_what_was_answered_200_is_on_disk_and_reads_back_the_same(
     assert len(flagged) == 2
 
 
-async def test_the_headers_of_a_rejected_request_are_kept_only_up_to_16_kib(
+async def test_the_headers_of_a_rejected_request_are_kept_only_up_to_a_bound(
         listener, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     many = "".join(f"X-Junk-{i}: {'v' * 8000}\r\n" for i in range(60))
     answer = await listener.raw(f"GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n".encode())
