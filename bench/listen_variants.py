@@ -18,12 +18,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ipsms.inbound import parse_message
 from ipsms.listener import ListenConfig, create_app
-from ipsms.message import parse_message
-from ipsms.output import NdjsonSink
 from ipsms.recorder import Recorded, Recorder
 from ipsms.signature import Verifier
 from ipsms.store import RequestRecord
+from ipsms.ui.lines import NdjsonSink
 
 SECRET = "bench-secret"
 VARIANTS = ("parse", "handler", "handler+ndjson", "handler+store", "full")

@@ -29,9 +29,9 @@ import aiohttp
 
 from ipsms import __version__
 from ipsms.errors import NotDeliveredError, UsageError
-from ipsms.events import iso_time
 from ipsms.redact import mask_secret, mask_url
 from ipsms.retry import RetryPolicy
+from ipsms.text import iso_time
 
 PREVIEW_BYTES = 200  # how much of each response body is kept and shown
 MAX_DRAIN = 1024 * 1024  # read at most this much of a response; past it the connection closes

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from ipsms.redact import mask_secret
-
-
-def iso_time(ts: float) -> str:
-    """``2026-11-25T08:33:41.550Z`` (UTC, milliseconds)."""
-    whole, ms = divmod(round(ts * 1000), 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
+from ipsms.text import iso_time
 
 
 @dataclass(slots=True)

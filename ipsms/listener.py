@@ -22,12 +22,12 @@ from aiohttp import web
 from ipsms.connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, ConnectionGuard
 from ipsms.errors import StateError
 from ipsms.events import ListenEvent, RequestEvent
-from ipsms.message import BodyError, InboundMessage, parse_message
-from ipsms.output import dumps, printable
+from ipsms.inbound import BodyError, InboundMessage, parse_message
 from ipsms.recorder import Recorded, Recorder
 from ipsms.redact import mask_headers
 from ipsms.signature import DEFAULT_VARIANT, Mode, Variant, Verdict, Verification, Verifier
 from ipsms.store import REJECTED_BODY_KEEP, RequestRecord
+from ipsms.text import dumps, printable
 
 logger = logging.getLogger("ipsms.listener")
 

@@ -24,8 +24,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ipsms.errors import BindError
 from ipsms.events import ListenStats, RejectedEvent
 from ipsms.listener import GUARD, IN_FLIGHT, SINKS, EventSink, ListenConfig, create_app, emit
-from ipsms.output import printable
 from ipsms.recorder import Recorder
+from ipsms.text import printable
 
 SHUTDOWN_GRACE = 5.0  # seconds given to requests in flight on shutdown
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from functools import cache
 from typing import Any
 
@@ -137,3 +138,9 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(v) for v in value]
     return value
+
+
+def iso_time(ts: float) -> str:
+    """``2026-11-25T08:33:41.550Z`` (UTC, milliseconds)."""
+    whole, ms = divmod(round(ts * 1000), 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"

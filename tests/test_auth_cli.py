@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from ipsms.api.client import AUTH_PATH, WEBHOOK_PATH
-from ipsms.api.emulator import EmulatorThread
 from ipsms.errors import ExitCode
+from ipsms.intelepeer.client import AUTH_PATH, WEBHOOK_PATH
+from ipsms.intelepeer.emulator import EmulatorThread
 from tests.conftest import ROOT, cli_env, run_ipsms
 from tests.test_set_webhook_cli import (
     NUMBER,

@@ -24,7 +24,7 @@ from ipsms.delivery import (
     Sender,
     open_connections,
 )
-from ipsms.loadgen import LoadPlan, run_load
+from ipsms.load import LoadPlan, run_load
 from ipsms.retry import RetryPolicy
 
 CLOSE_AFTER = 2.0  # at the latest; a server closes at once when the next request arrives

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from ipsms.api.client import AUTH_PATH, PROVISION_PATH, WEBHOOK_PATH
-from ipsms.api.emulator import (
+from ipsms.intelepeer.client import AUTH_PATH, PROVISION_PATH, WEBHOOK_PATH
+from ipsms.intelepeer.emulator import (
     DEMO_NUMBERS,
     DEMO_PASSWORD,
     DEMO_USER,

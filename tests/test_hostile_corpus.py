@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ipsms.events import RejectedEvent, RequestEvent
-from ipsms.output import dumps
+from ipsms.text import dumps
 from tests.hostile import (
     REFID,
     SECRET,
@@ -228,7 +228,7 @@ async def test_non_utf8_header_bytes_are_recorded_and_shown_escaped(
     (row,) = stored_rows(tmp_path / "store.sqlite3")
     (value,) = [v for n, v in row.headers if n == "X-Note"]
     assert value.encode("utf-8", "surrogateescape") == b"caf\xe9 \xff"  # lossless
-    from ipsms.history import detail_dict
+    from ipsms.recordings import detail_dict
     line = dumps(detail_dict(row))
     assert "\\udce9" in line  # escaped, so the line is strict UTF-8
 

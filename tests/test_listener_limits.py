@@ -17,8 +17,8 @@ import pytest
 from ipsms import store
 from ipsms.errors import StateError
 from ipsms.events import RejectedEvent, RequestEvent
-from ipsms.output import NdjsonSink
 from ipsms.recorder import Recorder
+from ipsms.ui.lines import NdjsonSink
 from tests.hostile import VALID, running_listener, status_of, stored_rows
 from tests.procs import ListenerProcess
 
@@ -288,7 +288,7 @@ def test_stdout_shared_with_stderr_is_never_made_non_blocking() -> None:
     from tests.conftest import ROOT
 
     script = ("import os, sys\n"
-              "from ipsms.output import NdjsonSink\n"
+              "from ipsms.ui.lines import NdjsonSink\n"
               "sink = NdjsonSink(sys.stdout)\n"
               "sys.stderr.write(f'blocking={os.get_blocking(2)}\\n')\n")
     shared = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE,

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from ipsms.api.client import AUTH_PATH, WEBHOOK_PATH
-from ipsms.api.emulator import EmulatorState, EmulatorThread, Fault
 from ipsms.errors import ExitCode, NotFoundError, UsageError
-from ipsms.webhooks import (
+from ipsms.intelepeer.client import AUTH_PATH, WEBHOOK_PATH
+from ipsms.intelepeer.emulator import EmulatorState, EmulatorThread, Fault
+from ipsms.intelepeer.webhooks import (
     CPAAS_WARNING,
     HTTP_WARNING,
     WebhookHistory,

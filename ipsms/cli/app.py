@@ -27,7 +27,7 @@ STATE = _State()
 
 
 def report_error(message: str) -> None:
-    from ipsms.output import printable  # on error only: keeps start-up light
+    from ipsms.text import printable  # on error only: keeps start-up light
 
     with contextlib.suppress(Exception):
         sys.stdout.flush()  # results first, so the error line comes after them on a terminal

@@ -17,8 +17,17 @@ from urllib.parse import urlsplit
 
 import typer
 
-from ipsms.api.client import DEFAULT_TIMEOUT, ApiSettings, AuthScheme, IntelePeerClient, Region
-from ipsms.api.credentials import (
+from ipsms.cli.app import app
+from ipsms.cli.options import OutputFormat, resolve_format
+from ipsms.errors import StateError, UsageError
+from ipsms.intelepeer.client import (
+    DEFAULT_TIMEOUT,
+    ApiSettings,
+    AuthScheme,
+    IntelePeerClient,
+    Region,
+)
+from ipsms.intelepeer.credentials import (
     AuthSource,
     CachedToken,
     CredentialStore,
@@ -27,13 +36,9 @@ from ipsms.api.credentials import (
     auth_status,
     resolve_auth,
 )
-from ipsms.cli.app import app
-from ipsms.cli.options import OutputFormat, resolve_format
-from ipsms.errors import StateError, UsageError
-from ipsms.events import iso_time
-from ipsms.output import dumps, printable
 from ipsms.redact import mask_url
 from ipsms.server import is_loopback
+from ipsms.text import dumps, iso_time, printable
 
 PASSWORD_ENV = "IPSMS_PASSWORD"
 SOURCE_LABELS = {"token": "--token / IPSMS_TOKEN", "env": "IPSMS_USERNAME / IPSMS_PASSWORD",

@@ -24,14 +24,15 @@ from ipsms.connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT
 from ipsms.events import ListenStats
 from ipsms.home import default_db_path
 from ipsms.listener import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT, EventSink, ListenConfig
-from ipsms.output import NdjsonSink, PlainSink, dumps
 from ipsms.server import Bound, ListenServer, is_loopback, run_listener
 from ipsms.signature import Mode, fingerprint, parse_variant
 from ipsms.store import shared_dir_warning
 from ipsms.stream_sink import StreamSink
+from ipsms.text import dumps
+from ipsms.ui.lines import NdjsonSink, PlainSink
 
 if TYPE_CHECKING:
-    from ipsms.render import LiveView  # rich is imported only for the live table
+    from ipsms.ui.live import LiveView  # rich is imported only for the live table
 
 
 @app.command(
@@ -105,7 +106,7 @@ async def _serve(config: ListenConfig, host: str, port: int, db_path: Path,
     if fmt is OutputFormat.table:
         from rich.console import Console
 
-        from ipsms.render import LiveView
+        from ipsms.ui.live import LiveView
 
         sink = view = LiveView(Console(), "", stats)
     else:

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 
 import typer
 
-from ipsms import history
+from ipsms import recordings
 from ipsms.cli.app import app
 from ipsms.cli.options import DbOption, OutputFormat, resolve_format
 from ipsms.errors import UsageError
-from ipsms.history import DEFAULT_LIMIT, ExportOptions, ListQuery
 from ipsms.home import default_db_path
-from ipsms.output import dumps
+from ipsms.recordings import DEFAULT_LIMIT, ExportOptions, ListQuery
+from ipsms.text import dumps
 
 messages_app = typer.Typer(
     name="messages", no_args_is_help=True,
@@ -48,7 +48,7 @@ def console() -> Any:
 
 
 def _since(text: str | None) -> float | None:
-    return None if text is None else history.parse_since(text)
+    return None if text is None else recordings.parse_since(text)
 
 
 def _confirm(question: str) -> bool:
@@ -66,12 +66,12 @@ def list_(
 ) -> None:
     """Recorded requests, newest first (rejected ones too, with their error)."""
     query = ListQuery(db=db or default_db_path(), limit=limit, since=_since(since))
-    with history.opened(query.db) as conn:
-        rows = history.list_recent(conn, query)
+    with recordings.opened(query.db) as conn:
+        rows = recordings.list_recent(conn, query)
     if resolve_format(output_format) is OutputFormat.json:
-        write_lines(dumps(history.summary_dict(r)) for r in rows)
+        write_lines(dumps(recordings.summary_dict(r)) for r in rows)
     else:
-        from ipsms.render_messages import list_table
+        from ipsms.ui.messages import list_table
 
         out = console()
         out.print(list_table(rows, out.width))
@@ -83,12 +83,12 @@ def show(
     db: DbOption = None, output_format: FormatOption = None,
 ) -> None:
     """Every recorded attempt of REFID: headers, raw body, verdict, flags and status."""
-    with history.opened(db or default_db_path()) as conn:
-        rows = history.attempts(conn, refid)
+    with recordings.opened(db or default_db_path()) as conn:
+        rows = recordings.attempts(conn, refid)
     if resolve_format(output_format) is OutputFormat.json:
-        write_lines([dumps(history.show_document(refid, rows))])
+        write_lines([dumps(recordings.show_document(refid, rows))])
     else:
-        from ipsms.render_messages import show_view
+        from ipsms.ui.messages import show_view
 
         console().print(show_view(refid, rows))
 
@@ -105,9 +105,9 @@ def export(
     Without --redact the bodies hold the signature, which in plain mode is the shared secret.
     """
     opts = ExportOptions(db=db or default_db_path(), since=_since(since), redact=redact)
-    with history.opened(opts.db) as conn:
-        write_lines(dumps(history.export_dict(r, redact=opts.redact))
-                    for r in history.iter_oldest_first(conn, opts.since))
+    with recordings.opened(opts.db) as conn:
+        write_lines(dumps(recordings.export_dict(r, redact=opts.redact))
+                    for r in recordings.iter_oldest_first(conn, opts.since))
 
 
 @messages_app.command(epilog="Example: ipsms messages clear --yes")
@@ -118,8 +118,8 @@ def clear(
 ) -> None:
     """Delete every recorded request (asks first on a terminal; --yes skips the question)."""
     path = db or default_db_path()
-    with history.opened(path) as conn:
-        total = history.count_all(conn)
+    with recordings.opened(path) as conn:
+        total = recordings.count_all(conn)
         if not yes:
             if not sys.stdin.isatty():
                 raise UsageError(f"refusing to delete {total} recorded requests without "
@@ -127,7 +127,7 @@ def clear(
             if total and not _confirm(f"Delete all {total} recorded requests from {path}?"):
                 sys.stderr.write("ipsms messages clear: nothing deleted\n")
                 return
-        removed = history.clear_all(conn)
+        removed = recordings.clear_all(conn)
     if resolve_format(output_format) is OutputFormat.json:
         write_lines([dumps({"type": "cleared", "removed": removed, "db": str(path)})])
     else:

@@ -29,10 +29,10 @@ from ipsms.cli.simulate import (
 from ipsms.delivery import Delivery, check_delivered, validate_url
 from ipsms.errors import UsageError
 from ipsms.home import default_db_path
-from ipsms.loadgen import deliver_counted
-from ipsms.payload import delivery_from_record, recorded_delivery, replay_selection
-from ipsms.render_delivery import make_output, print_summary
+from ipsms.load import deliver_counted
+from ipsms.replay import delivery_from_record, recorded_delivery, replay_selection
 from ipsms.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, RetryPolicy, parse_duration
+from ipsms.ui.delivery import make_output, print_summary
 
 
 @app.command(epilog="Examples: ipsms replay 3KX9... --to http://127.0.0.1:3000/sms   "

@@ -16,8 +16,8 @@ from ipsms.cli.app import app
 from ipsms.cli.options import DEFAULT_HMAC, HmacOption, OutputFormat, resolve_format
 from ipsms.delivery import check_delivered, deliver_each, validate_url
 from ipsms.errors import UsageError
-from ipsms.loadgen import DEFAULT_CONCURRENCY, LoadPlan, run_load
-from ipsms.payload import (
+from ipsms.load import DEFAULT_CONCURRENCY, LoadPlan, run_load
+from ipsms.outbound import (
     DEFAULT_FROM,
     DEFAULT_MESSAGE,
     DEFAULT_TO,
@@ -28,9 +28,9 @@ from ipsms.payload import (
     new_refid,
     reject_undecodable,
 )
-from ipsms.render_delivery import LoadProgress, make_output, print_summary
 from ipsms.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, RetryPolicy
 from ipsms.signature import Mode, parse_variant
+from ipsms.ui.delivery import LoadProgress, make_output, print_summary
 
 DEFAULT_URL = "http://127.0.0.1:8765/"
 RETRY = "Retries (IntelePeer's rule)"

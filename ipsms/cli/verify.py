@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ipsms import history
+from ipsms import recordings
 from ipsms.cli.app import app
 from ipsms.cli.messages import write_lines
 from ipsms.cli.options import (
@@ -20,9 +20,9 @@ from ipsms.cli.options import (
 )
 from ipsms.errors import SignatureInvalidError, UsageError
 from ipsms.home import default_db_path
-from ipsms.output import dumps
 from ipsms.signature import Mode, fingerprint, parse_variant
-from ipsms.verify_payload import (
+from ipsms.text import dumps
+from ipsms.verify import (
     INPUT_HINT,
     Loaded,
     VerifyConfig,
@@ -81,8 +81,8 @@ def _load(file: str | None, refid: str | None, db: Path) -> Loaded:
     if refid is not None:
         if file is not None:
             raise UsageError("give either FILE or --refid, not both")
-        with history.opened(db) as conn:
-            return load_recorded(history.attempts(conn, refid))
+        with recordings.opened(db) as conn:
+            return load_recorded(recordings.attempts(conn, refid))
     if file is None or file == "-":
         if file is None and sys.stdin.isatty():
             raise UsageError("nothing to verify", hint=INPUT_HINT + ", or - for stdin")

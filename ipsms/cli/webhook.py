@@ -1,7 +1,7 @@
 """``ipsms set-webhook``, ``ipsms provision`` and ``ipsms api-emulator``.
 
 The first two call IntelePeer's configuration API (intelepeer.md section 2) through
-``ipsms.api.client``; the third runs the bundled emulator of that API on a local port.
+``ipsms.intelepeer.client``; the third runs the bundled emulator of that API on a local port.
 """
 
 from __future__ import annotations
@@ -15,28 +15,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ipsms.api.client import (
-    DEFAULT_TIMEOUT,
-    ApiSettings,
-    AuthScheme,
-    IntelePeerClient,
-    PreparedRequest,
-    ProvisionReply,
-    Region,
-    provision_request,
-    webhook_request,
-)
-from ipsms.api.credentials import AuthSource, CredentialStore
-from ipsms.api.emulator import (
-    DEFAULT_PORT,
-    PROVISION_SECONDS,
-    TOKEN_LIFETIME,
-    EmulatorServer,
-    MultiStatus,
-    RecordedRequest,
-    build_state,
-    serve,
-)
 from ipsms.cli.app import app
 from ipsms.cli.auth import (
     ApiBaseOpt,
@@ -54,9 +32,29 @@ from ipsms.cli.auth import (
 )
 from ipsms.cli.options import OutputFormat, resolve_format
 from ipsms.errors import ApiError, UsageError
-from ipsms.events import iso_time
-from ipsms.output import printable
-from ipsms.webhooks import (
+from ipsms.intelepeer.client import (
+    DEFAULT_TIMEOUT,
+    ApiSettings,
+    AuthScheme,
+    IntelePeerClient,
+    PreparedRequest,
+    ProvisionReply,
+    Region,
+    provision_request,
+    webhook_request,
+)
+from ipsms.intelepeer.credentials import AuthSource, CredentialStore
+from ipsms.intelepeer.emulator import (
+    DEFAULT_PORT,
+    PROVISION_SECONDS,
+    TOKEN_LIFETIME,
+    EmulatorServer,
+    MultiStatus,
+    RecordedRequest,
+    build_state,
+    serve,
+)
+from ipsms.intelepeer.webhooks import (
     ChangeResult,
     WebhookChange,
     WebhookHistory,
@@ -65,6 +63,7 @@ from ipsms.webhooks import (
     plan_restore,
     plan_set,
 )
+from ipsms.text import iso_time, printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -220,7 +219,7 @@ def _dry_run(requests: list[PreparedRequest], fmt: OutputFormat) -> None:
 
 def _show_results(results: list[ChangeResult], fmt: OutputFormat) -> None:
     if fmt is OutputFormat.table:
-        from ipsms.render_api import results_table, success_line
+        from ipsms.ui.api import results_table, success_line
 
         console = _console()
         if not any(r.reply_status == 207 for r in results):
@@ -245,7 +244,7 @@ def _show_history(store: WebhookHistory, numbers: list[str], fmt: OutputFormat,
         err("ipsms set-webhook: no webhook changes recorded"
             + (f" for {', '.join(numbers)}" if numbers else ""))
     elif fmt is OutputFormat.table:
-        from ipsms.render_api import history_table
+        from ipsms.ui.api import history_table
 
         _console().print(history_table(entries))
     else:
@@ -259,7 +258,7 @@ def _show_provision(reply: ProvisionReply, fmt: OutputFormat) -> None:
     record = {"type": "provision", "number": reply.number, "status": reply.status,
               "state": reply.state, "reason": reply.reason}
     if fmt is OutputFormat.table:
-        from ipsms.render_api import provision_line
+        from ipsms.ui.api import provision_line
 
         _console().print(provision_line(reply))
     else:

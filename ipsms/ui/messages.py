@@ -15,10 +15,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ipsms.events import iso_time
-from ipsms.history import detail_dict
-from ipsms.output import one_line, printable
+from ipsms.recordings import detail_dict
 from ipsms.store import StoredRequest
+from ipsms.text import iso_time, one_line, printable
 
 MESSAGE_WIDTH = 48
 

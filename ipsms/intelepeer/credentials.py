@@ -31,10 +31,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ipsms.errors import AuthError, StateError
-from ipsms.events import iso_time
 from ipsms.home import HOME_ENV, ensure_dir, state_home
-from ipsms.output import printable
 from ipsms.redact import mask_url
+from ipsms.text import iso_time, printable
 
 CREDENTIALS_FILE = "credentials.json"
 TOKENS_FILE = "api-tokens.json"

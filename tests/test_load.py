@@ -11,10 +11,10 @@ import pytest
 
 from ipsms.delivery import Delivery
 from ipsms.errors import UsageError
-from ipsms.loadgen import LatencyHistogram, LoadPlan, deliver_counted, run_load
-from ipsms.payload import MessageSpec, PayloadTemplate
-from ipsms.render_delivery import NdjsonOutput, print_summary, summary_lines
+from ipsms.load import LatencyHistogram, LoadPlan, deliver_counted, run_load
+from ipsms.outbound import MessageSpec, PayloadTemplate
 from ipsms.retry import RetryPolicy
+from ipsms.ui.delivery import NdjsonOutput, print_summary, summary_lines
 from tests.test_delivery import FakeSleep, ScriptedServer, Step, replies
 
 

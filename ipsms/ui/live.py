@@ -12,8 +12,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ipsms.events import ListenEvent, ListenStats, RejectedEvent, iso_time
-from ipsms.output import one_line, printable
+from ipsms.events import ListenEvent, ListenStats, RejectedEvent
+from ipsms.text import iso_time, one_line, printable
 
 MAX_ROWS = 200  # rows kept; as many as fit the terminal are shown
 CHROME_LINES = 5  # header, table heading and rule, and a spare line

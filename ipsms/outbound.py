@@ -3,7 +3,7 @@
 A built message has the fields of intelepeer.md section 1 in the documented order (refid, from,
 to, message, then any extra fields, then signature), is signed with ``ipsms.signature.sign`` so
 ``simulate`` and ``listen`` always agree, and is serialized once: every attempt posts exactly
-those bytes. A replayed message is the body and content type the listener stored, untouched.
+those bytes.
 
 Text with a lone UTF-16 surrogate (what a carrier can deliver when a segment boundary splits a
 pair) is sent on purpose, never refused: JSON carries it as the escape ``\\ud800`` (valid JSON),
@@ -17,18 +17,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import string
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode
 
-from ipsms import store
 from ipsms.delivery import Delivery
-from ipsms.errors import NotFoundError, UsageError
-from ipsms.message import FORM_TYPE, JSON_TYPE, REFID_LENGTH
+from ipsms.errors import UsageError
+from ipsms.inbound import FORM_TYPE, JSON_TYPE, REFID_LENGTH
 from ipsms.numbers import check_number
 from ipsms.signature import DEFAULT_VARIANT, Mode, Variant, sign
 
@@ -80,7 +78,7 @@ class MessageSpec:
 
 
 @dataclass(frozen=True)
-class Payload:
+class OutboundMessage:
     refid: str
     fields: dict[str, Any]
     body: bytes
@@ -166,7 +164,7 @@ class PayloadTemplate:
                          f"between segments can; sending it {how}")
         return notes
 
-    def render(self, refid: str | None = None) -> Payload:
+    def render(self, refid: str | None = None) -> OutboundMessage:
         if refid is None:
             refid = self.refid if self.refid is not None else new_refid()
         fields: dict[str, Any] = {"refid": refid, "from": self.from_number,
@@ -179,11 +177,11 @@ class PayloadTemplate:
             signature = self.base_signature  # sent as given: a signature on purpose
         if signature is not None:
             fields["signature"] = signature
-        return Payload(refid, fields, encode(fields, self.spec.form), self.content_type,
+        return OutboundMessage(refid, fields, encode(fields, self.spec.form), self.content_type,
                        signature)
 
 
-def build_payload(spec: MessageSpec) -> Payload:
+def build_payload(spec: MessageSpec) -> OutboundMessage:
     return PayloadTemplate(spec).render()
 
 
@@ -261,37 +259,3 @@ def _json_type(value: Any) -> str:
     names = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object",
              str: "string", type(None): "null"}
     return names.get(type(value), type(value).__name__)
-
-
-# -- recorded messages (replay) ---------------------------------------------------------------
-
-def delivery_from_record(rec: store.StoredRequest, url: str) -> Delivery:
-    """The stored body and content type exactly as received, to be posted to ``url``."""
-    signature = (rec.fields or {}).get("signature")
-    return Delivery(url, rec.body, rec.content_type, rec.refid,
-                    signature if isinstance(signature, str) else None,
-                    source=f"replay of request #{rec.id}")
-
-
-def recorded_delivery(conn: sqlite3.Connection, refid: str, url: str) -> Delivery:
-    """The first request recorded for ``refid``; ``NotFoundError`` if there is none."""
-    attempts = store.attempts_for(conn, refid)
-    if not attempts:
-        raise NotFoundError(f"no recorded message with refid {refid!r}",
-                            hint="list recorded messages with `ipsms messages list`, or check "
-                            "--db")
-    return delivery_from_record(attempts[0], url)
-
-
-def replay_selection(records: Iterable[store.StoredRequest], since: float | None = None
-                     ) -> Iterator[store.StoredRequest]:
-    """One request per refid (the first one received at or after ``since``), oldest first.
-    Requests the listener could not parse (no refid) are not messages and are skipped."""
-    seen: set[str] = set()
-    for rec in records:
-        if rec.refid is None or rec.refid in seen:
-            continue
-        if since is not None and rec.received_at < since:
-            continue
-        seen.add(rec.refid)
-        yield rec

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ipsms.api.client import IntelePeerClient
-from ipsms.api.credentials import read_json, write_private_json
 from ipsms.errors import NotFoundError, StateError, UsageError
-from ipsms.events import iso_time
 from ipsms.home import ensure_dir, state_home
+from ipsms.intelepeer.client import IntelePeerClient
+from ipsms.intelepeer.credentials import read_json, write_private_json
 from ipsms.numbers import NumberKind, check_number
 from ipsms.redact import mask_url
+from ipsms.text import iso_time
 
 HISTORY_FILE = "webhook-history.json"
 CPAAS_WARNING = ("a number enabled for Atmosphere CPaaS stops delivering inbound messages to "

@@ -12,9 +12,9 @@ from aiohttp.test_utils import TestServer
 from rich.console import Console
 
 from ipsms.delivery import AttemptEvent, Delivery, deliver_each
-from ipsms.loadgen import LoadPlan, LoadStats, run_load
-from ipsms.render_delivery import LoadProgress, Timeline, attempt_text, summary_lines
+from ipsms.load import LoadPlan, LoadStats, run_load
 from ipsms.retry import RetryPolicy
+from ipsms.ui.delivery import LoadProgress, Timeline, attempt_text, summary_lines
 
 MakeServer = Callable[..., Awaitable[TestServer]]
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from ipsms.api.client import AUTH_PATH, PROVISION_PATH, WEBHOOK_PATH
-from ipsms.api.strict_json import parse_json
+from ipsms.intelepeer.client import AUTH_PATH, PROVISION_PATH, WEBHOOK_PATH
+from ipsms.intelepeer.strict_json import parse_json
 from tests.conftest import ROOT
 
 USER, PASSWORD = "api-user", "pw-Inputs-77"

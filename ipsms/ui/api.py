@@ -11,11 +11,10 @@ from collections.abc import Iterable, Sequence
 from rich.table import Table
 from rich.text import Text
 
-from ipsms.api.client import ProvisionReply
-from ipsms.events import iso_time
-from ipsms.output import printable
+from ipsms.intelepeer.client import ProvisionReply
+from ipsms.intelepeer.webhooks import ChangeResult, HistoryEntry
 from ipsms.redact import mask_url
-from ipsms.webhooks import ChangeResult, HistoryEntry
+from ipsms.text import iso_time, printable
 
 
 def _url(url: str | None) -> str:

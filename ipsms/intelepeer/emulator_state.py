@@ -1,5 +1,5 @@
 """The emulator's model: the account it emulates (users, numbers, tokens), the record of
-every request it received, and the faults a test has asked for. ``ipsms.api.emulator`` serves
+every request it received, and the faults a test has asked for. ``ipsms.intelepeer.emulator`` serves
 it over HTTP; tests change it between requests.
 
 A ``Fault`` is checked when it is made, not when it is answered: a status outside 100-599, a

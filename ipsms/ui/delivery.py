@@ -23,11 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ipsms.delivery import AttemptEvent, Delivery, DeliveryObserver, Outcome
-from ipsms.events import iso_time
-from ipsms.loadgen import LoadStats
-from ipsms.output import dumps, one_line, printable
+from ipsms.load import LoadStats
 from ipsms.redact import mask_secret, mask_url
 from ipsms.retry import RetryPolicy
+from ipsms.text import dumps, iso_time, one_line, printable
 
 RESPONSE_WIDTH = 60
 RECONNECTED = "resent on a new connection: the kept-alive one was already closed"

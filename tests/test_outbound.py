@@ -12,8 +12,8 @@ from urllib.parse import parse_qsl
 import pytest
 
 from ipsms.errors import UsageError
-from ipsms.message import parse_message
-from ipsms.payload import (
+from ipsms.inbound import parse_message
+from ipsms.outbound import (
     DEFAULT_FROM,
     DEFAULT_MESSAGE,
     DEFAULT_TO,
@@ -21,13 +21,12 @@ from ipsms.payload import (
     PayloadTemplate,
     Signing,
     build_payload,
-    delivery_from_record,
     encode,
     load_payload,
     new_refid,
     reject_undecodable,
-    replay_selection,
 )
+from ipsms.replay import delivery_from_record, replay_selection
 from ipsms.signature import Mode, Variant, Verifier, compute_hmac
 from ipsms.store import StoredRequest
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ipsms.output import printable
+from ipsms.text import printable
 
 _REASON_KEYS = ("message", "error_description", "error", "reason", "detail", "description",
                 "errors", "msg", "status")

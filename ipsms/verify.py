@@ -2,7 +2,7 @@
 
 A payload comes from a file or stdin (a webhook body as JSON or form fields, or NDJSON lines
 from ``ipsms messages export`` / ``ipsms listen --format json``) or from the store by refid.
-Bodies are parsed with ``ipsms.message.parse_message``, exactly as the listener parses them,
+Bodies are parsed with ``ipsms.inbound.parse_message``, exactly as the listener parses them,
 and checked with ``ipsms.signature.Verifier``. Nothing here prints the secret: results carry
 its fingerprint only.
 """
@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ipsms.errors import UsageError
-from ipsms.message import FORM_TYPE, JSON_TYPE, BodyError, parse_message
-from ipsms.output import printable
+from ipsms.inbound import FORM_TYPE, JSON_TYPE, BodyError, parse_message
 from ipsms.signature import (
     DEFAULT_VARIANT,
     Mode,
@@ -29,6 +28,7 @@ from ipsms.signature import (
     fingerprint,
 )
 from ipsms.store import StoredRequest
+from ipsms.text import printable
 
 INPUT_HINT = ("give a webhook body (a JSON object or form fields), a line of `ipsms messages "
               "export`, or --refid REFID to check a recorded message")
@@ -51,7 +51,7 @@ class VerifyConfig:
 
 
 @dataclass(frozen=True)
-class Payload:
+class SignedText:
     """What a signature is checked over, and where it came from (for messages)."""
 
     source: str  # "payload.json", "stdin line 3", "store id 12"
@@ -63,13 +63,13 @@ class Payload:
 
 @dataclass(frozen=True)
 class Loaded:
-    payloads: list[Payload]
+    payloads: list[SignedText]
     skipped: list[str] = field(default_factory=list)  # why some NDJSON lines were not checked
 
 
 @dataclass(frozen=True)
 class VerifyResult:
-    payload: Payload
+    payload: SignedText
     verification: Verification
 
     @property
@@ -101,7 +101,7 @@ class VerifyResult:
                 f"{printable(why)}")
 
 
-def verify_all(payloads: list[Payload], config: VerifyConfig) -> list[VerifyResult]:
+def verify_all(payloads: list[SignedText], config: VerifyConfig) -> list[VerifyResult]:
     verifier = config.verifier()
     return [VerifyResult(p, verifier.verify(p.refid, p.message, p.signature)) for p in payloads]
 
@@ -149,7 +149,7 @@ def _is_record(doc: dict[str, Any]) -> bool:
 
 
 def _load_lines(lines: list[bytes], source: str) -> Loaded:
-    payloads: list[Payload] = []
+    payloads: list[SignedText] = []
     skipped: list[str] = []
     for number, line in enumerate(lines, 1):
         where = f"{source} line {number}"
@@ -177,7 +177,7 @@ def _load_lines(lines: list[bytes], source: str) -> Loaded:
 
 
 def _from_record(doc: dict[str, Any], where: str, *, single: bool
-                 ) -> tuple[Payload | None, str]:
+                 ) -> tuple[SignedText | None, str]:
     """A payload from an ipsms NDJSON record, or ``None`` and why it was skipped."""
     if doc.get("redacted"):
         raise UsageError(f"{where} comes from a redacted export: its message and signature "
@@ -216,11 +216,11 @@ def _export_body(doc: dict[str, Any], where: str) -> bytes:
 
 
 def _parse_body(raw: bytes, content_type: str | None, where: str,
-                attempt: int | None = None) -> Payload:
+                attempt: int | None = None) -> SignedText:
     try:
         msg = parse_message(raw, content_type)
     except BodyError as exc:
         raise UsageError(f"{where} is not an IntelePeer message: {exc.detail}",
                          hint=INPUT_HINT) from None
-    return Payload(where, msg.refid, msg.message, msg.signature, attempt)
+    return SignedText(where, msg.refid, msg.message, msg.signature, attempt)
 

@@ -3,7 +3,7 @@ offline scripts: authenticate (200 token / 401), set-webhook (201 / 207 per endp
 order / 400 / 404 / 401) and provision (202 requested / 409 in progress / 400 / 401) on one port.
 
 Answers follow the request and ``EmulatorState`` (users, the account's numbers, which are SMS
-enabled, tokens that expire; ``ipsms.api.emulator_state``). Every API request is recorded
+enabled, tokens that expire; ``ipsms.intelepeer.emulator_state``). Every API request is recorded
 exactly in ``state.requests``; ``/_emulator/...`` control endpoints serve a masked view and let
 scripts expire tokens, add numbers and inject faults. Bearer and bare-token headers are both
 accepted. IntelePeer documents no bodies beyond the status; the emulator's are
@@ -31,8 +31,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ipsms.api.client import AUTH_PATH, PROVISION_PATH, WEBHOOK_PATH
-from ipsms.api.emulator_state import (
+from ipsms.errors import BindError
+from ipsms.intelepeer.client import AUTH_PATH, PROVISION_PATH, WEBHOOK_PATH
+from ipsms.intelepeer.emulator_state import (
     PROVISION_SECONDS,
     TOKEN_LIFETIME,
     EmulatedNumber,
@@ -41,8 +42,7 @@ from ipsms.api.emulator_state import (
     MultiStatus,
     RecordedRequest,
 )
-from ipsms.api.strict_json import JsonProblem, is_json_type, parse_json
-from ipsms.errors import BindError
+from ipsms.intelepeer.strict_json import JsonProblem, is_json_type, parse_json
 from ipsms.numbers import E164_RE, SHORT_CODE_RE
 from ipsms.redact import mask_url
 

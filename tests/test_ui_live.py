@@ -8,8 +8,9 @@ import time
 from rich.console import Console
 
 from ipsms.events import ListenStats, RequestEvent
-from ipsms.output import plain_line, printable
-from ipsms.render import build_view
+from ipsms.text import printable
+from ipsms.ui.lines import plain_line
+from ipsms.ui.live import build_view
 
 HOSTILE = "[bold red]PWNED[/bold red]\x1b[2J\x1b]0;t\x07\u202eevil\u202c end"
 
@@ -82,7 +83,7 @@ def test_narrow_terminals_keep_the_message_visible() -> None:
 
 
 def test_live_view_shows_as_many_rows_as_fit_the_terminal() -> None:
-    from ipsms.render import LiveView
+    from ipsms.ui.live import LiveView
 
     console = Console(file=io.StringIO(), width=160, height=12, force_terminal=False)
     view = LiveView(console, "http://127.0.0.1:8765/", ListenStats())

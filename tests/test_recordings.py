@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlencode
 
 import pytest
 
-from ipsms import history
+from ipsms import recordings
 from ipsms.errors import NotFoundError, UsageError
 from ipsms.recorder import Recorder
 from ipsms.redact import mask_secret
@@ -49,13 +49,13 @@ def msg_body(message: str, signature: str | None = None, **extra: object) -> byt
 @pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("2h", 7200),
                                                ("1d", 86400), ("1.5h", 5400), (" 1W ", 604800)])
 def test_parse_since(text: str, seconds: float) -> None:
-    assert history.parse_since(text, now=NOW) == NOW - seconds
+    assert recordings.parse_since(text, now=NOW) == NOW - seconds
 
 
 @pytest.mark.parametrize("text", ["", "10", "m", "-5m", "10 minutes", "2026-01-01"])
 def test_parse_since_rejects(text: str) -> None:
     with pytest.raises(UsageError, match="cannot read the duration"):
-        history.parse_since(text, now=NOW)
+        recordings.parse_since(text, now=NOW)
 
 
 async def test_queries_over_a_recorded_store(tmp_path: Path) -> None:
@@ -66,22 +66,22 @@ async def test_queries_over_a_recorded_store(tmp_path: Path) -> None:
         record(NOW - 30, b"{broken", refid=None, status=400),
         record(NOW - 10, msg_body("three")),
     ])
-    with history.opened(db) as conn:
-        recent = history.list_recent(conn, history.ListQuery(db, limit=3))
+    with recordings.opened(db) as conn:
+        recent = recordings.list_recent(conn, recordings.ListQuery(db, limit=3))
         assert [r.id for r in recent] == [4, 3, 2]
-        since = history.list_recent(conn, history.ListQuery(db, since=NOW - 120))
+        since = recordings.list_recent(conn, recordings.ListQuery(db, since=NOW - 120))
         assert [r.id for r in since] == [4, 3, 2]
-        assert [r.attempt for r in history.attempts(conn, REFID)] == [1, 2, 3]
-        assert [r.id for r in history.iter_oldest_first(conn, NOW - 45)] == [3, 4]
+        assert [r.attempt for r in recordings.attempts(conn, REFID)] == [1, 2, 3]
+        assert [r.id for r in recordings.iter_oldest_first(conn, NOW - 45)] == [3, 4]
         with pytest.raises(NotFoundError, match="no recorded message"):
-            history.attempts(conn, "missing")
-        assert history.clear_all(conn) == 4
-        assert history.count_all(conn) == 0
+            recordings.attempts(conn, "missing")
+        assert recordings.clear_all(conn) == 4
+        assert recordings.count_all(conn) == 0
 
 
 def test_missing_store_is_not_found_and_not_created(tmp_path: Path) -> None:
     db = tmp_path / "none.sqlite3"
-    with pytest.raises(NotFoundError, match="no messages recorded yet"), history.opened(db):
+    with pytest.raises(NotFoundError, match="no messages recorded yet"), recordings.opened(db):
         pass
     assert not db.exists()
 
@@ -98,8 +98,8 @@ async def test_show_masks_the_signature_inside_the_body(tmp_path: Path, secret: 
                          status=200, refid=REFID,
                          fields_json=json.dumps({"signature": secret}))
     await fill(db, [form])
-    with history.opened(db) as conn:
-        doc = history.show_document(REFID, history.attempts(conn, REFID))
+    with recordings.opened(db) as conn:
+        doc = recordings.show_document(REFID, recordings.attempts(conn, REFID))
     text = json.dumps(doc, ensure_ascii=False)
     assert secret not in text
     assert json.dumps(secret)[1:-1] not in text and urlencode({"s": secret})[2:] not in text
@@ -115,7 +115,7 @@ async def test_show_masks_the_signature_inside_the_body(tmp_path: Path, secret: 
 def test_redact_json_body_with_extra_fields() -> None:
     body = msg_body("call me on +447700900123 ☎", signature="s3cret-value",
                     contact={"phone": "+33612345678", "note": "ok"}, count=3)
-    out = history.redact_body(body, "application/json; charset=utf-8")
+    out = recordings.redact_body(body, "application/json; charset=utf-8")
     data = json.loads(out)
     assert data["refid"] == REFID and data["count"] == 3
     assert data["from"] == "+1********09" and data["to"] == "+1********22"
@@ -129,7 +129,7 @@ def test_redact_json_body_with_extra_fields() -> None:
 def test_redact_form_body() -> None:
     body = urlencode({"refid": REFID, "from": "1-12345", "to": "+12161112222",
                       "message": "secret plans", "signature": "abc"}).encode()
-    fields = parse_qs(history.redact_body(body, "application/x-www-form-urlencoded"))
+    fields = parse_qs(recordings.redact_body(body, "application/x-www-form-urlencoded"))
     assert fields["refid"] == [REFID] and fields["from"] == ["1****45"]
     assert fields["message"] == ["[redacted 12 chars]"] and fields["signature"] == ["****(3)"]
 
@@ -142,19 +142,19 @@ def test_redact_form_body() -> None:
     (b"\xff\xfe+13038675309", None),
 ])
 def test_unreadable_bodies_are_replaced_whole(body: bytes, content_type: str | None) -> None:
-    assert history.redact_body(body, content_type) == f"[redacted {len(body)} bytes]"
+    assert recordings.redact_body(body, content_type) == f"[redacted {len(body)} bytes]"
 
 
 async def test_export_dicts_plain_and_redacted(tmp_path: Path) -> None:
     db = tmp_path / "e.sqlite3"
     await fill(db, [record(NOW, msg_body("hello there", "sig"), sender="+13038675309",
                            to="+12161112222", message="hello there")])
-    with history.opened(db) as conn:
-        [row] = list(history.iter_oldest_first(conn))
-    plain = history.export_dict(row)
+    with recordings.opened(db) as conn:
+        [row] = list(recordings.iter_oldest_first(conn))
+    plain = recordings.export_dict(row)
     assert plain["body"].encode() == msg_body("hello there", "sig")
     assert "redacted" not in plain and plain["received_at"] == "2026-01-01T00:00:00.000Z"
-    red = history.export_dict(row, redact=True)
+    red = recordings.export_dict(row, redact=True)
     assert red["redacted"] is True and red["message"] == "[redacted 11 chars]"
     assert red["fields"]["message"] == "[redacted 11 chars]"
     assert "hello" not in json.dumps(red) and "3038675309" not in json.dumps(red)
@@ -171,8 +171,8 @@ async def test_show_masks_signatures_however_they_are_escaped(tmp_path: Path, bo
     await fill(db, [RequestRecord(received_at=NOW, method="POST", path="/", remote=None,
                                   headers=[], content_type=content_type, body=body, status=200,
                                   refid=REFID, fields_json=json.dumps({"signature": "a/b c"}))])
-    with history.opened(db) as conn:
-        [attempt] = history.show_document(REFID, history.attempts(conn, REFID))["attempts"]
+    with recordings.opened(db) as conn:
+        [attempt] = recordings.show_document(REFID, recordings.attempts(conn, REFID))["attempts"]
     assert attempt["signature"] == "****(5)"
     assert "a/b" not in attempt["body"] and "a\\/b" not in attempt["body"]
     assert "a%2fb" not in attempt["body"] and "****(5)" in attempt["body"]

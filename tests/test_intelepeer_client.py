@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from ipsms.api.client import (
+from ipsms.errors import ApiError, AuthError, ExitCode, NetworkError, NotFoundError, UsageError
+from ipsms.intelepeer.client import (
     AUTH_PATH,
     AUTH_URL,
     PROVISION_PATH,
@@ -26,9 +27,8 @@ from ipsms.api.client import (
     server_reason,
     webhook_request,
 )
-from ipsms.api.credentials import CredentialStore, PasswordAuth, StaticToken, resolve_auth
-from ipsms.api.emulator import EmulatorState, Fault, create_app
-from ipsms.errors import ApiError, AuthError, ExitCode, NetworkError, NotFoundError, UsageError
+from ipsms.intelepeer.credentials import CredentialStore, PasswordAuth, StaticToken, resolve_auth
+from ipsms.intelepeer.emulator import EmulatorState, Fault, create_app
 
 MakeServer = Callable[..., Awaitable[TestServer]]
 PASSWORD = "pw-Zx81-secret"
@@ -320,7 +320,7 @@ def test_lenient_reason_and_token() -> None:
 
 
 def test_credentials_lookup_order(store: CredentialStore) -> None:
-    from ipsms.api.credentials import StoredCredentials
+    from ipsms.intelepeer.credentials import StoredCredentials
 
     with pytest.raises(AuthError) as info:
         resolve_auth(store)
@@ -343,7 +343,7 @@ def test_credentials_lookup_order(store: CredentialStore) -> None:
 
 def test_token_cache_file_is_rewritten_atomically(store: CredentialStore,
                                                   ipsms_home: Path) -> None:
-    from ipsms.api.credentials import CachedToken
+    from ipsms.intelepeer.credentials import CachedToken
 
     store.save_token(CachedToken("t1", "u", "http://a", 0, 4e9, "http://api"))
     store.save_token(CachedToken("t2", "u", "http://a", 0, 4e9, "http://api"))

@@ -13,7 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from ipsms.api.client import (
+from ipsms.errors import ApiError, AuthError, ExitCode
+from ipsms.intelepeer.client import (
     AUTH_PATH,
     MAX_REPLY_BYTES,
     PROVISION_PATH,
@@ -21,8 +22,7 @@ from ipsms.api.client import (
     ApiSettings,
     IntelePeerClient,
 )
-from ipsms.api.credentials import DEFAULT_AUTH_URL, PasswordAuth, StaticToken, same_url
-from ipsms.errors import ApiError, AuthError, ExitCode
+from ipsms.intelepeer.credentials import DEFAULT_AUTH_URL, PasswordAuth, StaticToken, same_url
 
 MakeServer = Callable[..., Awaitable[TestServer]]
 NUMBERS = ("+13035550101", "+13035550102")

@@ -1,7 +1,7 @@
 """Reading back what ``listen`` recorded: list, show, export (optionally redacted) and clear.
 
 Everything here works on the SQLite store (``ipsms.store``) and returns plain data (rows and
-JSON-ready dicts); rendering is ``ipsms.render_messages`` and the CLI's job. Export streams
+JSON-ready dicts); rendering is ``ipsms.ui.messages`` and the CLI's job. Export streams
 rows from a cursor so a large store is never loaded into memory.
 """
 
@@ -21,10 +21,10 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urlencode
 
 from ipsms import store
 from ipsms.errors import NotFoundError, UsageError
-from ipsms.events import iso_time
-from ipsms.message import KNOWN_FIELDS, BodyError, body_kind
+from ipsms.inbound import KNOWN_FIELDS, BodyError, body_kind
 from ipsms.redact import mask_headers, mask_secret, redact_number
 from ipsms.store import StoredRequest
+from ipsms.text import iso_time
 
 DEFAULT_LIMIT = 50
 # A run of 7 to 15 digits, optionally after '+': what a phone number looks like inside free

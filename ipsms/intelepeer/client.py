@@ -1,7 +1,7 @@
 """Async client for IntelePeer's configuration API (intelepeer.md section 2).
 
 Authenticate, set a number's inbound webhook, enable SMS on a number. Every reply is parsed
-leniently (only the status codes are documented; ``ipsms.api.replies``) and the server's own
+leniently (only the status codes are documented; ``ipsms.intelepeer.replies``) and the server's own
 reason text is kept for the error, made printable. Network failures and timeouts become
 ``NetworkError``; a reply that claims to be JSON but cannot be read (malformed, nested 100,000
 deep, a 5,000-digit number, NaN, invalid UTF-8) or is larger than 1 MiB becomes ``ApiError``;
@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ipsms import __version__
-from ipsms.api.credentials import (
+from ipsms.errors import ApiError, AuthError, NetworkError, NotFoundError, UsageError
+from ipsms.intelepeer.credentials import (
     DEFAULT_AUTH_URL,
     LOGIN_HINT,
     TOKEN_LIFETIME,
@@ -35,7 +36,7 @@ from ipsms.api.credentials import (
     StaticToken,
     check_auth_url,
 )
-from ipsms.api.replies import (
+from ipsms.intelepeer.replies import (
     EndpointResult,
     extract_token,
     one_line,
@@ -44,8 +45,7 @@ from ipsms.api.replies import (
     server_reason,
     shown,
 )
-from ipsms.api.strict_json import JsonProblem, is_json_type, parse_json
-from ipsms.errors import ApiError, AuthError, NetworkError, NotFoundError, UsageError
+from ipsms.intelepeer.strict_json import JsonProblem, is_json_type, parse_json
 from ipsms.redact import MASK, mask_headers, mask_url
 
 __all__ = ["AUTH_URL", "ApiSettings", "AuthScheme", "EndpointResult", "IntelePeerClient",

@@ -6,11 +6,10 @@ move the cursor, recolour the terminal or reorder text with bidi controls.
 
 from __future__ import annotations
 
-from ipsms.events import ListenEvent, RejectedEvent, iso_time
+from ipsms.events import ListenEvent, RejectedEvent
 from ipsms.stream_sink import StreamSink
-from ipsms.text import dumps, one_line, printable
+from ipsms.text import dumps, iso_time, one_line, printable
 
-__all__ = ["NdjsonSink", "PlainSink", "dumps", "one_line", "plain_line", "printable"]
 
 class NdjsonSink(StreamSink):
     """One JSON object per event (the signature masked)."""

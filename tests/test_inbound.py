@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ipsms.message import BodyError, parse_message
+from ipsms.inbound import BodyError, parse_message
 from ipsms.numbers import NumberKind, check_number
 
 SEED = (b'{"refid": "ABCDEF1234567890ABCDEF1234567890", "from": "+7708675309", '
