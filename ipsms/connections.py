@@ -21,10 +21,11 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from ipsms import defaults
 from ipsms.events import RejectedEvent
 
-DEFAULT_READ_TIMEOUT = 10.0
-DEFAULT_MAX_CONNECTIONS = 512
+DEFAULT_READ_TIMEOUT = defaults.READ_TIMEOUT
+DEFAULT_MAX_CONNECTIONS = defaults.MAX_CONNECTIONS
 SWEEPS = 4  # deadline checks per read timeout
 
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"

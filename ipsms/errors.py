@@ -2,11 +2,28 @@
 
 The CLI turns any ``IpsmsError`` into a single ``ipsms: error: ...`` line on stderr and exits
 with the error's code; the core only raises. The README's exit-code table mirrors ``ExitCode``.
+
+The core knows no command-line flag. When an error is about a setting (the retry schedule, the
+authenticate URL), its text names the setting with ``setting("auth_url")``; the CLI words that
+as its flag (``--auth-url``), a library user sees the setting's name.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from enum import IntEnum
+
+_SETTING_RE = re.compile("\u27e8([a-z_]+)\u27e9")
+
+
+def setting(name: str) -> str:
+    """A setting named inside an error's message or hint, for the CLI to word as its flag."""
+    return f"\u27e8{name}\u27e9"
+
+
+def word_settings(text: str, word: Callable[[str], str]) -> str:
+    return _SETTING_RE.sub(lambda m: word(m.group(1)), text)
 
 
 class ExitCode(IntEnum):
@@ -19,7 +36,6 @@ class ExitCode(IntEnum):
     SIGNATURE_INVALID = 6  # verify: the signature does not match
     API = 7  # IntelePeer's API refused the request
     AUTH = 8  # missing or wrong credentials
-    TUNNEL = 9  # the ngrok agent is missing or failed
     NOT_FOUND = 10  # no such recorded message / number / history entry
     INTERRUPTED = 130  # stopped by Ctrl-C before finishing (except listen, which exits 0)
 
@@ -35,7 +51,17 @@ class IpsmsError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message}; {self.hint}" if self.hint else self.message
+        return self.worded(str)
+
+    def worded(self, word: Callable[[str], str]) -> str:
+        """The message and hint, each setting they name worded by ``word``."""
+        text = f"{self.message}; {self.hint}" if self.hint else self.message
+        return word_settings(text, word)
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """The settings the message and hint name, in order."""
+        return tuple(_SETTING_RE.findall(f"{self.message} {self.hint or ''}"))
 
 
 class UsageError(IpsmsError):
@@ -68,10 +94,6 @@ class ApiError(IpsmsError):
 
 class AuthError(IpsmsError):
     exit_code = ExitCode.AUTH
-
-
-class TunnelError(IpsmsError):
-    exit_code = ExitCode.TUNNEL
 
 
 class NotFoundError(IpsmsError):

@@ -19,6 +19,7 @@ import aiohttp
 import aiohttp.http_exceptions
 from aiohttp import web
 
+from ipsms import defaults
 from ipsms.connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, ConnectionGuard
 from ipsms.errors import StateError
 from ipsms.events import ListenEvent, RequestEvent
@@ -31,9 +32,9 @@ from ipsms.text import dumps, printable
 
 logger = logging.getLogger("ipsms.listener")
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8765
-DEFAULT_MAX_BODY = 1024 * 1024
+DEFAULT_HOST = defaults.LISTEN_HOST
+DEFAULT_PORT = defaults.LISTEN_PORT
+DEFAULT_MAX_BODY = defaults.MAX_BODY
 
 EventSink = Callable[[ListenEvent], None]
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ipsms import defaults
 from ipsms.delivery import (
     AttemptEvent,
     Clock,
@@ -30,7 +31,7 @@ from ipsms.delivery import (
 from ipsms.errors import UsageError
 from ipsms.retry import RetryPolicy
 
-DEFAULT_CONCURRENCY = 10
+DEFAULT_CONCURRENCY = defaults.CONCURRENCY
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,16 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlencode
 
+from ipsms import defaults
 from ipsms.delivery import Delivery
 from ipsms.errors import UsageError
 from ipsms.inbound import FORM_TYPE, JSON_TYPE, REFID_LENGTH
 from ipsms.numbers import check_number
 from ipsms.signature import DEFAULT_VARIANT, Mode, Variant, sign
 
-DEFAULT_FROM = "+13035550100"
-DEFAULT_TO = "+13038675309"
-DEFAULT_MESSAGE = "Hello World!"
+DEFAULT_FROM = defaults.FROM_NUMBER
+DEFAULT_TO = defaults.TO_NUMBER
+DEFAULT_MESSAGE = defaults.MESSAGE_TEXT
 REFID_ALPHABET = string.ascii_uppercase + string.digits  # like the doc's ABCDEF1234567890...
 # Random bytes below 252 (= 7 * 36) map uniformly onto the alphabet; the rest are dropped.
 _ACCEPTED = 252

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urlencode
 
-from ipsms import store
+from ipsms import defaults, store
 from ipsms.errors import NotFoundError, UsageError
 from ipsms.inbound import KNOWN_FIELDS, BodyError, body_kind
 from ipsms.redact import mask_headers, mask_secret, redact_number
 from ipsms.store import StoredRequest
 from ipsms.text import iso_time
 
-DEFAULT_LIMIT = 50
+DEFAULT_LIMIT = defaults.LIST_LIMIT
 # A run of 7 to 15 digits, optionally after '+': what a phone number looks like inside free
 # text (extra fields, paths). Shorter runs (ports, byte offsets) are left alone.
 _PHONE_RE = re.compile(r"\+?\d{7,15}")

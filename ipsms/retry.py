@@ -14,14 +14,14 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ipsms.errors import UsageError
+from ipsms import defaults
+from ipsms.errors import UsageError, setting
+from ipsms.text import parse_duration
 
-DEFAULT_MAX_ATTEMPTS = 5  # IntelePeer: "up to a total of 5 attempts"
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_ATTEMPTS = defaults.MAX_ATTEMPTS
+DEFAULT_TIMEOUT = defaults.ATTEMPT_TIMEOUT
 DEFAULT_DELAYS: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _BACKOFF_RE = re.compile(
     r"^\s*(?P<base>[0-9.]+\s*(?:ms|s|m)?)\s*x\s*(?P<factor>[0-9.]+)"
     r"(?:\s*:\s*(?P<cap>[0-9.]+\s*(?:ms|s|m|h)?))?\s*$",
@@ -41,25 +41,16 @@ class SuccessRule(StrEnum):
         return 200 <= status <= 299
 
 
-def parse_duration(text: str, what: str = "duration") -> float:
-    """``'10m'`` -> 600.0, ``'500ms'`` -> 0.5, ``'2'`` -> 2.0 (seconds without a unit)."""
-    m = _DURATION_RE.match(text)
-    if not m:
-        raise UsageError(f"cannot read the {what} {text!r}",
-                         hint="use seconds or a number with a unit: 500ms, 2s, 10m, 1h, 1d")
-    return float(m.group(1)) * _UNIT_SECONDS[(m.group(2) or "s").lower()]
-
-
 def parse_delays(text: str) -> tuple[float, ...]:
     """``'1,5,30'`` -> (1.0, 5.0, 30.0). Units are allowed: ``'500ms,2s,1m'``."""
     parts = [p for p in (p.strip() for p in text.split(",")) if p]
     if not parts:
-        raise UsageError(f"--retry-delays {text!r} has no delays",
+        raise UsageError(f"{setting('retry_delays')} {text!r} has no delays",
                          hint="give a comma-separated list of seconds, e.g. 1,5,30")
     try:
-        return tuple(parse_duration(p, "retry delay") for p in parts)
+        return tuple(parse_duration(p) for p in parts)
     except UsageError as exc:
-        raise UsageError(f"--retry-delays {text!r}: {exc.message}",
+        raise UsageError(f"{setting('retry_delays')} {text!r}: {exc.message}",
                          hint="give a comma-separated list of seconds, e.g. 1,5,30 or "
                          "500ms,2s,1m") from None
 
@@ -99,17 +90,17 @@ class Backoff:
 def parse_backoff(text: str) -> Backoff:
     m = _BACKOFF_RE.match(text)
     if not m:
-        raise UsageError(f"cannot read --backoff {text!r}",
+        raise UsageError(f"cannot read {setting('backoff')} {text!r}",
                          hint="use BASExFACTOR[:CAP], e.g. 1x2 (1, 2, 4, 8 s) or 0.5x3:10")
-    base = parse_duration(m.group("base"), "backoff base")
+    base = parse_duration(m.group("base"))
     try:
         factor = float(m.group("factor"))
     except ValueError:
-        raise UsageError(f"cannot read the factor in --backoff {text!r}",
+        raise UsageError(f"cannot read the factor in {setting('backoff')} {text!r}",
                          hint="use BASExFACTOR[:CAP], e.g. 1x2") from None
-    cap = parse_duration(m.group("cap"), "backoff cap") if m.group("cap") else None
+    cap = parse_duration(m.group("cap")) if m.group("cap") else None
     if factor < 1:
-        raise UsageError(f"--backoff {text!r}: the factor must be at least 1",
+        raise UsageError(f"{setting('backoff')} {text!r}: the factor must be at least 1",
                          hint="e.g. 1x2 doubles the wait after every attempt")
     return Backoff(base, factor, cap)
 
@@ -133,17 +124,19 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise UsageError(f"--max-attempts must be at least 1, not {self.max_attempts}",
+            raise UsageError(f"{setting('max_attempts')} must be at least 1, not "
+                             f"{self.max_attempts}",
                              hint="IntelePeer makes 5 attempts in total")
         if not self.timeout > 0 or math.isinf(self.timeout):
-            raise UsageError(f"--timeout must be a positive number of seconds, "
+            raise UsageError(f"{setting('timeout')} must be a positive number of seconds, "
                              f"not {self.timeout:g}")
         if not self.speed > 0 or math.isinf(self.speed):
-            raise UsageError(f"--speed must be a positive number, not {self.speed:g}",
-                             hint="--speed 10 makes every wait ten times shorter")
+            raise UsageError(f"{setting('speed')} must be a positive number, not "
+                             f"{self.speed:g}", hint="a speed of 10 makes every wait ten times "
+                             "shorter")
         if not self.delays or any(d < 0 or not math.isfinite(d) for d in self.delays):
             raise UsageError("retry delays must be zero or more seconds",
-                             hint="e.g. --retry-delays 1,2,4,8")
+                             hint=f"e.g. {setting('retry_delays')} 1,2,4,8")
 
     def is_success(self, status: int) -> bool:
         return self.success.matches(status)
@@ -170,9 +163,9 @@ class RetryPolicy:
         """``'5 attempts, success = 200, waits 1s 2s 4s 8s, timeout 10s'``."""
         waits = " ".join(f"{w:g}s" for w in self.schedule()) or "none"
         if self.no_wait:
-            waits = "none (--no-wait)"
+            waits = "none (no waiting)"
         elif self.speed != 1:
-            waits += f" (--speed {self.speed:g})"
+            waits += f" ({self.speed:g} times faster)"
         return (f"{self.max_attempts} attempt{'s' if self.max_attempts != 1 else ''}, "
                 f"success = {self.success.value}, waits {waits}, timeout {self.timeout:g}s")
 
@@ -183,7 +176,8 @@ class RetryPolicy:
                      speed: float = 1.0) -> RetryPolicy:
         """Build a policy from command-line strings; every mistake is a ``UsageError``."""
         if retry_delays and backoff:
-            raise UsageError("--retry-delays and --backoff cannot be used together",
+            raise UsageError(f"{setting('retry_delays')} and {setting('backoff')} cannot be used "
+                             "together",
                              hint="give a list of delays or a backoff, not both")
         return cls(
             max_attempts=max_attempts,

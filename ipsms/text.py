@@ -22,6 +22,8 @@ import time
 from functools import cache
 from typing import Any
 
+from ipsms.errors import UsageError
+
 # Characters that can move the cursor, recolour the terminal, reorder or hide text: C0 and C1
 # controls, DEL, lone surrogates, and every Unicode format control (category Cf: bidi
 # embeddings, overrides and isolates, U+061C, zero-width characters, tags...) plus the line and
@@ -144,3 +146,36 @@ def iso_time(ts: float) -> str:
     """``2026-11-25T08:33:41.550Z`` (UTC, milliseconds)."""
     whole, ms = divmod(round(ts * 1000), 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
+
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)?\s*$",
+                          re.IGNORECASE | re.ASCII)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+MAX_DURATION = 10 * 365.25 * 86400  # ten years: past it a wait or a window means nothing
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: ``'500ms'`` -> 0.5, ``'10s'``, ``'5m'``, ``'2h'``, ``'1d'``,
+    ``'1w'`` -> 604800.0, and a bare number is seconds (``'2'`` -> 2.0). The one grammar of
+    every duration ipsms reads (windows, timeouts, retry waits)."""
+    m = _DURATION_RE.match(text)
+    if not m:
+        raise UsageError(f"cannot read the duration {printable(text)!r}",
+                         hint="use a number and a unit: 500ms, 10s, 5m, 2h, 1d, 1w")
+    seconds = float(m.group(1)) * _UNIT_SECONDS[(m.group(2) or "s").lower()]
+    if seconds > MAX_DURATION:
+        raise UsageError(f"the duration {text.strip()!r} is longer than ten years")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact form in the grammar of ``parse_duration``: 600 -> ``'10m'``,
+    0.5 -> ``'500ms'``, 90 -> ``'90s'``."""
+    for unit in ("w", "d", "h", "m", "s"):
+        count = seconds / _UNIT_SECONDS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    if seconds == 0:
+        return "0s"
+    ms = seconds * 1000
+    return f"{ms:g}ms" if ms == int(ms) else f"{seconds:g}s"

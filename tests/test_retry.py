@@ -14,9 +14,9 @@ from ipsms.retry import (
     SuccessRule,
     parse_backoff,
     parse_delays,
-    parse_duration,
     parse_success,
 )
+from ipsms.text import parse_duration
 
 
 def test_defaults_follow_intelepeer_and_the_documented_decisions() -> None:
@@ -54,7 +54,7 @@ def test_bad_delays_are_usage_errors(text: str) -> None:
     with pytest.raises(UsageError) as info:
         parse_delays(text)
     assert info.value.exit_code is ExitCode.USAGE
-    assert "--retry-delays" in info.value.message
+    assert "retry_delays" in info.value.settings
     assert info.value.hint
 
 
@@ -78,8 +78,8 @@ def test_no_wait_and_speed_scale_the_waits_not_the_timeout() -> None:
     fast = RetryPolicy(speed=10)
     assert fast.schedule() == pytest.approx((0.1, 0.2, 0.4, 0.8))
     assert fast.timeout == 10.0
-    assert "(--speed 10)" in fast.describe()
-    assert "none (--no-wait)" in RetryPolicy(no_wait=True).describe()
+    assert "(10 times faster)" in fast.describe()
+    assert "none (no waiting)" in RetryPolicy(no_wait=True).describe()
 
 
 def test_a_single_attempt_never_waits() -> None:
@@ -90,10 +90,10 @@ def test_a_single_attempt_never_waits() -> None:
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
-    ({"max_attempts": 0}, "--max-attempts"),
-    ({"timeout": 0}, "--timeout"),
-    ({"timeout": -1}, "--timeout"),
-    ({"speed": 0}, "--speed"),
+    ({"max_attempts": 0}, "max_attempts"),
+    ({"timeout": 0}, "timeout"),
+    ({"timeout": -1}, "timeout"),
+    ({"speed": 0}, "speed"),
     ({"delays": ()}, "delays"),
     ({"delays": (1.0, -2.0)}, "delays"),
 ])

@@ -1,8 +1,13 @@
-"""The ``ipsms`` command: the typer app, global options, and the one place errors become exits.
+"""The ``ipsms`` command: the typer app, global options, the registration of every command,
+and the one place errors become exits.
 
 Exit codes are ``ipsms.errors.ExitCode``; an ``IpsmsError`` prints one ``ipsms: error: ...``
-line on stderr; anything unexpected is an internal error (exit 1) whose traceback ``--debug``
-shows.
+line on stderr (the settings it names worded as this CLI's flags); anything unexpected is an
+internal error (exit 1) whose traceback ``--debug`` shows.
+
+Start-up is part of the interface (``--help``, ``--version`` and every Tab press run this):
+the command modules imported here are light, and each imports its engine (aiohttp, sqlite3,
+rich.live) inside the function that runs it.
 """
 
 from __future__ import annotations
@@ -10,12 +15,26 @@ from __future__ import annotations
 import contextlib
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from ipsms import __version__
+from ipsms.cli import (
+    api_emulator,
+    auth,
+    listen,
+    messages,
+    provision,
+    replay,
+    set_webhook,
+    simulate,
+    verify,
+)
+from ipsms.cli.io import Environment, current, using
+from ipsms.cli.options import flag
 from ipsms.errors import ExitCode, IpsmsError
 
 
@@ -27,13 +46,13 @@ STATE = _State()
 
 
 def report_error(message: str) -> None:
-    from ipsms.text import printable  # on error only: keeps start-up light
+    from ipsms.text import printable  # on error only
 
-    with contextlib.suppress(Exception):
-        sys.stdout.flush()  # results first, so the error line comes after them on a terminal
+    env = current()
+    with contextlib.suppress(OSError, ValueError):
+        env.stdout.flush()  # results first, so the error line comes after them on a terminal
     # Messages quote user input and server text: one line, no control characters.
-    sys.stderr.write(f"ipsms: error: {printable(message)}\n")
-    sys.stderr.flush()
+    env.err(f"ipsms: error: {printable(message)}")
 
 
 class IpsmsGroup(TyperGroup):
@@ -47,10 +66,10 @@ class IpsmsGroup(TyperGroup):
         except IpsmsError as exc:
             if STATE.debug:
                 traceback.print_exc()
-            report_error(str(exc))
+            report_error(exc.worded(flag))
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
-            sys.stderr.write("ipsms: interrupted\n")
+            current().err("ipsms: interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Exception as exc:
             if STATE.debug:
@@ -78,7 +97,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"ipsms {__version__}")
+        current().out(f"ipsms {__version__}\n")
         raise typer.Exit()
 
 
@@ -93,17 +112,32 @@ def root(
     STATE.debug = debug
 
 
-def _register() -> None:
-    from ipsms.cli import listen  # noqa: F401  (commands register themselves on import)
-    from ipsms.cli import messages as messages
-    from ipsms.cli import replay as replay
-    from ipsms.cli import simulate as simulate
-    from ipsms.cli import verify as verify
-    from ipsms.cli import webhook as webhook  # set-webhook, provision, api-emulator, auth
+# -- the commands, in the order `ipsms --help` lists them --------------------------------------
+app.command(epilog=listen.EPILOG)(listen.listen)
+app.command(epilog=simulate.EPILOG)(simulate.simulate)
+app.command(epilog=replay.EPILOG)(replay.replay)
+app.add_typer(messages.app, name="messages")
+app.command(epilog=verify.EPILOG)(verify.verify)
+app.command("set-webhook", epilog=set_webhook.EPILOG)(set_webhook.set_webhook)
+app.command(epilog=provision.EPILOG)(provision.provision)
+app.add_typer(auth.app, name="auth")
+app.command("api-emulator", epilog=api_emulator.EPILOG)(api_emulator.api_emulator)
 
 
-_register()
+def run(args: Sequence[str], env: Environment | None = None) -> int:
+    """Run ``ipsms ARGS`` in this process with ``env`` (default: the process's own streams and
+    variables); returns the exit code. Tests use this; ``main`` is the console script."""
+    STATE.debug = False
+    with using(env or Environment.from_process()):
+        try:
+            app(args=list(args), prog_name="ipsms")
+        except SystemExit as exc:
+            code = exc.code
+            if code is None:
+                return 0
+            return code if isinstance(code, int) else 1
+    return 0
 
 
 def main() -> None:
-    app(prog_name="ipsms")
+    raise SystemExit(run(sys.argv[1:]))

@@ -2,88 +2,84 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ipsms.cli.app import app
+from ipsms import defaults
+from ipsms.cli.io import current
 from ipsms.cli.options import (
-    DEFAULT_HMAC,
+    DURATION_METAVAR,
     DbOption,
+    FormatOption,
     HmacOption,
     OutputFormat,
+    SecretOption,
+    duration,
     parse_size,
     resolve_format,
 )
-from ipsms.connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT
-from ipsms.events import ListenStats
-from ipsms.home import default_db_path
-from ipsms.listener import DEFAULT_HOST, DEFAULT_MAX_BODY, DEFAULT_PORT, EventSink, ListenConfig
-from ipsms.server import Bound, ListenServer, is_loopback, run_listener
 from ipsms.signature import Mode, fingerprint, parse_variant
-from ipsms.store import shared_dir_warning
-from ipsms.stream_sink import StreamSink
-from ipsms.text import dumps
-from ipsms.ui.lines import NdjsonSink, PlainSink
 
 if TYPE_CHECKING:
-    from ipsms.ui.live import LiveView  # rich is imported only for the live table
+    from ipsms.events import ListenStats
+    from ipsms.listener import EventSink, ListenConfig
+    from ipsms.server import Bound, ListenServer
+    from ipsms.stream_sink import StreamSink
+    from ipsms.ui.live import LiveView
+
+EPILOG = ("Example: IPSMS_SECRET=... ipsms listen --port 8765  "
+          "then: ipsms simulate http://127.0.0.1:8765/")
 
 
-@app.command(
-    epilog="Example: IPSMS_SECRET=... ipsms listen --port 8765  "
-    "then: ipsms simulate http://127.0.0.1:8765/",
-)
 def listen(
     host: Annotated[str, typer.Option(envvar="IPSMS_HOST", help="Address to bind.")]
-    = DEFAULT_HOST,
+    = defaults.LISTEN_HOST,
     port: Annotated[int, typer.Option(envvar="IPSMS_PORT", min=0, max=65535,
                                       help="Port to bind; 0 picks a free one and prints it.")]
-    = DEFAULT_PORT,
-    secret: Annotated[str | None, typer.Option(
-        envvar="IPSMS_SECRET", help="Shared secret to verify signatures with; without it "
-        "signatures are 'unchecked'.")] = None,
+    = defaults.LISTEN_PORT,
+    secret: SecretOption = None,
     signature_mode: Annotated[Mode, typer.Option(
         envvar="IPSMS_SIGNATURE_MODE", case_sensitive=False,
         help="plain: signature equals the secret; hmac: HMAC of refid+message; "
         "auto: accept either and say which matched.")] = Mode.AUTO,
-    hmac_variant: HmacOption = DEFAULT_HMAC,
+    hmac_variant: HmacOption = defaults.HMAC_VARIANT,
     db: DbOption = None,
-    output_format: Annotated[OutputFormat | None, typer.Option(
-        "--format", envvar="IPSMS_FORMAT",
-        help="table (live, terminal), json (NDJSON on stdout) or plain (a line per request) "
-        "(default: table on a terminal, json otherwise).")] = None,
+    output_format: FormatOption = None,
     max_body: Annotated[str, typer.Option(
         envvar="IPSMS_MAX_BODY", help="Largest body accepted; bigger ones get 413.")] = "1MiB",
     accept_bad_signature: Annotated[bool, typer.Option(
         help="Answer 200 (flagged) instead of 403 when a signature is invalid or missing.")]
     = False,
     read_timeout: Annotated[float, typer.Option(
-        envvar="IPSMS_READ_TIMEOUT", min=0.1, max=3600,
-        help="Seconds a client has to send a request's headers, and again its body; slower "
-        "clients are cut off (408).")] = DEFAULT_READ_TIMEOUT,
+        envvar="IPSMS_READ_TIMEOUT", parser=_read_timeout, metavar=DURATION_METAVAR,
+        help="How long a client has to send a request's headers, and again its body "
+        "(100ms to 1h); slower clients are cut off (408).")] = defaults.READ_TIMEOUT,
     max_connections: Annotated[int, typer.Option(
         envvar="IPSMS_MAX_CONNECTIONS", min=1, max=100_000,
         help="Open connections allowed at once; more are answered 503 and closed.")]
-    = DEFAULT_MAX_CONNECTIONS,
+    = defaults.MAX_CONNECTIONS,
 ) -> None:
     """Receive IntelePeer webhooks on a local port: verify, record and show each one."""
+    import asyncio
+
+    from ipsms.home import default_db_path
+    from ipsms.listener import ListenConfig
+
     config = ListenConfig(
         secret=secret or None,
         signature_mode=signature_mode,
         hmac_variant=parse_variant(hmac_variant),
-        max_body=parse_size(max_body) if max_body else DEFAULT_MAX_BODY,
+        max_body=parse_size(max_body) if max_body else defaults.MAX_BODY,
         accept_bad_signature=accept_bad_signature,
         read_timeout=read_timeout,
         max_connections=max_connections,
     )
     fmt = resolve_format(output_format)
-    if fmt is OutputFormat.table and not sys.stdout.isatty():
+    if fmt is OutputFormat.table and not current().stdout_isatty:
         # A live display on a pipe would print nothing until exit.
         err("ipsms listen: warning: --format table needs a terminal; printing plain lines")
         fmt = OutputFormat.plain
@@ -93,25 +89,35 @@ def listen(
 
 
 def err(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
+    current().err(line)
+
+
+def _read_timeout(text: str | float) -> float:
+    seconds = duration(text)
+    if not 0.1 <= seconds <= 3600:
+        raise typer.BadParameter(f"{text!r} is not between 100ms and 1h")
+    return seconds
 
 
 async def _serve(config: ListenConfig, host: str, port: int, db_path: Path,
                  fmt: OutputFormat) -> ListenStats:
+    from ipsms.events import ListenStats
+    from ipsms.server import ListenServer, run_listener
+    from ipsms.text import dumps
+    from ipsms.ui.lines import NdjsonSink, PlainSink
+
+    env = current()
     stats = ListenStats()
     view: LiveView | None = None
     lines: StreamSink | None = None
     sink: EventSink
     if fmt is OutputFormat.table:
-        from rich.console import Console
-
         from ipsms.ui.live import LiveView
 
-        sink = view = LiveView(Console(), "", stats)
+        sink = view = LiveView(env.console(), "", stats)
     else:
         sink = lines = (NdjsonSink if fmt is OutputFormat.json else PlainSink)(
-            sys.stdout, lambda: _stdout_closed(server))
+            env.stdout, lambda: _stdout_closed(server))
     server = ListenServer(config, db_path, host, port, sinks=[sink], stats=stats)
 
     def ready(bound: Bound) -> None:
@@ -136,12 +142,15 @@ async def _serve(config: ListenConfig, host: str, port: int, db_path: Path,
 def _stdout_closed(server: ListenServer) -> None:
     """The reader of our stdout went away (``| head -1``): stop, as a pipeline expects."""
     with contextlib.suppress(OSError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), current().stdout.fileno())  # no error at exit
     err("ipsms listen: stdout was closed; stopping (every message answered 200 is recorded)")
     server.request_stop()
 
 
 def _banner(bound: Bound, config: ListenConfig, db_path: Path) -> None:
+    from ipsms.server import is_loopback
+    from ipsms.store import shared_dir_warning
+
     if config.secret:
         mode = config.signature_mode.value
         if config.signature_mode is Mode.HMAC:

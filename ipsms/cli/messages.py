@@ -2,70 +2,65 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from ipsms import recordings
-from ipsms.cli.app import app
-from ipsms.cli.options import DbOption, OutputFormat, resolve_format
+from ipsms import defaults
+from ipsms.cli.io import current
+from ipsms.cli.options import (
+    DURATION_METAVAR,
+    DbOption,
+    FormatOption,
+    OutputFormat,
+    duration,
+    resolve_format,
+)
 from ipsms.errors import UsageError
-from ipsms.home import default_db_path
-from ipsms.recordings import DEFAULT_LIMIT, ExportOptions, ListQuery
-from ipsms.text import dumps
 
-messages_app = typer.Typer(
+app = typer.Typer(
     name="messages", no_args_is_help=True,
     help="List, show, export (NDJSON) or clear the messages `ipsms listen` recorded.",
 )
-app.add_typer(messages_app)
 
-FormatOption = Annotated[OutputFormat | None, typer.Option(
-    "--format", envvar="IPSMS_FORMAT",
-    help="table (terminal) or json (default: table on a terminal, json otherwise).")]
-SinceOption = Annotated[str | None, typer.Option(
-    help="Only requests received in the last DURATION: 90s, 10m, 2h, 1d.")]
+SinceOption = Annotated[float | None, typer.Option(
+    "--since", metavar=DURATION_METAVAR, parser=duration,
+    help="Only requests received in the last DURATION: 90s, 10m, 2h, 1d, 1w.")]
 
 
 def write_lines(lines: Iterable[str]) -> None:
     """Stream lines to stdout; a closed pipe (``| head``) ends quietly instead of failing."""
-    try:
-        for line in lines:
-            sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0) from None
+    if not current().write_lines(lines):
+        raise typer.Exit(0)
 
 
-def console() -> Any:
-    from rich.console import Console
+def _cutoff(since: float | None) -> float | None:
+    import time
 
-    return Console(highlight=False)
-
-
-def _since(text: str | None) -> float | None:
-    return None if text is None else recordings.parse_since(text)
+    return None if since is None else time.time() - since
 
 
 def _confirm(question: str) -> bool:
     """Ask on stderr, read the answer from stdin (click's prompt writes to stdout)."""
-    sys.stderr.write(f"{question} [y/N] ")
-    sys.stderr.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
+    env = current()
+    env.stderr.write(f"{question} [y/N] ")
+    env.stderr.flush()
+    return env.stdin.readline().strip().lower() in ("y", "yes")
 
 
-@messages_app.command("list", epilog="Example: ipsms messages list --limit 20 --since 1h")
+@app.command("list", epilog="Example: ipsms messages list --limit 20 --since 1h")
 def list_(
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many requests.")]
-    = DEFAULT_LIMIT,
+    = defaults.LIST_LIMIT,
     since: SinceOption = None, db: DbOption = None, output_format: FormatOption = None,
 ) -> None:
     """Recorded requests, newest first (rejected ones too, with their error)."""
-    query = ListQuery(db=db or default_db_path(), limit=limit, since=_since(since))
+    from ipsms import recordings
+    from ipsms.home import default_db_path
+    from ipsms.text import dumps
+
+    query = recordings.ListQuery(db=db or default_db_path(), limit=limit, since=_cutoff(since))
     with recordings.opened(query.db) as conn:
         rows = recordings.list_recent(conn, query)
     if resolve_format(output_format) is OutputFormat.json:
@@ -73,16 +68,20 @@ def list_(
     else:
         from ipsms.ui.messages import list_table
 
-        out = console()
+        out = current().console()
         out.print(list_table(rows, out.width))
 
 
-@messages_app.command(epilog="Example: ipsms messages show ABCDEF1234567890ABCDEF1234567890")
+@app.command(epilog="Example: ipsms messages show ABCDEF1234567890ABCDEF1234567890")
 def show(
     refid: Annotated[str, typer.Argument(help="The refid of the message.")],
     db: DbOption = None, output_format: FormatOption = None,
 ) -> None:
     """Every recorded attempt of REFID: headers, raw body, verdict, flags and status."""
+    from ipsms import recordings
+    from ipsms.home import default_db_path
+    from ipsms.text import dumps
+
     with recordings.opened(db or default_db_path()) as conn:
         rows = recordings.attempts(conn, refid)
     if resolve_format(output_format) is OutputFormat.json:
@@ -90,10 +89,10 @@ def show(
     else:
         from ipsms.ui.messages import show_view
 
-        console().print(show_view(refid, rows))
+        current().console().print(show_view(refid, rows))
 
 
-@messages_app.command(epilog="Example: ipsms messages export --since 1d --redact > share.ndjson")
+@app.command(epilog="Example: ipsms messages export --since 1d --redact > share.ndjson")
 def export(
     since: SinceOption = None,
     redact: Annotated[bool, typer.Option(
@@ -104,28 +103,38 @@ def export(
 
     Without --redact the bodies hold the signature, which in plain mode is the shared secret.
     """
-    opts = ExportOptions(db=db or default_db_path(), since=_since(since), redact=redact)
+    from ipsms import recordings
+    from ipsms.home import default_db_path
+    from ipsms.text import dumps
+
+    opts = recordings.ExportOptions(db=db or default_db_path(), since=_cutoff(since),
+                                    redact=redact)
     with recordings.opened(opts.db) as conn:
         write_lines(dumps(recordings.export_dict(r, redact=opts.redact))
                     for r in recordings.iter_oldest_first(conn, opts.since))
 
 
-@messages_app.command(epilog="Example: ipsms messages clear --yes")
+@app.command(epilog="Example: ipsms messages clear --yes")
 def clear(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
     = False,
     db: DbOption = None, output_format: FormatOption = None,
 ) -> None:
     """Delete every recorded request (asks first on a terminal; --yes skips the question)."""
+    from ipsms import recordings
+    from ipsms.home import default_db_path
+    from ipsms.text import dumps
+
+    env = current()
     path = db or default_db_path()
     with recordings.opened(path) as conn:
         total = recordings.count_all(conn)
         if not yes:
-            if not sys.stdin.isatty():
+            if not env.stdin_isatty:
                 raise UsageError(f"refusing to delete {total} recorded requests without "
                                  "confirmation (no terminal to ask on)", hint="pass --yes")
             if total and not _confirm(f"Delete all {total} recorded requests from {path}?"):
-                sys.stderr.write("ipsms messages clear: nothing deleted\n")
+                env.err("ipsms messages clear: nothing deleted")
                 return
         removed = recordings.clear_all(conn)
     if resolve_format(output_format) is OutputFormat.json:

@@ -2,74 +2,84 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import time
-from collections.abc import Iterable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ipsms import store
-from ipsms.cli.app import app
-from ipsms.cli.options import DbOption, resolve_format
-from ipsms.cli.simulate import (
-    DEFAULT_URL,
-    EXIT_CODES,
+from ipsms import defaults
+from ipsms.cli.io import current
+from ipsms.cli.options import (
+    DURATION_METAVAR,
+    AttemptTimeout,
     Backoff,
+    DbOption,
     FailFirst,
-    Format,
+    FormatOption,
     MaxAttempts,
     NoWait,
     RetryDelays,
     Speed,
     Success,
-    Timeout,
+    duration,
+    resolve_format,
+    retry_policy,
 )
-from ipsms.delivery import Delivery, check_delivered, validate_url
+from ipsms.cli.simulate import EXIT_CODES
 from ipsms.errors import UsageError
-from ipsms.home import default_db_path
-from ipsms.load import deliver_counted
-from ipsms.replay import delivery_from_record, recorded_delivery, replay_selection
-from ipsms.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT, RetryPolicy, parse_duration
-from ipsms.ui.delivery import make_output, print_summary
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ipsms.delivery import Delivery
+
+EPILOG = ("Examples: ipsms replay 3KX9... --to http://127.0.0.1:3000/sms   "
+          "ipsms replay --all --since 10m --no-wait   " + EXIT_CODES
+          + "; 10 no such recorded message")
 
 
-@app.command(epilog="Examples: ipsms replay 3KX9... --to http://127.0.0.1:3000/sms   "
-             "ipsms replay --all --since 10m --no-wait   " + EXIT_CODES
-             + "; 10 no such recorded message")
 def replay(
     refid: Annotated[str | None, typer.Argument(
         help="refid of the recorded message to deliver again.")] = None,
     to: Annotated[str, typer.Option(
-        "--to", envvar="IPSMS_REPLAY_TO", help="Webhook to deliver to.")] = DEFAULT_URL,
+        "--to", envvar="IPSMS_REPLAY_TO", help="Webhook to deliver to.")]
+    = defaults.WEBHOOK_URL,
     all_: Annotated[bool, typer.Option(
         "--all", help="Replay every recorded message (once per refid, oldest first).")]
     = False,
-    since: Annotated[str | None, typer.Option(
-        metavar="DURATION", help="With --all: only messages received in the last DURATION "
-        "(30s, 10m, 2h, 1d).")] = None,
+    since: Annotated[float | None, typer.Option(
+        metavar=DURATION_METAVAR, parser=duration, help="With --all: only messages received "
+        "in the last DURATION (30s, 10m, 2h, 1d, 1w).")] = None,
     db: DbOption = None,
     fail_first: FailFirst = 0,
-    max_attempts: MaxAttempts = DEFAULT_MAX_ATTEMPTS,
+    max_attempts: MaxAttempts = defaults.MAX_ATTEMPTS,
     success: Success = "200",
-    timeout: Timeout = DEFAULT_TIMEOUT,
+    timeout: AttemptTimeout = defaults.ATTEMPT_TIMEOUT,
     retry_delays: RetryDelays = None,
     backoff: Backoff = None,
     no_wait: NoWait = False,
     speed: Speed = 1.0,
-    output_format: Format = None,
+    output_format: FormatOption = None,
 ) -> None:
     """Deliver recorded messages again: same body, content type and signature, same retries."""
     if (refid is None) == (not all_):
         raise UsageError("give either a REFID or --all", hint="e.g. ipsms replay --all --since 10m")
     if since is not None and not all_:
         raise UsageError("--since only applies to --all")
-    policy = RetryPolicy.from_options(
-        max_attempts=max_attempts, success=success, timeout=timeout, retry_delays=retry_delays,
-        backoff=backoff, no_wait=no_wait, speed=speed)
+    import asyncio
+
+    from ipsms import store
+    from ipsms.delivery import check_delivered, validate_url
+    from ipsms.home import default_db_path
+    from ipsms.load import deliver_counted
+    from ipsms.replay import delivery_from_record, recorded_delivery, replay_selection
+    from ipsms.text import format_duration
+    from ipsms.ui.delivery import make_output, print_summary
+
+    env = current()
+    policy = retry_policy(max_attempts, success, timeout, retry_delays, backoff, no_wait, speed)
     url = validate_url(to)
-    cutoff = time.time() - parse_duration(since, "--since") if since else None
+    cutoff = time.time() - since if since is not None else None
     fmt = resolve_format(output_format).value
     conn = store.connect(db or default_db_path(), create=False)
     try:
@@ -80,13 +90,13 @@ def replay(
             deliveries = (delivery_from_record(rec, url)
                           for rec in replay_selection(store.iter_all(conn), cutoff))
         stats = asyncio.run(deliver_counted(deliveries, policy,
-                                            make_output(fmt, sys.stdout, policy),
+                                            make_output(fmt, env.stdout, policy),
                                             fail_first=fail_first))
     finally:
         conn.close()
     if all_:
         if stats.messages == 0:
-            sys.stderr.write("ipsms replay: no recorded messages to replay"
-                             + (f" in the last {since}" if since else "") + "\n")
-        print_summary(stats, fmt, sys.stdout, "ipsms replay: summary")
+            env.err("ipsms replay: no recorded messages to replay"
+                    + (f" in the last {format_duration(since)}" if since is not None else ""))
+        print_summary(stats, fmt, env.stdout, "ipsms replay: summary")
     check_delivered(stats.gave_up, stats.done, stats.last_failure, policy, fail_first)

@@ -2,66 +2,58 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ipsms import recordings
-from ipsms.cli.app import app
+from ipsms import defaults
+from ipsms.cli.io import current
 from ipsms.cli.messages import write_lines
 from ipsms.cli.options import (
-    DEFAULT_HMAC,
     DbOption,
+    FormatOption,
     HmacOption,
     OutputFormat,
+    SecretOption,
     resolve_format,
 )
 from ipsms.errors import SignatureInvalidError, UsageError
-from ipsms.home import default_db_path
 from ipsms.signature import Mode, fingerprint, parse_variant
-from ipsms.text import dumps
-from ipsms.verify import (
-    INPUT_HINT,
-    Loaded,
-    VerifyConfig,
-    load_input,
-    load_recorded,
-    verify_all,
-)
+
+if TYPE_CHECKING:
+    from ipsms.verify import Loaded
+
+EPILOG = ("Examples: ipsms verify body.json --secret \"$IPSMS_SECRET\";  "
+          "ipsms messages export | grep REFID | ipsms verify -;  ipsms verify --refid REFID")
 
 
-@app.command(
-    epilog="Examples: ipsms verify body.json --secret \"$IPSMS_SECRET\";  "
-    "ipsms messages export | grep REFID | ipsms verify -;  ipsms verify --refid REFID",
-)
 def verify(
     file: Annotated[str | None, typer.Argument(
         metavar="[FILE|-]", help="Webhook body (JSON or form) or `messages export` NDJSON; "
         "- or nothing reads stdin.")] = None,
-    secret: Annotated[str | None, typer.Option(
-        envvar="IPSMS_SECRET", help="The shared secret (required; never printed).")] = None,
+    secret: SecretOption = None,
     signature_mode: Annotated[Mode, typer.Option(
         envvar="IPSMS_SIGNATURE_MODE", case_sensitive=False,
         help="plain, hmac, or auto (either; says which matched).")] = Mode.AUTO,
-    hmac_variant: HmacOption = DEFAULT_HMAC,
+    hmac_variant: HmacOption = defaults.HMAC_VARIANT,
     refid: Annotated[str | None, typer.Option(
         help="Check every recorded attempt of this refid from the store instead of a file.")]
     = None,
     db: DbOption = None,
-    output_format: Annotated[OutputFormat | None, typer.Option(
-        "--format", envvar="IPSMS_FORMAT",
-        help="table (terminal) or json (default: table on a terminal, json otherwise).")]
-    = None,
+    output_format: FormatOption = None,
 ) -> None:
     """Check signatures against the secret. Exit 0 when valid, 6 when invalid or missing."""
+    from ipsms.home import default_db_path
+    from ipsms.text import dumps
+    from ipsms.verify import VerifyConfig, verify_all
+
     if not secret:
         raise UsageError("no secret to verify with", hint="pass --secret or set IPSMS_SECRET")
     config = VerifyConfig(secret, signature_mode, parse_variant(hmac_variant))
     loaded = _load(file, refid, db or default_db_path())
     for note in loaded.skipped:
-        sys.stderr.write(f"ipsms verify: skipped {note}\n")
+        current().err(f"ipsms verify: skipped {note}")
     results = verify_all(loaded.payloads, config)
     if resolve_format(output_format) is OutputFormat.json:
         write_lines(dumps(r.to_dict(config)) for r in results)
@@ -78,15 +70,19 @@ def verify(
 
 
 def _load(file: str | None, refid: str | None, db: Path) -> Loaded:
+    from ipsms import recordings
+    from ipsms.verify import INPUT_HINT, load_input, load_recorded
+
+    env = current()
     if refid is not None:
         if file is not None:
             raise UsageError("give either FILE or --refid, not both")
         with recordings.opened(db) as conn:
             return load_recorded(recordings.attempts(conn, refid))
     if file is None or file == "-":
-        if file is None and sys.stdin.isatty():
+        if file is None and env.stdin_isatty:
             raise UsageError("nothing to verify", hint=INPUT_HINT + ", or - for stdin")
-        return load_input(sys.stdin.buffer.read(), "stdin")
+        return load_input(env.read_stdin_bytes(), "stdin")
     try:
         data = Path(file).read_bytes()
     except OSError as exc:

@@ -16,15 +16,14 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from types import TracebackType
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from ipsms import __version__
-from ipsms.errors import ApiError, AuthError, NetworkError, NotFoundError, UsageError
+from ipsms import __version__, defaults
+from ipsms.errors import ApiError, AuthError, NetworkError, NotFoundError
 from ipsms.intelepeer.credentials import (
     DEFAULT_AUTH_URL,
     LOGIN_HINT,
@@ -45,6 +44,7 @@ from ipsms.intelepeer.replies import (
     server_reason,
     shown,
 )
+from ipsms.intelepeer.settings import ApiSettings, AuthScheme, Region
 from ipsms.intelepeer.strict_json import JsonProblem, is_json_type, parse_json
 from ipsms.redact import MASK, mask_headers, mask_url
 
@@ -57,21 +57,8 @@ AUTH_PATH = "/_rest/v4/authenticate"
 WEBHOOK_PATH = "/_rest/v4/my/did/sms/webhook"
 PROVISION_PATH = "/_rest/v4/my/did/sms/provision"
 JSON_TYPE = "application/json"
-DEFAULT_TIMEOUT = 30.0
+DEFAULT_TIMEOUT = defaults.API_TIMEOUT
 MAX_REPLY_BYTES = 1024 * 1024  # IntelePeer's replies are a few hundred bytes
-
-
-class Region(StrEnum):
-    us = "us"
-    eu = "eu"
-
-
-REGION_BASES = {Region.us: "https://api.intelepeer.com", Region.eu: "https://eu.api.intelepeer.com"}
-
-
-class AuthScheme(StrEnum):
-    bearer = "bearer"  # Authorization: Bearer <token> (most SMS pages, real client code)
-    raw = "raw"  # Authorization: <token> (one SMS page, the portal APIs)
 
 
 @dataclass(frozen=True)
@@ -90,43 +77,6 @@ class ProvisionReply:
     @property
     def in_progress(self) -> bool:
         return self.status == 409
-
-
-def _check_url(value: str, option: str) -> None:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{option} {mask_url(value)!r} is not an absolute http(s) URL",
-                         hint=f"e.g. {option} https://api.intelepeer.com")
-
-
-@dataclass(frozen=True)
-class ApiSettings:
-    """Where and how to call: region or explicit base URLs, header scheme, timeout."""
-
-    region: Region = Region.us
-    api_base: str | None = None  # overrides the region's base URL (staging, the emulator)
-    auth_url: str | None = None  # overrides the authenticate URL
-    scheme: AuthScheme = AuthScheme.bearer
-    timeout: float = DEFAULT_TIMEOUT
-
-    def __post_init__(self) -> None:
-        if self.api_base is not None:
-            _check_url(self.api_base, "--api-base")
-        if self.auth_url is not None:
-            _check_url(self.auth_url, "--auth-url")
-        if not self.timeout > 0:
-            raise UsageError(f"timeout {self.timeout} must be more than 0 seconds")
-
-    @property
-    def base_url(self) -> str:
-        return (self.api_base or REGION_BASES[self.region]).rstrip("/")
-
-    @property
-    def authenticate_url(self) -> str:
-        return self.auth_url or AUTH_URL
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
 
 
 def auth_header(scheme: AuthScheme, token: str) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ipsms import defaults
 from ipsms.errors import AuthError, StateError
 from ipsms.home import HOME_ENV, ensure_dir, state_home
 from ipsms.redact import mask_url
@@ -37,7 +38,7 @@ from ipsms.text import iso_time, printable
 
 CREDENTIALS_FILE = "credentials.json"
 TOKENS_FILE = "api-tokens.json"
-DEFAULT_AUTH_URL = "https://customer.intelepeer.com/_rest/v4/authenticate"
+DEFAULT_AUTH_URL = defaults.AUTH_URL
 TOKEN_LIFETIME = 24 * 3600.0  # intelepeer.md 2.1: tokens live 24 hours
 EXPIRY_MARGIN = 60.0  # renew a little early so a token does not expire between check and call
 PRIVATE_MODE = 0o600

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from ipsms import defaults
 from ipsms.errors import BindError
 from ipsms.intelepeer.client import AUTH_PATH, PROVISION_PATH, WEBHOOK_PATH
 from ipsms.intelepeer.emulator_state import (
@@ -51,7 +52,7 @@ __all__ = ["DEFAULT_PORT", "DEMO_NUMBERS", "DEMO_NUMBERS_NO_SMS", "DEMO_PASSWORD
            "EmulatorState", "EmulatorThread", "Fault", "MultiStatus", "RecordedRequest",
            "build_state", "create_app", "serve"]
 
-DEFAULT_PORT = 8766
+DEFAULT_PORT = defaults.EMULATOR_PORT
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"  # documented in docs/api-emulator.md; never printed
 DEMO_NUMBERS = ("+13035550100", "+13035550101", "+13035550102", "1-12345")

@@ -1,0 +1,138 @@
+"""The process's streams, terminal and environment variables, as one object every command uses.
+
+Like httpie's ``Environment``: the real process gets one built from ``sys`` and ``os``; a test
+builds its own (in-memory streams, chosen ``isatty`` flags, a terminal width, variables) and
+runs a command in-process with ``ipsms.cli.app.run``. Commands never touch ``sys.stdout`` or
+``os.environ`` directly: they ask ``current()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def _isatty(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (ValueError, OSError):  # a closed stream
+        return False
+
+
+@dataclass
+class Environment:
+    stdin: TextIO
+    stdout: TextIO
+    stderr: TextIO
+    stdin_isatty: bool = False
+    stdout_isatty: bool = False
+    stderr_isatty: bool = False
+    variables: Mapping[str, str] = field(default_factory=dict)
+    columns: int | None = None  # terminal width; None: ask the terminal (rich does)
+
+    @classmethod
+    def from_process(cls) -> Environment:
+        return cls(stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr,
+                   stdin_isatty=_isatty(sys.stdin), stdout_isatty=_isatty(sys.stdout),
+                   stderr_isatty=_isatty(sys.stderr), variables=os.environ)
+
+    def getenv(self, name: str) -> str | None:
+        return self.variables.get(name) or None
+
+    def out(self, text: str) -> None:
+        """Results on stdout. A lone surrogate (from a server's ``"\\ud800"``) is written as
+        its escape, which also stays valid inside JSON."""
+        self.stdout.write(_encodable(text))
+        self.stdout.flush()
+
+    def err(self, line: str) -> None:
+        """One line of banner, progress, warning or error on stderr."""
+        self.stderr.write(_encodable(line) + "\n")
+        self.stderr.flush()
+
+    def read_stdin_bytes(self) -> bytes:
+        """All of stdin, as bytes (a body to verify need not be UTF-8)."""
+        buffer = getattr(self.stdin, "buffer", None)
+        if buffer is not None:
+            return bytes(buffer.read())
+        return self.stdin.read().encode("utf-8", "surrogateescape")
+
+    def write_lines(self, lines: Iterable[str]) -> bool:
+        """Stream result lines to stdout. A reader that went away (``| head -1``) ends the
+        stream quietly: returns False, and stdout is pointed at /dev/null so the flush at
+        exit does not fail."""
+        try:
+            for line in lines:
+                self.stdout.write(_encodable(line) + "\n")
+            self.stdout.flush()
+        except BrokenPipeError:
+            self.silence_stdout()
+            return False
+        return True
+
+    def silence_stdout(self) -> None:
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stdout.fileno())
+            os.close(devnull)
+
+    def console(self, *, stderr: bool = False) -> Console:
+        """A rich console on stdout (or stderr) that knows whether it is a terminal."""
+        from ipsms.ui.console import make_console
+
+        if stderr:
+            return make_console(self.stderr, terminal=self.stderr_isatty, width=self.columns)
+        return make_console(self.stdout, terminal=self.stdout_isatty, width=self.columns)
+
+
+def _encodable(text: str) -> str:
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_CURRENT: ContextVar[Environment | None] = ContextVar("ipsms_environment", default=None)
+
+
+def current() -> Environment:
+    """The environment of the command being run: a test's, or the process's."""
+    return _CURRENT.get() or Environment.from_process()
+
+
+@contextlib.contextmanager
+def using(env: Environment) -> Iterator[Environment]:
+    """Run with ``env`` as the process: its streams are also ``sys.std*`` (click writes usage
+    errors there) and its variables ``os.environ`` (click reads ``envvar=`` options there)."""
+    token = _CURRENT.set(env)
+    saved = sys.stdin, sys.stdout, sys.stderr
+    saved_vars = None
+    if env.variables is not os.environ:
+        saved_vars = dict(os.environ)
+        wanted = dict(env.variables)
+        os.environ.clear()
+        os.environ.update(wanted)
+    sys.stdin, sys.stdout, sys.stderr = env.stdin, env.stdout, env.stderr
+    try:
+        yield env
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+        if saved_vars is not None:
+            os.environ.clear()
+            os.environ.update(saved_vars)
+        _CURRENT.reset(token)
+
+
+def emit(as_json: bool, record: Mapping[str, object], human: str) -> None:
+    """One result on stdout: an NDJSON object, or a line for people."""
+    from ipsms.text import dumps
+
+    current().out((dumps(dict(record)) if as_json else human) + "\n")
