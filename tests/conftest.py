@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import io
 import os
 import subprocess
 import sys
@@ -33,8 +36,40 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def run_ipsms(*args: str, input: str | bytes | None = None, timeout: float = 30,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m ipsms ARGS`` as a real process and capture its output."""
+              env: dict[str, str] | None = None, tty: bool = False,
+              columns: int | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``ipsms ARGS`` in this process, through an ``Environment`` whose streams are
+    in-memory UTF-8 (strict, like a real stdout) and whose variables are ``env`` (default:
+    this test's). ``tty`` makes stdin, stdout and stderr terminals. Returns what a
+    subprocess would: the exit code and the decoded output. (``timeout`` is pytest-timeout's
+    job in-process; kept so a test reads the same either way.)"""
+    from ipsms.cli.app import run
+    from ipsms.cli.io import Environment
+
+    data = input.encode("utf-8", "surrogateescape") if isinstance(input, str) else input or b""
+    out, err = io.BytesIO(), io.BytesIO()
+    environment = Environment(
+        stdin=io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"),
+        stdout=io.TextIOWrapper(out, encoding="utf-8", write_through=True),
+        stderr=io.TextIOWrapper(err, encoding="utf-8", write_through=True),
+        stdin_isatty=tty, stdout_isatty=tty, stderr_isatty=tty,
+        variables=env or cli_env(), columns=columns)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # the usual case: a plain test
+        code = run(args, environment)
+    else:  # an async test: the command's own event loop needs a thread of its own
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            code = pool.submit(run, args, environment).result()
+    return subprocess.CompletedProcess(["ipsms", *args], code,
+                                       out.getvalue().decode("utf-8", "replace"),
+                                       err.getvalue().decode("utf-8", "replace"))
+
+
+def run_process(*args: str, input: str | bytes | None = None, timeout: float = 30,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m ipsms ARGS`` as a real process (for what needs one: signals, pipes,
+    the entry point) and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "ipsms", *args],
         input=input.decode() if isinstance(input, bytes) else input,
