@@ -80,14 +80,6 @@ def parse_variant(spec: str) -> Variant:
     return Variant(algorithm, order, encoding)
 
 
-def parse_mode(value: str) -> Mode:
-    try:
-        return Mode(value.lower())
-    except ValueError:
-        raise UsageError(f"unknown signature mode {value!r}",
-                         hint="use auto, plain or hmac") from None
-
-
 def utf8(text: str) -> bytes:
     """UTF-8 of ``text``; a lone surrogate (real SMS data: a segment boundary can split a
     UTF-16 pair) is encoded as its own three bytes instead of failing."""

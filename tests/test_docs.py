@@ -53,3 +53,11 @@ def test_every_command_help_has_an_example() -> None:
         result = runner.invoke(app, [*name.split(), "--help"])
         assert result.exit_code == 0, name
         assert "Example" in result.output, f"`ipsms {name} --help` shows no example"
+
+
+def test_every_relative_link_in_the_docs_resolves() -> None:
+    for doc in [ROOT / "README.md", ROOT / "BENCHMARKS.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"

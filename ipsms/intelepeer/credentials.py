@@ -41,7 +41,6 @@ TOKENS_FILE = "api-tokens.json"
 DEFAULT_AUTH_URL = defaults.AUTH_URL
 TOKEN_LIFETIME = 24 * 3600.0  # intelepeer.md 2.1: tokens live 24 hours
 EXPIRY_MARGIN = 60.0  # renew a little early so a token does not expire between check and call
-PRIVATE_MODE = 0o600
 
 LOGIN_HINT = ("run `ipsms auth login`, or set IPSMS_USERNAME and IPSMS_PASSWORD, "
               "or pass a token with --token / IPSMS_TOKEN")
