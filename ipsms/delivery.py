@@ -28,10 +28,13 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ipsms import __version__
-from ipsms.errors import NotDeliveredError, UsageError
+from ipsms.errors import NotDeliveredError, UsageError, setting
 from ipsms.redact import mask_secret, mask_url
 from ipsms.retry import RetryPolicy
 from ipsms.text import iso_time
+
+# Settings named in errors; the CLI words them as its flags.
+_FAIL_FIRST = setting("fail_first")
 
 PREVIEW_BYTES = 200  # how much of each response body is kept and shown
 MAX_DRAIN = 1024 * 1024  # read at most this much of a response; past it the connection closes
@@ -148,7 +151,7 @@ class Outcome:
     def describe(self) -> str:
         if self.delivered:
             return f"delivered on attempt {self.attempts}"
-        forced = " counted as failed by --fail-first" if self.last_forced else ""
+        forced = " counted as failed on purpose" if self.last_forced else ""
         return (f"gave up after {self.attempts} attempt{'s' if self.attempts != 1 else ''} "
                 f"(last: {self.last_result}{forced})")
 
@@ -265,7 +268,7 @@ class Sender:
                  fail_first: int = 0, sleep: Sleep = asyncio.sleep,
                  clock: Clock = time.perf_counter, now: Clock = time.time) -> None:
         if fail_first < 0:
-            raise UsageError(f"--fail-first must be 0 or more, not {fail_first}")
+            raise UsageError(f"{_FAIL_FIRST} must be 0 or more, not {fail_first}")
         self.connections = connections
         self.policy = policy
         self.fail_first = fail_first
@@ -321,7 +324,7 @@ class Sender:
                 trace.answered = True
                 return _Reply(resp.status, preview=await _read_preview(resp))
         except TimeoutError:
-            return _Reply(None, TIMEOUT, f"no answer within {self.policy.timeout:g}s (--timeout)")
+            return _Reply(None, TIMEOUT, f"no answer within {self.policy.timeout:g}s")
         except aiohttp.ClientConnectorError as exc:
             return _Reply(None, CONNECT_ERROR, _connect_reason(exc))
         except aiohttp.ServerDisconnectedError as exc:
@@ -425,8 +428,8 @@ def check_delivered(failed: int, total: int, last_failure: Outcome | None,
     else:
         what = f"{failed:,} of {total:,} messages were not delivered"
     if fail_first >= policy.max_attempts:
-        hint = (f"--fail-first {fail_first} counts all {policy.max_attempts} attempts as "
-                "failed; use a smaller --fail-first to see a delivery")
+        hint = (f"{_FAIL_FIRST} {fail_first} counts all {policy.max_attempts} attempts as "
+                f"failed; use a smaller {_FAIL_FIRST} to see a delivery")
     elif last_failure is not None and last_failure.last_result == CONNECT_ERROR:
         hint = (f"nothing answered at {mask_url(last_failure.delivery.url)}: start your app "
                 "(or `ipsms listen`) there, or pass the right URL")

@@ -28,7 +28,7 @@ from ipsms.delivery import (
     deliver_each,
     open_connections,
 )
-from ipsms.errors import UsageError
+from ipsms.errors import UsageError, setting
 from ipsms.retry import RetryPolicy
 
 DEFAULT_CONCURRENCY = defaults.CONCURRENCY
@@ -42,11 +42,11 @@ class LoadPlan:
 
     def __post_init__(self) -> None:
         if self.count < 1:
-            raise UsageError(f"--count must be at least 1, not {self.count}")
+            raise UsageError(f"{setting('count')} must be at least 1, not {self.count}")
         if self.concurrency < 1:
-            raise UsageError(f"--concurrency must be at least 1, not {self.concurrency}")
+            raise UsageError(f"{setting('concurrency')} must be at least 1, not {self.concurrency}")
         if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
-            raise UsageError(f"--rate must be a positive number of messages per second, "
+            raise UsageError(f"{setting('rate')} must be a positive number of messages per second, "
                              f"not {self.rate:g}")
 
 

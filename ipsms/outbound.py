@@ -26,10 +26,14 @@ from urllib.parse import urlencode
 
 from ipsms import defaults
 from ipsms.delivery import Delivery
-from ipsms.errors import UsageError
+from ipsms.errors import UsageError, setting
 from ipsms.inbound import FORM_TYPE, JSON_TYPE, REFID_LENGTH
 from ipsms.numbers import check_number
 from ipsms.signature import DEFAULT_VARIANT, Mode, Variant, sign
+
+# Settings named in errors; the CLI words them as its flags.
+_ALLOW_INVALID = setting("allow_invalid")
+_PAYLOAD = setting("payload")
 
 DEFAULT_FROM = defaults.FROM_NUMBER
 DEFAULT_TO = defaults.TO_NUMBER
@@ -96,20 +100,20 @@ def load_payload(source: str, stdin: TextIO) -> dict[str, Any]:
     try:
         text = stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot read --payload {where}: {exc.strerror or exc}",
+        raise UsageError(f"cannot read {_PAYLOAD} {where}: {exc.strerror or exc}",
                          hint="give a readable JSON file, or - for stdin") from None
     except UnicodeDecodeError as exc:
-        raise UsageError(f"--payload {where} is not UTF-8 text: {exc.reason}") from None
+        raise UsageError(f"{_PAYLOAD} {where} is not UTF-8 text: {exc.reason}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"--payload {where} is not valid JSON: {exc.msg} at line "
+        raise UsageError(f"{_PAYLOAD} {where} is not valid JSON: {exc.msg} at line "
                          f"{exc.lineno} column {exc.colno}",
                          hint='give a JSON object such as {"message": "hi"}') from None
     except RecursionError:
-        raise UsageError(f"--payload {where} is JSON nested too deeply to read") from None
+        raise UsageError(f"{_PAYLOAD} {where} is JSON nested too deeply to read") from None
     if not isinstance(data, dict):
-        raise UsageError(f"--payload {where} is a JSON {_json_type(data)}, not an object",
+        raise UsageError(f"{_PAYLOAD} {where} is a JSON {_json_type(data)}, not an object",
                          hint='give a JSON object such as {"message": "hi"}')
     return data
 
@@ -140,7 +144,7 @@ class PayloadTemplate:
                 if not check.ok:
                     raise UsageError(
                         f"invalid {name} number: {check.problem}",
-                        hint=f"fix --{name}, or pass --allow-invalid to send it on purpose")
+                        hint=f"fix {setting(name)}, or pass {_ALLOW_INVALID} to send it on purpose")
         self.extra = {k: v for k, v in base.items() if k not in (*_FIELDS, "signature")}
         encode(self.extra, spec.form)  # fails here, not in a load-mode worker, when it cannot
         self.base_signature = base.get("signature")
@@ -214,7 +218,7 @@ def reject_undecodable(option: str, value: str | None) -> None:
             else f"a lone UTF-16 surrogate U+{ord(char):04X}")
     raise UsageError(f"{option} has {what} (character {match.start() + 1})",
                      hint="give UTF-8 text; to send a lone surrogate on purpose, write it as a "
-                     'JSON escape in a --payload file, e.g. {"message": "\\ud83d"}')
+                     f'JSON escape in a {_PAYLOAD} file, e.g. {{"message": "\\ud83d"}}')
 
 
 def _join_pairs(text: str) -> str:
@@ -248,7 +252,7 @@ def _pick(flag: str | None, base: Mapping[str, Any], name: str, default: str | N
     if name in base:
         value = base[name]
         if not isinstance(value, str):
-            raise UsageError(f"--payload field {name!r} is a JSON {_json_type(value)}, "
+            raise UsageError(f"{_PAYLOAD} field {name!r} is a JSON {_json_type(value)}, "
                              "IntelePeer sends strings",
                              hint=f'write it as a string, e.g. "{name}": "{value}"')
         return value

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from itertools import product
 
-from ipsms.errors import UsageError
+from ipsms.errors import UsageError, setting
 from ipsms.redact import digest_shape
 
 
@@ -229,7 +229,7 @@ class Verifier:
             other = Verifier(self.secret, Mode.AUTO, self.variant).match(refid, message,
                                                                         signature)
             if other is not None:
-                parts.append(f"it matches {other}: use --signature-mode auto "
+                parts.append(f"it matches {other}: use {setting('signature_mode')} auto "
                              "or the matching mode")
         if not near and len(parts) == 2:
             parts.append("either the secret differs from the sender's, or the refid or "

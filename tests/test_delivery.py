@@ -205,9 +205,11 @@ async def test_fail_first_5_or_more_ends_in_giving_up(session: Connections) -> N
     assert len(server.received) == 5
     assert all(e.forced_failure for e in events)
     assert outcome.describe() == (
-        "gave up after 5 attempts (last: 200 counted as failed by --fail-first)")
-    with pytest.raises(NotDeliveredError, match="smaller --fail-first"):
+        "gave up after 5 attempts (last: 200 counted as failed on purpose)")
+    with pytest.raises(NotDeliveredError) as info:
         check_delivered(1, 1, outcome, RetryPolicy(), fail_first=7)
+    assert info.value.settings == ("fail_first", "fail_first")
+    assert "use a smaller --fail-first" in info.value.worded(lambda s: "--" + s.replace("_", "-"))
 
 
 async def test_a_real_failure_during_fail_first_is_not_marked_forced(

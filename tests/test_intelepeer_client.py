@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from ipsms.cli.options import flag
 from ipsms.errors import ApiError, AuthError, ExitCode, NetworkError, NotFoundError, UsageError
 from ipsms.intelepeer.client import (
     AUTH_PATH,
@@ -156,7 +157,7 @@ async def test_a_second_401_is_an_auth_error_suggesting_the_other_scheme(
                              WEBHOOK_PATH, times=2))
     with pytest.raises(AuthError) as info:
         await set_hook(settings, password_auth())
-    assert "--auth-scheme raw" in str(info.value)
+    assert "--auth-scheme raw" in info.value.worded(flag)
     assert len(state.requests_to(AUTH_PATH)) == 2
     assert len(state.requests_to(WEBHOOK_PATH)) == 2
 
@@ -193,7 +194,7 @@ async def test_404_and_400_carry_the_server_reason(settings: ApiSettings) -> Non
     with pytest.raises(NotFoundError) as nf:
         await set_hook(settings, password_auth(), numbers=("+19995550000",))
     assert "+19995550000 was not found in the account" in str(nf.value)
-    assert "--region eu" in str(nf.value)
+    assert "--region eu" in nf.value.worded(flag)
     with pytest.raises(ApiError) as bad:
         await set_hook(settings, password_auth(), numbers=("+13038675399",))
     assert "400 Bad Request: +13038675399 is not enabled for SMS" in str(bad.value)

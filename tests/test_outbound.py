@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
+from ipsms.cli.options import flag as cli_flag
 from ipsms.errors import UsageError
 from ipsms.inbound import parse_message
 from ipsms.outbound import (
@@ -129,7 +130,7 @@ def test_command_line_text_with_a_surrogate_is_refused(value: str, error: str) -
     with pytest.raises(UsageError) as info:
         reject_undecodable("--message", value)
     assert info.value.message == error
-    assert "--payload" in (info.value.hint or "")
+    assert "--payload" in info.value.worded(cli_flag)
     reject_undecodable("--message", "plain text \U0001f600")
     reject_undecodable("--message", None)
 
@@ -173,7 +174,7 @@ def test_invalid_numbers_are_explained_unless_allowed(flag: str, value: str,
     with pytest.raises(UsageError) as info:
         build_payload(MessageSpec(**{flag: value}))  # type: ignore[arg-type]
     assert explains in info.value.message
-    assert "--allow-invalid" in (info.value.hint or "")
+    assert "--allow-invalid" in info.value.worded(cli_flag)
     p = build_payload(MessageSpec(allow_invalid=True, **{flag: value}))  # type: ignore[arg-type]
     assert value in json.loads(p.body).values()
 
@@ -200,7 +201,7 @@ def test_bad_payload_files_are_usage_errors(text: str, error: str) -> None:
 
 
 def test_missing_payload_file(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="cannot read --payload"):
+    with pytest.raises(UsageError, match="cannot read payload"):
         load_payload(str(tmp_path / "missing.json"), io.StringIO())
 
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ipsms import __version__, defaults
-from ipsms.errors import ApiError, AuthError, NetworkError, NotFoundError
+from ipsms.errors import ApiError, AuthError, NetworkError, NotFoundError, setting
 from ipsms.intelepeer.credentials import (
     DEFAULT_AUTH_URL,
     LOGIN_HINT,
@@ -47,6 +47,13 @@ from ipsms.intelepeer.replies import (
 from ipsms.intelepeer.settings import ApiSettings, AuthScheme, Region
 from ipsms.intelepeer.strict_json import JsonProblem, is_json_type, parse_json
 from ipsms.redact import MASK, mask_headers, mask_url
+
+# Settings named in errors; the CLI words them as its flags.
+_API_BASE = setting("api_base")
+_AUTH_SCHEME = setting("auth_scheme")
+_AUTH_URL = setting("auth_url")
+_REGION = setting("region")
+_TIMEOUT = setting("timeout")
 
 __all__ = ["AUTH_URL", "ApiSettings", "AuthScheme", "EndpointResult", "IntelePeerClient",
            "ProvisionReply", "Region", "WebhookReply", "extract_token", "parse_multi_status",
@@ -191,11 +198,11 @@ class IntelePeerClient:
         if token is None:
             raise ApiError(f"{shown(mask_url(url))} answered {reply.status_line} without a "
                            f"token ({self._explain(reply)})",
-                           hint="check --auth-url: it must be IntelePeer's authenticate URL")
+                           hint=f"check {_AUTH_URL}: it must be IntelePeer's authenticate URL")
         if not (token.isascii() and token.isprintable()):  # it goes into a header line
             raise ApiError(f"{shown(mask_url(url))} answered {reply.status_line} with a token "
                            "that cannot be sent in an HTTP header (control or non-ASCII "
-                           "characters)", hint="check --auth-url: it must be IntelePeer's "
+                           "characters)", hint=f"check {_AUTH_URL}: it must be IntelePeer's "
                            "authenticate URL")
         now = self.clock()
         self._token = CachedToken(token, auth.username, url, now, now + TOKEN_LIFETIME,
@@ -232,14 +239,14 @@ class IntelePeerClient:
                 raise AuthError(f"IntelePeer refused a freshly issued token for {what} "
                                 f"({self._explain(reply)})",
                                 hint="the API may expect the other header form: try "
-                                f"--auth-scheme {self._other_scheme()}")
+                                f"{_AUTH_SCHEME} {self._other_scheme()}")
         elif reply.status == 401:
             raise AuthError(f"IntelePeer refused the token from "
                             f"{getattr(self.auth, 'source', 'the token')} for {what} "
                             f"({self._explain(reply)})",
                             hint="tokens live 24 hours: get a new one, or use a username and "
                             "password (`ipsms auth login`) so ipsms renews it; if the token is "
-                            f"fresh, try --auth-scheme {self._other_scheme()}")
+                            f"fresh, try {_AUTH_SCHEME} {self._other_scheme()}")
         return reply
 
     # -- operations ---------------------------------------------------------------------
@@ -295,16 +302,16 @@ class IntelePeerClient:
         except TimeoutError:
             raise NetworkError(f"no answer from {host} within {self.settings.timeout:g} s "
                                f"while {what}",
-                               hint="check your network, or raise --timeout") from None
+                               hint=f"check your network, or raise {_TIMEOUT}") from None
         except aiohttp.ClientConnectorError as exc:
             cause = exc.os_error.strerror if exc.os_error and exc.os_error.strerror else exc
             raise NetworkError(f"cannot connect to {host} while {what}: {cause}",
-                               hint="check your network, --region, --api-base and --auth-url"
+                               hint=f"check your network, {_REGION}, {_API_BASE} and {_AUTH_URL}"
                                ) from None
         except aiohttp.ClientError as exc:
             raise NetworkError(f"the connection to {host} failed while {what}: "
                                f"{type(exc).__name__}: {self._shown(one_line(str(exc)))}",
-                               hint="try again; check --api-base and --auth-url") from None
+                               hint=f"try again; check {_API_BASE} and {_AUTH_URL}") from None
         text = raw.decode("utf-8", errors="replace")
         body: Any = None
         if text.strip():
@@ -322,7 +329,7 @@ class IntelePeerClient:
         return ApiError(f"{host} answered {status} {phrase}".rstrip() + f" while {what}, but "
                         f"the reply was not readable JSON ({problem}), starting {excerpt}",
                         hint="IntelePeer had a problem: try again in a few minutes"
-                        if status >= 500 else "check --api-base and --auth-url: they must "
+                        if status >= 500 else f"check {_API_BASE} and {_AUTH_URL}: they must "
                         "point at IntelePeer's API (or `ipsms api-emulator`)")
 
     def _reason(self, reply: Reply) -> str:
@@ -368,12 +375,12 @@ class IntelePeerClient:
         if reply.status == 404:
             raise NotFoundError(message, hint="check that "
                                 f"{' and '.join(numbers) or 'the number'} belongs to this "
-                                "IntelePeer account and region (EU numbers need --region eu)")
+                                f"IntelePeer account and region (EU numbers need {_REGION} eu)")
         if reply.status == 401:
             raise AuthError(message, hint=LOGIN_HINT)
         if reply.status >= 500:
             raise ApiError(message, hint="IntelePeer had a problem: try again in a few minutes")
-        raise ApiError(message, hint="check --api-base/--region; this status is not "
+        raise ApiError(message, hint=f"check {_API_BASE}/{_REGION}; this status is not "
                        "documented for this call")
 
 
@@ -385,7 +392,7 @@ async def _read_limited(resp: aiohttp.ClientResponse, answered: str) -> bytes:
         size += len(chunk)
         if size > MAX_REPLY_BYTES:
             raise ApiError(f"{answered}, with a reply larger than {MAX_REPLY_BYTES} bytes",
-                           hint="check --api-base and --auth-url: they must point at "
+                           hint=f"check {_API_BASE} and {_AUTH_URL}: they must point at "
                            "IntelePeer's API (or `ipsms api-emulator`)")
         chunks.append(chunk)
     return b"".join(chunks)

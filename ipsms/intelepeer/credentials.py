@@ -31,10 +31,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ipsms import defaults
-from ipsms.errors import AuthError, StateError
+from ipsms.errors import AuthError, StateError, setting
 from ipsms.home import HOME_ENV, ensure_dir, state_home
 from ipsms.redact import mask_url
 from ipsms.text import iso_time, printable
+
+# Settings named in errors; the CLI words them as its flags.
+_AUTH_URL = setting("auth_url")
+_TOKEN = setting("token")
 
 CREDENTIALS_FILE = "credentials.json"
 TOKENS_FILE = "api-tokens.json"
@@ -43,7 +47,7 @@ TOKEN_LIFETIME = 24 * 3600.0  # intelepeer.md 2.1: tokens live 24 hours
 EXPIRY_MARGIN = 60.0  # renew a little early so a token does not expire between check and call
 
 LOGIN_HINT = ("run `ipsms auth login`, or set IPSMS_USERNAME and IPSMS_PASSWORD, "
-              "or pass a token with --token / IPSMS_TOKEN")
+              f"or pass a token with {_TOKEN} / IPSMS_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,9 @@ def check_auth_url(auth: PasswordAuth, url: str) -> None:
     theirs, here = printable(mask_url(auth.auth_url)), printable(mask_url(url))
     raise AuthError(f"the saved credentials of {auth.username!r} belong to {theirs}, not to "
                     f"{here}: ipsms does not send their password to another URL",
-                    hint=f"to use {here}, run `ipsms auth login --auth-url {here}` explicitly "
+                    hint=f"to use {here}, run `ipsms auth login {_AUTH_URL} {here}` explicitly "
                     "(or set IPSMS_USERNAME and IPSMS_PASSWORD); to use the saved ones, pass "
-                    f"--auth-url {theirs}")
+                    f"{_AUTH_URL} {theirs}")
 
 
 def write_private_json(path: Path, data: Any) -> None:

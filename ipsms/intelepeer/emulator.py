@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from ipsms import defaults
-from ipsms.errors import BindError
+from ipsms.errors import BindError, setting
 from ipsms.intelepeer.client import AUTH_PATH, PROVISION_PATH, WEBHOOK_PATH
 from ipsms.intelepeer.emulator_state import (
     PROVISION_SECONDS,
@@ -46,6 +46,9 @@ from ipsms.intelepeer.emulator_state import (
 from ipsms.intelepeer.strict_json import JsonProblem, is_json_type, parse_json
 from ipsms.numbers import E164_RE, SHORT_CODE_RE
 from ipsms.redact import mask_url
+
+# Settings named in errors; the CLI words them as its flags.
+_PORT = setting("port")
 
 __all__ = ["DEFAULT_PORT", "DEMO_NUMBERS", "DEMO_NUMBERS_NO_SMS", "DEMO_PASSWORD", "DEMO_USER",
            "PROVISION_SECONDS", "TOKEN_LIFETIME", "EmulatedNumber", "EmulatorServer",
@@ -315,7 +318,7 @@ class EmulatorServer:
             await self._runner.cleanup()
             self._runner = None
             raise BindError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}",
-                            hint="choose another --port, or --port 0 for a free one") from None
+                            hint=f"choose another {_PORT}, or {_PORT} 0 for a free one") from None
         self.port = int(next(iter(self._runner.addresses or [(None, self.port)]))[1])
         return self
 

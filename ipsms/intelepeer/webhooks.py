@@ -20,13 +20,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ipsms.errors import NotFoundError, StateError, UsageError
+from ipsms.errors import NotFoundError, StateError, UsageError, setting
 from ipsms.home import ensure_dir, state_home
 from ipsms.intelepeer.client import IntelePeerClient
 from ipsms.intelepeer.credentials import read_json, write_private_json
 from ipsms.numbers import NumberKind, check_number
 from ipsms.redact import mask_url
 from ipsms.text import iso_time
+
+# Settings named in errors; the CLI words them as its flags.
+_FORCE = setting("force")
+_HISTORY = setting("history")
+_RESTORE = setting("restore")
 
 HISTORY_FILE = "webhook-history.json"
 CPAAS_WARNING = ("a number enabled for Atmosphere CPaaS stops delivering inbound messages to "
@@ -103,9 +108,9 @@ def check_webhook_url(url: str, *, force: bool = False) -> list[str]:
     if problem and not force:
         raise UsageError(f"IntelePeer cannot reach {shown}: {problem}",
                          hint="use a public URL (e.g. an ngrok tunnel in front of "
-                         "`ipsms listen`), or --force if you really mean it")
+                         f"`ipsms listen`), or {_FORCE} if you really mean it")
     if problem:
-        warnings.append(f"IntelePeer cannot reach {shown} ({problem}); set anyway (--force)")
+        warnings.append(f"IntelePeer cannot reach {shown} ({problem}); set anyway (forced)")
     return warnings
 
 
@@ -174,7 +179,7 @@ class WebhookHistory:
                 stack.append(entry)
         if not stack:
             raise NotFoundError(f"no webhook change of {number} to restore in the history",
-                                hint="`ipsms set-webhook --history` lists what ipsms changed")
+                                hint=f"`ipsms set-webhook {_HISTORY}` lists what ipsms changed")
         top = stack[-1]
         if top.previous is None:
             raise NotFoundError(
@@ -262,8 +267,8 @@ def plan_restore(numbers: Sequence[str], history: WebhookHistory,
                  api: str) -> list[WebhookChange]:
     """One change per number, back to the URL its latest change replaced."""
     if not numbers:
-        raise UsageError("--restore needs the number to restore",
-                         hint="usage: ipsms set-webhook --restore TN")
+        raise UsageError(f"{_RESTORE} needs the number to restore",
+                         hint=f"usage: ipsms set-webhook {_RESTORE} TN")
     changes = []
     for number in check_endpoints(numbers):
         target = history.restore_target(number, api)
@@ -287,6 +292,6 @@ async def apply_change(change: WebhookChange, client: IntelePeerClient,
         except StateError as exc:
             raise StateError(f"IntelePeer updated {', '.join(d[0] for d in done)}, but the "
                              f"history could not be saved: {exc.message}",
-                             hint="--restore will not know this change; " + (exc.hint or "")
-                             ) from None
+                             hint=f"{_RESTORE} will not know this change; "
+                             + (exc.hint or "")) from None
     return results
