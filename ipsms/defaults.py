@@ -28,3 +28,5 @@ LIST_LIMIT = 50
 API_TIMEOUT = 30.0
 AUTH_URL = "https://customer.intelepeer.com/_rest/v4/authenticate"
 EMULATOR_PORT = 8766
+EMULATOR_TOKEN_LIFETIME = 24 * 3600.0  # intelepeer.md 2.1: tokens live 24 hours
+EMULATOR_PROVISION_SECONDS = 60.0  # a provisioning stays in progress (409) this long

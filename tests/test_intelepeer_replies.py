@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from ipsms.cli.options import flag
 from ipsms.errors import ApiError, AuthError, ExitCode
 from ipsms.intelepeer.client import (
     AUTH_PATH,
@@ -101,7 +102,7 @@ async def test_unreadable_json_is_an_api_error_naming_the_status(
         await set_hook(base)
     error = info.value
     assert type(error) is ApiError and error.exit_code == ExitCode.API
-    text = str(error)
+    text = error.worded(flag)  # as the CLI prints it
     assert f"answered {status} " in text and "the reply was not readable JSON" in text
     assert words in text
     assert len(text) < 600 and "\n" not in text  # one line, however big the body
@@ -115,7 +116,7 @@ async def test_unreadable_json_from_the_authenticate_url(
     async with IntelePeerClient(settings_for(base), PasswordAuth("u", "pw-123")) as api:
         with pytest.raises(ApiError) as info:
             await api.provision(NUMBERS[0])
-    assert "answered 200 OK while authenticating as 'u'" in str(info.value)
+    assert "answered 200 OK while authenticating as 'u'" in info.value.worded(flag)
     assert "not readable JSON" in str(info.value)
     assert recorder.received == [AUTH_PATH]
 
@@ -242,7 +243,7 @@ async def test_bound_credentials_are_refused_before_anything_is_sent(
             await api.set_webhook(NUMBERS[:1], "https://example.com/sms")
     assert info.value.exit_code == ExitCode.AUTH
     assert "belong to http://127.0.0.1:1/auth, not to " + base + AUTH_PATH in str(info.value)
-    assert f"ipsms auth login --auth-url {base}{AUTH_PATH}" in str(info.value)
+    assert f"ipsms auth login --auth-url {base}{AUTH_PATH}" in info.value.worded(flag)
     assert "pw-Zx81-secret" not in str(info.value)
     assert recorder.received == []
     # the same credentials at their own URL are sent

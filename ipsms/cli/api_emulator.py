@@ -11,7 +11,7 @@ from ipsms import defaults
 from ipsms.cli.io import current, emit
 from ipsms.cli.options import FormatOption, OutputFormat, resolve_format
 from ipsms.errors import UsageError
-from ipsms.intelepeer.emulator_state import PROVISION_SECONDS, TOKEN_LIFETIME, MultiStatus
+from ipsms.intelepeer.settings import MultiStatus
 
 if TYPE_CHECKING:
     from ipsms.intelepeer.emulator import EmulatorServer, RecordedRequest
@@ -34,10 +34,10 @@ def api_emulator(
         "--number-no-sms", metavar="TN", help="A number of the account not enabled for SMS "
         "(repeatable).")] = None,
     token_lifetime: Annotated[float, typer.Option(min=0.001, help="Seconds a token lives.")]
-    = TOKEN_LIFETIME,
+    = defaults.EMULATOR_TOKEN_LIFETIME,
     provision_seconds: Annotated[float, typer.Option(
         min=0, help="Seconds a provisioning stays in progress (409 meanwhile).")]
-    = PROVISION_SECONDS,
+    = defaults.EMULATOR_PROVISION_SECONDS,
     multi_status: Annotated[MultiStatus, typer.Option(
         help="Several endpoints: always 207, or 207 only when some fail (mixed).")]
     = MultiStatus.always,

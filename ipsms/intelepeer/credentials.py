@@ -55,7 +55,7 @@ class StaticToken:
     """A token the user handed over; ipsms cannot renew it."""
 
     token: str = field(repr=False)
-    source: str = "--token/IPSMS_TOKEN"
+    source: str = "token"  # like PasswordAuth.source: where it came from (--token, IPSMS_TOKEN)
 
 
 @dataclass(frozen=True)

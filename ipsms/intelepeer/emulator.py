@@ -40,9 +40,9 @@ from ipsms.intelepeer.emulator_state import (
     EmulatedNumber,
     EmulatorState,
     Fault,
-    MultiStatus,
     RecordedRequest,
 )
+from ipsms.intelepeer.settings import MultiStatus
 from ipsms.intelepeer.strict_json import JsonProblem, is_json_type, parse_json
 from ipsms.numbers import E164_RE, SHORT_CODE_RE
 from ipsms.redact import mask_url

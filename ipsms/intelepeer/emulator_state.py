@@ -16,24 +16,20 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
+from ipsms import defaults
+from ipsms.intelepeer.settings import MultiStatus
 from ipsms.redact import MASK, mask_headers, mask_url
 
-TOKEN_LIFETIME = 24 * 3600.0
-PROVISION_SECONDS = 60.0
+TOKEN_LIFETIME = defaults.EMULATOR_TOKEN_LIFETIME
+PROVISION_SECONDS = defaults.EMULATOR_PROVISION_SECONDS
 MAX_FAULT_DELAY = 60.0
 MAX_FAULT_TIMES = 10_000
 # type/subtype with optional parameters, printable ASCII only: it becomes a header line
 _CONTENT_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+"
                            r"(\s*;[ -~]*)?")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class MultiStatus(StrEnum):
-    always = "always"  # several endpoints -> 207, as the doc describes
-    mixed = "mixed"  # several endpoints -> 201 when all succeed, 207 otherwise
 
 
 @dataclass

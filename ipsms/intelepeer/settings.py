@@ -63,3 +63,10 @@ class ApiSettings:
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+
+class MultiStatus(StrEnum):
+    """How the emulator answers a call with several endpoints."""
+
+    always = "always"  # several endpoints -> 207, as the doc describes
+    mixed = "mixed"  # several endpoints -> 201 when all succeed, 207 otherwise
