@@ -95,3 +95,10 @@ def test_zero_timeouts_are_refused_and_read_timeout_is_bounded() -> None:
     too_long = run_ipsms("listen", "--read-timeout", "2h")
     assert too_long.returncode == ExitCode.USAGE
     assert "between 100ms and 1h" in too_long.stderr
+
+
+def test_the_cli_s_signature_modes_are_the_core_s() -> None:
+    from ipsms.cli.options import SignatureMode
+    from ipsms.signature import Mode
+
+    assert [m.value for m in SignatureMode] == [m.value for m in Mode]

@@ -18,11 +18,11 @@ from ipsms.cli.options import (
     HmacOption,
     OutputFormat,
     SecretOption,
+    SignatureMode,
     duration,
     parse_size,
     resolve_format,
 )
-from ipsms.signature import Mode, fingerprint, parse_variant
 
 if TYPE_CHECKING:
     from ipsms.events import ListenStats
@@ -42,10 +42,10 @@ def listen(
                                       help="Port to bind; 0 picks a free one and prints it.")]
     = defaults.LISTEN_PORT,
     secret: SecretOption = None,
-    signature_mode: Annotated[Mode, typer.Option(
+    signature_mode: Annotated[SignatureMode, typer.Option(
         envvar="IPSMS_SIGNATURE_MODE", case_sensitive=False,
         help="plain: signature equals the secret; hmac: HMAC of refid+message; "
-        "auto: accept either and say which matched.")] = Mode.AUTO,
+        "auto: accept either and say which matched.")] = SignatureMode.auto,
     hmac_variant: HmacOption = defaults.HMAC_VARIANT,
     db: DbOption = None,
     output_format: FormatOption = None,
@@ -68,10 +68,11 @@ def listen(
 
     from ipsms.home import default_db_path
     from ipsms.listener import ListenConfig
+    from ipsms.signature import Mode, parse_variant
 
     config = ListenConfig(
         secret=secret or None,
-        signature_mode=signature_mode,
+        signature_mode=Mode(signature_mode.value),
         hmac_variant=parse_variant(hmac_variant),
         max_body=parse_size(max_body) if max_body else defaults.MAX_BODY,
         accept_bad_signature=accept_bad_signature,
@@ -149,6 +150,7 @@ def _stdout_closed(server: ListenServer) -> None:
 
 def _banner(bound: Bound, config: ListenConfig, db_path: Path) -> None:
     from ipsms.server import is_loopback
+    from ipsms.signature import Mode, fingerprint
     from ipsms.store import shared_dir_warning
 
     if config.secret:

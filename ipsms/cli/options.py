@@ -19,11 +19,10 @@ from ipsms import defaults
 from ipsms.cli.io import current
 from ipsms.errors import IpsmsError, UsageError
 from ipsms.intelepeer.settings import ApiSettings, AuthScheme, Region
-from ipsms.retry import RetryPolicy
-from ipsms.text import parse_duration
 
 if TYPE_CHECKING:
     from ipsms.intelepeer.credentials import AuthSource
+    from ipsms.retry import RetryPolicy
 
 # -- parsers ---------------------------------------------------------------------------------
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?i?b?)?\s*$", re.IGNORECASE)
@@ -49,6 +48,8 @@ def duration(text: str | float) -> float:
     seconds. A bad value is click's usage error, which names the option."""
     if isinstance(text, float | int):
         return float(text)
+    from ipsms.text import parse_duration
+
     try:
         return parse_duration(text)
     except IpsmsError as exc:
@@ -105,6 +106,17 @@ HmacOption = Annotated[str, typer.Option(
     "--hmac", envvar="IPSMS_HMAC", metavar="ALGO[:ORDER][:ENCODING]",
     help="HMAC variant for --signature-mode hmac, e.g. sha256, sha1:message+refid, "
     "sha512:refid+message:base64.")]
+
+
+class SignatureMode(StrEnum):
+    """``signature.Mode`` as the CLI reads it: declared here so that parsing options imports
+    no hashing code (a test keeps the two equal)."""
+
+    auto = "auto"
+    plain = "plain"
+    hmac = "hmac"
+
+
 SecretOption = Annotated[str | None, typer.Option(
     "--secret", envvar="IPSMS_SECRET", show_default=False,
     help="The shared secret (prefer IPSMS_SECRET: a flag shows in the process list).")]
@@ -143,6 +155,8 @@ Speed = Annotated[float, typer.Option(
 def retry_policy(max_attempts: int, success: str, timeout: float, retry_delays: str | None,
                  backoff: str | None, no_wait: bool, speed: float) -> RetryPolicy:
     """The retry group's values as the core's ``RetryPolicy``."""
+    from ipsms.retry import RetryPolicy
+
     return RetryPolicy.from_options(max_attempts=max_attempts, success=success,
                                     timeout=timeout, retry_delays=retry_delays,
                                     backoff=backoff, no_wait=no_wait, speed=speed)

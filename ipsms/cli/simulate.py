@@ -19,13 +19,13 @@ from ipsms.cli.options import (
     NoWait,
     RetryDelays,
     SecretOption,
+    SignatureMode,
     Speed,
     Success,
     resolve_format,
     retry_policy,
 )
 from ipsms.errors import UsageError
-from ipsms.signature import Mode, parse_variant
 
 if TYPE_CHECKING:
     from ipsms.outbound import MessageSpec, PayloadTemplate
@@ -56,10 +56,10 @@ def simulate(
         "--allow-invalid", help="Send numbers that are not valid E.164 or short codes.")]
     = False,
     secret: SecretOption = None,
-    signature_mode: Annotated[Mode, typer.Option(
+    signature_mode: Annotated[SignatureMode, typer.Option(
         envvar="IPSMS_SIGNATURE_MODE", case_sensitive=False,
         help="plain: signature = the secret; hmac: HMAC of refid+message (see --hmac); "
-        "auto signs as plain.")] = Mode.PLAIN,
+        "auto signs as plain.")] = SignatureMode.plain,
     hmac_variant: HmacOption = defaults.HMAC_VARIANT,
     fail_first: FailFirst = 0,
     max_attempts: MaxAttempts = defaults.MAX_ATTEMPTS,
@@ -85,11 +85,12 @@ def simulate(
     from ipsms.delivery import check_delivered, deliver_each, validate_url
     from ipsms.load import LoadPlan, run_load
     from ipsms.outbound import MessageSpec, Signing, load_payload, new_refid
+    from ipsms.signature import Mode, parse_variant
     from ipsms.ui.delivery import LoadProgress, make_output, print_summary
 
     env = current()
     policy = retry_policy(max_attempts, success, timeout, retry_delays, backoff, no_wait, speed)
-    signing = Signing(secret or None, signature_mode, parse_variant(hmac_variant))
+    signing = Signing(secret or None, Mode(signature_mode.value), parse_variant(hmac_variant))
     url = validate_url(url)
     template = _template(MessageSpec(
         from_number, to_number, message, refid,

@@ -16,10 +16,10 @@ from ipsms.cli.options import (
     HmacOption,
     OutputFormat,
     SecretOption,
+    SignatureMode,
     resolve_format,
 )
 from ipsms.errors import SignatureInvalidError, UsageError
-from ipsms.signature import Mode, fingerprint, parse_variant
 
 if TYPE_CHECKING:
     from ipsms.verify import Loaded
@@ -33,9 +33,9 @@ def verify(
         metavar="[FILE|-]", help="Webhook body (JSON or form) or `messages export` NDJSON; "
         "- or nothing reads stdin.")] = None,
     secret: SecretOption = None,
-    signature_mode: Annotated[Mode, typer.Option(
+    signature_mode: Annotated[SignatureMode, typer.Option(
         envvar="IPSMS_SIGNATURE_MODE", case_sensitive=False,
-        help="plain, hmac, or auto (either; says which matched).")] = Mode.AUTO,
+        help="plain, hmac, or auto (either; says which matched).")] = SignatureMode.auto,
     hmac_variant: HmacOption = defaults.HMAC_VARIANT,
     refid: Annotated[str | None, typer.Option(
         help="Check every recorded attempt of this refid from the store instead of a file.")]
@@ -45,12 +45,13 @@ def verify(
 ) -> None:
     """Check signatures against the secret. Exit 0 when valid, 6 when invalid or missing."""
     from ipsms.home import default_db_path
+    from ipsms.signature import Mode, fingerprint, parse_variant
     from ipsms.text import dumps
     from ipsms.verify import VerifyConfig, verify_all
 
     if not secret:
         raise UsageError("no secret to verify with", hint="pass --secret or set IPSMS_SECRET")
-    config = VerifyConfig(secret, signature_mode, parse_variant(hmac_variant))
+    config = VerifyConfig(secret, Mode(signature_mode.value), parse_variant(hmac_variant))
     loaded = _load(file, refid, db or default_db_path())
     for note in loaded.skipped:
         current().err(f"ipsms verify: skipped {note}")
