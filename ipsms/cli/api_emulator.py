@@ -1,7 +1,6 @@
 """``ipsms api-emulator``: run the bundled emulator of IntelePeer's configuration API on a local
 port (docs/api-emulator.md), logging each API request on stdout."""
 
-from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
@@ -73,7 +72,7 @@ def _parse_users(values: list[str]) -> dict[str, str]:
     return users
 
 
-def _emulator_ready(server: EmulatorServer, fmt: OutputFormat) -> None:
+def _emulator_ready(server: "EmulatorServer", fmt: OutputFormat) -> None:
     state = server.state
     current().err(f"ipsms api-emulator: IntelePeer API emulator on {server.api_base} "
         f"(port {server.port}); Ctrl-C stops it")
@@ -96,7 +95,7 @@ class RequestLog:
         self.fmt = fmt
         self.closed = False
 
-    def __call__(self, rec: RecordedRequest) -> None:
+    def __call__(self, rec: "RecordedRequest") -> None:
         if self.closed:
             return
         from ipsms.text import iso_time, printable

@@ -10,7 +10,6 @@ the command modules imported here are light, and each imports its engine (aiohtt
 rich.live) inside the function that runs it.
 """
 
-from __future__ import annotations
 
 import contextlib
 import sys

@@ -5,7 +5,6 @@ Credentials come from, in order: ``--token``/``IPSMS_TOKEN``; ``IPSMS_USERNAME``
 credentials are only ever sent to the authenticate URL they were stored for.
 """
 
-from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
@@ -179,8 +178,8 @@ def _prompt(text: str, hidden: bool = False) -> str:
         raise UsageError("no answer: the input ended") from None
 
 
-async def _verify(settings: ApiSettings, auth: PasswordAuth,
-                  store: CredentialStore) -> CachedToken:
+async def _verify(settings: "ApiSettings", auth: "PasswordAuth",
+                  store: "CredentialStore") -> "CachedToken":
     from ipsms.intelepeer.client import IntelePeerClient
 
     async with IntelePeerClient(settings, auth, store=store) as client:

@@ -1,6 +1,5 @@
 """``ipsms listen``: receive, verify, record and show IntelePeer webhooks."""
 
-from __future__ import annotations
 
 import contextlib
 import os
@@ -33,6 +32,13 @@ if TYPE_CHECKING:
 
 EPILOG = ("Example: IPSMS_SECRET=... ipsms listen --port 8765  "
           "then: ipsms simulate http://127.0.0.1:8765/")
+
+
+def _read_timeout(text: str | float) -> float:
+    seconds = duration(text)
+    if not 0.1 <= seconds <= 3600:
+        raise typer.BadParameter(f"{text!r} is not between 100ms and 1h")
+    return seconds
 
 
 def listen(
@@ -93,15 +99,8 @@ def err(line: str) -> None:
     current().err(line)
 
 
-def _read_timeout(text: str | float) -> float:
-    seconds = duration(text)
-    if not 0.1 <= seconds <= 3600:
-        raise typer.BadParameter(f"{text!r} is not between 100ms and 1h")
-    return seconds
-
-
-async def _serve(config: ListenConfig, host: str, port: int, db_path: Path,
-                 fmt: OutputFormat) -> ListenStats:
+async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
+                 fmt: OutputFormat) -> "ListenStats":
     from ipsms.events import ListenStats
     from ipsms.server import ListenServer, run_listener
     from ipsms.text import dumps
@@ -113,15 +112,15 @@ async def _serve(config: ListenConfig, host: str, port: int, db_path: Path,
     lines: StreamSink | None = None
     sink: EventSink
     if fmt is OutputFormat.table:
-        from ipsms.ui.live import LiveView
+        from ipsms.ui import live  # rich.live: only for the live table
 
-        sink = view = LiveView(env.console(), "", stats)
+        sink = view = live.LiveView(env.console(), "", stats)
     else:
         sink = lines = (NdjsonSink if fmt is OutputFormat.json else PlainSink)(
             env.stdout, lambda: _stdout_closed(server))
     server = ListenServer(config, db_path, host, port, sinks=[sink], stats=stats)
 
-    def ready(bound: Bound) -> None:
+    def ready(bound: "Bound") -> None:
         _banner(bound, config, db_path)
         if fmt is OutputFormat.json and lines is not None:
             lines.write_line(dumps({"type": "listening", "url": bound.url, "host": bound.host,
@@ -140,7 +139,7 @@ async def _serve(config: ListenConfig, host: str, port: int, db_path: Path,
             stats.dropped_lines = lines.dropped
 
 
-def _stdout_closed(server: ListenServer) -> None:
+def _stdout_closed(server: "ListenServer") -> None:
     """The reader of our stdout went away (``| head -1``): stop, as a pipeline expects."""
     with contextlib.suppress(OSError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), current().stdout.fileno())  # no error at exit
@@ -148,7 +147,7 @@ def _stdout_closed(server: ListenServer) -> None:
     server.request_stop()
 
 
-def _banner(bound: Bound, config: ListenConfig, db_path: Path) -> None:
+def _banner(bound: "Bound", config: "ListenConfig", db_path: Path) -> None:
     from ipsms.server import is_loopback
     from ipsms.signature import Mode, fingerprint
     from ipsms.store import shared_dir_warning

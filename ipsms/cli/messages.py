@@ -1,6 +1,5 @@
 """``ipsms messages``: list, show, export and clear what ``ipsms listen`` recorded."""
 
-from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Annotated

@@ -5,7 +5,6 @@ Groups: output (``--format``, ``--db``), signatures (``--hmac``), IntelePeer's r
 (simulate, replay) and IntelePeer's API (set-webhook, provision, auth).
 """
 
-from __future__ import annotations
 
 import re
 from enum import StrEnum
@@ -153,7 +152,7 @@ Speed = Annotated[float, typer.Option(
 
 
 def retry_policy(max_attempts: int, success: str, timeout: float, retry_delays: str | None,
-                 backoff: str | None, no_wait: bool, speed: float) -> RetryPolicy:
+                 backoff: str | None, no_wait: bool, speed: float) -> "RetryPolicy":
     """The retry group's values as the core's ``RetryPolicy``."""
     from ipsms.retry import RetryPolicy
 
@@ -206,7 +205,7 @@ def api_settings(region: Region, api_base: str | None, auth_url: str | None,
     return settings
 
 
-def auth_source(token: str | None, username: str | None) -> AuthSource:
+def auth_source(token: str | None, username: str | None) -> "AuthSource":
     """Which credentials to use: --token, IPSMS_USERNAME + IPSMS_PASSWORD, or the stored ones."""
     from ipsms.intelepeer.credentials import CredentialStore, resolve_auth
 

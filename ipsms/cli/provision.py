@@ -1,6 +1,5 @@
 """``ipsms provision``: enable SMS on a long code through IntelePeer's configuration API."""
 
-from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
@@ -63,7 +62,7 @@ def provision(
     return None
 
 
-async def _provision(settings: ApiSettings, auth: AuthSource, number: str) -> ProvisionReply:
+async def _provision(settings: "ApiSettings", auth: "AuthSource", number: str) -> "ProvisionReply":
     from ipsms.intelepeer.client import IntelePeerClient
     from ipsms.intelepeer.credentials import CredentialStore
 
@@ -71,7 +70,7 @@ async def _provision(settings: ApiSettings, auth: AuthSource, number: str) -> Pr
         return await client.provision(number)
 
 
-def _show_provision(reply: ProvisionReply, fmt: OutputFormat) -> None:
+def _show_provision(reply: "ProvisionReply", fmt: OutputFormat) -> None:
     from ipsms.text import printable
 
     record = {"type": "provision", "number": reply.number, "status": reply.status,

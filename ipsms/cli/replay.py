@@ -1,6 +1,5 @@
 """``ipsms replay``: re-deliver recorded messages byte for byte through the delivery engine."""
 
-from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Annotated

@@ -2,7 +2,6 @@
 configuration API (intelepeer.md section 2); ``--restore`` and ``--history`` from what ipsms
 changed before."""
 
-from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Annotated
@@ -93,8 +92,8 @@ def set_webhook(
 
 # -- helpers ------------------------------------------------------------------------------
 
-async def _apply(settings: ApiSettings, auth: AuthSource, changes: list[WebhookChange],
-                 store: WebhookHistory) -> list[ChangeResult]:
+async def _apply(settings: "ApiSettings", auth: "AuthSource", changes: "list[WebhookChange]",
+                 store: "WebhookHistory") -> "list[ChangeResult]":
     from ipsms.intelepeer.client import IntelePeerClient
     from ipsms.intelepeer.credentials import CredentialStore
     from ipsms.intelepeer.webhooks import apply_change
@@ -106,7 +105,7 @@ async def _apply(settings: ApiSettings, auth: AuthSource, changes: list[WebhookC
     return results
 
 
-def _dry_run(requests: list[PreparedRequest], fmt: OutputFormat) -> None:
+def _dry_run(requests: "list[PreparedRequest]", fmt: OutputFormat) -> None:
     from ipsms.text import printable
 
     for request in requests:
@@ -119,7 +118,7 @@ def _dry_run(requests: list[PreparedRequest], fmt: OutputFormat) -> None:
     current().err("ipsms: dry run: nothing was sent")
 
 
-def _show_results(results: list[ChangeResult], fmt: OutputFormat) -> None:
+def _show_results(results: "list[ChangeResult]", fmt: OutputFormat) -> None:
     if fmt is OutputFormat.table:
         from ipsms.ui.api import results_table, success_line
 
@@ -139,7 +138,7 @@ def _show_results(results: list[ChangeResult], fmt: OutputFormat) -> None:
         emit(fmt is OutputFormat.json, r.to_dict(), printable(human))
 
 
-def _show_history(store: WebhookHistory, numbers: list[str], fmt: OutputFormat,
+def _show_history(store: "WebhookHistory", numbers: list[str], fmt: OutputFormat,
                   restore: bool) -> None:
     if restore:
         raise UsageError("--history and --restore do not go together")

@@ -1,6 +1,5 @@
 """``ipsms simulate``: deliver an IntelePeer-shaped message with IntelePeer's retry rule."""
 
-from __future__ import annotations
 
 import contextlib
 from typing import TYPE_CHECKING, Annotated
@@ -113,7 +112,7 @@ def simulate(
     check_delivered(stats.gave_up, stats.done, stats.last_failure, policy, fail_first)
 
 
-def _template(spec: MessageSpec, count: int | None) -> PayloadTemplate:
+def _template(spec: "MessageSpec", count: int | None) -> "PayloadTemplate":
     """The checked message template; warns on stderr about what is sent on purpose although
     IntelePeer would not send it (a refid that is not 32 characters, lone surrogates)."""
     from ipsms.outbound import PayloadTemplate, reject_undecodable

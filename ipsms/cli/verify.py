@@ -1,6 +1,5 @@
 """``ipsms verify``: check a saved or recorded payload's signature and explain a mismatch."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -70,7 +69,7 @@ def verify(
             "--signature-mode")
 
 
-def _load(file: str | None, refid: str | None, db: Path) -> Loaded:
+def _load(file: str | None, refid: str | None, db: Path) -> "Loaded":
     from ipsms import recordings
     from ipsms.verify import INPUT_HINT, load_input, load_recorded
 

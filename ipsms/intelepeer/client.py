@@ -54,6 +54,7 @@ _AUTH_SCHEME = setting("auth_scheme")
 _AUTH_URL = setting("auth_url")
 _REGION = setting("region")
 _TIMEOUT = setting("timeout")
+_TOKEN = setting("token")
 
 __all__ = ["AUTH_URL", "ApiSettings", "AuthScheme", "EndpointResult", "IntelePeerClient",
            "ProvisionReply", "Region", "WebhookReply", "extract_token", "parse_multi_status",
@@ -241,8 +242,7 @@ class IntelePeerClient:
                                 hint="the API may expect the other header form: try "
                                 f"{_AUTH_SCHEME} {self._other_scheme()}")
         elif reply.status == 401:
-            raise AuthError(f"IntelePeer refused the token from "
-                            f"{getattr(self.auth, 'source', 'the token')} for {what} "
+            raise AuthError(f"IntelePeer refused the token from {_TOKEN}/IPSMS_TOKEN for {what} "
                             f"({self._explain(reply)})",
                             hint="tokens live 24 hours: get a new one, or use a username and "
                             "password (`ipsms auth login`) so ipsms renews it; if the token is "
