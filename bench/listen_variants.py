@@ -21,8 +21,8 @@ from aiohttp import web
 from ipsms.inbound import parse_message
 from ipsms.listener import ListenConfig, create_app
 from ipsms.recorder import Recorded, Recorder
+from ipsms.request import Request
 from ipsms.signature import Verifier
-from ipsms.store import RequestRecord
 from ipsms.ui.lines import NdjsonSink
 
 SECRET = "bench-secret"
@@ -38,7 +38,7 @@ class NoStore(Recorder):
     async def close(self) -> None:
         pass
 
-    async def record(self, rec: RequestRecord) -> Recorded:
+    async def record(self, rec: Request) -> Recorded:
         return Recorded(1, 1)
 
 

@@ -1,69 +1,16 @@
-"""Events the core emits; renderers (live table, NDJSON, plain lines) consume them."""
+"""Events the listener emits; renderers (live table, NDJSON, plain lines) consume them.
+
+A request it read is emitted as the one request model, ``ipsms.request.Request`` (after it
+was recorded and answered); what it could not read as a request is a ``RejectedEvent``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ipsms.redact import mask_secret
+from ipsms.request import Request
 from ipsms.text import iso_time
-
-
-@dataclass(slots=True)
-class RequestEvent:
-    """One request received by ``listen``, after it was recorded and answered. (Not frozen:
-    built for every request; consumers must treat it as read-only.)"""
-
-    id: int | None  # row id in the store; None if the store failed
-    received_at: float
-    method: str
-    path: str
-    remote: str | None
-    content_type: str | None
-    size: int
-    status: int
-    refid: str | None = None
-    from_number: str | None = None
-    to_number: str | None = None
-    message: str | None = None
-    signature: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    attempt: int | None = None
-    verdict: str | None = None  # label: "valid (plain)", "invalid", ...
-    verdict_detail: str | None = None
-    flags: tuple[dict[str, str], ...] = ()
-    error: str | None = None  # machine code of the rejection: "invalid_json", ...
-    error_detail: str | None = None
-
-    @property
-    def accepted(self) -> bool:
-        return self.status == 200
-
-    def to_dict(self) -> dict[str, Any]:
-        """The NDJSON form: stable keys, the signature masked."""
-        return {
-            "type": "request",
-            "id": self.id,
-            "received_at": iso_time(self.received_at),
-            "method": self.method,
-            "path": self.path,
-            "remote": self.remote,
-            "content_type": self.content_type,
-            "size": self.size,
-            "status": self.status,
-            "refid": self.refid,
-            "attempt": self.attempt,
-            "from": self.from_number,
-            "to": self.to_number,
-            "message": self.message,
-            "signature": mask_secret(self.signature),
-            "verdict": self.verdict,
-            "verdict_detail": self.verdict_detail,
-            "flags": list(self.flags),
-            "extra": self.extra,
-            "error": self.error,
-            "error_detail": self.error_detail,
-        }
 
 
 @dataclass(slots=True)
@@ -82,7 +29,7 @@ class RejectedEvent:
                 "remote": self.remote, "status": self.status, "reason": self.reason}
 
 
-ListenEvent = RequestEvent | RejectedEvent
+ListenEvent = Request | RejectedEvent
 
 
 @dataclass

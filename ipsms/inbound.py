@@ -56,6 +56,7 @@ class InboundMessage:
     content_type: str
     flags: tuple[Flag, ...] = field(default=())
     fields_json: str = "{}"  # every field as a JSON object (for JSON bodies: the body text)
+    fields: dict[str, Any] | None = None  # every field, parsed (what fields_json holds)
 
 
 def media_type(content_type: str | None) -> str:
@@ -210,6 +211,7 @@ def _to_message(data: dict[str, Any], raw: bytes, content_type: str,
         content_type=content_type,
         flags=tuple(flags),
         fields_json=json_text if json_text is not None else json.dumps(data, ensure_ascii=False),
+        fields=data,
     )
 
 

@@ -2,7 +2,7 @@
 
 ``create_app`` returns the application without running it (tests drive it with
 ``aiohttp_client``; ``ipsms.server`` binds it). Every request, accepted or not, is parsed,
-verified, recorded (committed before the answer) and emitted as one ``RequestEvent``.
+verified, recorded (committed before the answer) and emitted as one ``ipsms.request.Request``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -22,12 +22,13 @@ from aiohttp import web
 from ipsms import defaults
 from ipsms.connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, ConnectionGuard
 from ipsms.errors import StateError
-from ipsms.events import ListenEvent, RequestEvent
+from ipsms.events import ListenEvent
 from ipsms.inbound import BodyError, InboundMessage, parse_message
 from ipsms.recorder import Recorded, Recorder
 from ipsms.redact import mask_headers
+from ipsms.request import Request
 from ipsms.signature import DEFAULT_VARIANT, Mode, Variant, Verdict, Verification, Verifier
-from ipsms.store import REJECTED_BODY_KEEP, RequestRecord
+from ipsms.store import REJECTED_BODY_KEEP
 from ipsms.text import dumps, printable
 
 logger = logging.getLogger("ipsms.listener")
@@ -204,20 +205,21 @@ class _Handler:
         keep = len(raw) if status == 200 else self.junk.allow(len(raw))
         record = _record(request, received_at, raw, keep, size, content_type, status, msg,
                          verification, error)
-        stored: Recorded | None = None
         if status != 200:
             _trim_rejected(record)
         if status == 200 or self.junk.row():
             try:
-                stored = await self.recorder.record(record)
+                stored: Recorded = await self.recorder.record(record)
             except StateError as exc:
                 # Never answer 200 for a message that is not on disk: 503 makes IntelePeer
-                # retry.
-                status = 503
-                error = ("store_failed", exc.message)
-        event = _event(record, stored, msg, verification, status, error)
-        emit(self.sinks, event)
-        return _response(event)
+                # retry. A copy: the writer thread may still hold the record (a stalled disk).
+                record = replace(record, status=503, error="store_failed",
+                                 error_detail=exc.message)
+            else:
+                record.id = stored.id
+                record.attempt = stored.attempt
+        emit(self.sinks, record)
+        return _response(record)
 
 
 _READ_STATUS = {"body_too_large": 413, "read_timeout": 408, "body_unreadable": 400}
@@ -283,13 +285,13 @@ class JunkBudget:
 
 def _record(request: web.Request, received_at: float, raw: bytes, keep: int, size: int | None,
             content_type: str | None, status: int, msg: InboundMessage | None,
-            verification: Verification | None, error: tuple[str, str] | None) -> RequestRecord:
+            verification: Verification | None, error: tuple[str, str] | None) -> Request:
     peer = request.remote
     digest = None
     if keep < len(raw):  # a rejected body: keep its start, its size and its hash
         size, digest = len(raw), hashlib.sha256(raw).hexdigest()
         raw = raw[:keep]
-    return RequestRecord(
+    return Request(
         received_at=received_at,
         method=request.method,
         path=request.raw_path,  # the request target exactly as sent, query string included
@@ -303,12 +305,14 @@ def _record(request: web.Request, received_at: float, raw: bytes, keep: int, siz
         from_number=msg.from_ if msg else None,
         to_number=msg.to if msg else None,
         message=msg.message if msg else None,
+        fields=msg.fields if msg else None,
         fields_json=msg.fields_json if msg else None,
         verdict=verification.verdict.value if verification else None,
         verdict_detail=(verification.matched or verification.explanation)
         if verification else None,
         flags=[{"code": f.code, "detail": f.detail} for f in msg.flags] if msg else None,
-        error=f"{error[0]}: {error[1]}" if error else None,
+        error=error[0] if error else None,
+        error_detail=error[1] if error else None,
         body_size=size,
         body_sha256=digest,
     )
@@ -325,7 +329,7 @@ def _cut(text: str | None, limit: int = REJECTED_TEXT_KEEP) -> str | None:
     return f"{text[:limit]}…(cut: {len(text)} characters)"
 
 
-def _trim_rejected(record: RequestRecord) -> None:
+def _trim_rejected(record: Request) -> None:
     """Bound every text column of a rejected request (its body is bounded by the budget): a
     1 MB message with a wrong signature must not cost 2 MB of disk."""
     record.path = _cut(record.path) or ""
@@ -333,13 +337,14 @@ def _trim_rejected(record: RequestRecord) -> None:
     record.from_number = _cut(record.from_number, 128)
     record.to_number = _cut(record.to_number, 128)
     record.message = _cut(record.message)
-    record.error = _cut(record.error)
+    record.error_detail = _cut(record.error_detail)
     if record.fields_json is not None and len(record.fields_json) > REJECTED_FIELDS_KEEP:
         # Cutting JSON would break it: keep the known fields, cut, and say so.
-        record.fields_json = dumps({
+        record.fields = {
             "refid": record.refid, "from": record.from_number, "to": record.to_number,
             "message": record.message,
-            "ipsms_cut": f"fields of {len(record.fields_json)} characters not kept"})
+            "ipsms_cut": f"fields of {len(record.fields_json)} characters not kept"}
+        record.fields_json = dumps(record.fields)
     if record.flags:
         record.flags = [{"code": f["code"][:64], "detail": _cut(f["detail"], 300) or ""}
                         for f in record.flags[:10]]
@@ -358,39 +363,11 @@ def _rejected_headers(request: web.Request) -> list[tuple[str, str]]:
     return kept
 
 
-def _event(record: RequestRecord, stored: Recorded | None, msg: InboundMessage | None,
-           verification: Verification | None, status: int,
-           error: tuple[str, str] | None) -> RequestEvent:
-    return RequestEvent(
-        id=stored.id if stored else None,
-        received_at=record.received_at,
-        method=record.method,
-        path=record.path,
-        remote=record.remote,
-        content_type=record.content_type,
-        size=record.body_size if record.body_size is not None else len(record.body),
-        status=status,
-        refid=record.refid,
-        from_number=record.from_number,
-        to_number=record.to_number,
-        message=record.message,
-        signature=msg.signature if msg else None,
-        extra=(msg.extra if status == 200 or len(msg.fields_json) <= REJECTED_FIELDS_KEEP
-               else {"ipsms_cut": f"{len(msg.extra)} extra fields not shown"}) if msg else {},
-        attempt=stored.attempt if stored else None,
-        verdict=verification.label if verification else None,
-        verdict_detail=record.verdict_detail,
-        flags=tuple(record.flags or ()),
-        error=error[0] if error else None,
-        error_detail=error[1] if error else None,
-    )
-
-
 _JSON = {"Content-Type": "application/json; charset=utf-8"}
 _JSON_405 = {**_JSON, "Allow": "POST"}
 
 
-def _response(event: RequestEvent) -> web.Response:
+def _response(event: Request) -> web.Response:
     if event.status == 200:
         body: dict[str, Any] = {"status": "received", "refid": event.refid,
                                 "attempt": event.attempt}

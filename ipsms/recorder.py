@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ipsms import store
 from ipsms.errors import StateError
+from ipsms.request import Request
 
 MAX_BATCH = 1024
 
@@ -28,7 +29,7 @@ class Recorded:
     attempt: int | None
 
 
-_Item = tuple[store.RequestRecord, "asyncio.Future[Recorded]"]
+_Item = tuple[Request, "asyncio.Future[Recorded]"]
 _Outcome = Recorded | BaseException
 WRITE_TIMEOUT = 30.0  # seconds a request waits for its commit before it is answered 503
 
@@ -52,6 +53,10 @@ class Recorder:
         self._conn = store.connect(self.path)
 
     async def start(self) -> None:
+        """Start the writer thread. A recorder has one owner: starting it twice is a bug (two
+        threads would write one store), so a second ``start()`` raises ``RuntimeError``."""
+        if self._thread is not None:
+            raise RuntimeError("Recorder.start() called twice: a recorder has one owner")
         if self._conn is None:
             self.open()
         self._loop = asyncio.get_running_loop()
@@ -59,7 +64,7 @@ class Recorder:
         self._thread.start()
         self._watchdog = self._loop.call_later(1.0, self._watch)
 
-    async def record(self, rec: store.RequestRecord) -> Recorded:
+    async def record(self, rec: Request) -> Recorded:
         """Write ``rec``; returns once it is committed. Raises ``StateError`` on failure."""
         if self._loop is None or self._thread is None:
             raise RuntimeError("Recorder.start() was not awaited")
@@ -142,24 +147,18 @@ class Recorder:
             results.append(one if isinstance(one, BaseException) else one[0])
         return results
 
-    def _write(self, conn: sqlite3.Connection, records: list[store.RequestRecord]
+    def _write(self, conn: sqlite3.Connection, records: list[Request]
                ) -> list[Recorded] | BaseException:
         """One transaction; any failure rolls it back and is returned, never raised."""
         try:
-            # IMMEDIATE takes the write lock first, so the rows of this batch get consecutive
-            # ids after ``before`` and can be read back in one query.
-            conn.execute("BEGIN IMMEDIATE")
-            before = conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0]
-            conn.executemany(store.INSERT_SQL, [store.insert_params(rec) for rec in records])
-            results = [Recorded(row_id, attempt) for row_id, attempt in conn.execute(
-                "SELECT id, attempt FROM requests WHERE id > ? ORDER BY id", (before,))]
+            before = store.begin_batch(conn)
+            results = [Recorded(row_id, attempt)
+                       for row_id, attempt in store.insert_batch(conn, records, before)]
             if len(results) != len(records):
                 raise sqlite3.DatabaseError(f"wrote {len(records)} rows, read back {len(results)}")
-            conn.execute("COMMIT")
+            store.commit(conn)
         except Exception as exc:  # not only sqlite3.Error: a record that cannot be encoded too
-            if conn.in_transaction:
-                with contextlib.suppress(Exception):
-                    conn.execute("ROLLBACK")
+            store.rollback(conn)
             return self._failure(exc)
         return results
 

@@ -7,24 +7,21 @@ rows from a cursor so a large store is never loaded into memory.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from ipsms import defaults, store
 from ipsms.errors import NotFoundError, UsageError
 from ipsms.inbound import KNOWN_FIELDS, BodyError, body_kind
-from ipsms.redact import mask_headers, mask_secret, redact_number
-from ipsms.store import StoredRequest
-from ipsms.text import iso_time
+from ipsms.redact import mask_secret, redact_number
+from ipsms.request import Request
 
 DEFAULT_LIMIT = defaults.LIST_LIMIT
 # A run of 7 to 15 digits, optionally after '+': what a phone number looks like inside free
@@ -48,23 +45,6 @@ class ExportOptions:
     redact: bool = False
 
 
-# -- opening the store ------------------------------------------------------------------------
-@contextmanager
-def opened(path: Path) -> Iterator[sqlite3.Connection]:
-    """The store at ``path``, closed afterwards. A missing store is ``NotFoundError``: nothing
-    was recorded there yet (reading never creates one)."""
-    if not path.exists():
-        raise NotFoundError(
-            f"no messages recorded yet: there is no message store at {path}",
-            hint="run `ipsms listen` to receive some, or point --db / IPSMS_DB at your store",
-        )
-    conn = store.connect(path, create=False)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
 def parse_since(text: str, now: float | None = None) -> float:
     """``'10m'`` -> the unix time ten minutes ago. Units: s, m, h, d, w."""
     m = _SINCE_RE.match(text)
@@ -75,30 +55,37 @@ def parse_since(text: str, now: float | None = None) -> float:
     return (time.time() if now is None else now) - seconds
 
 
+# The one way every reader opens the store (a missing one is ``store.StoreMissing``, exit 10).
+opened = store.opened
+
+
+class RefidNotFound(NotFoundError):
+    """No request was recorded with ``refid``."""
+
+    def __init__(self, refid: str) -> None:
+        super().__init__(f"no recorded message with refid {refid!r}",
+                         hint="`ipsms messages list` shows the recorded refids")
+        self.refid = refid
+
+
 # -- queries ----------------------------------------------------------------------------------
-def list_recent(conn: sqlite3.Connection, query: ListQuery) -> list[StoredRequest]:
+def list_recent(conn: sqlite3.Connection, query: ListQuery) -> list[Request]:
     """Newest first, at most ``query.limit`` rows (accepted and rejected requests alike)."""
     return store.recent(conn, query.limit, since=query.since)
 
 
-def attempts(conn: sqlite3.Connection, refid: str) -> list[StoredRequest]:
-    """Every recorded attempt of ``refid``, oldest first; ``NotFoundError`` when none."""
+def attempts(conn: sqlite3.Connection, refid: str) -> list[Request]:
+    """Every recorded attempt of ``refid``, oldest first; ``RefidNotFound`` when none."""
     rows = store.attempts_for(conn, refid)
     if not rows:
-        raise NotFoundError(f"no recorded message with refid {refid!r}",
-                            hint="`ipsms messages list` shows the recorded refids")
+        raise RefidNotFound(refid)
     return rows
 
 
 def iter_oldest_first(conn: sqlite3.Connection, since: float | None = None
-                      ) -> Iterator[StoredRequest]:
+                      ) -> Iterator[Request]:
     """Every request oldest first, streamed from the cursor (never the whole table at once)."""
-    if since is None:
-        yield from store.iter_all(conn)
-        return
-    cur = conn.execute("SELECT * FROM requests WHERE received_at >= ? ORDER BY id", (since,))
-    for row in cur:
-        yield StoredRequest.from_row(row)
+    return store.iter_all(conn, since)
 
 
 def count_all(conn: sqlite3.Connection) -> int:
@@ -106,132 +93,42 @@ def count_all(conn: sqlite3.Connection) -> int:
 
 
 def clear_all(conn: sqlite3.Connection) -> int:
-    """Delete every recorded request; returns how many. Deleted pages are overwritten
-    (``secure_delete``) and the WAL truncated, so message text does not linger on disk."""
-    conn.execute("PRAGMA secure_delete = ON")
-    removed = store.clear(conn)
-    # A listener holding a read lock can make this fail; the WAL is then overwritten later.
-    with suppress(sqlite3.Error):
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return removed
+    """Delete every recorded request (overwriting their pages); returns how many."""
+    return store.clear(conn)
 
 
-# -- dicts for JSON output --------------------------------------------------------------------
-def body_fields(body: bytes) -> dict[str, str | None]:
-    """``{"body": text}`` for UTF-8 bodies, else ``{"body": None, "body_base64": ...}``."""
-    try:
-        return {"body": body.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"body": None, "body_base64": base64.b64encode(body).decode("ascii")}
+# -- the JSON lines: every one is ``Request.to_dict``, the one shape of "type": "request" -----
+def summary_dict(row: Request) -> dict[str, Any]:
+    """One ``messages list`` line: no body (both body keys null), the signature masked."""
+    return row.to_dict(bodies=False)
 
 
-def summary_dict(row: StoredRequest) -> dict[str, Any]:
-    """One ``messages list`` row as JSON (no body, no headers, no signature)."""
-    return {
-        "type": "request",
-        "id": row.id,
-        "received_at": iso_time(row.received_at),
-        "refid": row.refid,
-        "attempt": row.attempt,
-        "from": row.from_number,
-        "to": row.to_number,
-        "message": row.message,
-        "verdict": row.verdict,
-        "verdict_detail": row.verdict_detail,
-        "flags": row.flags,
-        "status": row.status,
-        "error": row.error,
-    }
+def detail_dict(row: Request) -> dict[str, Any]:
+    """One attempt for ``messages show``: the body included, the signature masked in it and
+    everywhere else (with the plain scheme it *is* the shared secret)."""
+    return row.to_dict(bodies=True)
 
 
-def _stored_dict(row: StoredRequest) -> dict[str, Any]:
-    return {
-        "type": "request",
-        "id": row.id,
-        "received_at": iso_time(row.received_at),
-        "method": row.method,
-        "path": row.path,
-        "remote": row.remote,
-        "headers": [list(h) for h in mask_headers(row.headers)],
-        "content_type": row.content_type,
-        "size": len(row.body) if row.body_size is None else row.body_size,
-        "body_truncated": row.body_truncated,  # only the first 64 KiB of a rejected body kept
-        "body_sha256": row.body_sha256,
-        "refid": row.refid,
-        "attempt": row.attempt,
-        "from": row.from_number,
-        "to": row.to_number,
-        "message": row.message,
-        "fields": row.fields,
-        "verdict": row.verdict,
-        "verdict_detail": row.verdict_detail,
-        "flags": row.flags,
-        "status": row.status,
-        "error": row.error,
-    }
-
-
-def signature_of(row: StoredRequest) -> str | None:
-    sig = (row.fields or {}).get("signature")
-    return sig if isinstance(sig, str) and sig else None
-
-
-def detail_dict(row: StoredRequest) -> dict[str, Any]:
-    """One attempt for ``messages show``. The signature is masked, in the fields and inside
-    the body text: with the plain scheme it *is* the shared secret. ``export`` keeps it."""
-    out = _stored_dict(row)
-    out.update(body_fields(row.body))
-    sig = signature_of(row)
-    if sig is not None:
-        masked = mask_secret(sig) or ""
-        out["fields"] = {**(row.fields or {}), "signature": masked}
-        if out["body"] is not None:
-            out["body"] = mask_in_text(out["body"], sig, masked)
-    out["signature"] = mask_secret(sig)
-    return out
-
-
-def show_document(refid: str, rows: list[StoredRequest]) -> dict[str, Any]:
+def show_document(refid: str, rows: list[Request]) -> dict[str, Any]:
     return {"type": "message", "refid": refid, "attempt_count": len(rows),
             "attempts": [detail_dict(r) for r in rows]}
 
 
-_JSON_SIGNATURE_RE = re.compile(r'("signature"\s*:\s*)"(?:[^"\\]|\\.)*"')
-
-
-def mask_in_text(text: str, secret: str, masked: str) -> str:
-    """``text`` (a body) with the signature value replaced by ``masked``: the ``signature``
-    field of a JSON object or form body however it is escaped, and then any other copy of
-    ``secret`` raw, JSON-escaped or form-encoded."""
-    text = _JSON_SIGNATURE_RE.sub(lambda m: m.group(1) + json.dumps(masked, ensure_ascii=False),
-                                  text)
-    pieces = text.split("&")
-    for i, piece in enumerate(pieces):
-        key, eq, _ = piece.partition("=")
-        if eq and unquote_plus(key) == "signature":
-            pieces[i] = f"{key}={masked}"
-    text = "&".join(pieces)
-    for form in {secret, json.dumps(secret, ensure_ascii=False)[1:-1],
-                 json.dumps(secret)[1:-1], quote_plus(secret), quote(secret, safe="")}:
-        if form:
-            text = text.replace(form, masked)
-    return text
-
-
-def export_dict(row: StoredRequest, *, redact: bool = False) -> dict[str, Any]:
-    """One ``messages export`` line: every stored field plus the exact body. With ``redact``
-    phone numbers are masked and message text replaced, in the fields and in the body."""
-    out = _stored_dict(row)
+def export_dict(row: Request, *, redact: bool = False) -> dict[str, Any]:
+    """One ``messages export`` line: every stored field and the exact body, signature
+    included. With ``redact`` phone numbers are masked and message text replaced, in the
+    fields and in the body, and the signature masked."""
     if not redact:
-        out.update(body_fields(row.body))
-        return out
+        return row.to_dict(bodies=True, masked=False)
+    out = row.to_dict(bodies=False)
     out["redacted"] = True
     out["from"] = _redact_number_opt(row.from_number)
     out["to"] = _redact_number_opt(row.to_number)
     out["message"] = None if row.message is None else redacted_text(row.message)
     out["fields"] = None if row.fields is None else redact_fields(row.fields)
     out["path"] = _redact_free_text(row.path)
-    out["error"] = None if row.error is None else _redact_free_text(row.error)
+    out["error_detail"] = None if row.error_detail is None else _redact_free_text(
+        row.error_detail)
     out["body"] = redact_body(row.body, row.content_type)
     return out
 

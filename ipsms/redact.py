@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 SENSITIVE_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
@@ -71,3 +72,25 @@ def redact_number(number: str) -> str:
         return "*" * len(number)
     head = 2 if number.startswith("+") else 1
     return number[:head] + "*" * (len(number) - head - 2) + number[-2:]
+
+
+_JSON_SIGNATURE_RE = re.compile(r'("signature"\s*:\s*)"(?:[^"\\]|\\.)*"')
+
+
+def mask_in_text(text: str, secret: str, masked: str) -> str:
+    """``text`` (a body) with the signature value replaced by ``masked``: the ``signature``
+    field of a JSON object or form body however it is escaped, and then any other copy of
+    ``secret`` raw, JSON-escaped or form-encoded."""
+    text = _JSON_SIGNATURE_RE.sub(lambda m: m.group(1) + json.dumps(masked, ensure_ascii=False),
+                                  text)
+    pieces = text.split("&")
+    for i, piece in enumerate(pieces):
+        key, eq, _ = piece.partition("=")
+        if eq and unquote_plus(key) == "signature":
+            pieces[i] = f"{key}={masked}"
+    text = "&".join(pieces)
+    for form in {secret, json.dumps(secret, ensure_ascii=False)[1:-1],
+                 json.dumps(secret)[1:-1], quote_plus(secret), quote(secret, safe="")}:
+        if form:
+            text = text.replace(form, masked)
+    return text

@@ -6,12 +6,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator
 
-from ipsms import store
 from ipsms.delivery import Delivery
-from ipsms.errors import NotFoundError
+from ipsms.recordings import attempts
+from ipsms.request import Request
 
 
-def delivery_from_record(rec: store.StoredRequest, url: str) -> Delivery:
+def delivery_from_record(rec: Request, url: str) -> Delivery:
     """The stored body and content type exactly as received, to be posted to ``url``."""
     signature = (rec.fields or {}).get("signature")
     return Delivery(url, rec.body, rec.content_type, rec.refid,
@@ -20,17 +20,12 @@ def delivery_from_record(rec: store.StoredRequest, url: str) -> Delivery:
 
 
 def recorded_delivery(conn: sqlite3.Connection, refid: str, url: str) -> Delivery:
-    """The first request recorded for ``refid``; ``NotFoundError`` if there is none."""
-    attempts = store.attempts_for(conn, refid)
-    if not attempts:
-        raise NotFoundError(f"no recorded message with refid {refid!r}",
-                            hint="list recorded messages with `ipsms messages list`, or check "
-                            "--db")
-    return delivery_from_record(attempts[0], url)
+    """The first request recorded for ``refid``; ``recordings.RefidNotFound`` if none."""
+    return delivery_from_record(attempts(conn, refid)[0], url)
 
 
-def replay_selection(records: Iterable[store.StoredRequest], since: float | None = None
-                     ) -> Iterator[store.StoredRequest]:
+def replay_selection(records: Iterable[Request], since: float | None = None
+                     ) -> Iterator[Request]:
     """One request per refid (the first one received at or after ``since``), oldest first.
     Requests the listener could not parse (no refid) are not messages and are skipped."""
     seen: set[str] = set()

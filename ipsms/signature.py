@@ -14,6 +14,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from itertools import product
 
 from ipsms.errors import UsageError, setting
@@ -160,11 +161,10 @@ class Verifier:
     mode: Mode = Mode.AUTO
     variant: Variant = DEFAULT_VARIANT
 
-    def __post_init__(self) -> None:
-        # Computed once: verify() runs for every request the listener receives.
-        object.__setattr__(self, "_candidates", self._compute_candidates())
-
-    def _compute_candidates(self) -> tuple[str | Variant, ...]:
+    # Computed once (cached_property writes the instance's __dict__, which a frozen, non-slots
+    # dataclass allows): verify() runs for every request the listener receives.
+    @cached_property
+    def _candidates(self) -> tuple[str | Variant, ...]:
         if self.mode is Mode.PLAIN:
             return ("plain",)
         if self.mode is Mode.HMAC:
@@ -173,7 +173,7 @@ class Verifier:
         return ("plain", self.variant, *rest)
 
     def candidates(self) -> tuple[str | Variant, ...]:
-        return self._candidates  # type: ignore[no-any-return,attr-defined]
+        return self._candidates
 
     def verify(self, refid: str, message: str, signature: str | None) -> Verification:
         if not self.secret:
@@ -192,7 +192,7 @@ class Verifier:
     def match(self, refid: str, message: str, signature: str) -> str | None:
         """The scheme ``signature`` matches (``'plain'`` or a variant name), or None."""
         assert self.secret
-        for cand in self._candidates:  # type: ignore[attr-defined]
+        for cand in self._candidates:
             if cand == "plain":
                 if _eq(signature, self.secret):
                     return "plain"

@@ -1,7 +1,7 @@
 """The SQLite store of every request ``listen`` received (schema, migrations, queries).
 
-Writes from the listener go through ``ipsms.recorder`` (group commit on a thread); this module
-holds the schema and the synchronous queries the CLI uses to read it back.
+Every SQL statement of ipsms is here. Writes from the listener go through ``ipsms.recorder``
+(group commit on a thread, with the statements below); reads return ``ipsms.request.Request``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import os
 import sqlite3
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ipsms.errors import StateError
+from ipsms.errors import NotFoundError, StateError
 from ipsms.home import ensure_dir
+from ipsms.request import Request
 
 SCHEMA_VERSION = 2
 # Of a request answered anything but 200, only this much of the body is kept (with its full
@@ -58,30 +59,35 @@ _MIGRATIONS: dict[int, str] = {
 }
 
 
-@dataclass(slots=True)
-class RequestRecord:
-    """One received request, as it is written to the store. (Not frozen: built for every
-    request, and a frozen dataclass costs a ``object.__setattr__`` per field.)"""
+class StoreMissing(NotFoundError):
+    """There is no store at ``path``: nothing was recorded there yet. Every reader (``messages``,
+    ``replay``, ``verify --refid``) meets this one error, exit code 10."""
 
-    received_at: float
-    method: str
-    path: str
-    remote: str | None
-    headers: list[tuple[str, str]]
-    content_type: str | None
-    body: bytes
-    status: int
-    refid: str | None = None
-    from_number: str | None = None
-    to_number: str | None = None
-    message: str | None = None
-    fields_json: str | None = None  # JSON object of every parsed field
-    verdict: str | None = None
-    verdict_detail: str | None = None
-    flags: list[dict[str, str]] | None = None
-    error: str | None = None
-    body_size: int | None = None  # set when ``body`` is only the first part of what arrived
-    body_sha256: str | None = None
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no messages recorded yet: there is no message store at {path}",
+                         hint="run `ipsms listen` to receive some")
+        self.path = path
+
+
+class StoreUnusable(StateError):
+    """The store at ``path`` cannot be opened or created (``reason`` says why)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot open the message store {path}: {reason}",
+                         hint="check the file and its directory are writable")
+        self.path = path
+        self.reason = reason
+
+
+class StoreTooNew(StateError):
+    """The store was written by a newer ipsms (schema ``version`` > ``supported``)."""
+
+    def __init__(self, path: Path, version: int, supported: int) -> None:
+        super().__init__(f"the message store {path} has schema version {version}, newer than "
+                         f"this ipsms understands ({supported})", hint="upgrade ipsms")
+        self.path = path
+        self.version = version
+        self.supported = supported
 
 
 def text_param(value: str | None) -> str | bytes | None:
@@ -116,12 +122,12 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
 """
 
 
-def insert_params(rec: RequestRecord) -> tuple[Any, ...]:
+def insert_params(rec: Request) -> tuple[Any, ...]:
     headers = json.dumps(rec.headers, ensure_ascii=False)
     flags = json.dumps(rec.flags, ensure_ascii=False) if rec.flags else None
     texts = (rec.path, rec.remote, headers, rec.content_type, rec.refid, rec.from_number,
              rec.to_number, rec.message, rec.fields_json, rec.verdict, rec.verdict_detail,
-             flags, rec.error)
+             flags, rec.error_text)
     if not "".join(t for t in texts if t is not None).isascii():  # rare: check each one
         texts = tuple(text_param(t) for t in texts)  # type: ignore[assignment]
     path, remote, headers, ctype, refid, from_, to, message, fields, verdict, detail, flags, \
@@ -132,10 +138,10 @@ def insert_params(rec: RequestRecord) -> tuple[Any, ...]:
 
 
 def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
-    """Open (and create or migrate) the store at ``path``; errors become ``StateError``."""
+    """Open (and create or migrate) the store at ``path``. Without ``create`` a missing store
+    is ``StoreMissing``; a store that cannot be opened is ``StoreUnusable``."""
     if not create and not path.exists():
-        raise StateError(f"no message store at {path}",
-                         hint="run `ipsms listen` first, or pass --db PATH")
+        raise StoreMissing(path)
     if create:
         ensure_dir(path.parent)
     # Bodies and headers may hold personal data: the database and its -wal, -shm and -journal
@@ -148,17 +154,26 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a commit is on disk before it returns; group commit keeps this affordable.
         conn.execute("PRAGMA synchronous = FULL")
-        _migrate(conn)
+        _migrate(conn, path)
     except sqlite3.Error as exc:
-        raise StateError(f"cannot open the message store {path}: {exc}",
-                         hint="check the file and its directory are writable, or pass --db "
-                         "PATH") from None
+        raise StoreUnusable(path, str(exc)) from None
     finally:
         os.umask(old_umask)
     for suffix in ("", "-wal", "-shm", "-journal"):  # files an older ipsms created
         with contextlib.suppress(OSError):
             Path(f"{path}{suffix}").chmod(0o600)
     return conn
+
+
+@contextmanager
+def opened(path: Path) -> Iterator[sqlite3.Connection]:
+    """The existing store at ``path``, closed afterwards: how every reader opens it (reading
+    never creates a store; a missing one is ``StoreMissing``)."""
+    conn = connect(path, create=False)
+    try:
+        yield conn
+    finally:
+        conn.close()
 
 
 def shared_dir_warning(path: Path) -> str | None:
@@ -171,18 +186,14 @@ def shared_dir_warning(path: Path) -> str | None:
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         who = "everyone" if mode & stat.S_IWOTH else "its group"
         return (f"the message store's directory {path.parent} can be written by {who}; keep "
-                "the store in a private directory (the default, or --db in one you own)")
+                "the store in a private directory")
     return None
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise StateError(
-            f"the message store has schema version {version}, newer than this ipsms "
-            f"understands ({SCHEMA_VERSION})",
-            hint="upgrade ipsms, or use another --db",
-        )
+        raise StoreTooNew(path, version, SCHEMA_VERSION)
     for target in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -196,76 +207,48 @@ def _migrate(conn: sqlite3.Connection) -> None:
             raise
 
 
-@dataclass(frozen=True)
-class StoredRequest:
-    """A row read back from the store."""
-
-    id: int
-    received_at: float
-    method: str
-    path: str
-    remote: str | None
-    headers: list[tuple[str, str]]
-    content_type: str | None
-    body: bytes
-    refid: str | None
-    from_number: str | None
-    to_number: str | None
-    message: str | None
-    fields: dict[str, Any] | None
-    attempt: int | None
-    verdict: str | None
-    verdict_detail: str | None
-    flags: list[dict[str, str]]
-    status: int
-    error: str | None
-    body_size: int | None = None  # bytes that arrived, when only the start was kept
-    body_sha256: str | None = None  # of everything that arrived, when the body was cut
-
-    @property
-    def body_truncated(self) -> bool:
-        return self.body_size is not None and self.body_size > len(self.body)
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> StoredRequest:
-        t = text_value
-        fields = t(row["fields"])
-        flags = t(row["flags"])
-        body = bytes(row["body"])
-        return cls(
-            id=row["id"], received_at=row["received_at"], method=row["method"],
-            path=t(row["path"]), remote=t(row["remote"]),  # type: ignore[arg-type]
-            headers=[(k, v) for k, v in json.loads(t(row["headers"]))],  # type: ignore[arg-type]
-            content_type=t(row["content_type"]), body=body, refid=t(row["refid"]),
-            from_number=t(row["from_number"]), to_number=t(row["to_number"]),
-            message=t(row["message"]),
-            fields=None if fields is None else json.loads(fields),
-            attempt=row["attempt"], verdict=t(row["verdict"]),
-            verdict_detail=t(row["verdict_detail"]),
-            flags=[] if flags is None else json.loads(flags),
-            status=row["status"], error=t(row["error"]),
-            body_size=row["body_size"], body_sha256=row["body_sha256"],
-        )
+def from_row(row: sqlite3.Row) -> Request:
+    """A row read back as the one request model."""
+    t = text_value
+    fields = t(row["fields"])
+    flags = t(row["flags"])
+    # The error column holds "code: detail" (codes never contain ": ").
+    error, _, error_detail = (t(row["error"]) or "").partition(": ")
+    return Request(
+        id=row["id"], received_at=row["received_at"], method=row["method"],
+        path=t(row["path"]), remote=t(row["remote"]),  # type: ignore[arg-type]
+        headers=[(k, v) for k, v in json.loads(t(row["headers"]))],  # type: ignore[arg-type]
+        content_type=t(row["content_type"]), body=bytes(row["body"]), refid=t(row["refid"]),
+        from_number=t(row["from_number"]), to_number=t(row["to_number"]),
+        message=t(row["message"]),
+        fields=None if fields is None else json.loads(fields), fields_json=fields,
+        attempt=row["attempt"], verdict=t(row["verdict"]),
+        verdict_detail=t(row["verdict_detail"]),
+        flags=[] if flags is None else json.loads(flags),
+        status=row["status"], error=error or None, error_detail=error_detail or None,
+        body_size=row["body_size"], body_sha256=row["body_sha256"],
+    )
 
 
 def _query(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()
-           ) -> Iterator[StoredRequest]:
+           ) -> Iterator[Request]:
     for row in conn.execute(sql, params):
-        yield StoredRequest.from_row(row)
+        yield from_row(row)
 
 
-def count(conn: sqlite3.Connection, where: str = "1", params: tuple[Any, ...] = ()) -> int:
-    return int(conn.execute(f"SELECT COUNT(*) FROM requests WHERE {where}", params).fetchone()[0])
+def count(conn: sqlite3.Connection) -> int:
+    """How many requests are recorded."""
+    return int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
 
 
-def attempts_for(conn: sqlite3.Connection, refid: str) -> list[StoredRequest]:
+def attempts_for(conn: sqlite3.Connection, refid: str) -> list[Request]:
     """Every request recorded with ``refid``, oldest first."""
     return list(_query(conn, "SELECT * FROM requests WHERE refid = ? ORDER BY id",
                        (text_param(refid),)))
 
 
 def recent(conn: sqlite3.Connection, limit: int = 50, *, since: float | None = None
-           ) -> list[StoredRequest]:
+           ) -> list[Request]:
     """The newest requests first."""
     if since is None:
         return list(_query(conn, "SELECT * FROM requests ORDER BY id DESC LIMIT ?", (limit,)))
@@ -273,13 +256,46 @@ def recent(conn: sqlite3.Connection, limit: int = 50, *, since: float | None = N
                        "ORDER BY id DESC LIMIT ?", (since, limit)))
 
 
-def iter_all(conn: sqlite3.Connection) -> Iterator[StoredRequest]:
-    """Every request, oldest first (streams; does not load the table)."""
-    return _query(conn, "SELECT * FROM requests ORDER BY id")
+def iter_all(conn: sqlite3.Connection, since: float | None = None) -> Iterator[Request]:
+    """Every request (received at or after ``since``), oldest first. Streams from the cursor:
+    the table is never loaded whole."""
+    if since is None:
+        return _query(conn, "SELECT * FROM requests ORDER BY id")
+    return _query(conn, "SELECT * FROM requests WHERE received_at >= ? ORDER BY id", (since,))
 
 
 def clear(conn: sqlite3.Connection) -> int:
-    cur = conn.execute("DELETE FROM requests")
-    return cur.rowcount
+    """Delete every recorded request; returns how many. Deleted pages are overwritten
+    (``secure_delete``) and the WAL truncated, so message text does not linger on disk."""
+    conn.execute("PRAGMA secure_delete = ON")
+    removed = conn.execute("DELETE FROM requests").rowcount
+    # A listener holding a read lock can make this fail; the WAL is then overwritten later.
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return removed
 
 
+# -- the recorder's batch (one transaction per batch, on its writer thread) --------------------
+def begin_batch(conn: sqlite3.Connection) -> int:
+    """Take the write lock (``BEGIN IMMEDIATE``) and return the highest row id: the batch's
+    rows get consecutive ids after it and can be read back in one query."""
+    conn.execute("BEGIN IMMEDIATE")
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0])
+
+
+def insert_batch(conn: sqlite3.Connection, records: list[Request], before: int
+                 ) -> list[tuple[int, int | None]]:
+    """Insert ``records`` in the open transaction; their ``(id, attempt)``, in order."""
+    conn.executemany(INSERT_SQL, [insert_params(rec) for rec in records])
+    return [(row_id, attempt) for row_id, attempt in conn.execute(
+        "SELECT id, attempt FROM requests WHERE id > ? ORDER BY id", (before,))]
+
+
+def commit(conn: sqlite3.Connection) -> None:
+    conn.execute("COMMIT")
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        with contextlib.suppress(Exception):
+            conn.execute("ROLLBACK")

@@ -1,7 +1,7 @@
 """The core of ``ipsms verify``: load payloads, check their signatures, explain mismatches.
 
 A payload comes from a file or stdin (a webhook body as JSON or form fields, or NDJSON lines
-from ``ipsms messages export`` / ``ipsms listen --format json``) or from the store by refid.
+of ``ipsms messages export``) or from the store by refid.
 Bodies are parsed with ``ipsms.inbound.parse_message``, exactly as the listener parses them,
 and checked with ``ipsms.signature.Verifier``. Nothing here prints the secret: results carry
 its fingerprint only.
@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ipsms.errors import UsageError
 from ipsms.inbound import FORM_TYPE, JSON_TYPE, BodyError, parse_message
+from ipsms.request import Request
 from ipsms.signature import (
     DEFAULT_VARIANT,
     Mode,
@@ -27,13 +27,10 @@ from ipsms.signature import (
     Verifier,
     fingerprint,
 )
-from ipsms.store import StoredRequest
 from ipsms.text import printable
 
 INPUT_HINT = ("give a webhook body (a JSON object or form fields), a line of `ipsms messages "
               "export`, or --refid REFID to check a recorded message")
-# How ``ipsms.redact.mask_secret`` shows a value: ``****(8)`` or ``abcd…(64)``.
-_MASKED_RE = re.compile(r"^(?:\*{4}|.{1,4}…)\(\d+\)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -130,7 +127,7 @@ def load_input(data: bytes, source: str) -> Loaded:
     return Loaded([_parse_body(data, JSON_TYPE, source)])
 
 
-def load_recorded(rows: list[StoredRequest]) -> Loaded:
+def load_recorded(rows: list[Request]) -> Loaded:
     """Payloads from recorded attempts, parsed from the exact bytes the listener received."""
     return Loaded([_parse_body(r.body, r.content_type, f"store id {r.id}", attempt=r.attempt)
                    for r in rows])
@@ -144,7 +141,8 @@ def _is_json_object(line: bytes) -> bool:
 
 
 def _is_record(doc: dict[str, Any]) -> bool:
-    """A line written by ipsms (``messages export`` or ``listen --format json``)."""
+    """A request line written by ipsms (``messages export``, ``messages list``, ``listen``
+    in JSON)."""
     return doc.get("type") == "request" and "received_at" in doc
 
 
@@ -176,33 +174,45 @@ def _load_lines(lines: list[bytes], source: str) -> Loaded:
     return Loaded(payloads, skipped)
 
 
+class MaskedRecord(UsageError):
+    """An ipsms request line that cannot be verified because what is checked is not in it:
+    ``redacted`` (``messages export --redact``), or ``signature_masked`` (listen, messages
+    list and show). ``refid`` lets the CLI point at the recorded message instead."""
+
+    def __init__(self, where: str, refid: str, *, redacted: bool) -> None:
+        if redacted:
+            super().__init__(f"{where} comes from a redacted export: its message and signature "
+                             "are masked, so it cannot be verified",
+                             hint="export without redaction, or verify the recorded message "
+                             "by its refid")
+        else:
+            super().__init__(f"{where} has its signature masked (a line of `ipsms listen`, "
+                             "`messages list` or `messages show`)",
+                             hint="verify the recorded message by its refid, or use a line of "
+                             "`ipsms messages export`")
+        self.where = where
+        self.refid = refid
+        self.redacted = redacted
+
+
 def _from_record(doc: dict[str, Any], where: str, *, single: bool
                  ) -> tuple[SignedText | None, str]:
-    """A payload from an ipsms NDJSON record, or ``None`` and why it was skipped."""
-    if doc.get("redacted"):
-        raise UsageError(f"{where} comes from a redacted export: its message and signature "
-                         "are masked, so it cannot be verified",
-                         hint="export without --redact, or use --refid REFID")
+    """A payload from an ipsms request line, or ``None`` and why it was skipped. The line says
+    itself whether it can be checked: ``redacted`` and ``signature_masked``."""
+    if doc.get("redacted") is True:
+        raise MaskedRecord(where, str(doc.get("refid")), redacted=True)
     if doc.get("refid") is None:
         reason = (f"{where} is a request the listener rejected "
                   f"({printable(str(doc.get('error') or 'no message'))}): no message to verify")
         if single:
             raise UsageError(reason, hint=INPUT_HINT)
         return None, reason
+    masked = doc.get("signature_masked") is True and doc.get("signature") is not None
+    if masked or (doc.get("body") is None and doc.get("body_base64") is None):
+        raise MaskedRecord(where, printable(str(doc["refid"])), redacted=False)
     attempt = doc.get("attempt") if isinstance(doc.get("attempt"), int) else None
-    if "body" in doc or "body_base64" in doc:  # messages export: the exact body is there
-        return _parse_body(_export_body(doc, where), doc.get("content_type"), where,
-                           attempt=attempt), ""
-    # listen --format json prints the parsed fields with the signature masked.
-    signature = doc.get("signature")
-    if isinstance(signature, str) and _MASKED_RE.match(signature):
-        raise UsageError(
-            f"{where} is a line of `ipsms listen` output, where the signature is masked",
-            hint=f"verify the recorded message instead: ipsms verify --refid "
-            f"{printable(str(doc['refid']))} (or use a line of `ipsms messages export`)")
-    fields = {k: doc.get(k) for k in ("refid", "from", "to", "message", "signature")}
-    body = json.dumps({k: v for k, v in fields.items() if v is not None}).encode()
-    return _parse_body(body, JSON_TYPE, where, attempt=attempt), ""
+    return _parse_body(_export_body(doc, where), doc.get("content_type"), where,
+                       attempt=attempt), ""
 
 
 def _export_body(doc: dict[str, Any], where: str) -> bytes:

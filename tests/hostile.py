@@ -13,6 +13,7 @@ from typing import Any
 from ipsms import store
 from ipsms.events import ListenEvent
 from ipsms.listener import ListenConfig
+from ipsms.request import Request
 from ipsms.server import ListenServer
 
 REFID = "ABCDEF1234567890ABCDEF1234567890"
@@ -93,7 +94,7 @@ async def running_listener(db: Path, **config: Any) -> AsyncIterator[Running]:
         await server.stop()
 
 
-def stored_rows(db: Path) -> list[store.StoredRequest]:
+def stored_rows(db: Path) -> list[Request]:
     """Every request recorded in the store at ``db``, oldest first."""
     conn = store.connect(db, create=False)
     try:

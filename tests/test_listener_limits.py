@@ -16,8 +16,9 @@ import pytest
 
 from ipsms import store
 from ipsms.errors import StateError
-from ipsms.events import RejectedEvent, RequestEvent
+from ipsms.events import RejectedEvent
 from ipsms.recorder import Recorder
+from ipsms.request import Request
 from ipsms.ui.lines import NdjsonSink
 from tests.hostile import VALID, running_listener, status_of, stored_rows
 from tests.procs import ListenerProcess
@@ -65,7 +66,7 @@ async def test_a_body_sent_slowly_is_cut_off_with_408_and_recorded(tmp_path: Pat
         answer = await asyncio.wait_for(reader.read(), 5)
         writer.close()
         assert status_of(answer) == 408
-        (event,) = [e for e in listener.events if isinstance(e, RequestEvent)]
+        (event,) = [e for e in listener.events if isinstance(e, Request)]
         assert event.error == "read_timeout"
 
 
@@ -86,10 +87,10 @@ async def test_a_failing_store_write_answers_503_and_the_writer_keeps_serving(
         tmp_path: Path) -> None:
     recorder = Recorder(tmp_path / "s.sqlite3")
     async with recorder:
-        good = store.RequestRecord(time.time(), "POST", "/", None, [], None, b"{}", 200,
+        good = Request(time.time(), "POST", "/", None, [], None, b"{}", 200,
                                    refid="A")
         # A failure that is not sqlite3.Error: a header value that cannot be written as JSON.
-        poisoned = store.RequestRecord(time.time(), "POST", "/", None,
+        poisoned = Request(time.time(), "POST", "/", None,
                                        [("X", object())], None, b"{}", 200,  # type: ignore[list-item]
                                        refid="B")
         results = await asyncio.gather(recorder.record(good), recorder.record(poisoned),
@@ -236,7 +237,7 @@ async def test_a_commit_that_hangs_is_answered_with_an_error_not_never(tmp_path:
     blocker.execute("BEGIN EXCLUSIVE")  # the writer waits for the lock (busy_timeout 5 s)
     try:
         async with Recorder(db, write_timeout=1) as recorder:
-            record = store.RequestRecord(time.time(), "POST", "/", None, [], None, b"{}", 200)
+            record = Request(time.time(), "POST", "/", None, [], None, b"{}", 200)
             started = time.monotonic()
             with pytest.raises(StateError, match="did not commit within 1 s"):
                 await recorder.record(record)

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from ipsms import store
 from ipsms.errors import ExitCode
 from ipsms.recorder import Recorder
+from ipsms.request import Request
 from tests.conftest import cli_env, run_ipsms
 from tests.procs import ListenerProcess
 
@@ -114,7 +114,8 @@ def test_list_is_newest_first_with_rejected_requests(recorded: Recorded) -> None
         (REFID_D, 1, 403), (None, None, 400), (REFID_C, 1, 403), (REFID_B, 1, 200),
         (REFID_A, 2, 200), (REFID_A, 1, 200)]
     assert all(r["type"] == "request" for r in rows)
-    assert rows[1]["error"].startswith("invalid_json: body is not valid JSON")
+    assert rows[1]["error"] == "invalid_json"
+    assert rows[1]["error_detail"].startswith("body is not valid JSON")
     assert rows[2]["verdict"] == "invalid" and rows[0]["verdict"] == "missing"
     assert rows[-1]["message"] == TEXT_A and rows[-1]["from"] == FROM
     assert rows[-1]["verdict"] == "valid" and rows[-1]["verdict_detail"] == "plain"
@@ -239,10 +240,10 @@ async def test_export_since_and_non_utf8_body_as_base64(tmp_path: Path) -> None:
     raw = b"\xff\xfe not utf-8"
     async with Recorder(db) as recorder:
         for received_at, body in ((now - 7200, b"old"), (now - 60, raw)):
-            await recorder.record(store.RequestRecord(
+            await recorder.record(Request(
                 received_at=received_at, method="POST", path="/", remote="127.0.0.1",
                 headers=[], content_type="application/json", body=body, status=400,
-                error="invalid_encoding: body is not valid UTF-8"))
+                error="invalid_encoding", error_detail="body is not valid UTF-8"))
     result = messages("export", "--since", "10m", db=db)
     assert result.returncode == 0, result.stderr
     [row] = ndjson(result.stdout)

@@ -28,8 +28,8 @@ from ipsms.outbound import (
     reject_undecodable,
 )
 from ipsms.replay import delivery_from_record, replay_selection
+from ipsms.request import Request
 from ipsms.signature import Mode, Variant, Verifier, compute_hmac
-from ipsms.store import StoredRequest
 
 
 def test_refids_look_like_intelepeers_and_are_fresh() -> None:
@@ -207,10 +207,9 @@ def test_missing_payload_file(tmp_path: Path) -> None:
 
 def _stored(id: int, refid: str | None, at: float, body: bytes = b"a=1",
             content_type: str | None = "application/x-www-form-urlencoded; charset=UTF-8"
-            ) -> StoredRequest:
-    return StoredRequest(id, at, "POST", "/", None, [], content_type, body, refid, None, None,
-                         None, {"signature": "sig-123456789"} if refid else None, 1, None,
-                         None, [], 200, None)
+            ) -> Request:
+    return Request(at, "POST", "/", None, [], content_type, body, 200, refid=refid,
+                   fields={"signature": "sig-123456789"} if refid else None, id=id, attempt=1)
 
 
 def test_a_recorded_request_is_replayed_as_stored() -> None:

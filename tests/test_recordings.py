@@ -13,7 +13,7 @@ from ipsms import recordings
 from ipsms.errors import NotFoundError, UsageError
 from ipsms.recorder import Recorder
 from ipsms.redact import mask_secret
-from ipsms.store import RequestRecord
+from ipsms.request import Request
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 REFID = "0123456789ABCDEF0123456789ABCDEF"
@@ -21,17 +21,18 @@ REFID = "0123456789ABCDEF0123456789ABCDEF"
 
 def record(received_at: float, body: bytes, content_type: str = "application/json",
            refid: str | None = REFID, status: int = 200, *, sender: str | None = None,
-           to: str | None = None, message: str | None = None) -> RequestRecord:
+           to: str | None = None, message: str | None = None) -> Request:
     parsed = body.decode() if content_type == "application/json" and refid else None
-    return RequestRecord(
+    return Request(
         received_at=received_at, method="POST", path="/", remote="127.0.0.1",
         headers=[("Content-Type", content_type)], content_type=content_type, body=body,
         status=status, refid=refid, fields_json=parsed,
+        fields=None if parsed is None else json.loads(parsed),
         from_number=sender, to_number=to, message=message, verdict="unchecked" if refid else None,
-        error=None if refid else "invalid_json: broken")
+        error=None if refid else "invalid_json", error_detail=None if refid else "broken")
 
 
-async def fill(db: Path, records: list[RequestRecord]) -> None:
+async def fill(db: Path, records: list[Request]) -> None:
     async with Recorder(db) as rec:
         for r in records:
             await rec.record(r)
@@ -93,7 +94,7 @@ async def test_show_masks_the_signature_inside_the_body(tmp_path: Path, secret: 
     form_body = urlencode({"refid": REFID, "from": "+13038675309", "to": "+12161112222",
                            "message": "hi", "signature": secret}).encode()
     await fill(db, [record(NOW, json_body)])
-    form = RequestRecord(received_at=NOW, method="POST", path="/", remote=None, headers=[],
+    form = Request(received_at=NOW, method="POST", path="/", remote=None, headers=[],
                          content_type="application/x-www-form-urlencoded", body=form_body,
                          status=200, refid=REFID,
                          fields_json=json.dumps({"signature": secret}))
@@ -153,9 +154,12 @@ async def test_export_dicts_plain_and_redacted(tmp_path: Path) -> None:
         [row] = list(recordings.iter_oldest_first(conn))
     plain = recordings.export_dict(row)
     assert plain["body"].encode() == msg_body("hello there", "sig")
-    assert "redacted" not in plain and plain["received_at"] == "2026-01-01T00:00:00.000Z"
+    assert plain["redacted"] is False and plain["received_at"] == "2026-01-01T00:00:00.000Z"
+    assert plain["signature_masked"] is False and plain["signature"] == "sig"
     red = recordings.export_dict(row, redact=True)
     assert red["redacted"] is True and red["message"] == "[redacted 11 chars]"
+    assert red["signature_masked"] is True and red["signature"] == "****(3)"
+    assert red.keys() == plain.keys()  # one shape: redaction replaces values, never keys
     assert red["fields"]["message"] == "[redacted 11 chars]"
     assert "hello" not in json.dumps(red) and "3038675309" not in json.dumps(red)
 
@@ -168,7 +172,7 @@ async def test_export_dicts_plain_and_redacted(tmp_path: Path) -> None:
 async def test_show_masks_signatures_however_they_are_escaped(tmp_path: Path, body: bytes,
                                                               content_type: str) -> None:
     db = tmp_path / "esc.sqlite3"
-    await fill(db, [RequestRecord(received_at=NOW, method="POST", path="/", remote=None,
+    await fill(db, [Request(received_at=NOW, method="POST", path="/", remote=None,
                                   headers=[], content_type=content_type, body=body, status=200,
                                   refid=REFID, fields_json=json.dumps({"signature": "a/b c"}))])
     with recordings.opened(db) as conn:

@@ -112,7 +112,7 @@ async def test_replay_arguments_are_checked(recorded: Path, tmp_path: Path) -> N
     no_db = await replay("X", "--db", str(tmp_path / "absent.sqlite3"))
     assert neither.returncode == both.returncode == since.returncode == ExitCode.USAGE
     assert "either a REFID or --all" in neither.stderr
-    assert no_db.returncode == ExitCode.STATE and "no message store" in no_db.stderr
+    assert no_db.returncode == ExitCode.NOT_FOUND and "no message store" in no_db.stderr
     assert not (tmp_path / "absent.sqlite3").exists()
 
 

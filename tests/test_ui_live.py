@@ -7,7 +7,8 @@ import time
 
 from rich.console import Console
 
-from ipsms.events import ListenStats, RequestEvent
+from ipsms.events import ListenStats
+from ipsms.request import Request
 from ipsms.text import printable
 from ipsms.ui.lines import plain_line
 from ipsms.ui.live import build_view
@@ -15,17 +16,18 @@ from ipsms.ui.live import build_view
 HOSTILE = "[bold red]PWNED[/bold red]\x1b[2J\x1b]0;t\x07\u202eevil\u202c end"
 
 
-def event(message: str, **kw: object) -> RequestEvent:
+def event(message: str, **kw: object) -> Request:
     base: dict[str, object] = dict(
         id=1, received_at=time.time(), method="POST", path="/", remote="127.0.0.1",
-        content_type="application/json", size=10, status=200,
+        headers=[], content_type="application/json", body=b"{}", status=200,
         refid="ABCDEF1234567890ABCDEF1234567890", from_number="+13035550100",
-        to_number="+13038675309", message=message, attempt=1, verdict="valid (plain)")
+        to_number="+13038675309", message=message, attempt=1, verdict="valid",
+        verdict_detail="plain")
     base.update(kw)
-    return RequestEvent(**base)  # type: ignore[arg-type]
+    return Request(**base)  # type: ignore[arg-type]
 
 
-def render(*events: RequestEvent, color: bool = True, width: int = 220) -> str:
+def render(*events: Request, color: bool = True, width: int = 220) -> str:
     buf = io.StringIO()
     console = Console(file=buf, width=width, force_terminal=color,
                       color_system="truecolor" if color else None)

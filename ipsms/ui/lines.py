@@ -11,11 +11,19 @@ from ipsms.stream_sink import StreamSink
 from ipsms.text import dumps, iso_time, one_line, printable
 
 
+def ndjson_line(event: ListenEvent) -> str:
+    """The ``listen --format json`` line of ``event`` (the signature masked)."""
+    if isinstance(event, RejectedEvent):
+        return dumps(event.to_dict())
+    # No body: it can be a megabyte per request; the store has it (`messages show`).
+    return dumps(event.to_dict(bodies=False))
+
+
 class NdjsonSink(StreamSink):
     """One JSON object per event (the signature masked)."""
 
     def line(self, event: ListenEvent) -> str:
-        return dumps(event.to_dict())
+        return ndjson_line(event)
 
     def drop_notice(self, count: int) -> str:
         return dumps({"type": "dropped", "lines": count, "total": self.dropped,
@@ -32,7 +40,7 @@ def plain_line(event: ListenEvent) -> str:
     flags = f" flags={','.join(f['code'] for f in event.flags)}" if event.flags else ""
     return (f"{clock} {event.status} #{event.attempt} {printable(event.refid)} "
             f"{printable(event.from_number or '')} -> {printable(event.to_number or '')} "
-            f"[{event.verdict}] {one_line(event.message or '', 80)!s}{flags}")
+            f"[{event.verdict_label}] {one_line(event.message or '', 80)!s}{flags}")
 
 
 class PlainSink(StreamSink):

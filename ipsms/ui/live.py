@@ -45,7 +45,7 @@ def event_row(event: ListenEvent, compact: bool = False) -> list[Text]:
     a message (``[bold]``) stays literal, and control characters are escaped first."""
     if isinstance(event, RejectedEvent):
         return _rejected_row(event)
-    verdict = event.verdict or "-"
+    verdict = event.verdict_label or "-"
     refid = printable(event.refid or f"{event.method} {event.path}")
     if compact:
         verdict = verdict.split(" ")[0]

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ipsms.recordings import detail_dict
-from ipsms.store import StoredRequest
+from ipsms.request import Request
 from ipsms.text import iso_time, one_line, printable
 
 MESSAGE_WIDTH = 48
@@ -46,9 +46,9 @@ def _verdict_text(verdict: str | None, detail: str | None) -> Text:
     return Text(printable(label), style=_VERDICT_STYLE.get(verdict, ""))
 
 
-def _list_cells(row: StoredRequest) -> list[Text]:
+def _list_cells(row: Request) -> list[Text]:
     if row.refid is None:
-        message = Text(one_line(row.error or "rejected", MESSAGE_WIDTH), style="yellow")
+        message = Text(one_line(row.error_text or "rejected", MESSAGE_WIDTH), style="yellow")
     else:
         message = Text(one_line(row.message or "", MESSAGE_WIDTH))
     return [
@@ -98,7 +98,7 @@ def column_widths(cells: list[list[Text]], width: int) -> list[int]:
     return widths
 
 
-def list_table(rows: list[StoredRequest], width: int = 80) -> RenderableType:
+def list_table(rows: list[Request], width: int = 80) -> RenderableType:
     """The ``messages list`` table for a ``width``-column terminal, in the rows' order."""
     if not rows:
         return Text("no messages recorded", style="dim")
@@ -144,7 +144,9 @@ def _fields_table(attempt: dict[str, Any]) -> Table:
         rows.append(("flags", Text("\n".join(
             printable(f"{f.get('code')}: {f.get('detail')}") for f in attempt["flags"]))))
     if attempt["error"]:
-        rows.append(("error", Text(printable(attempt["error"]), style="yellow")))
+        error = attempt["error"] + (f": {attempt['error_detail']}" if attempt["error_detail"]
+                                    else "")
+        rows.append(("error", Text(printable(error), style="yellow")))
     for name, value in rows:
         grid.add_row(name, value)
     return grid
@@ -159,7 +161,7 @@ def _headers_table(headers: list[list[str]]) -> Table:
     return grid
 
 
-def attempt_panel(row: StoredRequest) -> Panel:
+def attempt_panel(row: Request) -> Panel:
     """One recorded attempt: fields, verdict, headers (credentials masked) and the raw body
     (signature masked; text when UTF-8, else base64)."""
     attempt = detail_dict(row)
@@ -178,7 +180,7 @@ def attempt_panel(row: StoredRequest) -> Panel:
     return Panel(Group(*parts), title=title, title_align="left", expand=True)
 
 
-def show_view(refid: str, rows: list[StoredRequest]) -> Group:
+def show_view(refid: str, rows: list[Request]) -> Group:
     header = Text()
     header.append("refid ", style="bold")
     header.append(printable(refid), style="cyan")
