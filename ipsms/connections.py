@@ -108,8 +108,7 @@ class _Guarded(asyncio.Protocol):
             transport.close()
             if guard.over_cap == 1 or guard.over_cap % 1000 == 0:
                 guard._drop(self, 503, f"{guard.over_cap} connection(s) refused: the limit of "
-                            f"{guard.max_connections} open connections was reached "
-                            "(--max-connections)")
+                            f"{guard.max_connections} open connections was reached")
             return
         self.arm()
         guard._track(self, transport)
@@ -133,7 +132,7 @@ class _Guarded(asyncio.Protocol):
         if self._got_data:  # a request began but its head did not arrive in time
             transport.write(_TIMEOUT)
             self.guard._drop(self, 408, "request head not complete within "
-                             f"{self.guard.read_timeout:g} s (--read-timeout)")
+                             f"{self.guard.read_timeout:g} s (the read timeout)")
         transport.close()
 
     def data_received(self, data: bytes) -> None:

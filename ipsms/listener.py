@@ -148,7 +148,7 @@ class _Handler:
 
     def _too_large(self) -> tuple[str, str]:
         return ("body_too_large",
-                f"body is larger than the {self.config.max_body}-byte limit (--max-body)")
+                f"body is larger than the listener's limit of {self.config.max_body} bytes")
 
     async def _read(self, request: web.Request) -> tuple[bytes, int | None, tuple[str, str] | None]:
         """A body still arriving: read within --read-timeout. Returns the body, the size a
@@ -161,7 +161,7 @@ class _Handler:
         except TimeoutError:
             return b"", request.content_length, (
                 "read_timeout", f"body not received within {self.config.read_timeout:g} s "
-                "(--read-timeout)")
+                "(the read timeout)")
         except (ConnectionError, web.HTTPException, aiohttp.ClientError,
                 aiohttp.http_exceptions.HttpProcessingError) as exc:
             return b"", request.content_length, (
@@ -372,7 +372,8 @@ def _response(event: Request) -> web.Response:
         body: dict[str, Any] = {"status": "received", "refid": event.refid,
                                 "attempt": event.attempt}
         if event.verdict in (Verdict.INVALID.value, Verdict.MISSING.value):
-            body["warning"] = f"signature {event.verdict} (accepted: --accept-bad-signature)"
+            body["warning"] = (f"signature {event.verdict} (accepted: the listener accepts bad "
+                               "signatures)")
         return web.Response(body=dumps(body).encode(), headers=_JSON)
     headers = _JSON_405 if event.status == 405 else _JSON
     detail = event.error_detail

@@ -21,7 +21,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ipsms.errors import BindError
+from ipsms.errors import BindError, setting
 from ipsms.events import ListenStats, RejectedEvent
 from ipsms.listener import GUARD, IN_FLIGHT, SINKS, EventSink, ListenConfig, create_app, emit
 from ipsms.recorder import Recorder
@@ -177,14 +177,14 @@ class _RejectionLog(logging.Handler):
 def _bind_error(host: str, port: int, exc: OSError) -> BindError:
     if exc.errno == errno.EADDRINUSE:
         return BindError(f"port {port} on {host} is already in use",
-                         hint="stop the other program, choose another --port, or use --port 0 "
-                         "for a free one")
+                         hint=f"stop the other program, choose another {setting('port')}, or use "
+                         f"{setting('port')} 0 for a free one")
     if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
         return BindError(f"cannot listen on host {host!r}: {exc.strerror or exc}",
                          hint="use an address of this machine, e.g. 127.0.0.1 or 0.0.0.0")
     if exc.errno == errno.EACCES:
         return BindError(f"not allowed to listen on port {port}",
-                         hint="ports below 1024 need privileges: choose --port 8765")
+                         hint=f"ports below 1024 need privileges: choose {setting('port')} 8765")
     return BindError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 

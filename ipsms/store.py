@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ipsms.errors import NotFoundError, StateError
+from ipsms.errors import NotFoundError, StateError, setting
 from ipsms.home import ensure_dir
 from ipsms.request import Request
 
@@ -65,7 +65,8 @@ class StoreMissing(NotFoundError):
 
     def __init__(self, path: Path) -> None:
         super().__init__(f"no messages recorded yet: there is no message store at {path}",
-                         hint="run `ipsms listen` to receive some")
+                         hint="run `ipsms listen` to receive some, or point "
+                         f"{setting('db')} / IPSMS_DB at your store")
         self.path = path
 
 
@@ -74,7 +75,8 @@ class StoreUnusable(StateError):
 
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"cannot open the message store {path}: {reason}",
-                         hint="check the file and its directory are writable")
+                         hint="check the file and its directory are writable, or pass "
+                         f"{setting('db')} PATH")
         self.path = path
         self.reason = reason
 
@@ -84,7 +86,8 @@ class StoreTooNew(StateError):
 
     def __init__(self, path: Path, version: int, supported: int) -> None:
         super().__init__(f"the message store {path} has schema version {version}, newer than "
-                         f"this ipsms understands ({supported})", hint="upgrade ipsms")
+                         f"this ipsms understands ({supported})",
+                         hint=f"upgrade ipsms, or use another {setting('db')}")
         self.path = path
         self.version = version
         self.supported = supported
@@ -186,7 +189,8 @@ def shared_dir_warning(path: Path) -> str | None:
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         who = "everyone" if mode & stat.S_IWOTH else "its group"
         return (f"the message store's directory {path.parent} can be written by {who}; keep "
-                "the store in a private directory")
+                "the store in a private directory (the default, or "
+                f"{setting('db')} in one you own)")
     return None
 
 

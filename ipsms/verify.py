@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ipsms.errors import UsageError
+from ipsms.errors import UsageError, setting
 from ipsms.inbound import FORM_TYPE, JSON_TYPE, BodyError, parse_message
 from ipsms.request import Request
 from ipsms.signature import (
@@ -30,7 +30,7 @@ from ipsms.signature import (
 from ipsms.text import printable
 
 INPUT_HINT = ("give a webhook body (a JSON object or form fields), a line of `ipsms messages "
-              "export`, or --refid REFID to check a recorded message")
+              f"export`, or {setting('refid')} REFID to check a recorded message")
 
 
 @dataclass(frozen=True)
@@ -183,13 +183,14 @@ class MaskedRecord(UsageError):
         if redacted:
             super().__init__(f"{where} comes from a redacted export: its message and signature "
                              "are masked, so it cannot be verified",
-                             hint="export without redaction, or verify the recorded message "
-                             "by its refid")
+                             hint=f"export without {setting('redact')}, or use "
+                             f"{setting('refid')} {refid}")
         else:
             super().__init__(f"{where} has its signature masked (a line of `ipsms listen`, "
                              "`messages list` or `messages show`)",
-                             hint="verify the recorded message by its refid, or use a line of "
-                             "`ipsms messages export`")
+                             hint=f"verify the recorded message instead: ipsms verify "
+                             f"{setting('refid')} {refid}, or use a line of `ipsms messages "
+                             "export`")
         self.where = where
         self.refid = refid
         self.redacted = redacted

@@ -103,7 +103,7 @@ def test_flags_and_rejected_requests_are_visible_in_the_table() -> None:
 
     flagged = event("a\ud800b", flags=({"code": "lone_surrogate", "detail": "..."},))
     rejected = RejectedEvent(time.time(), "127.0.0.1", 408,
-                             "request head not complete within 10 s (--read-timeout)")
+                             "request head not complete within 10 s (the read timeout)")
     out = render(flagged, rejected, color=False)  # type: ignore[arg-type]
     assert "⚑ a\\ud800b  lone_surrogate" in out
     assert "rejected" in out and "request head not complete" in out and "408" in out

@@ -205,11 +205,13 @@ def test_redacted_and_listen_lines_cannot_be_verified(recorded: Recorded) -> Non
     first = redacted.stdout.splitlines()[0].encode()
     result = verify("-", stdin=first)
     assert result.returncode == ExitCode.USAGE and "redacted export" in result.stderr
+    assert "export without --redact, or use --refid" in result.stderr
     listen_line = json.dumps(recorded.listen_lines[0]).encode()  # signature masked there
     result = verify("-", stdin=listen_line)
     assert result.returncode == ExitCode.USAGE
     assert "has its signature masked" in result.stderr
-    assert "verify the recorded message by its refid" in result.stderr
+    refid = recorded.listen_lines[0]["refid"]
+    assert f"verify the recorded message instead: ipsms verify --refid {refid}" in result.stderr
 
 
 def test_nothing_to_verify_on_a_terminal_does_not_wait_for_input() -> None:

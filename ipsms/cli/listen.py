@@ -19,6 +19,7 @@ from ipsms.cli.options import (
     SecretOption,
     SignatureMode,
     duration,
+    flag,
     parse_size,
     resolve_format,
 )
@@ -148,6 +149,7 @@ def _stdout_closed(server: "ListenServer") -> None:
 
 
 def _banner(bound: "Bound", config: "ListenConfig", db_path: Path) -> None:
+    from ipsms.errors import word_settings
     from ipsms.server import is_loopback
     from ipsms.signature import Mode, fingerprint
     from ipsms.store import shared_dir_warning
@@ -163,7 +165,7 @@ def _banner(bound: "Bound", config: "ListenConfig", db_path: Path) -> None:
     err(f"ipsms listen: {check}; recording to {db_path}")
     shared = shared_dir_warning(db_path)
     if shared:
-        err(f"ipsms listen: warning: {shared}")
+        err(f"ipsms listen: warning: {word_settings(shared, flag)}")
     if not is_loopback(bound.host):
         err(f"ipsms listen: warning: listening on {bound.host}, reachable from other machines"
             + ("" if config.secret else " and without a secret: anyone can post to it"))
