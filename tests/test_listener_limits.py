@@ -80,7 +80,8 @@ async def test_connections_over_the_cap_get_503_and_the_cap_frees_up(tmp_path: P
         await asyncio.sleep(0.1)
         assert await listener.post_valid() == 200
         refused = [e for e in listener.events if isinstance(e, RejectedEvent)]
-        assert refused and refused[0].status == 503 and "limit of 5 open connections" in refused[0].reason
+        assert refused and refused[0].status == 503
+        assert "limit of 5 open connections" in refused[0].reason
 
 
 async def test_a_failing_store_write_answers_503_and_the_writer_keeps_serving(
