@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from ipsms import defaults, store
-from ipsms.errors import NotFoundError, UsageError
+from ipsms.errors import NotFoundError
 from ipsms.inbound import KNOWN_FIELDS, BodyError, body_kind
 from ipsms.redact import mask_secret, redact_number
 from ipsms.request import Request
@@ -27,8 +26,6 @@ DEFAULT_LIMIT = defaults.LIST_LIMIT
 # A run of 7 to 15 digits, optionally after '+': what a phone number looks like inside free
 # text (extra fields, paths). Shorter runs (ports, byte offsets) are left alone.
 _PHONE_RE = re.compile(r"\+?\d{7,15}")
-_SINCE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 @dataclass(frozen=True)
@@ -43,16 +40,6 @@ class ExportOptions:
     db: Path
     since: float | None = None
     redact: bool = False
-
-
-def parse_since(text: str, now: float | None = None) -> float:
-    """``'10m'`` -> the unix time ten minutes ago. Units: s, m, h, d, w."""
-    m = _SINCE_RE.match(text)
-    if not m:
-        raise UsageError(f"cannot read the duration {text!r}",
-                         hint="use a number and a unit: 90s, 10m, 2h, 1d, 1w")
-    seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2).lower()]
-    return (time.time() if now is None else now) - seconds
 
 
 # The one way every reader opens the store (a missing one is ``store.StoreMissing``, exit 10).

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlencode
 import pytest
 
 from ipsms import recordings
-from ipsms.errors import NotFoundError, UsageError
+from ipsms.errors import NotFoundError
 from ipsms.recorder import Recorder
 from ipsms.redact import mask_secret
 from ipsms.request import Request
@@ -45,18 +45,6 @@ def msg_body(message: str, signature: str | None = None, **extra: object) -> byt
         data["signature"] = signature
     data.update(extra)
     return json.dumps(data).encode()
-
-
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("2h", 7200),
-                                               ("1d", 86400), ("1.5h", 5400), (" 1W ", 604800)])
-def test_parse_since(text: str, seconds: float) -> None:
-    assert recordings.parse_since(text, now=NOW) == NOW - seconds
-
-
-@pytest.mark.parametrize("text", ["", "10", "m", "-5m", "10 minutes", "2026-01-01"])
-def test_parse_since_rejects(text: str) -> None:
-    with pytest.raises(UsageError, match="cannot read the duration"):
-        recordings.parse_since(text, now=NOW)
 
 
 async def test_queries_over_a_recorded_store(tmp_path: Path) -> None:
