@@ -114,3 +114,10 @@ def test_no_core_message_names_a_flag() -> None:
                     and id(node) not in docstrings and flag.search(node.value)):
                 offenders.append(f"{name}:{node.lineno}: {node.value[:60]!r}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_every_module_is_in_the_architecture_doc() -> None:
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [name for name, path in MODULES.items()
+               if path.name not in ("__init__.py", "__main__.py") and path.name not in doc]
+    assert not missing, f"docs/architecture.md does not say what these hold: {missing}"
