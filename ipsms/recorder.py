@@ -39,8 +39,9 @@ class Recorder:
     def __init__(self, path: Path, write_timeout: float = WRITE_TIMEOUT) -> None:
         self.path = path
         self.write_timeout = write_timeout
-        # The watchdog's period: a second, or the timeout itself when that is shorter (tests).
-        self._tick = min(1.0, write_timeout)
+        # The watchdog's period: a second, or the timeout itself when that is shorter (tests);
+        # never below 10 ms, so a timeout of 0 cannot make it spin.
+        self._tick = max(0.01, min(1.0, write_timeout))
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
