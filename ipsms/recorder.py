@@ -40,12 +40,15 @@ class Recorder:
     def __init__(self, path: Path, write_timeout: float = WRITE_TIMEOUT) -> None:
         self.path = path
         self.write_timeout = write_timeout
+        # The watchdog's period: a second, or the timeout itself when that is shorter (tests);
+        # never below 10 ms, so a timeout of 0 cannot make it spin.
+        self._tick = max(0.01, min(1.0, write_timeout))
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: sqlite3.Connection | None = None
-        self._young: list[asyncio.Future[Recorded]] = []  # recorded within the last second
-        self._ages: deque[list[asyncio.Future[Recorded]]] = deque()  # older, a second each
+        self._young: list[asyncio.Future[Recorded]] = []  # recorded within the last tick
+        self._ages: deque[list[asyncio.Future[Recorded]]] = deque()  # older, a tick each
         self._watchdog: asyncio.TimerHandle | None = None
 
     def open(self) -> None:
@@ -62,7 +65,7 @@ class Recorder:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._run, name="ipsms-recorder", daemon=True)
         self._thread.start()
-        self._watchdog = self._loop.call_later(1.0, self._watch)
+        self._watchdog = self._loop.call_later(self._tick, self._watch)
 
     async def record(self, rec: Request) -> Recorded:
         """Write ``rec``; returns once it is committed. Raises ``StateError`` on failure."""
@@ -74,19 +77,19 @@ class Recorder:
         return await fut
 
     def _watch(self) -> None:
-        """Once a second: fail requests whose commit has waited over ``write_timeout`` (a
+        """Once a tick: fail requests whose commit has waited over ``write_timeout`` (a
         stalled disk), so they are answered 503 rather than never. Requests are kept in
-        one-second buckets, so the hot path only appends to a list."""
+        one-tick buckets, so the hot path only appends to a list."""
         assert self._loop is not None
         self._ages.append(self._young)
         self._young = []
-        if len(self._ages) > self.write_timeout:
+        if len(self._ages) * self._tick > self.write_timeout:
             for fut in self._ages.popleft():
                 if not fut.done():
                     fut.set_exception(StateError(
                         f"the message store {self.path} did not commit within "
                         f"{self.write_timeout:g} s (a stalled disk?)"))
-        self._watchdog = self._loop.call_later(1.0, self._watch)
+        self._watchdog = self._loop.call_later(self._tick, self._watch)
 
     async def close(self) -> None:
         """Write everything queued, then stop the thread and close the database."""

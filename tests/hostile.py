@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from ipsms import store
 from ipsms.events import ListenEvent
-from ipsms.listener import ListenConfig
+from ipsms.listener import GUARD, ListenConfig
 from ipsms.request import Request
 from ipsms.server import ListenServer
 
@@ -29,6 +30,11 @@ class Running:
         assert server.bound is not None
         self.port = server.bound.port
 
+    @property
+    def open_connections(self) -> int:
+        """Connections the listener has accepted and not yet closed."""
+        return self.server.app[GUARD].open
+
     async def raw(self, data: bytes, *, timeout: float = 5.0, half_close: bool = False) -> bytes:
         """Send ``data`` on a new connection and read until the server closes or answers."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -40,7 +46,7 @@ class Running:
             return await asyncio.wait_for(_read_answer(reader), timeout)
         finally:
             writer.close()
-            await _closed(writer)
+            await wait_closed(writer)
 
     async def post(self, body: bytes, content_type: str = "application/json",
                    headers: str = "") -> bytes:
@@ -67,9 +73,19 @@ async def _read_answer(reader: asyncio.StreamReader) -> bytes:
                     return data
 
 
-async def _closed(writer: asyncio.StreamWriter) -> None:
+async def wait_closed(writer: asyncio.StreamWriter) -> None:
     with suppress(ConnectionError, OSError):
         await writer.wait_closed()
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 10.0,
+                     what: str = "the condition") -> None:
+    """Poll ``condition`` until it holds: a wait on what the test observes, not a guess at
+    how long it takes. Fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout:g} s"
+        await asyncio.sleep(0.005)
 
 
 def status_of(answer: bytes) -> int:

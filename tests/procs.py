@@ -6,10 +6,13 @@ import json
 import signal
 import subprocess
 import sys
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import ROOT, cli_env
+from tests.hostile import VALID
 
 
 class ListenerProcess:
@@ -48,3 +51,19 @@ class ListenerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate()
+
+
+def post_valid_messages(url: str, count: int, workers: int = 8) -> list[int]:
+    """POST ``count`` valid messages, each with its own refid, from ``workers`` threads; their
+    statuses. Concurrent posts share the listener's commits, so hundreds take well under a
+    second rather than one fsync each."""
+    body = json.dumps(VALID).encode()
+
+    def post(i: int) -> int:
+        request = urllib.request.Request(url, data=body.replace(b"ABCDEF", f"{i:06d}".encode()),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(post, range(count)))

@@ -152,6 +152,10 @@ RAW: list[tuple[str, bytes, int]] = [
     ("Expect: 100-continue",
      _head("Content-Type: application/json\r\nExpect: 100-continue\r\nConnection: close\r\n",
            length=len(msg())) + msg(), 100),
+]
+
+# Requests that wait for the read timeout: run against a listener whose timeout is short.
+SILENT: list[tuple[str, bytes, int]] = [
     ("half a body, then silence (read timeout)",
      _head("Content-Type: application/json\r\n", length=500) + b'{"refid":', 408),
     ("half a head, then silence (read timeout)", b"POST / HTTP/1.1\r\nHost: x\r\nX-A", 408),
@@ -159,9 +163,10 @@ RAW: list[tuple[str, bytes, int]] = [
 
 
 @pytest.fixture
-async def listener(tmp_path: Path):  # type: ignore[no-untyped-def]
+async def listener(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    read_timeout = getattr(request, "param", 2.0)  # a test may ask for another timeout
     async with running_listener(tmp_path / "store.sqlite3", secret=SECRET,
-                                read_timeout=2.0) as running:
+                                read_timeout=read_timeout) as running:
         yield running
 
 
@@ -186,6 +191,20 @@ async def test_hostile_bodies_get_a_deliberate_answer(
 async def test_hostile_requests_get_a_deliberate_answer(
         listener, case: str, request_bytes: bytes, status: int,  # type: ignore[no-untyped-def]
         capfd: pytest.CaptureFixture[str]) -> None:
+    await check_deliberate_answer(listener, request_bytes, status, capfd)
+
+
+@pytest.mark.parametrize("listener", [0.5], indirect=True)  # --read-timeout 0.5
+@pytest.mark.parametrize(("case", "request_bytes", "status"), SILENT,
+                         ids=[c[0] for c in SILENT])
+async def test_requests_that_stop_midway_get_a_deliberate_answer(
+        listener, case: str, request_bytes: bytes, status: int,  # type: ignore[no-untyped-def]
+        capfd: pytest.CaptureFixture[str]) -> None:
+    await check_deliberate_answer(listener, request_bytes, status, capfd)
+
+
+async def check_deliberate_answer(listener, request_bytes: bytes, status: int,  # type: ignore[no-untyped-def]
+                                  capfd: pytest.CaptureFixture[str]) -> None:
     answer = await listener.raw(request_bytes, timeout=8)
     assert status_of(answer) == status, answer[:400]
     assert status_of(answer) != 500

@@ -78,20 +78,41 @@ def test_bad_input_is_answered_shown_and_the_listener_survives(
 
 def test_request_in_flight_finishes_on_sigterm(listener: ListenerProcess, tmp_path: Path) -> None:
     sock = socket.create_connection(("127.0.0.1", listener.port), timeout=10)
+    # Expect: 100-continue makes the start of the handler observable: the listener answers
+    # "100 Continue" as it hands the request to its handler.
     head = (f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(SEED)}\r\nConnection: close\r\n\r\n").encode()
-    sock.sendall(head + SEED[:20])  # the handler is now waiting for the rest of the body
-    time.sleep(0.5)
+            f"Content-Length: {len(SEED)}\r\nExpect: 100-continue\r\n"
+            "Connection: close\r\n\r\n").encode()
+    sock.sendall(head)
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        chunk = sock.recv(4096)
+        assert chunk, "the listener closed the connection"
+        interim += chunk
+    assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    sock.sendall(SEED[:20])  # the handler is now waiting for the rest of the body
     listener.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    wait_until_refused(listener.port)  # shutting down: no longer accepting
     sock.sendall(SEED[20:])
-    reply = sock.recv(4096)
+    reply = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n"):] + sock.recv(4096)
     sock.close()
     assert reply.startswith(b"HTTP/1.1 200")
     code, _, _ = listener.stop(signal.SIGTERM)
     assert code == 0
     conn = sqlite3.connect(tmp_path / "m.sqlite3")
     assert conn.execute("SELECT COUNT(*) FROM requests WHERE status = 200").fetchone()[0] == 1
+
+
+def wait_until_refused(port: int, timeout: float = 10) -> None:
+    """Connect until the port refuses: the listener has stopped accepting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        assert time.monotonic() < deadline, f"port {port} still accepts connections"
+        time.sleep(0.01)  # the pace of the poll, not a guess at when it happens
 
 
 def spawn_listener(fmt: str, db: Path) -> subprocess.Popen[str]:

@@ -9,7 +9,6 @@ import os
 import sqlite3
 import stat
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,14 @@ from ipsms.events import RejectedEvent
 from ipsms.recorder import Recorder
 from ipsms.request import Request
 from ipsms.ui.lines import NdjsonSink
-from tests.hostile import VALID, running_listener, status_of, stored_rows
-from tests.procs import ListenerProcess
+from tests.hostile import (
+    running_listener,
+    status_of,
+    stored_rows,
+    wait_closed,
+    wait_until,
+)
+from tests.procs import ListenerProcess, post_valid_messages
 
 
 def open_fds() -> int:
@@ -30,17 +35,20 @@ def open_fds() -> int:
 
 async def test_slowloris_connections_are_cut_off_and_never_starve_a_real_post(
         tmp_path: Path) -> None:
-    async with running_listener(tmp_path / "s.sqlite3", read_timeout=1.5) as listener:
+    async with running_listener(tmp_path / "s.sqlite3", read_timeout=1.0) as listener:
         before = open_fds()
         slow: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         for i in range(300):  # half-open: a request head that never completes
             reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
             writer.write(b"POST / HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"")
             slow.append((reader, writer))
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: listener.open_connections == 300, what="300 connections")
         started = time.monotonic()
         assert await listener.post_valid() == 200
         assert time.monotonic() - started < 1.0
+        # ... answered while every slow connection still held its slot: none was cut yet
+        assert listener.open_connections == 300
+        assert not [e for e in listener.events if isinstance(e, RejectedEvent)]
         # Every slow connection is closed by the listener after the read timeout; those that
         # had begun a request are told so with a 408.
         answers = await asyncio.wait_for(
@@ -49,21 +57,33 @@ async def test_slowloris_connections_are_cut_off_and_never_starve_a_real_post(
         assert set(answers[0::2]) == {b""}
         for _, writer in slow:
             writer.close()
-        await asyncio.sleep(0.1)
+        await asyncio.gather(*(wait_closed(writer) for _, writer in slow))
+        await wait_until(lambda: listener.open_connections == 0, what="all closed")
         assert open_fds() <= before + 5
         timeouts = [e for e in listener.events if isinstance(e, RejectedEvent)]
         assert len(timeouts) == 150 and {e.status for e in timeouts} == {408}
 
 
 async def test_a_body_sent_slowly_is_cut_off_with_408_and_recorded(tmp_path: Path) -> None:
-    async with running_listener(tmp_path / "s.sqlite3", read_timeout=1.0) as listener:
+    async with running_listener(tmp_path / "s.sqlite3", read_timeout=0.4) as listener:
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
         writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100\r\n\r\n{")
-        for _ in range(4):  # a byte every 0.4 s: never a stall long enough for a socket timeout
-            await asyncio.sleep(0.4)
-            writer.write(b" ")
-        answer = await asyncio.wait_for(reader.read(), 5)
+
+        async def trickle() -> None:
+            # A byte every 0.1 s, a quarter of the timeout: never a stall long enough for a
+            # socket timeout, and the 99 bytes would take 10 s.
+            while not writer.is_closing():
+                await asyncio.sleep(0.1)
+                writer.write(b" ")
+
+        sending = asyncio.create_task(trickle())
+        started = time.monotonic()
+        try:
+            answer = await asyncio.wait_for(reader.read(), 5)
+        finally:
+            sending.cancel()
+        assert time.monotonic() - started >= 0.4  # cut off by the timeout, not before it
         writer.close()
         assert status_of(answer) == 408
         (event,) = [e for e in listener.events if isinstance(e, Request)]
@@ -73,11 +93,11 @@ async def test_a_body_sent_slowly_is_cut_off_with_408_and_recorded(tmp_path: Pat
 async def test_connections_over_the_cap_get_503_and_the_cap_frees_up(tmp_path: Path) -> None:
     async with running_listener(tmp_path / "s.sqlite3", max_connections=5) as listener:
         idle = [await asyncio.open_connection("127.0.0.1", listener.port) for _ in range(5)]
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: listener.open_connections == 5, what="5 connections")
         assert await listener.post_valid() == 503
         for _, writer in idle:
             writer.close()
-        await asyncio.sleep(0.1)
+        await wait_until(lambda: listener.open_connections == 0, what="the cap freeing up")
         assert await listener.post_valid() == 200
         refused = [e for e in listener.events if isinstance(e, RejectedEvent)]
         assert refused and refused[0].status == 503
@@ -117,16 +137,14 @@ async def test_an_unread_pipe_never_stalls_the_event_loop_and_drops_are_counted(
         assert sink.dropped > 0
         data = b""
         os.set_blocking(read_fd, False)
+        kept = 5000 - sink.dropped
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:  # now read: what was kept arrives
+        while data.count(b'"i": ') < kept:  # now read: every line that was kept arrives
+            assert time.monotonic() < deadline, f"{data.count(b'{')} of {kept} lines arrived"
             try:
-                chunk = os.read(read_fd, 1 << 16)
+                data += os.read(read_fd, 1 << 16)
             except BlockingIOError:
-                await asyncio.sleep(0.02)
-                continue
-            data += chunk
-            if b'"i": 4999' in data:
-                break
+                await asyncio.sleep(0.005)
         sink.write_line('{"last": 1}')
         sink.close()
     os.set_blocking(read_fd, True)
@@ -141,14 +159,9 @@ async def test_an_unread_pipe_never_stalls_the_event_loop_and_drops_are_counted(
 def test_listen_answers_with_nobody_reading_stdout(tmp_path: Path) -> None:
     listener = ListenerProcess(db=tmp_path / "s.sqlite3")  # stdout is a pipe we do not read
     try:
-        body = json.dumps(VALID).encode()
         started = time.monotonic()
-        for i in range(400):  # ~250 KB of NDJSON: the pipe would be full after ~100
-            request = urllib.request.Request(
-                listener.url, data=body.replace(b"ABCDEF", f"{i:06d}".encode()),
-                headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=5) as response:
-                assert response.status == 200
+        # ~250 KB of NDJSON: the pipe would be full after ~100
+        assert post_valid_messages(listener.url, 400) == [200] * 400
         assert time.monotonic() - started < 60
     finally:
         code, out, err = listener.stop()
@@ -224,7 +237,7 @@ async def test_a_terminal_that_stops_reading_never_stalls_the_event_loop() -> No
                 if i % 20 == 0:
                     await asyncio.sleep(0)
             assert time.monotonic() - started < 2.0
-            sink.close(timeout=0.5)
+            sink.close(timeout=0.1)  # the terminal never reads: this wait always runs out
         assert sink.dropped > 0 and not sink.closed
     finally:
         os.close(master)
@@ -237,12 +250,12 @@ async def test_a_commit_that_hangs_is_answered_with_an_error_not_never(tmp_path:
     blocker = sqlite3.connect(db, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # the writer waits for the lock (busy_timeout 5 s)
     try:
-        async with Recorder(db, write_timeout=1) as recorder:
+        async with Recorder(db, write_timeout=0.25) as recorder:
             record = Request(time.time(), "POST", "/", None, [], None, b"{}", 200)
             started = time.monotonic()
-            with pytest.raises(StateError, match="did not commit within 1 s"):
+            with pytest.raises(StateError, match=r"did not commit within 0\.25 s"):
                 await recorder.record(record)
-            assert time.monotonic() - started < 3.5
+            assert time.monotonic() - started < 2.5  # not the lock's own 5 s busy timeout
             blocker.execute("ROLLBACK")
             assert (await recorder.record(record)).id >= 1  # and the writer carries on
     finally:
@@ -267,13 +280,7 @@ def test_listen_with_stderr_on_the_same_unread_pipe_still_answers(tmp_path: Path
             line = proc.stdout.readline()
             assert line, "the listener did not start"
         url = json.loads(line)["url"]
-        body = json.dumps(VALID).encode()
-        for i in range(300):
-            request = urllib.request.Request(
-                url, data=body.replace(b"ABCDEF", f"{i:06d}".encode()),
-                headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=5) as response:
-                assert response.status == 200
+        assert post_valid_messages(url, 300) == [200] * 300
         proc.send_signal(2)
         out, _ = proc.communicate(timeout=20)
     finally:
@@ -305,7 +312,7 @@ async def test_clients_that_never_read_their_answers_lose_their_slots(tmp_path: 
     import socket
 
     async with running_listener(tmp_path / "s.sqlite3", max_connections=4,
-                                read_timeout=1.0) as listener:
+                                read_timeout=0.5) as listener:
         # Each pipelines 400 requests answered 415 with an 8 KB echo: MBs of answers that
         # are never read, more than the kernel's buffers hold.
         request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: x/" + b"a" * 8000
@@ -322,11 +329,11 @@ async def test_clients_that_never_read_their_answers_lose_their_slots(tmp_path: 
                 except BlockingIOError:
                     break
             hogs.append(sock)
-        await asyncio.sleep(0.5)
+        await wait_until(lambda: listener.open_connections == 4, what="4 connections")
         assert await listener.post_valid() == 503  # the cap is full
         deadline = time.monotonic() + 8
         while await listener.post_valid() != 200:  # until the hogs' deadlines pass
             assert time.monotonic() < deadline, "slots never freed"
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.05)
         for sock in hogs:
             sock.close()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import time
 import urllib.error
 import urllib.request
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,16 @@ def record_with_listener(tmp: Path) -> Recorded:
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
     return record_with_listener(tmp_path_factory.mktemp("listened"))
+
+
+@pytest.fixture
+def recorded_copy(recorded: Recorded, tmp_path: Path) -> Recorded:
+    """A private copy of the listener's store, for a test that changes it (one listener run
+    per module, not one per test)."""
+    db = tmp_path / recorded.db.name
+    with closing(sqlite3.connect(recorded.db)) as source, closing(sqlite3.connect(db)) as copy:
+        source.backup(copy)
+    return Recorded(db, recorded.listen_lines)
 
 
 def ndjson(text: str) -> list[dict[str, Any]]:
@@ -253,8 +265,9 @@ async def test_export_since_and_non_utf8_body_as_base64(tmp_path: Path) -> None:
     assert bad.returncode == ExitCode.USAGE and "cannot read the duration" in bad.stderr
 
 
-def test_clear_refuses_without_a_terminal_then_clears_with_yes(tmp_path: Path) -> None:
-    recorded = record_with_listener(tmp_path)
+def test_clear_refuses_without_a_terminal_then_clears_with_yes(recorded_copy: Recorded) -> None:
+    recorded = recorded_copy
+    assert b"Hi [bold red]" in recorded.db.read_bytes()  # the copy holds the text
     refused = messages("clear", db=recorded.db)
     assert refused.returncode == ExitCode.USAGE
     assert "refusing to delete 6 recorded requests" in refused.stderr
@@ -295,8 +308,8 @@ def run_with_terminal_stdin(args: list[str], answer: bytes) -> tuple[int, str, s
 
 
 @pytest.mark.parametrize(("answer", "left"), [(b"n\n", 6), (b"\n", 6), (b"y\n", 0)])
-def test_clear_asks_on_a_terminal(tmp_path: Path, answer: bytes, left: int) -> None:
-    recorded = record_with_listener(tmp_path)
+def test_clear_asks_on_a_terminal(recorded_copy: Recorded, answer: bytes, left: int) -> None:
+    recorded = recorded_copy
     code, out, err = run_with_terminal_stdin(
         ["messages", "clear", "--db", str(recorded.db), "--format", "json"], answer)
     assert code == 0, err

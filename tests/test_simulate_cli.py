@@ -1,11 +1,10 @@
 """``ipsms simulate`` as a real process (and in-process, for arguments a real command line
-cannot hold), into scripted servers, misbehaving raw servers and a real ``ipsms listen``."""
+cannot hold), into scripted servers, misbehaving raw servers and a real listener."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,7 +18,9 @@ from typer.testing import CliRunner, Result
 from ipsms import store
 from ipsms.cli.app import app
 from ipsms.errors import ExitCode
+from ipsms.request import Request
 from tests.conftest import ROOT, cli_env, run_ipsms
+from tests.hostile import running_listener
 from tests.test_delivery import ScriptedServer, closed_port, replies
 from tests.test_delivery_stale import Act, RawServer, acts
 
@@ -148,29 +149,20 @@ async def test_load_mode_exit_5_when_some_are_not_delivered() -> None:
 
 
 async def test_fail_first_3_into_a_real_listener(tmp_path: Path) -> None:
-    """The issue's end-to-end check: the listener records one refid with attempts 1 to 4."""
+    """The issue's end-to-end check: the listener records one refid with attempts 1 to 4.
+    (The listener runs in this process: ``ipsms listen`` as a process has its own tests.)"""
     db = tmp_path / "listen.sqlite3"
-    listener = subprocess.Popen(
-        [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json", "--db",
-         str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
-        cwd=ROOT)
-    try:
-        assert listener.stdout is not None
-        first = json.loads(await asyncio.to_thread(listener.stdout.readline))
-        assert first["type"] == "listening"
-        result = await simulate(f"http://127.0.0.1:{first['port']}/sms", "--fail-first", "3",
+    async with running_listener(db) as listener:
+        result = await simulate(f"http://127.0.0.1:{listener.port}/sms", "--fail-first", "3",
                                 "--no-wait", "--format", "json")
-    finally:
-        listener.send_signal(signal.SIGINT)
-        out, _ = await asyncio.to_thread(listener.communicate, timeout=20)
     assert result.returncode == 0, result.stderr
     lines = ndjson(result.stdout)
     assert [(x["status"], x["forced_failure"], x["ok"]) for x in lines[:4]] == [
         (200, True, False)] * 3 + [(200, False, True)]
     refid = lines[-1]["refid"]
-    assert listener.returncode == 0
-    requests = [x for x in ndjson(out) if x["type"] == "request"]
-    assert [(x["refid"], x["attempt"]) for x in requests] == [(refid, n) for n in (1, 2, 3, 4)]
+    requests = [e for e in listener.events if isinstance(e, Request)]
+    assert [(e.refid, e.attempt, e.status) for e in requests] == [
+        (refid, n, 200) for n in (1, 2, 3, 4)]
     conn = store.connect(db, create=False)
     try:
         recorded = store.attempts_for(conn, refid)
