@@ -14,10 +14,11 @@ rich.live) inside the function that runs it.
 import contextlib
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Annotated, Any
 
 import typer
+import typer.main
 from typer.core import TyperGroup
 
 from ipsms import __version__
@@ -35,6 +36,8 @@ from ipsms.cli import (
 from ipsms.cli.io import Environment, current, using
 from ipsms.cli.options import flag
 from ipsms.errors import ExitCode, IpsmsError
+
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
 
 class _State:
@@ -55,7 +58,15 @@ def report_error(message: str) -> None:
 
 
 class IpsmsGroup(TyperGroup):
-    """Turns errors raised by any command into one line and the documented exit code."""
+    """The root command: its subcommands are built when used (``LazyCommands``), and errors
+    raised by any of them become one line and the documented exit code."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = LazyCommands(dict(COMMANDS))
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(self.commands)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -90,7 +101,7 @@ app = typer.Typer(
     "Exit codes: see README (0 ok, 2 usage, 3 state, 4 network, 5 not delivered, "
     "6 bad signature, 7 API, 8 auth, 10 not found).",
     add_completion=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings=CONTEXT_SETTINGS,
 )
 
 
@@ -112,15 +123,64 @@ def root(
 
 
 # -- the commands, in the order `ipsms --help` lists them --------------------------------------
-app.command(epilog=listen.EPILOG)(listen.listen)
-app.command(epilog=simulate.EPILOG)(simulate.simulate)
-app.command(epilog=replay.EPILOG)(replay.replay)
-app.add_typer(messages.app, name="messages")
-app.command(epilog=verify.EPILOG)(verify.verify)
-app.command("set-webhook", epilog=set_webhook.EPILOG)(set_webhook.set_webhook)
-app.command(epilog=provision.EPILOG)(provision.provision)
-app.add_typer(auth.app, name="auth")
-app.command("api-emulator", epilog=api_emulator.EPILOG)(api_emulator.api_emulator)
+# Registered explicitly, and turned into click commands only when they are needed: running
+# `ipsms listen` builds `listen` alone, `ipsms --version` builds none (Typer reads every
+# parameter of a command to build it; for all of them that is most of a Tab press).
+def _command(function: Callable[..., Any], name: str, epilog: str) -> Callable[[], Any]:
+    def build() -> Any:
+        single = typer.Typer(context_settings=CONTEXT_SETTINGS, add_completion=False)
+        single.command(name, epilog=epilog)(function)
+        return typer.main.get_command(single)
+    return build
+
+
+def _group(sub: typer.Typer, name: str) -> Callable[[], Any]:
+    def build() -> Any:
+        group = typer.main.get_command(sub)
+        group.name = name
+        return group
+    return build
+
+
+COMMANDS: dict[str, Callable[[], Any]] = {
+    "listen": _command(listen.listen, "listen", listen.EPILOG),
+    "simulate": _command(simulate.simulate, "simulate", simulate.EPILOG),
+    "replay": _command(replay.replay, "replay", replay.EPILOG),
+    "messages": _group(messages.app, "messages"),
+    "verify": _command(verify.verify, "verify", verify.EPILOG),
+    "set-webhook": _command(set_webhook.set_webhook, "set-webhook", set_webhook.EPILOG),
+    "provision": _command(provision.provision, "provision", provision.EPILOG),
+    "auth": _group(auth.app, "auth"),
+    "api-emulator": _command(api_emulator.api_emulator, "api-emulator", api_emulator.EPILOG),
+}
+
+
+class LazyCommands(MutableMapping[str, Any]):
+    """The root group's commands: every name known up front, each command built on first
+    use and kept."""
+
+    def __init__(self, builders: dict[str, Callable[[], Any]]) -> None:
+        self._builders = builders
+        self._built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            self._built[name] = self._builders[name]()
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._built[name] = command
+        self._builders.setdefault(name, lambda: command)
+
+    def __delitem__(self, name: str) -> None:
+        self._built.pop(name, None)
+        del self._builders[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._builders)
+
+    def __len__(self) -> int:
+        return len(self._builders)
 
 
 def run(args: Sequence[str], env: Environment | None = None) -> int:

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 SOURCE_LABELS = {"token": "--token / IPSMS_TOKEN", "env": "IPSMS_USERNAME / IPSMS_PASSWORD",
                  "stored": "`ipsms auth login`"}
 
-app = typer.Typer(help="Store, check and remove the IntelePeer API credentials.",
+app = typer.Typer(
+    add_completion=False,help="Store, check and remove the IntelePeer API credentials.",
                   no_args_is_help=True)
 
 

@@ -19,6 +19,7 @@ from ipsms.cli.options import (
 from ipsms.errors import UsageError
 
 app = typer.Typer(
+    add_completion=False,
     name="messages", no_args_is_help=True,
     help="List, show, export (NDJSON) or clear the messages `ipsms listen` recorded.",
 )

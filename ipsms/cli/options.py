@@ -10,7 +10,6 @@ import re
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
-from urllib.parse import urlsplit
 
 import typer
 
@@ -191,6 +190,8 @@ def api_settings(region: Region, api_base: str | None, auth_url: str | None,
                  scheme: AuthScheme, timeout: float) -> ApiSettings:
     """The API group's values as the core's ``ApiSettings``; warns when a URL would carry the
     token or password over plain http to another machine."""
+    from urllib.parse import urlsplit
+
     from ipsms.redact import mask_url
     from ipsms.server import is_loopback
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import urlsplit
 
 from ipsms import defaults
 from ipsms.errors import UsageError, setting
-from ipsms.redact import mask_url
 
 AUTH_URL = defaults.AUTH_URL
 DEFAULT_TIMEOUT = defaults.API_TIMEOUT
@@ -29,6 +27,10 @@ class AuthScheme(StrEnum):
 
 
 def _check_url(value: str, name: str) -> None:
+    from urllib.parse import urlsplit  # here: the CLI imports this module to parse options
+
+    from ipsms.redact import mask_url
+
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{setting(name)} {mask_url(value)!r} is not an absolute http(s) URL",
