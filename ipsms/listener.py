@@ -12,7 +12,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -23,6 +23,7 @@ from ipsms import defaults
 from ipsms.connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, ConnectionGuard
 from ipsms.errors import StateError
 from ipsms.events import ListenEvent
+from ipsms.faults import FaultInjector, Faults
 from ipsms.inbound import BodyError, InboundMessage, parse_message
 from ipsms.recorder import Recorded, Recorder
 from ipsms.redact import mask_headers
@@ -49,6 +50,7 @@ class ListenConfig:
     accept_bad_signature: bool = False
     read_timeout: float = DEFAULT_READ_TIMEOUT  # seconds for a request head, and for its body
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    faults: Faults = field(default_factory=Faults)  # answer like a failing app
 
 
 class InFlight:
@@ -125,6 +127,7 @@ class _Handler:
         self.sinks = sinks
         self.verifier = Verifier(config.secret, config.signature_mode, config.hmac_variant)
         self.junk = JunkBudget()
+        self.faults = FaultInjector(config.faults) if config.faults.active else None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.in_flight.enter()
@@ -202,12 +205,18 @@ class _Handler:
                     error = (f"signature_{verification.verdict.value}",
                              verification.explanation or verification.verdict.value)
 
-        keep = len(raw) if status == 200 else self.junk.allow(len(raw))
+        # A message answered with an injected fault is a real message: kept whole, recorded.
+        injected = False
+        if status == 200 and self.faults is not None:
+            override = self.faults.override(msg.refid if msg else None)
+            if override is not None:
+                status, error, injected = override[0], ("fault_injected", override[1]), True
+        keep = len(raw) if status == 200 or injected else self.junk.allow(len(raw))
         record = _record(request, received_at, raw, keep, size, content_type, status, msg,
                          verification, error)
-        if status != 200:
+        if status != 200 and not injected:
             _trim_rejected(record)
-        if status == 200 or self.junk.row():
+        if status == 200 or injected or self.junk.row():
             try:
                 stored: Recorded = await self.recorder.record(record)
             except StateError as exc:
@@ -218,6 +227,8 @@ class _Handler:
             else:
                 record.id = stored.id
                 record.attempt = stored.attempt
+        if self.faults is not None and self.faults.faults.delay:
+            await asyncio.sleep(self.faults.faults.delay)
         emit(self.sinks, record)
         return _response(record)
 
@@ -382,7 +393,9 @@ def _response(event: Request) -> web.Response:
         # or "matches except for letter case" would make the answer an oracle. The
         # explanation goes to the local user (table, NDJSON, store, `ipsms verify`).
         detail = f"signature {event.verdict}"
-    elif event.status == 503:
+    elif event.status == 503 and event.error == "store_failed":
         detail = "the message could not be recorded; retry later"
+    if event.status in (204, 304):  # no body allowed
+        return web.Response(status=event.status)
     return web.Response(body=dumps({"error": event.error, "detail": detail}).encode(),
                         status=event.status, headers=headers)

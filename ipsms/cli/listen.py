@@ -42,6 +42,16 @@ def _read_timeout(text: str | float) -> float:
     return seconds
 
 
+def _delay(text: str | float) -> float:
+    seconds = duration(text)
+    if seconds > 600:
+        raise typer.BadParameter(f"{text!r} is longer than 10m")
+    return seconds
+
+
+FAULTS = "Fault injection (answer like a failing app)"
+
+
 def listen(
     host: Annotated[str, typer.Option(envvar="IPSMS_HOST", help="Address to bind.")]
     = defaults.LISTEN_HOST,
@@ -69,10 +79,22 @@ def listen(
         envvar="IPSMS_MAX_CONNECTIONS", min=1, max=100_000,
         help="Open connections allowed at once; more are answered 503 and closed.")]
     = defaults.MAX_CONNECTIONS,
+    fail_first: Annotated[int, typer.Option(
+        "--fail-first", min=0, max=1000, rich_help_panel=FAULTS,
+        help="For each refid, answer its first N attempts 500 (still recorded), then "
+        "normally: IntelePeer's retries, rehearsed.")] = 0,
+    status: Annotated[int | None, typer.Option(
+        "--status", min=200, max=599, metavar="CODE", rich_help_panel=FAULTS,
+        help="Answer every message CODE instead of 200 (still recorded).")] = None,
+    delay: Annotated[float, typer.Option(
+        "--delay", parser=_delay, metavar=DURATION_METAVAR, rich_help_panel=FAULTS,
+        help="Answer each request this late (up to 10m), to trigger a sender's timeout.")]
+    = 0.0,
 ) -> None:
     """Receive IntelePeer webhooks on a local port: verify, record and show each one."""
     import asyncio
 
+    from ipsms.faults import Faults
     from ipsms.home import default_db_path
     from ipsms.listener import ListenConfig
     from ipsms.signature import Mode, parse_variant
@@ -85,6 +107,7 @@ def listen(
         accept_bad_signature=accept_bad_signature,
         read_timeout=read_timeout,
         max_connections=max_connections,
+        faults=Faults(fail_first=fail_first, status=status, delay=delay),
     )
     fmt = resolve_format(output_format)
     if fmt is OutputFormat.table and not current().stdout_isatty:
@@ -115,7 +138,9 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
     if fmt is OutputFormat.table:
         from ipsms.ui import live  # rich.live: only for the live table
 
-        sink = view = live.LiveView(env.console(), "", stats)
+        sink = view = live.LiveView(env.console(), "", stats,
+                                    faults=config.faults.describe() if config.faults.active
+                                    else None)
     else:
         sink = lines = (NdjsonSink if fmt is OutputFormat.json else PlainSink)(
             env.stdout, lambda: _stdout_closed(server))
@@ -125,7 +150,8 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
         _banner(bound, config, db_path)
         if fmt is OutputFormat.json and lines is not None:
             lines.write_line(dumps({"type": "listening", "url": bound.url, "host": bound.host,
-                                    "port": bound.port, "db": str(db_path)}))
+                                    "port": bound.port, "db": str(db_path),
+                                    "faults": config.faults.to_dict()}))
         if view is not None:
             view.url = bound.url
             view.start()
@@ -166,6 +192,8 @@ def _banner(bound: "Bound", config: "ListenConfig", db_path: Path) -> None:
     shared = shared_dir_warning(db_path)
     if shared:
         err(f"ipsms listen: warning: {word_settings(shared, flag)}")
+    if config.faults.active:
+        err(f"ipsms listen: warning: fault injection is on: {config.faults.describe()}")
     if not is_loopback(bound.host):
         err(f"ipsms listen: warning: listening on {bound.host}, reachable from other machines"
             + ("" if config.secret else " and without a secret: anyone can post to it"))

@@ -75,7 +75,7 @@ def event_row(event: ListenEvent, compact: bool = False) -> list[Text]:
 
 
 def build_view(url: str, stats: ListenStats, events: list[ListenEvent] | deque[ListenEvent],
-               width: int = 200) -> Group:
+               width: int = 200, *, faults: str | None = None) -> Group:
     compact = width < COMPACT_BELOW
     header = Text()
     header.append("ipsms listen ", style="bold")
@@ -83,6 +83,8 @@ def build_view(url: str, stats: ListenStats, events: list[ListenEvent] | deque[L
     header.append(f"   received {stats.received}  accepted {stats.accepted}  "
                   f"rejected {stats.rejected}  bad signatures {stats.bad_signatures}  "
                   f"retries {stats.retries}")
+    if faults:  # so nobody forgets it is on
+        header.append(f"\nfault injection: {faults}", style="bold yellow")
     table = Table(expand=True, show_edge=False, pad_edge=False, box=box.SIMPLE_HEAD,
                   padding=(0, 1) if not compact else (0, 0))
     for name, kwargs in (
@@ -107,9 +109,10 @@ class LiveView:
     (not per request, so a burst of messages costs no extra redraws)."""
 
     def __init__(self, console: Console, url: str, stats: ListenStats,
-                 max_rows: int = MAX_ROWS) -> None:
+                 max_rows: int = MAX_ROWS, *, faults: str | None = None) -> None:
         self.console = console
         self.url = url
+        self.faults = faults  # what fault injection does, shown in the header while it is on
         self.stats = stats
         self.rows: deque[ListenEvent] = deque(maxlen=max_rows)
         self._live = Live(console=console, refresh_per_second=REFRESH_PER_SECOND,
@@ -119,7 +122,7 @@ class LiveView:
     def render(self) -> Group:
         fit = max(self.console.height - CHROME_LINES, 3)
         rows = list(self.rows)[-fit:] if len(self.rows) > fit else self.rows
-        return build_view(self.url, self.stats, rows, self.console.width)
+        return build_view(self.url, self.stats, rows, self.console.width, faults=self.faults)
 
     def __call__(self, event: ListenEvent) -> None:
         self.rows.append(event)
