@@ -18,12 +18,14 @@ from typing import Any
 import aiohttp
 import aiohttp.http_exceptions
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ipsms import defaults
 from ipsms.connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, ConnectionGuard
 from ipsms.errors import StateError
 from ipsms.events import ListenEvent
 from ipsms.faults import FaultInjector, Faults
+from ipsms.forward import Forwarder, Relayed, forwarded_for, relayed_headers
 from ipsms.inbound import BodyError, InboundMessage, parse_message
 from ipsms.recorder import Recorded, Recorder
 from ipsms.redact import mask_headers
@@ -51,6 +53,8 @@ class ListenConfig:
     read_timeout: float = DEFAULT_READ_TIMEOUT  # seconds for a request head, and for its body
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     faults: Faults = field(default_factory=Faults)  # answer like a failing app
+    forward_to: str | None = None  # relay accepted messages to this app, answer with its reply
+    forward_timeout: float = defaults.FORWARD_TIMEOUT
 
 
 class InFlight:
@@ -94,8 +98,18 @@ def create_app(config: ListenConfig, recorder: Recorder,
     app[SINKS] = sinks
     app[GUARD] = ConnectionGuard(config.read_timeout, config.max_connections,
                                  on_drop=lambda event: emit(sinks, event))
-    handler = _Handler(config, recorder, sinks, app[IN_FLIGHT], app[GUARD])
+    forwarder = (Forwarder(config.forward_to, config.forward_timeout)
+                 if config.forward_to else None)
+    handler = _Handler(config, recorder, sinks, app[IN_FLIGHT], app[GUARD], forwarder)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
+
+    if forwarder is not None:
+        async def forwarder_ctx(_: web.Application) -> Any:
+            await forwarder.start()
+            yield
+            await forwarder.close()
+
+        app.cleanup_ctx.append(forwarder_ctx)
 
     async def recorder_ctx(_: web.Application) -> Any:
         await recorder.start()
@@ -119,7 +133,9 @@ def emit(sinks: list[EventSink], event: ListenEvent) -> None:
 
 class _Handler:
     def __init__(self, config: ListenConfig, recorder: Recorder, sinks: list[EventSink],
-                 in_flight: InFlight, guard: ConnectionGuard) -> None:
+                 in_flight: InFlight, guard: ConnectionGuard,
+                 forwarder: Forwarder | None = None) -> None:
+        self.forwarder = forwarder
         self.in_flight = in_flight
         self.guard = guard
         self.config = config
@@ -211,12 +227,20 @@ class _Handler:
             override = self.faults.override(msg.refid if msg else None)
             if override is not None:
                 status, error, injected = override[0], ("fault_injected", override[1]), True
-        keep = len(raw) if status == 200 or injected else self.junk.allow(len(raw))
+        relayed: Relayed | None = None
+        if status == 200 and self.forwarder is not None:
+            relayed = await self._forward(request, raw)
+            status = relayed.status
+            if relayed.error is not None:
+                error = (relayed.error, relayed.detail or relayed.error)
+        keep = len(raw) if status == 200 or injected or relayed else self.junk.allow(len(raw))
         record = _record(request, received_at, raw, keep, size, content_type, status, msg,
                          verification, error)
-        if status != 200 and not injected:
+        if relayed is not None:
+            record.forward = relayed.to_dict(self.forwarder.url)  # type: ignore[union-attr]
+        if status != 200 and not injected and relayed is None:
             _trim_rejected(record)
-        if status == 200 or injected or self.junk.row():
+        if status == 200 or injected or relayed is not None or self.junk.row():
             try:
                 stored: Recorded = await self.recorder.record(record)
             except StateError as exc:
@@ -230,7 +254,16 @@ class _Handler:
         if self.faults is not None and self.faults.faults.delay:
             await asyncio.sleep(self.faults.faults.delay)
         emit(self.sinks, record)
+        if relayed is not None and record.error != "store_failed":
+            return web.Response(status=relayed.status, body=relayed.body,
+                                headers=CIMultiDict(relayed.headers))
         return _response(record)
+
+    async def _forward(self, request: web.Request, raw: bytes) -> Relayed:
+        assert self.forwarder is not None
+        headers = relayed_headers(request.headers.items())
+        headers += forwarded_for(request.headers, request.remote, request.host, request.scheme)
+        return await self.forwarder.relay(request.method, headers, raw)
 
 
 _READ_STATUS = {"body_too_large": 413, "read_timeout": 408, "body_unreadable": 400}

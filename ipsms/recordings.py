@@ -117,6 +117,9 @@ def export_dict(row: Request, *, redact: bool = False) -> dict[str, Any]:
     out["error_detail"] = None if row.error_detail is None else _redact_free_text(
         row.error_detail)
     out["body"] = redact_body(row.body, row.content_type)
+    if row.forward is not None:  # the app's answer may quote the message: replaced whole
+        preview = row.forward.get("body_preview") or ""
+        out["forward"] = {**row.forward, "body_preview": redacted_text(preview)}
     return out
 
 

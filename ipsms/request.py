@@ -46,6 +46,9 @@ class Request:
     body_sha256: str | None = None  # of everything that arrived, when the body was cut
     id: int | None = None  # row id in the store; None until recorded (or if never)
     attempt: int | None = None  # 1, 2, ... per refid, counted by the store
+    # listen --forward-to: what the app answered ({url, status, latency_ms, body_preview,
+    # error, detail}), or None when the request was not relayed
+    forward: dict[str, Any] | None = None
 
     @property
     def accepted(self) -> bool:
@@ -124,6 +127,7 @@ class Request:
             "status": self.status,
             "error": self.error,
             "error_detail": self.error_detail,
+            "forward": self.forward,
             "redacted": False,
         }
 

@@ -20,7 +20,7 @@ from ipsms.errors import NotFoundError, StateError, setting
 from ipsms.home import ensure_dir
 from ipsms.request import Request
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Of a request answered anything but 200, only this much of the body is kept (with its full
 # size and SHA-256): junk posted at a public listener cannot fill the disk fast. Messages
 # answered 200 are kept whole (they are bounded by --max-body).
@@ -55,6 +55,9 @@ _MIGRATIONS: dict[int, str] = {
     2: """
     ALTER TABLE requests ADD COLUMN body_size INTEGER;    -- bytes received (NULL: all kept)
     ALTER TABLE requests ADD COLUMN body_sha256 TEXT;     -- of the whole body, when cut
+    """,
+    3: """
+    ALTER TABLE requests ADD COLUMN forward TEXT;         -- JSON: what the app answered
     """,
 }
 
@@ -117,11 +120,11 @@ def text_value(value: str | bytes | None) -> str | None:
 INSERT_SQL = """
 INSERT INTO requests (received_at, method, path, remote, headers, content_type, body, refid,
     from_number, to_number, message, fields, attempt, verdict, verdict_detail, flags, status,
-    error, body_size, body_sha256)
+    error, body_size, body_sha256, forward)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
     CASE WHEN ?8 IS NULL THEN NULL
          ELSE (SELECT COUNT(*) + 1 FROM requests AS prior WHERE prior.refid = ?8) END,
-    ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+    ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
 """
 
 
@@ -137,7 +140,7 @@ def insert_params(rec: Request) -> tuple[Any, ...]:
         error = texts
     return (rec.received_at, rec.method, path, remote, headers, ctype, rec.body, refid, from_,
             to, message, fields, verdict, detail, flags, rec.status, error, rec.body_size,
-            rec.body_sha256)
+            rec.body_sha256, None if rec.forward is None else json.dumps(rec.forward))
 
 
 def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
@@ -231,6 +234,7 @@ def from_row(row: sqlite3.Row) -> Request:
         flags=[] if flags is None else json.loads(flags),
         status=row["status"], error=error or None, error_detail=error_detail or None,
         body_size=row["body_size"], body_sha256=row["body_sha256"],
+        forward=None if row["forward"] is None else json.loads(row["forward"]),
     )
 
 

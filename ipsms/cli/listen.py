@@ -42,6 +42,13 @@ def _read_timeout(text: str | float) -> float:
     return seconds
 
 
+def _positive(text: str | float) -> float:
+    seconds = duration(text)
+    if not 0 < seconds <= 3600:
+        raise typer.BadParameter(f"{text!r} is not between 0 and 1h")
+    return seconds
+
+
 def _delay(text: str | float) -> float:
     seconds = duration(text)
     if seconds > 600:
@@ -79,6 +86,15 @@ def listen(
         envvar="IPSMS_MAX_CONNECTIONS", min=1, max=100_000,
         help="Open connections allowed at once; more are answered 503 and closed.")]
     = defaults.MAX_CONNECTIONS,
+    forward_to: Annotated[str | None, typer.Option(
+        "--forward-to", envvar="IPSMS_FORWARD_TO", metavar="URL",
+        help="Relay each accepted message to your app (exact body, headers, X-Forwarded-*) "
+        "and answer with the app's own status, headers and body: IntelePeer's retries follow "
+        "what your app does.")] = None,
+    forward_timeout: Annotated[float, typer.Option(
+        "--forward-timeout", parser=_positive, metavar=DURATION_METAVAR,
+        help="How long the app has to answer; then the sender gets 504.")]
+    = defaults.FORWARD_TIMEOUT,
     fail_first: Annotated[int, typer.Option(
         "--fail-first", min=0, max=1000, rich_help_panel=FAULTS,
         help="For each refid, answer its first N attempts 500 (still recorded), then "
@@ -94,6 +110,7 @@ def listen(
     """Receive IntelePeer webhooks on a local port: verify, record and show each one."""
     import asyncio
 
+    from ipsms.delivery import validate_url
     from ipsms.faults import Faults
     from ipsms.home import default_db_path
     from ipsms.listener import ListenConfig
@@ -108,6 +125,8 @@ def listen(
         read_timeout=read_timeout,
         max_connections=max_connections,
         faults=Faults(fail_first=fail_first, status=status, delay=delay),
+        forward_to=validate_url(forward_to) if forward_to else None,
+        forward_timeout=forward_timeout,
     )
     fmt = resolve_format(output_format)
     if fmt is OutputFormat.table and not current().stdout_isatty:
@@ -151,7 +170,8 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
         if fmt is OutputFormat.json and lines is not None:
             lines.write_line(dumps({"type": "listening", "url": bound.url, "host": bound.host,
                                     "port": bound.port, "db": str(db_path),
-                                    "faults": config.faults.to_dict()}))
+                                    "faults": config.faults.to_dict(),
+                                    "forward_to": config.forward_to}))
         if view is not None:
             view.url = bound.url
             view.start()
@@ -192,6 +212,9 @@ def _banner(bound: "Bound", config: "ListenConfig", db_path: Path) -> None:
     shared = shared_dir_warning(db_path)
     if shared:
         err(f"ipsms listen: warning: {word_settings(shared, flag)}")
+    if config.forward_to:
+        err(f"ipsms listen: forwarding accepted messages to {config.forward_to} (answers come "
+            f"from the app; {config.forward_timeout:g} s to answer, then 504)")
     if config.faults.active:
         err(f"ipsms listen: warning: fault injection is on: {config.faults.describe()}")
     if not is_loopback(bound.host):

@@ -38,9 +38,13 @@ def plain_line(event: ListenEvent) -> str:
         return (f"{clock} {event.status} {event.method} {printable(event.path)} "
                 f"{event.error}: {printable(event.error_detail or '')}")
     flags = f" flags={','.join(f['code'] for f in event.flags)}" if event.flags else ""
+    forward = ""
+    if event.forward is not None:
+        forward = (f" app={event.forward['status']} {event.forward['latency_ms']:.0f}ms"
+                   + (f" {event.forward['error']}" if event.forward.get("error") else ""))
     return (f"{clock} {event.status} #{event.attempt} {printable(event.refid)} "
             f"{printable(event.from_number or '')} -> {printable(event.to_number or '')} "
-            f"[{event.verdict_label}] {one_line(event.message or '', 80)!s}{flags}")
+            f"[{event.verdict_label}] {one_line(event.message or '', 80)!s}{flags}{forward}")
 
 
 class PlainSink(StreamSink):

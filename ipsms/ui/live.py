@@ -40,6 +40,14 @@ def _rejected_row(event: RejectedEvent) -> list[Text]:
     ]
 
 
+def forward_note(forward: dict[str, Any]) -> str:
+    """``'→ app 500 in 12 ms: {"error": ...'`` or ``'→ app unreachable (502)'``."""
+    if forward.get("error"):
+        return printable(f"→ app: {forward.get('detail') or forward['error']}")
+    return (f"→ app {forward['status']} in {forward['latency_ms']:.0f} ms: "
+            + one_line(forward.get("body_preview") or "", 40))
+
+
 def event_row(event: ListenEvent, compact: bool = False) -> list[Text]:
     """Cells for one request. Every cell is a ``Text`` built from plain strings: rich markup in
     a message (``[bold]``) stays literal, and control characters are escaped first."""
@@ -61,6 +69,8 @@ def event_row(event: ListenEvent, compact: bool = False) -> list[Text]:
         message.append(one_line(event.message or "", MESSAGE_WIDTH))
         if event.flags:
             message.append("  " + ",".join(f["code"] for f in event.flags), style="yellow")
+        if event.forward is not None:
+            message.append("  " + forward_note(event.forward), style="cyan")
     return [
         Text(iso_time(event.received_at)[11:19]),
         Text(str(event.attempt) if event.attempt else "-",
