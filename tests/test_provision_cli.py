@@ -202,3 +202,18 @@ def test_api_emulator_keeps_answering_when_its_stdout_reader_goes_away() -> None
         _, err = process.proc.communicate(timeout=15)
     assert process.proc.returncode == 0
     assert "Traceback" not in err and "Broken pipe" not in err
+
+
+def test_the_demo_account_has_the_example_number_so_the_readme_works_offline() -> None:
+    """`ipsms set-webhook +13038675309 URL`, the README's own example, against the emulator's
+    demo account, with nothing else set up."""
+    from ipsms.intelepeer.emulator import DEMO_PASSWORD, DEMO_USER, EmulatorThread, build_state
+
+    with EmulatorThread(build_state({}, [], [])) as emu:
+        env = cli_env(IPSMS_API_BASE=emu.api_base, IPSMS_AUTH_URL=emu.auth_url,
+                      IPSMS_USERNAME=DEMO_USER, IPSMS_PASSWORD=DEMO_PASSWORD)
+        result = run_ipsms("set-webhook", "+13038675309", "https://example.com/sms",
+                           "--format", "json", env=env)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["url"] == "https://example.com/sms"
+        assert emu.state.numbers["+13038675309"].webhook == "https://example.com/sms"
