@@ -41,9 +41,9 @@ async def test_fail_first_2_then_simulate_is_delivered_on_attempt_3(tmp_path: Pa
 
 
 async def test_delay_makes_every_attempt_of_a_short_timeout_time_out(tmp_path: Path) -> None:
-    async with running_listener(tmp_path / "d.sqlite3", faults=Faults(delay=1.0)) as listener:
+    async with running_listener(tmp_path / "d.sqlite3", faults=Faults(delay=0.5)) as listener:
         result = await asyncio.to_thread(
-            run_ipsms, "simulate", f"http://127.0.0.1:{listener.port}/", "--timeout", "300ms",
+            run_ipsms, "simulate", f"http://127.0.0.1:{listener.port}/", "--timeout", "150ms",
             "--max-attempts", "2", "--no-wait", "--format", "json")
     assert result.returncode == ExitCode.NOT_DELIVERED
     attempts = [line for line in ndjson(result.stdout) if line["type"] == "attempt"]

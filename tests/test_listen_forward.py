@@ -113,12 +113,12 @@ async def test_an_app_that_is_down_is_a_502_and_the_message_is_recorded(tmp_path
 
 async def test_a_slow_app_is_a_504_after_the_forward_timeout(tmp_path: Path) -> None:
     async def slow(_: web.Request) -> web.Response:
-        await asyncio.sleep(2)
+        await asyncio.sleep(0.6)
         return web.Response(text="late")
 
     async with app_server(slow) as (url, _), \
             running_listener(tmp_path / "s.sqlite3", forward_to=url,
-                             forward_timeout=0.3) as listener:
+                             forward_timeout=0.2) as listener:
         status, _, body = split(await listener.post(BODY))
     assert status == 504 and json.loads(body)["error"] == "app_timeout"
 

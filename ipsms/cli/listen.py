@@ -12,20 +12,34 @@ from ipsms import defaults
 from ipsms.cli.io import current
 from ipsms.cli.options import (
     DURATION_METAVAR,
+    ApiBaseOption,
+    AuthSchemeOption,
+    AuthUrlOption,
     DbOption,
     FormatOption,
     HmacOption,
     OutputFormat,
+    RegionOption,
     SecretOption,
     SignatureMode,
+    TokenOption,
+    UsernameOption,
+    api_settings,
+    auth_source,
     duration,
     flag,
     parse_size,
     resolve_format,
 )
+from ipsms.errors import UsageError, word_settings
+from ipsms.intelepeer.settings import AuthScheme, Region
 
 if TYPE_CHECKING:
     from ipsms.events import ListenStats
+    from ipsms.intelepeer.credentials import AuthSource
+    from ipsms.intelepeer.lease import WebhookLease
+    from ipsms.intelepeer.settings import ApiSettings
+    from ipsms.intelepeer.webhooks import ChangeResult
     from ipsms.listener import EventSink, ListenConfig
     from ipsms.server import Bound, ListenServer
     from ipsms.stream_sink import StreamSink
@@ -57,6 +71,7 @@ def _delay(text: str | float) -> float:
 
 
 FAULTS = "Fault injection (answer like a failing app)"
+LEASE = "Webhook (point a number at this listener while it runs)"
 
 
 def listen(
@@ -95,6 +110,27 @@ def listen(
         "--forward-timeout", parser=_positive, metavar=DURATION_METAVAR,
         help="How long the app has to answer; then the sender gets 504.")]
     = defaults.FORWARD_TIMEOUT,
+    set_webhook: Annotated[list[str] | None, typer.Option(
+        "--set-webhook", metavar="TN", rich_help_panel=LEASE,
+        help="Point this number's inbound webhook at the listener's public URL while it runs, "
+        "and put the previous one back on exit (repeatable; needs --public-url).")] = None,
+    public_url: Annotated[str | None, typer.Option(
+        "--public-url", envvar="IPSMS_PUBLIC_URL", metavar="URL", rich_help_panel=LEASE,
+        help="The URL IntelePeer reaches this listener at (a tunnel or proxy you run).")]
+    = None,
+    restore_to: Annotated[str | None, typer.Option(
+        "--restore-to", metavar="URL", rich_help_panel=LEASE,
+        help="On exit, point the numbers at URL instead of their previous webhook.")] = None,
+    keep_webhook: Annotated[bool, typer.Option(
+        "--keep-webhook", rich_help_panel=LEASE,
+        help="On exit, leave the numbers pointing at the listener.")] = False,
+    region: RegionOption = Region.us, api_base: ApiBaseOption = None,
+    auth_url: AuthUrlOption = None, auth_scheme: AuthSchemeOption = AuthScheme.bearer,
+    token: TokenOption = None, username: UsernameOption = None,
+    api_timeout: Annotated[float, typer.Option(
+        "--api-timeout", envvar="IPSMS_API_TIMEOUT", parser=_positive,
+        metavar=DURATION_METAVAR, rich_help_panel="IntelePeer API",
+        help="How long to wait for each answer of IntelePeer's API.")] = defaults.API_TIMEOUT,
     fail_first: Annotated[int, typer.Option(
         "--fail-first", min=0, max=1000, rich_help_panel=FAULTS,
         help="For each refid, answer its first N attempts 500 (still recorded), then "
@@ -134,7 +170,12 @@ def listen(
         err("ipsms listen: warning: --format table needs a terminal; printing plain lines")
         fmt = OutputFormat.plain
     db_path = db or default_db_path()
-    stats = asyncio.run(_serve(config, host, port, db_path, fmt))
+    lease = None
+    if set_webhook or restore_to or keep_webhook:
+        lease = _lease(set_webhook or [], public_url, restore_to, keep_webhook,
+                       api_settings(region, api_base, auth_url, auth_scheme, api_timeout),
+                       auth_source(token, username))
+    stats = asyncio.run(_serve(config, host, port, db_path, fmt, lease))
     err(f"ipsms listen: stopped. {stats.summary()}")
 
 
@@ -142,8 +183,38 @@ def err(line: str) -> None:
     current().err(line)
 
 
+def _lease(numbers: list[str], public_url: str | None, restore_to: str | None, keep: bool,
+           settings: "ApiSettings", auth: "AuthSource") -> "WebhookLease":
+    from ipsms.delivery import validate_url
+    from ipsms.intelepeer.lease import Leases, WebhookLease
+    from ipsms.redact import mask_url
+
+    if not numbers:
+        raise UsageError("--restore-to and --keep-webhook go with --set-webhook TN")
+    if public_url is None:
+        raise UsageError("--set-webhook needs the URL IntelePeer reaches this listener at",
+                         hint="pass --public-url URL (your tunnel or proxy)")
+    if restore_to is not None and keep:
+        raise UsageError("--restore-to and --keep-webhook do not go together")
+    for stale in Leases().stale():
+        err(f"ipsms listen: warning: a listener (pid {stale.pid}) pointed "
+            f"{', '.join(stale.numbers)} at {stale.url} and did not put "
+            f"{'it' if len(stale.numbers) == 1 else 'them'} back; run `ipsms set-webhook "
+            f"--restore {' '.join(stale.numbers)}`")
+    lease = WebhookLease(settings, auth, tuple(numbers), validate_url(public_url),
+                         restore_to=validate_url(restore_to) if restore_to else None,
+                         keep=keep)
+    if not keep and restore_to is None:
+        for number in lease.unknown_previous():
+            err(f"ipsms listen: warning: ipsms does not know the webhook {number} has now "
+                "(IntelePeer's API cannot read it), so it cannot put it back on exit; pass "
+                f"--restore-to URL to name it, or --keep-webhook (pointing at "
+                f"{mask_url(lease.url)})")
+    return lease
+
+
 async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
-                 fmt: OutputFormat) -> "ListenStats":
+                 fmt: OutputFormat, lease: "WebhookLease | None" = None) -> "ListenStats":
     from ipsms.events import ListenStats
     from ipsms.server import ListenServer, run_listener
     from ipsms.text import dumps
@@ -165,13 +236,15 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
             env.stdout, lambda: _stdout_closed(server))
     server = ListenServer(config, db_path, host, port, sinks=[sink], stats=stats)
 
-    def ready(bound: "Bound") -> None:
+    async def ready(bound: "Bound") -> None:
         _banner(bound, config, db_path)
         if fmt is OutputFormat.json and lines is not None:
             lines.write_line(dumps({"type": "listening", "url": bound.url, "host": bound.host,
                                     "port": bound.port, "db": str(db_path),
                                     "faults": config.faults.to_dict(),
                                     "forward_to": config.forward_to}))
+        if lease is not None:  # the listener answers already: IntelePeer may post at once
+            _report(await lease.take(), lines if fmt is OutputFormat.json else None)
         if view is not None:
             view.url = bound.url
             view.start()
@@ -181,9 +254,35 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
     finally:
         if view is not None:
             view.stop()
+        try:
+            if lease is not None:
+                results, warnings = await lease.give_back()
+                _report(results, lines if fmt is OutputFormat.json else None)
+                for warning in warnings:
+                    err(f"ipsms listen: warning: {word_settings(warning, flag)}")
+        finally:
+            if lines is not None:
+                lines.close()
+                stats.dropped_lines = lines.dropped
+
+
+def _report(results: "list[ChangeResult]", lines: "StreamSink | None") -> None:
+    """Each webhook change on stderr, and as a ``webhook_set`` line in the NDJSON."""
+    from ipsms.redact import mask_url
+    from ipsms.text import dumps
+
+    for r in results:
+        verb = "put back to" if r.action == "restore" else "pointed at"
+        err(f"ipsms listen: {r.number} {verb} {mask_url(r.url)}" if r.ok else
+            f"ipsms listen: warning: {r.number} was not changed ({r.status}): {r.reason}")
         if lines is not None:
-            lines.close()
-            stats.dropped_lines = lines.dropped
+            lines.write_line(dumps(r.to_dict()))
+    failed = [r for r in results if not r.ok]
+    if failed and all(r.action == "set" for r in results) and len(failed) == len(results):
+        from ipsms.errors import ApiError
+
+        raise ApiError("no number's webhook could be pointed at the listener",
+                       hint="see the reasons above")
 
 
 def _stdout_closed(server: "ListenServer") -> None:
@@ -195,7 +294,6 @@ def _stdout_closed(server: "ListenServer") -> None:
 
 
 def _banner(bound: "Bound", config: "ListenConfig", db_path: Path) -> None:
-    from ipsms.errors import word_settings
     from ipsms.server import is_loopback
     from ipsms.signature import Mode, fingerprint
     from ipsms.store import shared_dir_warning

@@ -81,6 +81,11 @@ def set_webhook(
                          for c in changes], fmt)
     results = asyncio.run(_apply(settings, auth_source(token, username), changes, store))
     _show_results(results, fmt)
+    restored = tuple(r.number for r in results if r.ok and r.action == "restore")
+    if restored:  # a listener that died holding them no longer does
+        from ipsms.intelepeer.lease import Leases
+
+        Leases().release_numbers(restored)
     failed = [r for r in results if not r.ok]
     if failed:
         raise ApiError(f"{len(failed)} of {len(results)} numbers were not updated: "
