@@ -36,6 +36,7 @@ class ExitCode(IntEnum):
     SIGNATURE_INVALID = 6  # verify: the signature does not match
     API = 7  # IntelePeer's API refused the request
     AUTH = 8  # missing or wrong credentials
+    TUNNEL = 9  # the ngrok agent is missing, refused or failed
     NOT_FOUND = 10  # no such recorded message / number / history entry
     INTERRUPTED = 130  # stopped by Ctrl-C before finishing (except listen, which exits 0)
 
@@ -94,6 +95,10 @@ class ApiError(IpsmsError):
 
 class AuthError(IpsmsError):
     exit_code = ExitCode.AUTH
+
+
+class TunnelError(IpsmsError):
+    exit_code = ExitCode.TUNNEL
 
 
 class NotFoundError(IpsmsError):

@@ -67,3 +67,14 @@ def post_valid_messages(url: str, count: int, workers: int = 8) -> list[int]:
 
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(post, range(count)))
+
+
+def fake_agent(folder: Path) -> Path:
+    """tests/fake_ngrok.py as an executable named ``ngrok`` in ``folder``, the way a real agent
+    is installed (``exec``: pyngrok's kill reaches the process itself)."""
+    path = folder / "ngrok"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "tests" / "fake_ngrok.py"}" '
+                    '"$@"\n')
+    path.chmod(0o755)
+    return path

@@ -18,7 +18,7 @@ from ipsms.intelepeer.client import PROVISION_PATH
 from ipsms.intelepeer.emulator import DEMO_PASSWORD, DEMO_USER, EmulatorThread
 from ipsms.ui.lines import NdjsonSink, ndjson_line
 from tests.conftest import ROOT, cli_env, run_ipsms
-from tests.procs import ListenerProcess
+from tests.procs import ListenerProcess, fake_agent
 from tests.test_delivery import closed_port
 from tests.test_listen_cli import SEED, post
 from tests.test_provision_cli import EmulatorProcess
@@ -300,4 +300,23 @@ def test_every_type_in_the_code_is_documented_and_tested() -> None:
     for path in (ROOT / "ipsms").rglob("*.py"):
         in_code |= set(re.findall(r'"type": "([a-z_]+)"', path.read_text()))
     assert in_code == set(SHAPES)
-    assert set(SHAPES) == RECORDING_TYPES | DELIVERY_TYPES | API_TYPES | EMULATOR_TYPES
+    assert set(SHAPES) == (RECORDING_TYPES | DELIVERY_TYPES | API_TYPES | EMULATOR_TYPES
+                           | TUNNEL_TYPES)
+
+
+TUNNEL_TYPES = {"tunnel"}
+
+
+def test_tunnel_lines_match_the_doc(tmp_path: Path) -> None:
+    """`listen --tunnel` against the fake agent, which dies after a second: up, then down."""
+    listener = ListenerProcess("--tunnel", "--ngrok-path", str(fake_agent(tmp_path / "bin")),
+                               db=tmp_path / "t.sqlite3", env=cli_env(FAKE_NGROK_DIE_AFTER="1"))
+    try:
+        up, down = listener.next_event(), listener.next_event()
+        listener.proc.communicate(timeout=10)
+    finally:
+        listener.kill()
+    assert (up["state"], down["state"]) == ("up", "down")
+    for line in (up, down):
+        assert line["type"] in TUNNEL_TYPES
+        check_object(line, SHAPES[line["type"]], "", "tunnel")

@@ -99,7 +99,7 @@ app = typer.Typer(
     epilog="Examples: ipsms listen  |  ipsms simulate --fail-first 3 --speed 10  |  "
     "ipsms messages list  |  ipsms set-webhook +13038675309 https://example.com/sms. "
     "Exit codes: see README (0 ok, 2 usage, 3 state, 4 network, 5 not delivered, "
-    "6 bad signature, 7 API, 8 auth, 10 not found).",
+    "6 bad signature, 7 API, 8 auth, 9 tunnel, 10 not found).",
     add_completion=True,
     context_settings=CONTEXT_SETTINGS,
 )

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from ipsms.listener import EventSink, ListenConfig
     from ipsms.server import Bound, ListenServer
     from ipsms.stream_sink import StreamSink
+    from ipsms.tunnel import Tunnel, TunnelConfig
     from ipsms.ui.live import LiveView
 
 EPILOG = ("Example: IPSMS_SECRET=... ipsms listen --port 8765  "
@@ -72,6 +73,7 @@ def _delay(text: str | float) -> float:
 
 FAULTS = "Fault injection (answer like a failing app)"
 LEASE = "Webhook (point a number at this listener while it runs)"
+TUNNEL = "Tunnel (ngrok)"
 
 
 def listen(
@@ -110,6 +112,25 @@ def listen(
         "--forward-timeout", parser=_positive, metavar=DURATION_METAVAR,
         help="How long the app has to answer; then the sender gets 504.")]
     = defaults.FORWARD_TIMEOUT,
+    tunnel: Annotated[bool, typer.Option(
+        "--tunnel", rich_help_panel=TUNNEL,
+        help="Open an ngrok tunnel to the listener (pyngrok; the agent must be installed) and "
+        "print its public URL.")] = False,
+    ngrok_authtoken: Annotated[str | None, typer.Option(
+        "--ngrok-authtoken", envvar="NGROK_AUTHTOKEN", show_default=False,
+        rich_help_panel=TUNNEL, help="Your ngrok authtoken (prefer NGROK_AUTHTOKEN).")] = None,
+    ngrok_path: Annotated[str | None, typer.Option(
+        "--ngrok-path", envvar="NGROK_PATH", metavar="PATH", rich_help_panel=TUNNEL,
+        help="The ngrok agent binary (default: ngrok on PATH; never downloaded).")] = None,
+    ngrok_region: Annotated[str | None, typer.Option(
+        "--ngrok-region", rich_help_panel=TUNNEL, help="ngrok region (us, eu, ap, ...).")]
+    = None,
+    ngrok_domain: Annotated[str | None, typer.Option(
+        "--ngrok-domain", rich_help_panel=TUNNEL,
+        help="A reserved ngrok domain for a URL that stays the same.")] = None,
+    tunnel_timeout: Annotated[float, typer.Option(
+        "--tunnel-timeout", parser=_positive, metavar=DURATION_METAVAR, rich_help_panel=TUNNEL,
+        help="How long the agent has to open the tunnel.")] = 15.0,
     set_webhook: Annotated[list[str] | None, typer.Option(
         "--set-webhook", metavar="TN", rich_help_panel=LEASE,
         help="Point this number's inbound webhook at the listener's public URL while it runs, "
@@ -170,12 +191,23 @@ def listen(
         err("ipsms listen: warning: --format table needs a terminal; printing plain lines")
         fmt = OutputFormat.plain
     db_path = db or default_db_path()
+    tunnel_config = None
+    if tunnel:
+        from ipsms.tunnel import TunnelConfig, find_agent
+
+        if public_url:
+            raise UsageError("--tunnel and --public-url do not go together",
+                             hint="the tunnel's URL is the public URL")
+        tunnel_config = TunnelConfig(authtoken=ngrok_authtoken, agent=find_agent(ngrok_path),
+                                     region=ngrok_region, domain=ngrok_domain,
+                                     startup_timeout=tunnel_timeout)
+        public_url = "https://tunnel.invalid/"  # replaced by the tunnel's URL once it is open
     lease = None
     if set_webhook or restore_to or keep_webhook:
         lease = _lease(set_webhook or [], public_url, restore_to, keep_webhook,
                        api_settings(region, api_base, auth_url, auth_scheme, api_timeout),
                        auth_source(token, username))
-    stats = asyncio.run(_serve(config, host, port, db_path, fmt, lease))
+    stats = asyncio.run(_serve(config, host, port, db_path, fmt, lease, tunnel_config))
     err(f"ipsms listen: stopped. {stats.summary()}")
 
 
@@ -214,7 +246,8 @@ def _lease(numbers: list[str], public_url: str | None, restore_to: str | None, k
 
 
 async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
-                 fmt: OutputFormat, lease: "WebhookLease | None" = None) -> "ListenStats":
+                 fmt: OutputFormat, lease: "WebhookLease | None" = None,
+                 tunnel_config: "TunnelConfig | None" = None) -> "ListenStats":
     from ipsms.events import ListenStats
     from ipsms.server import ListenServer, run_listener
     from ipsms.text import dumps
@@ -243,15 +276,39 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
                                     "port": bound.port, "db": str(db_path),
                                     "faults": config.faults.to_dict(),
                                     "forward_to": config.forward_to}))
+        if tunnel_config is not None:
+            from ipsms.tunnel import open_tunnel
+
+            opened = await open_tunnel(tunnel_config, bound.url)
+            held.append(opened)
+            _tunnel_up(opened.public_url, bound.url, config,
+                       lines if fmt is OutputFormat.json else None)
+            if view is not None:
+                view.url = f"{opened.public_url} → {bound.url}"
+            if lease is not None:
+                lease.url = opened.public_url + "/"
+            watch.append(asyncio.ensure_future(_watch(opened, server, failures, lines)))
         if lease is not None:  # the listener answers already: IntelePeer may post at once
             _report(await lease.take(), lines if fmt is OutputFormat.json else None)
         if view is not None:
-            view.url = bound.url
+            view.url = view.url or bound.url
             view.start()
 
+    import asyncio
+
+    held: list[Tunnel] = []
+    watch: list[asyncio.Future[None]] = []
+    failures: list[Exception] = []
     try:
-        return await run_listener(server, ready)
+        result = await run_listener(server, ready)
+        if failures:
+            raise failures[0]
+        return result
     finally:
+        for task in watch:
+            task.cancel()
+        for opened in held:
+            opened.close()  # the agent never outlives the listener
         if view is not None:
             view.stop()
         try:
@@ -264,6 +321,38 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
             if lines is not None:
                 lines.close()
                 stats.dropped_lines = lines.dropped
+
+
+def _tunnel_up(public: str, local: str, config: "ListenConfig",
+               lines: "StreamSink | None") -> None:
+    from ipsms.text import dumps
+
+    err(f"ipsms listen: tunnel {public} -> {local}")
+    if not config.secret:
+        err("ipsms listen: warning: the tunnel is public and there is no secret: anyone who "
+            "finds the URL can post; set IPSMS_SECRET")
+    if lines is not None:
+        lines.write_line(dumps({"type": "tunnel", "state": "up", "public_url": public,
+                                "detail": None}))
+
+
+async def _watch(tunnel: "Tunnel", server: "ListenServer", failures: list[Exception],
+                 lines: "StreamSink | None") -> None:
+    """A tunnel that drops stops the listener (exit 9): IntelePeer can no longer reach it."""
+    import asyncio
+
+    from ipsms.errors import TunnelError
+    from ipsms.text import dumps
+
+    while (code := tunnel.agent_exit_code()) is None:
+        await asyncio.sleep(0.5)
+    detail = f"the ngrok agent exited (code {code}): the tunnel is closed"
+    err(f"ipsms listen: error: {detail}; stopping")
+    if lines is not None:
+        lines.write_line(dumps({"type": "tunnel", "state": "down",
+                                "public_url": tunnel.public_url, "detail": detail}))
+    failures.append(TunnelError(detail, hint="restart `ipsms listen --tunnel`"))
+    server.request_stop()
 
 
 def _report(results: "list[ChangeResult]", lines: "StreamSink | None") -> None:

@@ -1,0 +1,164 @@
+"""`listen --tunnel` through the real pyngrok, against a fake ngrok agent process
+(tests/fake_ngrok.py, loopback only): the tunnel comes up and carries a message to the listener
+and on to the app; a missing agent, a refused authtoken, an agent that never gets ready and one
+that dies while listening are each a clear error (exit 9), and no agent outlives the listener."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ipsms.errors import ExitCode
+from tests.conftest import cli_env, run_process
+from tests.hostile import VALID
+from tests.procs import ListenerProcess, fake_agent
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Path:
+    """The fake agent as an executable, the way a real one is installed (`exec`, so pyngrok's
+    kill reaches the process itself)."""
+    return fake_agent(tmp_path / "bin")
+
+
+TAG = f"ipsms-test-{os.getpid()}-{time.time_ns()}"  # in the agents' environment
+
+
+def env(**extra: str) -> dict[str, str]:
+    return cli_env(FAKE_NGROK_TAG=TAG, **extra)
+
+
+def agents_running() -> list[int]:
+    """Fake agents alive that these tests started (other test files run agents too)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"fake_ngrok.py" in argv and TAG.encode() in environ:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def app() -> Iterator[tuple[str, list[bytes]]]:
+    """The developer's app: answers 202 with a body of its own, remembers what it got."""
+    got: list[bytes] = []
+
+    class App(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(202)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.wfile.write(b"app ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), App)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/sms", got
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_message_through_the_tunnel_reaches_the_app_and_the_answer_comes_back(
+        agent: Path, app: tuple[str, list[bytes]], tmp_path: Path) -> None:
+    app_url, got = app
+    listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent), "--forward-to", app_url,
+                               db=tmp_path / "t.sqlite3", env=env(NGROK_AUTHTOKEN="tok"))
+    try:
+        up = listener.next_event()
+        assert (up["type"], up["state"]) == ("tunnel", "up")
+        body = json.dumps(VALID).encode()
+        request = urllib.request.Request(up["public_url"] + "/sms", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert (answer.status, answer.read()) == (202, b"app ok")
+        seen = listener.next_event()
+        assert seen["type"] == "request" and seen["status"] == 202
+        assert seen["forward"]["status"] == 202 and got == [body]
+        code, _, err = listener.stop()
+    finally:
+        listener.kill()
+    assert code == 0
+    assert f"tunnel {up['public_url']} -> " in err
+    assert "the tunnel is public and there is no secret" in err
+    assert agents_running() == []
+
+
+def test_a_missing_agent_is_exit_9_and_nothing_is_downloaded(tmp_path: Path) -> None:
+    result = run_process("listen", "--tunnel", "--ngrok-path", str(tmp_path / "nope"),
+                         "--port", "0", "--db", str(tmp_path / "m.sqlite3"))
+    assert result.returncode == ExitCode.TUNNEL
+    assert "no ngrok agent at" in result.stderr and "https://ngrok.com/download" in result.stderr
+    assert result.stdout == ""  # pyngrok's "Downloading ngrok ..." never reaches stdout
+    empty = {**cli_env(), "PATH": str(tmp_path)}  # an empty PATH: not even pyngrok's wrapper
+    result = run_process("listen", "--tunnel", "--port", "0", env=empty)
+    assert result.returncode == ExitCode.TUNNEL
+    assert "not installed" in result.stderr
+
+
+def test_a_refused_authtoken_is_exit_9_with_what_to_do(agent: Path, tmp_path: Path) -> None:
+    result = run_process("listen", "--tunnel", "--ngrok-path", str(agent), "--port", "0",
+                         "--db", str(tmp_path / "a.sqlite3"),
+                         env=env(NGROK_AUTHTOKEN="bad-token"))
+    assert result.returncode == ExitCode.TUNNEL
+    assert "ERR_NGROK_105" in result.stderr and "NGROK_AUTHTOKEN" in result.stderr
+    assert "bad-token" not in result.stderr
+    assert agents_running() == []
+
+
+def test_an_agent_that_never_gets_ready_is_bounded(agent: Path, tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run_process("listen", "--tunnel", "--ngrok-path", str(agent), "--port", "0",
+                         "--tunnel-timeout", "1s", "--db", str(tmp_path / "s.sqlite3"),
+                         env=env(FAKE_NGROK_SILENT="1"))
+    assert result.returncode == ExitCode.TUNNEL
+    assert "did not open the tunnel within 1 s" in result.stderr
+    assert time.monotonic() - started < 10
+    assert agents_running() == []
+
+
+def test_an_agent_that_dies_while_listening_stops_the_listener(
+        agent: Path, tmp_path: Path) -> None:
+    argv_log = tmp_path / "argv.jsonl"
+    listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent),
+                               db=tmp_path / "d.sqlite3",
+                               env=env(FAKE_NGROK_DIE_AFTER="1",
+                                           FAKE_NGROK_ARGV=str(argv_log)))
+    try:
+        assert listener.next_event()["state"] == "up"
+        down = listener.next_event()
+        assert (down["type"], down["state"]) == ("tunnel", "down")
+        _, err = listener.proc.communicate(timeout=10)
+        assert listener.proc.returncode == ExitCode.TUNNEL
+    finally:
+        listener.kill()
+    assert "the ngrok agent exited" in err
+    assert json.loads(argv_log.read_text().splitlines()[0])[:4] == [
+        "start", "--none", "--log", "stdout"]
+    assert agents_running() == []
+
+
+def test_tunnel_and_public_url_do_not_go_together(agent: Path) -> None:
+    result = run_process("listen", "--tunnel", "--ngrok-path", str(agent), "--public-url",
+                         "https://x.example.com/")
+    assert result.returncode == ExitCode.USAGE
+    assert "--tunnel and --public-url do not go together" in result.stderr
+    assert os.access(agent, os.X_OK)
