@@ -8,7 +8,9 @@ verified, recorded (committed before the answer) and emitted as one ``ipsms.requ
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -55,6 +57,8 @@ class ListenConfig:
     faults: Faults = field(default_factory=Faults)  # answer like a failing app
     forward_to: str | None = None  # relay accepted messages to this app, answer with its reply
     forward_timeout: float = defaults.FORWARD_TIMEOUT
+    basic_auth: tuple[str, str] | None = None  # (user, password) every request must carry
+    path_prefix: str | None = None  # "/<random>": requests to any other path get 404
 
 
 class InFlight:
@@ -144,6 +148,8 @@ class _Handler:
         self.verifier = Verifier(config.secret, config.signature_mode, config.hmac_variant)
         self.junk = JunkBudget()
         self.faults = FaultInjector(config.faults) if config.faults.active else None
+        self.authorization = None if config.basic_auth is None else (
+            "Basic " + base64.b64encode(":".join(config.basic_auth).encode()).decode())
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.in_flight.enter()
@@ -164,6 +170,18 @@ class _Handler:
             if guarded is not None:
                 guarded.arm()  # the next request head has --read-timeout to arrive
             self.in_flight.leave()
+
+    def _refused(self, request: web.Request) -> tuple[int, tuple[str, str]] | None:
+        """404 off the random path, 401 without the basic-auth credentials (checked in
+        constant time), or None."""
+        prefix = self.config.path_prefix
+        if prefix is not None and not (request.path == prefix
+                                       or request.path.startswith(prefix + "/")):
+            return 404, ("wrong_path", "nothing is served at this path")
+        if self.authorization is not None and not hmac.compare_digest(
+                request.headers.get("Authorization", "").encode(), self.authorization.encode()):
+            return 401, ("unauthorized", "basic-auth credentials missing or wrong")
+        return None
 
     def _too_large(self) -> tuple[str, str]:
         return ("body_too_large",
@@ -195,7 +213,10 @@ class _Handler:
         error: tuple[str, str] | None = None
         status = 200
         content_type = request.headers.get("Content-Type")
-        if request.method != "POST":
+        refused = self._refused(request)
+        if refused is not None:
+            status, error = refused
+        elif request.method != "POST":
             status = 405
             error = ("method_not_allowed",
                      f"{request.method} is not accepted: IntelePeer delivers with POST")
@@ -409,6 +430,7 @@ def _rejected_headers(request: web.Request) -> list[tuple[str, str]]:
 
 _JSON = {"Content-Type": "application/json; charset=utf-8"}
 _JSON_405 = {**_JSON, "Allow": "POST"}
+_JSON_401 = {**_JSON, "WWW-Authenticate": 'Basic realm="ipsms", charset="UTF-8"'}
 
 
 def _response(event: Request) -> web.Response:
@@ -419,7 +441,8 @@ def _response(event: Request) -> web.Response:
             body["warning"] = (f"signature {event.verdict} (accepted: the listener accepts bad "
                                "signatures)")
         return web.Response(body=dumps(body).encode(), headers=_JSON)
-    headers = _JSON_405 if event.status == 405 else _JSON
+    headers = _JSON_405 if event.status == 405 else _JSON_401 if event.status == 401 and \
+        event.error == "unauthorized" else _JSON
     detail = event.error_detail
     if event.status == 403 and event.verdict is not None:
         # The poster learns only that the signature failed: the secret's length, fingerprint

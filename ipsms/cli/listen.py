@@ -57,6 +57,31 @@ def _read_timeout(text: str | float) -> float:
     return seconds
 
 
+def _credentials(text: str | None) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise UsageError("--basic-auth wants USER:PASS, both non-empty")
+    return user, password
+
+
+def public_address(base: str, config: "ListenConfig") -> str:
+    """``base`` (a tunnel's or --public-url) with the random path and the basic-auth
+    credentials the listener requires: the URL IntelePeer must post to."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(base)
+    path = parts.path or "/"
+    if config.path_prefix is not None:
+        path = parts.path.rstrip("/") + config.path_prefix + "/"
+    netloc = parts.netloc.rpartition("@")[2]
+    if config.basic_auth is not None:
+        user, password = config.basic_auth
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{netloc}"
+    return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+
+
 def _positive(text: str | float) -> float:
     seconds = duration(text)
     if not 0 < seconds <= 3600:
@@ -112,6 +137,14 @@ def listen(
         "--forward-timeout", parser=_positive, metavar=DURATION_METAVAR,
         help="How long the app has to answer; then the sender gets 504.")]
     = defaults.FORWARD_TIMEOUT,
+    basic_auth: Annotated[str | None, typer.Option(
+        "--basic-auth", envvar="IPSMS_BASIC_AUTH", metavar="USER:PASS", show_default=False,
+        rich_help_panel=TUNNEL, help="Answer 401 to requests without these credentials; the "
+        "webhook URL ipsms sets carries them.")] = None,
+    random_path: Annotated[bool, typer.Option(
+        "--random-path", rich_help_panel=TUNNEL,
+        help="Serve only under an unguessable path (404 elsewhere); the webhook URL carries it.")]
+    = False,
     tunnel: Annotated[bool, typer.Option(
         "--tunnel", rich_help_panel=TUNNEL,
         help="Open an ngrok tunnel to the listener (pyngrok; the agent must be installed) and "
@@ -166,6 +199,7 @@ def listen(
 ) -> None:
     """Receive IntelePeer webhooks on a local port: verify, record and show each one."""
     import asyncio
+    import secrets
 
     from ipsms.delivery import validate_url
     from ipsms.faults import Faults
@@ -184,6 +218,8 @@ def listen(
         faults=Faults(fail_first=fail_first, status=status, delay=delay),
         forward_to=validate_url(forward_to) if forward_to else None,
         forward_timeout=forward_timeout,
+        basic_auth=_credentials(basic_auth),
+        path_prefix="/" + secrets.token_urlsafe(16) if random_path else None,
     )
     fmt = resolve_format(output_format)
     if fmt is OutputFormat.table and not current().stdout_isatty:
@@ -270,28 +306,33 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
     server = ListenServer(config, db_path, host, port, sinks=[sink], stats=stats)
 
     async def ready(bound: "Bound") -> None:
-        _banner(bound, config, db_path)
+        local_url = bound.url.rstrip("/") + (config.path_prefix or "") + "/"
+        _banner(bound, config, db_path, local_url)
         if fmt is OutputFormat.json and lines is not None:
-            lines.write_line(dumps({"type": "listening", "url": bound.url, "host": bound.host,
+            lines.write_line(dumps({"type": "listening", "url": local_url, "host": bound.host,
                                     "port": bound.port, "db": str(db_path),
                                     "faults": config.faults.to_dict(),
                                     "forward_to": config.forward_to}))
         if tunnel_config is not None:
+            from ipsms.redact import mask_url
             from ipsms.tunnel import open_tunnel
 
             opened = await open_tunnel(tunnel_config, bound.url)
             held.append(opened)
-            _tunnel_up(opened.public_url, bound.url, config,
+            _tunnel_up(public_address(opened.public_url, config), local_url, config,
                        lines if fmt is OutputFormat.json else None)
             if view is not None:
-                view.url = f"{opened.public_url} → {bound.url}"
+                view.url = (f"{mask_url(public_address(opened.public_url, config))} → "
+                            f"{local_url}")
             if lease is not None:
-                lease.url = opened.public_url + "/"
+                lease.url = public_address(opened.public_url, config)
             watch.append(asyncio.ensure_future(_watch(opened, server, failures, lines)))
+        if lease is not None and tunnel_config is None:
+            lease.url = public_address(lease.url, config)
         if lease is not None:  # the listener answers already: IntelePeer may post at once
             _report(await lease.take(), lines if fmt is OutputFormat.json else None)
         if view is not None:
-            view.url = view.url or bound.url
+            view.url = view.url or local_url
             view.start()
 
     import asyncio
@@ -325,14 +366,15 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
 
 def _tunnel_up(public: str, local: str, config: "ListenConfig",
                lines: "StreamSink | None") -> None:
+    from ipsms.redact import mask_url
     from ipsms.text import dumps
 
-    err(f"ipsms listen: tunnel {public} -> {local}")
-    if not config.secret:
+    err(f"ipsms listen: tunnel {mask_url(public)} -> {local}")
+    if not config.secret and config.basic_auth is None:
         err("ipsms listen: warning: the tunnel is public and there is no secret: anyone who "
             "finds the URL can post; set IPSMS_SECRET")
     if lines is not None:
-        lines.write_line(dumps({"type": "tunnel", "state": "up", "public_url": public,
+        lines.write_line(dumps({"type": "tunnel", "state": "up", "public_url": mask_url(public),
                                 "detail": None}))
 
 
@@ -382,7 +424,7 @@ def _stdout_closed(server: "ListenServer") -> None:
     server.request_stop()
 
 
-def _banner(bound: "Bound", config: "ListenConfig", db_path: Path) -> None:
+def _banner(bound: "Bound", config: "ListenConfig", db_path: Path, local_url: str) -> None:
     from ipsms.server import is_loopback
     from ipsms.signature import Mode, fingerprint
     from ipsms.store import shared_dir_warning
@@ -394,7 +436,9 @@ def _banner(bound: "Bound", config: "ListenConfig", db_path: Path) -> None:
         check = f"secret {fingerprint(config.secret)}, signature mode {mode}"
     else:
         check = "no secret: signatures are not checked (set --secret or IPSMS_SECRET)"
-    err(f"ipsms listen: listening on {bound.url} (any path, POST)")
+    where = "any path" if config.path_prefix is None else "under this random path only"
+    guard = "" if config.basic_auth is None else ", basic auth required"
+    err(f"ipsms listen: listening on {local_url} ({where}, POST{guard})")
     err(f"ipsms listen: {check}; recording to {db_path}")
     shared = shared_dir_warning(db_path)
     if shared:
