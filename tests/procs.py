@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,9 +25,10 @@ class ListenerProcess:
         cmd = [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json"]
         if db is not None:
             cmd += ["--db", str(db)]
+        # Its own process group: kill() also ends what it started (an ngrok agent).
         self.proc = subprocess.Popen(cmd + list(args), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                                     env=env or cli_env())
+                                     env=env or cli_env(), start_new_session=True)
         assert self.proc.stdout is not None
         first = self.proc.stdout.readline()
         if not first:
@@ -48,8 +51,10 @@ class ListenerProcess:
         return self.proc.returncode, out, err
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+        """SIGKILL the listener and anything left in its process group; close the pipes."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.returncode is None or (self.proc.stdout and not self.proc.stdout.closed):
             self.proc.communicate()
 
 

@@ -162,3 +162,32 @@ def test_tunnel_and_public_url_do_not_go_together(agent: Path) -> None:
     assert result.returncode == ExitCode.USAGE
     assert "--tunnel and --public-url do not go together" in result.stderr
     assert os.access(agent, os.X_OK)
+
+
+def test_the_one_command_flow_points_the_number_at_the_tunnel_and_back(
+        agent: Path, tmp_path: Path, ipsms_home: Path) -> None:
+    """`listen --tunnel --set-webhook TN`: the number points at the tunnel's URL while the
+    listener runs, and at its previous URL afterwards (against the API emulator)."""
+    from ipsms.intelepeer.emulator import EmulatorState, EmulatorThread
+
+    state = EmulatorState()
+    state.add_user("api-user", "pw-t")
+    state.add_number("+13038675309")
+    with EmulatorThread(state) as emu:
+        e = env(IPSMS_API_BASE=emu.api_base, IPSMS_AUTH_URL=emu.auth_url,
+                IPSMS_USERNAME="api-user", IPSMS_PASSWORD="pw-t", IPSMS_HOME=str(ipsms_home))
+        before = "https://app.example.com/sms"
+        assert run_process("set-webhook", "+13038675309", before, env=e).returncode == 0
+        listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent), "--set-webhook",
+                                   "+13038675309", db=tmp_path / "o.sqlite3", env=e)
+        try:
+            up = listener.next_event()
+            change = listener.next_event()
+            assert change["type"] == "webhook_set" and change["url"] == up["public_url"]
+            assert emu.state.numbers["+13038675309"].webhook == up["public_url"]
+            code, _, _ = listener.stop()
+        finally:
+            listener.kill()
+        assert code == 0
+        assert emu.state.numbers["+13038675309"].webhook == before
+    assert agents_running() == []

@@ -109,3 +109,15 @@ def test_flags_and_rejected_requests_are_visible_in_the_table() -> None:
     assert "rejected" in out and "request head not complete" in out and "408" in out
     narrow = render(flagged, color=False, width=80)
     assert "⚑ a\\ud800b" in narrow
+
+
+def test_the_header_says_fault_injection_is_on() -> None:
+    from rich.console import Console
+
+    from ipsms.events import ListenStats
+    from ipsms.ui.live import build_view
+
+    console = Console(width=80, record=True, file=io.StringIO())
+    console.print(build_view("http://127.0.0.1:8765/", ListenStats(), [], 80,
+                             faults="answering 500 to the first 2 attempts of each refid"))
+    assert "fault injection: answering 500 to the first 2 attempts" in console.export_text()

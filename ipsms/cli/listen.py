@@ -99,6 +99,7 @@ def _delay(text: str | float) -> float:
 FAULTS = "Fault injection (answer like a failing app)"
 LEASE = "Webhook (point a number at this listener while it runs)"
 TUNNEL = "Tunnel (ngrok)"
+TUNNEL_URL = "https://tunnel.invalid/"  # stands for the tunnel's URL until it is open
 
 
 def listen(
@@ -237,7 +238,7 @@ def listen(
         tunnel_config = TunnelConfig(authtoken=ngrok_authtoken, agent=find_agent(ngrok_path),
                                      region=ngrok_region, domain=ngrok_domain,
                                      startup_timeout=tunnel_timeout)
-        public_url = "https://tunnel.invalid/"  # replaced by the tunnel's URL once it is open
+        public_url = TUNNEL_URL  # replaced by the tunnel's URL once it is open
     lease = None
     if set_webhook or restore_to or keep_webhook:
         lease = _lease(set_webhook or [], public_url, restore_to, keep_webhook,
@@ -269,15 +270,16 @@ def _lease(numbers: list[str], public_url: str | None, restore_to: str | None, k
             f"{', '.join(stale.numbers)} at {stale.url} and did not put "
             f"{'it' if len(stale.numbers) == 1 else 'them'} back; run `ipsms set-webhook "
             f"--restore {' '.join(stale.numbers)}`")
+    via_tunnel = public_url == TUNNEL_URL
     lease = WebhookLease(settings, auth, tuple(numbers), validate_url(public_url),
                          restore_to=validate_url(restore_to) if restore_to else None,
-                         keep=keep)
+                         keep=keep, trusted_url=via_tunnel)
     if not keep and restore_to is None:
         for number in lease.unknown_previous():
             err(f"ipsms listen: warning: ipsms does not know the webhook {number} has now "
                 "(IntelePeer's API cannot read it), so it cannot put it back on exit; pass "
-                f"--restore-to URL to name it, or --keep-webhook (pointing at "
-                f"{mask_url(lease.url)})")
+                "--restore-to URL to name it, or --keep-webhook (pointing at "
+                + ("the tunnel)" if via_tunnel else f"{mask_url(lease.url)})"))
     return lease
 
 

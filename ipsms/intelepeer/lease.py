@@ -121,6 +121,7 @@ class WebhookLease:
 
     def __init__(self, settings: ApiSettings, auth: AuthSource, numbers: tuple[str, ...],
                  url: str, *, restore_to: str | None = None, keep: bool = False,
+                 trusted_url: bool = False,
                  leases: Leases | None = None, history: WebhookHistory | None = None) -> None:
         self.settings = settings
         self.auth = auth
@@ -128,6 +129,7 @@ class WebhookLease:
         self.url = url
         self.restore_to = restore_to
         self.keep = keep
+        self.trusted_url = trusted_url  # a tunnel's URL: public by definition, not checked
         self.leases = leases or Leases()
         self.history = history or WebhookHistory()
         self.held: tuple[str, ...] = ()  # numbers pointed at url, not put back yet
@@ -139,7 +141,7 @@ class WebhookLease:
         return [n for n in self.numbers if self.history.known_url(n, api) is None]
 
     async def take(self) -> list[ChangeResult]:
-        change = plan_set(self.numbers, self.url)
+        change = plan_set(self.numbers, self.url, force=self.trusted_url)
         self.leases.take(new_lease(self.numbers, mask_url(self.url), self.settings.base_url,
                                    restore_to=self.restore_to, keep=self.keep))
         results = await self._apply([change])
