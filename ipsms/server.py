@@ -191,11 +191,12 @@ def _bind_error(host: str, port: int, exc: OSError) -> BindError:
 async def run_listener(server: ListenServer,
                        on_ready: Callable[[Bound], Awaitable[None] | None] | None = None
                        ) -> ListenStats:
-    """Start ``server``, call ``on_ready``, serve until SIGINT/SIGTERM, stop cleanly."""
+    """Start ``server``, call ``on_ready``, serve until SIGINT/SIGTERM/SIGHUP, stop cleanly."""
     loop = asyncio.get_running_loop()
     bound = await server.start()
     installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: a closed terminal must still close the tunnel and put the webhook back.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, server.request_stop)
             installed.append(sig)

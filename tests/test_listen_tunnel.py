@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 import urllib.request
@@ -190,4 +191,19 @@ def test_the_one_command_flow_points_the_number_at_the_tunnel_and_back(
             listener.kill()
         assert code == 0
         assert emu.state.numbers["+13038675309"].webhook == before
+    assert agents_running() == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_every_way_of_stopping_ends_the_agent(agent: Path, tmp_path: Path, sig: int) -> None:
+    """Ctrl-C, SIGTERM, and a closed terminal (SIGHUP) each close the tunnel."""
+    listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent),
+                               db=tmp_path / "s.sqlite3", env=env())
+    try:
+        assert listener.next_event()["state"] == "up"
+        assert agents_running() != []
+        code, _, _ = listener.stop(sig)
+    finally:
+        listener.kill()
+    assert code == 0
     assert agents_running() == []

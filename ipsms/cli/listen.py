@@ -249,7 +249,9 @@ def listen(
 
 
 def err(line: str) -> None:
-    current().err(line)
+    """A line on stderr; a terminal that went away (SIGHUP) must not stop the clean-up."""
+    with contextlib.suppress(OSError, ValueError):
+        current().err(line)
 
 
 def _lease(numbers: list[str], public_url: str | None, restore_to: str | None, keep: bool,
