@@ -1,3 +1,5 @@
+import pytest
+
 from ipsms import __version__
 from tests.conftest import run_ipsms
 
@@ -8,7 +10,7 @@ def test_version() -> None:
     assert result.stdout.strip() == f"ipsms {__version__}"
 
 
-def test_commands_are_built_only_when_used() -> None:
+def test_commands_are_built_only_when_used(capsys: pytest.CaptureFixture[str]) -> None:
     """`ipsms listen` builds listen alone; the root still knows every name (help, typos)."""
     import typer.main
 
@@ -19,6 +21,12 @@ def test_commands_are_built_only_when_used() -> None:
     assert isinstance(commands, LazyCommands)
     assert list(commands) == list(COMMANDS)
     assert commands._built == {}
+    import typer.core
+
+    with typer.core._click.Context(group, info_name="ipsms") as ctx:
+        text = group.get_help(ctx) + capsys.readouterr().out  # rich prints it
+    assert "api-emulator" in text and "Receive IntelePeer webhooks" in text
+    assert commands._built == {}  # the root's help lists them without building them
     assert commands["listen"].name == "listen"
     assert list(commands._built) == ["listen"]
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 import typer.main
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from ipsms import __version__
 from ipsms.cli import (
@@ -67,6 +67,19 @@ class IpsmsGroup(TyperGroup):
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(self.commands)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        """``ipsms --help`` lists every command by its help text alone: light stand-ins for
+        the commands not built yet, so listing them builds none."""
+        commands = self.commands
+        assert isinstance(commands, LazyCommands)
+        stand_ins = {name: commands.built(name) or TyperCommand(name, help=SUMMARIES[name])
+                     for name in commands}
+        self.commands = stand_ins
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.commands = commands
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -131,6 +144,7 @@ def _command(function: Callable[..., Any], name: str, epilog: str) -> Callable[[
         single = typer.Typer(context_settings=CONTEXT_SETTINGS, add_completion=False)
         single.command(name, epilog=epilog)(function)
         return typer.main.get_command(single)
+    SUMMARIES[name] = function.__doc__ or ""
     return build
 
 
@@ -139,7 +153,11 @@ def _group(sub: typer.Typer, name: str) -> Callable[[], Any]:
         group = typer.main.get_command(sub)
         group.name = name
         return group
+    SUMMARIES[name] = str(sub.info.help or "")
     return build
+
+
+SUMMARIES: dict[str, str] = {}  # each command's help, for `ipsms --help` without building it
 
 
 COMMANDS: dict[str, Callable[[], Any]] = {
@@ -162,6 +180,10 @@ class LazyCommands(MutableMapping[str, Any]):
     def __init__(self, builders: dict[str, Callable[[], Any]]) -> None:
         self._builders = builders
         self._built: dict[str, Any] = {}
+
+    def built(self, name: str) -> Any:
+        """The command if it was built already, else None."""
+        return self._built.get(name)
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._built:
