@@ -238,12 +238,12 @@ def listen(
         tunnel_config = TunnelConfig(authtoken=ngrok_authtoken, agent=find_agent(ngrok_path),
                                      region=ngrok_region, domain=ngrok_domain,
                                      startup_timeout=tunnel_timeout)
-        public_url = TUNNEL_URL  # replaced by the tunnel's URL once it is open
+        public_url = TUNNEL_URL  # the lease's URL until the tunnel's is known
     lease = None
     if set_webhook or restore_to or keep_webhook:
         lease = _lease(set_webhook or [], public_url, restore_to, keep_webhook,
                        api_settings(region, api_base, auth_url, auth_scheme, api_timeout),
-                       auth_source(token, username))
+                       auth_source(token, username), via_tunnel=tunnel)
     stats = asyncio.run(_serve(config, host, port, db_path, fmt, lease, tunnel_config))
     err(f"ipsms listen: stopped. {stats.summary()}")
 
@@ -255,7 +255,7 @@ def err(line: str) -> None:
 
 
 def _lease(numbers: list[str], public_url: str | None, restore_to: str | None, keep: bool,
-           settings: "ApiSettings", auth: "AuthSource") -> "WebhookLease":
+           settings: "ApiSettings", auth: "AuthSource", *, via_tunnel: bool) -> "WebhookLease":
     from ipsms.delivery import validate_url
     from ipsms.intelepeer.lease import Leases, WebhookLease
     from ipsms.redact import mask_url
@@ -272,7 +272,6 @@ def _lease(numbers: list[str], public_url: str | None, restore_to: str | None, k
             f"{', '.join(stale.numbers)} at {stale.url} and did not put "
             f"{'it' if len(stale.numbers) == 1 else 'them'} back; run `ipsms set-webhook "
             f"--restore {' '.join(stale.numbers)}`")
-    via_tunnel = public_url == TUNNEL_URL
     lease = WebhookLease(settings, auth, tuple(numbers), validate_url(public_url),
                          restore_to=validate_url(restore_to) if restore_to else None,
                          keep=keep, trusted_url=via_tunnel)
@@ -308,12 +307,13 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
         sink = lines = (NdjsonSink if fmt is OutputFormat.json else PlainSink)(
             env.stdout, lambda: _stdout_closed(server))
     server = ListenServer(config, db_path, host, port, sinks=[sink], stats=stats)
+    ndjson = lines if fmt is OutputFormat.json else None  # where events other than requests go
 
     async def ready(bound: "Bound") -> None:
         local_url = bound.url.rstrip("/") + (config.path_prefix or "") + "/"
         _banner(bound, config, db_path, local_url)
-        if fmt is OutputFormat.json and lines is not None:
-            lines.write_line(dumps({"type": "listening", "url": local_url, "host": bound.host,
+        if ndjson is not None:
+            ndjson.write_line(dumps({"type": "listening", "url": local_url, "host": bound.host,
                                     "port": bound.port, "db": str(db_path),
                                     "faults": config.faults.to_dict(),
                                     "forward_to": config.forward_to}))
@@ -323,18 +323,15 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
 
             opened = await open_tunnel(tunnel_config, bound.url)
             held.append(opened)
-            _tunnel_up(public_address(opened.public_url, config), local_url, config,
-                       lines if fmt is OutputFormat.json else None)
+            public = public_address(opened.public_url, config)
+            _tunnel_up(public, local_url, config, ndjson)
             if view is not None:
-                view.url = (f"{mask_url(public_address(opened.public_url, config))} → "
-                            f"{local_url}")
-            if lease is not None:
-                lease.url = public_address(opened.public_url, config)
-            watch.append(asyncio.ensure_future(_watch(opened, server, failures, lines)))
-        if lease is not None and tunnel_config is None:
-            lease.url = public_address(lease.url, config)
+                view.url = f"{mask_url(public)} → {local_url}"
+            watch.append(asyncio.ensure_future(_watch(opened, server, failures, ndjson)))
         if lease is not None:  # the listener answers already: IntelePeer may post at once
-            _report(await lease.take(), lines if fmt is OutputFormat.json else None)
+            lease.url = public if tunnel_config is not None else public_address(lease.url,
+                                                                                 config)
+            _report(await lease.take(), ndjson)
         if view is not None:
             view.url = view.url or local_url
             view.start()
@@ -359,7 +356,7 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
         try:
             if lease is not None:
                 results, warnings = await lease.give_back()
-                _report(results, lines if fmt is OutputFormat.json else None)
+                _report(results, ndjson)
                 for warning in warnings:
                     err(f"ipsms listen: warning: {word_settings(warning, flag)}")
         finally:
