@@ -242,7 +242,6 @@ class _Handler:
                     error = (f"signature_{verification.verdict.value}",
                              verification.explanation or verification.verdict.value)
 
-        # A message answered with an injected fault is a real message: kept whole, recorded.
         injected = False
         if status == 200 and self.faults is not None:
             override = self.faults.override(msg.refid if msg else None)
@@ -254,14 +253,17 @@ class _Handler:
             status = relayed.status
             if relayed.error is not None:
                 error = (relayed.error, relayed.detail or relayed.error)
-        keep = len(raw) if status == 200 or injected or relayed else self.junk.allow(len(raw))
+        # A message answered 200, with an injected fault or with the app's answer is a real
+        # message: kept whole and always recorded. Anything else is junk, on a budget.
+        message = status == 200 or injected or relayed is not None
+        keep = len(raw) if message else self.junk.allow(len(raw))
         record = _record(request, received_at, raw, keep, size, content_type, status, msg,
                          verification, error)
         if relayed is not None:
             record.forward = relayed.to_dict(self.forwarder.url)  # type: ignore[union-attr]
-        if status != 200 and not injected and relayed is None:
+        if not message:
             _trim_rejected(record)
-        if status == 200 or injected or relayed is not None or self.junk.row():
+        if message or self.junk.row():
             try:
                 stored: Recorded = await self.recorder.record(record)
             except StateError as exc:
