@@ -40,13 +40,6 @@ from ipsms.errors import ExitCode, IpsmsError
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
 
-class _State:
-    debug = False
-
-
-STATE = _State()
-
-
 def report_error(message: str) -> None:
     from ipsms.text import printable  # on error only
 
@@ -87,7 +80,7 @@ class IpsmsGroup(TyperGroup):
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
         except IpsmsError as exc:
-            if STATE.debug:
+            if current().debug:
                 traceback.print_exc()
             report_error(exc.worded(flag))
             raise typer.Exit(int(exc.exit_code)) from None
@@ -95,7 +88,7 @@ class IpsmsGroup(TyperGroup):
             current().err("ipsms: interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Exception as exc:
-            if STATE.debug:
+            if current().debug:
                 traceback.print_exc()
             report_error(f"internal error: {type(exc).__name__}: {exc} "
                          "(rerun with --debug for the traceback, and please report it)")
@@ -118,6 +111,51 @@ app = typer.Typer(
 )
 
 
+DEBUG_HELP = "Show tracebacks on errors (or set IPSMS_DEBUG=1)."
+QUIET_HELP = "Hide warnings and notices on stderr (errors are always shown)."
+
+
+def _set_debug(_ctx: Any, _param: Any, value: bool) -> None:
+    if value:
+        current().debug = True
+
+
+def _set_quiet(_ctx: Any, _param: Any, value: bool) -> None:
+    if value:
+        current().quiet = True
+
+
+def _globals(
+    debug: Annotated[bool, typer.Option("--debug", callback=_set_debug, expose_value=False,
+                                        help=DEBUG_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet,
+                                        expose_value=False, help=QUIET_HELP)] = False,
+) -> None:
+    """Stands in for every command, to build ``--debug`` and ``--quiet`` the Typer way."""
+
+
+def global_options() -> list[Any]:
+    """``--debug`` and ``--quiet``, accepted after any command as well as before it
+    (``ipsms replay X --debug``)."""
+    single = typer.Typer(add_completion=False)
+    single.command()(_globals)
+    built = typer.main.get_command(single)
+    return [p for p in built.params if p.name in ("debug", "quiet")]
+
+
+def _with_global_options(command: Any) -> Any:
+    """``command`` (and, for a group, each of its commands) with the global options added,
+    before ``--help`` so help lists them last."""
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            _with_global_options(sub)
+        return command
+    help_at = next((i for i, p in enumerate(command.params) if p.name == "help"),
+                   len(command.params))
+    command.params[help_at:help_at] = global_options()
+    return command
+
+
 def _version(value: bool) -> None:
     if value:
         current().out(f"ipsms {__version__}\n")
@@ -128,11 +166,13 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", envvar="IPSMS_DEBUG",
-                                        help="Show tracebacks on errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", callback=_set_debug, expose_value=False,
+                                        help=DEBUG_HELP)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet,
+                                        expose_value=False, help=QUIET_HELP)] = False,
 ) -> None:
     """ipsms: IntelePeer SMS webhooks for developers."""
-    STATE.debug = debug
+    del debug, quiet  # set by their callbacks
 
 
 # -- the commands, in the order `ipsms --help` lists them --------------------------------------
@@ -143,7 +183,7 @@ def _command(function: Callable[..., Any], name: str, epilog: str) -> Callable[[
     def build() -> Any:
         single = typer.Typer(context_settings=CONTEXT_SETTINGS, add_completion=False)
         single.command(name, epilog=epilog)(function)
-        return typer.main.get_command(single)
+        return _with_global_options(typer.main.get_command(single))
     SUMMARIES[name] = function.__doc__ or ""
     return build
 
@@ -152,7 +192,7 @@ def _group(sub: typer.Typer, name: str) -> Callable[[], Any]:
     def build() -> Any:
         group = typer.main.get_command(sub)
         group.name = name
-        return group
+        return _with_global_options(group)
     SUMMARIES[name] = str(sub.info.help or "")
     return build
 
@@ -208,8 +248,9 @@ class LazyCommands(MutableMapping[str, Any]):
 def run(args: Sequence[str], env: Environment | None = None) -> int:
     """Run ``ipsms ARGS`` in this process with ``env`` (default: the process's own streams and
     variables); returns the exit code. Tests use this; ``main`` is the console script."""
-    STATE.debug = False
-    with using(env or Environment.from_process()):
+    env = env or Environment.from_process()
+    env.debug = env.debug or _truthy(env.getenv("IPSMS_DEBUG"))
+    with using(env):
         try:
             app(args=list(args), prog_name="ipsms")
         except SystemExit as exc:
@@ -218,6 +259,10 @@ def run(args: Sequence[str], env: Environment | None = None) -> int:
                 return 0
             return code if isinstance(code, int) else 1
     return 0
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def main() -> None:

@@ -38,6 +38,8 @@ class Environment:
     stderr_isatty: bool = False
     variables: Mapping[str, str] = field(default_factory=dict)
     columns: int | None = None  # terminal width; None: ask the terminal (rich does)
+    quiet: bool = False  # --quiet: notices (warnings, banners, progress) are not printed
+    debug: bool = False  # --debug / IPSMS_DEBUG=1: tracebacks on errors
 
     @classmethod
     def from_process(cls) -> Environment:
@@ -58,6 +60,12 @@ class Environment:
         """One line of banner, progress, warning or error on stderr."""
         self.stderr.write(_encodable(line) + "\n")
         self.stderr.flush()
+
+    def notice(self, line: str) -> None:
+        """A line on stderr that ``--quiet`` hides: a warning, a banner, progress. Errors use
+        ``err`` and are never hidden."""
+        if not self.quiet:
+            self.err(line)
 
     def read_stdin_bytes(self) -> bytes:
         """All of stdin, as bytes (a body to verify need not be UTF-8)."""
