@@ -86,7 +86,8 @@ def test_every_duration_option_reads_the_same_grammar(text: str) -> None:
 def test_a_bad_duration_is_a_usage_error_naming_the_option(args: list[str], bad: str) -> None:
     result = run_ipsms(*args, bad)
     assert result.returncode == ExitCode.USAGE
-    assert f"'{args[-1]}'" in result.stderr  # click names the option
+    assert result.stderr.startswith(f"ipsms: error: {args[-1]}: ")  # one line naming the option
+    assert result.stderr.count("\n") == 1 and f"`ipsms {args[0]}" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ipsms import defaults
+from ipsms.cli import help as help_text
+from ipsms.cli.help import epilog
 from ipsms.cli.io import current, emit
 from ipsms.cli.options import FormatOption, OutputFormat, resolve_format
 from ipsms.errors import UsageError
@@ -15,8 +17,9 @@ from ipsms.intelepeer.settings import MultiStatus
 if TYPE_CHECKING:
     from ipsms.intelepeer.emulator import EmulatorServer, RecordedRequest
 
-EPILOG = ("Example: ipsms api-emulator --port 0  (then point ipsms or your script at the "
-          "printed --api-base and --auth-url)")
+EPILOG = epilog("ipsms api-emulator",
+                "ipsms api-emulator --port 0   # then use the printed settings",
+                exit_codes=(help_text.OK, help_text.USAGE, (4, "the port is busy")))
 
 
 def api_emulator(

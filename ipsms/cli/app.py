@@ -12,6 +12,7 @@ rich.live) inside the function that runs it.
 
 
 import contextlib
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
@@ -33,6 +34,7 @@ from ipsms.cli import (
     simulate,
     verify,
 )
+from ipsms.cli import help as help_text
 from ipsms.cli.io import Environment, current, using
 from ipsms.cli.options import flag
 from ipsms.errors import ExitCode, IpsmsError
@@ -79,6 +81,9 @@ class IpsmsGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
+        except BrokenPipeError:  # `ipsms ... | head -1`: the reader has what it wanted
+            current().silence_stdout()
+            raise typer.Exit(0) from None
         except IpsmsError as exc:
             if current().debug:
                 traceback.print_exc()
@@ -96,16 +101,17 @@ class IpsmsGroup(TyperGroup):
 
 
 app = typer.Typer(
+    rich_markup_mode=None,  # click's plain help: reads well at 80 columns and in a pipe
     cls=IpsmsGroup,
     name="ipsms",
     help="Developer tool for IntelePeer Atmosphere SMS webhooks: receive, verify, record, "
     "simulate and replay inbound messages, and point numbers at your webhook.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    epilog="Examples: ipsms listen  |  ipsms simulate --fail-first 3 --speed 10  |  "
-    "ipsms messages list  |  ipsms set-webhook +13038675309 https://example.com/sms. "
-    "Exit codes: see README (0 ok, 2 usage, 3 state, 4 network, 5 not delivered, "
-    "6 bad signature, 7 API, 8 auth, 9 tunnel, 10 not found).",
+    epilog=help_text.epilog("ipsms listen", "ipsms simulate --fail-first 3 --speed 10",
+                            "ipsms messages list",
+                            "ipsms set-webhook +13038675309 https://example.com/sms",
+                            exit_codes=help_text.ALL_EXIT_CODES),
     add_completion=True,
     context_settings=CONTEXT_SETTINGS,
 )
@@ -137,7 +143,7 @@ def _globals(
 def global_options() -> list[Any]:
     """``--debug`` and ``--quiet``, accepted after any command as well as before it
     (``ipsms replay X --debug``)."""
-    single = typer.Typer(add_completion=False)
+    single = typer.Typer(add_completion=False, rich_markup_mode=None)
     single.command()(_globals)
     built = typer.main.get_command(single)
     return [p for p in built.params if p.name in ("debug", "quiet")]
@@ -153,7 +159,35 @@ def _with_global_options(command: Any) -> Any:
     help_at = next((i for i, p in enumerate(command.params) if p.name == "help"),
                    len(command.params))
     command.params[help_at:help_at] = global_options()
+    for param in command.params:
+        _name_value(param)
     return command
+
+
+# An option's value in help, when its declaration names none: ``--port N``, not ``<int range>``.
+_VALUE_NAMES = {"<int>": "N", "<int range>": "N", "<float>": "N", "<float range>": "N",
+                "<path>": "PATH"}
+_WORD_NAMES = {"base": "URL", "url": "URL", "body": "SIZE", "authtoken": "TOKEN",
+               "message": "TEXT", "from": "TN", "to": "TN", "domain": "DOMAIN"}
+
+
+def _name_value(param: Any) -> None:
+    if param.metavar is None and param.param_type_name == "option" and not param.is_flag:
+        shown = param.display_type(None)
+        if shown in _VALUE_NAMES:
+            param.metavar = _VALUE_NAMES[shown]
+        elif shown == "<str>":
+            word = param.opts[0].lstrip("-").split("-")[-1]
+            param.metavar = _WORD_NAMES.get(word, word.upper())
+    elif param.param_type_name == "argument":
+        param.metavar = param.metavar or (param.name or "").upper()
+        # Typer prints an argument's type after its name (``URL <str>``); the name says it.
+        param.display_type_rich = lambda ctx=None: None
+    if param.metavar == "DURATION" and isinstance(param.default, (int, float)) \
+            and param.show_default is not False and not isinstance(param.show_default, str):
+        from ipsms.text import format_duration
+
+        param.show_default = format_duration(float(param.default))
 
 
 def _version(value: bool) -> None:
@@ -181,10 +215,10 @@ def root(
 # parameter of a command to build it; for all of them that is most of a Tab press).
 def _command(function: Callable[..., Any], name: str, epilog: str) -> Callable[[], Any]:
     def build() -> Any:
-        single = typer.Typer(context_settings=CONTEXT_SETTINGS, add_completion=False)
-        single.command(name, epilog=epilog)(function)
+        single = typer.Typer(context_settings=CONTEXT_SETTINGS, add_completion=False,
+                             rich_markup_mode=None)
+        single.command(name, epilog=epilog, short_help=SUMMARIES[name])(function)
         return _with_global_options(typer.main.get_command(single))
-    SUMMARIES[name] = function.__doc__ or ""
     return build
 
 
@@ -192,12 +226,24 @@ def _group(sub: typer.Typer, name: str) -> Callable[[], Any]:
     def build() -> Any:
         group = typer.main.get_command(sub)
         group.name = name
+        group.short_help = SUMMARIES[name]
         return _with_global_options(group)
-    SUMMARIES[name] = str(sub.info.help or "")
     return build
 
 
-SUMMARIES: dict[str, str] = {}  # each command's help, for `ipsms --help` without building it
+# Each command's line in `ipsms --help`, short enough for 80 columns; the command's own help
+# (its docstring) says more.
+SUMMARIES: dict[str, str] = {
+    "listen": "Receive webhooks locally: verify, record and show each one.",
+    "simulate": "Deliver a message as IntelePeer does, retries included.",
+    "replay": "Deliver recorded messages again, byte for byte.",
+    "messages": "List, show, export or clear the recorded messages.",
+    "verify": "Check a webhook's signature against the secret.",
+    "set-webhook": "Point numbers' inbound SMS webhook at a URL.",
+    "provision": "Enable SMS on a long code.",
+    "auth": "Store, check and remove the IntelePeer API credentials.",
+    "api-emulator": "Run a local emulation of IntelePeer's API.",
+}
 
 
 COMMANDS: dict[str, Callable[[], Any]] = {
@@ -252,13 +298,94 @@ def run(args: Sequence[str], env: Environment | None = None) -> int:
     env.debug = env.debug or _truthy(env.getenv("IPSMS_DEBUG"))
     with using(env):
         try:
-            app(args=list(args), prog_name="ipsms")
-        except SystemExit as exc:
+            return _main(args)
+        except SystemExit as exc:  # shell completion exits this way
             code = exc.code
             if code is None:
                 return 0
             return code if isinstance(code, int) else 1
-    return 0
+
+
+def _main(args: Sequence[str]) -> int:
+    """Click's main loop without its own error printing: usage errors become the same one
+    ``ipsms: error: ...`` line as every other error, and a reader that goes away
+    (``ipsms --help | head -1``) ends the command quietly, whatever was printing."""
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+    env = current()
+    try:
+        command = typer.main.get_command(app)
+        result = command.main(args=list(args), prog_name="ipsms", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except NoArgsIsHelpError as exc:  # `ipsms`, `ipsms messages`: the help, on stdout
+        return _write_or_silence(env, exc.format_message() + "\n", ExitCode.USAGE)
+    except UsageError as exc:
+        report_error(_usage_message(exc, args))
+        return int(ExitCode.USAGE)
+    except typer.Abort:
+        env.err("ipsms: aborted")
+        return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        env.silence_stdout()
+        return 0
+    except SystemExit as exc:
+        # Click's own answer to a reader that went away while it printed help: exit 1, with
+        # stdout wrapped so the exit flush is quiet. ipsms ends quietly with 0 instead.
+        from typer._click.utils import PacifyFlushWrapper
+
+        if exc.code == 1 and isinstance(sys.stdout, PacifyFlushWrapper):
+            env.silence_stdout()
+            return 0
+        raise
+
+
+def _write_or_silence(env: Environment, text: str, code: int) -> int:
+    try:
+        env.stderr.write(text)
+        env.stderr.flush()
+    except BrokenPipeError:
+        pass
+    return int(code)
+
+
+def _usage_message(exc: Any, args: Sequence[str]) -> str:
+    """``--port: not a valid integer ('abc'); see `ipsms listen --help``` from click's error:
+    the option first, in the words a user typed, then what to read."""
+    from typer._click.core import ParameterSource
+    from typer._click.exceptions import BadParameter, MissingParameter
+
+    param = getattr(exc, "param", None)
+    if isinstance(exc, BadParameter) and not isinstance(exc, MissingParameter) \
+            and param is not None:
+        name = param.opts[0] if param.param_type_name == "option" else \
+            (param.name or "").upper()
+        if exc.ctx is not None and param.name and \
+                exc.ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT:
+            name += f" (from {param.envvar})"
+        detail = exc.message.removeprefix("Value error, ")
+        message = f"{name}: {detail[:1].lower()}{detail[1:]}"
+    elif isinstance(exc, MissingParameter) and param is not None:
+        message = f"missing {param.param_type_name} {(param.name or '').upper()}"
+    else:
+        message = exc.format_message()
+        message = message[:1].lower() + message[1:]
+    message = re.sub(r"\. Did you mean (.*)\?$", r"; did you mean \1?", message)
+    where = exc.ctx.command_path if exc.ctx is not None else _command_path(args)
+    return f"{message.rstrip('.')}; see `{where} --help`"
+
+
+def _command_path(args: Sequence[str]) -> str:
+    """``ipsms auth login`` from the words of ``args`` that name a command or group."""
+    path = ["ipsms"]
+    words = [a for a in args if not a.startswith("-")]
+    if words and words[0] in COMMANDS:
+        path.append(words[0])
+        group = {"messages": messages.app, "auth": auth.app}.get(words[0])
+        if group is not None and len(words) > 1 and any(
+                (c.name or c.callback.__name__ if c.callback else "") == words[1]
+                for c in group.registered_commands):
+            path.append(words[1])
+    return " ".join(path)
 
 
 def _truthy(value: str | None) -> bool:

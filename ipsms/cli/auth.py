@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ipsms import defaults
+from ipsms.cli import help as help_text
+from ipsms.cli.help import epilog
 from ipsms.cli.io import current, emit
 from ipsms.cli.options import (
     PASSWORD_ENV,
@@ -36,11 +38,17 @@ SOURCE_LABELS = {"token": "--token / IPSMS_TOKEN", "env": "IPSMS_USERNAME / IPSM
                  "stored": "`ipsms auth login`"}
 
 app = typer.Typer(
-    add_completion=False,help="Store, check and remove the IntelePeer API credentials.",
-                  no_args_is_help=True)
+    rich_markup_mode=None,  # click's plain help: reads well at 80 columns and in a pipe
+    add_completion=False, help="Store, check and remove the IntelePeer API credentials.",
+    no_args_is_help=True,
+    epilog=epilog("IPSMS_PASSWORD=... ipsms auth login --username api-user",
+                  "ipsms auth status", "ipsms auth logout",
+                  exit_codes=(help_text.OK, help_text.USAGE, (3, "the state home cannot be used"),
+                              (8, "missing or wrong credentials"))),
+)
 
 
-@app.command(epilog="Example: IPSMS_PASSWORD=... ipsms auth login --username api-user")
+@app.command(epilog=epilog("IPSMS_PASSWORD=... ipsms auth login --username api-user"))
 def login(
     username: UsernameOption = None,
     password: Annotated[str | None, typer.Option(
@@ -84,7 +92,7 @@ def login(
                    f"{expires}"))
 
 
-@app.command(epilog="Example: ipsms auth status --format json")
+@app.command(epilog=epilog("ipsms auth status --format json"))
 def status(token: TokenOption = None, username: UsernameOption = None,
            output_format: FormatOption = None) -> None:
     """Show which credentials ipsms would use and when the cached token expires (no secrets).
@@ -111,7 +119,7 @@ def status(token: TokenOption = None, username: UsernameOption = None,
     emit(fmt is OutputFormat.json, info, "\n".join(printable(line) for line in lines))
 
 
-@app.command(epilog="Example: ipsms auth logout")
+@app.command(epilog=epilog("ipsms auth logout"))
 def logout(output_format: FormatOption = None) -> None:
     """Remove the stored credentials and every cached token."""
     from ipsms.intelepeer.credentials import CredentialStore

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ipsms import defaults
+from ipsms.cli import help as help_text
+from ipsms.cli.help import epilog
 from ipsms.cli.io import current
 from ipsms.cli.options import (
     DURATION_METAVAR,
@@ -46,8 +48,14 @@ if TYPE_CHECKING:
     from ipsms.tunnel import Tunnel, TunnelConfig
     from ipsms.ui.live import LiveView
 
-EPILOG = ("Example: IPSMS_SECRET=... ipsms listen --port 8765  "
-          "then: ipsms simulate http://127.0.0.1:8765/")
+EPILOG = epilog("IPSMS_SECRET=... ipsms listen --port 8765",
+                "ipsms simulate http://127.0.0.1:8765/   # in another terminal",
+                "ipsms listen --tunnel --set-webhook +13038675309",
+                "ipsms listen --forward-to http://127.0.0.1:3000/sms --format json | jq .",
+                exit_codes=((0, "stopped by Ctrl-C, SIGTERM or SIGHUP"), help_text.USAGE,
+                            (3, "the message store cannot be used"),
+                            (4, "the port is busy or the host cannot be bound"),
+                            (9, "the ngrok tunnel failed")))
 
 
 def _read_timeout(text: str | float) -> float:

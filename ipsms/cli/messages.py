@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from ipsms import defaults
+from ipsms.cli import help as help_text
+from ipsms.cli.help import epilog
 from ipsms.cli.io import current
 from ipsms.cli.options import (
     DURATION_METAVAR,
@@ -19,9 +21,16 @@ from ipsms.cli.options import (
 from ipsms.errors import UsageError
 
 app = typer.Typer(
+    rich_markup_mode=None,  # click's plain help: reads well at 80 columns and in a pipe
     add_completion=False,
     name="messages", no_args_is_help=True,
     help="List, show, export (NDJSON) or clear the messages `ipsms listen` recorded.",
+    epilog=epilog("ipsms messages list --since 1h",
+                  "ipsms messages show 3KX9C2   # a unique refid prefix is enough",
+                  "ipsms messages export --redact > share.ndjson",
+                  exit_codes=(help_text.OK, help_text.USAGE,
+                              (3, "the message store cannot be used"),
+                              (10, "no message store yet, or no such message"))),
 )
 
 SinceOption = Annotated[float | None, typer.Option(
@@ -49,7 +58,9 @@ def _confirm(question: str) -> bool:
     return env.stdin.readline().strip().lower() in ("y", "yes")
 
 
-@app.command("list", epilog="Example: ipsms messages list --limit 20 --since 1h")
+@app.command("list", short_help="Recorded requests, newest first.",
+             epilog=epilog("ipsms messages list --limit 20 --since 1h",
+                           "ipsms messages list --format plain | grep invalid"))
 def list_(
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many requests.")]
     = defaults.LIST_LIMIT,
@@ -63,8 +74,13 @@ def list_(
     query = recordings.ListQuery(db=db or default_db_path(), limit=limit, since=_cutoff(since))
     with recordings.opened(query.db) as conn:
         rows = recordings.list_recent(conn, query)
-    if resolve_format(output_format) is OutputFormat.json:
+    fmt = resolve_format(output_format)
+    if fmt is OutputFormat.json:
         write_lines(dumps(recordings.summary_dict(r)) for r in rows)
+    elif fmt is OutputFormat.plain:
+        from ipsms.ui.lines import plain_line
+
+        write_lines(plain_line(r, date=True) for r in rows)
     else:
         from ipsms.ui.messages import list_table
 
@@ -72,7 +88,9 @@ def list_(
         out.print(list_table(rows, out.width))
 
 
-@app.command(epilog="Example: ipsms messages show ABCDEF1234567890ABCDEF1234567890")
+@app.command(short_help="Every attempt of one message, in full.",
+             epilog=epilog("ipsms messages show ABCDEF1234567890ABCDEF1234567890",
+                           "ipsms messages show ABCDEF --format json | jq .attempts"))
 def show(
     refid: Annotated[str, typer.Argument(help="The refid of the message.")],
     db: DbOption = None, output_format: FormatOption = None,
@@ -84,15 +102,21 @@ def show(
 
     with recordings.opened(db or default_db_path()) as conn:
         rows = recordings.attempts(conn, refid)
-    if resolve_format(output_format) is OutputFormat.json:
+    fmt = resolve_format(output_format)
+    if fmt is OutputFormat.json:
         write_lines([dumps(recordings.show_document(refid, rows))])
+    elif fmt is OutputFormat.plain:  # a line per attempt; --format json has headers and body
+        from ipsms.ui.lines import plain_line
+
+        write_lines(plain_line(r, date=True) for r in rows)
     else:
         from ipsms.ui.messages import show_view
 
         current().console().print(show_view(refid, rows))
 
 
-@app.command(epilog="Example: ipsms messages export --since 1d --redact > share.ndjson")
+@app.command(short_help="Every recorded request as NDJSON.",
+             epilog=epilog("ipsms messages export --since 1d --redact > share.ndjson"))
 def export(
     since: SinceOption = None,
     redact: Annotated[bool, typer.Option(
@@ -114,7 +138,8 @@ def export(
                     for r in recordings.iter_oldest_first(conn, opts.since))
 
 
-@app.command(epilog="Example: ipsms messages clear --yes")
+@app.command(short_help="Delete every recorded request.",
+             epilog=epilog("ipsms messages clear --yes"))
 def clear(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
     = False,

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ipsms import defaults
+from ipsms.cli import help as help_text
+from ipsms.cli.help import epilog
 from ipsms.cli.io import current, emit
 from ipsms.cli.options import (
     ApiBaseOption,
@@ -30,7 +32,10 @@ if TYPE_CHECKING:
     from ipsms.intelepeer.credentials import AuthSource
     from ipsms.intelepeer.settings import ApiSettings
 
-EPILOG = "Example: ipsms provision +13038675309"
+EPILOG = epilog("ipsms provision +13038675309",
+                "ipsms provision +13038675309 --dry-run",
+                exit_codes=(help_text.OK, help_text.USAGE, (7, "the API refused the request"),
+                            (8, "missing or wrong credentials")))
 
 
 def provision(

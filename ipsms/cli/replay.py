@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ipsms import defaults
+from ipsms.cli import help as help_text
+from ipsms.cli.help import epilog
 from ipsms.cli.io import current
 from ipsms.cli.options import (
     DURATION_METAVAR,
@@ -24,7 +26,6 @@ from ipsms.cli.options import (
     resolve_format,
     retry_policy,
 )
-from ipsms.cli.simulate import EXIT_CODES
 from ipsms.errors import UsageError
 
 if TYPE_CHECKING:
@@ -32,9 +33,9 @@ if TYPE_CHECKING:
 
     from ipsms.delivery import Delivery
 
-EPILOG = ("Examples: ipsms replay 3KX9... --to http://127.0.0.1:3000/sms   "
-          "ipsms replay --all --since 10m --no-wait   " + EXIT_CODES
-          + "; 10 no such recorded message")
+EPILOG = epilog("ipsms replay 3KX9C2 --to http://127.0.0.1:3000/sms",
+                "ipsms replay --all --since 10m --no-wait",
+                exit_codes=(*help_text.DELIVERY, (10, "no such recorded message")))
 
 
 def replay(

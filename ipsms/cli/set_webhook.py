@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ipsms import defaults
+from ipsms.cli import help as help_text
+from ipsms.cli.help import epilog
 from ipsms.cli.io import current, emit
 from ipsms.cli.options import (
     ApiBaseOption,
@@ -33,8 +35,13 @@ if TYPE_CHECKING:
     from ipsms.intelepeer.settings import ApiSettings
     from ipsms.intelepeer.webhooks import ChangeResult, WebhookChange, WebhookHistory
 
-EPILOG = ("Examples: ipsms set-webhook +13038675309 https://example.com/sms  |  "
-          "ipsms set-webhook --restore +13038675309  |  ipsms set-webhook --history")
+EPILOG = epilog("ipsms set-webhook +13038675309 https://example.com/sms",
+                "ipsms set-webhook +13038675309 https://example.com/sms --dry-run",
+                "ipsms set-webhook --restore +13038675309",
+                "ipsms set-webhook --history",
+                exit_codes=(help_text.OK, help_text.USAGE, (7, "the API refused the request"),
+                            (8, "missing or wrong credentials"),
+                            (10, "no such number or history entry")))
 DRY_RUN_TOKEN = "TOKEN"  # stands in for the token in --dry-run; shown masked anyway
 
 

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ipsms import defaults
+from ipsms.cli import help as help_text
+from ipsms.cli.help import epilog
 from ipsms.cli.io import current
 from ipsms.cli.options import (
     AttemptTimeout,
@@ -30,9 +32,11 @@ if TYPE_CHECKING:
     from ipsms.outbound import MessageSpec, PayloadTemplate
 
 LOAD = "Load mode"
-EXIT_CODES = ("Exit codes: 0 every message delivered; 5 a message was not delivered; "
-              "2 usage error (bad number, URL, option)")
-EPILOG = "Example: ipsms simulate --fail-first 3 --speed 10   " + EXIT_CODES
+EPILOG = epilog("ipsms simulate",
+                "ipsms simulate --fail-first 3 --speed 10",
+                "ipsms simulate http://127.0.0.1:3000/sms --message 'STOP'",
+                "ipsms simulate --count 1000 --concurrency 50 --no-wait",
+                exit_codes=help_text.DELIVERY)
 
 
 def simulate(

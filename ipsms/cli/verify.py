@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ipsms import defaults
+from ipsms.cli import help as help_text
+from ipsms.cli.help import epilog
 from ipsms.cli.io import current
 from ipsms.cli.messages import write_lines
 from ipsms.cli.options import (
@@ -23,8 +25,12 @@ from ipsms.errors import SignatureInvalidError, UsageError
 if TYPE_CHECKING:
     from ipsms.verify import Loaded
 
-EPILOG = ("Examples: ipsms verify body.json --secret \"$IPSMS_SECRET\";  "
-          "ipsms messages export | grep REFID | ipsms verify -;  ipsms verify --refid REFID")
+EPILOG = epilog("IPSMS_SECRET=... ipsms verify body.json",
+                "ipsms messages export | grep REFID | ipsms verify -",
+                "ipsms verify --refid REFID",
+                exit_codes=((0, "the signature is valid"), help_text.USAGE,
+                            (6, "the signature is invalid or missing"),
+                            (10, "no such recorded message")))
 
 
 def verify(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ipsms.events import ListenEvent, RejectedEvent
 from ipsms.stream_sink import StreamSink
-from ipsms.text import dumps, iso_time, one_line, printable
+from ipsms.text import dumps, iso_time, printable
 
 
 def ndjson_line(event: ListenEvent) -> str:
@@ -30,8 +30,11 @@ class NdjsonSink(StreamSink):
                       "reason": "stdout was not read fast enough; the store has every request"})
 
 
-def plain_line(event: ListenEvent) -> str:
-    clock = iso_time(event.received_at)[11:23]
+def plain_line(event: ListenEvent, *, date: bool = False) -> str:
+    """One whole request on one line, for grep and cut: the message in full (its control
+    characters and line breaks escaped), then its flags and what the app answered. ``date``:
+    the full ISO time (``messages list``), not just the clock (a live ``listen``)."""
+    clock = iso_time(event.received_at) if date else iso_time(event.received_at)[11:23]
     if isinstance(event, RejectedEvent):
         return f"{clock} {event.status} rejected {event.remote or '-'}: {printable(event.reason)}"
     if event.refid is None:
@@ -44,7 +47,7 @@ def plain_line(event: ListenEvent) -> str:
                    + (f" {event.forward['error']}" if event.forward.get("error") else ""))
     return (f"{clock} {event.status} #{event.attempt} {printable(event.refid)} "
             f"{printable(event.from_number or '')} -> {printable(event.to_number or '')} "
-            f"[{event.verdict_label}] {one_line(event.message or '', 80)!s}{flags}{forward}")
+            f"[{event.verdict_label}] {printable(event.message or '')}{flags}{forward}")
 
 
 class PlainSink(StreamSink):
