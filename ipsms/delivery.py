@@ -143,6 +143,7 @@ class Outcome:
     elapsed: float  # seconds from the first attempt to the end, waits included
     last_result: str  # result of the last attempt: '200', '503', 'timeout', ...
     last_forced: bool = False  # the last reply was a success that --fail-first counted failed
+    last_response: str = ""  # the start of the last answer's body
 
     @property
     def delivered_on(self) -> int | None:
@@ -309,7 +310,8 @@ class Sender:
                     reconnected))
             if wait is None:
                 result = str(status) if status is not None else (reply.error or "?")
-                return Outcome(delivery, succeeded, number, clock() - begin, result, forced)
+                return Outcome(delivery, succeeded, number, clock() - begin, result, forced,
+                               reply.preview.decode("utf-8", "replace"))
             if wait > 0:
                 await self.sleep(wait)
 
@@ -433,7 +435,23 @@ def check_delivered(failed: int, total: int, last_failure: Outcome | None,
     elif last_failure is not None and last_failure.last_result == CONNECT_ERROR:
         hint = (f"nothing answered at {mask_url(last_failure.delivery.url)}: start your app "
                 "(or `ipsms listen`) there, or pass the right URL")
+    elif last_failure is not None and last_failure.last_result in ("401", "403"):
+        hint = _refused_hint(last_failure)
     else:
         hint = (f"the app must answer HTTP {'200' if policy.success.value == '200' else '2xx'} "
                 f"within {policy.timeout:g}s; see the attempts above")
     raise NotDeliveredError(what, hint=hint)
+
+
+def _refused_hint(outcome: Outcome) -> str:
+    """What to change when the app refused the message (401/403): most often the signature."""
+    sign_like = (f"sign as it expects: the same {setting('secret')} (or IPSMS_SECRET), "
+                 f"{setting('signature_mode')} plain or hmac, and for hmac the "
+                 f"{setting('hmac_variant')} variant it checks")
+    if "signature_" in outcome.last_response or "signature" in outcome.last_response.lower():
+        return (f"the app rejected the signature ({outcome.last_result}); {sign_like}; "
+                "`ipsms messages show REFID` where `ipsms listen` runs says what differed")
+    if outcome.last_result == "401":
+        return ("the app asks for credentials (401): put them in the URL, "
+                "https://USER:PASS@host/path, as the webhook URL IntelePeer calls would")
+    return (f"the app refused the message (403); if it checks the signature, {sign_like}")

@@ -293,3 +293,44 @@ async def test_a_surrogate_in_an_option_is_a_usage_error_in_process(option: str,
     assert result.exit_code == ExitCode.USAGE
     assert f"ipsms: error: {option} has " in result.stderr
     assert server.received == []
+
+
+# -- an app that refuses the message: the hint says what to change ---------------------------
+
+@pytest.mark.parametrize(("listener_mode", "sent"), [
+    ("plain", ["--secret", "not-the-secret"]),
+    ("hmac", ["--secret", "s3cret", "--signature-mode", "plain"]),
+    ("auto", []),  # unsigned: a missing signature
+])
+async def test_a_rejected_signature_names_the_settings_to_change(
+        tmp_path: Path, listener_mode: str, sent: list[str]) -> None:
+    from ipsms.signature import Mode
+
+    async with running_listener(tmp_path / "db.sqlite3", secret="s3cret",
+                                signature_mode=Mode(listener_mode)) as listener:
+        result = await simulate(f"http://127.0.0.1:{listener.port}/sms", "--no-wait",
+                                "--max-attempts", "2", *sent)
+    assert result.returncode == ExitCode.NOT_DELIVERED
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("ipsms: error: message ") and "gave up after 2 attempts (last: 403)" \
+        in error
+    assert "rejected the signature" in error
+    assert "--secret" in error and "--signature-mode" in error and "--hmac" in error
+    assert "ipsms messages show" in error
+
+
+async def test_a_plain_403_still_mentions_the_signature_settings() -> None:
+    async with ScriptedServer(replies(then=403)) as server:
+        result = await simulate(server.url(), "--no-wait", "--max-attempts", "2")
+    assert result.returncode == ExitCode.NOT_DELIVERED
+    assert "refused the message (403)" in result.stderr and "--signature-mode" in result.stderr
+
+
+async def test_a_401_says_to_put_credentials_in_the_url_and_that_works(tmp_path: Path) -> None:
+    async with running_listener(tmp_path / "db.sqlite3", basic_auth=("ann", "pw")) as listener:
+        refused = await simulate(f"http://127.0.0.1:{listener.port}/sms", "--no-wait",
+                                 "--max-attempts", "1")
+        delivered = await simulate(f"http://ann:pw@127.0.0.1:{listener.port}/sms")
+    assert refused.returncode == ExitCode.NOT_DELIVERED
+    assert "asks for credentials (401)" in refused.stderr and "USER:PASS@" in refused.stderr
+    assert delivered.returncode == 0, delivered.stderr
