@@ -5,3 +5,4 @@ cd "$(dirname "$0")"
 _IPSMS_COMPLETE=source_bash ipsms > ipsms.bash
 _IPSMS_COMPLETE=source_zsh ipsms > _ipsms
 _IPSMS_COMPLETE=source_fish ipsms > ipsms.fish
+_IPSMS_COMPLETE=source_powershell ipsms > ipsms.ps1
