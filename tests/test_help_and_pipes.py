@@ -196,3 +196,16 @@ def test_plain_format_never_emits_escape_codes(recorded: Recorded, tmp_path: Pat
                        columns=160) if command[0] == "messages" else \
         run_ipsms(*command, "--format", "plain", tty=True, columns=160)
     assert "\x1b" not in result.stdout
+
+
+def test_quiet_hides_warnings_not_the_error() -> None:
+    from tests.test_delivery import closed_port
+
+    url = f"http://127.0.0.1:{closed_port()}/sms"
+    loud = run_ipsms("simulate", url, "--refid", "short", "--max-attempts", "1")
+    quiet = run_ipsms("simulate", url, "--refid", "short", "--max-attempts", "1", "--quiet")
+    assert loud.returncode == quiet.returncode == ExitCode.NOT_DELIVERED
+    assert "warning" in loud.stderr  # the check can fail: there is a warning to hide
+    assert "warning" not in quiet.stderr
+    assert quiet.stderr.splitlines()[-1] == loud.stderr.splitlines()[-1]
+    assert quiet.stderr.splitlines()[-1].startswith("ipsms: error: ")

@@ -140,7 +140,7 @@ def logout(output_format: FormatOption = None) -> None:
                "tokens_removed": tokens}, printable(f"{what}; removed {tokens} cached token(s)"))
     still = [n for n in ("IPSMS_TOKEN", "IPSMS_USERNAME", PASSWORD_ENV) if env.getenv(n)]
     if still:
-        env.err(f"ipsms auth logout: note: {', '.join(still)} still set in the environment")
+        env.notice(f"ipsms auth logout: note: {', '.join(still)} still set in the environment")
 
 
 def _ask(username: str | None, password: str | None, password_stdin: bool) -> tuple[str, str]:

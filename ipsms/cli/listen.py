@@ -256,10 +256,14 @@ def listen(
     err(f"ipsms listen: stopped. {stats.summary()}")
 
 
-def err(line: str) -> None:
-    """A line on stderr; a terminal that went away (SIGHUP) must not stop the clean-up."""
+def err(line: str, *, always: bool = False) -> None:
+    """A line on stderr (``--quiet`` hides it unless ``always``: errors, and why the listener
+    stopped); a terminal that went away (SIGHUP) must not stop the clean-up."""
     with contextlib.suppress(OSError, ValueError):
-        current().err(line)
+        if always:
+            current().err(line)
+        else:
+            current().notice(line)
 
 
 def _lease(numbers: list[str], public_url: str | None, restore_to: str | None, keep: bool,
@@ -398,7 +402,7 @@ async def _watch(tunnel: "Tunnel", server: "ListenServer", failures: list[Except
     while (code := tunnel.agent_exit_code()) is None:
         await asyncio.sleep(0.5)
     detail = f"the ngrok agent exited (code {code}): the tunnel is closed"
-    err(f"ipsms listen: error: {detail}; stopping")
+    err(f"ipsms listen: error: {detail}; stopping", always=True)
     if lines is not None:
         lines.write_line(dumps({"type": "tunnel", "state": "down",
                                 "public_url": tunnel.public_url, "detail": detail}))
@@ -414,7 +418,8 @@ def _report(results: "list[ChangeResult]", lines: "StreamSink | None") -> None:
     for r in results:
         verb = "put back to" if r.action == "restore" else "pointed at"
         err(f"ipsms listen: {r.number} {verb} {mask_url(r.url)}" if r.ok else
-            f"ipsms listen: warning: {r.number} was not changed ({r.status}): {r.reason}")
+            f"ipsms listen: warning: {r.number} was not changed ({r.status}): {r.reason}",
+            always=not r.ok)  # a number left pointing somewhere unexpected is never hidden
         if lines is not None:
             lines.write_line(dumps(r.to_dict()))
     failed = [r for r in results if not r.ok]
@@ -429,7 +434,8 @@ def _stdout_closed(server: "ListenServer") -> None:
     """The reader of our stdout went away (``| head -1``): stop, as a pipeline expects."""
     with contextlib.suppress(OSError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), current().stdout.fileno())  # no error at exit
-    err("ipsms listen: stdout was closed; stopping (every message answered 200 is recorded)")
+    err("ipsms listen: stdout was closed; stopping (every message answered 200 is recorded)",
+        always=True)
     server.request_stop()
 
 

@@ -159,7 +159,7 @@ def clear(
                 raise UsageError(f"refusing to delete {total} recorded requests without "
                                  "confirmation (no terminal to ask on)", hint="pass --yes")
             if total and not _confirm(f"Delete all {total} recorded requests from {path}?"):
-                env.err("ipsms messages clear: nothing deleted")
+                env.notice("ipsms messages clear: nothing deleted")
                 return
         removed = recordings.clear_all(conn)
     if resolve_format(output_format) is OutputFormat.json:

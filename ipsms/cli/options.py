@@ -201,7 +201,7 @@ def api_settings(region: Region, api_base: str | None, auth_url: str | None,
                         ("--auth-url", settings.authenticate_url)):
         parts = urlsplit(url)
         if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
-            current().err(f"ipsms: warning: {option} {mask_url(url)} is plain http: the token "
+            current().notice(f"ipsms: warning: {option} {mask_url(url)} is plain http: the token "
                           "and password would cross the network unencrypted")
     return settings
 

@@ -96,7 +96,7 @@ def replay(
         conn.close()
     if all_:
         if stats.messages == 0:
-            env.err("ipsms replay: no recorded messages to replay"
+            env.notice("ipsms replay: no recorded messages to replay"
                     + (f" in the last {format_duration(since)}" if since is not None else ""))
         print_summary(stats, fmt, env.stdout, "ipsms replay: summary")
     check_delivered(stats.gave_up, stats.done, stats.last_failure, policy, fail_first)

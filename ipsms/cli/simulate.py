@@ -106,7 +106,8 @@ def simulate(
         check_delivered(tally.gave_up, tally.total, tally.last_failure, policy, fail_first)
         return
     plan = LoadPlan(count, concurrency, rate)
-    progress = LoadProgress(count, env.console(stderr=True)) if env.stderr_isatty else None
+    show_progress = env.stderr_isatty and not env.quiet
+    progress = LoadProgress(count, env.console(stderr=True)) if show_progress else None
     with progress or contextlib.nullcontext():
         stats = asyncio.run(run_load(
             plan, lambda _: template.render(None if count == 1 else new_refid()).delivery(url),
@@ -129,5 +130,5 @@ def _template(spec: "MessageSpec", count: int | None) -> "PayloadTemplate":
                          hint="load mode sends distinct messages, each with a fresh refid")
     template = PayloadTemplate(spec)
     for warning in template.warnings(fixed_refid=count is None or count == 1):
-        current().err(f"ipsms simulate: warning: {warning}")
+        current().notice(f"ipsms simulate: warning: {warning}")
     return template

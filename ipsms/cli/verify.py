@@ -59,7 +59,7 @@ def verify(
     config = VerifyConfig(secret, Mode(signature_mode.value), parse_variant(hmac_variant))
     loaded = _load(file, refid, db or default_db_path())
     for note in loaded.skipped:
-        current().err(f"ipsms verify: skipped {note}")
+        current().notice(f"ipsms verify: skipped {note}")
     results = verify_all(loaded.payloads, config)
     if resolve_format(output_format) is OutputFormat.json:
         write_lines(dumps(r.to_dict(config)) for r in results)
