@@ -34,6 +34,7 @@ _HISTORY = setting("history")
 _RESTORE = setting("restore")
 
 HISTORY_FILE = "webhook-history.json"
+WARNED_FILE = "cpaas-warned.json"
 CPAAS_WARNING = ("a number enabled for Atmosphere CPaaS stops delivering inbound messages to "
                  "CPaaS once a webhook is set")
 HTTP_WARNING = "the webhook URL uses http: IntelePeer highly recommends https"
@@ -223,6 +224,37 @@ class WebhookHistory:
             os.close(fd)
 
 
+# -- the CPaaS warning, once per API base and account -------------------------------------------
+
+class CpaasWarnings:
+    """Which (API base, account) pairs were shown ``CPAAS_WARNING`` (``cpaas-warned.json`` in
+    the state home): it matters the first time a webhook is set, and repeated on every call it
+    trains people to skip warnings."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else state_home() / WARNED_FILE
+
+    def _shown(self) -> list[list[str]]:
+        try:
+            data = read_json(self.path)
+        except StateError:
+            return []  # an unreadable file costs one more warning, nothing else
+        items = data.get("shown") if isinstance(data, dict) else None
+        return [i for i in items if isinstance(i, list) and len(i) == 2] \
+            if isinstance(items, list) else []
+
+    def due(self, api: str, account: str) -> bool:
+        return [api, account] not in self._shown()
+
+    def mark(self, api: str, account: str) -> None:
+        """Remember it was shown; a state home that cannot be written only means it is shown
+        again next time, so that is not an error."""
+        shown = self._shown()
+        if [api, account] not in shown:
+            with contextlib.suppress(StateError):
+                write_private_json(self.path, {"version": 1, "shown": [*shown, [api, account]]})
+
+
 # -- the change -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -260,7 +292,7 @@ class ChangeResult:
 def plan_set(numbers: Sequence[str], url: str, *, force: bool = False) -> WebhookChange:
     endpoints = check_endpoints(numbers)
     warnings = check_webhook_url(url, force=force)
-    return WebhookChange(endpoints, url, "set", (*warnings, CPAAS_WARNING))
+    return WebhookChange(endpoints, url, "set", tuple(warnings))
 
 
 def plan_restore(numbers: Sequence[str], history: WebhookHistory,
@@ -273,7 +305,7 @@ def plan_restore(numbers: Sequence[str], history: WebhookHistory,
     for number in check_endpoints(numbers):
         target = history.restore_target(number, api)
         assert target.previous is not None
-        changes.append(WebhookChange((number,), target.previous, "restore", (CPAAS_WARNING,)))
+        changes.append(WebhookChange((number,), target.previous, "restore"))
     return changes
 
 
