@@ -427,3 +427,26 @@ def test_cpaas_warning_once_per_api_and_account_only_for_changes(
     with EmulatorThread(make_state()) as second:
         assert warned(ipsms(second, "set-webhook", NUMBER, "https://example.com/e"))
         assert not warned(ipsms(second, "set-webhook", NUMBER, "https://example.com/f"))
+
+
+def test_history_names_the_api_and_restore_points_at_the_right_one(
+        emu: EmulatorThread) -> None:
+    """The issue: after using the emulator, `--restore` without its --api-base said "no
+    change in the history" while `--history` listed the change."""
+    assert ipsms(emu, "set-webhook", NUMBER, "https://example.com/one").returncode == 0
+    assert ipsms(emu, "set-webhook", NUMBER, "https://example.com/two").returncode == 0
+    plain = ipsms(emu, "set-webhook", "--history", "--format", "plain")
+    assert plain.stdout.splitlines()[-1].endswith(f"api: {emu.api_base}")
+    table = ipsms(emu, "set-webhook", "--history", "--format", "table", COLUMNS="200")
+    assert "API" in table.stdout and table.stdout.count(emu.api_base) == 2
+    with EmulatorThread(make_state()) as elsewhere:  # the same number, another API base
+        wrong = ipsms(elsewhere, "set-webhook", "--restore", NUMBER)
+        assert wrong.returncode == ExitCode.NOT_FOUND
+        assert f"no webhook change of {NUMBER} to restore through the API " \
+               f"{elsewhere.api_base}" in wrong.stderr
+        assert f"the history has one through {emu.api_base} (#2, " in wrong.stderr
+        assert f"--api-base {emu.api_base}" in wrong.stderr
+        assert elsewhere.state.requests == []
+    right = ipsms(emu, "set-webhook", "--restore", NUMBER)
+    assert right.returncode == 0, right.stderr
+    assert emu.state.numbers[NUMBER].webhook == "https://example.com/one"

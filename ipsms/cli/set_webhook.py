@@ -185,4 +185,4 @@ def _show_history(store: "WebhookHistory", numbers: list[str], fmt: OutputFormat
             d = e.to_dict()
             emit(fmt is OutputFormat.json, d,
                  printable(f"{d['time']} #{e.id} {e.number} {e.action} {d['url']} "
-                           f"(before: {d['previous'] or '-'})"))
+                           f"(before: {d['previous'] or '-'}) api: {d['api'] or '?'}"))

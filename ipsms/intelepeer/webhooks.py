@@ -169,8 +169,8 @@ class WebhookHistory:
         entries = self._of(number, api)
         return entries[-1].url if entries else None
 
-    def restore_target(self, number: str, api: str) -> HistoryEntry:
-        """The latest change of ``number`` not undone yet; its ``previous`` is what to set."""
+    def _undoable(self, number: str, api: str) -> list[HistoryEntry]:
+        """The changes of ``number`` through ``api`` not undone yet, oldest first."""
         stack: list[HistoryEntry] = []
         for entry in self._of(number, api):
             if entry.action == "restore":
@@ -178,8 +178,26 @@ class WebhookHistory:
                     stack.pop()
             else:
                 stack.append(entry)
+        return stack
+
+    def restore_target(self, number: str, api: str) -> HistoryEntry:
+        """The latest change of ``number`` through ``api`` not undone yet; its ``previous`` is
+        what to set. A change kept under another API base is named, with how to select it:
+        the history is per API (the emulator's numbers are not IntelePeer's)."""
+        stack = self._undoable(number, api)
         if not stack:
-            raise NotFoundError(f"no webhook change of {number} to restore in the history",
+            elsewhere = [e for e in self.entries((number,)) if e.api != api
+                         and self._undoable(number, e.api)]
+            if elsewhere:
+                last = elsewhere[-1]
+                raise NotFoundError(
+                    f"no webhook change of {number} to restore through the API {api}; the "
+                    f"history has one through {last.api} (#{last.id}, {iso_time(last.time)})",
+                    hint=f"select that API: ipsms set-webhook {_RESTORE} {number} "
+                    f"{setting('api_base')} {last.api} (with the {setting('auth_url')} that "
+                    "goes with it)")
+            raise NotFoundError(f"no webhook change of {number} to restore in the history"
+                                f" of the API {api}",
                                 hint=f"`ipsms set-webhook {_HISTORY}` lists what ipsms changed")
         top = stack[-1]
         if top.previous is None:
