@@ -14,18 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode
 
 from ipsms import defaults, store
 from ipsms.errors import NotFoundError
 from ipsms.inbound import KNOWN_FIELDS, BodyError, body_kind
-from ipsms.redact import mask_secret, redact_number
+from ipsms.redact import mask_secret, redact_number, redact_numbers_in
 from ipsms.request import Request
 
 DEFAULT_LIMIT = defaults.LIST_LIMIT
-# A run of 7 to 15 digits, optionally after '+': what a phone number looks like inside free
-# text (extra fields, paths). Shorter runs (ports, byte offsets) are left alone.
-_PHONE_RE = re.compile(r"\+?\d{7,15}")
 
 
 @dataclass(frozen=True)
@@ -103,82 +100,180 @@ def show_document(refid: str, rows: list[Request]) -> dict[str, Any]:
 
 def export_dict(row: Request, *, redact: bool = False) -> dict[str, Any]:
     """One ``messages export`` line: every stored field and the exact body, signature
-    included. With ``redact`` phone numbers are masked and message text replaced, in the
-    fields and in the body, and the signature masked."""
+    included. With ``redact``, see ``redacted_dict``."""
     if not redact:
         return row.to_dict(bodies=True, masked=False)
-    out = row.to_dict(bodies=False)
-    out["redacted"] = True
-    out["from"] = _redact_number_opt(row.from_number)
-    out["to"] = _redact_number_opt(row.to_number)
-    out["message"] = None if row.message is None else redacted_text(row.message)
-    out["fields"] = None if row.fields is None else redact_fields(row.fields)
-    out["path"] = _redact_free_text(row.path)
-    out["error_detail"] = None if row.error_detail is None else _redact_free_text(
-        row.error_detail)
-    out["body"] = redact_body(row.body, row.content_type)
-    if row.forward is not None:  # the app's answer may quote the message: replaced whole
-        preview = row.forward.get("body_preview") or ""
-        out["forward"] = {**row.forward, "body_preview": redacted_text(preview)}
-    return out
+    return redacted_dict(row)
 
 
 # -- redaction --------------------------------------------------------------------------------
+# What ``messages export --redact`` masks (docs/ndjson.md says the same to users):
+# - ``from``/``to`` keep the country code and the last two digits; ``message`` becomes
+#   ``[redacted N chars]``; the signature is masked.
+# - ``fields`` and ``body``: the same by field name (``from``, ``to``, ``message``,
+#   ``signature``); every other value and field name has phone-like runs masked and any copy
+#   of the numbers or the text replaced. A body that cannot be read as fields is replaced whole.
+# - The free text ipsms or the sender wrote: ``path`` (its query string field by field, like a
+#   form body), header names and values, ``verdict_detail``, ``flags[].detail``,
+#   ``error_detail``, ``forward.url`` and ``forward.detail``: copies of the numbers and text
+#   (raw, quoted with repr, JSON- or URL-escaped) replaced, then every phone-like run masked.
+#   A flag's "try +17708675309" is a number the message never held, so the run masking is
+#   what catches it.
+# - ``forward.body_preview`` (the app's answer may quote anything) is replaced whole, and
+#   ``body_sha256`` is null: a hash of a short body lets anyone confirm a guessed number.
+# - Kept: ``refid`` (so lines can be matched with IntelePeer's), ``remote`` (the address of
+#   IntelePeer, the tunnel or a proxy, not of the texter), times, sizes, statuses and codes.
+MIN_COPY = 3  # shorter numbers or texts are not searched for in free text ("a", "ok")
+# A word of 4 or more characters; a %XX escape is matched first so "%20Door" yields "Door".
+_WORD_RE = re.compile(r"%[0-9A-Fa-f]{2}|\w{4,}")
+
+
 def redacted_text(text: str) -> str:
     return f"[redacted {len(text)} chars]"
 
 
-def _redact_number_opt(number: str | None) -> str | None:
-    return None if number is None else redact_number(number)
+def redacted_dict(row: Request) -> dict[str, Any]:
+    """The export line of ``row`` with nothing of its numbers or text left (see above)."""
+    red = _Redactor(row)
+    out = row.to_dict(bodies=False)
+    out["redacted"] = True
+    out["from"] = None if row.from_number is None else redact_number(row.from_number)
+    out["to"] = None if row.to_number is None else redact_number(row.to_number)
+    out["message"] = None if row.message is None else redacted_text(row.message)
+    out["fields"] = None if row.fields is None else red.fields(row.fields)
+    out["path"] = red.target(row.path)
+    out["headers"] = [(red.text(k), red.text(v)) for k, v in row.headers]
+    out["body_sha256"] = None
+    out["verdict_detail"] = red.opt(row.verdict_detail)
+    out["flags"] = [{**f, "detail": red.text(f.get("detail") or "")} for f in row.flags or []]
+    out["error_detail"] = red.opt(row.error_detail)
+    out["body"] = red.body(row.body, row.content_type)
+    if row.forward is not None:  # the app's answer may quote the message: replaced whole
+        preview = row.forward.get("body_preview") or ""
+        out["forward"] = {**row.forward, "body_preview": redacted_text(preview),
+                          "url": red.target(str(row.forward.get("url") or "")),
+                          "detail": red.opt(row.forward.get("detail"))}
+    return out
 
 
-def _redact_free_text(text: str) -> str:
-    return _PHONE_RE.sub(lambda m: redact_number(m.group()), text)
+class _Redactor:
+    """Redaction of one row: it knows the row's numbers and text, so a copy of them anywhere
+    (an extra field, a header, a flag that quotes the number) is replaced, not only the runs
+    that look like numbers."""
+
+    def __init__(self, row: Request) -> None:
+        fields = row.fields or {}
+        numbers = {v for v in (row.from_number, row.to_number, fields.get("from"),
+                               fields.get("to")) if isinstance(v, str)}
+        texts = {v for v in (row.message, fields.get("message")) if isinstance(v, str)}
+        copies: dict[str, str] = {}
+        for values, mask in ((texts, redacted_text), (numbers, redact_number)):
+            for value in values:
+                if len(value) < MIN_COPY:
+                    continue
+                shown = mask(value)
+                for form, masked in _forms(value, shown):
+                    copies.setdefault(form, masked)
+        # Longest first, so a number inside the message text is not half-replaced first.
+        self._copies = sorted(copies.items(), key=lambda kv: -len(kv[0]))
+        # A part of the text ("say=Blue+Door" of "Meet me at the Blue Door") is caught word
+        # by word: every word of 4 or more characters of the text is masked in free text.
+        self._words = {w for t in texts for w in _WORD_RE.findall(t) if w[0] != "%"}
+
+    def text(self, text: str) -> str:
+        for form, masked in self._copies:
+            if form in text:
+                text = text.replace(form, masked)
+        if self._words:
+            text = _WORD_RE.sub(self._mask_word, text)
+        return redact_numbers_in(text)
+
+    def _mask_word(self, match: re.Match[str]) -> str:
+        word = match.group()
+        return "*" * len(word) if word in self._words else word
+
+    def opt(self, text: Any) -> Any:
+        return text if not isinstance(text, str) else self.text(text)
+
+    def target(self, target: str) -> str:
+        """A request target or URL: its query string redacted field by field."""
+        base, sep, query = target.partition("?")
+        if not sep:
+            return self.text(target)
+        try:
+            pairs = parse_qsl(query, keep_blank_values=True, errors="strict")
+        except (ValueError, UnicodeDecodeError):
+            return self.text(base) + "?" + self.text(query)
+        return self.text(base) + "?" + self._form(pairs)
+
+    def value(self, key: str, value: Any) -> Any:
+        if isinstance(value, str):
+            if key in ("from", "to"):
+                return redact_number(value)
+            if key == "message":
+                return redacted_text(value)
+            if key == "signature":
+                return mask_secret(value)
+            if key == "refid":
+                return value
+            return self.text(value)
+        if isinstance(value, dict):
+            return self.fields(value)
+        if isinstance(value, list):
+            return [self.value("", v) for v in value]
+        return value
+
+    def fields(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Known fields masked by meaning; every other name and value as free text."""
+        return {k if k in KNOWN_FIELDS else self.text(k): self.value(k, v)
+                for k, v in fields.items()}
+
+    def _form(self, pairs: list[tuple[str, str]]) -> str:
+        # '*' is left as is: "+1*******09" stays readable in a query string.
+        return urlencode([(k if k in KNOWN_FIELDS else self.text(k), self.value(k, v))
+                          for k, v in pairs], safe="*")
+
+    def body(self, body: bytes, content_type: str | None) -> str:
+        """The body re-encoded with its fields redacted. A body that cannot be read as a JSON
+        object or form fields is replaced whole: it may hold anything."""
+        placeholder = f"[redacted {len(body)} bytes]"
+        try:
+            kind = body_kind(content_type, body)
+            text = body.decode("utf-8")
+        except (BodyError, UnicodeDecodeError):
+            return placeholder
+        if kind == "json":
+            try:
+                data = json.loads(text)
+            except (ValueError, RecursionError):
+                return placeholder
+            if not isinstance(data, dict):
+                return placeholder
+            return json.dumps(self.fields(data), ensure_ascii=False, separators=(",", ":"))
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True,
+                              errors="strict")
+        except (ValueError, UnicodeDecodeError):
+            return placeholder
+        return self._form(pairs)
 
 
-def _redact_value(key: str, value: Any) -> Any:
-    if isinstance(value, str):
-        if key in ("from", "to"):
-            return redact_number(value)
-        if key == "message":
-            return redacted_text(value)
-        if key == "signature":
-            return mask_secret(value)
-        if key == "refid":
-            return value
-        return _redact_free_text(value)
-    if isinstance(value, dict):
-        return redact_fields(value)
-    if isinstance(value, list):
-        return [_redact_value("", v) for v in value]
-    return value
-
-
-def redact_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """Known fields masked by meaning; phone-like digits masked in every other string."""
-    return {k: _redact_value(k, v) for k, v in fields.items()}
+def _forms(value: str, masked: str) -> list[tuple[str, str]]:
+    """The ways ``value`` can be written inside free text, each with its masked twin: as is,
+    quoted by ``repr`` (how flags quote a number), JSON-escaped, and URL-encoded."""
+    out = [(value, masked), (repr(value)[1:-1], repr(masked)[1:-1])]
+    for ascii_only in (False, True):
+        out.append((json.dumps(value, ensure_ascii=ascii_only)[1:-1],
+                    json.dumps(masked, ensure_ascii=ascii_only)[1:-1]))
+    out += [(quote_plus(value), quote_plus(masked)), (quote(value, safe=""),
+                                                       quote(masked, safe=""))]
+    return [(form, shown) for form, shown in out if form]
 
 
 def redact_body(body: bytes, content_type: str | None) -> str:
-    """The body re-encoded with its fields redacted. A body that cannot be read as a JSON
-    object or form fields is replaced whole: it may hold anything."""
-    placeholder = f"[redacted {len(body)} bytes]"
-    try:
-        kind = body_kind(content_type, body)
-        text = body.decode("utf-8")
-    except (BodyError, UnicodeDecodeError):
-        return placeholder
-    if kind == "json":
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return placeholder
-        if not isinstance(data, dict):
-            return placeholder
-        return json.dumps(redact_fields(data), ensure_ascii=False, separators=(",", ":"))
-    try:
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict")
-    except (ValueError, UnicodeDecodeError):
-        return placeholder
-    return urlencode([(k if k in KNOWN_FIELDS else _redact_free_text(k), _redact_value(k, v))
-                      for k, v in pairs])
+    """The body alone re-encoded with its fields redacted (a body that cannot be read as
+    fields is replaced whole); ``redacted_dict`` also replaces copies of the row's numbers
+    and text."""
+    row = Request(received_at=0.0, method="POST", path="/", remote=None, headers=[],
+                  content_type=content_type, body=body, status=0)
+    return _Redactor(row).body(body, content_type)

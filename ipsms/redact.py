@@ -74,6 +74,19 @@ def redact_number(number: str) -> str:
     return number[:head] + "*" * (len(number) - head - 2) + number[-2:]
 
 
+# What a phone number looks like inside free text: 7 or more digits, optionally after '+' or
+# '(', with at most two separators (space, '.', '-', parentheses) between digits, so
+# ``+1 (303) 555-0100`` and ``303.555.0100`` are caught whole, not only ``+13035550100``.
+# Shorter runs (ports, sizes, "has 10 digits") are left alone. It over-masks dates and long
+# ids in free text; a redacted export prefers that to a leak.
+PHONE_IN_TEXT_RE = re.compile(r"[+(]?\d(?:[\s.()\-]{0,2}\d){6,}")
+
+
+def redact_numbers_in(text: str) -> str:
+    """``text`` with every phone-like run masked as ``redact_number`` masks a number."""
+    return PHONE_IN_TEXT_RE.sub(lambda m: redact_number(m.group()), text)
+
+
 _JSON_SIGNATURE_RE = re.compile(r'("signature"\s*:\s*)"(?:[^"\\]|\\.)*"')
 
 

@@ -130,11 +130,22 @@ def test_status_shows_user_and_expiry_without_secrets(emu: EmulatorThread) -> No
     result = run_ipsms("auth", "status", "--format", "plain")
     assert result.returncode == 0, result.stderr
     assert "user: api-user  [from `ipsms auth login`]" in result.stdout
-    assert f"authenticate URL: {emu.auth_url} (the stored password is sent there only)" in (
-        result.stdout)
+    assert f"stored credentials belong to: {emu.auth_url} (the stored password is sent " \
+           "there only)" in result.stdout
     assert f"token for {emu.auth_url} (API {emu.api_base}): valid until " in result.stdout
+    # The issue: after the emulator, status must say the other commands would call IntelePeer,
+    # where these credentials are not sent.
+    assert "API in use: https://api.intelepeer.com (authenticate URL https://" in result.stdout
+    assert "note: the stored credentials do not belong to the API in use: pass --auth-url " \
+           f"{emu.auth_url}" in result.stdout
+    pointed = run_ipsms("auth", "status", "--format", "plain", env=cli_env(
+        IPSMS_API_BASE=emu.api_base, IPSMS_AUTH_URL=emu.auth_url))
+    assert f"API in use: {emu.api_base} (authenticate URL {emu.auth_url})" in pointed.stdout
+    assert "note:" not in pointed.stdout
     [info] = ndjson(run_ipsms("auth", "status").stdout)
     assert info["source"] == "stored" and info["tokens"][0]["valid"] is True
+    assert info["api_base"] == "https://api.intelepeer.com"
+    assert info["credentials_match_api"] is False and info["auth_url"] == emu.auth_url
     with_token = run_ipsms("auth", "status", env=cli_env(IPSMS_TOKEN="tok-zz-9999"))
     assert ndjson(with_token.stdout)[0]["source"] == "token"
     assert_no_secrets(emu, result, with_token, tokens={"tok-zz-9999"})
@@ -221,8 +232,8 @@ def test_credentials_saved_without_a_url_belong_to_intelepeer(emu: EmulatorThrea
     (ipsms_home / "credentials.json").write_text(json.dumps(
         {"username": "api-user", "password": PASSWORD}))  # an older file: no auth_url
     status = run_ipsms("auth", "status", "--format", "plain")
-    assert "authenticate URL: https://customer.intelepeer.com/_rest/v4/authenticate" in (
-        status.stdout)
+    assert ("stored credentials belong to: https://customer.intelepeer.com/_rest/v4/"
+            "authenticate") in status.stdout
     result = run_ipsms("set-webhook", NUMBER, "https://example.com/sms",
                        "--api-base", emu.api_base, "--auth-url", emu.auth_url)
     assert result.returncode == ExitCode.AUTH

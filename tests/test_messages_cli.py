@@ -319,3 +319,36 @@ def test_clear_asks_on_a_terminal(recorded_copy: Recorded, answer: bytes, left: 
         assert out == "" and "nothing deleted" in err
     else:
         assert ndjson(out)[0]["removed"] == 6
+
+
+def test_export_redacted_masks_numbers_in_flags_query_headers_and_extra_fields(
+        tmp_path: Path) -> None:
+    """The issue's case: the flag of "+7708675309" quotes it and suggests +17708675309. Every
+    digit run of the original numbers is searched for in the whole export."""
+    env = {k: v for k, v in cli_env().items() if not k.startswith("IPSMS_")}
+    env["IPSMS_HOME"] = str(tmp_path / "home")
+    db = tmp_path / "m.sqlite3"
+    sender, to, text = "+7708675309", "+1 (720) 964-1387", "Meet me at the Blue Door"
+    body = json.dumps({"refid": REFID_D, "from": sender, "to": to, "message": text,
+                       "callback": "720.964.1387", "echo": text}).encode()
+    listener = ListenerProcess(db=db, env=env)
+    try:
+        assert post(listener.url + "hook?caller=%2B7708675309&say=Blue+Door", body,
+                    headers={"X-Caller": "720-964-1387"}) == 200
+        assert listener.stop()[0] == 0
+    finally:
+        listener.kill()
+    plain = messages("export", db=db).stdout
+    assert "has 10 digits" in plain and "+17708675309" in plain  # the flag quotes both
+    result = messages("export", "--redact", db=db)
+    assert result.returncode == 0, result.stderr
+    port = listener.url.split(":")[2].strip("/")
+    out = result.stdout.replace(port, "PORT")  # the Host header's port is not a number's
+    for leak in ("7708675309", "17708675309", "7209641387", "720", "964", "1387",
+                 "Blue", "Door", "Meet"):
+        assert leak not in out, leak
+    [row] = ndjson(out)
+    assert row["from"] == "+7*******09" and row["message"] == f"[redacted {len(text)} chars]"
+    flag = next(f["detail"] for f in row["flags"] if f["code"] == "from_format")
+    assert flag.startswith("from: '+7*******09' has 10 digits") and "try +1********09)" in flag
+    assert row["path"] == "/hook?caller=%2B7*******09&say=****+****"  # still readable

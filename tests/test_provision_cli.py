@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -89,7 +91,9 @@ class EmulatorProcess:
             [sys.executable, "-m", "ipsms", "api-emulator", "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=cli_env())
         assert self.proc.stdout is not None
-        self.ready: dict[str, Any] = json.loads(self.proc.stdout.readline())
+        self.ready_text = self.proc.stdout.readline()
+        self.ready: dict[str, Any] = (json.loads(self.ready_text)
+                                      if self.ready_text.startswith("{") else {})
 
     def control(self, path: str) -> Any:
         with urllib.request.urlopen(self.ready["api_base"] + path, timeout=5) as resp:
@@ -158,7 +162,64 @@ def test_api_emulator_default_account_and_busy_port() -> None:
     finally:
         code, _, err = process.stop()
     assert code == 0
-    assert "users: demo" in err and DEMO_PASSWORD not in err
+    assert "users: demo" in err
+    # The banner gives lines that work when pasted, the demo password included.
+    assert f"export IPSMS_USERNAME=demo IPSMS_PASSWORD={DEMO_PASSWORD}" in err
+    assert f"export IPSMS_API_BASE={process.ready['api_base']} " in err
+
+
+def free_port() -> int:
+    with socket.socket() as sock:  # bound then closed: nothing listens on it afterwards
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _sh(script: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """``script`` in a real POSIX shell, with ipsms on its PATH as ``ipsms``."""
+    bin_dir = home / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shim = bin_dir / "ipsms"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m ipsms "$@"\n')
+    shim.chmod(0o755)
+    env = {k: v for k, v in cli_env().items() if not k.startswith("IPSMS_")}
+    env.update(IPSMS_HOME=str(home / "state"), PATH=f"{bin_dir}:{env.get('PATH', '')}",
+               PYTHONPATH=str(ROOT))
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=60)
+
+
+def test_pasting_the_banner_lines_into_sh_points_ipsms_at_the_emulator(tmp_path: Path) -> None:
+    process = EmulatorProcess("--format", "plain")  # stdout: the lines to paste, then the log
+    try:
+        assert process.proc.stdout is not None
+        pasted = process.ready_text + process.proc.stdout.readline()
+        assert pasted.startswith("export IPSMS_API_BASE=")
+        result = _sh(pasted + "ipsms auth login --format plain && ipsms set-webhook --format plain "
+                     "+13035550100 https://example.com/sms", tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "logged in as demo at http://127.0.0.1:" in result.stdout
+        assert "+13035550100 set to https://example.com/sms" in result.stdout
+    finally:
+        code, out, _ = process.stop()
+    assert code == 0 and "POST /_rest/v4/my/did/sms/webhook 201" in out
+
+
+def test_eval_env_points_ipsms_at_a_running_emulator(tmp_path: Path) -> None:
+    process = EmulatorProcess()
+    try:
+        port = process.ready["port"]
+        result = _sh(f'eval "$(ipsms api-emulator --env --port {port})" && ipsms auth login '
+                     "&& ipsms set-webhook +13035550100 https://example.com/sms", tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert '"type":"webhook_set"' in result.stdout and '"ok":true' in result.stdout
+        assert process.control("/_emulator/requests")["requests"][-1]["status"] == 201
+    finally:
+        process.stop()
+    missing = run_ipsms("api-emulator", "--env", "--port", str(free_port()))
+    assert missing.returncode == 0 and "nothing listens on 127.0.0.1:" in missing.stderr
+    assert missing.stdout.startswith("export IPSMS_API_BASE=http://127.0.0.1:")
+    zero = run_ipsms("api-emulator", "--env", "--port", "0")
+    assert zero.returncode == ExitCode.USAGE and "--env needs the emulator's port" in zero.stderr
 
 
 def test_provision_reply_text_is_printed_escaped(emu: EmulatorThread) -> None:

@@ -4,10 +4,13 @@ for `show`, redaction for `export --redact`, durations for `--since`."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ipsms import recordings
 from ipsms.errors import NotFoundError
@@ -168,3 +171,80 @@ async def test_show_masks_signatures_however_they_are_escaped(tmp_path: Path, bo
     assert attempt["signature"] == "****(5)"
     assert "a/b" not in attempt["body"] and "a\\/b" not in attempt["body"]
     assert "a%2fb" not in attempt["body"] and "****(5)" in attempt["body"]
+
+
+# -- messages export --redact: nothing of the numbers or the text survives, anywhere -----------
+# The numbers and text go everywhere a sender or ipsms can put them: the body, an extra field
+# (as a value and as a name), the query string, a path segment, a header, the app's answer and
+# the flags ipsms writes (which quote a number and suggest a corrected one). The refid and the
+# text's alphabet are disjoint from the line's own words, so a hit is a leak.
+_TEXT_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZÀÉÎÕÜßŁ !?☎0123456789"
+_SEPARATORS = ["", " ", "-", ".", ") ", "("]
+
+
+@st.composite
+def phone_numbers(draw: st.DrawFn) -> str:
+    digits = draw(st.text("0123456789", min_size=7, max_size=15).filter(lambda d: d[0] != "0"))
+    style = draw(st.sampled_from(["e164", "bare", "grouped"]))
+    if style == "e164":
+        return "+" + digits
+    if style == "bare":
+        return digits
+    cuts = sorted(draw(st.sets(st.integers(1, len(digits) - 1), max_size=3)))
+    groups = [digits[a:b] for a, b in zip([0, *cuts], [*cuts, len(digits)], strict=True)]
+    seps = [draw(st.sampled_from(_SEPARATORS)) for _ in groups[1:]]
+    plus = draw(st.sampled_from(["", "+"]))
+    return plus + groups[0] + "".join(s + g for s, g in zip(seps, groups[1:], strict=True))
+
+
+def _leaks(line: str, numbers: list[str], text: str) -> list[str]:
+    """Every 6-digit window of a number's digits found in ``line`` (read without separators:
+    ``redact_number`` keeps one leading digit and the last two, so any 6 in a row is a leak),
+    and the text or any of its words of 6 or more characters."""
+    squeezed = re.sub(r"[\s.()\-]", "", line)
+    found = []
+    for number in numbers:
+        digits = re.sub(r"\D", "", number)
+        found += [digits[i:i + 6] for i in range(len(digits) - 5)
+                  if digits[i:i + 6] in squeezed]
+    words = [text] if len(text.strip()) >= 4 else []
+    words += [w for w in re.split(r"[\s!?]+", text) if len(w) >= 6]
+    return found + [w for w in words if w in line]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sender=phone_numbers(), to=phone_numbers(), other=phone_numbers(),
+       text=st.text(_TEXT_ALPHABET, min_size=1, max_size=40),
+       form=st.booleans(), with_number_in_text=st.booleans())
+def test_redacted_export_leaves_no_digit_run_of_the_numbers(
+        sender: str, to: str, other: str, text: str, form: bool,
+        with_number_in_text: bool) -> None:
+    from urllib.parse import quote
+
+    from ipsms.inbound import parse_message
+    from ipsms.text import dumps
+
+    if with_number_in_text:
+        text = f"{text} call {other}"
+    fields = {"refid": "z" * 32, "from": sender, "to": to, "message": text,
+              "note": f"{text} / {to} / {other}", sender: "key", "signature": "SeCrEtSiGnAtUrE"}
+    body = urlencode(fields).encode() if form else json.dumps(fields).encode()
+    ctype = "application/x-www-form-urlencoded" if form else "application/json"
+    msg = parse_message(body, ctype)
+    row = Request(
+        received_at=NOW, method="POST", remote="127.0.0.1",
+        path=f"/hook/{quote(sender)}?from={quote(sender)}&text={quote(text)}&n={other}",
+        headers=[("X-Caller", sender), ("X-Subject", text)], content_type=ctype, body=body,
+        status=200, refid=msg.refid, from_number=msg.from_, to_number=msg.to,
+        message=msg.message, fields=msg.fields, fields_json=msg.fields_json,
+        verdict="unchecked", flags=[{"code": f.code, "detail": f.detail} for f in msg.flags],
+        forward={"url": f"http://app.test/in?to={quote(to)}", "status": 502,
+                 "latency_ms": 1.0, "body_preview": f"echo {text} {sender}",
+                 "error": "app_unreachable", "detail": f"failed for {sender}: {text}"})
+    red = recordings.export_dict(row, redact=True)
+    del red["received_at"]  # a time is digits the numbers may share by chance
+    line = dumps(red)
+    assert _leaks(line, [sender, to, other], text) == [], line
+    assert "SeCrEtSiGnAtUrE" not in line
+    plain = dumps(recordings.export_dict(row))
+    assert _leaks(plain, [sender], "") != []  # the check finds them when they are there

@@ -401,3 +401,52 @@ def test_207_reasons_are_printed_escaped(emu: EmulatorThread, fmt: str) -> None:
     else:
         assert HOSTILE_SHOWN in result.stdout
     assert f"1 of 2 numbers were not updated: {OTHER}" in result.stderr
+
+
+def test_cpaas_warning_once_per_api_and_account_only_for_changes(
+        emu: EmulatorThread, ipsms_home: Path) -> None:
+    def warned(result: subprocess.CompletedProcess[str]) -> bool:
+        return CPAAS_WARNING in result.stderr
+
+    # Nothing changed: no warning (and nothing remembered).
+    assert not warned(ipsms(emu, "set-webhook", NUMBER, "https://example.com/a", "--dry-run"))
+    assert not warned(ipsms(emu, "set-webhook", MISSING, "https://example.com/a"))  # failed
+    quiet = ipsms(emu, "set-webhook", NUMBER, "https://example.com/a", "-q")
+    assert quiet.returncode == 0 and not warned(quiet)  # changed, but --quiet
+    assert not (ipsms_home / "cpaas-warned.json").exists()
+    # The first change that goes through shows it; the next ones do not.
+    assert warned(ipsms(emu, "set-webhook", NUMBER, "https://example.com/b"))
+    assert not warned(ipsms(emu, "set-webhook", NUMBER, "https://example.com/c"))
+    assert not warned(ipsms(emu, "set-webhook", "--restore", NUMBER))
+    assert not warned(ipsms(emu, "set-webhook", "--history"))
+    # Another account, or another API base, is told once too.
+    emu.state.add_user("second-user", "pw-2")
+    other = ipsms(emu, "set-webhook", NUMBER, "https://example.com/d",
+                  IPSMS_USERNAME="second-user", IPSMS_PASSWORD="pw-2")
+    assert other.returncode == 0 and warned(other)
+    with EmulatorThread(make_state()) as second:
+        assert warned(ipsms(second, "set-webhook", NUMBER, "https://example.com/e"))
+        assert not warned(ipsms(second, "set-webhook", NUMBER, "https://example.com/f"))
+
+
+def test_history_names_the_api_and_restore_points_at_the_right_one(
+        emu: EmulatorThread) -> None:
+    """The issue: after using the emulator, `--restore` without its --api-base said "no
+    change in the history" while `--history` listed the change."""
+    assert ipsms(emu, "set-webhook", NUMBER, "https://example.com/one").returncode == 0
+    assert ipsms(emu, "set-webhook", NUMBER, "https://example.com/two").returncode == 0
+    plain = ipsms(emu, "set-webhook", "--history", "--format", "plain")
+    assert plain.stdout.splitlines()[-1].endswith(f"api: {emu.api_base}")
+    table = ipsms(emu, "set-webhook", "--history", "--format", "table", COLUMNS="200")
+    assert "API" in table.stdout and table.stdout.count(emu.api_base) == 2
+    with EmulatorThread(make_state()) as elsewhere:  # the same number, another API base
+        wrong = ipsms(elsewhere, "set-webhook", "--restore", NUMBER)
+        assert wrong.returncode == ExitCode.NOT_FOUND
+        assert f"no webhook change of {NUMBER} to restore through the API " \
+               f"{elsewhere.api_base}" in wrong.stderr
+        assert f"the history has one through {emu.api_base} (#2, " in wrong.stderr
+        assert f"--api-base {emu.api_base}" in wrong.stderr
+        assert elsewhere.state.requests == []
+    right = ipsms(emu, "set-webhook", "--restore", NUMBER)
+    assert right.returncode == 0, right.stderr
+    assert emu.state.numbers[NUMBER].webhook == "https://example.com/one"

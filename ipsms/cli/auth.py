@@ -94,22 +94,40 @@ def login(
 
 @app.command(epilog=epilog("ipsms auth status --format json"))
 def status(token: TokenOption = None, username: UsernameOption = None,
-           output_format: FormatOption = None) -> None:
-    """Show which credentials ipsms would use and when the cached token expires (no secrets).
+           region: RegionOption = Region.us, api_base: ApiBaseOption = None,
+           auth_url: AuthUrlOption = None, output_format: FormatOption = None) -> None:
+    """Show which credentials ipsms would use, for which API, and when the cached tokens
+    expire (no secrets).
 
     Exits 8 when there are none."""
-    from ipsms.intelepeer.credentials import CredentialStore, auth_status
+    from ipsms.intelepeer.credentials import CredentialStore, auth_status, same_url
     from ipsms.redact import mask_url
     from ipsms.text import printable
 
     fmt = resolve_format(output_format)
+    settings = api_settings(region, api_base, auth_url, AuthScheme.bearer,
+                            defaults.API_TIMEOUT)
     info = auth_status(CredentialStore(), token=token, username=username,
                        password=current().getenv(PASSWORD_ENV))
+    # The API the other commands would call with these settings (IPSMS_API_BASE,
+    # IPSMS_AUTH_URL, --region), and whether the stored password may go to its
+    # authenticate URL: after using the emulator, they often differ.
+    stored_url = info.get("auth_url")
+    usable = stored_url is None or same_url(stored_url, settings.authenticate_url)
+    info.update(api_base=settings.base_url, api_auth_url=settings.authenticate_url,
+                credentials_match_api=usable)
     lines = [f"user: {info['username'] or '(a token, expiry unknown)'}  "
-             f"[from {SOURCE_LABELS.get(info['source'], info['source'])}]"]
-    if info.get("auth_url"):
-        lines.append(f"authenticate URL: {mask_url(info['auth_url'])} (the stored password "
-                     "is sent there only)")
+             f"[from {SOURCE_LABELS.get(info['source'], info['source'])}]",
+             f"API in use: {mask_url(settings.base_url)} (authenticate URL "
+             f"{mask_url(settings.authenticate_url)})"]
+    if stored_url:
+        lines.append(f"stored credentials belong to: {mask_url(stored_url)} (the stored "
+                     "password is sent there only)")
+    if not usable:
+        lines.append(f"note: the stored credentials do not belong to the API in use: "
+                     f"pass --auth-url {mask_url(stored_url or '')} (and its --api-base) to "
+                     f"use them, or run `ipsms auth login` for "
+                     f"{mask_url(settings.authenticate_url)}")
     for tok in info["tokens"]:
         state = "valid" if tok["valid"] else "expired"
         lines.append(f"token for {mask_url(tok['auth_url'])} (API {mask_url(tok['api_base'])})"

@@ -82,12 +82,15 @@ def set_webhook(
     else:
         changes = [plan_set(words[:-1], words[-1], force=force)]
     for warning in dict.fromkeys(w for c in changes for w in c.warnings):
-        current().err(f"ipsms set-webhook: warning: {warning}")
+        current().notice(f"ipsms set-webhook: warning: {warning}")
     if dry_run:
         return _dry_run([webhook_request(settings, c.numbers, c.url, DRY_RUN_TOKEN)
                          for c in changes], fmt)
-    results = asyncio.run(_apply(settings, auth_source(token, username), changes, store))
+    auth = auth_source(token, username)
+    results = asyncio.run(_apply(settings, auth, changes, store))
     _show_results(results, fmt)
+    if any(r.ok for r in results):
+        _warn_cpaas_once(settings.base_url, auth)
     restored = tuple(r.number for r in results if r.ok and r.action == "restore")
     if restored:  # a listener that died holding them no longer does
         from ipsms.intelepeer.lease import Leases
@@ -115,6 +118,26 @@ async def _apply(settings: "ApiSettings", auth: "AuthSource", changes: "list[Web
         for change in changes:
             results.extend(await apply_change(change, client, store))
     return results
+
+
+def _warn_cpaas_once(api: str, auth: "AuthSource") -> None:
+    """After a change went through: the CPaaS warning, the first time for this API base and
+    account. Hidden by --quiet, and then not remembered as shown."""
+    import hashlib
+
+    from ipsms.intelepeer.credentials import StaticToken
+    from ipsms.intelepeer.webhooks import CPAAS_WARNING, CpaasWarnings
+
+    env = current()
+    if env.quiet:
+        return
+    account = (f"token:{hashlib.sha256(auth.token.encode()).hexdigest()[:16]}"
+               if isinstance(auth, StaticToken) else auth.username)
+    warned = CpaasWarnings()
+    if warned.due(api, account):
+        env.notice(f"ipsms set-webhook: warning: {CPAAS_WARNING} (shown once for this "
+                   "API and account)")
+        warned.mark(api, account)
 
 
 def _dry_run(requests: "list[PreparedRequest]", fmt: OutputFormat) -> None:
@@ -169,4 +192,4 @@ def _show_history(store: "WebhookHistory", numbers: list[str], fmt: OutputFormat
             d = e.to_dict()
             emit(fmt is OutputFormat.json, d,
                  printable(f"{d['time']} #{e.id} {e.number} {e.action} {d['url']} "
-                           f"(before: {d['previous'] or '-'})"))
+                           f"(before: {d['previous'] or '-'}) api: {d['api'] or '?'}"))

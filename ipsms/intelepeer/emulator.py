@@ -57,7 +57,7 @@ __all__ = ["DEFAULT_PORT", "DEMO_NUMBERS", "DEMO_NUMBERS_NO_SMS", "DEMO_PASSWORD
 
 DEFAULT_PORT = defaults.EMULATOR_PORT
 DEMO_USER = "demo"
-DEMO_PASSWORD = "demo-password"  # documented in docs/api-emulator.md; never printed
+DEMO_PASSWORD = "demo-password"  # documented in docs/api-emulator.md and in its banner
 DEMO_NUMBERS = ("+13038675309", "+13035550100", "+13035550101", "+13035550102", "1-12345")
 DEMO_NUMBERS_NO_SMS = ("+13035550199",)
 

@@ -34,6 +34,7 @@ _HISTORY = setting("history")
 _RESTORE = setting("restore")
 
 HISTORY_FILE = "webhook-history.json"
+WARNED_FILE = "cpaas-warned.json"
 CPAAS_WARNING = ("a number enabled for Atmosphere CPaaS stops delivering inbound messages to "
                  "CPaaS once a webhook is set")
 HTTP_WARNING = "the webhook URL uses http: IntelePeer highly recommends https"
@@ -168,8 +169,8 @@ class WebhookHistory:
         entries = self._of(number, api)
         return entries[-1].url if entries else None
 
-    def restore_target(self, number: str, api: str) -> HistoryEntry:
-        """The latest change of ``number`` not undone yet; its ``previous`` is what to set."""
+    def _undoable(self, number: str, api: str) -> list[HistoryEntry]:
+        """The changes of ``number`` through ``api`` not undone yet, oldest first."""
         stack: list[HistoryEntry] = []
         for entry in self._of(number, api):
             if entry.action == "restore":
@@ -177,8 +178,26 @@ class WebhookHistory:
                     stack.pop()
             else:
                 stack.append(entry)
+        return stack
+
+    def restore_target(self, number: str, api: str) -> HistoryEntry:
+        """The latest change of ``number`` through ``api`` not undone yet; its ``previous`` is
+        what to set. A change kept under another API base is named, with how to select it:
+        the history is per API (the emulator's numbers are not IntelePeer's)."""
+        stack = self._undoable(number, api)
         if not stack:
-            raise NotFoundError(f"no webhook change of {number} to restore in the history",
+            elsewhere = [e for e in self.entries((number,)) if e.api != api
+                         and self._undoable(number, e.api)]
+            if elsewhere:
+                last = elsewhere[-1]
+                raise NotFoundError(
+                    f"no webhook change of {number} to restore through the API {api}; the "
+                    f"history has one through {last.api} (#{last.id}, {iso_time(last.time)})",
+                    hint=f"select that API: ipsms set-webhook {_RESTORE} {number} "
+                    f"{setting('api_base')} {last.api} (with the {setting('auth_url')} that "
+                    "goes with it)")
+            raise NotFoundError(f"no webhook change of {number} to restore in the history"
+                                f" of the API {api}",
                                 hint=f"`ipsms set-webhook {_HISTORY}` lists what ipsms changed")
         top = stack[-1]
         if top.previous is None:
@@ -223,6 +242,37 @@ class WebhookHistory:
             os.close(fd)
 
 
+# -- the CPaaS warning, once per API base and account -------------------------------------------
+
+class CpaasWarnings:
+    """Which (API base, account) pairs were shown ``CPAAS_WARNING`` (``cpaas-warned.json`` in
+    the state home): it matters the first time a webhook is set, and repeated on every call it
+    trains people to skip warnings."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else state_home() / WARNED_FILE
+
+    def _shown(self) -> list[list[str]]:
+        try:
+            data = read_json(self.path)
+        except StateError:
+            return []  # an unreadable file costs one more warning, nothing else
+        items = data.get("shown") if isinstance(data, dict) else None
+        return [i for i in items if isinstance(i, list) and len(i) == 2] \
+            if isinstance(items, list) else []
+
+    def due(self, api: str, account: str) -> bool:
+        return [api, account] not in self._shown()
+
+    def mark(self, api: str, account: str) -> None:
+        """Remember it was shown; a state home that cannot be written only means it is shown
+        again next time, so that is not an error."""
+        shown = self._shown()
+        if [api, account] not in shown:
+            with contextlib.suppress(StateError):
+                write_private_json(self.path, {"version": 1, "shown": [*shown, [api, account]]})
+
+
 # -- the change -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -260,7 +310,7 @@ class ChangeResult:
 def plan_set(numbers: Sequence[str], url: str, *, force: bool = False) -> WebhookChange:
     endpoints = check_endpoints(numbers)
     warnings = check_webhook_url(url, force=force)
-    return WebhookChange(endpoints, url, "set", (*warnings, CPAAS_WARNING))
+    return WebhookChange(endpoints, url, "set", tuple(warnings))
 
 
 def plan_restore(numbers: Sequence[str], history: WebhookHistory,
@@ -273,7 +323,7 @@ def plan_restore(numbers: Sequence[str], history: WebhookHistory,
     for number in check_endpoints(numbers):
         target = history.restore_target(number, api)
         assert target.previous is not None
-        changes.append(WebhookChange((number,), target.previous, "restore", (CPAAS_WARNING,)))
+        changes.append(WebhookChange((number,), target.previous, "restore"))
     return changes
 
 

@@ -65,12 +65,16 @@ def history_table(entries: Sequence[HistoryEntry]) -> Table:
     table.add_column("action", no_wrap=True, min_width=7)
     table.add_column("webhook", ratio=1, overflow="fold")
     table.add_column("before", ratio=1, overflow="fold")
+    # The history is kept per API base: a change made through the emulator is restored
+    # through the emulator, so each row says where it went.
+    table.add_column("API", ratio=1, overflow="fold")
     for e in entries:
         table.add_row(Text(str(e.id)), Text(iso_time(e.time)[:19].replace("T", " ")),
                       Text(printable(e.number)),
                       Text(e.action, style="magenta" if e.action == "restore" else ""),
                       Text(_url(e.url), style="cyan"),
-                      Text(_url(e.previous), style="dim"))
+                      Text(_url(e.previous), style="dim"),
+                      Text(_url(e.api or None), style="dim"))
     return table
 
 
