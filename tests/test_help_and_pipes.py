@@ -43,7 +43,8 @@ def test_help_reads_well_at_80_columns(command: list[str]) -> None:
         if not line.strip():
             break
         examples.append(line.strip())
-    assert examples and all(e.startswith(("ipsms ", "IPSMS_")) for e in examples), examples
+    assert examples and all(e.startswith(("ipsms ", "IPSMS_", 'eval "$(ipsms '))
+                            for e in examples), examples
     if command in ([], ["listen"], ["simulate"], ["messages"], ["auth"], ["verify"]):
         codes = lines[lines.index("  Exit codes:") + 1:]
         assert all(re.match(r"^ +\d+  \S", line) for line in codes if line.strip()), codes
