@@ -72,9 +72,12 @@ def list_(
         out.print(list_table(rows, out.width))
 
 
-@app.command(epilog="Example: ipsms messages show ABCDEF1234567890ABCDEF1234567890")
+@app.command(epilog="Examples: ipsms messages show ABCDEF1234567890ABCDEF1234567890;  "
+             "ipsms messages show ABCDEF12 (a unique prefix, as the live table shows it)")
 def show(
-    refid: Annotated[str, typer.Argument(help="The refid of the message.")],
+    refid: Annotated[str, typer.Argument(
+        help="The refid of the message, or a prefix of it that only one recorded refid "
+        "starts with (an ambiguous prefix is an error listing a few; exit 2).")],
     db: DbOption = None, output_format: FormatOption = None,
 ) -> None:
     """Every recorded attempt of REFID: headers, raw body, verdict, flags and status."""
@@ -83,6 +86,7 @@ def show(
     from ipsms.text import dumps
 
     with recordings.opened(db or default_db_path()) as conn:
+        refid = recordings.resolve_refid(conn, refid)
         rows = recordings.attempts(conn, refid)
     if resolve_format(output_format) is OutputFormat.json:
         write_lines([dumps(recordings.show_document(refid, rows))])
