@@ -196,9 +196,9 @@ def test_a_resized_terminal_is_cleared_before_the_redraw() -> None:
     view(event("hello"))
     console.print(view.render())
     console.print(view.render())
-    assert "\x1b[2J" not in buf.getvalue()  # same size: redrawn in place
+    assert "\x1b[2K" not in buf.getvalue()  # same size: redrawn in place
     console.width = 80
     console.print(view.render())
-    assert buf.getvalue().count("\x1b[2J") == 1  # shrunk: cleared once, then in place
+    assert buf.getvalue().count("\x1b[2K") == 30  # shrunk: every line erased once...
     console.print(view.render())
-    assert buf.getvalue().count("\x1b[2J") == 1
+    assert buf.getvalue().count("\x1b[2K") == 30  # ...then redrawn in place again

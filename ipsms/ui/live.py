@@ -20,6 +20,7 @@ from rich.console import Console, Group
 from rich.constrain import Constrain
 from rich.control import Control
 from rich.live import Live
+from rich.segment import ControlType
 from rich.table import Table
 from rich.text import Text
 
@@ -206,6 +207,16 @@ def build_view(url: str, stats: ListenStats, events: list[ListenEvent] | deque[L
     return Group(Constrain(Group(*parts), avail))
 
 
+def blank_screen(height: int) -> Control:
+    """Erase every line of a ``height``-line screen and put the cursor home. Line by line,
+    not "clear screen": tmux and others scroll a cleared screen into the scrollback, which
+    would keep a copy of the old table there."""
+    erase: list[ControlType | tuple[ControlType, int]] = [ControlType.HOME]
+    for _ in range(height):
+        erase += [(ControlType.ERASE_IN_LINE, 2), (ControlType.CURSOR_DOWN, 1)]
+    return Control(*erase, ControlType.HOME)
+
+
 class LiveView:
     """The live table: newest rows at the bottom, as many as fit the terminal's height (at most
     ``max_rows``), redrawn at a fixed rate
@@ -232,8 +243,8 @@ class LiveView:
         self._size = (width, height)
         if resized:
             # The terminal rewrapped what was drawn, so rich's "cursor up N lines" no longer
-            # reaches the top of the old table: clear the screen and redraw from its top.
-            return Group(Control.clear(), Control.home(), view)
+            # reaches the top of the old table: blank the screen and redraw from its top.
+            return Group(blank_screen(height), view)
         return view
 
     def __call__(self, event: ListenEvent) -> None:
