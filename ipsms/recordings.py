@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode
 
 from ipsms import defaults, store
-from ipsms.errors import NotFoundError
+from ipsms.errors import NotFoundError, UsageError
 from ipsms.inbound import KNOWN_FIELDS, BodyError, body_kind
 from ipsms.redact import mask_secret, redact_number, redact_numbers_in
 from ipsms.request import Request
@@ -52,6 +52,21 @@ class RefidNotFound(NotFoundError):
         self.refid = refid
 
 
+class AmbiguousRefid(UsageError):
+    """More than one recorded refid starts with ``prefix``."""
+
+    def __init__(self, prefix: str, candidates: list[str]) -> None:
+        shown = ", ".join(repr(c) for c in candidates[:AMBIGUOUS_SHOWN])
+        more = " ..." if len(candidates) > AMBIGUOUS_SHOWN else ""
+        super().__init__(f"the refid prefix {prefix!r} is ambiguous: it starts {shown}{more}",
+                         hint="give more characters of the refid")
+        self.prefix = prefix
+        self.candidates = candidates
+
+
+AMBIGUOUS_SHOWN = 5  # candidates an ambiguous prefix lists
+
+
 # -- queries ----------------------------------------------------------------------------------
 def list_recent(conn: sqlite3.Connection, query: ListQuery) -> list[Request]:
     """Newest first, at most ``query.limit`` rows (accepted and rejected requests alike)."""
@@ -64,6 +79,20 @@ def attempts(conn: sqlite3.Connection, refid: str) -> list[Request]:
     if not rows:
         raise RefidNotFound(refid)
     return rows
+
+
+def resolve_refid(conn: sqlite3.Connection, refid: str) -> str:
+    """``refid`` itself when it was recorded, else the one recorded refid it is a prefix of
+    (the live table shows refids' first characters): ``RefidNotFound`` when none,
+    ``AmbiguousRefid`` (listing a few) when several."""
+    if store.attempts_exist(conn, refid) or not refid:
+        return refid
+    found = store.refids_starting(conn, refid, AMBIGUOUS_SHOWN + 1)
+    if not found:
+        raise RefidNotFound(refid)
+    if len(found) > 1:
+        raise AmbiguousRefid(refid, found)
+    return found[0]
 
 
 def iter_oldest_first(conn: sqlite3.Connection, since: float | None = None

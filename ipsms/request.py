@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ipsms.redact import mask_in_text, mask_secret
+from ipsms.signature import reason_of, verdict_label
 from ipsms.text import iso_time
 
 
@@ -70,10 +71,14 @@ class Request:
 
     @property
     def verdict_label(self) -> str | None:
-        """``'valid (plain)'``, ``'invalid'``, ...: the verdict with the scheme that matched."""
-        if self.verdict == "valid" and self.verdict_detail:
-            return f"valid ({self.verdict_detail})"
-        return self.verdict
+        """``'valid (plain)'``, ``'invalid (case)'``, ...: the verdict with the scheme that
+        matched or the short reason it failed (derived from the stored explanation)."""
+        return verdict_label(self.verdict, self.verdict_detail)
+
+    @property
+    def verdict_reason(self) -> str | None:
+        """``'case'``, ``'wrong mode'``...: why an invalid signature failed, in short."""
+        return reason_of(self.verdict, self.verdict_detail)
 
     @property
     def error_text(self) -> str | None:

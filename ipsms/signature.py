@@ -111,6 +111,53 @@ class Verdict(StrEnum):
     UNCHECKED = "unchecked"
 
 
+# Short reasons a signature failed, for a table cell: ``reason_of`` reads them back from the
+# explanation ``Verifier.explain`` wrote (the store keeps it as ``verdict_detail``), so a row
+# recorded by an older ipsms gets its short reason too, and `ipsms verify` shows the same ones.
+REASON_WHITESPACE = "whitespace"
+REASON_CASE = "case"
+REASON_MODE = "wrong mode"
+REASON_VARIANT = "HMAC variant"
+REASON_SECRET = "different secret"
+REASON_UNEXPLAINED = "unexplained"  # near-miss checks skipped (a very large message)
+# The sentences of ``explain`` that ``reason_of`` recognises: change both together.
+_WHITESPACE = "it matches once surrounding whitespace is removed"
+_UPPER_HEX = "if upper-case hex is allowed"
+_SECRET_CASE = "it matches the secret except for letter case"
+_OTHER_SCHEME = "or the matching mode"
+_DIFFERENT = ("either the secret differs from the sender's, or the refid or message changed "
+              "after signing")
+
+
+def reason_of(verdict: str | None, explanation: str | None) -> str | None:
+    """The short reason of an ``invalid`` verdict (``'case'``, ``'wrong mode'``...) from its
+    explanation; None for any other verdict or without an explanation."""
+    if verdict != Verdict.INVALID.value or not explanation:
+        return None
+    if _WHITESPACE in explanation:
+        return REASON_WHITESPACE
+    if _UPPER_HEX in explanation or _SECRET_CASE in explanation:
+        return REASON_CASE
+    if _OTHER_SCHEME in explanation:
+        # "tried plain; ... it matches hmac-..." or "tried hmac-...; ... it matches plain":
+        # the scheme is wrong; "tried hmac-x; ... it matches hmac-y": the variant is.
+        if "; tried hmac-" in explanation and "; it matches hmac-" in explanation:
+            return REASON_VARIANT
+        return REASON_MODE
+    if _DIFFERENT in explanation:
+        return REASON_SECRET
+    return REASON_UNEXPLAINED
+
+
+def verdict_label(verdict: str | None, detail: str | None) -> str | None:
+    """``'valid (plain)'``, ``'invalid (case)'``, ``'missing'``, ``'unchecked'``: the verdict
+    with the scheme that matched or the short reason it failed."""
+    if verdict == Verdict.VALID.value and detail:
+        return f"valid ({detail})"
+    reason = reason_of(verdict, detail)
+    return f"{verdict} ({reason})" if reason else verdict
+
+
 @dataclass(frozen=True)
 class Verification:
     verdict: Verdict
@@ -119,10 +166,13 @@ class Verification:
 
     @property
     def label(self) -> str:
-        """``'valid (plain)'``, ``'invalid'``, ``'missing'``, ``'unchecked'``."""
-        if self.verdict is Verdict.VALID and self.matched:
-            return f"valid ({self.matched})"
-        return self.verdict.value
+        """``'valid (plain)'``, ``'invalid (case)'``, ``'missing'``, ``'unchecked'``."""
+        return verdict_label(self.verdict.value, self.matched or self.explanation) or ""
+
+    @property
+    def reason(self) -> str | None:
+        """The short reason of an invalid signature (``'whitespace'``, ``'case'``...)."""
+        return reason_of(self.verdict.value, self.explanation)
 
     @property
     def ok(self) -> bool:
@@ -230,10 +280,9 @@ class Verifier:
                                                                         signature)
             if other is not None:
                 parts.append(f"it matches {other}: use {setting('signature_mode')} auto "
-                             "or the matching mode")
+                             + _OTHER_SCHEME)
         if not near and len(parts) == 2:
-            parts.append("either the secret differs from the sender's, or the refid or "
-                         "message changed after signing")
+            parts.append(_DIFFERENT)
         return "; ".join(parts)
 
 
@@ -252,13 +301,14 @@ def _near_miss(secret: str, refid: str, message: str, signature: str) -> str | N
     """Common slips: surrounding whitespace, upper-case hex."""
     stripped = signature.strip()
     if stripped != signature and Verifier(secret).match(refid, message, stripped):
-        return "it matches once surrounding whitespace is removed"
+        return _WHITESPACE
     if stripped.lower() != stripped:
         for variant in ALL_VARIANTS:
             if variant.encoding == "hex" and could_match(variant, stripped) and _eq(
                 stripped.lower(), compute_hmac(secret, refid, message, variant)
             ):
-                return f"it matches {variant.name} if upper-case hex is allowed"
-    if _eq(stripped.lower(), secret.lower()):
-        return "it matches the secret except for letter case"
+                return f"it matches {variant.name} {_UPPER_HEX}"
+    # Equal outright is not a case slip: it is the plain secret sent to an HMAC check.
+    if _eq(stripped.lower(), secret.lower()) and not _eq(stripped, secret):
+        return _SECRET_CASE
     return None

@@ -255,6 +255,21 @@ def attempts_for(conn: sqlite3.Connection, refid: str) -> list[Request]:
                        (text_param(refid),)))
 
 
+def attempts_exist(conn: sqlite3.Connection, refid: str) -> bool:
+    """Whether any request was recorded with exactly ``refid``."""
+    return conn.execute("SELECT 1 FROM requests WHERE refid = ? LIMIT 1",
+                        (text_param(refid),)).fetchone() is not None
+
+
+def refids_starting(conn: sqlite3.Connection, prefix: str, limit: int) -> list[str]:
+    """Up to ``limit`` distinct recorded refids that start with ``prefix``, in order. GLOB is
+    case-sensitive and, with its wildcards escaped, a prefix range on the refid index."""
+    pattern = "".join(f"[{c}]" if c in "*?[" else c for c in prefix) + "*"
+    rows = conn.execute("SELECT DISTINCT refid FROM requests WHERE refid GLOB ? "
+                        "ORDER BY refid LIMIT ?", (text_param(pattern), limit))
+    return [r for (r,) in rows if isinstance(r, str) and r.startswith(prefix)]
+
+
 def recent(conn: sqlite3.Connection, limit: int = 50, *, since: float | None = None
            ) -> list[Request]:
     """The newest requests first."""

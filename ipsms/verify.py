@@ -81,6 +81,7 @@ class VerifyResult:
             "refid": self.payload.refid,
             "attempt": self.payload.attempt,
             "verdict": v.verdict.value,
+            "reason": v.reason,
             "matched": v.matched,
             "explanation": v.explanation,
             "mode": config.mode_label,
@@ -88,13 +89,16 @@ class VerifyResult:
         }
 
     def line(self) -> str:
-        """One human line: ``valid    refid ABC… attempt 2 (payload.json): matched plain``."""
+        """One human line: ``valid    refid ABC… attempt 2 (payload.json): matched plain``;
+        an invalid one starts with its short reason, as the tables show it:
+        ``invalid (case) refid ABC… (payload.json): ...``."""
         v = self.verification
         where = f"refid {printable(self.payload.refid)}"
         if self.payload.attempt is not None:
             where += f" attempt {self.payload.attempt}"
         why = f"matched {v.matched}" if v.verdict is Verdict.VALID else v.explanation or ""
-        return (f"{v.verdict.value:<8} {where} ({printable(self.payload.source)}): "
+        label = v.verdict.value if v.reason is None else f"{v.verdict.value} ({v.reason})"
+        return (f"{label:<8} {where} ({printable(self.payload.source)}): "
                 f"{printable(why)}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import shutil
@@ -34,18 +36,87 @@ def wait_for(session: str, pattern: str, timeout: float = 15) -> str:
     raise AssertionError(f"{pattern!r} never appeared on screen:\n{screen}")
 
 
-@pytest.fixture
-def session(tmp_path: Path, ipsms_home: Path) -> Iterator[str]:
-    name = f"ipsms-test-{tmp_path.name}"
+def start_listen(name: str, home: Path, width: int, height: int) -> None:
     cmd = (f"cd {shlex.quote(str(ROOT))} && unset COLUMNS LINES && "
-           f"IPSMS_HOME={shlex.quote(str(ipsms_home))} "
+           f"IPSMS_HOME={shlex.quote(str(home))} "
            f"{shlex.quote(sys.executable)} -m ipsms listen --port 0 --secret 'SECRET CODE'; "
            "echo EXITED=$?; sleep 30")
-    tmux("new-session", "-d", "-s", name, "-x", "160", "-y", "30", cmd)
+    tmux("new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), cmd)
+
+
+@pytest.fixture
+def session(tmp_path: Path, ipsms_home: Path) -> Iterator[str]:
+    name = f"ipsms-test-{os.getpid()}-{tmp_path.name}"  # unique across concurrent runs
+    start_listen(name, ipsms_home, 160, 30)
     try:
         yield name
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def post(url: str, body: dict[str, str]) -> None:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+# What terminals measure differently (tmux draws a skin-toned emoji 4 cells wide, rich
+# counts 2), and what they agree on.
+HOSTILE = ["thanks 👍🏽", "skin 👋🏽", "family 👨‍👩‍👧‍👦", "flags 🇫🇷🇯🇵",
+           "love ❤️", "中文 日本語", "café q̣̇", "🏴‍☠️ ok"]
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_hostile_emoji_never_break_the_table_and_resizing_leaves_no_copies(
+        tmp_path: Path, ipsms_home: Path, width: int) -> None:
+    name = f"ipsms-wide-{os.getpid()}-{width}-{tmp_path.name}"
+    start_listen(name, ipsms_home, width, 24)
+    try:
+        screen = wait_for(name, r"ipsms listen http://127\.0\.0\.1:\d+/")
+        found = re.search(r"(http://127\.0\.0\.1:\d+/)", screen)
+        assert found is not None
+        url = found.group(1)
+        for i in range(30):
+            post(url, {"refid": f"REFID{i:04d}" + "X" * 23, "from": "+13035550100",
+                       "to": "+13038675309", "message": f"message {i}",
+                       "signature": "SECRET CODE"})
+        for i, text in enumerate(HOSTILE):
+            post(url, {"refid": f"EMOJI{i:02d}" + "Y" * 25, "from": "+13035550100",
+                       "to": "+13038675309", "message": text, "signature": "SECRET CODE"})
+        # A flagged one: a 5-character refid and a 2-digit sender.
+        post(url, {"refid": "SHORT", "from": "12", "to": "+13038675309",
+                   "message": "odd", "signature": "SECRET CODE"})
+        total = 30 + len(HOSTILE) + 1
+        wait_for(name, rf"(received|rcvd) {total}\b")
+        time.sleep(1.5)  # idle: six redraws that must not leave copies behind
+        check_screen(name, width, history=True)
+        screen = tmux("capture-pane", "-p", "-t", name)
+        assert "EMOJI07" in screen  # the newest row made it on screen
+        row = next(line for line in screen.splitlines() if "odd" in line)
+        assert "refid_length" in row or "refid_le" in row  # the flag, in its column
+        # Shrink (and for 80, grow then shrink back): no stale header anywhere.
+        for new_width in ([60, 80] if width == 80 else [80]):
+            tmux("resize-window", "-t", name, "-x", str(new_width), "-y", "24")
+            time.sleep(1.0)
+            check_screen(name, new_width, history=False)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def check_screen(name: str, width: int, *, history: bool) -> None:
+    """The header exactly once on screen (and in the scrollback, unless the terminal itself
+    pushed rewrapped lines there on a resize); no table line wider than the pane (with -J a
+    line tmux wrapped comes back whole)."""
+    if history:
+        everything = tmux("capture-pane", "-p", "-J", "-S", "-", "-t", name)
+        assert everything.count("ipsms listen http") == 1, everything
+    screen = tmux("capture-pane", "-p", "-J", "-t", name)
+    assert screen.count("ipsms listen http") == 1, screen
+    assert int(tmux("display-message", "-p", "-t", name, "#{pane_width}")) == width
+    table = screen[screen.index("ipsms listen http"):]
+    for line in table.splitlines():
+        assert len(line) <= width, line
 
 
 def test_live_table_shows_messages_and_stops_on_ctrl_c(session: str) -> None:

@@ -207,6 +207,29 @@ def test_show_unknown_refid_is_not_found(recorded: Recorded) -> None:
     assert "ipsms messages list" in result.stderr
 
 
+def test_show_takes_a_unique_refid_prefix(recorded: Recorded) -> None:
+    result = messages("show", REFID_A[:8], "--format", "json", db=recorded.db)
+    assert result.returncode == 0, result.stderr
+    [doc] = ndjson(result.stdout)
+    assert doc["refid"] == REFID_A and doc["attempt_count"] == 2
+    table = messages("show", REFID_C[:8], "--format", "table", db=recorded.db)
+    assert "refid " + REFID_C in table.stdout
+    assert "invalid (different secret)" in table.stdout  # the short reason, then the detail
+
+
+def test_an_ambiguous_refid_prefix_lists_candidates(recorded_copy: Recorded) -> None:
+    other = REFID_A[:6] + "99" + REFID_A[8:]
+    with closing(sqlite3.connect(recorded_copy.db)) as conn, conn:
+        conn.execute("UPDATE requests SET refid = ? WHERE refid = ?", (other, REFID_C))
+    result = messages("show", "ABCDEF", db=recorded_copy.db)
+    assert result.returncode == ExitCode.USAGE
+    assert "ambiguous" in result.stderr and REFID_A in result.stderr and other in result.stderr
+    assert "give more characters" in result.stderr
+    assert messages("show", "ABCDEF1", db=recorded_copy.db).returncode == 0
+    assert messages("show", "abcdef1", db=recorded_copy.db).returncode == ExitCode.NOT_FOUND
+    assert messages("show", "ABCDEF*", db=recorded_copy.db).returncode == ExitCode.NOT_FOUND
+
+
 @pytest.mark.parametrize("command", [["list"], ["show", REFID_A], ["export"],
                                      ["clear", "--yes"]])
 def test_missing_store_says_nothing_recorded_yet(tmp_path: Path, command: list[str]) -> None:

@@ -133,3 +133,26 @@ def test_displayed_signatures_never_show_part_of_a_plain_secret() -> None:
     assert mask_secret("SECRET CODE") == "****(11)"
     assert mask_secret(SHA256_HEX) == "40f3…(64)"  # an HMAC reveals nothing about the secret
     assert mask_secret(SHA256_B64) == "QPPj…(44)"
+
+
+def test_each_slip_has_a_short_reason_read_back_from_its_explanation() -> None:
+    from ipsms.signature import reason_of
+
+    refid, message, secret = "R1", "hello", "s3cret"
+    good = compute_hmac(secret, refid, message)
+    cases = {
+        "whitespace": (Verifier(secret), " " + good + " "),
+        "case": (Verifier(secret), good.upper()),
+        "wrong mode": (Verifier(secret, Mode.PLAIN), good),
+        "HMAC variant": (Verifier(secret, Mode.HMAC, parse_variant("sha1")), good),
+        "different secret": (Verifier(secret), compute_hmac("other", refid, message)),
+    }
+    for reason, (verifier, signature) in cases.items():
+        result = verifier.verify(refid, message, signature)
+        assert result.reason == reason, (reason, result.explanation)
+        assert result.label == f"invalid ({reason})"
+        # what the store keeps (the explanation) gives the same reason back
+        assert reason_of("invalid", result.explanation) == reason
+    assert Verifier(secret, Mode.HMAC).verify(refid, message, secret).reason == "wrong mode"
+    assert Verifier(secret).verify(refid, message, secret.upper()).reason == "case"
+    assert Verifier(secret).verify(refid, message, None).reason is None  # missing

@@ -90,9 +90,13 @@ def list_(
 
 @app.command(short_help="Every attempt of one message, in full.",
              epilog=epilog("ipsms messages show ABCDEF1234567890ABCDEF1234567890",
+                           "ipsms messages show ABCDEF12   # a unique prefix, as the live "
+                           "table shows it",
                            "ipsms messages show ABCDEF --format json | jq .attempts"))
 def show(
-    refid: Annotated[str, typer.Argument(help="The refid of the message.")],
+    refid: Annotated[str, typer.Argument(
+        help="The refid of the message, or a prefix of it that only one recorded refid "
+        "starts with (an ambiguous prefix is an error listing a few; exit 2).")],
     db: DbOption = None, output_format: FormatOption = None,
 ) -> None:
     """Every recorded attempt of REFID: headers, raw body, verdict, flags and status."""
@@ -101,6 +105,7 @@ def show(
     from ipsms.text import dumps
 
     with recordings.opened(db or default_db_path()) as conn:
+        refid = recordings.resolve_refid(conn, refid)
         rows = recordings.attempts(conn, refid)
     fmt = resolve_format(output_format)
     if fmt is OutputFormat.json:

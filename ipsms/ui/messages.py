@@ -17,6 +17,7 @@ from rich.text import Text
 
 from ipsms.recordings import detail_dict
 from ipsms.request import Request
+from ipsms.signature import reason_of, verdict_label
 from ipsms.text import iso_time, one_line, printable
 
 MESSAGE_WIDTH = 48
@@ -42,7 +43,7 @@ def _status_style(status: int) -> str:
 def _verdict_text(verdict: str | None, detail: str | None) -> Text:
     if verdict is None:
         return Text("-")
-    label = f"{verdict} ({detail})" if verdict == "valid" and detail else verdict
+    label = verdict_label(verdict, detail) or verdict
     return Text(printable(label), style=_VERDICT_STYLE.get(verdict, ""))
 
 
@@ -127,6 +128,9 @@ def _fields_table(attempt: dict[str, Any]) -> Table:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     verdict = _verdict_text(attempt["verdict"], None)
+    reason = reason_of(attempt["verdict"], attempt["verdict_detail"])
+    if reason:
+        verdict.append(f" ({reason})")
     if attempt["verdict_detail"]:
         verdict.append(f"  {printable(attempt['verdict_detail'])}", style="")
     rows: list[tuple[str, Text]] = [
