@@ -33,12 +33,24 @@ Flags = list[dict[str, str]]
 
 @dataclass(frozen=True, slots=True)
 class FirstAttempt:
-    """The first recorded attempt of a refid, as far as the flags need it."""
+    """What the flags need of a refid's earlier attempts: when and in which session it was
+    first seen, and the text and sender of the attempt a new one is compared with (the first,
+    or when the first was rejected and cut, the first kept whole)."""
 
     received_at: float
+    session: str | None  # None: recorded before sessions were (a store of schema 3)
+    attempt: int  # the attempt compared with
     from_number: str | None
     message: str | None
-    session: str | None  # None: recorded before sessions were (a store of schema 3)
+
+    @property
+    def whole(self) -> bool:
+        """Whether the text and sender compared with were kept whole."""
+        return not (is_cut(self.message) or is_cut(self.from_number))
+
+
+def is_cut(text: str | None) -> bool:
+    return text is not None and text.endswith(" characters)") and _CUT.search(text) is not None
 
 
 def new_session() -> str:
@@ -56,8 +68,9 @@ def history_flags(attempt: int, from_number: str | None, message: str | None,
         flags.append({"code": TOO_MANY_ATTEMPTS, "detail": (
             f"attempt {attempt} of this refid: IntelePeer gives up after {MAX_ATTEMPTS} "
             "attempts, so this is not one of its retries (a replay, a test, or a reused refid)")})
-    differences = [d for d in (_sender_difference(first.from_number, from_number),
-                               _text_difference(first.message, message)) if d]
+    than = f"attempt {first.attempt}"
+    differences = [d for d in (_sender_difference(first.from_number, from_number, than),
+                               _text_difference(first.message, message, than)) if d]
     if differences:
         flags.append({"code": REFID_REUSED, "detail": (
             "refid reused with a different message: " + "; ".join(differences))})
@@ -71,32 +84,32 @@ def history_flags(attempt: int, from_number: str | None, message: str | None,
 
 def _kept(text: str) -> tuple[str, int]:
     """What is known of ``text``: its start (all of it, unless it was cut) and its length."""
-    cut = _CUT.search(text)
+    cut = _CUT.search(text) if text.endswith(" characters)") else None
     return (text[:cut.start()], int(cut[1])) if cut else (text, len(text))
 
 
-def _text_difference(first: str | None, now: str | None) -> str | None:
+def _text_difference(first: str | None, now: str | None, than: str) -> str | None:
     """``'text differs from attempt 1 (12 then 30 characters, first difference at character
     7)'``, or None when the texts are the same as far as both were kept."""
     if first is None or now is None or first == now:
-        return None if first == now else "text differs from attempt 1"
+        return None if first == now else f"text differs from {than}"
     (a, a_len), (b, b_len) = _kept(first), _kept(now)
     same = _common_prefix(a, b)
     if same == min(len(a), len(b)) and a_len == b_len:  # equal as far as both were kept
         return None
-    return (f"text differs from attempt 1 ({a_len} then {b_len} characters, first difference "
+    return (f"text differs from {than} ({a_len} then {b_len} characters, first difference "
             f"at character {same + 1})")
 
 
-def _sender_difference(first: str | None, now: str | None) -> str | None:
+def _sender_difference(first: str | None, now: str | None, than: str) -> str | None:
     if first == now or first is None or now is None:
-        return None if first == now else "sender differs from attempt 1"
+        return None if first == now else f"sender differs from {than}"
     (a, a_len), (b, b_len) = _kept(first), _kept(now)
     if a_len == b_len and (a.startswith(b) or b.startswith(a)):  # one of them was cut
         return None
     if max(len(first), len(now)) <= _SHOWN:
-        return f"sender {first} on attempt 1, now {now}"
-    return f"sender differs from attempt 1 ({a_len} then {b_len} characters)"
+        return f"sender {first} on {than}, now {now}"
+    return f"sender differs from {than} ({a_len} then {b_len} characters)"
 
 
 def _common_prefix(a: str, b: str, block: int = 4096) -> int:

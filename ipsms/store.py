@@ -313,7 +313,9 @@ def insert_batch(conn: sqlite3.Connection, records: list[Request], before: int,
             continue
         first = firsts.get(rec.refid)
         if first is None:
-            first = firsts[rec.refid] = _first_attempt(conn, rec.refid)
+            first = _first_attempt(conn, rec.refid, row_id)
+            if first.whole:  # else the next row of this refid may find one kept whole
+                firsts[rec.refid] = first
         added = history_flags(attempt, rec.from_number, rec.message, session, first)
         if added:
             flags = [*(rec.flags or []), *added]
@@ -323,12 +325,25 @@ def insert_batch(conn: sqlite3.Connection, records: list[Request], before: int,
     return rows
 
 
-def _first_attempt(conn: sqlite3.Connection, refid: str) -> FirstAttempt:
-    """The oldest row of ``refid`` (one probe of the refid index: rows with equal keys are in
-    id order in it)."""
-    row = conn.execute("SELECT received_at, from_number, message, session FROM requests "
-                       "WHERE refid = ? ORDER BY id LIMIT 1", (text_param(refid),)).fetchone()
-    return FirstAttempt(row[0], text_value(row[1]), text_value(row[2]), row[3])
+def _first_attempt(conn: sqlite3.Connection, refid: str, before: int) -> FirstAttempt:
+    """The first attempt of ``refid``, and the one a new attempt is compared with: the first,
+    or if its text was cut (a rejected request), the first earlier one kept whole. Rows with
+    equal keys are in id order in the refid index, so the common case is one probe, and the
+    cursor stops at the first row kept whole."""
+    rows = conn.execute("SELECT attempt, received_at, session, from_number, message "
+                        "FROM requests WHERE refid = ? AND id < ? ORDER BY id",
+                        (text_param(refid), before))
+    attempt, received_at, session, from_number, message = next(rows)
+    first = FirstAttempt(received_at, session, attempt, text_value(from_number),
+                         text_value(message))
+    if first.whole:
+        return first
+    for attempt, _, _, from_number, message in rows:
+        later = FirstAttempt(received_at, session, attempt, text_value(from_number),
+                             text_value(message))
+        if later.whole:
+            return later
+    return first
 
 
 def commit(conn: sqlite3.Connection) -> None:
