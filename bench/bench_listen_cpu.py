@@ -6,8 +6,10 @@ retries: the steady figure on a shared machine, where messages/s moves with the 
 Each round runs, for each workload, `ipsms listen` as of REV and as of the current tree (taking
 turns going first), loaded by `wrk -t1 -c32` for --duration seconds. The listener's CPU time
 (user + system, from /proc/PID/stat, start-up excluded) is divided by the rows its store holds.
-Workloads: `new` gives every request its own refid (attempt 1: the common case); `retries`
-spreads the requests over 50 refids, so nearly every request is a retry past attempt 5.
+Workloads: `new` gives every request its own refid (attempt 1: the common case); `five`
+sends each refid 5 times (IntelePeer's retries: 4 of 5 requests are unflagged retries);
+`retries` spreads the requests over 50 refids, so nearly every request is a retry past
+attempt 5, flagged (the worst case).
 Needs `wrk` (Debian package). Loopback only.
 """
 
@@ -28,6 +30,8 @@ from bench_listen import ROOT, SECRET, WRK_LUA, start, stop, wrk
 
 RETRIES_LUA = WRK_LUA.replace('string.format("%032d", counter * 1000 + math.random(0, 999))',
                               'string.format("%032d", counter % 50)')
+FIVE_LUA = WRK_LUA.replace('string.format("%032d", counter * 1000 + math.random(0, 999))',
+                           'string.format("%032d", math.floor((counter - 1) / 5))')
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -56,8 +60,9 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=5)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ipsms-bench-cpu-"))
-    scripts = {"new": tmp / "new.lua", "retries": tmp / "retries.lua"}
+    scripts = {"new": tmp / "new.lua", "five": tmp / "five.lua", "retries": tmp / "retries.lua"}
     scripts["new"].write_text(WRK_LUA)
+    scripts["five"].write_text(FIVE_LUA)
     scripts["retries"].write_text(RETRIES_LUA)
     old_tree = tmp / "old"
     old_tree.mkdir()
