@@ -274,6 +274,8 @@ class _Handler:
             else:
                 record.id = stored.id
                 record.attempt = stored.attempt
+                if stored.flags is not None:  # its refid's history added flags
+                    record.flags = stored.flags
         if self.faults is not None and self.faults.faults.delay:
             await asyncio.sleep(self.faults.faults.delay)
         emit(self.sinks, record)

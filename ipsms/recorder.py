@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ipsms import store
 from ipsms.errors import StateError
+from ipsms.refid_history import Flags, new_session
 from ipsms.request import Request
 
 MAX_BATCH = 1024
@@ -27,6 +28,9 @@ MAX_BATCH = 1024
 class Recorded:
     id: int
     attempt: int | None
+    # Every flag of the row when its refid's history added some (``ipsms.refid_history``);
+    # None when the request's own flags are all it has (the common case).
+    flags: Flags | None = None
 
 
 _Item = tuple[Request, "asyncio.Future[Recorded]"]
@@ -35,10 +39,14 @@ WRITE_TIMEOUT = 30.0  # seconds a request waits for its commit before it is answ
 
 
 class Recorder:
-    """Async front of the store. Use ``async with Recorder(path) as rec: await rec.record(r)``."""
+    """Async front of the store. Use ``async with Recorder(path) as rec: await rec.record(r)``.
+    One recorder is one listener session: its rows carry ``session``, so a refid first seen in
+    an earlier run is flagged as such."""
 
-    def __init__(self, path: Path, write_timeout: float = WRITE_TIMEOUT) -> None:
+    def __init__(self, path: Path, write_timeout: float = WRITE_TIMEOUT,
+                 session: str | None = None) -> None:
         self.path = path
+        self.session = session or new_session()
         self.write_timeout = write_timeout
         # The watchdog's period: a second, or the timeout itself when that is shorter (tests);
         # never below 10 ms, so a timeout of 0 cannot make it spin.
@@ -155,10 +163,8 @@ class Recorder:
         """One transaction; any failure rolls it back and is returned, never raised."""
         try:
             before = store.begin_batch(conn)
-            results = [Recorded(row_id, attempt)
-                       for row_id, attempt in store.insert_batch(conn, records, before)]
-            if len(results) != len(records):
-                raise sqlite3.DatabaseError(f"wrote {len(records)} rows, read back {len(results)}")
+            results = [Recorded(row_id, attempt, flags) for row_id, attempt, flags
+                       in store.insert_batch(conn, records, before, self.session)]
             store.commit(conn)
         except Exception as exc:  # not only sqlite3.Error: a record that cannot be encoded too
             store.rollback(conn)

@@ -18,9 +18,10 @@ from typing import Any
 
 from ipsms.errors import NotFoundError, StateError, setting
 from ipsms.home import ensure_dir
+from ipsms.refid_history import FirstAttempt, Flags, history_flags
 from ipsms.request import Request
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Of a request answered anything but 200, only this much of the body is kept (with its full
 # size and SHA-256): junk posted at a public listener cannot fill the disk fast. Messages
 # answered 200 are kept whole (they are bounded by --max-body).
@@ -58,6 +59,9 @@ _MIGRATIONS: dict[int, str] = {
     """,
     3: """
     ALTER TABLE requests ADD COLUMN forward TEXT;         -- JSON: what the app answered
+    """,
+    4: """
+    ALTER TABLE requests ADD COLUMN session TEXT;         -- the listener run (NULL: before v4)
     """,
 }
 
@@ -120,15 +124,15 @@ def text_value(value: str | bytes | None) -> str | None:
 INSERT_SQL = """
 INSERT INTO requests (received_at, method, path, remote, headers, content_type, body, refid,
     from_number, to_number, message, fields, attempt, verdict, verdict_detail, flags, status,
-    error, body_size, body_sha256, forward)
+    error, body_size, body_sha256, forward, session)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
     CASE WHEN ?8 IS NULL THEN NULL
          ELSE (SELECT COUNT(*) + 1 FROM requests AS prior WHERE prior.refid = ?8) END,
-    ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
+    ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
 """
 
 
-def insert_params(rec: Request) -> tuple[Any, ...]:
+def insert_params(rec: Request, session: str) -> tuple[Any, ...]:
     headers = json.dumps(rec.headers, ensure_ascii=False)
     flags = json.dumps(rec.flags, ensure_ascii=False) if rec.flags else None
     texts = (rec.path, rec.remote, headers, rec.content_type, rec.refid, rec.from_number,
@@ -140,7 +144,7 @@ def insert_params(rec: Request) -> tuple[Any, ...]:
         error = texts
     return (rec.received_at, rec.method, path, remote, headers, ctype, rec.body, refid, from_,
             to, message, fields, verdict, detail, flags, rec.status, error, rec.body_size,
-            rec.body_sha256, None if rec.forward is None else json.dumps(rec.forward))
+            rec.body_sha256, None if rec.forward is None else json.dumps(rec.forward), session)
 
 
 def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
@@ -306,12 +310,55 @@ def begin_batch(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0])
 
 
-def insert_batch(conn: sqlite3.Connection, records: list[Request], before: int
-                 ) -> list[tuple[int, int | None]]:
-    """Insert ``records`` in the open transaction; their ``(id, attempt)``, in order."""
-    conn.executemany(INSERT_SQL, [insert_params(rec) for rec in records])
-    return [(row_id, attempt) for row_id, attempt in conn.execute(
-        "SELECT id, attempt FROM requests WHERE id > ? ORDER BY id", (before,))]
+def insert_batch(conn: sqlite3.Connection, records: list[Request], before: int,
+                 session: str) -> list[tuple[int, int | None, Flags | None]]:
+    """Insert ``records`` (received in listener run ``session``) in the open transaction;
+    their ``(id, attempt, flags)``, in order. ``flags`` is None unless the refid's history
+    added some (``ipsms.refid_history``); then it is every flag of the row, as stored."""
+    conn.executemany(INSERT_SQL, [insert_params(rec, session) for rec in records])
+    rows: list[tuple[int, int | None, Flags | None]] = [
+        (row_id, attempt, None) for row_id, attempt in conn.execute(
+            "SELECT id, attempt FROM requests WHERE id > ? ORDER BY id", (before,))]
+    if len(rows) != len(records):
+        raise sqlite3.DatabaseError(f"wrote {len(records)} rows, read back {len(rows)}")
+    firsts: dict[str, FirstAttempt] = {}
+    # Only a retry has a history: a new refid (attempt 1, the common case) costs nothing here.
+    for i, (rec, (row_id, attempt, _)) in enumerate(zip(records, rows, strict=True)):
+        if attempt is None or attempt == 1 or rec.refid is None:
+            continue
+        first = firsts.get(rec.refid)
+        if first is None:
+            first = _first_attempt(conn, rec.refid, row_id)
+            if first.whole:  # else the next row of this refid may find one kept whole
+                firsts[rec.refid] = first
+        added = history_flags(attempt, rec.from_number, rec.message, session, first)
+        if added:
+            flags = [*(rec.flags or []), *added]
+            conn.execute("UPDATE requests SET flags = ? WHERE id = ?",
+                         (text_param(json.dumps(flags, ensure_ascii=False)), row_id))
+            rows[i] = (row_id, attempt, flags)
+    return rows
+
+
+def _first_attempt(conn: sqlite3.Connection, refid: str, before: int) -> FirstAttempt:
+    """The first attempt of ``refid``, and the one a new attempt is compared with: the first,
+    or if its text was cut (a rejected request), the first earlier one kept whole. Rows with
+    equal keys are in id order in the refid index, so the common case is one probe, and the
+    cursor stops at the first row kept whole."""
+    rows = conn.execute("SELECT attempt, received_at, session, from_number, message "
+                        "FROM requests WHERE refid = ? AND id < ? ORDER BY id",
+                        (text_param(refid), before))
+    attempt, received_at, session, from_number, message = next(rows)
+    first = FirstAttempt(received_at, session, attempt, text_value(from_number),
+                         text_value(message))
+    if first.whole:
+        return first
+    for attempt, _, _, from_number, message in rows:
+        later = FirstAttempt(received_at, session, attempt, text_value(from_number),
+                             text_value(message))
+        if later.whole:
+            return later
+    return first
 
 
 def commit(conn: sqlite3.Connection) -> None:

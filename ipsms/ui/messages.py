@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ipsms.recordings import detail_dict
+from ipsms.refid_history import CODES as HISTORY_CODES
 from ipsms.request import Request
 from ipsms.signature import reason_of, verdict_label
 from ipsms.text import iso_time, one_line, printable
@@ -55,8 +56,7 @@ def _list_cells(row: Request) -> list[Text]:
     return [
         Text(_short_clock(iso_time(row.received_at))),
         Text(printable(row.refid or "-")),
-        Text(str(row.attempt) if row.attempt else "-",
-             style="bold magenta" if (row.attempt or 0) > 1 else ""),
+        _attempt_text(row),
         Text(printable(row.from_number or "-")),
         Text(printable(row.to_number or "-")),
         message,
@@ -65,8 +65,18 @@ def _list_cells(row: Request) -> list[Text]:
     ]
 
 
+def _attempt_text(row: Request) -> Text:
+    """The attempt number; with ``!`` when its refid's history is odd (past 5 attempts, a
+    reused refid, first seen in an earlier session): ``messages show`` says why."""
+    if not row.attempt:
+        return Text("-")
+    if any(f.get("code") in HISTORY_CODES for f in row.flags or ()):
+        return Text(f"{row.attempt}!", style="bold red")
+    return Text(str(row.attempt), style="bold magenta" if row.attempt > 1 else "")
+
+
 _HEADERS = ("time", "refid", "#", "from", "to", "message", "verdict", "status")
-_TIME, _REFID, _MESSAGE, _VERDICT = 0, 1, 5, 6
+_TIME, _REFID, _ATTEMPT, _MESSAGE, _VERDICT = 0, 1, 2, 5, 6
 _CAPS = {_REFID: 32, 3: 16, 4: 16, _MESSAGE: MESSAGE_WIDTH, _VERDICT: 20}
 # Columns that give way on a narrow terminal, in this order, down to these widths.
 _SHRINK = ((_MESSAGE, 24), (_REFID, 16), (_MESSAGE, 12), (_REFID, 10), (_VERDICT, 7),
@@ -115,7 +125,11 @@ def list_table(rows: list[Request], width: int = 80) -> RenderableType:
                          justify="right" if i in (2, 7) else "left")
     for row_cells in cells:
         table.add_row(*row_cells)
-    return table
+    if not any(c[_ATTEMPT].plain.endswith("!") for c in cells):
+        return table
+    # Past 5 attempts, a reused refid, an earlier session: too long to say in the cell.
+    return Group(table, Text("! an odd attempt for its refid: `ipsms messages show REFID` "
+                             "says why", style="dim"))
 
 
 def _multiline(text: str) -> Text:
