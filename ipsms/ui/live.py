@@ -47,10 +47,20 @@ _CAPS = {_REFID: (34, REFID_PREFIX + 1), _FROM: (16, 16), _TO: (16, 16),
          _MESSAGE: (MESSAGE_WIDTH, MESSAGE_WIDTH), _FLAGS: (32, 16), _SIGNATURE: (28, 16)}
 # Columns that give way when the terminal is too narrow, in this order, down to these widths.
 # Time, attempt and status never do: they are short and must stay whole.
-_SHRINK = ((_MESSAGE, 12), (_REFID, 12), (_FLAGS, 10), (_MESSAGE, 8), (_FROM, 10), (_TO, 10),
-           (_SIGNATURE, 10), (_FLAGS, 6), (_MESSAGE, 5), (_REFID, 5), (_SIGNATURE, 5),
-           (_FROM, 5), (_TO, 5), (_FLAGS, 3), (_MESSAGE, 1), (_REFID, 1), (_FLAGS, 1),
+_SHRINK = ((_MESSAGE, 24), (_REFID, 12), (_FLAGS, 12), (_TO, 8), (_FROM, 9), (_MESSAGE, 16),
+           (_FLAGS, 8), (_SIGNATURE, 8), (_MESSAGE, 10), (_REFID, 5), (_FLAGS, 4), (_TO, 5),
+           (_FROM, 5), (_SIGNATURE, 5), (_MESSAGE, 5), (_FLAGS, 1), (_MESSAGE, 1), (_REFID, 1),
            (_SIGNATURE, 1), (_FROM, 1), (_TO, 1))
+# (Numbers are cut from the left, ``…5550100``: the last digits tell numbers apart, and the
+# message keeps two dozen characters at 80 columns.)
+
+
+# Flag codes as compact mode shows them, so two or three fit 80 columns (the full codes are in
+# wider terminals, `--format plain`/`json` and `messages show`).
+SHORT_FLAGS = {"refid_length": "refid", "from_format": "from", "to_format": "to",
+               "too_many_attempts": ">5", "refid_reused": "reused",
+               "earlier_session": "earlier", "lone_surrogate": "surrogate",
+               "unrepresentable_number": "number", "extra_fields": "extra"}
 
 
 def _status_style(status: int) -> str:
@@ -110,7 +120,8 @@ def event_row(event: ListenEvent, compact: bool = False) -> list[Text]:
         message = _cell(one_line(event.message or "", MESSAGE_WIDTH))
         if event.forward is not None:
             message.append("  " + forward_note(event.forward), style="cyan")
-    flags = ",".join(str(f.get("code")) for f in event.flags or ())
+    codes = [str(f.get("code")) for f in event.flags or ()]
+    flags = ",".join(SHORT_FLAGS.get(c, c) for c in codes) if compact else ",".join(codes)
     return [
         Text(iso_time(event.received_at)[11:19]),
         Text(str(event.attempt) if event.attempt else "-",
