@@ -186,7 +186,8 @@ def _show_history(store: "WebhookHistory", numbers: list[str], fmt: OutputFormat
     elif fmt is OutputFormat.table:
         from ipsms.ui.api import history_table
 
-        current().console().print(history_table(entries))
+        out = current().console()
+        out.print(history_table(entries, out.width))
     else:
         for e in entries:
             d = e.to_dict()

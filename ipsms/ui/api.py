@@ -56,25 +56,35 @@ def results_table(results: Sequence[ChangeResult]) -> Table:
     return table
 
 
-def history_table(entries: Sequence[HistoryEntry]) -> Table:
-    table = Table(title="webhook changes made by ipsms", title_justify="left",
-                  show_edge=False, pad_edge=False)
+def history_table(entries: Sequence[HistoryEntry], width: int = 200) -> Table:
+    """The history, newest last. The history is kept per API base (a change made through the
+    emulator is restored through it), so the API is named: in the title when every change
+    went to one, else in a column. Under 120 columns the time drops its year and seconds so
+    the URLs keep the room."""
+    apis = {e.api or "" for e in entries}
+    one_api = len(apis) <= 1
+    title = "webhook changes made by ipsms"
+    if one_api and apis != {""}:
+        title += f" through {_url(next(iter(apis)))}"
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    narrow = width < 120
     table.add_column("#", justify="right", min_width=_widest(str(e.id) for e in entries))
-    table.add_column("time (UTC)", no_wrap=True, min_width=19)
+    table.add_column("time (UTC)", no_wrap=True)
     table.add_column("number", no_wrap=True, min_width=_widest(e.number for e in entries))
-    table.add_column("action", no_wrap=True, min_width=7)
+    table.add_column("action", no_wrap=True)
     table.add_column("webhook", ratio=1, overflow="fold")
     table.add_column("before", ratio=1, overflow="fold")
-    # The history is kept per API base: a change made through the emulator is restored
-    # through the emulator, so each row says where it went.
-    table.add_column("API", ratio=1, overflow="fold")
+    if not one_api:
+        table.add_column("API", ratio=1, overflow="fold")
     for e in entries:
-        table.add_row(Text(str(e.id)), Text(iso_time(e.time)[:19].replace("T", " ")),
-                      Text(printable(e.number)),
-                      Text(e.action, style="magenta" if e.action == "restore" else ""),
-                      Text(_url(e.url), style="cyan"),
-                      Text(_url(e.previous), style="dim"),
-                      Text(_url(e.api or None), style="dim"))
+        clock = iso_time(e.time)[:19].replace("T", " ")
+        cells = [Text(str(e.id)), Text(clock[5:16] if narrow else clock),
+                 Text(printable(e.number)),
+                 Text(e.action, style="magenta" if e.action == "restore" else ""),
+                 Text(_url(e.url), style="cyan"), Text(_url(e.previous), style="dim")]
+        if not one_api:
+            cells.append(Text(_url(e.api or None), style="dim"))
+        table.add_row(*cells)
     return table
 
 
