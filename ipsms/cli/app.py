@@ -12,6 +12,7 @@ rich.live) inside the function that runs it.
 
 
 import contextlib
+import functools
 import re
 import sys
 import traceback
@@ -140,13 +141,14 @@ def _globals(
     """Stands in for every command, to build ``--debug`` and ``--quiet`` the Typer way."""
 
 
-def global_options() -> list[Any]:
+@functools.cache
+def global_options() -> tuple[Any, ...]:
     """``--debug`` and ``--quiet``, accepted after any command as well as before it
-    (``ipsms replay X --debug``)."""
+    (``ipsms replay X --debug``). Built once and shared: a parameter holds no state of a run."""
     single = typer.Typer(add_completion=False, rich_markup_mode=None)
     single.command()(_globals)
     built = typer.main.get_command(single)
-    return [p for p in built.params if p.name in ("debug", "quiet")]
+    return tuple(p for p in built.params if p.name in ("debug", "quiet"))
 
 
 def _with_global_options(command: Any) -> Any:
