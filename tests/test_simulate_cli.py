@@ -334,3 +334,9 @@ async def test_a_401_says_to_put_credentials_in_the_url_and_that_works(tmp_path:
     assert refused.returncode == ExitCode.NOT_DELIVERED
     assert "asks for credentials (401)" in refused.stderr and "USER:PASS@" in refused.stderr
     assert delivered.returncode == 0, delivered.stderr
+
+
+async def test_a_count_that_would_never_end_is_a_usage_error() -> None:
+    result = await simulate("http://127.0.0.1:1/", "--count", "99999999999999999999999")
+    assert result.returncode == ExitCode.USAGE
+    assert result.stderr.startswith("ipsms: error: --count: ") and "10000000" in result.stderr

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ipsms.outbound import MessageSpec, PayloadTemplate
 
 LOAD = "Load mode"
+MAX_COUNT = 10_000_000  # over half an hour at 5,000 messages/s; 10**23 would never end
 EPILOG = epilog("ipsms simulate",
                 "ipsms simulate --fail-first 3 --speed 10",
                 "ipsms simulate http://127.0.0.1:3000/sms --message 'STOP'",
@@ -73,7 +74,8 @@ def simulate(
     no_wait: NoWait = False,
     speed: Speed = 1.0,
     count: Annotated[int | None, typer.Option(
-        min=1, rich_help_panel=LOAD, help="Send N distinct messages (fresh refids), each with "
+        min=1, max=MAX_COUNT, rich_help_panel=LOAD,
+        help="Send N distinct messages (fresh refids), each with "
         "its own retries; prints a summary with latency percentiles.")] = None,
     concurrency: Annotated[int, typer.Option(
         min=1, rich_help_panel=LOAD, help="Messages in flight at once.")]
