@@ -210,3 +210,47 @@ def test_quiet_hides_warnings_not_the_error() -> None:
     assert "warning" not in quiet.stderr
     assert quiet.stderr.splitlines()[-1] == loud.stderr.splitlines()[-1]
     assert quiet.stderr.splitlines()[-1].startswith("ipsms: error: ")
+
+
+def test_a_closed_pipe_does_not_change_a_verdict(tmp_path: Path) -> None:
+    """`ipsms verify bad.json | head -0` still exits 6: the reader leaving is not a result."""
+    body = tmp_path / "bad.json"
+    body.write_text('{"refid":"ABCDEF1234567890ABCDEF1234567890","from":"+13035550100",'
+                    '"to":"+13038675309","message":"hi","signature":"wrong"}')
+    result = _with_closed_stdout(["verify", str(body)], cli_env(IPSMS_SECRET="s3cret"))
+    assert result.returncode == ExitCode.SIGNATURE_INVALID, result.stderr
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "plain", "table"])
+def test_a_closed_pipe_does_not_stop_a_delivery(tmp_path: Path, fmt: str) -> None:
+    """`ipsms simulate | head -1`: the retries still happen, and the exit code says whether
+    the message was delivered (here: never, so 5), not that the reader left."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            hits.append(self.path)
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/sms"
+        result = _with_closed_stdout(["simulate", url, "--no-wait", "--format", fmt],
+                                     cli_env())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == ExitCode.NOT_DELIVERED, result.stderr
+    assert len(hits) == 5  # every attempt was made
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr

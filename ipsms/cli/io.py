@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, cast
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -40,6 +40,7 @@ class Environment:
     columns: int | None = None  # terminal width; None: ask the terminal (rich does)
     quiet: bool = False  # --quiet: notices (warnings, banners, progress) are not printed
     debug: bool = False  # --debug / IPSMS_DEBUG=1: tracebacks on errors
+    stdout_closed: bool = False  # its reader went away: nothing more is written
 
     @classmethod
     def from_process(cls) -> Environment:
@@ -52,9 +53,21 @@ class Environment:
 
     def out(self, text: str) -> None:
         """Results on stdout. A lone surrogate (from a server's ``"\\ud800"``) is written as
-        its escape, which also stays valid inside JSON."""
-        self.stdout.write(_encodable(text))
-        self.stdout.flush()
+        its escape, which also stays valid inside JSON. A reader that went away silences the
+        rest of the output without ending the command: what it did (a webhook set, a message
+        delivered or not) decides its exit code, not who read about it."""
+        if self.stdout_closed:
+            return
+        try:
+            self.stdout.write(_encodable(text))
+            self.stdout.flush()
+        except BrokenPipeError:
+            self.silence_stdout()
+
+    def result_stream(self) -> TextIO:
+        """stdout as a stream for renderers that write as they go (simulate's attempts), with
+        ``out``'s rule: a closed pipe silences it, it does not stop the command."""
+        return cast(TextIO, _ResultStream(self))
 
     def err(self, line: str) -> None:
         """One line of banner, progress, warning or error on stderr."""
@@ -78,6 +91,8 @@ class Environment:
         """Stream result lines to stdout. A reader that went away (``| head -1``) ends the
         stream quietly: returns False, and stdout is pointed at /dev/null so the flush at
         exit does not fail."""
+        if self.stdout_closed:
+            return False
         try:
             for line in lines:
                 self.stdout.write(_encodable(line) + "\n")
@@ -88,6 +103,9 @@ class Environment:
         return True
 
     def silence_stdout(self) -> None:
+        """The one answer to a reader that went away (``| head -1``): nothing more is written,
+        and stdout is pointed at /dev/null so the flush at exit cannot fail either."""
+        self.stdout_closed = True
         with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, self.stdout.fileno())
@@ -100,6 +118,34 @@ class Environment:
         if stderr:
             return make_console(self.stderr, terminal=self.stderr_isatty, width=self.columns)
         return make_console(self.stdout, terminal=self.stdout_isatty, width=self.columns)
+
+
+class _ResultStream(io.TextIOBase):
+    """``Environment.result_stream``: writes through ``Environment.out``'s rule."""
+
+    def __init__(self, env: Environment) -> None:
+        self._env = env
+
+    def write(self, text: str) -> int:
+        if not self._env.stdout_closed:
+            try:
+                self._env.stdout.write(_encodable(text))
+            except BrokenPipeError:
+                self._env.silence_stdout()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._env.stdout_closed:
+            try:
+                self._env.stdout.flush()
+            except BrokenPipeError:
+                self._env.silence_stdout()
+
+    def isatty(self) -> bool:
+        return self._env.stdout_isatty
+
+    def writable(self) -> bool:
+        return True
 
 
 def _encodable(text: str) -> str:

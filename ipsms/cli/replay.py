@@ -90,7 +90,7 @@ def replay(
             deliveries = (delivery_from_record(rec, url)
                           for rec in replay_selection(store.iter_all(conn), cutoff))
         stats = asyncio.run(deliver_counted(deliveries, policy,
-                                            make_output(fmt, env.stdout, policy),
+                                            make_output(fmt, env.result_stream(), policy),
                                             fail_first=fail_first))
     finally:
         conn.close()
@@ -98,5 +98,5 @@ def replay(
         if stats.messages == 0:
             env.notice("ipsms replay: no recorded messages to replay"
                     + (f" in the last {format_duration(since)}" if since is not None else ""))
-        print_summary(stats, fmt, env.stdout, "ipsms replay: summary")
+        print_summary(stats, fmt, env.result_stream(), "ipsms replay: summary")
     check_delivered(stats.gave_up, stats.done, stats.last_failure, policy, fail_first)

@@ -103,7 +103,7 @@ def simulate(
     fmt = resolve_format(output_format).value
     if count is None:
         tally = asyncio.run(deliver_each([template.render().delivery(url)], policy,
-                                         make_output(fmt, env.stdout, policy),
+                                         make_output(fmt, env.result_stream(), policy),
                                          fail_first=fail_first))
         check_delivered(tally.gave_up, tally.total, tally.last_failure, policy, fail_first)
         return
@@ -115,7 +115,7 @@ def simulate(
             plan, lambda _: template.render(None if count == 1 else new_refid()).delivery(url),
             policy,
             fail_first=fail_first, on_progress=progress))
-    print_summary(stats, fmt, env.stdout, "ipsms simulate: load summary")
+    print_summary(stats, fmt, env.result_stream(), "ipsms simulate: load summary")
     check_delivered(stats.gave_up, stats.done, stats.last_failure, policy, fail_first)
 
 

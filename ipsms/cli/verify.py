@@ -10,7 +10,6 @@ from ipsms import defaults
 from ipsms.cli import help as help_text
 from ipsms.cli.help import epilog
 from ipsms.cli.io import current
-from ipsms.cli.messages import write_lines
 from ipsms.cli.options import (
     DbOption,
     FormatOption,
@@ -61,10 +60,12 @@ def verify(
     for note in loaded.skipped:
         current().notice(f"ipsms verify: skipped {note}")
     results = verify_all(loaded.payloads, config)
+    # A reader that went away (`| head -0`) does not change the verdict: the exit code stays
+    # 6 for a bad signature, so the lines are written without ending the command early.
     if resolve_format(output_format) is OutputFormat.json:
-        write_lines(dumps(r.to_dict(config)) for r in results)
+        current().write_lines(dumps(r.to_dict(config)) for r in results)
     else:
-        write_lines(r.line() for r in results)
+        current().write_lines(r.line() for r in results)
     bad = [r for r in results if not r.valid]
     if bad:
         what = (f"signature {bad[0].verification.verdict.value}" if len(results) == 1

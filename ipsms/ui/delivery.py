@@ -27,6 +27,7 @@ from ipsms.load import LoadStats
 from ipsms.redact import mask_secret, mask_url
 from ipsms.retry import RetryPolicy
 from ipsms.text import dumps, iso_time, one_line, printable
+from ipsms.ui.console import make_console
 
 RESPONSE_WIDTH = 60
 RECONNECTED = "resent on a new connection: the kept-alive one was already closed"
@@ -180,7 +181,7 @@ def make_output(fmt: str, stream: TextIO, policy: RetryPolicy | None = None
         return NdjsonOutput(stream)
     if fmt == "plain":
         return PlainOutput(stream)
-    return Timeline(Console(file=stream), policy)
+    return Timeline(make_console(stream, terminal=stream.isatty()), policy)
 
 
 class LoadProgress:
@@ -250,4 +251,4 @@ def print_summary(stats: LoadStats, fmt: str, stream: TextIO, title: str = "load
     table.add_column()
     for name, value in rows:
         table.add_row(name, value)
-    Console(file=stream).print(table)
+    make_console(stream, terminal=stream.isatty()).print(table)
