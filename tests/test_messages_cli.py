@@ -375,3 +375,17 @@ def test_export_redacted_masks_numbers_in_flags_query_headers_and_extra_fields(
     flag = next(f["detail"] for f in row["flags"] if f["code"] == "from_format")
     assert flag.startswith("from: '+7*******09' has 10 digits") and "try +1********09)" in flag
     assert row["path"] == "/hook?caller=%2B7*******09&say=****+****"  # still readable
+
+
+def test_verify_and_replay_take_the_prefix_the_live_table_shows(recorded: Recorded) -> None:
+    """The compact live table shows `ABCDEF12…`; every command that takes a refid accepts it."""
+    verified = run_ipsms("verify", "--refid", REFID_A[:8], "--db", str(recorded.db),
+                         "--format", "json", env=cli_env(IPSMS_SECRET=SECRET))
+    assert verified.returncode == 0, verified.stderr
+    assert [json.loads(line)["refid"] for line in verified.stdout.splitlines()] == [REFID_A] * 2
+    replayed = run_ipsms("replay", REFID_A[:8], "--db", str(recorded.db), "--to",
+                         "http://127.0.0.1:1/", "--max-attempts", "1", "--format", "json")
+    assert replayed.returncode == ExitCode.NOT_DELIVERED  # nothing listens there: it was tried
+    assert json.loads(replayed.stdout.splitlines()[0])["refid"] == REFID_A
+    empty = run_ipsms("replay", "", "--db", str(recorded.db), "--to", "http://127.0.0.1:1/")
+    assert empty.returncode == ExitCode.NOT_FOUND  # an empty refid is no prefix of all

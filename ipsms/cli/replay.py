@@ -40,7 +40,8 @@ EPILOG = epilog("ipsms replay 3KX9C2 --to http://127.0.0.1:3000/sms",
 
 def replay(
     refid: Annotated[str | None, typer.Argument(
-        help="refid of the recorded message to deliver again.")] = None,
+        help="refid of the recorded message to deliver again (or a prefix only one recorded "
+        "refid starts with).")] = None,
     to: Annotated[str, typer.Option(
         "--to", envvar="IPSMS_REPLAY_TO", help="Webhook to deliver to.")]
     = defaults.WEBHOOK_URL,
@@ -85,7 +86,9 @@ def replay(
     try:
         deliveries: Iterable[Delivery]
         if refid is not None:
-            deliveries = [recorded_delivery(conn, refid, url)]
+            from ipsms.recordings import resolve_refid
+
+            deliveries = [recorded_delivery(conn, resolve_refid(conn, refid), url)]
         else:
             deliveries = (delivery_from_record(rec, url)
                           for rec in replay_selection(store.iter_all(conn), cutoff))

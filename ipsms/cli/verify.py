@@ -42,7 +42,8 @@ def verify(
         help="plain, hmac, or auto (either; says which matched).")] = SignatureMode.auto,
     hmac_variant: HmacOption = defaults.HMAC_VARIANT,
     refid: Annotated[str | None, typer.Option(
-        help="Check every recorded attempt of this refid from the store instead of a file.")]
+        help="Check every recorded attempt of this refid (or a unique prefix of it) from the "
+        "store instead of a file.")]
     = None,
     db: DbOption = None,
     output_format: FormatOption = None,
@@ -85,7 +86,8 @@ def _load(file: str | None, refid: str | None, db: Path) -> "Loaded":
         if file is not None:
             raise UsageError("give either FILE or --refid, not both")
         with recordings.opened(db) as conn:
-            return load_recorded(recordings.attempts(conn, refid))
+            return load_recorded(recordings.attempts(conn, recordings.resolve_refid(conn,
+                                                                                     refid)))
     if file is None or file == "-":
         if file is None and env.stdin_isatty:
             raise UsageError("nothing to verify", hint=INPUT_HINT + ", or - for stdin")
