@@ -202,3 +202,30 @@ def test_a_resized_terminal_is_cleared_before_the_redraw() -> None:
     assert buf.getvalue().count("\x1b[2K") == 30  # shrunk: every line erased once...
     console.print(view.render())
     assert buf.getvalue().count("\x1b[2K") == 30  # ...then redrawn in place again
+
+
+def test_an_idle_listener_does_not_redraw() -> None:
+    """A full table costs tens of ms to draw: nothing new, nothing drawn."""
+    from ipsms.ui.live import REFRESH_PER_SECOND, LiveView
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=160, height=30, force_terminal=True)
+    view = LiveView(console, "http://127.0.0.1:8765/", ListenStats())
+    view(event("hello"))
+    view.start()
+    try:
+        deadline = time.monotonic() + 3
+        while "hello" not in buf.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "hello" in buf.getvalue()  # the first frame
+        time.sleep(0.1)
+        drawn = len(buf.getvalue())
+        time.sleep(4 / REFRESH_PER_SECOND)  # four refresh periods, idle
+        assert len(buf.getvalue()) == drawn
+        view(event("second message"))
+        deadline = time.monotonic() + 3
+        while "second message" not in buf.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "second message" in buf.getvalue()  # a new request is drawn within a period
+    finally:
+        view.stop()
