@@ -50,3 +50,64 @@ def test_the_shipped_bash_script_completes_in_a_real_bash(tmp_path: Path) -> Non
     first, second = result.stdout.splitlines()
     assert first.split() == ["show"]
     assert set(second.split()) == {"--format", "--forward-to", "--forward-timeout"}
+
+
+def _ipsms_shim(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """An `ipsms` on PATH that runs this checkout and logs each call (one line per call)."""
+    import sys
+
+    calls = tmp_path / "calls"
+    shim = tmp_path / "bin" / "ipsms"
+    shim.parent.mkdir()
+    shim.write_text(f"#!/bin/sh\necho call >> {calls}\nexec {sys.executable} -m ipsms \"$@\"\n")
+    shim.chmod(0o755)
+    env = cli_env(PATH=f"{shim.parent}:{os.environ['PATH']}", PYTHONPATH=str(ROOT))
+    return env, calls
+
+
+def test_the_shipped_fish_script_completes_with_one_call_per_tab(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("fish") is None:
+        pytest.skip("fish is not installed (apt-get install fish)")
+    env, calls = _ipsms_shim(tmp_path)
+    script = (f"source {ROOT / 'completions' / 'ipsms.fish'}\n"
+              "complete -C 'ipsms li'\n")
+    result = subprocess.run(["fish", "--no-config", "-c", script], env=env, capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["listen"]
+    assert calls.read_text().count("call") == 1  # Typer's script ran ipsms twice per Tab
+
+
+ZPTY = r"""
+zmodload zsh/zpty
+zpty z 'zsh -f -i'
+zpty -w z 'PS1="> "; fpath=(%(dir)s $fpath); autoload -Uz compinit; compinit -u -D'
+zpty -w -n z $'ipsms mess\t'
+sleep 3
+zpty -w -n z $'\x03'
+out=""
+while zpty -r -t z line; do out+="$line"; done
+print -r -- "$out"
+zpty -d z
+"""
+
+
+def test_the_shipped_zsh_script_completes_on_the_first_tab_from_fpath(tmp_path: Path) -> None:
+    """The README's zsh set-up: `_ipsms` in a directory on $fpath, then compinit. compinit
+    needs `#compdef` on line 1, and the first Tab must complete (not only register)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("zsh") is None:
+        pytest.skip("zsh is not installed (apt-get install zsh)")
+    assert (ROOT / "completions" / "_ipsms").read_text().startswith("#compdef ipsms\n")
+    env, calls = _ipsms_shim(tmp_path)
+    script = tmp_path / "drive.zsh"
+    script.write_text(ZPTY % {"dir": ROOT / "completions"})
+    result = subprocess.run(["zsh", "-f", str(script)], env=env, capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert "ipsms messages" in result.stdout.replace("\r", ""), result.stdout[-500:]
+    assert calls.read_text().count("call") == 1

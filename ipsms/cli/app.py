@@ -317,6 +317,11 @@ def _main(args: Sequence[str]) -> int:
     env = current()
     try:
         command = typer.main.get_command(app)
+        if any(name in env.variables for name in ("_IPSMS_COMPLETE", "_TYPER_COMPLETE_ARGS")) \
+                or "--install-completion" in args or "--show-completion" in args:
+            from ipsms.cli import completion
+
+            completion.register()
         result = command.main(args=list(args), prog_name="ipsms", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except NoArgsIsHelpError as exc:  # `ipsms`, `ipsms messages`: the help, on stdout
