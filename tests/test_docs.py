@@ -61,3 +61,24 @@ def test_every_relative_link_in_the_docs_resolves() -> None:
             if "://" in target or target.startswith("mailto:"):
                 continue
             assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def test_the_cli_reference_is_current() -> None:
+    """docs/cli.md is generated from the app; a new option or changed help makes it stale."""
+    from ipsms.cli.reference import markdown
+
+    assert (ROOT / "docs" / "cli.md").read_text() == markdown(), \
+        "run: python -m ipsms.cli.reference > docs/cli.md"
+
+
+def test_every_command_and_group_has_help_text_and_an_example() -> None:
+    from ipsms.cli.reference import markdown
+
+    pages = re.split(r'^<a id="[^"]+"></a>\n', markdown(), flags=re.MULTILINE)[1:]
+    assert len(pages) >= len(command_names()) + 3  # the root and the two groups too
+    for page in pages:
+        name = page.split("`")[1]
+        _usage, _, rest = page.partition("\n\n  ")
+        assert rest.split("\n\n")[0].strip(), f"`{name}` has no help text"
+        assert "\n  Examples:\n    " in page, f"`{name} --help` shows no example"
+        assert f"{name} " in README or f"`{name}`" in README, f"`{name}` is not in README.md"
