@@ -213,9 +213,13 @@ class _Redactor:
         for form, masked in self._copies:
             if form in text:
                 text = text.replace(form, masked)
+        # Phone-like runs before the text's words: a word of the text that is part of a run
+        # ("1000" of "1000 00-000") masked first would leave the rest too short to look like a
+        # number (found by hypothesis).
+        text = redact_numbers_in(text)
         if self._words:
             text = _WORD_RE.sub(self._mask_word, text)
-        return redact_numbers_in(text)
+        return text
 
     def _mask_word(self, match: re.Match[str]) -> str:
         word = match.group()
