@@ -112,6 +112,7 @@ class RunningListener:
         except BaseException:
             self._loop.close()
             raise
+        self._closed = False
         assert self._server.bound is not None
         self.port = self._server.bound.port
         self.url = self._server.bound.url
@@ -127,7 +128,11 @@ class RunningListener:
             self._changed.notify_all()
 
     def close(self) -> None:
-        """Stop: requests in flight finish, the store is closed."""
+        """Stop: requests in flight finish, the store is closed. Closing twice is harmless
+        (a test may stop it early to see how the app copes with a dead URL)."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._loop.run(self._server.stop())
         finally:
