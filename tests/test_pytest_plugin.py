@@ -3,8 +3,8 @@ uses the fixtures against a small aiohttp app, over loopback sockets.
 
 The inner runs get the plugin as a user does, through the ``pytest11`` entry point, when the
 package is installed with it (CI's ``pip install .``); from a checkout that was installed before
-the entry point existed, they load it with ``-p ipsms.pytest_plugin`` instead. They run in this process: an inner
-run costs about 0.3 s that way, about 1.5 s as a subprocess (interpreter and plugins start)."""
+the entry point existed, they load it with ``-p ipsms.pytest_plugin`` instead. They run in
+this process: an inner run costs about 0.3 s that way, about 1.5 s as a subprocess."""
 
 from __future__ import annotations
 
