@@ -97,7 +97,7 @@ def parse_number(text: str) -> NumberMatch:
     if compact.startswith("+") and compact[1:].isdigit() and compact[1:].isascii():
         return NumberMatch(compact)
     if compact.isdigit() and compact.isascii():
-        return NumberMatch(compact, suffix=True)
+        return NumberMatch(compact, suffix=True, typed=stripped)
     return NumberMatch(stripped)
 
 

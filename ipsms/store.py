@@ -315,6 +315,7 @@ class NumberMatch:
 
     value: str
     suffix: bool = False
+    typed: str | None = None  # with ``suffix``: also this value exactly (a short code's dash)
 
 
 # What a SELECT of ``Filter`` costs: the refid prefix and an exact number are index ranges, the
@@ -338,7 +339,7 @@ def _where(conn: sqlite3.Connection, f: Filter) -> tuple[list[str], list[Any]]:
             continue
         if match.suffix:
             terms.append(f"({column} = ? OR {column} GLOB ?)")
-            params += [match.value, "*" + match.value]
+            params += [text_param(match.typed or match.value), "*" + match.value]
         else:
             terms.append(f"{column} = ?")
             params.append(text_param(match.value))

@@ -142,7 +142,8 @@ def tail_line(row: Request, width: int = 80) -> Text:
     and the date is left out."""
     wide = width >= 100
     iso = iso_time(row.received_at)
-    line = Text(_short_clock(iso) if wide else iso[11:19], style="dim")
+    line = Text()
+    line.append(_short_clock(iso) if wide else iso[11:19], style="dim")
     line.append(" ")
     line.append(str(row.status), style=_status_style(row.status))
     line.append(" ")
