@@ -1,4 +1,5 @@
-"""Reading back what ``listen`` recorded: list, show, export (optionally redacted) and clear.
+"""Reading back what ``listen`` recorded: list, show, export (optionally redacted), follow
+(``tail -f``) and clear, and the filters all of them take.
 
 Everything here works on the SQLite store (``ipsms.store``) and returns plain data (rows and
 JSON-ready dicts); rendering is ``ipsms.ui.messages`` and the CLI's job. Export streams
@@ -8,10 +9,14 @@ rows from a cursor so a large store is never loaded into memory.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
-from collections.abc import Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode
@@ -25,11 +30,17 @@ from ipsms.request import Request
 DEFAULT_LIMIT = defaults.LIST_LIMIT
 
 
+Filter = store.Filter
+NumberMatch = store.NumberMatch
+VERDICTS = ("valid", "invalid", "missing", "unchecked")
+
+
 @dataclass(frozen=True)
 class ListQuery:
     db: Path
     limit: int = DEFAULT_LIMIT
     since: float | None = None  # unix time; only requests received at or after it
+    where: Filter = field(default_factory=Filter)
 
 
 @dataclass(frozen=True)
@@ -37,10 +48,13 @@ class ExportOptions:
     db: Path
     since: float | None = None
     redact: bool = False
+    where: Filter = field(default_factory=Filter)
+    limit: int | None = None  # only the newest N (still written oldest first)
 
 
 # The one way every reader opens the store (a missing one is ``store.StoreMissing``, exit 10).
 opened = store.opened
+StoreMissing = store.StoreMissing
 
 
 class RefidNotFound(NotFoundError):
@@ -67,10 +81,97 @@ class AmbiguousRefid(UsageError):
 AMBIGUOUS_SHOWN = 5  # candidates an ambiguous prefix lists
 
 
+# -- what users type, read into a filter -------------------------------------------------------
+_NUMBER_PUNCTUATION = re.compile(r"[\s().-]")
+
+
+def parse_number(text: str) -> NumberMatch:
+    """``--from`` / ``--to``. Spaces, dots, dashes and brackets are dropped. ``+`` and digits:
+    that exact E.164 number. Digits alone: every number ending in them (``3038675309`` and
+    ``5309`` find ``+13038675309``), and a short code stored as typed. Anything else (an
+    alphanumeric sender id, a short code with its dash): compared exactly as typed."""
+    stripped = text.strip()
+    if not stripped:
+        raise UsageError("the number to match is empty")
+    compact = _NUMBER_PUNCTUATION.sub("", stripped)
+    if compact.startswith("+") and compact[1:].isdigit() and compact[1:].isascii():
+        return NumberMatch(compact)
+    if compact.isdigit() and compact.isascii():
+        return NumberMatch(compact, suffix=True, typed=stripped)
+    return NumberMatch(stripped)
+
+
+_STATUS_RE = re.compile(r"^([1-5])(\d\d|xx)$", re.IGNORECASE | re.ASCII)
+
+
+def parse_statuses(text: str) -> tuple[tuple[int, int], ...]:
+    """``--status``: ``200``, ``4xx`` (400-499), ``400-404``, or several: ``401,403,5xx``."""
+    ranges: list[tuple[int, int]] = []
+    for part in text.split(","):
+        part = part.strip()
+        low_text, dash, high_text = part.partition("-")
+        if dash:
+            low, high = _status(low_text.strip(), text), _status(high_text.strip(), text)
+            if low[0] > high[1]:
+                raise UsageError(f"the status range {part!r} is empty",
+                                 hint="write the lower status first: 400-499")
+            ranges.append((low[0], high[1]))
+        else:
+            ranges.append(_status(part, text))
+    return tuple(ranges)
+
+
+def _status(part: str, whole: str) -> tuple[int, int]:
+    m = _STATUS_RE.match(part)
+    if not m:
+        raise UsageError(f"cannot read the status {whole!r}",
+                         hint="use a status (403), a class (4xx), a range (400-404) or a list "
+                         "(401,403,5xx)")
+    if m.group(2).lower() == "xx":
+        base = int(m.group(1)) * 100
+        return base, base + 99
+    return int(part), int(part)
+
+
+def parse_verdicts(text: str) -> tuple[str, ...]:
+    """``--verdict``: one of valid, invalid, missing, unchecked, or several with commas."""
+    verdicts = tuple(v.strip().lower() for v in text.split(","))
+    for v in verdicts:
+        if v not in VERDICTS:
+            raise UsageError(f"unknown verdict {v!r}", hint="use " + ", ".join(VERDICTS)
+                             + " (several with commas)")
+    return verdicts
+
+
+def parse_moment(text: str, now: float) -> float:
+    """``--since`` / ``--until``: a duration ago (``10m``, ``2h``, ``1d``) or a UTC time
+    (``2024-05-01``, ``2024-05-01T12:00``, ``2024-05-01 12:00:00Z``, or with an offset:
+    ``+02:00``): the times ipsms prints are UTC, so one without an offset is UTC too."""
+    from ipsms.text import parse_duration
+
+    stripped = text.strip()
+    if not re.match(r"^\d{4}-\d\d", stripped):
+        return now - parse_duration(stripped)
+    try:
+        moment = datetime.fromisoformat(stripped)
+    except ValueError:
+        raise UsageError(f"cannot read the time {stripped!r}",
+                         hint="use a duration ago (10m, 2h, 1d) or an ISO time in UTC: "
+                         "2024-05-01, 2024-05-01T12:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
 # -- queries ----------------------------------------------------------------------------------
 def list_recent(conn: sqlite3.Connection, query: ListQuery) -> list[Request]:
     """Newest first, at most ``query.limit`` rows (accepted and rejected requests alike)."""
-    return store.recent(conn, query.limit, since=query.since)
+    return store.recent(conn, query.limit, since=query.since, where=query.where)
+
+
+def export_rows(conn: sqlite3.Connection, opts: ExportOptions) -> Iterator[Request]:
+    """What ``messages export`` writes: oldest first, streamed from the cursor."""
+    return store.iter_all(conn, opts.since, where=opts.where, limit=opts.limit)
 
 
 def attempts(conn: sqlite3.Connection, refid: str) -> list[Request]:
@@ -99,6 +200,130 @@ def iter_oldest_first(conn: sqlite3.Connection, since: float | None = None
                       ) -> Iterator[Request]:
     """Every request oldest first, streamed from the cursor (never the whole table at once)."""
     return store.iter_all(conn, since)
+
+
+# -- following the store (``messages tail -f``) --------------------------------------------------
+FOLLOW_BATCH = 500  # rows per poll query: a burst is written in several bounded reads
+
+
+class Follower:
+    """The requests recorded after a point, read by polling the store another process
+    (``ipsms listen``) writes: ``latest`` once, then ``poll`` a few times a second.
+
+    A poll costs a stat() of the file and ``PRAGMA data_version`` when nothing was committed,
+    and otherwise two primary-key probes and one bounded range ``id > mark ORDER BY id LIMIT
+    500``. The mark is the last row id seen *and its time*: ``messages clear`` deletes every
+    row and SQLite then numbers new rows from 1 again, which the time of the mark's row (gone,
+    or another time) reveals even when the new ids have passed the old ones. A store that is
+    deleted is waited for; one replaced by another file is read from its start."""
+
+    def __init__(self, path: Path, where: Filter | None = None, *,
+                 on_notice: Callable[[str], None] | None = None) -> None:
+        self.path = path
+        self.where = where
+        self._notice = on_notice or (lambda _text: None)
+        self._conn: sqlite3.Connection | None = None
+        self._inode: int | None = None
+        self._version: int | None = None
+        self._mark: tuple[int, float | None] = (0, None)
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    def open(self) -> bool:
+        """Open the store if it exists (False when it does not, yet)."""
+        if self._conn is not None:
+            return True
+        try:
+            inode = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            return False
+        self._conn = store.connect(self.path, create=False)
+        self._inode, self._version, self._mark = inode, None, (0, None)
+        return True
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def latest(self, lines: int) -> list[Request]:
+        """The newest ``lines`` matching requests, oldest first; following starts after the
+        newest row in the store (matching or not)."""
+        conn = self._open_conn()
+        with _snapshot(conn):
+            rows = store.recent(conn, lines, where=self.where) if lines > 0 else []
+            self._mark = store.last_row(conn)
+        self._version = store.data_version(conn)
+        rows.reverse()
+        return rows
+
+    def poll(self) -> tuple[list[Request], bool]:
+        """The matching requests recorded since the last call, oldest first, and whether more
+        are waiting (a burst past one batch: poll again at once). Reopens, restarts or waits
+        as the store was replaced, cleared or removed (saying so through ``on_notice``)."""
+        if not self._check_file():
+            return [], False
+        conn = self._open_conn()
+        version = store.data_version(conn)
+        if version == self._version:
+            return [], False  # nothing committed since the last poll
+        mark_id, mark_time = self._mark
+        with _snapshot(conn):
+            if mark_id and store.received_at_of(conn, mark_id) != mark_time:
+                self._notice(f"the message store {self.path} was cleared: following its new "
+                             "messages")
+                mark_id = 0
+            top = store.last_row(conn)
+            rows = store.after(conn, mark_id, top[0], FOLLOW_BATCH, self.where)
+        more = len(rows) == FOLLOW_BATCH
+        if more:
+            self._mark = (rows[-1].id or 0, rows[-1].received_at)
+        else:
+            self._mark, self._version = top, version
+        return rows, more
+
+    def _open_conn(self) -> sqlite3.Connection:
+        if self._conn is None and not self.open():
+            raise store.StoreMissing(self.path)
+        assert self._conn is not None
+        return self._conn
+
+    def _check_file(self) -> bool:
+        """Whether the store is there to read: a removed one is closed (and waited for), a
+        replaced one reopened from its start."""
+        try:
+            inode = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            if self._conn is not None:
+                self.close()
+                self._notice(f"the message store {self.path} was removed: waiting for it to "
+                             "come back")
+            return False
+        if self._conn is not None and inode != self._inode:
+            self.close()
+            self._notice(f"the message store {self.path} was replaced: following the new one "
+                         "from its start")
+        if self._conn is None:
+            self.open()
+        return True
+
+
+@contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction: every query inside sees the store as of its first read (WAL),
+    so a clear between two of them cannot slip past."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
+def wait_interval(started: float, interval: float) -> float:
+    """Seconds to sleep so polls start every ``interval`` seconds."""
+    return max(interval - (time.monotonic() - started), 0.0)
 
 
 def count_all(conn: sqlite3.Connection) -> int:

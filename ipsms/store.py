@@ -13,6 +13,7 @@ import sqlite3
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from ipsms.home import ensure_dir
 from ipsms.refid_history import FirstAttempt, Flags, history_flags
 from ipsms.request import Request
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Of a request answered anything but 200, only this much of the body is kept (with its full
 # size and SHA-256): junk posted at a public listener cannot fill the disk fast. Messages
 # answered 200 are kept whole (they are bounded by --max-body).
@@ -62,6 +63,12 @@ _MIGRATIONS: dict[int, str] = {
     """,
     4: """
     ALTER TABLE requests ADD COLUMN session TEXT;         -- the listener run (NULL: before v4)
+    """,
+    # `messages list --from/--to NUMBER`: an exact number is one index range, newest first
+    # (the index's rowid order serves ORDER BY id), however large the store.
+    5: """
+    CREATE INDEX requests_from ON requests (from_number);
+    CREATE INDEX requests_to ON requests (to_number);
     """,
 }
 
@@ -208,6 +215,11 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     for target in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
+            # Another process (a listener creating the store a `tail -f` waits for) may have
+            # migrated it between our read and the lock: read again under the lock.
+            if conn.execute("PRAGMA user_version").fetchone()[0] >= target:
+                conn.execute("COMMIT")
+                continue
             for statement in _MIGRATIONS[target].split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -268,27 +280,174 @@ def attempts_exist(conn: sqlite3.Connection, refid: str) -> bool:
 def refids_starting(conn: sqlite3.Connection, prefix: str, limit: int) -> list[str]:
     """Up to ``limit`` distinct recorded refids that start with ``prefix``, in order. GLOB is
     case-sensitive and, with its wildcards escaped, a prefix range on the refid index."""
-    pattern = "".join(f"[{c}]" if c in "*?[" else c for c in prefix) + "*"
+    pattern = _glob_literal(prefix) + "*"
     rows = conn.execute("SELECT DISTINCT refid FROM requests WHERE refid GLOB ? "
                         "ORDER BY refid LIMIT ?", (text_param(pattern), limit))
     return [r for (r,) in rows if isinstance(r, str) and r.startswith(prefix)]
 
 
-def recent(conn: sqlite3.Connection, limit: int = 50, *, since: float | None = None
-           ) -> list[Request]:
-    """The newest requests first."""
-    if since is None:
-        return list(_query(conn, "SELECT * FROM requests ORDER BY id DESC LIMIT ?", (limit,)))
-    return list(_query(conn, "SELECT * FROM requests WHERE received_at >= ? "
-                       "ORDER BY id DESC LIMIT ?", (since, limit)))
+@dataclass(frozen=True)
+class Filter:
+    """Which recorded requests a reader wants (``messages list``, ``export``, ``tail``). Every
+    criterion is an SQL parameter; an empty filter selects every request. Values come
+    already read (``ipsms.recordings.parse_*`` turns what users type into these)."""
+
+    since: float | None = None  # unix time: received at or after it
+    until: float | None = None  # unix time: received at or before it
+    refid_prefix: str | None = None  # refid starts with it (case-sensitive)
+    from_number: NumberMatch | None = None
+    to_number: NumberMatch | None = None
+    text: str | None = None  # substring of the message, any case (casefold), taken literally
+    statuses: tuple[tuple[int, int], ...] = ()  # inclusive ranges: 4xx is (400, 499)
+    verdicts: tuple[str, ...] = ()  # any of valid / invalid / missing / unchecked
+    flag: str | None = None  # a flag code the request carries
+
+    @property
+    def empty(self) -> bool:
+        return self == Filter()
 
 
-def iter_all(conn: sqlite3.Connection, since: float | None = None) -> Iterator[Request]:
-    """Every request (received at or after ``since``), oldest first. Streams from the cursor:
+@dataclass(frozen=True)
+class NumberMatch:
+    """A phone number as a user typed it: ``exact`` (an E.164 ``+...`` or anything not all
+    digits, compared as stored: one index range), or ``digits``: numbers ending in them, so
+    ``3038675309``, ``13038675309`` and ``5309`` all find ``+13038675309`` (a scan)."""
+
+    value: str
+    suffix: bool = False
+    typed: str | None = None  # with ``suffix``: also this value exactly (a short code's dash)
+
+
+# What a SELECT of ``Filter`` costs: the refid prefix and an exact number are index ranges, the
+# times a range on received_at; the rest is checked row by row on the rows those (or the
+# newest-first walk of the table, stopped by LIMIT) reach. Measured: bench/bench_filters.py.
+def _where(conn: sqlite3.Connection, f: Filter) -> tuple[list[str], list[Any]]:
+    terms: list[str] = []
+    params: list[Any] = []
+    if f.since is not None:
+        terms.append("received_at >= ?")
+        params.append(f.since)
+    if f.until is not None:
+        terms.append("received_at <= ?")
+        params.append(f.until)
+    if f.refid_prefix:
+        # GLOB is case-sensitive and, with its wildcards escaped, a range on the refid index.
+        terms.append("refid GLOB ?")
+        params.append(text_param(_glob_literal(f.refid_prefix) + "*"))
+    for column, match in (("from_number", f.from_number), ("to_number", f.to_number)):
+        if match is None:
+            continue
+        if match.suffix:
+            terms.append(f"({column} = ? OR {column} GLOB ?)")
+            params += [text_param(match.typed or match.value), "*" + match.value]
+        else:
+            terms.append(f"{column} = ?")
+            params.append(text_param(match.value))
+    if f.text:
+        terms.append(_text_term(conn, f.text, params))
+    if f.statuses:
+        terms.append("(" + " OR ".join("status BETWEEN ? AND ?" for _ in f.statuses) + ")")
+        for low, high in f.statuses:
+            params += [low, high]
+    if f.verdicts:
+        terms.append(f"verdict IN ({', '.join('?' for _ in f.verdicts)})")
+        params += list(f.verdicts)
+    if f.flag:
+        # Most rows have no flags (NULL): instr() on the quoted code rules out nearly every
+        # other row before json_each confirms it is a code, not a word of a detail. CAST: a
+        # flags value holding a lone surrogate is stored as a BLOB (``text_param``).
+        terms.append("flags IS NOT NULL AND instr(flags, ?) > 0 AND EXISTS (SELECT 1 FROM "
+                     "json_each(CAST(flags AS TEXT)) WHERE json_extract(value, '$.code') = ?)")
+        params += [text_param(json.dumps(f.flag, ensure_ascii=False)), text_param(f.flag)]
+    return terms, params
+
+
+def _glob_literal(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def _text_term(conn: sqlite3.Connection, needle: str, params: list[Any]) -> str:
+    """``--text``: a case-insensitive substring, its ``%`` and ``_`` plain characters.
+    SQLite's lower() folds ASCII only, which is exact for an ASCII needle; any other needle
+    (accents, a lone surrogate: it cannot even be bound as text) is compared in Python with
+    casefold, on the message as stored (a BLOB for lone surrogates)."""
+    folded = needle.casefold()
+    if folded.isascii():
+        params.append(folded)
+        return "instr(lower(message), ?) > 0"
+
+    def contains(value: str | bytes | None) -> bool:
+        text = text_value(value)
+        return text is not None and folded in text.casefold()
+
+    conn.create_function("ipsms_has_text", 1, contains, deterministic=True)
+    return "ipsms_has_text(message)"
+
+
+def _sql(conn: sqlite3.Connection, f: Filter | None, *extra: str
+         ) -> tuple[str, list[Any]]:
+    terms, params = _where(conn, f) if f is not None else ([], [])
+    terms = [*extra, *terms]
+    return (" WHERE " + " AND ".join(terms)) if terms else "", params
+
+
+def recent(conn: sqlite3.Connection, limit: int = 50, *, since: float | None = None,
+           where: Filter | None = None) -> list[Request]:
+    """The newest requests first (matching ``where``, received at or after ``since``)."""
+    if since is not None:
+        where = Filter(since=since) if where is None else _with_since(where, since)
+    clause, params = _sql(conn, where)
+    return list(_query(conn, f"SELECT * FROM requests{clause} ORDER BY id DESC LIMIT ?",
+                       (*params, limit)))
+
+
+def _with_since(f: Filter, since: float) -> Filter:
+    from dataclasses import replace
+
+    return replace(f, since=since if f.since is None else max(f.since, since))
+
+
+def iter_all(conn: sqlite3.Connection, since: float | None = None, *,
+             where: Filter | None = None, limit: int | None = None) -> Iterator[Request]:
+    """Every request (received at or after ``since``, matching ``where``), oldest first;
+    with ``limit``, the newest ``limit`` of them, still oldest first. Streams from the cursor:
     the table is never loaded whole."""
-    if since is None:
-        return _query(conn, "SELECT * FROM requests ORDER BY id")
-    return _query(conn, "SELECT * FROM requests WHERE received_at >= ? ORDER BY id", (since,))
+    if since is not None:
+        where = Filter(since=since) if where is None else _with_since(where, since)
+    clause, params = _sql(conn, where)
+    if limit is None:
+        return _query(conn, f"SELECT * FROM requests{clause} ORDER BY id", tuple(params))
+    return _query(conn, f"SELECT * FROM (SELECT * FROM requests{clause} ORDER BY id DESC "
+                  "LIMIT ?) ORDER BY id", (*params, limit))
+
+
+def after(conn: sqlite3.Connection, after_id: int, upto_id: int, limit: int,
+          where: Filter | None = None) -> list[Request]:
+    """Up to ``limit`` requests with ``after_id < id <= upto_id`` matching ``where``, oldest
+    first: what ``tail -f`` polls (a range on the primary key, bounded both ways)."""
+    clause, params = _sql(conn, where, "id > ?", "id <= ?")
+    return list(_query(conn, f"SELECT * FROM requests{clause} ORDER BY id LIMIT ?",
+                       (after_id, upto_id, *params, limit)))
+
+
+def last_row(conn: sqlite3.Connection) -> tuple[int, float | None]:
+    """The highest row id and that row's time: ``(0, None)`` for an empty store. The pair
+    tells a follower that the store was cleared, even when new rows reused the ids."""
+    row = conn.execute("SELECT id, received_at FROM requests ORDER BY id DESC LIMIT 1"
+                       ).fetchone()
+    return (0, None) if row is None else (int(row[0]), float(row[1]))
+
+
+def received_at_of(conn: sqlite3.Connection, row_id: int) -> float | None:
+    """When row ``row_id`` was received; None when there is no such row (any more)."""
+    row = conn.execute("SELECT received_at FROM requests WHERE id = ?", (row_id,)).fetchone()
+    return None if row is None else float(row[0])
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """A number that changes when another connection commits to the store: a poll that sees
+    it unchanged need not query anything."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 def clear(conn: sqlite3.Connection) -> int:

@@ -109,10 +109,13 @@ def column_widths(cells: list[list[Text]], width: int) -> list[int]:
     return widths
 
 
-def list_table(rows: list[Request], width: int = 80) -> RenderableType:
-    """The ``messages list`` table for a ``width``-column terminal, in the rows' order."""
+def list_table(rows: list[Request], width: int = 80, *, filtered: bool = False
+               ) -> RenderableType:
+    """The ``messages list`` table for a ``width``-column terminal, in the rows' order
+    (``filtered``: the rows are a search's, so none means none matched)."""
     if not rows:
-        return Text("no messages recorded", style="dim")
+        return Text("no recorded message matches" if filtered else "no messages recorded",
+                    style="dim")
     cells = [_list_cells(r) for r in rows]
     widths = column_widths(cells, width)
     if widths[_TIME] == len("12:34:56"):  # too narrow for the date: keep the clock only
@@ -130,6 +133,36 @@ def list_table(rows: list[Request], width: int = 80) -> RenderableType:
     # Past 5 attempts, a reused refid, an earlier session: too long to say in the cell.
     return Group(table, Text("! an odd attempt for its refid: `ipsms messages show REFID` "
                              "says why", style="dim"))
+
+
+def tail_line(row: Request, width: int = 80) -> Text:
+    """One request of ``messages tail`` on a terminal: a line that scrolls like ``tail -f``
+    (time, status, attempt, refid, from -> to, verdict, then the message in what is left).
+    Under 100 columns the refid shows its first 8 characters (``messages show`` takes them)
+    and the date is left out."""
+    wide = width >= 100
+    iso = iso_time(row.received_at)
+    line = Text()
+    line.append(_short_clock(iso) if wide else iso[11:19], style="dim")
+    line.append(" ")
+    line.append(str(row.status), style=_status_style(row.status))
+    line.append(" ")
+    if row.refid is None:
+        line.append(printable(row.error_text or "rejected"), style="yellow")
+        line.truncate(width, overflow="ellipsis")
+        return line
+    attempt = _attempt_text(row)
+    attempt.plain = f"#{attempt.plain}"
+    line.append_text(attempt)
+    refid = printable(row.refid)
+    line.append(" " + (refid if wide or len(refid) <= 8 else refid[:8]), style="cyan")
+    line.append(f" {printable(row.from_number or '-')} -> {printable(row.to_number or '-')} ")
+    line.append_text(_verdict_text(row.verdict, row.verdict_detail))
+    room = width - line.cell_len - 1
+    if room > 3:
+        line.append(" " + one_line(row.message or "", room))
+    line.truncate(width, overflow="ellipsis")
+    return line
 
 
 def _multiline(text: str) -> Text:
