@@ -27,6 +27,7 @@ from ipsms import __version__
 from ipsms.cli import (
     api_emulator,
     auth,
+    config,
     listen,
     messages,
     provision,
@@ -137,18 +138,23 @@ def _globals(
                                         help=DEBUG_HELP)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet,
                                         expose_value=False, help=QUIET_HELP)] = False,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", metavar="NAME", is_eager=True, callback=config.profile_option_callback,
+        expose_value=False, help=config.PROFILE_HELP)] = None,
 ) -> None:
-    """Stands in for every command, to build ``--debug`` and ``--quiet`` the Typer way."""
+    """Stands in for every command, to build ``--debug``, ``--quiet`` and ``--profile`` the
+    Typer way."""
 
 
 @functools.cache
 def global_options() -> tuple[Any, ...]:
-    """``--debug`` and ``--quiet``, accepted after any command as well as before it
-    (``ipsms replay X --debug``). Built once and shared: a parameter holds no state of a run."""
+    """``--debug``, ``--quiet`` and ``--profile``, accepted after any command as well as before
+    it (``ipsms replay X --debug``). Built once and shared: a parameter holds no state of a
+    run. ``--profile``'s callback turns the profile into the command's defaults."""
     single = typer.Typer(add_completion=False, rich_markup_mode=None)
     single.command()(_globals)
     built = typer.main.get_command(single)
-    return tuple(p for p in built.params if p.name in ("debug", "quiet"))
+    return tuple(p for p in built.params if p.name in ("debug", "quiet", "profile"))
 
 
 def _with_global_options(command: Any) -> Any:
@@ -206,9 +212,12 @@ def root(
                                         help=DEBUG_HELP)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet,
                                         expose_value=False, help=QUIET_HELP)] = False,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", metavar="NAME", is_eager=True, callback=config.profile_option_callback,
+        expose_value=False, help=config.PROFILE_HELP)] = None,
 ) -> None:
     """ipsms: IntelePeer SMS webhooks for developers."""
-    del debug, quiet  # set by their callbacks
+    del debug, quiet, profile  # set by their callbacks
 
 
 # -- the commands, in the order `ipsms --help` lists them --------------------------------------
@@ -245,6 +254,7 @@ SUMMARIES: dict[str, str] = {
     "provision": "Enable SMS on a long code.",
     "auth": "Store, check and remove the IntelePeer API credentials.",
     "api-emulator": "Run a local emulation of IntelePeer's API.",
+    "config": "Show and change settings and profiles in the config file.",
 }
 
 
@@ -258,7 +268,15 @@ COMMANDS: dict[str, Callable[[], Any]] = {
     "provision": _command(provision.provision, "provision", provision.EPILOG),
     "auth": _group(auth.app, "auth"),
     "api-emulator": _command(api_emulator.api_emulator, "api-emulator", api_emulator.EPILOG),
+    "config": _group(config.app, "config"),
 }
+GROUPS: dict[str, typer.Typer] = {"messages": messages.app, "auth": auth.app,
+                                  "config": config.app}
+
+
+def app_command() -> Any:
+    """The root click group (its commands built as they are used)."""
+    return typer.main.get_command(app)
 
 
 class LazyCommands(MutableMapping[str, Any]):
@@ -382,7 +400,7 @@ def _command_path(args: Sequence[str]) -> str:
     words = [a for a in args if not a.startswith("-")]
     if words and words[0] in COMMANDS:
         path.append(words[0])
-        group = {"messages": messages.app, "auth": auth.app}.get(words[0])
+        group = GROUPS.get(words[0])
         if group is not None and len(words) > 1 and any(
                 (c.name or c.callback.__name__ if c.callback else "") == words[1]
                 for c in group.registered_commands):
