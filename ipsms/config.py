@@ -138,18 +138,22 @@ class ConfigFile:
     def line_of(self, profile: str, table: tuple[str, ...], key: str) -> int | None:
         """The line ``key`` is written on in ``[profiles.PROFILE.TABLE...]`` (best effort:
         tomllib gives no positions for values)."""
-        wanted = ("profiles", profile, *table)
-        current: tuple[str, ...] = ()
-        for number, raw in enumerate(self.text.splitlines(), 1):
-            line = raw.strip()
-            header = _HEADER_RE.match(line)
-            if header:
-                current = _split_dotted(header.group(1))
-                continue
-            m = _KEY_RE.match(line)
-            if m and current + _split_dotted(m.group(1)) == (*wanted, key):
-                return number
-        return None
+        return key_line(self.text, ("profiles", profile, *table), key)
+
+
+def key_line(text: str, table: tuple[str, ...], key: str) -> int | None:
+    """The line of ``key = ...`` in the table ``table`` (() for the top of the file)."""
+    current: tuple[str, ...] = ()
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        header = _HEADER_RE.match(line)
+        if header:
+            current = _split_dotted(header.group(1))
+            continue
+        m = _KEY_RE.match(line)
+        if m and current + _split_dotted(m.group(1)) == (*table, key):
+            return number
+    return None
 
 
 _HEADER_RE = re.compile(r"^\[\s*([^\[\]]+?)\s*\](?:\s*#.*)?$")
@@ -277,10 +281,7 @@ def _wrong_type(config: ConfigFile, profile: str, table: tuple[str, ...], key: s
 
 def _unknown(config: ConfigFile, table: tuple[str, ...], key: str, known: list[str],
              what: str) -> ConfigError:
-    line = None
-    if len(table) >= 2:
-        line = config.line_of(table[1], table[2:], key)
-    line = line or _header_line(config, (*table, key))
+    line = key_line(config.text, table, key) or _header_line(config, (*table, key))
     return ConfigError(f"{_at(config.path, line)}: unknown key {'.'.join((*table, key))!r}"
                        f"{did_you_mean(key, known)}",
                        hint=f"expected {what}; known: {', '.join(known)}")

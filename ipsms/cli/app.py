@@ -27,7 +27,6 @@ from ipsms import __version__
 from ipsms.cli import (
     api_emulator,
     auth,
-    config,
     listen,
     messages,
     provision,
@@ -133,14 +132,25 @@ def _set_quiet(_ctx: Any, _param: Any, value: bool) -> None:
         current().quiet = True
 
 
+PROFILE_HELP = "Use this profile of the settings file (or set IPSMS_PROFILE; default: default)."
+
+
+def _use_profile(ctx: Any, param: Any, value: str | None) -> None:
+    """``--profile``: the settings code is imported only when a command runs (not for
+    ``--version``, whose start-up is measured)."""
+    from ipsms.cli import config
+
+    config.profile_option_callback(ctx, param, value)
+
+
 def _globals(
     debug: Annotated[bool, typer.Option("--debug", callback=_set_debug, expose_value=False,
                                         help=DEBUG_HELP)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet,
                                         expose_value=False, help=QUIET_HELP)] = False,
     profile: Annotated[str | None, typer.Option(
-        "--profile", metavar="NAME", is_eager=True, callback=config.profile_option_callback,
-        expose_value=False, help=config.PROFILE_HELP)] = None,
+        "--profile", metavar="NAME", is_eager=True, callback=_use_profile,
+        expose_value=False, help=PROFILE_HELP)] = None,
 ) -> None:
     """Stands in for every command, to build ``--debug``, ``--quiet`` and ``--profile`` the
     Typer way."""
@@ -213,8 +223,8 @@ def root(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet,
                                         expose_value=False, help=QUIET_HELP)] = False,
     profile: Annotated[str | None, typer.Option(
-        "--profile", metavar="NAME", is_eager=True, callback=config.profile_option_callback,
-        expose_value=False, help=config.PROFILE_HELP)] = None,
+        "--profile", metavar="NAME", is_eager=True, callback=_use_profile,
+        expose_value=False, help=PROFILE_HELP)] = None,
 ) -> None:
     """ipsms: IntelePeer SMS webhooks for developers."""
     del debug, quiet, profile  # set by their callbacks
@@ -268,10 +278,15 @@ COMMANDS: dict[str, Callable[[], Any]] = {
     "provision": _command(provision.provision, "provision", provision.EPILOG),
     "auth": _group(auth.app, "auth"),
     "api-emulator": _command(api_emulator.api_emulator, "api-emulator", api_emulator.EPILOG),
-    "config": _group(config.app, "config"),
+    "config": lambda: _group(_config_app(), "config")(),
 }
-GROUPS: dict[str, typer.Typer] = {"messages": messages.app, "auth": auth.app,
-                                  "config": config.app}
+GROUPS: dict[str, typer.Typer] = {"messages": messages.app, "auth": auth.app}
+
+
+def _config_app() -> typer.Typer:
+    from ipsms.cli import config
+
+    return config.app
 
 
 def app_command() -> Any:
@@ -400,7 +415,7 @@ def _command_path(args: Sequence[str]) -> str:
     words = [a for a in args if not a.startswith("-")]
     if words and words[0] in COMMANDS:
         path.append(words[0])
-        group = GROUPS.get(words[0])
+        group = GROUPS.get(words[0]) or (_config_app() if words[0] == "config" else None)
         if group is not None and len(words) > 1 and any(
                 (c.name or c.callback.__name__ if c.callback else "") == words[1]
                 for c in group.registered_commands):

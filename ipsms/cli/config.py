@@ -30,7 +30,7 @@ from ipsms.config import (
     load,
     mask,
 )
-from ipsms.errors import NotFoundError, UsageError
+from ipsms.errors import IpsmsError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from typer._click.core import Context
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 PROFILE_META = "ipsms.profile"  # ctx.meta: the --profile given (before or after the command)
 RESOLVE_META = "ipsms.resolve"  # ctx.meta: apply the profile although parsing is resilient
 FROM_META = "ipsms.settings"  # ctx.meta: {param name: Setting} the profile supplied
-PROFILE_HELP = f"Use this profile of the settings file (or set {PROFILE_ENV}; default: default)."
+ERROR_META = "ipsms.settings_error"  # ctx.meta: what was wrong, when parsing is resilient
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="Settings and profiles in the config file (see `ipsms config path`).")
@@ -61,7 +61,7 @@ def command_tree() -> dict[str, Any]:
     from ipsms.cli import app as root
 
     tree: dict[str, Any] = {name: {} for name in root.COMMANDS}
-    for name, group in root.GROUPS.items():
+    for name, group in {**root.GROUPS, "config": app}.items():
         tree[name] = {(c.name or (c.callback.__name__ if c.callback else "")).replace("_", "-"): {}
                       for c in group.registered_commands}
     return tree
@@ -77,7 +77,12 @@ def profile_option_callback(ctx: Any, _param: Any, value: str | None) -> None:
     path = command_path(ctx)
     if not path or path[0] == "config":
         return
-    ctx.default_map, ctx.meta[FROM_META] = profile_defaults(ctx, path)
+    try:
+        ctx.default_map, ctx.meta[FROM_META] = profile_defaults(ctx, path)
+    except IpsmsError as exc:
+        if not ctx.resilient_parsing:
+            raise
+        ctx.meta[ERROR_META] = exc  # click would swallow it: `config show --resolved` raises it
 
 
 def command_path(ctx: "Context") -> tuple[str, ...]:
@@ -145,7 +150,9 @@ def checked(ctx: "Context", param: Any, setting: Setting) -> Any:
         raise ConfigError(f"{setting.where}: {setting.key} must be "
                           f"{_wanted(param)}, not {_toml_type(setting.value)}")
     try:
-        param.process_value(ctx, text)
+        value = param.process_value(ctx, text)
+        if value is not None and setting.key in _AFTER_PARSE:
+            _AFTER_PARSE[setting.key](value)
     except (typer.BadParameter, UsageError) as exc:
         message = getattr(exc, "message", None) or str(exc)
         message = message.removeprefix("Value error, ")
@@ -158,6 +165,36 @@ def checked(ctx: "Context", param: Any, setting: Setting) -> Any:
             raise
         raise ConfigError(f"{setting.where}: {setting.key}: {exc.format_message()}") from None
     return text
+
+
+def _size(text: str) -> None:
+    from ipsms.cli.options import parse_size
+
+    parse_size(text)
+
+
+def _variant(text: str) -> None:
+    from ipsms.signature import parse_variant
+
+    parse_variant(text)
+
+
+def _credentials(text: str) -> None:
+    from ipsms.cli.listen import _credentials as credentials
+
+    credentials(text)
+
+
+def _url(text: str) -> None:
+    from ipsms.delivery import validate_url
+
+    validate_url(text)
+
+
+# Options whose text the command reads further after typer's parser (sizes, HMAC variants,
+# URLs): a value the command would refuse is refused when written, not when used.
+_AFTER_PARSE: dict[str, Any] = {"max_body": _size, "hmac": _variant, "basic_auth": _credentials,
+                                "forward_to": _url, "to": _url}
 
 
 def as_flag_text(param: Any, value: Any) -> Any:
@@ -420,6 +457,8 @@ def _resolve_all(ctx: "Context", words: list[str]) -> list[tuple[str, str, Any, 
                                   resilient_parsing=True)
             command = command.commands[path[1]]
         sub = command.make_context(path[-1], list(args), parent=parent, resilient_parsing=True)
+        if ERROR_META in sub.meta:
+            raise sub.meta[ERROR_META]
         used: dict[str, Setting] = sub.meta.get(FROM_META, {})
         for param in command.params:
             key = key_of(param)
