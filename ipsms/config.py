@@ -181,7 +181,7 @@ def load(path: Path | None = None, commands: Mapping[str, Any] | None = None) ->
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_BYTES + 1)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a bad IPSMS_HOME is reported later
         return config
     except IsADirectoryError:
         raise StateError(f"the settings file {path} is a directory",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ipsms.cli.help import epilog
 from ipsms.cli.io import current
 from ipsms.cli.options import FormatOption, resolve_format
 from ipsms.config import (
@@ -41,7 +42,17 @@ FROM_META = "ipsms.settings"  # ctx.meta: {param name: Setting} the profile supp
 ERROR_META = "ipsms.settings_error"  # ctx.meta: what was wrong, when parsing is resilient
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
-                  help="Settings and profiles in the config file (see `ipsms config path`).")
+                  help="Settings and profiles in the config file: flag > environment "
+                  "variable > profile > default.",
+                  epilog=epilog("ipsms config set port 9000",
+                                "ipsms config set --profile work listen.forward_to "
+                                "http://127.0.0.1:3000/sms",
+                                "ipsms --profile work listen",
+                                "ipsms config show --resolved listen --port 9100",
+                                exit_codes=((0, "success"), (2, "a bad key, value or "
+                                            "settings file (file:line named)"),
+                                            (3, "the settings file cannot be read or "
+                                            "written"), (10, "get/unset: the key is not set"))))
 
 
 # -- the profile as defaults -------------------------------------------------------------------
@@ -234,7 +245,8 @@ def _toml_type(value: Any) -> str:
 
 # -- the commands (each also takes the global --profile) -------------------------------------
 
-@app.command("path")
+@app.command("path", short_help="Print where the settings file is.",
+             epilog=epilog("ipsms config path", "$EDITOR \"$(ipsms config path)\""))
 def path_command() -> None:
     """Print where the settings file is (IPSMS_CONFIG, else IPSMS_HOME/config.toml, else the
     user config dir); it need not exist yet."""
@@ -277,7 +289,9 @@ def _params_for(table: tuple[str, ...], key: str) -> list[tuple[str, Any]]:
     return found
 
 
-@app.command("get")
+@app.command("get", short_help="Print a key's value in the profile.",
+             epilog=epilog("ipsms config get port", "ipsms config get --profile work listen.port",
+                           exit_codes=((0, "success"), (10, "the key is not set"))))
 def get(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(metavar="[COMMAND.]KEY", help="port, listen.port, ...")],
@@ -293,7 +307,9 @@ def get(
     current().out(f"{str(value).lower() if isinstance(value, bool) else value}\n")
 
 
-@app.command("set")
+@app.command("set", short_help="Write a key into the profile, checked like its flag.",
+             epilog=epilog("ipsms config set port 9000", "ipsms config set signature_mode hmac",
+                           "ipsms config set --profile work listen.read_timeout 30s"))
 def set_command(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(metavar="[COMMAND.]KEY", help="port, listen.port, ...")],
@@ -347,7 +363,10 @@ def _typed(param: Any, text: str) -> Any:
     return text
 
 
-@app.command("unset")
+@app.command("unset", short_help="Remove a key from the profile.",
+             epilog=epilog("ipsms config unset port", "ipsms config unset --profile work "
+                           "listen.port", exit_codes=((0, "success"),
+                                                      (10, "the key was not set"))))
 def unset(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(metavar="[COMMAND.]KEY", help="port, listen.port, ...")],
@@ -363,7 +382,11 @@ def unset(
 
 
 @app.command("show", context_settings={"ignore_unknown_options": True,
-                                       "allow_interspersed_args": False})
+                                       "allow_interspersed_args": False},
+             short_help="Print the settings (masked), or where each value comes from.",
+             epilog=epilog("ipsms config show", "ipsms config show --profile work",
+                           "ipsms config show --resolved",
+                           "ipsms --profile work config show --resolved listen --port 9100"))
 def show(
     ctx: typer.Context,
     resolved: Annotated[bool, typer.Option(
