@@ -132,23 +132,39 @@ def _set_quiet(_ctx: Any, _param: Any, value: bool) -> None:
         current().quiet = True
 
 
+PROFILE_HELP = "Use this profile of the settings file (or set IPSMS_PROFILE; default: default)."
+
+
+def _use_profile(ctx: Any, param: Any, value: str | None) -> None:
+    """``--profile``: the settings code is imported only when a command runs (not for
+    ``--version``, whose start-up is measured)."""
+    from ipsms.cli import config
+
+    config.profile_option_callback(ctx, param, value)
+
+
 def _globals(
     debug: Annotated[bool, typer.Option("--debug", callback=_set_debug, expose_value=False,
                                         help=DEBUG_HELP)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet,
                                         expose_value=False, help=QUIET_HELP)] = False,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", metavar="NAME", is_eager=True, callback=_use_profile,
+        expose_value=False, help=PROFILE_HELP)] = None,
 ) -> None:
-    """Stands in for every command, to build ``--debug`` and ``--quiet`` the Typer way."""
+    """Stands in for every command, to build ``--debug``, ``--quiet`` and ``--profile`` the
+    Typer way."""
 
 
 @functools.cache
 def global_options() -> tuple[Any, ...]:
-    """``--debug`` and ``--quiet``, accepted after any command as well as before it
-    (``ipsms replay X --debug``). Built once and shared: a parameter holds no state of a run."""
+    """``--debug``, ``--quiet`` and ``--profile``, accepted after any command as well as before
+    it (``ipsms replay X --debug``). Built once and shared: a parameter holds no state of a
+    run. ``--profile``'s callback turns the profile into the command's defaults."""
     single = typer.Typer(add_completion=False, rich_markup_mode=None)
     single.command()(_globals)
     built = typer.main.get_command(single)
-    return tuple(p for p in built.params if p.name in ("debug", "quiet"))
+    return tuple(p for p in built.params if p.name in ("debug", "quiet", "profile"))
 
 
 def _with_global_options(command: Any) -> Any:
@@ -206,9 +222,12 @@ def root(
                                         help=DEBUG_HELP)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet,
                                         expose_value=False, help=QUIET_HELP)] = False,
+    profile: Annotated[str | None, typer.Option(
+        "--profile", metavar="NAME", is_eager=True, callback=_use_profile,
+        expose_value=False, help=PROFILE_HELP)] = None,
 ) -> None:
     """ipsms: IntelePeer SMS webhooks for developers."""
-    del debug, quiet  # set by their callbacks
+    del debug, quiet, profile  # set by their callbacks
 
 
 # -- the commands, in the order `ipsms --help` lists them --------------------------------------
@@ -245,6 +264,7 @@ SUMMARIES: dict[str, str] = {
     "provision": "Enable SMS on a long code.",
     "auth": "Store, check and remove the IntelePeer API credentials.",
     "api-emulator": "Run a local emulation of IntelePeer's API.",
+    "config": "Show and change settings and profiles in the config file.",
 }
 
 
@@ -258,7 +278,20 @@ COMMANDS: dict[str, Callable[[], Any]] = {
     "provision": _command(provision.provision, "provision", provision.EPILOG),
     "auth": _group(auth.app, "auth"),
     "api-emulator": _command(api_emulator.api_emulator, "api-emulator", api_emulator.EPILOG),
+    "config": lambda: _group(_config_app(), "config")(),
 }
+GROUPS: dict[str, typer.Typer] = {"messages": messages.app, "auth": auth.app}
+
+
+def _config_app() -> typer.Typer:
+    from ipsms.cli import config
+
+    return config.app
+
+
+def app_command() -> Any:
+    """The root click group (its commands built as they are used)."""
+    return typer.main.get_command(app)
 
 
 class LazyCommands(MutableMapping[str, Any]):
@@ -387,7 +420,7 @@ def _command_path(args: Sequence[str]) -> str:
     words = [a for a in args if not a.startswith("-")]
     if words and words[0] in COMMANDS:
         path.append(words[0])
-        group = {"messages": messages.app, "auth": auth.app}.get(words[0])
+        group = GROUPS.get(words[0]) or (_config_app() if words[0] == "config" else None)
         if group is not None and len(words) > 1 and any(
                 (c.name or c.callback.__name__ if c.callback else "") == words[1]
                 for c in group.registered_commands):

@@ -1,0 +1,506 @@
+"""``ipsms config``: the settings file's commands, and how a profile becomes the defaults of
+the command being run.
+
+The order is click's own: a flag, then the option's environment variable, then
+``ctx.default_map``, then the option's default. A profile is turned into the ``default_map`` of
+the one command being run, by the ``--profile`` option's callback (eager, so it runs before the
+other options are read), after each value was checked with the option's own parser.
+"""
+
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ipsms.cli.help import epilog
+from ipsms.cli.io import current
+from ipsms.cli.options import FormatOption, resolve_format
+from ipsms.config import (
+    DEFAULT_PROFILE,
+    EXTRA_SETTINGS,
+    KEYS,
+    PROFILE_ENV,
+    ConfigError,
+    ConfigFile,
+    Setting,
+    check_profile_name,
+    config_path,
+    did_you_mean,
+    load,
+    mask,
+)
+from ipsms.errors import IpsmsError, NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from typer._click.core import Context
+
+PROFILE_META = "ipsms.profile"  # ctx.meta: the --profile given (before or after the command)
+RESOLVE_META = "ipsms.resolve"  # ctx.meta: apply the profile although parsing is resilient
+FROM_META = "ipsms.settings"  # ctx.meta: {param name: Setting} the profile supplied
+ERROR_META = "ipsms.settings_error"  # ctx.meta: what was wrong, when parsing is resilient
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                  help="Settings and profiles in the config file: flag > environment "
+                  "variable > profile > default.",
+                  epilog=epilog("ipsms config set port 9000",
+                                "ipsms config set --profile work listen.forward_to "
+                                "http://127.0.0.1:3000/sms",
+                                "ipsms --profile work listen",
+                                "ipsms config show --resolved listen --port 9100",
+                                exit_codes=((0, "success"), (2, "a bad key, value or "
+                                            "settings file (file:line named)"),
+                                            (3, "the settings file cannot be read or "
+                                            "written"), (10, "get/unset: the key is not set"))))
+
+
+# -- the profile as defaults -------------------------------------------------------------------
+def key_of(param: Any) -> str | None:
+    """The file's key for an option that is a setting (``--signature-mode`` ->
+    ``signature_mode``), or None: options with an environment variable, and a few more."""
+    if param.param_type_name != "option" or not param.opts:
+        return None
+    key: str = param.opts[0].lstrip("-").replace("-", "_")
+    if key in KEYS and (param.envvar or key in EXTRA_SETTINGS):
+        return key
+    return None
+
+
+def command_tree() -> dict[str, Any]:
+    """``{"listen": {}, "messages": {"list": {}, ...}, ...}`` without building a command."""
+    from ipsms.cli import app as root
+
+    tree: dict[str, Any] = {name: {} for name in root.COMMANDS}
+    for name, group in {**root.GROUPS, "config": app}.items():
+        tree[name] = {(c.name or (c.callback.__name__ if c.callback else "")).replace("_", "-"): {}
+                      for c in group.registered_commands}
+    return tree
+
+
+def profile_option_callback(ctx: Any, _param: Any, value: str | None) -> None:
+    """``--profile``: remember it; for a command that takes settings, make the profile its
+    ``default_map`` (not for Tab completion: that must stay fast and quiet)."""
+    if value:
+        ctx.meta[PROFILE_META] = check_profile_name(value, where="--profile: ")
+    if ctx.parent is None or (ctx.resilient_parsing and not ctx.meta.get(RESOLVE_META)):
+        return
+    path = command_path(ctx)
+    if not path or path[0] == "config":
+        return
+    try:
+        ctx.default_map, ctx.meta[FROM_META] = profile_defaults(ctx, path)
+    except IpsmsError as exc:
+        if not ctx.resilient_parsing:
+            raise
+        ctx.meta[ERROR_META] = exc  # click would swallow it: `config show --resolved` raises it
+
+
+def command_path(ctx: "Context") -> tuple[str, ...]:
+    names = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    return tuple(reversed(names))
+
+
+def chosen_profile(ctx: "Context") -> tuple[str, bool]:
+    """The profile in effect and whether the user named it (flag or IPSMS_PROFILE)."""
+    named = ctx.meta.get(PROFILE_META) or current().getenv(PROFILE_ENV)
+    if named:
+        return check_profile_name(named, where=f"{PROFILE_ENV}: " if not ctx.meta.get(
+            PROFILE_META) else "--profile: "), True
+    return DEFAULT_PROFILE, False
+
+
+def load_checked(ctx: "Context") -> tuple[ConfigFile, str]:
+    config = load(config_path(), command_tree())
+    profile, named = chosen_profile(ctx)
+    if named and profile not in config.profiles:
+        known = ", ".join(sorted(config.profiles)) or "none"
+        raise ConfigError(f"no profile {profile!r} in {config.path}"
+                          f"{did_you_mean(profile, list(config.profiles))}",
+                          hint=f"profiles: {known}; add one with "
+                          f"`ipsms config set --profile {profile} KEY VALUE`")
+    if config.exists and config.has_secrets():
+        from ipsms.config import readable_by_others
+
+        if readable_by_others(config.path):
+            current().notice(f"ipsms: warning: {config.path} holds secrets and other users "
+                             f"can read it; run `chmod 600 {config.path}`")
+    return config, profile
+
+
+def profile_defaults(ctx: "Context", path: tuple[str, ...]) -> tuple[dict[str, Any],
+                                                                      dict[str, Setting]]:
+    config, profile = load_checked(ctx)
+    params = {key: p for p in ctx.command.params if (key := key_of(p))}
+    defaults: dict[str, Any] = {}
+    used: dict[str, Setting] = {}
+    for key, setting in config.settings(profile, path).items():
+        param = params.get(key)
+        if param is None:
+            if setting.table == path:  # in this command's own table: a mistake
+                raise ConfigError(f"{setting.where}: `ipsms {' '.join(path)}` has no setting "
+                                  f"{key!r}{did_you_mean(key, list(params))}",
+                                  hint=f"its settings: {', '.join(sorted(params)) or 'none'}")
+            continue  # a profile-wide key for the commands that take it
+        defaults[param.name] = checked(ctx, param, setting)
+        used[param.name] = setting
+    return defaults, used
+
+
+def checked(ctx: "Context", param: Any, setting: Setting) -> Any:
+    """The file's value as the text a user would type after the flag, after the option's
+    own parser accepted it (same type, same bounds)."""
+    text = as_flag_text(param, setting.value)
+    if isinstance(text, str) and text.startswith("~") and \
+            param.type_descriptor.annotation is Path:
+        text = str(Path(text).expanduser())
+    if text is None:
+        raise ConfigError(f"{setting.where}: {setting.key} must be "
+                          f"{_wanted(param)}, not {_toml_type(setting.value)}")
+    try:
+        value = param.process_value(ctx, text)
+        if value is not None and setting.key in _AFTER_PARSE:
+            _AFTER_PARSE[setting.key](value)
+    except (typer.BadParameter, UsageError) as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        message = message.removeprefix("Value error, ")
+        raise ConfigError(f"{setting.where}: {setting.key} = {mask(setting.key, text)!r}: "
+                          f"{message[:1].lower()}{message[1:]}") from None
+    except Exception as exc:  # click's own usage errors
+        from typer._click.exceptions import ClickException
+
+        if not isinstance(exc, ClickException):
+            raise
+        raise ConfigError(f"{setting.where}: {setting.key}: {exc.format_message()}") from None
+    return text
+
+
+def _size(text: str) -> None:
+    from ipsms.cli.options import parse_size
+
+    parse_size(text)
+
+
+def _variant(text: str) -> None:
+    from ipsms.signature import parse_variant
+
+    parse_variant(text)
+
+
+def _credentials(text: str) -> None:
+    from ipsms.cli.listen import _credentials as credentials
+
+    credentials(text)
+
+
+def _url(text: str) -> None:
+    from ipsms.delivery import validate_url
+
+    validate_url(text)
+
+
+# Options whose text the command reads further after typer's parser (sizes, HMAC variants,
+# URLs): a value the command would refuse is refused when written, not when used.
+_AFTER_PARSE: dict[str, Any] = {"max_body": _size, "hmac": _variant, "basic_auth": _credentials,
+                                "forward_to": _url, "to": _url}
+
+
+def as_flag_text(param: Any, value: Any) -> Any:
+    """``9000`` -> ``"9000"`` for an integer option; None when the TOML type cannot be the
+    option's (``port = true``, ``port = "abc"`` is left to the parser to refuse)."""
+    annotation = param.type_descriptor.annotation
+    if annotation is bool:
+        return value if isinstance(value, bool) else None
+    if isinstance(value, bool):
+        return None
+    if annotation is int:
+        return str(value) if isinstance(value, int | str) else None
+    if annotation is float:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return repr(value) if isinstance(value, float) else str(value)
+    return value if isinstance(value, str) else None
+
+
+def _wanted(param: Any) -> str:
+    annotation = param.type_descriptor.annotation
+    if annotation is bool:
+        return "true or false"
+    if annotation is int:
+        return "a whole number"
+    if annotation is float:
+        return "a number or a duration in quotes (\"10s\")"
+    return "a string in quotes"
+
+
+def _toml_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    return {int: "a whole number", float: "a number", str: "a string"}.get(type(value),
+                                                                             "that")
+
+
+# -- the commands (each also takes the global --profile) -------------------------------------
+
+@app.command("path", short_help="Print where the settings file is.",
+             epilog=epilog("ipsms config path", "$EDITOR \"$(ipsms config path)\""))
+def path_command() -> None:
+    """Print where the settings file is (IPSMS_CONFIG, else IPSMS_HOME/config.toml, else the
+    user config dir); it need not exist yet."""
+    current().out(f"{config_path()}\n")
+
+
+def _split_key(dotted: str) -> tuple[tuple[str, ...], str]:
+    """``listen.port`` -> (("listen",), "port"), checked against the commands and keys."""
+    *table, key = dotted.split(".")
+    node: dict[str, Any] = command_tree()
+    for name in table:
+        if name not in node:
+            raise UsageError(f"unknown command {name!r} in {dotted!r}"
+                             f"{did_you_mean(name, list(node))}",
+                             hint=f"commands: {', '.join(node)}")
+        node = node[name]
+    if key not in KEYS:
+        raise UsageError(f"unknown key {key!r}{did_you_mean(key, KEYS)}",
+                         hint=f"known keys: {', '.join(sorted(KEYS))}")
+    return tuple(table), key
+
+
+def _params_for(table: tuple[str, ...], key: str) -> list[tuple[str, Any]]:
+    """Every (command path, option) the key sets at ``table``: a profile-wide key sets it in
+    every command that takes it."""
+    from ipsms.cli import app as root
+
+    found = []
+    for name in root.COMMANDS:
+        if table and name != table[0]:
+            continue
+        command = root.app_command().commands[name]
+        leaves = command.commands.items() if hasattr(command, "commands") else [(None, command)]
+        for sub, leaf in leaves:
+            if len(table) > 1 and sub != table[1]:
+                continue
+            for param in leaf.params:
+                if key_of(param) == key:
+                    found.append((" ".join(n for n in (name, sub) if n), param))
+    return found
+
+
+@app.command("get", short_help="Print a key's value in the profile.",
+             epilog=epilog("ipsms config get port", "ipsms config get --profile work listen.port",
+                           exit_codes=((0, "success"), (10, "the key is not set"))))
+def get(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="[COMMAND.]KEY", help="port, listen.port, ...")],
+) -> None:
+    """Print a key's value in the profile (unmasked: this is for scripts); exit 10 if it is
+    not set."""
+    table, name = _split_key(key)
+    config, chosen = load_checked(ctx)
+    setting = config.settings(chosen, table).get(name)
+    if setting is None or setting.table != table:
+        raise NotFoundError(f"{key} is not set in profile {chosen!r} of {config.path}")
+    value = setting.value
+    current().out(f"{str(value).lower() if isinstance(value, bool) else value}\n")
+
+
+@app.command("set", short_help="Write a key into the profile, checked like its flag.",
+             epilog=epilog("ipsms config set port 9000", "ipsms config set signature_mode hmac",
+                           "ipsms config set --profile work listen.read_timeout 30s"))
+def set_command(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="[COMMAND.]KEY", help="port, listen.port, ...")],
+    value: Annotated[str, typer.Argument(metavar="VALUE", help="As you would type it after "
+                                         "the flag.")],
+) -> None:
+    """Write KEY = VALUE into the profile (default: the one named default), checked with the
+    option's own parser. The file is created 0600."""
+    from ipsms.config import set_value
+
+    table, name = _split_key(key)
+    chosen, _ = chosen_profile(ctx)
+    params = _params_for(table, name)
+    if not params:
+        where = f"`ipsms {' '.join(table)}`" if table else "no command"
+        raise UsageError(f"{where} has no setting {name!r}")
+    stored = _typed(params[0][1], value)
+    for command, param in params:
+        try:
+            checked(ctx, param, Setting(name, stored, chosen, table, config_path(), None))
+        except ConfigError as exc:
+            raise UsageError(f"{key}: not a value for `ipsms {command}` {param.opts[0]}: "
+                             f"{exc.message.split(': ', 2)[-1]}") from None
+    set_value(config_path(), chosen, table, name, stored)
+    current().notice(f"ipsms config: {key} set in profile {chosen!r} of {config_path()}")
+
+
+def _typed(param: Any, text: str) -> Any:
+    """The TOML value to store for ``text``: a number for a numeric option (so the file reads
+    naturally), true/false for a switch, else the text."""
+    annotation = param.type_descriptor.annotation
+    if annotation is bool:
+        lowered = text.strip().lower()
+        if lowered in ("true", "1", "yes", "on"):
+            return True
+        if lowered in ("false", "0", "no", "off"):
+            return False
+        raise UsageError(f"{text!r} is not true or false")
+    if annotation is int:
+        try:
+            return int(text)
+        except ValueError:
+            return text  # the parser's error names the option
+    if annotation is float:
+        try:
+            number = float(text)
+        except ValueError:
+            return text  # a duration: "10s"
+        return int(number) if number.is_integer() and "." not in text and math.isfinite(
+            number) else number
+    return text
+
+
+@app.command("unset", short_help="Remove a key from the profile.",
+             epilog=epilog("ipsms config unset port", "ipsms config unset --profile work "
+                           "listen.port", exit_codes=((0, "success"),
+                                                      (10, "the key was not set"))))
+def unset(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(metavar="[COMMAND.]KEY", help="port, listen.port, ...")],
+) -> None:
+    """Remove KEY from the profile; exit 10 if it was not set."""
+    from ipsms.config import unset_value
+
+    table, name = _split_key(key)
+    chosen, _ = chosen_profile(ctx)
+    if not unset_value(config_path(), chosen, table, name):
+        raise NotFoundError(f"{key} is not set in profile {chosen!r} of {config_path()}")
+    current().notice(f"ipsms config: {key} removed from profile {chosen!r}")
+
+
+@app.command("show", context_settings={"ignore_unknown_options": True,
+                                       "allow_interspersed_args": False},
+             short_help="Print the settings (masked), or where each value comes from.",
+             epilog=epilog("ipsms config show", "ipsms config show --profile work",
+                           "ipsms config show --resolved",
+                           "ipsms --profile work config show --resolved listen --port 9100"))
+def show(
+    ctx: typer.Context,
+    resolved: Annotated[bool, typer.Option(
+        "--resolved", help="Each effective value of COMMAND (default: every command) and "
+        "where it comes from: flag, env VAR, profile NAME in FILE, or default.")] = False,
+    command: Annotated[list[str] | None, typer.Argument(
+        metavar="[COMMAND [FLAGS...]]", help="With --resolved: a command line to resolve, e.g. "
+        "listen --port 9000.")] = None,
+    output_format: FormatOption = None,
+) -> None:
+    """Print the profile's settings (or, with no profile named, every profile), secrets
+    masked."""
+    from ipsms.text import dumps
+
+    as_json = resolve_format(output_format).value == "json"
+    if resolved:
+        rows = _resolve_all(ctx, list(command or []))
+        for path, key, value, source in rows:
+            if as_json:
+                current().out(dumps({"command": path, "key": key, "value": value,
+                                     "source": source}) + "\n")
+            else:
+                shown = "(none)" if value is None else value
+                current().out(f"{path}: {key} = {shown}  ({source})\n")
+        return
+    if command:
+        raise UsageError("COMMAND goes with --resolved")
+    config, chosen = load_checked(ctx)
+    _, named = chosen_profile(ctx)
+    names = [chosen] if named else list(config.profiles)
+    for name in names:
+        for setting in _all_settings(config, name):
+            value = mask(setting.key, setting.value)
+            if as_json:
+                current().out(dumps({"profile": name, "key": setting.dotted.split(".", 2)[2],
+                                     "value": value, "line": setting.line}) + "\n")
+            else:
+                shown = str(value).lower() if isinstance(value, bool) else \
+                    value if isinstance(value, int | float) else dumps(value)
+                current().out(f"{setting.dotted} = {shown}\n")
+
+
+def _all_settings(config: ConfigFile, profile: str) -> list[Setting]:
+    out: list[Setting] = []
+
+    def walk(node: dict[str, Any], table: tuple[str, ...]) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, (*table, key))
+            else:
+                out.append(Setting(key, value, profile, table, config.path,
+                                   config.line_of(profile, table, key)))
+    walk(config.profiles.get(profile, {}), ())
+    return out
+
+
+def _resolve_all(ctx: "Context", words: list[str]) -> list[tuple[str, str, Any, str]]:
+    """(command, key, value, source) for each setting of the command line ``words`` (or of
+    every command), resolved by click as a real run would be."""
+    from typer._click.core import Context as ClickContext
+    from typer._click.core import ParameterSource
+
+    from ipsms.cli import app as root
+
+    group = root.app_command()
+    tree = command_tree()
+    if words and words[0] not in tree:
+        raise UsageError(f"no command {words[0]!r}{did_you_mean(words[0], list(tree))}",
+                         hint=f"commands: {', '.join(tree)}")
+    if words and tree[words[0]] and (len(words) < 2 or words[1] not in tree[words[0]]):
+        raise UsageError(f"`{words[0]}` needs one of its commands: "
+                         f"{', '.join(tree[words[0]])}")
+    targets: list[tuple[tuple[str, ...], list[str]]] = []
+    if words:
+        depth = 2 if tree[words[0]] else 1
+        targets.append((tuple(words[:depth]), words[depth:]))
+    else:
+        for name, subs in tree.items():
+            targets.extend((((name, sub) if sub else (name,)), [])
+                           for sub in (subs or [None]))
+    rows = []
+    for path, args in targets:
+        if path[0] == "config":
+            continue
+        top = ClickContext(group, info_name="ipsms", resilient_parsing=True)
+        top.meta.update({k: v for k, v in ctx.meta.items() if k == PROFILE_META})
+        top.meta[RESOLVE_META] = True
+        parent, command = top, group.commands[path[0]]
+        if len(path) > 1:
+            parent = ClickContext(command, info_name=path[0], parent=top,
+                                  resilient_parsing=True)
+            command = command.commands[path[1]]
+        sub = command.make_context(path[-1], list(args), parent=parent, resilient_parsing=True)
+        if ERROR_META in sub.meta:
+            raise sub.meta[ERROR_META]
+        used: dict[str, Setting] = sub.meta.get(FROM_META, {})
+        for param in command.params:
+            key = key_of(param)
+            if key is None or param.name is None:
+                continue
+            source = sub.get_parameter_source(param.name)
+            value = sub.params.get(param.name)
+            value = getattr(value, "value", value)  # an enum as its word
+            if isinstance(value, Path):
+                value = str(value)
+            if source is ParameterSource.COMMANDLINE:
+                where = f"flag {param.opts[0]}"
+            elif source is ParameterSource.ENVIRONMENT:
+                where = f"env {param.envvar}"
+            elif source is ParameterSource.DEFAULT_MAP and param.name in used:
+                s = used[param.name]
+                where = f"profile {s.profile} in {s.path}" + (f":{s.line}" if s.line else "")
+            else:
+                where = "default"
+            rows.append((" ".join(path), key, None if value is None else mask(key, value),
+                         where))
+    return rows
