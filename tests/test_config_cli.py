@@ -73,7 +73,7 @@ def test_the_keys_are_exactly_the_commands_settings() -> None:
 
 def test_command_tree_names_every_group_command() -> None:
     tree = command_tree()
-    assert set(tree["messages"]) == {"list", "show", "export", "clear"}
+    assert set(tree["messages"]) == {"list", "show", "export", "clear", "tail"}
     assert set(tree["auth"]) == {"login", "status", "logout"}
     assert tree["listen"] == {}
 
