@@ -16,10 +16,14 @@ from ipsms.errors import ExitCode
 from tests.conftest import ROOT, cli_env, run_ipsms
 from tests.test_messages_cli import Recorded, record_with_listener
 
-COMMANDS = [[], ["listen"], ["simulate"], ["replay"], ["messages"], ["messages", "list"],
-            ["messages", "show"], ["messages", "export"], ["messages", "clear"], ["verify"],
-            ["set-webhook"], ["provision"], ["auth"], ["auth", "login"], ["auth", "status"],
-            ["auth", "logout"], ["api-emulator"]]
+
+def _command_paths() -> list[list[str]]:
+    from ipsms.cli.reference import pages
+
+    return [name.split()[1:] for name, _ in pages()]
+
+
+COMMANDS = _command_paths()  # every command and group the app has, the root included
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +47,7 @@ def test_help_reads_well_at_80_columns(command: list[str]) -> None:
         if not line.strip():
             break
         examples.append(line.strip())
-    assert examples and all(e.startswith(("ipsms ", "IPSMS_", 'eval "$(ipsms '))
-                            for e in examples), examples
+    assert examples and all("ipsms " in e or e.endswith("ipsms") for e in examples), examples
     if command in ([], ["listen"], ["simulate"], ["messages"], ["auth"], ["verify"]):
         codes = lines[lines.index("  Exit codes:") + 1:]
         assert all(re.match(r"^ +\d+  \S", line) for line in codes if line.strip()), codes

@@ -33,17 +33,21 @@ def _pages(command: Any, path: list[str], parent: Any) -> Iterator[tuple[str, st
             yield from _pages(command.get_command(ctx, name), [*path, name], ctx)
 
 
-def markdown() -> str:
+def pages() -> list[tuple[str, str]]:
+    """``("ipsms messages list", its help)`` for the root, every group and every command."""
     import typer.main
 
     from ipsms.cli.app import app
 
-    root = typer.main.get_command(app)
+    return list(_pages(typer.main.get_command(app), ["ipsms"], None))
+
+
+def markdown() -> str:
     parts = [HEADER]
-    pages = list(_pages(root, ["ipsms"], None))
-    parts.append("\n".join(f"- [`{name}`](#{name.replace(' ', '-')})" for name, _ in pages)
+    pages_ = pages()
+    parts.append("\n".join(f"- [`{name}`](#{name.replace(' ', '-')})" for name, _ in pages_)
                  + "\n")
-    for name, text in pages:
+    for name, text in pages_:
         parts.append(f'<a id="{name.replace(" ", "-")}"></a>\n## `{name}`\n\n```text\n'
                      f"{text.rstrip()}\n```\n")
     return "\n".join(parts)
