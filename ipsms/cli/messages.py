@@ -51,8 +51,7 @@ def _parsed(parse: Callable[[str], object]) -> Callable[[str], object]:
         try:
             return parse(text)
         except IpsmsError as exc:
-            raise typer.BadParameter(str(exc) + (f" ({exc.hint})" if exc.hint else "")
-                                     ) from None
+            raise typer.BadParameter(str(exc)) from None  # the message and its hint
     return parser
 
 
