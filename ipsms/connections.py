@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import cast
 
 from ipsms import defaults
 from ipsms.events import RejectedEvent
@@ -97,7 +98,9 @@ class _Guarded(asyncio.Protocol):
         self._got_data = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A TCP server's transport is a stream transport on every loop, but uvloop's does not
+        # subclass asyncio.Transport, so no isinstance check here.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.remote = str(peer[0]) if isinstance(peer, tuple) and peer else None
