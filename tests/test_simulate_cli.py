@@ -372,11 +372,12 @@ async def test_rate_holds_across_workers() -> None:
     assert len(server.received) == 50
 
 
-async def test_ctrl_c_stops_the_workers_and_prints_what_was_done() -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_ctrl_c_stops_the_workers_and_prints_what_was_done(workers: int) -> None:
     async with ScriptedServer(replies(then=200)) as server:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ipsms", "simulate", server.url(), "--count", "2000",
-             "--rate", "100", "--workers", "2", "--format", "json"],
+             "--rate", "100", "--workers", str(workers), "--format", "json"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
             env=cli_env(), start_new_session=True)
         try:
@@ -393,5 +394,5 @@ async def test_ctrl_c_stops_the_workers_and_prints_what_was_done() -> None:
     (summary,) = ndjson(out)
     assert 20 <= summary["delivered"] < 2000
     assert summary["delivered"] <= len(server.received) <= summary["delivered"] + 20
-    assert summary["workers"] == 2
+    assert summary["workers"] == workers
     assert "interrupted" in err and "Traceback" not in err

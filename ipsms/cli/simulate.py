@@ -92,7 +92,7 @@ def simulate(
     import asyncio
 
     from ipsms.delivery import check_delivered, deliver_each, validate_url
-    from ipsms.load import LoadPlan, run_load
+    from ipsms.load import LoadPlan, LoadStats, run_fast, run_load
     from ipsms.load_workers import LoadInterrupted, TemplateMessages, default_workers, run_workers
     from ipsms.outbound import MessageSpec, Signing, load_payload
     from ipsms.signature import Mode, parse_variant
@@ -117,17 +117,20 @@ def simulate(
     processes = workers if workers is not None else default_workers(count)
     show_progress = env.stderr_isatty and not env.quiet
     progress = LoadProgress(count, env.console(stderr=True)) if show_progress else None
+    stats = LoadStats(count)  # filled as it goes: known even after Ctrl-C
     try:
         with progress or contextlib.nullcontext():
             if processes > 1:
                 stats = run_workers(plan, make, policy, processes, fail_first=fail_first,
                                     on_progress=progress)
             else:
-                stats = asyncio.run(run_load(plan, make, policy, fail_first=fail_first,
-                                             on_progress=progress))
-    except LoadInterrupted as stop:  # Ctrl-C: what was done, then exit 130 as always
-        print_summary(stop.stats, fmt, env.result_stream(), "ipsms simulate: load summary")
-        raise KeyboardInterrupt from None
+                run_fast(run_load(plan, make, policy, fail_first=fail_first,
+                                  on_progress=progress, stats=stats))
+    except KeyboardInterrupt as stop:  # Ctrl-C: what was done, then exit 130 as always
+        if isinstance(stop, LoadInterrupted):
+            stats = stop.stats
+        print_summary(stats, fmt, env.result_stream(), "ipsms simulate: load summary")
+        raise
     print_summary(stats, fmt, env.result_stream(), "ipsms simulate: load summary")
     check_delivered(stats.gave_up, stats.done, stats.last_failure, policy, fail_first)
 
