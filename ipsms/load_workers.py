@@ -193,10 +193,15 @@ def _next(reports: Any, procs: list[Any], finals: dict[int, LoadStats]
             report: tuple[str, int, Any] = reports.get(timeout=0.5)
             return report
         except queue.Empty:
-            for k, proc in enumerate(procs):
-                if k not in finals and not proc.is_alive():
-                    raise RuntimeError(f"load worker {k} exited ({proc.exitcode}) "
-                                       "without its results") from None
+            dead = [k for k, proc in enumerate(procs) if k not in finals and not proc.is_alive()]
+            if not dead:
+                continue
+            try:  # its last report may have been written just before it exited
+                report = reports.get(timeout=1.0)
+                return report
+            except queue.Empty:
+                raise RuntimeError(f"load worker {dead[0]} exited ({procs[dead[0]].exitcode}) "
+                                   "without its results") from None
 
 
 def _stop(controls: list[Connection]) -> None:
