@@ -1,16 +1,20 @@
-"""Benchmark: ``ipsms simulate`` load mode against a bare aiohttp client loop (loopback only).
+"""Benchmark: ``ipsms simulate`` load mode against ``hey`` and a bare aiohttp client loop
+(loopback only).
 
     .venv/bin/python bench/bench_simulate.py              # 20,000 x3, and the 200,000 RSS run
     .venv/bin/python bench/bench_simulate.py --quick      # 2,000 x1, 20,000 RSS run
 
 One bare aiohttp server answering 200 runs in its own process. In the same run, for each of
-``--repeat`` rounds, a bare aiohttp client (its own process, one session, ``--concurrency``
-workers posting the same JSON payload) and ``ipsms simulate URL --count N --concurrency C
---no-wait --format json`` (its own process) each send N messages to it. Throughput is messages
-per second measured inside each process (first request to last answer, interpreter start-up
-excluded), medians over the rounds; wall-clock times are shown too. Peak RSS and CPU time of each
-child come from ``os.wait4``. Then ``simulate`` runs once more with ``--big`` messages to show
-that its peak RSS does not grow with N. Nothing leaves 127.0.0.1.
+``--repeat`` rounds (the order rotates), these each send N messages to it: ``hey -c C -n N``
+(if ``hey`` is on the PATH), a bare aiohttp client (its own process, one session, C workers
+posting the same JSON payload), ``ipsms simulate URL --count N --concurrency C --no-wait
+--format json --workers 1`` and the same with the default ``--workers`` (one per core).
+Throughput is messages per second measured inside each process (first request to last answer,
+interpreter start-up excluded; hey's own Requests/sec), medians over the rounds; the ratios to
+hey are of those medians. Wall-clock times are shown too. Peak RSS and CPU time of each child
+come from ``os.wait4`` (with several workers, that is the parent's: the workers are children of
+multiprocessing's fork server). Then ``simulate --workers 1`` (what each worker runs) sends
+``--big`` messages to show that its peak RSS does not grow with N. Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -98,7 +104,7 @@ class Run:
     delivered: int
 
 
-def run_child(args: list[str]) -> Run:
+def run_child(args: list[str], parse: Any = None) -> Run:
     """Run a child to completion (killed after CHILD_TIMEOUT) and reap it with ``os.wait4``, so
     its own peak RSS and CPU time are known."""
     start = time.perf_counter()
@@ -119,6 +125,10 @@ def run_child(args: list[str]) -> Run:
         err = errfile.read().decode(errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args[1:4])} failed ({proc.returncode}): {err[-2000:]}")
+    if parse is not None:
+        throughput, delivered = parse(out.decode())
+        return Run(throughput, wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime,
+                   delivered)
     summary = json.loads(out.decode().strip().splitlines()[-1])
     return Run(summary["throughput_msg_s"], wall, usage.ru_maxrss / 1024,
                usage.ru_utime + usage.ru_stime, summary["delivered"])
@@ -134,9 +144,29 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def simulate_args(url: str, count: int, concurrency: int) -> list[str]:
+def simulate_args(url: str, count: int, concurrency: int, workers: int | None = None
+                  ) -> list[str]:
     return [sys.executable, "-m", "ipsms", "simulate", url, "--count", str(count),
-            "--concurrency", str(concurrency), "--no-wait", "--format", "json"]
+            "--concurrency", str(concurrency), "--no-wait", "--format", "json",
+            *(["--workers", str(workers)] if workers is not None else [])]
+
+
+def one_worker_args(url: str, count: int, concurrency: int) -> list[str]:
+    return simulate_args(url, count, concurrency, 1)
+
+
+def hey_args(url: str, count: int, concurrency: int) -> list[str]:
+    return ["hey", "-c", str(concurrency), "-n", str(count), "-m", "POST", "-T",
+            "application/json", "-d", PAYLOAD.decode(), url]
+
+
+def parse_hey(out: str) -> tuple[float, int]:
+    """hey's Requests/sec and its count of 200 answers."""
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    ok = re.search(r"\[200\]\s+(\d+) responses", out)
+    if rate is None:
+        raise SystemExit(f"unexpected hey output: {out[-2000:]}")
+    return float(rate.group(1)), int(ok.group(1)) if ok else 0
 
 
 def bare_args(url: str, count: int, concurrency: int) -> list[str]:
@@ -175,38 +205,48 @@ def main() -> None:
         base_bare = statistics.median(run_child(bare_args(url, 1, 1)).cpu for _ in range(3))
         base_ipsms = statistics.median(run_child(simulate_args(url, 1, 1)).cpu for _ in range(3))
         print(f"start-up CPU: bare {base_bare:.2f} s, ipsms {base_ipsms:.2f} s")
-        bare: list[Run] = []
-        ipsms: list[Run] = []
+        sides: list[tuple[str, Any, Any]] = [("bare", bare_args, None),
+                                             ("ipsms-1", one_worker_args, None),
+                                             ("ipsms-N", simulate_args, None)]
+        if shutil.which("hey"):
+            sides.insert(0, ("hey", hey_args, parse_hey))
+        runs: dict[str, list[Run]] = {name: [] for name, _, _ in sides}
+        print(f"load average before: {os.getloadavg()[0]:.2f}")
         for round_ in range(1, opts.repeat + 1):
-            order = [("bare", bare, bare_args), ("ipsms", ipsms, simulate_args)]
-            if round_ % 2 == 0:
-                order.reverse()  # neither side always runs first
-            for name, runs, args in order:
+            shift = (round_ - 1) % len(sides)  # no side always runs first
+            for name, args, parse in sides[shift:] + sides[:shift]:
                 server_cpu = process_cpu(server.pid)
-                run = run_child(args(url, opts.count, opts.concurrency))
+                run = run_child(args(url, opts.count, opts.concurrency), parse)
                 server_cpu = process_cpu(server.pid) - server_cpu
-                assert run.delivered == opts.count, run
-                runs.append(run)
-                print(f"  round {round_} {name:5}: {run.throughput:8,.0f} msg/s  wall "
+                # hey sends n // c requests from each of its c workers
+                expected = opts.count // opts.concurrency * opts.concurrency if name == "hey" \
+                    else opts.count
+                assert run.delivered == expected, (name, run)
+                runs[name].append(run)
+                print(f"  round {round_} {name:7}: {run.throughput:8,.0f} msg/s  wall "
                       f"{run.wall:6.2f} s  cpu {run.cpu:6.2f} s "
                       f"({run.cpu / opts.count * 1e6:5.0f} us/msg)  peak RSS "
                       f"{run.rss_mib:6.1f} MiB  server cpu {server_cpu:5.2f} s")
-        b = statistics.median(r.throughput for r in bare)
-        i = statistics.median(r.throughput for r in ipsms)
-        print(f"median: bare {b:,.0f} msg/s, ipsms {i:,.0f} msg/s, ratio {i / b:.1%} "
-              f"(target >= 90%)")
-        net_b = (statistics.median(r.cpu for r in bare) - base_bare) / opts.count * 1e6
-        net_i = (statistics.median(r.cpu for r in ipsms) - base_ipsms) / opts.count * 1e6
-        print(f"median CPU per message net of start-up: bare {net_b:.0f} us, ipsms {net_i:.0f} "
-              f"us (CPU-bound ratio {net_b / net_i:.1%})")
-        print(f"median wall: bare {statistics.median(r.wall for r in bare):.2f} s, ipsms "
-              f"{statistics.median(r.wall for r in ipsms):.2f} s")
-        print(f"peak RSS ipsms at {opts.count:,}: "
-              f"{statistics.median(r.rss_mib for r in ipsms):.1f} MiB")
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
+        med = {name: statistics.median(r.throughput for r in rs) for name, rs in runs.items()}
+        print("median msg/s: " + ", ".join(f"{name} {v:,.0f}" for name, v in med.items()))
+        base = "hey" if "hey" in med else "bare"
+        for name in ("ipsms-1", "ipsms-N"):
+            print(f"ratio {name}/{base}: {med[name] / med[base]:.1%} (target >= 80% for "
+                  f"ipsms-N/hey)")
+        net_b = (statistics.median(r.cpu for r in runs["bare"]) - base_bare) / opts.count * 1e6
+        net_i = ((statistics.median(r.cpu for r in runs["ipsms-1"]) - base_ipsms)
+                 / opts.count * 1e6)
+        print(f"median CPU per message net of start-up: bare {net_b:.0f} us, ipsms (1 worker) "
+              f"{net_i:.0f} us (CPU-bound ratio {net_b / net_i:.1%})")
+        print("median wall: " + ", ".join(
+            f"{name} {statistics.median(r.wall for r in rs):.2f} s" for name, rs in runs.items()))
+        print(f"peak RSS ipsms (1 worker) at {opts.count:,}: "
+              f"{statistics.median(r.rss_mib for r in runs['ipsms-1']):.1f} MiB")
         if opts.big:
-            big = run_child(simulate_args(url, opts.big, opts.concurrency))
+            big = run_child(one_worker_args(url, opts.big, opts.concurrency))
             assert big.delivered == opts.big, big
-            print(f"peak RSS ipsms at {opts.big:,}: {big.rss_mib:.1f} MiB "
+            print(f"peak RSS ipsms (1 worker) at {opts.big:,}: {big.rss_mib:.1f} MiB "
                   f"({big.throughput:,.0f} msg/s, wall {big.wall:.1f} s)")
     finally:
         server.send_signal(signal.SIGTERM)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import sys
@@ -11,7 +12,8 @@ import pytest
 
 from ipsms.delivery import Delivery
 from ipsms.errors import UsageError
-from ipsms.load import LatencyHistogram, LoadPlan, deliver_counted, run_load
+from ipsms.load import LatencyHistogram, LoadPlan, LoadStats, deliver_counted, run_load
+from ipsms.load_workers import TemplateMessages, default_workers, run_workers, split
 from ipsms.outbound import MessageSpec, PayloadTemplate
 from ipsms.retry import RetryPolicy
 from ipsms.ui.delivery import NdjsonOutput, print_summary, summary_lines
@@ -132,3 +134,63 @@ async def test_deliver_counted_prints_and_counts(capsys: pytest.CaptureFixture[s
     assert [line["type"] for line in lines] == ["attempt", "attempt", "outcome", "attempt",
                                                 "outcome", "attempt", "outcome", "summary"]
     assert lines[-1]["messages"] == 3 and lines[-1]["attempts"] == 4
+
+
+# -- several worker processes (ipsms.load_workers) ----------------------------------------------
+
+def test_merged_histograms_equal_one_histogram_of_all_the_samples() -> None:
+    rng = random.Random(12)
+    samples = [rng.lognormvariate(-5, 1.5) for _ in range(5000)]
+    whole = LatencyHistogram()
+    parts = [LatencyHistogram() for _ in range(3)]
+    for i, s in enumerate(samples):
+        whole.record(s)
+        parts[i % 3 if s < 0.01 else 0].record(s)  # uneven shares: the slow ones in one part
+    merged = LatencyHistogram()
+    for part in parts:
+        merged.merge(part)
+    assert merged.buckets == whole.buckets
+    assert (merged.count, merged.max) == (whole.count, whole.max) == (5000, max(samples))
+    assert merged.total == pytest.approx(whole.total)
+    for q in (50, 95, 99, 99.9):
+        assert merged.percentile(q) == whole.percentile(q)
+    # what an average of the parts' percentiles would have said is not that
+    mean_p99 = sum(p.percentile(99) or 0 for p in parts) / 3
+    assert mean_p99 != whole.percentile(99)
+
+
+def test_merged_load_stats_add_up_and_span_the_workers() -> None:
+    a = LoadStats(10, delivered=4, gave_up=1, attempts=7, forced_failures=1, reconnects=1,
+                  results={"200": 4, "503": 3}, started=10.0, finished=12.0)
+    b = LoadStats(10, delivered=5, attempts=5, results={"200": 5}, started=9.5, finished=11.0)
+    total = LoadStats(10, workers=2)
+    total.merge(a)
+    total.merge(b)
+    d = total.to_dict()
+    assert (d["delivered"], d["gave_up"], d["attempts"], d["retries"]) == (9, 1, 12, 2)
+    assert (d["forced_failures"], d["reconnects"], d["workers"]) == (1, 1, 2)
+    assert d["results"] == {"200": 9, "503": 3}
+    assert d["elapsed_s"] == 2.5
+
+
+def test_shares_differ_by_at_most_one() -> None:
+    assert split(10, 3) == [4, 3, 3]
+    assert split(2, 2) == [1, 1]
+    assert sum(split(20_001, 2)) == 20_001
+    assert default_workers(999) == 1
+    assert default_workers(1000) >= 1
+
+
+async def test_two_workers_send_every_message_once_and_report_progress() -> None:
+    template = PayloadTemplate(MessageSpec())
+    done: list[int] = []
+    async with ScriptedServer(lambda n, _: Step(200, delay=0.001 * (n % 3))) as server:
+        stats = await asyncio.to_thread(
+            run_workers, LoadPlan(300, 8), TemplateMessages(template, server.url()),
+            RetryPolicy(), 2, on_progress=lambda s: done.append(s.done))
+    refids = [json.loads(r.body)["refid"] for r in server.received]
+    assert len(refids) == len(set(refids)) == 300
+    assert server.max_in_flight <= 8
+    assert (stats.delivered, stats.attempts, stats.workers) == (300, 300, 2)
+    assert stats.latency.count == 300
+    assert done == sorted(done) and done[-1] == 300  # the bar counts both workers' messages

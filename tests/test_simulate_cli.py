@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -135,6 +137,7 @@ async def test_load_mode_summary() -> None:
     assert summary["type"] == "summary"
     assert (summary["messages"], summary["delivered"], summary["attempts"]) == (60, 60, 60)
     assert len({json.loads(r.body)["refid"] for r in server.received}) == 60
+    assert summary["workers"] == 1  # under 1,000 messages: one process, it starts faster
     lat = summary["latency_ms"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
 
@@ -340,3 +343,56 @@ async def test_a_count_that_would_never_end_is_a_usage_error() -> None:
     result = await simulate("http://127.0.0.1:1/", "--count", "99999999999999999999999")
     assert result.returncode == ExitCode.USAGE
     assert result.stderr.startswith("ipsms: error: --count: ") and "10000000" in result.stderr
+
+
+# -- --workers: several processes ---------------------------------------------------------------
+
+async def test_two_workers_deliver_exactly_count_distinct_messages() -> None:
+    async with ScriptedServer(replies(then=200)) as server:
+        result = await simulate(server.url(), "--count", "400", "--concurrency", "10",
+                                "--workers", "2", "--no-wait", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    (summary,) = ndjson(result.stdout)
+    refids = [json.loads(r.body)["refid"] for r in server.received]
+    assert len(refids) == len(set(refids)) == 400
+    assert (summary["messages"], summary["delivered"], summary["attempts"]) == (400, 400, 400)
+    assert summary["workers"] == 2 and summary["results"] == {"200": 400}
+    assert server.max_in_flight <= 10  # --concurrency is the total in flight
+
+
+async def test_rate_holds_across_workers() -> None:
+    async with ScriptedServer(replies(then=200)) as server:
+        result = await simulate(server.url(), "--count", "50", "--rate", "100",
+                                "--concurrency", "20", "--workers", "2", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    (summary,) = ndjson(result.stdout)
+    assert (summary["delivered"], summary["workers"]) == (50, 2)
+    # message 49 is due 0.49 s after the common start; two workers at 100/s each would be 0.25
+    assert 0.48 <= summary["elapsed_s"] < 1.5
+    assert len(server.received) == 50
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_ctrl_c_stops_the_workers_and_prints_what_was_done(workers: int) -> None:
+    async with ScriptedServer(replies(then=200)) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ipsms", "simulate", server.url(), "--count", "2000",
+             "--rate", "100", "--workers", str(workers), "--format", "json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env=cli_env(), start_new_session=True)
+        try:
+            for _ in range(300):
+                if len(server.received) >= 20:
+                    break
+                await asyncio.sleep(0.05)
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole group
+            out, err = await asyncio.to_thread(proc.communicate, timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    (summary,) = ndjson(out)
+    assert 20 <= summary["delivered"] < 2000
+    assert summary["delivered"] <= len(server.received) <= summary["delivered"] + 20
+    assert summary["workers"] == workers
+    assert "interrupted" in err and "Traceback" not in err

@@ -82,14 +82,19 @@ def simulate(
     = defaults.CONCURRENCY,
     rate: Annotated[float | None, typer.Option(
         rich_help_panel=LOAD, help="Start at most R new messages per second.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, rich_help_panel=LOAD, show_default="the number of cores; 1 under 1,000 messages",
+        help="Processes sending the messages, each with its own connections; --concurrency "
+        "and --rate stay the run's totals, shared between them.")] = None,
     output_format: FormatOption = None,
 ) -> None:
     """Deliver a message like IntelePeer: signed, retried until HTTP 200, up to 5 attempts."""
     import asyncio
 
     from ipsms.delivery import check_delivered, deliver_each, validate_url
-    from ipsms.load import LoadPlan, run_load
-    from ipsms.outbound import MessageSpec, Signing, load_payload, new_refid
+    from ipsms.load import LoadPlan, LoadStats, run_fast, run_load
+    from ipsms.load_workers import LoadInterrupted, TemplateMessages, default_workers, run_workers
+    from ipsms.outbound import MessageSpec, Signing, load_payload
     from ipsms.signature import Mode, parse_variant
     from ipsms.ui.delivery import LoadProgress, make_output, print_summary
 
@@ -108,13 +113,24 @@ def simulate(
         check_delivered(tally.gave_up, tally.total, tally.last_failure, policy, fail_first)
         return
     plan = LoadPlan(count, concurrency, rate)
+    make = TemplateMessages(template, url, fresh_refids=count > 1)
+    processes = workers if workers is not None else default_workers(count)
     show_progress = env.stderr_isatty and not env.quiet
     progress = LoadProgress(count, env.console(stderr=True)) if show_progress else None
-    with progress or contextlib.nullcontext():
-        stats = asyncio.run(run_load(
-            plan, lambda _: template.render(None if count == 1 else new_refid()).delivery(url),
-            policy,
-            fail_first=fail_first, on_progress=progress))
+    stats = LoadStats(count)  # filled as it goes: known even after Ctrl-C
+    try:
+        with progress or contextlib.nullcontext():
+            if processes > 1:
+                stats = run_workers(plan, make, policy, processes, fail_first=fail_first,
+                                    on_progress=progress)
+            else:
+                run_fast(run_load(plan, make, policy, fail_first=fail_first,
+                                  on_progress=progress, stats=stats))
+    except KeyboardInterrupt as stop:  # Ctrl-C: what was done, then exit 130 as always
+        if isinstance(stop, LoadInterrupted):
+            stats = stop.stats
+        print_summary(stats, fmt, env.result_stream(), "ipsms simulate: load summary")
+        raise
     print_summary(stats, fmt, env.result_stream(), "ipsms simulate: load summary")
     check_delivered(stats.gave_up, stats.done, stats.last_failure, policy, fail_first)
 
