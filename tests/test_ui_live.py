@@ -229,3 +229,37 @@ def test_an_idle_listener_does_not_redraw() -> None:
         assert "second message" in buf.getvalue()  # a new request is drawn within a period
     finally:
         view.stop()
+
+
+def test_redraws_race_appends_safely() -> None:
+    """rich redraws on its own thread while the event loop appends rows: a redraw must never
+    see the deque change under it (it did: "deque mutated during iteration" under load)."""
+    import threading
+
+    from ipsms.ui.live import LiveView
+
+    console = Console(file=io.StringIO(), width=120, height=60, force_terminal=True)
+    view = LiveView(console, "http://127.0.0.1:8765/", ListenStats(), max_rows=50)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def append() -> None:
+        i = 0
+        while not stop.is_set():
+            view(event(f"message {i}"))
+            i += 1
+
+    writer = threading.Thread(target=append)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            try:
+                console.print(view.render())
+            except RuntimeError as exc:
+                errors.append(exc)
+                break
+    finally:
+        stop.set()
+        writer.join()
+    assert errors == []

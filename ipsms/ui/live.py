@@ -294,7 +294,10 @@ class LiveView:
         width, height = self.console.size
         self._drawn = self._version
         fit = max(height - CHROME_LINES, 3)
-        rows = list(self.rows)[-fit:] if len(self.rows) > fit else self.rows
+        # A copy first: this runs on rich's refresh thread while the event loop appends, and
+        # iterating the deque itself in Python would fail with "deque mutated during
+        # iteration" (seen under load); ``list(deque)`` copies in C, holding the GIL.
+        rows = list(self.rows)[-fit:]
         view = build_view(self.url, self.stats, rows, width, faults=self.faults)
         resized = self._size is not None and self._size != (width, height)
         self._size = (width, height)
