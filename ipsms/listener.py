@@ -361,30 +361,31 @@ def _record(request: web.Request, received_at: float, raw: bytes, keep: int, siz
     if keep < len(raw):  # a rejected body: keep its start, its size and its hash
         size, digest = len(raw), hashlib.sha256(raw).hexdigest()
         raw = raw[:keep]
+    # Positional, in the field order of ``Request``: a third of the cost of keywords, once
+    # per request (ipsms/request.py lists the fields with their meaning).
     return Request(
-        received_at=received_at,
-        method=request.method,
-        path=request.raw_path,  # the request target exactly as sent, query string included
-        remote=peer,
-        headers=mask_headers(request.headers.items()) if status == 200
-        else _rejected_headers(request),
-        content_type=content_type,
-        body=raw,
-        status=status,
-        refid=msg.refid if msg else None,
-        from_number=msg.from_ if msg else None,
-        to_number=msg.to if msg else None,
-        message=msg.message if msg else None,
-        fields=msg.fields if msg else None,
-        fields_json=msg.fields_json if msg else None,
-        verdict=verification.verdict.value if verification else None,
-        verdict_detail=(verification.matched or verification.explanation)
-        if verification else None,
-        flags=[{"code": f.code, "detail": f.detail} for f in msg.flags] if msg else None,
-        error=error[0] if error else None,
-        error_detail=error[1] if error else None,
-        body_size=size,
-        body_sha256=digest,
+        received_at,
+        request.method,
+        request.raw_path,  # path: the request target exactly as sent, query string included
+        peer,
+        mask_headers(request.headers.items()) if status == 200 else _rejected_headers(request),
+        content_type,
+        raw,
+        status,
+        msg.refid if msg else None,
+        msg.from_ if msg else None,
+        msg.to if msg else None,
+        msg.message if msg else None,
+        msg.fields if msg else None,
+        msg.fields_json if msg else None,
+        verification.verdict.value if verification else None,
+        (verification.matched or verification.explanation) if verification else None,
+        ([{"code": f.code, "detail": f.detail} for f in msg.flags] if msg.flags else [])
+        if msg else None,
+        error[0] if error else None,
+        error[1] if error else None,
+        size,  # body_size
+        digest,  # body_sha256
     )
 
 

@@ -157,7 +157,7 @@ def insert_params(rec: Request, session: str) -> tuple[Any, ...]:
     texts = (rec.path, rec.remote, headers, rec.content_type, rec.refid, rec.from_number,
              rec.to_number, rec.message, rec.fields_json, rec.verdict, rec.verdict_detail,
              flags, rec.error_text)
-    if not "".join(t for t in texts if t is not None).isascii():  # rare: check each one
+    if not "".join(filter(None, texts)).isascii():  # rare: check each one
         texts = tuple(text_param(t) for t in texts)  # type: ignore[assignment]
     path, remote, headers, ctype, refid, from_, to, message, fields, verdict, detail, flags, \
         error = texts
