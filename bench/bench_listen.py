@@ -1,4 +1,5 @@
-"""Ingest throughput of `ipsms listen` against a bare aiohttp handler, same load, same run.
+"""Ingest throughput of `ipsms listen` against a bare aiohttp handler and the same-work
+reference (bench/same_work_listener.py), same load, same run.
 
     .venv/bin/python bench/bench_listen.py [--rounds 3] [--duration 8] [--connections 32]
     .venv/bin/python bench/bench_listen.py --breakdown   # where the time goes, part by part
@@ -7,14 +8,18 @@
 Needs `wrk` and `hey` (Debian packages). Everything runs on 127.0.0.1 and is bounded: wrk runs
 for --duration seconds per round, hey sends exactly --count requests. `ipsms listen` runs with
 its store on (synchronous=FULL, group commit), the signature check on (--secret, auto mode)
-and NDJSON to /dev/null. Reports messages/s for both (median of the rounds), the ratio, and
-checks that every request answered 200 is in the store.
+and NDJSON to /dev/null. Every round measures three servers back to back: the bare handler, the
+same-work reference (parse, signature, group commit with synchronous=FULL, one NDJSON line, a
+JSON answer: the core work done plainly) and ipsms. Reports messages/s of each (median of the
+rounds), the per-round ratios to bare, and checks that every request answered 200 is in the
+store.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import signal
@@ -60,11 +65,27 @@ def stop(proc: subprocess.Popen[str]) -> str:
     return err
 
 
-def wrk(url: str, duration: int, connections: int, script: Path) -> float:
+TICK = os.sysconf("SC_CLK_TCK")
+CPU_US: dict[int, float] = {}  # server pid -> its CPU microseconds per request under wrk
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+def wrk(url: str, duration: int, connections: int, script: Path, pid: int | None = None
+        ) -> float:
+    """Messages/s; with ``pid``, also the server's CPU per request into ``CPU_US``: the
+    steadier figure when neighbours share the machine (messages/s moves with them)."""
+    before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(script),
                           url], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw non-2xx answers:\n{out}")
+    if pid:
+        done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+        CPU_US[pid] = (cpu_seconds(pid) - before) * 1e6 / max(done, 1)
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
@@ -107,27 +128,44 @@ def main() -> None:
         archive = subprocess.run(["git", "archive", args.compare_rev, "ipsms"], cwd=ROOT,
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
-    bare_rates, ipsms_rates, old_rates = [], [], []
+    bare_rates, ref_rates, ipsms_rates, old_rates = [], [], [], []
+    bare_cpu: list[float] = []
+    ref_cpu: list[float] = []
+    ipsms_cpu: list[float] = []
+    old_cpu: list[float] = []
     listen_cmd = [py, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
                   "--secret", SECRET]
     for r in range(args.rounds):
         bare, url = start([py, "bench/bare_server.py"])
-        bare_rates.append(wrk(url, args.duration, args.connections, script))
+        bare_rates.append(wrk(url, args.duration, args.connections, script, bare.pid))
+        bare_cpu.append(CPU_US[bare.pid])
         stop(bare)
+        ref, url = start([py, "bench/same_work_listener.py", "0", str(tmp / f"ref{r}.sqlite3")])
+        ref_rates.append(wrk(url, args.duration, args.connections, script, ref.pid))
+        ref_cpu.append(CPU_US[ref.pid])
+        ref.kill()  # it has no shutdown handling (it is kept as written)
+        ref.communicate(timeout=30)
         # Current tree and REV take turns going first, so neither always runs last.
         for which in (("old", "new") if r % 2 == 0 else ("new", "old")):
             if which == "old" and old_tree is not None:  # `python -m ipsms` from its tree
                 listener, url = start([*listen_cmd, "--db", str(tmp / f"old{r}.sqlite3")],
                                       cwd=old_tree)
-                old_rates.append(wrk(url, args.duration, args.connections, script))
+                old_rates.append(wrk(url, args.duration, args.connections, script,
+                                     listener.pid))
+                old_cpu.append(CPU_US[listener.pid])
                 stop(listener)
             elif which == "new":
                 listener, url = start([*listen_cmd, "--db", str(tmp / f"round{r}.sqlite3")])
-                ipsms_rates.append(wrk(url, args.duration, args.connections, script))
+                ipsms_rates.append(wrk(url, args.duration, args.connections, script,
+                                       listener.pid))
+                ipsms_cpu.append(CPU_US[listener.pid])
                 stop(listener)
         old = f", ipsms@{args.compare_rev} {old_rates[-1]:.0f}/s" if old_rates else ""
-        print(f"round {r + 1}: bare {bare_rates[-1]:.0f}/s{old}, ipsms {ipsms_rates[-1]:.0f}/s",
-              file=sys.stderr)
+        print(f"round {r + 1}: bare {bare_rates[-1]:.0f}/s, reference {ref_rates[-1]:.0f}/s "
+              f"({ref_rates[-1] / bare_rates[-1]:.3f}){old}, ipsms {ipsms_rates[-1]:.0f}/s "
+              f"({ipsms_rates[-1] / bare_rates[-1]:.3f}); CPU per request: bare "
+              f"{bare_cpu[-1]:.0f} us, reference {ref_cpu[-1]:.0f} us, ipsms {ipsms_cpu[-1]:.0f} us"
+              f"; load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
 
     # Nothing lost: every request answered 200 is in the store, counted exactly.
     db = tmp / "count.sqlite3"
@@ -157,12 +195,30 @@ def main() -> None:
     bare_med, ipsms_med = statistics.median(bare_rates), statistics.median(ipsms_rates)
     # Each round measures both back to back, so the per-round ratio is the least noisy figure.
     ratios = [i / b for i, b in zip(ipsms_rates, bare_rates, strict=True)]
+    ref_ratios = [f / b for f, b in zip(ref_rates, bare_rates, strict=True)]
     result = {
         "bare_aiohttp_msgs_per_s": round(bare_med),
+        "reference_msgs_per_s": round(statistics.median(ref_rates)),
         "ipsms_listen_msgs_per_s": round(ipsms_med),
         "ratio_median_of_rounds": round(statistics.median(ratios), 3),
         "ratios": [round(r, 3) for r in ratios],
+        "reference_ratio_median_of_rounds": round(statistics.median(ref_ratios), 3),
+        "reference_ratios": [round(r, 3) for r in ref_ratios],
+        # ipsms over the reference, per round: the floor is 1.0 (not slower than the plain
+        # version of the same work)
+        "ipsms_over_reference": round(statistics.median(
+            [i / f for i, f in zip(ipsms_rates, ref_rates, strict=True)]), 3),
+        # CPU microseconds per request (the listener's own threads included), and bare's
+        # figure over each: the throughput ratio the CPU cost alone predicts, per round
+        "cpu_us_per_request": {"bare": round(statistics.median(bare_cpu), 1),
+                               "reference": round(statistics.median(ref_cpu), 1),
+                               "ipsms": round(statistics.median(ipsms_cpu), 1)},
+        "cpu_ratio_reference": round(statistics.median(
+            [b / f for b, f in zip(bare_cpu, ref_cpu, strict=True)]), 3),
+        "cpu_ratio_ipsms": round(statistics.median(
+            [b / i for b, i in zip(bare_cpu, ipsms_cpu, strict=True)]), 3),
         "target_ratio": 0.70,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
         "store_check": {"answered_200": ok, "stored_200": stored, "equal": ok == stored},
     }
@@ -176,6 +232,10 @@ def main() -> None:
             # > 1: the current tree is faster than REV; < 1: it costs that share.
             "current_over_rev": round(statistics.median(
                 [i / o for i, o in zip(ipsms_rates, old_rates, strict=True)]), 3),
+            "cpu_us_per_request": round(statistics.median(old_cpu), 1),
+            # < 1: the current tree spends that share of REV's CPU per request
+            "cpu_current_over_rev": round(statistics.median(
+                [i / o for i, o in zip(ipsms_cpu, old_cpu, strict=True)]), 3),
         }
     if breakdown:
         result["breakdown"] = breakdown

@@ -20,7 +20,8 @@ from ipsms.text import iso_time
 class Request:
     """A request ``listen`` received, answered and (usually) recorded. Not frozen: one is built
     for every request on the listener's hot path, and a frozen dataclass costs an
-    ``object.__setattr__`` per field; treat one you did not build as read-only."""
+    ``object.__setattr__`` per field; treat one you did not build as read-only. The listener
+    builds one positionally (``listener._record``): a field added goes at the end, or there."""
 
     received_at: float  # unix time, seconds
     method: str

@@ -139,13 +139,25 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
 """
 
 
+# ``json.dumps(value, ensure_ascii=False)``, built once: ``json.dumps`` with an argument builds
+# a JSONEncoder and its C encoder on every call, on the writer thread, holding the GIL the
+# event loop needs. No cycle check: headers are a list of string pairs.
+_headers_encoder = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None, json.JSONEncoder().default, json.encoder.encode_basestring, None, ": ", ", ", False,
+    False, True)
+
+
+def _headers_json(headers: list[tuple[str, str]]) -> str:
+    return "".join(_headers_encoder(headers, 0))
+
+
 def insert_params(rec: Request, session: str) -> tuple[Any, ...]:
-    headers = json.dumps(rec.headers, ensure_ascii=False)
+    headers = _headers_json(rec.headers)
     flags = json.dumps(rec.flags, ensure_ascii=False) if rec.flags else None
     texts = (rec.path, rec.remote, headers, rec.content_type, rec.refid, rec.from_number,
              rec.to_number, rec.message, rec.fields_json, rec.verdict, rec.verdict_detail,
              flags, rec.error_text)
-    if not "".join(t for t in texts if t is not None).isascii():  # rare: check each one
+    if not "".join(filter(None, texts)).isascii():  # rare: check each one
         texts = tuple(text_param(t) for t in texts)  # type: ignore[assignment]
     path, remote, headers, ctype, refid, from_, to, message, fields, verdict, detail, flags, \
         error = texts
@@ -464,7 +476,7 @@ def clear(conn: sqlite3.Connection) -> int:
 # -- the recorder's batch (one transaction per batch, on its writer thread) --------------------
 def begin_batch(conn: sqlite3.Connection) -> int:
     """Take the write lock (``BEGIN IMMEDIATE``) and return the highest row id: the batch's
-    rows get consecutive ids after it and can be read back in one query."""
+    rows get consecutive ids after it."""
     conn.execute("BEGIN IMMEDIATE")
     return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0])
 
@@ -475,11 +487,20 @@ def insert_batch(conn: sqlite3.Connection, records: list[Request], before: int,
     their ``(id, attempt, flags)``, in order. ``flags`` is None unless the refid's history
     added some (``ipsms.refid_history``); then it is every flag of the row, as stored."""
     conn.executemany(INSERT_SQL, [insert_params(rec, session) for rec in records])
+    # The batch's rows have the ids after ``before``, in order (the write lock is held since
+    # ``begin_batch``, and a new row id is the highest + 1): the last one proves it.
+    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    if last != before + len(records):
+        raise sqlite3.DatabaseError(f"wrote {len(records)} rows after row {before}, but the "
+                                    f"last one is row {last}")
+    # A new refid is attempt 1 and no refid has none: only retries are read back (the common
+    # case, a batch of new refids, reads nothing into Python).
     rows: list[tuple[int, int | None, Flags | None]] = [
-        (row_id, attempt, None) for row_id, attempt in conn.execute(
-            "SELECT id, attempt FROM requests WHERE id > ? ORDER BY id", (before,))]
-    if len(rows) != len(records):
-        raise sqlite3.DatabaseError(f"wrote {len(records)} rows, read back {len(rows)}")
+        (row_id, None if rec.refid is None else 1, None)
+        for row_id, rec in enumerate(records, before + 1)]
+    for row_id, attempt in conn.execute(
+            "SELECT id, attempt FROM requests WHERE id > ? AND attempt > 1", (before,)):
+        rows[row_id - before - 1] = (row_id, attempt, None)
     firsts: dict[str, FirstAttempt] = {}
     # Only a retry has a history: a new refid (attempt 1, the common case) costs nothing here.
     for i, (rec, (row_id, attempt, _)) in enumerate(zip(records, rows, strict=True)):

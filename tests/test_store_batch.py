@@ -1,0 +1,54 @@
+"""The recorder's batch insert: ids and attempts come back right without reading every row."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ipsms import store
+from ipsms.request import Request
+
+
+def rec(refid: str | None, message: str = "hi") -> Request:
+    return Request(received_at=time.time(), method="POST", path="/sms", remote="127.0.0.1",
+                   headers=[("Host", "x")], content_type="application/json", body=b"{}",
+                   status=200 if refid else 400, refid=refid, from_number="+13035550100",
+                   message=message)
+
+
+def write(conn, records: list[Request], session: str = "s1"):  # type: ignore[no-untyped-def]
+    before = store.begin_batch(conn)
+    rows = store.insert_batch(conn, records, before, session)
+    store.commit(conn)
+    return rows
+
+
+def test_ids_attempts_and_flags_of_mixed_batches_across_restarts(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    conn = store.connect(db)
+    first = write(conn, [rec("A"), rec(None), rec("B"), rec("A"), rec("A", "other text")])
+    assert [(i, a) for i, a, _ in first] == [(1, 1), (2, None), (3, 1), (4, 2), (5, 3)]
+    assert first[0][2] is None and first[3][2] is None  # a plain retry adds no flag
+    assert [f["code"] for f in first[4][2] or []] == ["refid_reused"]
+    conn.close()
+
+    conn = store.connect(db)  # a restart: a new session counts on from the store
+    second = write(conn, [rec("C"), rec("B"), rec(None)], session="s2")
+    assert [(i, a) for i, a, _ in second] == [(6, 1), (7, 2), (8, None)]
+    assert [f["code"] for f in second[1][2] or []] == ["earlier_session"]
+    stored = {r.id: (r.attempt, [f["code"] for f in r.flags or []])
+              for r in store.iter_all(conn)}
+    assert stored[5] == (3, ["refid_reused"]) and stored[7] == (2, ["earlier_session"])
+    assert stored[6] == (1, []) and stored[8] == (None, [])
+    conn.close()
+
+
+def test_ids_follow_a_store_with_deleted_rows(tmp_path: Path) -> None:
+    conn = store.connect(tmp_path / "s.sqlite3")
+    write(conn, [rec("A"), rec("B"), rec("C")])
+    conn.execute("DELETE FROM requests WHERE id = 3")
+    rows = write(conn, [rec("D"), rec("A")])
+    assert [(i, a) for i, a, _ in rows] == [(3, 1), (4, 2)]
+    assert [(r.id, r.refid) for r in store.iter_all(conn)] == [
+        (1, "A"), (2, "B"), (3, "D"), (4, "A")]
+    conn.close()
