@@ -96,6 +96,9 @@ class _Guarded(asyncio.Protocol):
         self.busy = False  # a handler runs: the body has its own timeout
         self.deadline = 0.0  # time.monotonic() by which the next request head must have arrived
         self._got_data = False
+        # aiohttp's data_received, bound once: it is called for every chunk a client sends,
+        # and uvloop caches the transport's protocol method, so the proxy itself must stay.
+        self._forward: Callable[[bytes], None] = _ignore
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A TCP server's transport is a stream transport on every loop, but uvloop's does not
@@ -115,8 +118,9 @@ class _Guarded(asyncio.Protocol):
             return
         self.arm()
         guard._track(self, transport)
-        self.inner = self._make_inner()
-        self.inner.connection_made(transport)
+        self.inner = inner = self._make_inner()
+        self._forward = inner.data_received
+        inner.connection_made(transport)
 
     def arm(self) -> None:
         self.busy = False
@@ -140,8 +144,7 @@ class _Guarded(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._got_data = True
-        if self.inner is not None:
-            self.inner.data_received(data)
+        self._forward(data)
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received() if self.inner is not None else None
@@ -159,4 +162,9 @@ class _Guarded(asyncio.Protocol):
             self.guard._untrack(self.transport)  # type: ignore[arg-type]
             self.inner.connection_lost(exc)
             self.inner = None
+            self._forward = _ignore
         self.transport = None
+
+
+def _ignore(data: bytes) -> None:
+    """Where a chunk goes on a connection without aiohttp's protocol (refused, or closed)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ipsms.numbers import check_number
+from ipsms.numbers import number_problem
 
 REQUIRED_FIELDS = ("refid", "from", "to", "message")
 KNOWN_FIELDS = (*REQUIRED_FIELDS, "signature")
@@ -187,8 +187,9 @@ def _parse_form(text: str) -> dict[str, Any]:
 
 def _to_message(data: dict[str, Any], raw: bytes, content_type: str,
                 json_text: str | None, odd: bool) -> InboundMessage:
-    refid, from_, to, message = (data.get(name) for name in REQUIRED_FIELDS)
-    signature = data.get("signature")
+    get = data.get  # not a generator over REQUIRED_FIELDS: this runs once per request
+    refid, from_, to, message, signature = (
+        get("refid"), get("from"), get("to"), get("message"), get("signature"))
     if not (type(refid) is type(from_) is type(to) is type(message) is str) or not (
             signature is None or type(signature) is str):
         _reject_fields(data)
@@ -297,7 +298,7 @@ def _flags(data: dict[str, Any], odd: bool) -> list[Flag]:
             flags.append(Flag(f"{name}_format", f"{name}: {len(value)} characters is not a "
                               "phone number or short code"))
             continue
-        check = check_number(value)
-        if check.problem is not None:
-            flags.append(Flag(f"{name}_format", f"{name}: {check.problem}"))
+        problem = number_problem(value)
+        if problem is not None:
+            flags.append(Flag(f"{name}_format", f"{name}: {problem}"))
     return flags

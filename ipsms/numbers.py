@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
 SHORT_CODE_RE = re.compile(r"^[1-9]\d{0,2}-\d{3,8}$")
@@ -60,6 +61,14 @@ def check_number(value: str) -> NumberCheck:
             f"{value!r} is an alphanumeric sender id: it can send but cannot receive messages",
         )
     return NumberCheck(value, NumberKind.INVALID, _explain_invalid(value))
+
+
+@lru_cache(maxsize=4096)
+def number_problem(value: str) -> str | None:
+    """``check_number(value).problem``, remembered: a listener sees the same few numbers in
+    request after request, and the check (regexes, a frozen dataclass) is a visible part of
+    parsing one. The bound keeps a flood of distinct numbers from growing memory."""
+    return check_number(value).problem
 
 
 def _explain_invalid(value: str) -> str:

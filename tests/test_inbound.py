@@ -107,3 +107,29 @@ def test_number_explanations_say_what_to_do() -> None:
     assert "+13038675309" in (check_number("3038675309").problem or "")
     assert "remove spaces" in (check_number("+1 303 867 5309").problem or "")
     assert "cannot receive" in (check_number("57-Hello8").problem or "")
+
+
+_NUMBERS = st.one_of(
+    st.from_regex(r"\A\+[0-9]{1,16}\Z"),
+    st.from_regex(r"\A[0-9]{1,3}-[0-9A-Za-z]{1,12}\Z"),
+    st.text(alphabet=st.sampled_from("+0123456789 ()-.aZ\ud800\udfff"), max_size=20),
+    st.text(max_size=70),
+)
+
+
+@given(from_=_NUMBERS, to=_NUMBERS)
+def test_number_flags_match_the_full_check_every_time(from_: str, to: str) -> None:
+    # The listener remembers number checks; a repeated number must get the same flag text as
+    # a fresh check, so parse each body twice.
+    raw = json.dumps({"refid": "A" * 32, "from": from_, "to": to, "message": "hi",
+                      "signature": "s"}).encode()
+    expected = {}
+    for name, value in (("from", from_), ("to", to)):
+        if len(value) > 64:
+            expected[f"{name}_format"] = f"{name}: {len(value)} characters is not a phone " \
+                "number or short code"
+        elif (problem := check_number(value).problem) is not None:
+            expected[f"{name}_format"] = f"{name}: {problem}"
+    for _ in range(2):
+        flags = parse_message(raw, "application/json").flags
+        assert {f.code: f.detail for f in flags if f.code.endswith("_format")} == expected
