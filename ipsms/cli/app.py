@@ -143,15 +143,19 @@ def _use_profile(ctx: Any, param: Any, value: str | None) -> None:
     config.profile_option_callback(ctx, param, value)
 
 
-def _globals(
-    debug: Annotated[bool, typer.Option("--debug", callback=_set_debug, expose_value=False,
-                                        help=DEBUG_HELP)] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet,
-                                        expose_value=False, help=QUIET_HELP)] = False,
-    profile: Annotated[str | None, typer.Option(
-        "--profile", metavar="NAME", is_eager=True, callback=_use_profile,
-        expose_value=False, help=PROFILE_HELP)] = None,
-) -> None:
+# The global options, declared once: on the root (`ipsms --debug listen`) and, through
+# `_globals`, on every command (`ipsms listen --debug`).
+DebugOption = Annotated[bool, typer.Option("--debug", callback=_set_debug, expose_value=False,
+                                           help=DEBUG_HELP)]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet,
+                                           expose_value=False, help=QUIET_HELP)]
+ProfileOption = Annotated[str | None, typer.Option(
+    "--profile", metavar="NAME", is_eager=True, callback=_use_profile, expose_value=False,
+    help=PROFILE_HELP)]
+
+
+def _globals(debug: DebugOption = False, quiet: QuietOption = False,
+             profile: ProfileOption = None) -> None:
     """Stands in for every command, to build ``--debug``, ``--quiet`` and ``--profile`` the
     Typer way."""
 
@@ -218,13 +222,7 @@ def _version(value: bool) -> None:
 def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", callback=_set_debug, expose_value=False,
-                                        help=DEBUG_HELP)] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet,
-                                        expose_value=False, help=QUIET_HELP)] = False,
-    profile: Annotated[str | None, typer.Option(
-        "--profile", metavar="NAME", is_eager=True, callback=_use_profile,
-        expose_value=False, help=PROFILE_HELP)] = None,
+    debug: DebugOption = False, quiet: QuietOption = False, profile: ProfileOption = None,
 ) -> None:
     """ipsms: IntelePeer SMS webhooks for developers."""
     del debug, quiet, profile  # set by their callbacks
