@@ -15,9 +15,10 @@ from ipsms.cli.options import (
     DbOption,
     FormatOption,
     OutputFormat,
+    core_parser,
     resolve_format,
 )
-from ipsms.errors import IpsmsError, UsageError
+from ipsms.errors import UsageError
 
 if TYPE_CHECKING:
     from ipsms.recordings import Filter
@@ -40,19 +41,6 @@ app = typer.Typer(
 
 # -- the filters of list, export and tail (each one an SQL parameter, see ipsms.store) --------
 FILTERS = "Filters (all must match)"
-
-
-def _parsed(parse: Callable[[str], object]) -> Callable[[str], object]:
-    """A core parser as typer's: its usage error becomes click's, which names the option."""
-
-    def parser(text: str) -> object:
-        if not isinstance(text, str):
-            return text
-        try:
-            return parse(text)
-        except IpsmsError as exc:
-            raise typer.BadParameter(str(exc)) from None  # the message and its hint
-    return parser
 
 
 def _moment(text: str) -> float:
@@ -83,17 +71,17 @@ def _verdicts(text: str) -> object:
 
 TIME_METAVAR = "DURATION|TIME"
 SinceOption = Annotated[float | None, typer.Option(
-    "--since", metavar=TIME_METAVAR, parser=_parsed(_moment), rich_help_panel=FILTERS,
+    "--since", metavar=TIME_METAVAR, parser=core_parser(_moment), rich_help_panel=FILTERS,
     help="Received in the last DURATION (90s, 10m, 2h, 1d, 1w) or at/after a UTC TIME "
     "(2024-05-01, 2024-05-01T12:00Z).")]
 UntilOption = Annotated[float | None, typer.Option(
-    "--until", metavar=TIME_METAVAR, parser=_parsed(_moment), rich_help_panel=FILTERS,
+    "--until", metavar=TIME_METAVAR, parser=core_parser(_moment), rich_help_panel=FILTERS,
     help="Received at least DURATION ago, or at/before a UTC TIME.")]
 FromOption = Annotated[Any, typer.Option(
-    "--from", metavar="NUMBER", parser=_parsed(_number), rich_help_panel=FILTERS,
+    "--from", metavar="NUMBER", parser=core_parser(_number), rich_help_panel=FILTERS,
     help="Sent from NUMBER: +13038675309 exactly, or digits the number ends with (5309).")]
 ToOption = Annotated[Any, typer.Option(
-    "--to", metavar="NUMBER", parser=_parsed(_number), rich_help_panel=FILTERS,
+    "--to", metavar="NUMBER", parser=core_parser(_number), rich_help_panel=FILTERS,
     help="Sent to NUMBER (as --from).")]
 RefidOption = Annotated[str | None, typer.Option(
     "--refid", metavar="PREFIX", rich_help_panel=FILTERS,
@@ -102,10 +90,10 @@ TextOption = Annotated[str | None, typer.Option(
     "--text", metavar="TEXT", rich_help_panel=FILTERS,
     help="The message contains TEXT, in any case; % and _ are plain characters.")]
 StatusOption = Annotated[Any, typer.Option(
-    "--status", metavar="STATUS", parser=_parsed(_statuses), rich_help_panel=FILTERS,
+    "--status", metavar="STATUS", parser=core_parser(_statuses), rich_help_panel=FILTERS,
     help="ipsms answered STATUS: 403, 4xx, 400-404 or a list: 401,403,5xx.")]
 VerdictOption = Annotated[Any, typer.Option(
-    "--verdict", metavar="VERDICT", parser=_parsed(_verdicts), rich_help_panel=FILTERS,
+    "--verdict", metavar="VERDICT", parser=core_parser(_verdicts), rich_help_panel=FILTERS,
     help="The signature was valid, invalid, missing or unchecked (several: valid,unchecked).")]
 FlagOption = Annotated[str | None, typer.Option(
     "--flag", metavar="CODE", rich_help_panel=FILTERS,

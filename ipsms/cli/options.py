@@ -7,9 +7,10 @@ Groups: output (``--format``, ``--db``), signatures (``--hmac``), IntelePeer's r
 
 
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -41,17 +42,33 @@ def parse_size(text: str) -> int:
     return size
 
 
+def core_parser(parse: Callable[[str], Any]) -> Callable[[Any], Any]:
+    """A core parser as typer's: its usage error (message and hint) becomes click's, which
+    names the option; a value that is already parsed (a default) passes through."""
+
+    def parser(text: Any) -> Any:
+        if not isinstance(text, str):
+            return text
+        try:
+            return parse(text)
+        except IpsmsError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return parser
+
+
+def _parse_duration(text: str) -> float:
+    from ipsms.text import parse_duration  # on use only: start-up
+
+    return parse_duration(text)
+
+
+_duration = core_parser(_parse_duration)
+
+
 def duration(text: str | float) -> float:
     """Typer's parser for a duration option: ``500ms``, ``10s``, ``5m``, ``2h``, ``1w``, or
     seconds. A bad value is click's usage error, which names the option."""
-    if isinstance(text, float | int):
-        return float(text)
-    from ipsms.text import parse_duration
-
-    try:
-        return parse_duration(text)
-    except IpsmsError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    return float(_duration(text))
 
 
 def _positive_duration(text: str | float) -> float:
