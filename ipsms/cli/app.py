@@ -355,8 +355,10 @@ def _main(args: Sequence[str]) -> int:
             completion.register()
         result = command.main(args=list(args), prog_name="ipsms", standalone_mode=False)
         return result if isinstance(result, int) else 0
-    except NoArgsIsHelpError as exc:  # `ipsms`, `ipsms messages`: the help, on stdout
-        return _write_or_silence(env, exc.format_message() + "\n", ExitCode.USAGE)
+    except NoArgsIsHelpError as exc:  # `ipsms`, `ipsms messages`: the help on stderr, exit 2
+        with contextlib.suppress(BrokenPipeError):
+            env.err(exc.format_message())
+        return int(ExitCode.USAGE)
     except UsageError as exc:
         report_error(_usage_message(exc, args))
         return int(ExitCode.USAGE)
@@ -375,15 +377,6 @@ def _main(args: Sequence[str]) -> int:
             env.silence_stdout()
             return 0
         raise
-
-
-def _write_or_silence(env: Environment, text: str, code: int) -> int:
-    try:
-        env.stderr.write(text)
-        env.stderr.flush()
-    except BrokenPipeError:
-        pass
-    return int(code)
 
 
 def _usage_message(exc: Any, args: Sequence[str]) -> str:
