@@ -59,7 +59,6 @@ EXTRA_SETTINGS: frozenset[str] = frozenset({
 SECRET_KEYS: frozenset[str] = frozenset({
     "secret", "ngrok_authtoken", "token", "password", "basic_auth",
 })
-MASK = "****"
 
 
 class ConfigError(UsageError):
@@ -302,11 +301,11 @@ def readable_by_others(path: Path) -> bool:
 
 def mask(key: str, value: Any) -> Any:
     """A value as ``show`` prints it: secrets hidden, a URL's password hidden."""
+    from ipsms.redact import MASK, mask_url  # `show` only
+
     if key in SECRET_KEYS or any(w in key for w in ("secret", "token", "password")):
         return MASK
     if isinstance(value, str) and "://" in value:
-        from ipsms.redact import mask_url
-
         return mask_url(value)
     return value
 
