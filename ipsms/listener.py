@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from json.encoder import encode_basestring
 from typing import Any
@@ -90,6 +90,10 @@ class InFlight:
 IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
 GUARD: web.AppKey[ConnectionGuard] = web.AppKey("guard", ConnectionGuard)
 SINKS: web.AppKey[list[EventSink]] = web.AppKey("sinks", list)
+# The request handler itself: ``ListenServer`` serves it without the app's router (every path
+# goes to it anyway), which saves a route lookup and a Request per message.
+HANDLER: web.AppKey[Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]] = web.AppKey(
+    "handler")
 
 
 def create_app(config: ListenConfig, recorder: Recorder,
@@ -107,6 +111,7 @@ def create_app(config: ListenConfig, recorder: Recorder,
                  if config.forward_to else None)
     handler = _Handler(config, recorder, sinks, app[IN_FLIGHT], app[GUARD], forwarder)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
+    app[HANDLER] = handler.handle
 
     if forwarder is not None:
         async def forwarder_ctx(_: web.Application) -> Any:
@@ -152,7 +157,9 @@ class _Handler:
         self.authorization = None if config.basic_auth is None else (
             "Basic " + base64.b64encode(":".join(config.basic_auth).encode()).decode())
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.headers.get("Expect") is not None:
+            await _expect(request)
         self.in_flight.enter()
         # The connection's head deadline is off while its handler runs (hot path: inline).
         guarded = self.guard.connection(request.transport)
@@ -172,7 +179,7 @@ class _Handler:
                 guarded.arm()  # the next request head has --read-timeout to arrive
             self.in_flight.leave()
 
-    def _refused(self, request: web.Request) -> tuple[int, tuple[str, str]] | None:
+    def _refused(self, request: web.BaseRequest) -> tuple[int, tuple[str, str]] | None:
         """404 off the random path, 401 without the basic-auth credentials (checked in
         constant time), or None."""
         prefix = self.config.path_prefix
@@ -188,7 +195,8 @@ class _Handler:
         return ("body_too_large",
                 f"body is larger than the listener's limit of {self.config.max_body} bytes")
 
-    async def _read(self, request: web.Request) -> tuple[bytes, int | None, tuple[str, str] | None]:
+    async def _read(self, request: web.BaseRequest
+                    ) -> tuple[bytes, int | None, tuple[str, str] | None]:
         """A body still arriving: read within --read-timeout. Returns the body, the size a
         413 announced, and the error that stopped the read."""
         try:
@@ -205,7 +213,7 @@ class _Handler:
             return b"", request.content_length, (
                 "body_unreadable", f"body could not be read: {type(exc).__name__} {exc}".strip())
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         received_at = time.time()
         raw = b""
         size: int | None = None
@@ -285,11 +293,22 @@ class _Handler:
                                 headers=CIMultiDict(relayed.headers))
         return _response(record)
 
-    async def _forward(self, request: web.Request, raw: bytes) -> Relayed:
+    async def _forward(self, request: web.BaseRequest, raw: bytes) -> Relayed:
         assert self.forwarder is not None
         headers = relayed_headers(request.headers.items())
         headers += forwarded_for(request.headers, request.remote, request.host, request.scheme)
         return await self.forwarder.relay(request.method, headers, raw)
+
+
+async def _expect(request: web.BaseRequest) -> None:
+    """Answer an ``Expect`` header as aiohttp's router does (the listener is served without
+    it): ``100 Continue`` to HTTP/1.1's ``100-continue``; any other expectation is 417 and
+    the request goes no further."""
+    if request.version == aiohttp.HttpVersion11:
+        if request.headers["Expect"].lower() != "100-continue":
+            raise web.HTTPExpectationFailed(text=f"Unknown Expect: {request.headers['Expect']}")
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's size counts from here
 
 
 _READ_STATUS = {"body_too_large": 413, "read_timeout": 408, "body_unreadable": 400}
@@ -353,7 +372,7 @@ class JunkBudget:
         return self.ALWAYS + int(self._bytes.take(wanted - self.ALWAYS))
 
 
-def _record(request: web.Request, received_at: float, raw: bytes, keep: int, size: int | None,
+def _record(request: web.BaseRequest, received_at: float, raw: bytes, keep: int, size: int | None,
             content_type: str | None, status: int, msg: InboundMessage | None,
             verification: Verification | None, error: tuple[str, str] | None) -> Request:
     peer = request.remote
@@ -421,7 +440,7 @@ def _trim_rejected(record: Request) -> None:
                         for f in record.flags[:10]]
 
 
-def _rejected_headers(request: web.Request) -> list[tuple[str, str]]:
+def _rejected_headers(request: web.BaseRequest) -> list[tuple[str, str]]:
     headers = mask_headers(request.headers.items())
     kept: list[tuple[str, str]] = []
     budget = REJECTED_HEADERS_KEEP

@@ -24,7 +24,16 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ipsms.errors import BindError, UsageError, setting
 from ipsms.events import ListenStats, RejectedEvent
-from ipsms.listener import GUARD, IN_FLIGHT, SINKS, EventSink, ListenConfig, create_app, emit
+from ipsms.listener import (
+    GUARD,
+    HANDLER,
+    IN_FLIGHT,
+    SINKS,
+    EventSink,
+    ListenConfig,
+    create_app,
+    emit,
+)
 from ipsms.recorder import Recorder
 from ipsms.text import printable
 
@@ -100,6 +109,7 @@ class ListenServer:
         self.app = create_app(config, self.recorder, [self.stats.observe, *(sinks or [])])
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
+        self._http: web.Server | None = None
         self._log_handler = _RejectionLog(self.app[SINKS])
         self._stop = asyncio.Event()
         self.bound: Bound | None = None
@@ -110,14 +120,21 @@ class ListenServer:
         guard.max_connections = fit_connection_limit(guard.max_connections)
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
                                      shutdown_timeout=SHUTDOWN_GRACE)
-        await self._runner.setup()
-        assert self._runner.server is not None
+        await self._runner.setup()  # the app's start-up: the recorder's thread, the forwarder
         loop = asyncio.get_running_loop()
+        # Every path goes to the one handler: it is served directly, without the app's router
+        # (a route lookup and a ``web.Request`` less per message). The runner keeps the app's
+        # start-up and clean-up.
+        max_body = self.config.max_body
+        self._http = web.Server(
+            self.app[HANDLER], access_log=None,
+            request_factory=lambda message, payload, protocol, writer, task: web.BaseRequest(
+                message, payload, protocol, writer, task, loop, client_max_size=max_body))
         try:
             # Bound here rather than through a TCPSite, so that every connection goes through
             # the guard: a connection cap and a deadline for each request head.
             self._server = await loop.create_server(
-                guard.factory(self._runner.server), self.host, self.port,
+                guard.factory(self._http), self.host, self.port,
                 reuse_address=True, backlog=128)
         except OSError as exc:
             await self._runner.cleanup()
@@ -142,6 +159,8 @@ class ListenServer:
             if self._server is not None:
                 self._server.close()
             await self.app[IN_FLIGHT].wait_idle(SHUTDOWN_GRACE)
+            if self._http is not None:
+                await self._http.shutdown(SHUTDOWN_GRACE)  # closes what is left
             await self._runner.cleanup()  # runs cleanup_ctx: closes the recorder
             self._runner = None
             self._log_handler.remove()

@@ -152,6 +152,9 @@ RAW: list[tuple[str, bytes, int]] = [
     ("Expect: 100-continue",
      _head("Content-Type: application/json\r\nExpect: 100-continue\r\nConnection: close\r\n",
            length=len(msg())) + msg(), 100),
+    ("an expectation other than 100-continue",
+     _head("Content-Type: application/json\r\nExpect: teapot\r\nConnection: close\r\n",
+           length=len(msg())) + msg(), 417),
 ]
 
 # Requests that wait for the read timeout: run against a listener whose timeout is short.
