@@ -4,6 +4,7 @@ reference (bench/same_work_listener.py), same load, same run.
     .venv/bin/python bench/bench_listen.py [--rounds 3] [--duration 8] [--connections 32]
     .venv/bin/python bench/bench_listen.py --breakdown   # where the time goes, part by part
     .venv/bin/python bench/bench_listen.py --compare-rev REV  # also ipsms as of git REV
+    .venv/bin/python bench/bench_listen.py --loop uvloop      # all three servers on uvloop
 
 Needs `wrk` and `hey` (Debian packages). Everything runs on 127.0.0.1 and is bounded: wrk runs
 for --duration seconds per round, hey sends exactly --count requests. `ipsms listen` runs with
@@ -12,7 +13,8 @@ and NDJSON to /dev/null. Every round measures three servers back to back: the ba
 same-work reference (parse, signature, group commit with synchronous=FULL, one NDJSON line, a
 JSON answer: the core work done plainly) and ipsms. Reports messages/s of each (median of the
 rounds), the per-round ratios to bare, and checks that every request answered 200 is in the
-store.
+store. All three servers run on the same event loop (--loop, default asyncio's own): a ratio
+is never taken across loops.
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ request = function()
   return wrk.format("POST", "/sms", {["Content-Type"] = "application/json"}, body)
 end
 """.replace("SECRET", SECRET)
+
+
+# Runs a script with uvloop's event loop policy (for the reference, which calls asyncio.run).
+UVLOOP_LAUNCHER = """
+import asyncio, runpy, sys
+import uvloop
+asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
 
 def start(cmd: list[str], stdout: int | None = subprocess.DEVNULL, cwd: Path = ROOT
@@ -106,6 +118,8 @@ def main() -> None:
     ap.add_argument("--breakdown", action="store_true",
                     help="also measure the listener with parts switched off "
                     "(bench/listen_variants.py)")
+    ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                    help="the event loop of all three servers (never compared across loops)")
     ap.add_argument("--compare-rev", metavar="REV",
                     help="also measure `ipsms listen` as of this git revision, in the same rounds "
                     "(e.g. the commit before a change, to measure what the change costs)")
@@ -133,14 +147,23 @@ def main() -> None:
     ref_cpu: list[float] = []
     ipsms_cpu: list[float] = []
     old_cpu: list[float] = []
+    # All three on the same event loop: `ipsms listen` is told which (its default, auto, takes
+    # uvloop when installed), bare_server.py too, and the reference (kept as written, on
+    # asyncio.run) gets uvloop's policy through a small launcher.
     listen_cmd = [py, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
-                  "--secret", SECRET]
+                  "--secret", SECRET, "--loop", args.loop]
+    bare_cmd = [py, "bench/bare_server.py", "--loop", args.loop]
+    ref_cmd = [py, "bench/same_work_listener.py"]
+    if args.loop == "uvloop":
+        launcher = tmp / "uvloop_launcher.py"
+        launcher.write_text(UVLOOP_LAUNCHER)
+        ref_cmd = [py, str(launcher), "bench/same_work_listener.py"]
     for r in range(args.rounds):
-        bare, url = start([py, "bench/bare_server.py"])
+        bare, url = start(bare_cmd)
         bare_rates.append(wrk(url, args.duration, args.connections, script, bare.pid))
         bare_cpu.append(CPU_US[bare.pid])
         stop(bare)
-        ref, url = start([py, "bench/same_work_listener.py", "0", str(tmp / f"ref{r}.sqlite3")])
+        ref, url = start([*ref_cmd, "0", str(tmp / f"ref{r}.sqlite3")])
         ref_rates.append(wrk(url, args.duration, args.connections, script, ref.pid))
         ref_cpu.append(CPU_US[ref.pid])
         ref.kill()  # it has no shutdown handling (it is kept as written)
@@ -169,8 +192,7 @@ def main() -> None:
 
     # Nothing lost: every request answered 200 is in the store, counted exactly.
     db = tmp / "count.sqlite3"
-    listener, url = start([py, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
-                           "--secret", SECRET, "--db", str(db)])
+    listener, url = start([*listen_cmd, "--db", str(db)])
     ok = hey_ok(url, args.count, args.connections, body)
     stop(listener)
     stored = sqlite3.connect(db).execute(
@@ -218,6 +240,7 @@ def main() -> None:
         "cpu_ratio_ipsms": round(statistics.median(
             [b / i for b, i in zip(bare_cpu, ipsms_cpu, strict=True)]), 3),
         "target_ratio": 0.70,
+        "loop": args.loop,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "rounds": args.rounds, "duration_s": args.duration, "connections": args.connections,
         "store_check": {"answered_200": ok, "stored_200": stored, "equal": ok == stored},
