@@ -197,12 +197,12 @@ async def open_connections(policy: RetryPolicy, limit: int = 100
                            ) -> AsyncIterator[Connections]:
     """The sessions of one run, at most ``limit`` sockets each, closed at the end."""
     plain = http1.Client(USER_AGENT, limit)
-    try:
-        async with _session(policy, limit, keep_alive=True) as pooled, \
-                _session(policy, limit, keep_alive=False) as fresh:
+    async with _session(policy, limit, keep_alive=True) as pooled, \
+            _session(policy, limit, keep_alive=False) as fresh:
+        try:
             yield Connections(pooled, fresh, plain)
-    finally:
-        plain.close()
+        finally:
+            await plain.close()
 
 
 # CPython before 3.12.8 (and 3.13.0) can keep a closed TLS transport alive when the server never

@@ -28,6 +28,7 @@ from typing import cast
 from yarl import URL
 
 MAX_HEAD = 64 * 1024  # a status line and headers longer than this are an invalid answer
+KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's default keepalive_timeout)
 # How a connection the server closed fails a request written to it (as in ipsms.delivery).
 RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
@@ -129,6 +130,7 @@ class _Connection(asyncio.Protocol):
         self.reused = False  # it carried a request before the one in flight
         self.waiter: asyncio.Future[Answer] | None = None
         self.pool: dict[_Connection, None] | None = None  # the idle set it waits in
+        self.idle_since = 0.0
         self._reset_request(0)
 
     def _reset_request(self, preview: int) -> None:
@@ -427,7 +429,7 @@ class Client:
         ``Connection: close`` (retries and resends, as the engine's ``fresh`` session)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        conn = None if fresh else self._take((where.host, where.port))
+        conn = None if fresh else self._take((where.host, where.port), deadline - timeout)
         if conn is None:
             conn = await self._connect(loop, where, deadline)
         timer = loop.call_at(deadline, _time_out, conn)
@@ -443,27 +445,31 @@ class Client:
         if fresh:
             conn.close()
         elif not conn.closed:
-            self._give_back((where.host, where.port), conn)
+            self._give_back((where.host, where.port), conn, loop.time())
         return answer
 
-    def _take(self, key: tuple[str, int]) -> _Connection | None:
+    def _take(self, key: tuple[str, int], now: float) -> _Connection | None:
         idle = self._idle.get(key)
         while idle:
             conn, _ = idle.popitem()  # the most recently used one (LIFO, as aiohttp)
             conn.pool = None
-            if not conn.closed and conn.transport is not None \
-                    and not conn.transport.is_closing():
-                conn.reused = True
-                return conn
+            if conn.closed or conn.transport is None or conn.transport.is_closing():
+                continue
+            if now - conn.idle_since > KEEPALIVE:  # as aiohttp: too old to trust, close it
+                conn.close()
+                continue
+            conn.reused = True
+            return conn
         return None
 
-    def _give_back(self, key: tuple[str, int], conn: _Connection) -> None:
+    def _give_back(self, key: tuple[str, int], conn: _Connection, now: float) -> None:
         idle = self._idle.setdefault(key, {})
         if len(idle) >= self.limit:
             conn.close()
             return
         idle[conn] = None
         conn.pool = idle
+        conn.idle_since = now
 
     async def _connect(self, loop: asyncio.AbstractEventLoop, where: Target,
                        deadline: float) -> _Connection:
@@ -489,11 +495,12 @@ class Client:
             assert last is not None
             raise ConnectFailed(_connect_detail(last, where))
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for conn in list(self._all):
             conn.close()
         self._all.clear()
         self._idle.clear()
+        await asyncio.sleep(0)  # the transports finish closing (no 'unclosed transport')
 
 
 def _time_out(conn: _Connection) -> None:
@@ -504,9 +511,7 @@ def _time_out(conn: _Connection) -> None:
 
 
 def _connect_detail(err: OSError, where: Target) -> str:
-    """Worded as the engine words aiohttp's connect errors: ``connection refused (host:port)``."""
-    if isinstance(err, socket.gaierror):
-        cause = err.strerror or type(err).__name__
-    else:
-        cause = os.strerror(err.errno) if err.errno else (err.strerror or type(err).__name__)
+    """Worded as the engine words aiohttp's connect errors: ``connection refused (host:port)``
+    (a failed name lookup too: ``unknown error -2``, as on the aiohttp path)."""
+    cause = os.strerror(err.errno) if err.errno else (err.strerror or type(err).__name__)
     return f"{cause.lower()} ({where.host}:{where.port})"

@@ -198,10 +198,11 @@ async def test_a_refused_port_and_a_slow_server_read_as_on_aiohttp(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     policy = RetryPolicy(no_wait=True, max_attempts=2, timeout=0.2)
-    refused = [shown((await send(c, Delivery(f"http://127.0.0.1:{port}/", b"{}", None),
-                                 policy))[0]) for c in (plain, aio)]
-    assert refused[0] == refused[1]
-    assert refused[0][0][2:4] == (CONNECT_ERROR, f"connection refused (127.0.0.1:{port})")
+    for host in ("127.0.0.1", "localhost"):  # an address, and a name to look up first
+        refused = [shown((await send(c, Delivery(f"http://{host}:{port}/", b"{}", None),
+                                     policy))[0]) for c in (plain, aio)]
+        assert refused[0] == refused[1]
+        assert refused[0][0][2:4] == (CONNECT_ERROR, f"connection refused ({host}:{port})")
 
     async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()  # reads, never answers; the client gives up and closes
