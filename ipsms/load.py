@@ -36,8 +36,8 @@ _T = TypeVar("_T")
 
 
 def run_fast(main: Coroutine[Any, Any, _T]) -> _T:
-    """``asyncio.run``, on uvloop when it is installed: load mode's CPU goes into aiohttp and
-    the event loop, and uvloop nearly doubles the messages a process can send per second."""
+    """``asyncio.run``, on uvloop when it is installed: much of load mode's CPU goes into the
+    event loop, and uvloop nearly doubles the messages a process can send per second."""
     try:
         import uvloop
     except ImportError:

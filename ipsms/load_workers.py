@@ -1,7 +1,8 @@
 """Load mode in several processes: each worker runs its own event loop and client session.
 
-One Python process spends most of a load run's CPU in aiohttp and its own bookkeeping, so on
-a machine with more cores a single event loop cannot keep up with a tool like ``hey``. Here the
+One Python process spends a load run's CPU in its HTTP client, the event loop and its own
+bookkeeping, so on a machine with more cores a single event loop cannot keep up with a tool
+like ``hey``. Here the
 run is split: worker k sends the run's messages k, k+N, k+2N... (its share of ``--count``), with
 its share of ``--concurrency`` (the flag stays the total in flight), and ``--rate`` stays the
 whole run's: message i is due i/R seconds after a start time the parent hands every worker once
