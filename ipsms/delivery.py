@@ -344,7 +344,10 @@ class Sender:
     async def _send(self, delivery: Delivery, headers: dict[str, str],
                     skip: tuple[str, ...] | None, *, fresh: bool) -> _Reply:
         plain = self.connections.plain
-        if plain is not None:
+        # An unusual content type (a replayed one with non-ASCII or control characters) keeps
+        # aiohttp's own rules for header values.
+        if plain is not None and (delivery.content_type is None or _plain_header(
+                delivery.content_type)):
             where = plain.target(delivery.url)
             if where is not None:
                 return await self._post_plain(plain, where, delivery, fresh)
@@ -404,8 +407,15 @@ class Sender:
                 return _Reply(None, DISCONNECTED, _reason(exc),
                               stale=trace.reused and not trace.answered)
             return _Reply(None, HTTP_ERROR, _reason(exc))
+        except (ValueError, UnicodeError) as exc:  # a header aiohttp refuses to write
+            return _Reply(None, HTTP_ERROR, f"the request could not be sent: {_reason(exc)}")
         finally:
             _CURRENT.reset(token)
+
+
+def _plain_header(value: str) -> bool:
+    """Printable ASCII: a header value ``ipsms.http1`` writes as it is."""
+    return value.isascii() and value.isprintable()
 
 
 async def _read_preview(resp: aiohttp.ClientResponse) -> bytes:

@@ -309,3 +309,20 @@ async def test_load_mode_against_a_server_closing_idle_connections_sends_each_me
     assert (stats.delivered, stats.gave_up, stats.attempts) == (count, 0, count)
     assert sorted(served) == list(range(count)) and set(served.values()) == {1}
     assert stats.reconnects > 0
+
+
+@pytest.mark.parametrize("content_type", ["application/json\r\nX-Injected: 1",
+                                          "application/json; name=\udcff"])
+async def test_an_odd_content_type_never_injects_a_header(
+        both: tuple[Connections, Connections], content_type: str) -> None:
+    """A replayed request can carry any content type: one http1 would write verbatim (a CR/LF
+    or a byte that is not ASCII) goes through aiohttp's rules instead, with the same result."""
+    plain, aio = both
+    async with RecordingServer(lambda n: (ok(), True)) as server:
+        results = [shown((await send(c, Delivery(server.url(), b"{}", content_type, "R")))[0])
+                   for c in (plain, aio)]
+    assert results[0] == results[1]
+    assert not any(b"X-Injected" in raw for raw in server.raw)
+    if "\r" in content_type:  # refused before anything is sent, and said so
+        assert results[0][0][2] == HTTP_ERROR
+        assert "could not be sent" in str(results[0][0][3])
