@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import errno
 import io
+import logging
 import os
 import select
 import stat
@@ -34,7 +35,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TextIO
 
+logger = logging.getLogger("ipsms.output")
 DEFAULT_MAX_PENDING = 10_000  # output lines buffered for a slow reader before lines are dropped
+
+
+class _Line(str):
+    """A line already formatted (``write_line``, a drop notice); anything else in a batch is
+    an event, formatted at hand-off."""
+
+    __slots__ = ()
 
 
 class StreamSink:
@@ -47,7 +56,8 @@ class StreamSink:
         self.dropped = 0  # lines dropped in all
         self._unreported = 0  # dropped since the last notice
         self._lock = threading.Lock()  # the counters are also updated by the writer thread
-        self._batch: list[str] = []  # lines of this event-loop iteration
+        self._batch: list[Any] = []  # lines and events (formatted at hand-off) of this
+        # event-loop iteration
         self._loop: asyncio.AbstractEventLoop | None = None
         self._out = _output_for(stream, self)
 
@@ -59,9 +69,15 @@ class StreamSink:
                 f"({self.dropped} in all; the store has every request)")
 
     def __call__(self, event: Any) -> None:
-        self.write_line(self.line(event))
+        # Formatted at hand-off, with the rest of this iteration's events: one tight loop
+        # over a batch runs several times faster than the same formatting between requests
+        # (issue 12: the NDJSON line cost 25 µs a request on the listener's path, 7 µs here).
+        self._add(event)
 
     def write_line(self, text: str) -> None:
+        self._add(_Line(text))
+
+    def _add(self, item: Any) -> None:
         if self.closed:
             return
         if self._out.pending + len(self._batch) >= self.max_pending:
@@ -71,8 +87,8 @@ class StreamSink:
         if self._unreported:
             with self._lock:
                 count, self._unreported = self._unreported, 0
-            self._batch.append(self.drop_notice(count))
-        self._batch.append(text)
+            self._batch.append(_Line(self.drop_notice(count)))
+        self._batch.append(item)
         if not first:
             return  # a hand-off is already scheduled
         try:
@@ -85,7 +101,17 @@ class StreamSink:
     def _hand_off(self) -> None:
         batch, self._batch = self._batch, []
         if batch and not self.closed:
-            self._out.submit(batch)
+            lines = [item if item.__class__ is _Line else self._format(item) for item in batch]
+            self._out.submit([line for line in lines if line is not None])
+
+    def _format(self, event: Any) -> str | None:
+        """The line of ``event``; None (logged, the other lines go on) if formatting fails."""
+        try:
+            return self.line(event)
+        except Exception:
+            logger.error("ipsms: an output line could not be formatted",
+                         exc_info=logger.isEnabledFor(logging.DEBUG))
+            return None
 
     def close(self, timeout: float = 2.0) -> None:
         """Write what is buffered, waiting at most ``timeout`` seconds for the reader; lines

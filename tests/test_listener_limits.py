@@ -226,6 +226,28 @@ async def test_a_full_disk_loses_lines_counted_but_never_counts_as_closed() -> N
     assert sink.dropped >= 10 and not sink.closed and not closed
 
 
+async def test_an_event_that_cannot_be_formatted_costs_only_its_own_line(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Lines are formatted in a batch at hand-off: one event whose line fails must neither
+    lose the others of its batch nor stop the output."""
+    class Picky(NdjsonSink):
+        def line(self, event: object) -> str:
+            if event == "boom":
+                raise ValueError("cannot format this one")
+            return f"event {event}"
+
+    out = tmp_path / "out.txt"
+    with out.open("w") as stream:
+        sink = Picky(stream)
+        for event in (1, "boom", 3):  # one event-loop iteration: one batch
+            sink(event)
+        await asyncio.sleep(0)
+        sink(4)
+        sink.close()
+    assert out.read_text() == "event 1\nevent 3\nevent 4\n"
+    assert "could not be formatted" in caplog.text
+
+
 async def test_a_terminal_that_stops_reading_never_stalls_the_event_loop() -> None:
     master, slave = os.openpty()  # nobody reads the master side: like a terminal after Ctrl-S
     try:
