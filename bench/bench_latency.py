@@ -6,6 +6,9 @@
 Each round loads, one after the other (the order turns each round), on each event loop that
 is installed (asyncio's own, and uvloop from `pip install 'ipsms[fast]'`):
   - `bench/bare_server.py --loop L` (an aiohttp handler that reads the body and answers 200),
+  - `bench/same_work_listener.py` (the same work done plainly, on loop L: its answer also
+    waits for a durable commit, so its p99 is the floor for a listener that answers 200 only
+    once the message is on disk),
   - `ipsms listen --loop L --format json --secret ... --db <tmp>` (store, signature check,
     NDJSON to /dev/null),
 with the same client: `ipsms simulate URL --count N --rate R --no-wait --format json`, whose
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_listen import ROOT, SECRET, WRK_LUA, start, stop, wrk
+from bench_listen import ROOT, SECRET, UVLOOP_LAUNCHER, WRK_LUA, start, stop, wrk
 
 LOOPS = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
 TARGET_P99_RATIO = 2.0
@@ -53,6 +56,13 @@ def load(url: str, count: int, rate: float, concurrency: int) -> dict[str, float
 def server_cmd(kind: str, loop: str, db: Path) -> list[str]:
     if kind == "bare":
         return [sys.executable, "bench/bare_server.py", "--loop", loop]
+    if kind == "reference":
+        ref = [sys.executable, "bench/same_work_listener.py", "0", str(db)]
+        if loop == "uvloop":
+            launcher = db.parent / "uvloop_launcher.py"
+            launcher.write_text(UVLOOP_LAUNCHER)
+            ref.insert(1, str(launcher))
+        return ref
     return [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
             "--secret", SECRET, "--loop", loop, "--db", str(db)]
 
@@ -63,7 +73,7 @@ def measure(args: argparse.Namespace, tmp: Path | None = None) -> dict[str, Any]
     script = tmp / "post.lua"
     script.write_text(WRK_LUA)
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
-    order = [(kind, loop) for loop in args.loops for kind in ("bare", "ipsms")]
+    order = [(kind, loop) for loop in args.loops for kind in ("bare", "reference", "ipsms")]
     for r in range(args.rounds):
         for kind, loop in (order if r % 2 == 0 else order[::-1]):
             proc, url = start(server_cmd(kind, loop, tmp / f"{loop}{r}.sqlite3"))
@@ -72,7 +82,11 @@ def measure(args: argparse.Namespace, tmp: Path | None = None) -> dict[str, Any]
                 if args.throughput:
                     result["wrk_msg_s"] = wrk(url, args.throughput, 32, script)
             finally:
-                stop(proc)
+                if kind == "reference":  # kept as written: no shutdown handling
+                    proc.kill()
+                    proc.communicate(timeout=30)
+                else:
+                    stop(proc)
             runs.setdefault((kind, loop), []).append(result)
             print(f"round {r + 1}: {kind}/{loop}: p50 {result['p50']:.2f} ms, "
                   f"p99 {result['p99']:.2f} ms, {result['msg_s']:.0f} msg/s"
@@ -82,13 +96,20 @@ def measure(args: argparse.Namespace, tmp: Path | None = None) -> dict[str, Any]
                               "target_p99_ratio": TARGET_P99_RATIO, "loops": {}}
     for loop in args.loops:
         bare, ipsms = runs[("bare", loop)], runs[("ipsms", loop)]
+        ref = runs[("reference", loop)]
         entry: dict[str, Any] = {}
         for key in ("p50", "p99"):
             entry[f"bare_{key}_ms"] = round(statistics.median(x[key] for x in bare), 3)
+            entry[f"reference_{key}_ms"] = round(statistics.median(x[key] for x in ref), 3)
             entry[f"ipsms_{key}_ms"] = round(statistics.median(x[key] for x in ipsms), 3)
             # Per round: both sides ran minutes apart at most, under the same neighbours.
             entry[f"{key}_ratio"] = round(statistics.median(
                 i[key] / b[key] for i, b in zip(ipsms, bare, strict=True)), 3)
+            # The same work done plainly (a durable commit before each answer): the floor.
+            entry[f"reference_{key}_ratio"] = round(statistics.median(
+                f[key] / b[key] for f, b in zip(ref, bare, strict=True)), 3)
+            entry[f"ipsms_over_reference_{key}"] = round(statistics.median(
+                i[key] / f[key] for i, f in zip(ipsms, ref, strict=True)), 3)
         entry["achieved_msg_s"] = {"bare": round(statistics.median(x["msg_s"] for x in bare)),
                                    "ipsms": round(statistics.median(x["msg_s"] for x in ipsms))}
         if args.throughput:
