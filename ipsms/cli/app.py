@@ -13,6 +13,7 @@ rich.live) inside the function that runs it.
 
 import contextlib
 import functools
+import importlib
 import re
 import sys
 import traceback
@@ -24,17 +25,6 @@ import typer.main
 from typer.core import TyperCommand, TyperGroup
 
 from ipsms import __version__
-from ipsms.cli import (
-    api_emulator,
-    auth,
-    listen,
-    messages,
-    provision,
-    replay,
-    set_webhook,
-    simulate,
-    verify,
-)
 from ipsms.cli import help as help_text
 from ipsms.cli.io import Environment, current, using
 from ipsms.cli.options import flag
@@ -232,18 +222,32 @@ def root(
 # Registered explicitly, and turned into click commands only when they are needed: running
 # `ipsms listen` builds `listen` alone, `ipsms --version` builds none (Typer reads every
 # parameter of a command to build it; for all of them that is most of a Tab press).
-def _command(function: Callable[..., Any], name: str, epilog: str) -> Callable[[], Any]:
+def _module(name: str) -> Any:
+    return importlib.import_module(f"ipsms.cli.{name}")
+
+
+def group_app(module: str) -> typer.Typer:
+    """The typer app of the group in ``ipsms.cli.MODULE`` (imported now)."""
+    group: typer.Typer = _module(module).app
+    return group
+
+
+def _command(module: str, name: str) -> Callable[[], Any]:
+    """``name``'s builder; its module (``ipsms.cli.MODULE``, whose function has the module's
+    name) is imported only when the command is built: `ipsms --version` imports none."""
     def build() -> Any:
+        cli = _module(module)
         single = typer.Typer(context_settings=CONTEXT_SETTINGS, add_completion=False,
                              rich_markup_mode=None)
-        single.command(name, epilog=epilog, short_help=SUMMARIES[name])(function)
+        single.command(name, epilog=cli.EPILOG, short_help=SUMMARIES[name])(
+            getattr(cli, module))
         return _with_global_options(typer.main.get_command(single))
     return build
 
 
-def _group(sub: typer.Typer, name: str) -> Callable[[], Any]:
+def _group(module: str, name: str) -> Callable[[], Any]:
     def build() -> Any:
-        group = typer.main.get_command(sub)
+        group = typer.main.get_command(group_app(module))
         group.name = name
         group.short_help = SUMMARIES[name]
         return _with_global_options(group)
@@ -267,24 +271,18 @@ SUMMARIES: dict[str, str] = {
 
 
 COMMANDS: dict[str, Callable[[], Any]] = {
-    "listen": _command(listen.listen, "listen", listen.EPILOG),
-    "simulate": _command(simulate.simulate, "simulate", simulate.EPILOG),
-    "replay": _command(replay.replay, "replay", replay.EPILOG),
-    "messages": _group(messages.app, "messages"),
-    "verify": _command(verify.verify, "verify", verify.EPILOG),
-    "set-webhook": _command(set_webhook.set_webhook, "set-webhook", set_webhook.EPILOG),
-    "provision": _command(provision.provision, "provision", provision.EPILOG),
-    "auth": _group(auth.app, "auth"),
-    "api-emulator": _command(api_emulator.api_emulator, "api-emulator", api_emulator.EPILOG),
-    "config": lambda: _group(_config_app(), "config")(),
+    "listen": _command("listen", "listen"),
+    "simulate": _command("simulate", "simulate"),
+    "replay": _command("replay", "replay"),
+    "messages": _group("messages", "messages"),
+    "verify": _command("verify", "verify"),
+    "set-webhook": _command("set_webhook", "set-webhook"),
+    "provision": _command("provision", "provision"),
+    "auth": _group("auth", "auth"),
+    "api-emulator": _command("api_emulator", "api-emulator"),
+    "config": _group("config", "config"),
 }
-GROUPS: dict[str, typer.Typer] = {"messages": messages.app, "auth": auth.app}
-
-
-def _config_app() -> typer.Typer:
-    from ipsms.cli import config
-
-    return config.app
+GROUPS: dict[str, str] = {"messages": "messages", "auth": "auth", "config": "config"}
 
 
 def app_command() -> Any:
@@ -411,7 +409,8 @@ def _command_path(args: Sequence[str]) -> str:
     words = [a for a in args if not a.startswith("-")]
     if words and words[0] in COMMANDS:
         path.append(words[0])
-        group = GROUPS.get(words[0]) or (_config_app() if words[0] == "config" else None)
+        module = GROUPS.get(words[0])
+        group = group_app(module) if module is not None else None
         if group is not None and len(words) > 1 and any(
                 (c.name or c.callback.__name__ if c.callback else "") == words[1]
                 for c in group.registered_commands):

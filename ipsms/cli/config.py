@@ -72,7 +72,8 @@ def command_tree() -> dict[str, Any]:
     from ipsms.cli import app as root
 
     tree: dict[str, Any] = {name: {} for name in root.COMMANDS}
-    for name, group in {**root.GROUPS, "config": app}.items():
+    for name, module in root.GROUPS.items():
+        group = app if name == "config" else root.group_app(module)
         tree[name] = {(c.name or (c.callback.__name__ if c.callback else "")).replace("_", "-"): {}
                       for c in group.registered_commands}
     return tree
