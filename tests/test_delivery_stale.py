@@ -26,6 +26,7 @@ from ipsms.delivery import (
 )
 from ipsms.load import LoadPlan, run_load
 from ipsms.retry import RetryPolicy
+from tests.raw_http import read_request
 
 CLOSE_AFTER = 2.0  # at the latest; a server closes at once when the next request arrives
 
@@ -82,13 +83,10 @@ class RawServer:
         reset = False
         try:
             while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                                   if line.lower().startswith(b"content-length:")), 0)
-                    body = await reader.readexactly(length)
-                except (asyncio.IncompleteReadError, ConnectionError):
+                request = await read_request(reader)
+                if request is None:
                     return
+                _, body = request
                 self.received.append(body)
                 act = self.script(len(self.received))
                 reset = act.reset

@@ -27,6 +27,7 @@ from ipsms.delivery import (
 )
 from ipsms.load import LoadPlan, run_load
 from ipsms.retry import RetryPolicy
+from tests.raw_http import read_request
 
 NO_WAIT = RetryPolicy(no_wait=True)
 
@@ -60,13 +61,10 @@ class RecordingServer:
         self._writers.add(writer)
         try:
             while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                                   if line.lower().startswith(b"content-length:")), 0)
-                    body = await reader.readexactly(length)
-                except (asyncio.IncompleteReadError, ConnectionError):
+                request = await read_request(reader)
+                if request is None:
                     return
+                head, body = request
                 self.raw.append(head + body)
                 act = self.script(len(self.raw))
                 if act is None:
