@@ -28,6 +28,7 @@ from typing import cast
 from yarl import URL
 
 MAX_HEAD = 64 * 1024  # a status line and headers longer than this are an invalid answer
+MAX_TARGETS = 256  # URLs whose request parts are kept (load mode uses one)
 KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's default keepalive_timeout)
 # How a connection the server closed fails a request written to it (as in ipsms.delivery).
 RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
@@ -420,6 +421,8 @@ class Client:
         try:
             return self._targets[url]
         except KeyError:
+            if len(self._targets) >= MAX_TARGETS:  # `replay --all` of many URLs: stay bounded
+                self._targets.clear()
             found = self._targets[url] = target(url, self.user_agent)
             return found
 
