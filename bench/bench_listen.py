@@ -79,10 +79,13 @@ def stop(proc: subprocess.Popen[str]) -> str:
 
 TICK = os.sysconf("SC_CLK_TCK")
 CPU_US: dict[int, float] = {}  # server pid -> its CPU microseconds per request under wrk
+MAIN_US: dict[int, float] = {}  # server pid -> its main thread's (the event loop's) share
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, task: int | None = None) -> float:
+    """CPU seconds of process ``pid``, or of its thread ``task`` (the main thread: ``pid``)."""
+    path = f"/proc/{pid}/stat" if task is None else f"/proc/{pid}/task/{task}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
@@ -91,6 +94,7 @@ def wrk(url: str, duration: int, connections: int, script: Path, pid: int | None
     """Messages/s; with ``pid``, also the server's CPU per request into ``CPU_US``: the
     steadier figure when neighbours share the machine (messages/s moves with them)."""
     before = cpu_seconds(pid) if pid else 0.0
+    main_before = cpu_seconds(pid, pid) if pid else 0.0
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(script),
                           url], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
@@ -98,6 +102,7 @@ def wrk(url: str, duration: int, connections: int, script: Path, pid: int | None
     if pid:
         done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
         CPU_US[pid] = (cpu_seconds(pid) - before) * 1e6 / max(done, 1)
+        MAIN_US[pid] = (cpu_seconds(pid, pid) - main_before) * 1e6 / max(done, 1)
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
@@ -146,6 +151,8 @@ def main() -> None:
     bare_cpu: list[float] = []
     ref_cpu: list[float] = []
     ipsms_cpu: list[float] = []
+    ref_main: list[float] = []  # the event loop's thread alone (the rest: the store writer)
+    ipsms_main: list[float] = []
     old_cpu: list[float] = []
     # All three on the same event loop: `ipsms listen` is told which (its default, auto, takes
     # uvloop when installed), bare_server.py too, and the reference (kept as written, on
@@ -166,6 +173,7 @@ def main() -> None:
         ref, url = start([*ref_cmd, "0", str(tmp / f"ref{r}.sqlite3")])
         ref_rates.append(wrk(url, args.duration, args.connections, script, ref.pid))
         ref_cpu.append(CPU_US[ref.pid])
+        ref_main.append(MAIN_US[ref.pid])
         ref.kill()  # it has no shutdown handling (it is kept as written)
         ref.communicate(timeout=30)
         # Current tree and REV take turns going first, so neither always runs last.
@@ -182,6 +190,7 @@ def main() -> None:
                 ipsms_rates.append(wrk(url, args.duration, args.connections, script,
                                        listener.pid))
                 ipsms_cpu.append(CPU_US[listener.pid])
+                ipsms_main.append(MAIN_US[listener.pid])
                 stop(listener)
         old = f", ipsms@{args.compare_rev} {old_rates[-1]:.0f}/s" if old_rates else ""
         print(f"round {r + 1}: bare {bare_rates[-1]:.0f}/s, reference {ref_rates[-1]:.0f}/s "
@@ -235,6 +244,15 @@ def main() -> None:
         "cpu_us_per_request": {"bare": round(statistics.median(bare_cpu), 1),
                                "reference": round(statistics.median(ref_cpu), 1),
                                "ipsms": round(statistics.median(ipsms_cpu), 1)},
+        # The same split by thread: the event loop's thread, and the others (the store's
+        # writer thread): where the distance to the reference is.
+        "main_thread_us_per_request": {"reference": round(statistics.median(ref_main), 1),
+                                       "ipsms": round(statistics.median(ipsms_main), 1)},
+        "other_threads_us_per_request": {
+            "reference": round(statistics.median(c - m for c, m in zip(ref_cpu, ref_main,
+                                                                       strict=True)), 1),
+            "ipsms": round(statistics.median(c - m for c, m in zip(ipsms_cpu, ipsms_main,
+                                                                   strict=True)), 1)},
         "cpu_ratio_reference": round(statistics.median(
             [b / f for b, f in zip(bare_cpu, ref_cpu, strict=True)]), 3),
         "cpu_ratio_ipsms": round(statistics.median(

@@ -104,7 +104,7 @@ def ingest_rows(out: str) -> list[Row]:
     check = r["store_check"]
     loop = r.get("loop", "asyncio")
     cpu = r["cpu_us_per_request"]
-    return [Row("ingest", f"messages/s, wrk -c32 (store, signature, NDJSON), {loop}",
+    rows = [Row("ingest", f"messages/s, wrk -c32 (store, signature, NDJSON), {loop}",
                 rate(r["bare_aiohttp_msgs_per_s"]), rate(r["ipsms_listen_msgs_per_s"]),
                 f"{r['ratio_median_of_rounds']:.3f}", f">= {r['target_ratio']:.2f}"),
             Row("ingest", "same-work reference over bare (the floor)",
@@ -118,6 +118,15 @@ def ingest_rows(out: str) -> list[Row]:
                 f"{cpu['reference'] / cpu['ipsms']:.3f}", ""),
             Row("ingest", "answered 200 / stored 200", "", f"{check['answered_200']:,} / "
                 f"{check['stored_200']:,}", "equal" if check["equal"] else "DIFFERENT", "equal")]
+    main, other = r.get("main_thread_us_per_request"), r.get("other_threads_us_per_request")
+    if main and other:  # where the distance is: the event loop's thread, or the store writer's
+        rows += [Row("ingest", "CPU per request, event-loop thread, reference over ipsms",
+                     f"{main['reference']:.0f} µs", f"{main['ipsms']:.0f} µs",
+                     f"{main['reference'] / main['ipsms']:.3f}", ""),
+                 Row("ingest", "CPU per request, writer thread, reference over ipsms",
+                     f"{other['reference']:.0f} µs", f"{other['ipsms']:.0f} µs",
+                     f"{other['reference'] / other['ipsms']:.3f}", "")]
+    return rows
 
 
 def load_rows(out: str) -> list[Row]:
