@@ -42,8 +42,8 @@ def build(path: Path, rows: int) -> None:
                 from_number=sender, to_number="+12161112222", message=text,
                 verdict="invalid" if rejected else "valid",
                 flags=[{"code": "extra_fields", "detail": "x"}] if i % 500 == 3 else None))
-        before = store.begin_batch(conn)
-        store.insert_batch(conn, batch, before, "bench")
+        store.begin_batch(conn)
+        store.insert_batch(conn, batch, "bench")
         store.commit(conn)
     conn.close()
 

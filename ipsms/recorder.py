@@ -165,9 +165,9 @@ class Recorder:
                ) -> list[Recorded] | BaseException:
         """One transaction; any failure rolls it back and is returned, never raised."""
         try:
-            before = store.begin_batch(conn)
+            store.begin_batch(conn)
             results = [Recorded(row_id, attempt, flags) for row_id, attempt, flags
-                       in store.insert_batch(conn, records, before, self.session)]
+                       in store.insert_batch(conn, records, self.session)]
             store.commit(conn)
         except Exception as exc:  # not only sqlite3.Error: a record that cannot be encoded too
             store.rollback(conn)

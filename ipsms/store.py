@@ -474,32 +474,49 @@ def clear(conn: sqlite3.Connection) -> int:
 
 
 # -- the recorder's batch (one transaction per batch, on its writer thread) --------------------
-def begin_batch(conn: sqlite3.Connection) -> int:
-    """Take the write lock (``BEGIN IMMEDIATE``) and return the highest row id: the batch's
-    rows get consecutive ids after it."""
+def begin_batch(conn: sqlite3.Connection) -> None:
+    """Take the write lock (``BEGIN IMMEDIATE``): while it is held, each new row's id is the
+    highest + 1, so a batch's rows get consecutive ids."""
     conn.execute("BEGIN IMMEDIATE")
-    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM requests").fetchone()[0])
 
 
-def insert_batch(conn: sqlite3.Connection, records: list[Request], before: int,
+# After a batch's INSERTs, in one query (every statement hands the GIL to the event loop and
+# back: on uvloop each one costs answer time): the last row id written, how many rows sit in
+# the batch's id range (all of it: the ids are consecutive), then the batch's retries.
+_BATCH_RESULT_SQL = """
+SELECT last_insert_rowid(), (SELECT COUNT(*) FROM requests WHERE id > last_insert_rowid() - ?1),
+       NULL
+UNION ALL
+SELECT id, NULL, attempt FROM requests WHERE id > last_insert_rowid() - ?1 AND attempt > 1
+"""
+
+
+def insert_batch(conn: sqlite3.Connection, records: list[Request],
                  session: str) -> list[tuple[int, int | None, Flags | None]]:
-    """Insert ``records`` (received in listener run ``session``) in the open transaction;
-    their ``(id, attempt, flags)``, in order. ``flags`` is None unless the refid's history
-    added some (``ipsms.refid_history``); then it is every flag of the row, as stored."""
+    """Insert ``records`` (received in listener run ``session``) in the transaction
+    ``begin_batch`` opened; their ``(id, attempt, flags)``, in order. ``flags`` is None unless
+    the refid's history added some (``ipsms.refid_history``); then it is every flag of the
+    row, as stored."""
+    n = len(records)
     conn.executemany(INSERT_SQL, [insert_params(rec, session) for rec in records])
-    # The batch's rows have the ids after ``before``, in order (the write lock is held since
-    # ``begin_batch``, and a new row id is the highest + 1): the last one proves it.
-    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-    if last != before + len(records):
-        raise sqlite3.DatabaseError(f"wrote {len(records)} rows after row {before}, but the "
-                                    f"last one is row {last}")
+    last, present, retries = None, None, []
+    for row_id, count, attempt in conn.execute(_BATCH_RESULT_SQL, (n,)):
+        if attempt is None:
+            last, present = row_id, count
+        else:
+            retries.append((row_id, attempt))
+    # The batch's rows are the n ids up to the last one (the write lock is held since
+    # ``begin_batch``, and a new row id is the highest + 1): all n of them present proves it.
+    if last is None or present != n:
+        raise sqlite3.DatabaseError(f"wrote {n} rows up to row {last}, but {present} rows are "
+                                    "in that range")
+    before = last - n
     # A new refid is attempt 1 and no refid has none: only retries are read back (the common
     # case, a batch of new refids, reads nothing into Python).
     rows: list[tuple[int, int | None, Flags | None]] = [
         (row_id, None if rec.refid is None else 1, None)
         for row_id, rec in enumerate(records, before + 1)]
-    for row_id, attempt in conn.execute(
-            "SELECT id, attempt FROM requests WHERE id > ? AND attempt > 1", (before,)):
+    for row_id, attempt in retries:
         rows[row_id - before - 1] = (row_id, attempt, None)
     firsts: dict[str, FirstAttempt] = {}
     # Only a retry has a history: a new refid (attempt 1, the common case) costs nothing here.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
+
+import pytest
 
 from ipsms import store
 from ipsms.request import Request
@@ -17,8 +20,8 @@ def rec(refid: str | None, message: str = "hi") -> Request:
 
 
 def write(conn, records: list[Request], session: str = "s1"):  # type: ignore[no-untyped-def]
-    before = store.begin_batch(conn)
-    rows = store.insert_batch(conn, records, before, session)
+    store.begin_batch(conn)
+    rows = store.insert_batch(conn, records, session)
     store.commit(conn)
     return rows
 
@@ -51,4 +54,19 @@ def test_ids_follow_a_store_with_deleted_rows(tmp_path: Path) -> None:
     assert [(i, a) for i, a, _ in rows] == [(3, 1), (4, 2)]
     assert [(r.id, r.refid) for r in store.iter_all(conn)] == [
         (1, "A"), (2, "B"), (3, "D"), (4, "A")]
+    conn.close()
+
+
+def test_a_batch_whose_ids_are_not_consecutive_is_refused_not_misnumbered(
+        tmp_path: Path) -> None:
+    """Past the largest row id SQLite picks ids at random: the batch's ids could not be
+    worked out by arithmetic, so the write fails (and the listener answers 503) rather than
+    report wrong ids."""
+    conn = store.connect(tmp_path / "s.sqlite3")
+    write(conn, [rec("A")])
+    conn.execute("UPDATE requests SET id = 9223372036854775807 WHERE id = 1")
+    with pytest.raises(sqlite3.DatabaseError, match="rows are in that range"):
+        write(conn, [rec("B"), rec("C"), rec("D")])
+    store.rollback(conn)
+    assert [r.refid for r in store.iter_all(conn)] == ["A"]
     conn.close()
