@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from ipsms import store
+from ipsms.cells import char_width
 from ipsms.errors import ExitCode
 from ipsms.recorder import Recorder
 from ipsms.request import Request
@@ -163,6 +165,35 @@ def test_list_table_fits_an_80_column_terminal(recorded: Recorded) -> None:
     assert lines[0].split()[-1] == "status"  # no column cropped off the right
     assert [line.split()[-1] for line in lines[2:]] == ["403", "400", "403", "200", "200",
                                                          "200"]
+
+
+@pytest.mark.parametrize("columns", [80, 160])
+def test_list_table_with_emoji_and_cjk_never_outgrows_the_terminal(
+        tmp_path: Path, columns: int) -> None:
+    """Skin tones, ZWJ families, flags and CJK: every cell is in the display form all
+    terminals measure alike (as in the live table), so no row wraps."""
+    db = tmp_path / "s.sqlite3"
+    conn = store.connect(db)
+    store.begin_batch(conn)
+    texts = ["thanks 👍🏽 family 👨‍👩‍👧‍👦 flag 🇯🇵 中文字符测试 " + "long text " * 6,
+             "👋🏿" * 40, "plain"]
+    store.insert_batch(conn, [
+        Request(received_at=time.time(), method="POST", path="/sms", remote="127.0.0.1",
+                headers=[], content_type="application/json", body=b"{}", status=200,
+                refid=f"R{i}", from_number="+13035550100", to_number="+13038675309",
+                message=text, verdict="valid", verdict_detail="plain")
+        for i, text in enumerate(texts)], "s")
+    store.commit(conn)
+    conn.close()
+    result = run_ipsms("messages", "list", "--format", "table", "--db", str(db),
+                       env=cli_env(COLUMNS=str(columns)))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for line in lines:
+        widths = [char_width(ch) for ch in line]
+        assert None not in widths, line  # no character terminals disagree on
+        assert sum(w for w in widths if w is not None) <= columns, line
+    assert [line.split()[-1] for line in lines[2:]] == ["200", "200", "200"]
 
 
 def test_show_every_attempt_with_credentials_masked(recorded: Recorded) -> None:

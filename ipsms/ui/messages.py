@@ -15,6 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ipsms.cells import cell_text
 from ipsms.recordings import detail_dict
 from ipsms.refid_history import CODES as HISTORY_CODES
 from ipsms.request import Request
@@ -45,20 +46,24 @@ def _verdict_text(verdict: str | None, detail: str | None) -> Text:
     if verdict is None:
         return Text("-")
     label = verdict_label(verdict, detail) or verdict
-    return Text(printable(label), style=_VERDICT_STYLE.get(verdict, ""))
+    return Text(cell_text(label), style=_VERDICT_STYLE.get(verdict, ""))
 
 
 def _list_cells(row: Request) -> list[Text]:
+    # Each cell in ``cell_text``'s display form, as in the live table: an emoji with a skin
+    # tone or a ZWJ family is measured alike by rich and by every terminal, so a row never
+    # grows past the terminal's width.
     if row.refid is None:
-        message = Text(one_line(row.error_text or "rejected", MESSAGE_WIDTH), style="yellow")
+        message = Text(cell_text(one_line(row.error_text or "rejected", MESSAGE_WIDTH)),
+                       style="yellow")
     else:
-        message = Text(one_line(row.message or "", MESSAGE_WIDTH))
+        message = Text(cell_text(one_line(row.message or "", MESSAGE_WIDTH)))
     return [
         Text(_short_clock(iso_time(row.received_at))),
-        Text(printable(row.refid or "-")),
+        Text(cell_text(row.refid or "-")),
         _attempt_text(row),
-        Text(printable(row.from_number or "-")),
-        Text(printable(row.to_number or "-")),
+        Text(cell_text(row.from_number or "-")),
+        Text(cell_text(row.to_number or "-")),
         message,
         _verdict_text(row.verdict, row.verdict_detail),
         Text(str(row.status), style=_status_style(row.status)),
