@@ -72,6 +72,28 @@ def test_the_number_points_at_the_listener_and_is_put_back_on_exit(
     assert json.loads((ipsms_home / "webhook-leases.json").read_text())["leases"] == []
 
 
+def test_the_cpaas_warning_is_shown_once_like_set_webhooks(
+        emu: EmulatorThread, ipsms_home: Path, tmp_path: Path) -> None:
+    """Pointing a number's webhook anywhere stops CPaaS delivery for it: `listen
+    --set-webhook` says so the first time for this API and account, as `set-webhook` does."""
+    errs = []
+    for run in range(2):
+        listener = ListenerProcess("--set-webhook", NUMBER, "--public-url", PUBLIC,
+                                   "--keep-webhook", db=tmp_path / f"{run}.sqlite3",
+                                   env=env(emu, ipsms_home))
+        try:
+            listener.next_event()
+            code, _, err = listener.stop(signal.SIGTERM)
+        finally:
+            listener.kill()
+        assert code == 0, err
+        errs.append(err)
+    assert "ipsms listen: warning: a number enabled for Atmosphere CPaaS" in errs[0]
+    assert "CPaaS" not in errs[1]
+    assert run_ipsms("set-webhook", NUMBER, APP, env=env(emu, ipsms_home)).stderr.count(
+        "CPaaS") == 0  # the same API and account: already told
+
+
 def test_after_kill_9_the_lease_says_what_to_put_back(
         emu: EmulatorThread, ipsms_home: Path, tmp_path: Path) -> None:
     e = env(emu, ipsms_home)

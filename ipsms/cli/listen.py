@@ -358,7 +358,12 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
         if lease is not None:  # the listener answers already: IntelePeer may post at once
             lease.url = public if tunnel_config is not None else public_address(lease.url,
                                                                                  config)
-            _report(await lease.take(), ndjson)
+            taken = await lease.take()
+            _report(taken, ndjson)
+            if any(r.ok for r in taken):
+                from ipsms.cli.set_webhook import warn_cpaas_once
+
+                warn_cpaas_once(lease.settings.base_url, lease.auth, "listen")
         if view is not None:
             view.url = view.url or local_url
             view.start()

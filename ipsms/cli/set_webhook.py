@@ -90,7 +90,7 @@ def set_webhook(
     results = asyncio.run(_apply(settings, auth, changes, store))
     _show_results(results, fmt)
     if any(r.ok for r in results):
-        _warn_cpaas_once(settings.base_url, auth)
+        warn_cpaas_once(settings.base_url, auth)
     restored = tuple(r.number for r in results if r.ok and r.action == "restore")
     if restored:  # a listener that died holding them no longer does
         from ipsms.intelepeer.lease import Leases
@@ -120,9 +120,10 @@ async def _apply(settings: "ApiSettings", auth: "AuthSource", changes: "list[Web
     return results
 
 
-def _warn_cpaas_once(api: str, auth: "AuthSource") -> None:
-    """After a change went through: the CPaaS warning, the first time for this API base and
-    account. Hidden by --quiet, and then not remembered as shown."""
+def warn_cpaas_once(api: str, auth: "AuthSource", command: str = "set-webhook") -> None:
+    """After a change went through (``ipsms set-webhook``, or ``ipsms listen --set-webhook``):
+    the CPaaS warning, the first time for this API base and account. Hidden by --quiet, and
+    then not remembered as shown."""
     import hashlib
 
     from ipsms.intelepeer.credentials import StaticToken
@@ -135,7 +136,7 @@ def _warn_cpaas_once(api: str, auth: "AuthSource") -> None:
                if isinstance(auth, StaticToken) else auth.username)
     warned = CpaasWarnings()
     if warned.due(api, account):
-        env.notice(f"ipsms set-webhook: warning: {CPAAS_WARNING} (shown once for this "
+        env.notice(f"ipsms {command}: warning: {CPAAS_WARNING} (shown once for this "
                    "API and account)")
         warned.mark(api, account)
 
