@@ -484,10 +484,13 @@ def begin_batch(conn: sqlite3.Connection) -> None:
 # back: on uvloop each one costs answer time): the last row id written, how many rows sit in
 # the batch's id range (all of it: the ids are consecutive), then the batch's retries.
 _BATCH_RESULT_SQL = """
-SELECT last_insert_rowid(), (SELECT COUNT(*) FROM requests WHERE id > last_insert_rowid() - ?1),
+SELECT last_insert_rowid(),
+       (SELECT COUNT(*) FROM requests
+        WHERE id > last_insert_rowid() - ?1 AND id <= last_insert_rowid()),
        NULL
 UNION ALL
-SELECT id, NULL, attempt FROM requests WHERE id > last_insert_rowid() - ?1 AND attempt > 1
+SELECT id, NULL, attempt FROM requests
+WHERE id > last_insert_rowid() - ?1 AND id <= last_insert_rowid() AND attempt > 1
 """
 
 
