@@ -21,6 +21,7 @@ from ipsms.errors import NotFoundError, StateError, setting
 from ipsms.home import ensure_dir
 from ipsms.refid_history import FirstAttempt, Flags, history_flags
 from ipsms.request import Request
+from ipsms.text import prebuilt_encoder
 
 SCHEMA_VERSION = 5
 # Of a request answered anything but 200, only this much of the body is kept (with its full
@@ -139,16 +140,9 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
 """
 
 
-# ``json.dumps(value, ensure_ascii=False)``, built once: ``json.dumps`` with an argument builds
-# a JSONEncoder and its C encoder on every call, on the writer thread, holding the GIL the
-# event loop needs. No cycle check: headers are a list of string pairs.
-_headers_encoder = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-    None, json.JSONEncoder().default, json.encoder.encode_basestring, None, ": ", ", ", False,
-    False, True)
-
-
-def _headers_json(headers: list[tuple[str, str]]) -> str:
-    return "".join(_headers_encoder(headers, 0))
+# ``json.dumps(headers, ensure_ascii=False)`` without building an encoder per call, on the
+# writer thread, holding the GIL the event loop needs (headers are a list of string pairs).
+_headers_json = prebuilt_encoder(", ", ": ")
 
 
 def insert_params(rec: Request, session: str) -> tuple[Any, ...]:

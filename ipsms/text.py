@@ -19,6 +19,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -108,6 +109,21 @@ def one_line(text: str, width: int) -> str:
 # Built once: hot path. ``allow_nan=False``: NDJSON is strict JSON (RFC 8259).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def prebuilt_encoder(item_separator: str = ",", key_separator: str = ":"
+                     ) -> Callable[[Any], str]:
+    """``json.dumps(value, ensure_ascii=False, allow_nan=False, separators=...)`` for hot
+    paths: its C encoder built once (``JSONEncoder.encode`` builds it again on every call),
+    and no cycle check, so only for plain values (parsed JSON, string pairs). Unlike
+    ``dumps``, nothing ``printable`` would escape is escaped: callers check the result."""
+    encode = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None, _ENCODER.default, json.encoder.encode_basestring, None, key_separator,
+        item_separator, False, False, False)
+
+    def encoded(value: Any) -> str:
+        return "".join(encode(value, 0))
+    return encoded
 
 
 def dumps(obj: dict[str, Any]) -> str:

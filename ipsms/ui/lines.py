@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 from ipsms.events import ListenEvent, RejectedEvent
 from ipsms.redact import mask_secret
 from ipsms.request import Request
 from ipsms.stream_sink import StreamSink
-from ipsms.text import _ENCODER, dumps, iso_time, printable
+from ipsms.text import dumps, iso_time, prebuilt_encoder, printable
 
 
 def ndjson_line(event: ListenEvent) -> str:
@@ -35,14 +35,9 @@ def ndjson_line(event: ListenEvent) -> str:
 # ``dumps`` would escape) takes the general path, so both give the same line, character for
 # character (tests/test_ndjson_fast.py holds them to it).
 _masked = lru_cache(maxsize=64)(mask_secret)  # a plain signature repeats on every request
-# ``_ENCODER``'s settings (compact, strict, UTF-8 kept), built once: ``JSONEncoder.encode``
-# builds this C encoder again on every call. No cycle check: the values come from parsed JSON.
-_c_encode = c_make_encoder(None, _ENCODER.default, encode_basestring, None, ":", ",", False,
-                           False, False)
-
-
-def _json(value: Any) -> str:
-    return "".join(_c_encode(value, 0))
+# ``dumps``'s JSON (compact, strict, UTF-8 kept) without its per-call encoder: the values come
+# from parsed JSON, and the line is checked for what ``dumps`` would escape below.
+_json = prebuilt_encoder()
 
 
 _second: list[Any] = [None, ""]  # the last whole second formatted, and its text
