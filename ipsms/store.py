@@ -13,7 +13,7 @@ import sqlite3
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -400,16 +400,17 @@ def _sql(conn: sqlite3.Connection, f: Filter | None, *extra: str
 def recent(conn: sqlite3.Connection, limit: int = 50, *, since: float | None = None,
            where: Filter | None = None) -> list[Request]:
     """The newest requests first (matching ``where``, received at or after ``since``)."""
-    if since is not None:
-        where = Filter(since=since) if where is None else _with_since(where, since)
-    clause, params = _sql(conn, where)
+    clause, params = _sql(conn, _with_since(where, since))
     return list(_query(conn, f"SELECT * FROM requests{clause} ORDER BY id DESC LIMIT ?",
                        (*params, limit)))
 
 
-def _with_since(f: Filter, since: float) -> Filter:
-    from dataclasses import replace
-
+def _with_since(f: Filter | None, since: float | None) -> Filter | None:
+    """``f``, further limited to requests received at or after ``since`` (if given)."""
+    if since is None:
+        return f
+    if f is None:
+        return Filter(since=since)
     return replace(f, since=since if f.since is None else max(f.since, since))
 
 
@@ -418,9 +419,7 @@ def iter_all(conn: sqlite3.Connection, since: float | None = None, *,
     """Every request (received at or after ``since``, matching ``where``), oldest first;
     with ``limit``, the newest ``limit`` of them, still oldest first. Streams from the cursor:
     the table is never loaded whole."""
-    if since is not None:
-        where = Filter(since=since) if where is None else _with_since(where, since)
-    clause, params = _sql(conn, where)
+    clause, params = _sql(conn, _with_since(where, since))
     if limit is None:
         return _query(conn, f"SELECT * FROM requests{clause} ORDER BY id", tuple(params))
     return _query(conn, f"SELECT * FROM (SELECT * FROM requests{clause} ORDER BY id DESC "
