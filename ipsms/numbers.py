@@ -10,6 +10,8 @@ from functools import lru_cache
 
 E164_RE = re.compile(r"^\+[1-9]\d{1,14}$")
 SHORT_CODE_RE = re.compile(r"^[1-9]\d{0,2}-\d{3,8}$")
+# What people write inside a phone number that is not part of it: +1 (303) 867-5309.
+PUNCTUATION = re.compile(r"[\s().-]")
 ALPHANUMERIC_RE = re.compile(r"^[1-9]\d{0,2}-(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{1,11}$")
 
 # One-digit country codes whose numbers always have the same length (digits after '+'):
@@ -72,7 +74,7 @@ def number_problem(value: str) -> str | None:
 
 
 def _explain_invalid(value: str) -> str:
-    stripped = re.sub(r"[\s().-]", "", value)
+    stripped = PUNCTUATION.sub("", value)
     if not value:
         return "the number is empty"
     if not value.startswith("+") and stripped.isdigit():

@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, urlencode
 from ipsms import defaults, store
 from ipsms.errors import NotFoundError, UsageError
 from ipsms.inbound import KNOWN_FIELDS, BodyError, body_kind
+from ipsms.numbers import PUNCTUATION
 from ipsms.redact import mask_secret, redact_number, redact_numbers_in
 from ipsms.request import Request
 
@@ -82,9 +83,6 @@ AMBIGUOUS_SHOWN = 5  # candidates an ambiguous prefix lists
 
 
 # -- what users type, read into a filter -------------------------------------------------------
-_NUMBER_PUNCTUATION = re.compile(r"[\s().-]")
-
-
 def parse_number(text: str) -> NumberMatch:
     """``--from`` / ``--to``. Spaces, dots, dashes and brackets are dropped. ``+`` and digits:
     that exact E.164 number. Digits alone: every number ending in them (``3038675309`` and
@@ -93,7 +91,7 @@ def parse_number(text: str) -> NumberMatch:
     stripped = text.strip()
     if not stripped:
         raise UsageError("the number to match is empty")
-    compact = _NUMBER_PUNCTUATION.sub("", stripped)
+    compact = PUNCTUATION.sub("", stripped)
     if compact.startswith("+") and compact[1:].isdigit() and compact[1:].isascii():
         return NumberMatch(compact)
     if compact.isdigit() and compact.isascii():
@@ -194,12 +192,6 @@ def resolve_refid(conn: sqlite3.Connection, refid: str) -> str:
     if len(found) > 1:
         raise AmbiguousRefid(refid, found)
     return found[0]
-
-
-def iter_oldest_first(conn: sqlite3.Connection, since: float | None = None
-                      ) -> Iterator[Request]:
-    """Every request oldest first, streamed from the cursor (never the whole table at once)."""
-    return store.iter_all(conn, since)
 
 
 # -- following the store (``messages tail -f``) --------------------------------------------------

@@ -64,7 +64,8 @@ async def test_queries_over_a_recorded_store(tmp_path: Path) -> None:
         since = recordings.list_recent(conn, recordings.ListQuery(db, since=NOW - 120))
         assert [r.id for r in since] == [4, 3, 2]
         assert [r.attempt for r in recordings.attempts(conn, REFID)] == [1, 2, 3]
-        assert [r.id for r in recordings.iter_oldest_first(conn, NOW - 45)] == [3, 4]
+        assert [r.id for r in recordings.export_rows(
+            conn, recordings.ExportOptions(db, since=NOW - 45))] == [3, 4]
         with pytest.raises(NotFoundError, match="no recorded message"):
             recordings.attempts(conn, "missing")
         assert recordings.clear_all(conn) == 4
@@ -142,7 +143,7 @@ async def test_export_dicts_plain_and_redacted(tmp_path: Path) -> None:
     await fill(db, [record(NOW, msg_body("hello there", "sig"), sender="+13038675309",
                            to="+12161112222", message="hello there")])
     with recordings.opened(db) as conn:
-        [row] = list(recordings.iter_oldest_first(conn))
+        [row] = list(recordings.export_rows(conn, recordings.ExportOptions(db)))
     plain = recordings.export_dict(row)
     assert plain["body"].encode() == msg_body("hello there", "sig")
     assert plain["redacted"] is False and plain["received_at"] == "2026-01-01T00:00:00.000Z"
