@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from ipsms import defaults
 from ipsms.delivery import (
@@ -32,18 +32,6 @@ from ipsms.errors import UsageError, setting
 from ipsms.retry import RetryPolicy
 
 DEFAULT_CONCURRENCY = defaults.CONCURRENCY
-_T = TypeVar("_T")
-
-
-def run_fast(main: Coroutine[Any, Any, _T]) -> _T:
-    """``asyncio.run``, on uvloop when it is installed: much of load mode's CPU goes into the
-    event loop, and uvloop nearly doubles the messages a process can send per second."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ipsms.delivery import Delivery
-from ipsms.load import LoadPlan, LoadStats, run_fast, run_load
+from ipsms.load import LoadPlan, LoadStats, run_load
+from ipsms.loops import run_with_loop
 from ipsms.outbound import PayloadTemplate, new_refid
 from ipsms.retry import RetryPolicy
 
@@ -217,7 +218,7 @@ def _worker(job: _Job, reports: Any, control: Connection) -> None:
     # The terminal sends Ctrl-C to every process of the group: the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        run_fast(_work(job, reports, control))
+        run_with_loop(_work(job, reports, control))
     except BaseException as exc:  # reported, never a traceback on the user's terminal
         reports.put(("error", job.number, f"{type(exc).__name__}: {exc}"))
     finally:

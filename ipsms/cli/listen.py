@@ -262,7 +262,7 @@ def listen(
         lease = _lease(set_webhook or [], public_url, restore_to, keep_webhook,
                        api_settings(region, api_base, auth_url, auth_scheme, api_timeout),
                        auth_source(token, username), via_tunnel=tunnel)
-    from ipsms.server import loop_factory, run_with_loop
+    from ipsms.loops import loop_factory, run_with_loop
 
     loop_name, _ = loop_factory(loop.value)  # a missing uvloop fails before anything starts
     stats = run_with_loop(_serve(config, host, port, db_path, fmt, lease, tunnel_config,

@@ -92,8 +92,9 @@ def simulate(
     import asyncio
 
     from ipsms.delivery import check_delivered, deliver_each, validate_url
-    from ipsms.load import LoadPlan, LoadStats, run_fast, run_load
+    from ipsms.load import LoadPlan, LoadStats, run_load
     from ipsms.load_workers import LoadInterrupted, TemplateMessages, default_workers, run_workers
+    from ipsms.loops import run_with_loop
     from ipsms.outbound import MessageSpec, Signing, load_payload
     from ipsms.signature import Mode, parse_variant
     from ipsms.ui.delivery import LoadProgress, make_output, print_summary
@@ -124,7 +125,7 @@ def simulate(
                 stats = run_workers(plan, make, policy, processes, fail_first=fail_first,
                                     on_progress=progress)
             else:
-                run_fast(run_load(plan, make, policy, fail_first=fail_first,
+                run_with_loop(run_load(plan, make, policy, fail_first=fail_first,
                                   on_progress=progress, stats=stats))
     except KeyboardInterrupt as stop:  # Ctrl-C: what was done, then exit 130 as always
         if isinstance(stop, LoadInterrupted):
