@@ -1,6 +1,7 @@
 """``ipsms messages``: list, show, export, tail and clear what ``ipsms listen`` recorded."""
 
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -276,13 +277,13 @@ def tail(
                 env.notice(f"ipsms: no message store at {path} yet: waiting for `ipsms listen` "
                            "to create it (Ctrl-C to stop)")
             while follow:
-                started = _monotonic()
+                started = time.monotonic()
                 rows, more = follower.poll()
                 show(rows)
                 if not more:
                     if _reader_gone():
                         return
-                    _sleep(recordings.wait_interval(started, POLL_INTERVAL))
+                    time.sleep(recordings.wait_interval(started, POLL_INTERVAL))
         except _Stop:
             return
         finally:
@@ -312,18 +313,6 @@ def _tail_printer(fmt: OutputFormat) -> "Callable[[list[Request]], None]":
         if env.stdout_closed:
             raise typer.Exit(0)
     return show
-
-
-def _monotonic() -> float:
-    import time
-
-    return time.monotonic()
-
-
-def _sleep(seconds: float) -> None:
-    import time
-
-    time.sleep(seconds)
 
 
 def _reader_gone() -> bool:
