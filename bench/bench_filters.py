@@ -43,7 +43,7 @@ def build(path: Path, rows: int) -> None:
                 verdict="invalid" if rejected else "valid",
                 flags=[{"code": "extra_fields", "detail": "x"}] if i % 500 == 3 else None))
         store.begin_batch(conn)
-        store.insert_batch(conn, batch, "bench")
+        store.insert_batch(conn, [store.wire_row(r) for r in batch], "bench")
         store.commit(conn)
     conn.close()
 

@@ -118,12 +118,12 @@ def ingest_rows(out: str) -> list[Row]:
                 f"{cpu['reference'] / cpu['ipsms']:.3f}", ""),
             Row("ingest", "answered 200 / stored 200", "", f"{check['answered_200']:,} / "
                 f"{check['stored_200']:,}", "equal" if check["equal"] else "DIFFERENT", "equal")]
-    main, other = r.get("main_thread_us_per_request"), r.get("other_threads_us_per_request")
+    main, other = r.get("main_thread_us_per_request"), r.get("writer_us_per_request")
     if main and other:  # where the distance is: the event loop's thread, or the store writer's
         rows += [Row("ingest", "CPU per request, event-loop thread, reference over ipsms",
                      f"{main['reference']:.0f} µs", f"{main['ipsms']:.0f} µs",
                      f"{main['reference'] / main['ipsms']:.3f}", ""),
-                 Row("ingest", "CPU per request, writer thread, reference over ipsms",
+                 Row("ingest", "CPU per request, store writer, reference over ipsms",
                      f"{other['reference']:.0f} µs", f"{other['ipsms']:.0f} µs",
                      f"{other['reference'] / other['ipsms']:.3f}", "")]
     return rows

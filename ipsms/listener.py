@@ -277,7 +277,7 @@ class _Handler:
                 stored: Recorded = await self.recorder.record(record)
             except StateError as exc:
                 # Never answer 200 for a message that is not on disk: 503 makes IntelePeer
-                # retry. A copy: the writer thread may still hold the record (a stalled disk).
+                # retry. A copy, so the record answered 503 is a new event of its own.
                 record = replace(record, status=503, error="store_failed",
                                  error_detail=exc.message)
             else:

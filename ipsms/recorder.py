@@ -1,28 +1,33 @@
 """Group commit for the listener: records are durable before the listener answers 200.
 
-Handlers ``await recorder.record(rec)``; one writer thread drains everything queued, inserts it
-in one transaction, commits (fsync with ``synchronous=FULL``) and then wakes every waiter with
-one callback. Under load many requests share one fsync, so durability does not cost throughput.
+Handlers ``await recorder.record(rec)``. The rows of one event-loop iteration go down a pipe
+together to the store's writer process (``ipsms.store_writer``), which writes everything that
+has arrived in one transaction, commits (fsync with ``synchronous=FULL``) and sends back each
+row's id and attempt; the waiting handlers then answer. Under load many requests share one
+fsync, and the event loop never waits for SQLite or for the GIL a writer thread would hold.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import collections
 import contextlib
-import queue
-import sqlite3
-import threading
-from collections import deque
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import ipsms
 from ipsms import store
 from ipsms.errors import StateError
 from ipsms.refid_history import Flags, new_session
 from ipsms.request import Request
-
-MAX_BATCH = 1024
+from ipsms.store_writer import Frames, failure, frame
 
 
 @dataclass(slots=True)
@@ -34,9 +39,8 @@ class Recorded:
     flags: Flags | None = None
 
 
-_Item = tuple[Request, "asyncio.Future[Recorded]"]
-_Outcome = Recorded | BaseException
 WRITE_TIMEOUT = 30.0  # seconds a request waits for its commit before it is answered 503
+RESPAWN_AFTER = 1.0  # seconds between starts of a writer process that keeps dying
 
 
 class Recorder:
@@ -45,46 +49,79 @@ class Recorder:
     an earlier run is flagged as such."""
 
     def __init__(self, path: Path, write_timeout: float = WRITE_TIMEOUT,
-                 session: str | None = None) -> None:
+                 session: str | None = None, respawn_after: float = RESPAWN_AFTER) -> None:
         self.path = path
         self.session = session or new_session()
         self.write_timeout = write_timeout
+        self.respawn_after = respawn_after
         # The watchdog's period: a second, or the timeout itself when that is shorter (tests);
         # never below 10 ms, so a timeout of 0 cannot make it spin.
         self._tick = max(0.01, min(1.0, write_timeout))
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._opened = False
+        self._started = False
+        self._writer: _Writer | None = None
+        self._retired: list[_Writer] = []  # writers that died, to reap at close
+        self._last_spawn = -respawn_after
         self._young: list[asyncio.Future[Recorded]] = []  # recorded within the last tick
-        self._ages: deque[list[asyncio.Future[Recorded]]] = deque()  # older, a tick each
+        self._ages: collections.deque[list[asyncio.Future[Recorded]]] = collections.deque()
         self._watchdog: asyncio.TimerHandle | None = None
 
     def open(self) -> None:
-        """Open the database in the caller's thread, so errors surface at start-up."""
-        self._conn = store.connect(self.path)
+        """Open (create or migrate) the store in the caller's thread, so errors surface at
+        start-up."""
+        store.connect(self.path).close()
+        self._opened = True
 
     async def start(self) -> None:
-        """Start the writer thread. A recorder has one owner: starting it twice is a bug (two
-        threads would write one store), so a second ``start()`` raises ``RuntimeError``."""
-        if self._thread is not None:
+        """Start the writer process. A recorder has one owner: starting it twice is a bug (two
+        writers would share one session), so a second ``start()`` raises ``RuntimeError``."""
+        if self._started:
             raise RuntimeError("Recorder.start() called twice: a recorder has one owner")
-        if self._conn is None:
+        if not self._opened:
             self.open()
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._run, name="ipsms-recorder", daemon=True)
-        self._thread.start()
+        self._started = True
+        self._writer = self._spawn()
         self._watchdog = self._loop.call_later(self._tick, self._watch)
+
+    def _spawn(self) -> _Writer:
+        assert self._loop is not None
+        _reap()
+        self._last_spawn = time.monotonic()
+        try:
+            return _Writer(self._loop, self.path, self.session)
+        except OSError as exc:  # no processes or file descriptors left
+            raise StateError(f"cannot start the message store's writer process: {exc}",
+                             hint="free some processes or open files, then retry") from None
 
     def record(self, rec: Request) -> Awaitable[Recorded]:
         """Write ``rec``: ``await recorder.record(rec)`` returns once it is committed, or raises
         ``StateError``. The future itself, not a coroutine around it: one frame less per
         request on the listener's hot path."""
-        if self._loop is None or self._thread is None:
+        if self._loop is None or not self._started:
             raise RuntimeError("Recorder.start() was not awaited")
         fut: asyncio.Future[Recorded] = self._loop.create_future()
         self._young.append(fut)
-        self._queue.put((rec, fut))
+        writer = self._writer
+        if writer is None or writer.error is not None:
+            if writer is not None and time.monotonic() - self._last_spawn < self.respawn_after:
+                fut.set_exception(writer.error)  # type: ignore[arg-type]
+                return fut
+            try:
+                fresh = self._spawn()  # the last one died: a new one
+            except StateError as exc:
+                fut.set_exception(exc)
+                return fut
+            if writer is not None:
+                self._retired.append(writer)
+            writer = self._writer = fresh
+        try:
+            row = store.wire_row(rec)
+        except Exception as exc:  # a header value that is not text: this request alone fails
+            fut.set_exception(StateError(failure(self.path, exc)))
+            return fut
+        writer.submit(row, fut)
         return fut
 
     def _watch(self) -> None:
@@ -103,17 +140,14 @@ class Recorder:
         self._watchdog = self._loop.call_later(self._tick, self._watch)
 
     async def close(self) -> None:
-        """Write everything queued, then stop the thread and close the database."""
+        """Write everything sent, then stop the writer process."""
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        if self._thread is not None:
-            self._queue.put(None)
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for writer in [*self._retired, *filter(None, [self._writer])]:
+            await writer.close()
+        self._retired.clear()
+        self._writer = None
 
     async def __aenter__(self) -> Recorder:
         await self.start()
@@ -122,70 +156,175 @@ class Recorder:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # -- writer thread ------------------------------------------------------------------------
-    def _run(self) -> None:
-        assert self._conn is not None and self._loop is not None
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            try:
-                outcomes = self._write_isolating(self._conn, batch)
-            except BaseException as exc:  # the thread must outlive anything a batch does
-                outcomes = [self._failure(exc)] * len(batch)
-            with contextlib.suppress(RuntimeError):  # the loop is already closed
-                self._loop.call_soon_threadsafe(_resolve, batch, outcomes)
 
-    def _write_isolating(self, conn: sqlite3.Connection, batch: list[_Item]) -> list[_Outcome]:
-        """Write ``batch`` in one transaction. If that fails, write each record in its own, so
-        one record that cannot be written fails alone instead of taking its batch with it."""
-        outcome = self._write(conn, [rec for rec, _ in batch])
-        if not isinstance(outcome, BaseException):
-            return list(outcome)
-        if len(batch) == 1:
-            return [outcome]
-        results: list[_Outcome] = []
-        for rec, _ in batch:
-            one = self._write(conn, [rec])
-            results.append(one if isinstance(one, BaseException) else one[0])
-        return results
+class _Writer:
+    """One writer process and the event loop's end of its pipes. Rows submitted in one
+    iteration of the loop go as one frame; outcomes come back in the order rows were sent."""
 
-    def _write(self, conn: sqlite3.Connection, records: list[Request]
-               ) -> list[Recorded] | BaseException:
-        """One transaction; any failure rolls it back and is returned, never raised."""
+    def __init__(self, loop: asyncio.AbstractEventLoop, path: Path, session: str) -> None:
+        self.loop = loop
+        self.path = path
+        self.error: StateError | None = None  # set once the process is gone
+        self._rows: list[Any] = []  # of this iteration, not yet sent
+        self._waiting: collections.deque[asyncio.Future[Recorded]] = collections.deque()
+        self._out = bytearray()  # frames the pipe did not take yet
+        self._frames = Frames()
+        self._fatal: str | None = None
+        self._gone: asyncio.Future[None] = loop.create_future()  # set by _ended
+        self._reaped: asyncio.Future[int] | None = None
+        package_root = str(Path(ipsms.__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root,
+                                                          env.get("PYTHONPATH")]))
+        # Its own session: a Ctrl-C or a signal to the terminal's process group reaches the
+        # listener only, which stops taking requests before it closes the pipe.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ipsms.store_writer", str(path), session],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=env, start_new_session=True)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._wfd = self.proc.stdin.fileno()
+        self._rfd = self.proc.stdout.fileno()
+        os.set_blocking(self._wfd, False)
+        os.set_blocking(self._rfd, False)
+        loop.add_reader(self._rfd, self._on_readable)
+
+    def submit(self, row: Any, fut: asyncio.Future[Recorded]) -> None:
+        if not self._rows:
+            self.loop.call_soon(self._flush)
+        self._rows.append(row)
+        self._waiting.append(fut)
+
+    def _flush(self) -> None:
+        rows, self._rows = self._rows, []
+        if not rows or self.error is not None:
+            return
         try:
-            store.begin_batch(conn)
-            results = [Recorded(row_id, attempt, flags) for row_id, attempt, flags
-                       in store.insert_batch(conn, records, self.session)]
-            store.commit(conn)
-        except Exception as exc:  # not only sqlite3.Error: a record that cannot be encoded too
-            store.rollback(conn)
-            return self._failure(exc)
-        return results
+            data = frame(rows)
+        except ValueError:  # a str or int subclass somewhere: marshal takes exact types only
+            data = frame(self._plain(rows))
+        self._out += data
+        self._send()
 
-    def _failure(self, exc: BaseException) -> StateError:
-        if isinstance(exc, sqlite3.Error):
-            return StateError(f"cannot write to the message store {self.path}: {exc}")
-        return StateError(f"cannot write this request to the message store {self.path}: "
-                          f"{type(exc).__name__}: {exc}")
+    def _plain(self, rows: list[Any]) -> list[Any]:
+        """``rows`` with every value of a str, int or float subclass made exact; a row still
+        not writable fails alone (its future leaves the queue)."""
+        out = []
+        unsent = list(self._waiting)[-len(rows):]
+        for row, fut in zip(rows, unsent, strict=True):
+            plain = tuple(_exact(value) for value in row)
+            try:
+                frame(plain)
+            except ValueError as exc:
+                self._waiting.remove(fut)
+                if not fut.done():
+                    fut.set_exception(StateError(failure(self.path, exc)))
+                continue
+            out.append(plain)
+        return out
+
+    def _send(self) -> None:
+        try:
+            sent = os.write(self._wfd, self._out)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the process is gone: its end of the other pipe says so
+            self._out.clear()
+            return
+        del self._out[:sent]
+        if self._out:
+            self.loop.add_writer(self._wfd, self._on_writable)
+
+    def _on_writable(self) -> None:
+        self.loop.remove_writer(self._wfd)
+        self._send()
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._rfd, 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._ended()
+            return
+        for kind, payload in self._frames.feed(data):
+            if kind == "fatal":
+                self._fatal = payload
+                continue
+            for outcome in payload:
+                fut = self._waiting.popleft()
+                if fut.done():  # the handler gave up (client gone, or the watchdog)
+                    continue
+                if isinstance(outcome, str):
+                    fut.set_exception(StateError(outcome))
+                else:
+                    fut.set_result(Recorded(*outcome))
+
+    def _ended(self) -> None:
+        """The process closed its end: every row not answered fails, and so does any sent
+        to this writer from now on."""
+        self.loop.remove_reader(self._rfd)
+        self.loop.remove_writer(self._wfd)
+        self.error = StateError(self._fatal or (
+            f"cannot write to the message store {self.path}: its writer process stopped"))
+        for fut in self._waiting:
+            if not fut.done():
+                fut.set_exception(self.error)
+        self._waiting.clear()
+        self._rows.clear()
+        self._out.clear()
+        self._close_input()
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        self._reaped = self.loop.run_in_executor(None, self.proc.wait)
+        self._gone.set_result(None)
+
+    def _close_input(self) -> None:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self.loop.remove_writer(self._wfd)
+            self.proc.stdin.close()
+
+    async def close(self) -> None:
+        """Send what is left and close the pipe: the process writes it, answers and exits.
+        Waits for those answers; once nothing is unanswered, not for the exit itself."""
+        self._flush()
+        while self._out and self.error is None:
+            await asyncio.sleep(0.005)
+        self._close_input()
+        if self._waiting:
+            await self._gone
+        if self.error is None:  # still starting, or closing its store: reaped later
+            self.loop.remove_reader(self._rfd)
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
+            _exiting.append(self.proc)
+            return
+        assert self._reaped is not None
+        await self._reaped
 
 
-def _resolve(batch: list[_Item], outcomes: list[_Outcome]) -> None:
-    for (_, fut), outcome in zip(batch, outcomes, strict=True):
-        if fut.done():  # the waiting handler was cancelled (client went away)
-            continue
-        if isinstance(outcome, BaseException):
-            fut.set_exception(outcome)
-        else:
-            fut.set_result(outcome)
+# Writer processes told to stop that had nothing left to answer. A short-lived recorder (a test,
+# a quick listen) need not wait for its writer to finish starting before it can stop it; they
+# are reaped at the next start and at exit.
+_exiting: list[subprocess.Popen[bytes]] = []
+
+
+def _reap(timeout: float = 0.0) -> None:
+    deadline = time.monotonic() + timeout
+    for proc in list(_exiting):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(max(0.0, deadline - time.monotonic()))
+            _exiting.remove(proc)
+
+
+atexit.register(_reap, 10.0)
+
+
+def _exact(value: Any) -> Any:
+    for kind in (str, int, float):
+        if isinstance(value, kind) and type(value) is not kind and not isinstance(value, bool):
+            return kind(value)
+    return value

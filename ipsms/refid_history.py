@@ -114,7 +114,7 @@ def _sender_difference(first: str | None, now: str | None, than: str) -> str | N
 
 def _common_prefix(a: str, b: str, block: int = 4096) -> int:
     """How many leading characters ``a`` and ``b`` share. Whole blocks are compared in C
-    first: a megabyte-long text costs microseconds on the writer thread, not a Python loop."""
+    first: a megabyte-long text costs microseconds in the store writer, not a Python loop."""
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i:i + block] == b[i:i + block]:

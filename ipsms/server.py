@@ -82,7 +82,7 @@ class ListenServer:
         guard.max_connections = fit_connection_limit(guard.max_connections)
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
                                      shutdown_timeout=SHUTDOWN_GRACE)
-        await self._runner.setup()  # the app's start-up: the recorder's thread, the forwarder
+        await self._runner.setup()  # the app's start-up: the store writer, the forwarder
         loop = asyncio.get_running_loop()
         # Every path goes to the one handler: it is served directly, without the app's router
         # (a route lookup and a ``web.Request`` less per message). The runner keeps the app's

@@ -1,7 +1,8 @@
 """The SQLite store of every request ``listen`` received (schema, migrations, queries).
 
 Every SQL statement of ipsms is here. Writes from the listener go through ``ipsms.recorder``
-(group commit on a thread, with the statements below); reads return ``ipsms.request.Request``.
+(group commit in the store's writer process, ``ipsms.store_writer``, with the statements
+below); reads return ``ipsms.request.Request``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from ipsms.errors import NotFoundError, StateError, setting
-from ipsms.home import ensure_dir
 from ipsms.refid_history import FirstAttempt, Flags, history_flags
 from ipsms.request import Request
 from ipsms.text import prebuilt_encoder
@@ -141,23 +141,40 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
 
 
 # ``json.dumps(headers, ensure_ascii=False)`` without building an encoder per call, on the
-# writer thread, holding the GIL the event loop needs (headers are a list of string pairs).
+# event loop's hot path (headers are a list of string pairs).
 _headers_json = prebuilt_encoder(", ", ": ")
 
+# A request as the store's writer process receives it (``wire_row``): plain values only, so a
+# batch crosses the pipe as one ``marshal`` blob. Positions, in this order:
+# received_at, method, path, remote, headers (JSON), content_type, body, refid, from_number,
+# to_number, message, fields (JSON), verdict, verdict_detail, flags (JSON), status, error,
+# body_size, body_sha256, forward (JSON).
+Row = tuple[Any, ...]
+_REFID, _FROM, _MESSAGE, _FLAGS = 7, 8, 10, 14
+_TEXTS = (2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 16)  # text columns (lone surrogates: BLOBs)
 
-def insert_params(rec: Request, session: str) -> tuple[Any, ...]:
-    headers = _headers_json(rec.headers)
-    flags = json.dumps(rec.flags, ensure_ascii=False) if rec.flags else None
-    texts = (rec.path, rec.remote, headers, rec.content_type, rec.refid, rec.from_number,
-             rec.to_number, rec.message, rec.fields_json, rec.verdict, rec.verdict_detail,
-             flags, rec.error_text)
-    if not "".join(filter(None, texts)).isascii():  # rare: check each one
-        texts = tuple(text_param(t) for t in texts)  # type: ignore[assignment]
-    path, remote, headers, ctype, refid, from_, to, message, fields, verdict, detail, flags, \
-        error = texts
-    return (rec.received_at, rec.method, path, remote, headers, ctype, rec.body, refid, from_,
-            to, message, fields, verdict, detail, flags, rec.status, error, rec.body_size,
-            rec.body_sha256, None if rec.forward is None else json.dumps(rec.forward), session)
+
+def wire_row(rec: Request) -> Row:
+    """``rec`` as the store writer takes it: the JSON columns already encoded (a header value
+    that is not text fails here, for this request alone)."""
+    return (rec.received_at, rec.method, rec.path, rec.remote, _headers_json(rec.headers),
+            rec.content_type, rec.body, rec.refid, rec.from_number, rec.to_number, rec.message,
+            rec.fields_json, rec.verdict, rec.verdict_detail,
+            json.dumps(rec.flags, ensure_ascii=False) if rec.flags else None, rec.status,
+            rec.error_text, rec.body_size, rec.body_sha256,
+            None if rec.forward is None else json.dumps(rec.forward))
+
+
+def insert_params(row: Row, session: str) -> tuple[Any, ...]:
+    """The INSERT's parameters for ``row`` (``wire_row``) received in listener run
+    ``session``."""
+    texts = [row[i] for i in _TEXTS]
+    if "".join(filter(None, texts)).isascii():  # the common case: nothing to check
+        return (*row, session)
+    params = list(row)
+    for i in _TEXTS:
+        params[i] = text_param(params[i])
+    return (*params, session)
 
 
 def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
@@ -166,6 +183,8 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
     if not create and not path.exists():
         raise StoreMissing(path)
     if create:
+        from ipsms.home import ensure_dir  # not in the writer process, which never creates
+
         ensure_dir(path.parent)
     # Bodies and headers may hold personal data: the database and its -wal, -shm and -journal
     # files are created 0600 (SQLite gives the side files the database's mode).
@@ -466,7 +485,7 @@ def clear(conn: sqlite3.Connection) -> int:
     return removed
 
 
-# -- the recorder's batch (one transaction per batch, on its writer thread) --------------------
+# -- the recorder's batch (one transaction per batch, in the store's writer process) ----------
 def begin_batch(conn: sqlite3.Connection) -> None:
     """Take the write lock (``BEGIN IMMEDIATE``): while it is held, each new row's id is the
     highest + 1, so a batch's rows get consecutive ids."""
@@ -487,14 +506,14 @@ WHERE id > last_insert_rowid() - ?1 AND id <= last_insert_rowid() AND attempt > 
 """
 
 
-def insert_batch(conn: sqlite3.Connection, records: list[Request],
+def insert_batch(conn: sqlite3.Connection, rows: list[Row],
                  session: str) -> list[tuple[int, int | None, Flags | None]]:
-    """Insert ``records`` (received in listener run ``session``) in the transaction
+    """Insert ``rows`` (``wire_row``; received in listener run ``session``) in the transaction
     ``begin_batch`` opened; their ``(id, attempt, flags)``, in order. ``flags`` is None unless
     the refid's history added some (``ipsms.refid_history``); then it is every flag of the
     row, as stored."""
-    n = len(records)
-    conn.executemany(INSERT_SQL, [insert_params(rec, session) for rec in records])
+    n = len(rows)
+    conn.executemany(INSERT_SQL, [insert_params(row, session) for row in rows])
     last, present, retries = None, None, []
     for row_id, count, attempt in conn.execute(_BATCH_RESULT_SQL, (n,)):
         if attempt is None:
@@ -509,28 +528,30 @@ def insert_batch(conn: sqlite3.Connection, records: list[Request],
     before = last - n
     # A new refid is attempt 1 and no refid has none: only retries are read back (the common
     # case, a batch of new refids, reads nothing into Python).
-    rows: list[tuple[int, int | None, Flags | None]] = [
-        (row_id, None if rec.refid is None else 1, None)
-        for row_id, rec in enumerate(records, before + 1)]
+    out: list[tuple[int, int | None, Flags | None]] = [
+        (row_id, None if row[_REFID] is None else 1, None)
+        for row_id, row in enumerate(rows, before + 1)]
     for row_id, attempt in retries:
-        rows[row_id - before - 1] = (row_id, attempt, None)
+        out[row_id - before - 1] = (row_id, attempt, None)
     firsts: dict[str, FirstAttempt] = {}
     # Only a retry has a history: a new refid (attempt 1, the common case) costs nothing here.
-    for i, (rec, (row_id, attempt, _)) in enumerate(zip(records, rows, strict=True)):
-        if attempt is None or attempt == 1 or rec.refid is None:
+    for i, (row, (row_id, attempt, _)) in enumerate(zip(rows, out, strict=True)):
+        refid = row[_REFID]
+        if attempt is None or attempt == 1 or refid is None:
             continue
-        first = firsts.get(rec.refid)
+        first = firsts.get(refid)
         if first is None:
-            first = _first_attempt(conn, rec.refid, row_id)
+            first = _first_attempt(conn, refid, row_id)
             if first.whole:  # else the next row of this refid may find one kept whole
-                firsts[rec.refid] = first
-        added = history_flags(attempt, rec.from_number, rec.message, session, first)
+                firsts[refid] = first
+        added = history_flags(attempt, row[_FROM], row[_MESSAGE], session, first)
         if added:
-            flags = [*(rec.flags or []), *added]
+            own = json.loads(row[_FLAGS]) if row[_FLAGS] else []
+            flags = [*own, *added]
             conn.execute("UPDATE requests SET flags = ? WHERE id = ?",
                          (text_param(json.dumps(flags, ensure_ascii=False)), row_id))
-            rows[i] = (row_id, attempt, flags)
-    return rows
+            out[i] = (row_id, attempt, flags)
+    return out
 
 
 def _first_attempt(conn: sqlite3.Connection, refid: str, before: int) -> FirstAttempt:

@@ -228,6 +228,18 @@ def test_closed_stdout_stops_the_listener_without_losing_the_message(tmp_path: P
     assert sum(r.status == 200 for r in store.iter_all(conn)) == 1
 
 
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaped, as under a container's init, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 async def test_every_200_survives_a_kill_9_of_the_listener(tmp_path: Path) -> None:
     """Nothing lost: a message answered 200 was committed first, even if the listener is
     killed outright while other requests are still arriving."""
@@ -253,9 +265,16 @@ async def test_every_200_survives_a_kill_9_of_the_listener(tmp_path: Path) -> No
         tasks = [asyncio.create_task(send(session, i)) for i in range(400)]
         while len(answered) < 100:
             await asyncio.sleep(0.005)
+        writers = children(proc.proc.pid)  # the store's writer process
         proc.proc.kill()  # SIGKILL: no shutdown, no flush
         await asyncio.gather(*tasks)
     proc.proc.communicate(timeout=15)
+    # The writer writes what it was sent, then sees its pipe end and exits: no orphan.
+    assert writers
+    deadline = time.monotonic() + 15
+    while any(running(pid) for pid in writers):
+        assert time.monotonic() < deadline, "the store writer outlived the listener"
+        await asyncio.sleep(0.05)
     conn = store.connect(tmp_path / "k.db", create=False)
     stored = {r[0] for r in conn.execute("SELECT refid FROM requests WHERE status = 200")}
     assert len(answered) >= 100

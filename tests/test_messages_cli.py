@@ -177,11 +177,11 @@ def test_list_table_with_emoji_and_cjk_never_outgrows_the_terminal(
     store.begin_batch(conn)
     texts = ["thanks 👍🏽 family 👨‍👩‍👧‍👦 flag 🇯🇵 中文字符测试 " + "long text " * 6,
              "👋🏿" * 40, "plain"]
-    store.insert_batch(conn, [
+    store.insert_batch(conn, [store.wire_row(
         Request(received_at=time.time(), method="POST", path="/sms", remote="127.0.0.1",
                 headers=[], content_type="application/json", body=b"{}", status=200,
                 refid=f"R{i}", from_number="+13035550100", to_number="+13038675309",
-                message=text, verdict="valid", verdict_detail="plain")
+                message=text, verdict="valid", verdict_detail="plain"))
         for i, text in enumerate(texts)], "s")
     store.commit(conn)
     conn.close()

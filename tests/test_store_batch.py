@@ -21,7 +21,7 @@ def rec(refid: str | None, message: str = "hi") -> Request:
 
 def write(conn, records: list[Request], session: str = "s1"):  # type: ignore[no-untyped-def]
     store.begin_batch(conn)
-    rows = store.insert_batch(conn, records, session)
+    rows = store.insert_batch(conn, [store.wire_row(r) for r in records], session)
     store.commit(conn)
     return rows
 
