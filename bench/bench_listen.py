@@ -138,6 +138,9 @@ def main() -> None:
                     "(bench/listen_variants.py)")
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                     help="the event loop of all three servers (never compared across loops)")
+    ap.add_argument("--extra", metavar="SCRIPT",
+                    help="also measure this server in every round, run like the reference "
+                    "(SCRIPT PORT DB; e.g. bench/same_work_process_writer.py)")
     ap.add_argument("--compare-rev", metavar="REV",
                     help="also measure `ipsms listen` as of this git revision, in the same rounds "
                     "(e.g. the commit before a change, to measure what the change costs)")
@@ -167,6 +170,8 @@ def main() -> None:
     ref_main: list[float] = []  # the event loop's thread alone (the rest: the store writer)
     ipsms_main: list[float] = []
     old_cpu: list[float] = []
+    extra_rates: list[float] = []
+    extra_cpu: list[float] = []
     # All three on the same event loop: `ipsms listen` is told which (its default, auto, takes
     # uvloop when installed), bare_server.py too, and the reference (kept as written, on
     # asyncio.run) gets uvloop's policy through a small launcher.
@@ -189,6 +194,14 @@ def main() -> None:
         ref_main.append(MAIN_US[ref.pid])
         ref.kill()  # it has no shutdown handling (it is kept as written)
         ref.communicate(timeout=30)
+        if args.extra:
+            extra, url = start([*ref_cmd[:-1], args.extra, "0", str(tmp / f"extra{r}.sqlite3")])
+            extra_rates.append(wrk(url, args.duration, args.connections, script, extra.pid))
+            extra_cpu.append(CPU_US[extra.pid])
+            for child in children(extra.pid):  # its writer process, if it has one
+                os.kill(child, signal.SIGKILL)
+            extra.kill()
+            extra.communicate(timeout=30)
         # Current tree and REV take turns going first, so neither always runs last.
         for which in (("old", "new") if r % 2 == 0 else ("new", "old")):
             if which == "old" and old_tree is not None:  # `python -m ipsms` from its tree
@@ -290,6 +303,16 @@ def main() -> None:
             # < 1: the current tree spends that share of REV's CPU per request
             "cpu_current_over_rev": round(statistics.median(
                 [i / o for i, o in zip(ipsms_cpu, old_cpu, strict=True)]), 3),
+        }
+    if extra_rates:
+        result["extra"] = {
+            "script": args.extra,
+            "msgs_per_s": round(statistics.median(extra_rates)),
+            "ratio_median_of_rounds": round(statistics.median(
+                [e / b for e, b in zip(extra_rates, bare_rates, strict=True)]), 3),
+            "ipsms_over_extra": round(statistics.median(
+                [i / e for i, e in zip(ipsms_rates, extra_rates, strict=True)]), 3),
+            "cpu_us_per_request": round(statistics.median(extra_cpu), 1),
         }
     if breakdown:
         result["breakdown"] = breakdown

@@ -177,9 +177,10 @@ class _Writer:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root,
                                                           env.get("PYTHONPATH")]))
         # Its own session: a Ctrl-C or a signal to the terminal's process group reaches the
-        # listener only, which stops taking requests before it closes the pipe.
+        # listener only, which stops taking requests before it closes the pipe. -S: it needs
+        # the standard library and ipsms only (found through PYTHONPATH), and starts faster.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ipsms.store_writer", str(path), session],
+            [sys.executable, "-S", "-m", "ipsms.store_writer", str(path), session],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, start_new_session=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
