@@ -165,7 +165,8 @@ class _Writer:
         self.loop = loop
         self.path = path
         self.error: StateError | None = None  # set once the process is gone
-        self._rows: list[Any] = []  # of this iteration, not yet sent
+        self._rows: list[Any] = []  # not yet sent
+        self._unanswered = 0  # rows sent whose outcome has not come back
         self._waiting: collections.deque[asyncio.Future[Recorded]] = collections.deque()
         self._out = bytearray()  # frames the pipe did not take yet
         self._frames = Frames()
@@ -196,15 +197,22 @@ class _Writer:
         self._rows.append(row)
         self._waiting.append(fut)
 
-    def _flush(self) -> None:
+    def _flush(self, *, now: bool = False) -> None:
+        """Send the rows waiting, unless the process is still writing the last ones (``now``
+        sends them anyway): one batch in flight, so what arrives during a commit goes as one
+        batch, one transaction and one fsync once it is done."""
+        if self._unanswered and not now:
+            return
         rows, self._rows = self._rows, []
         if not rows or self.error is not None:
             return
         try:
             data = frame(rows)
         except ValueError:  # a str or int subclass somewhere: marshal takes exact types only
-            data = frame(self._plain(rows))
+            rows = self._plain(rows)
+            data = frame(rows)
         self._out += data
+        self._unanswered += len(rows)
         self._send()
 
     def _plain(self, rows: list[Any]) -> list[Any]:
@@ -254,6 +262,7 @@ class _Writer:
             if kind == "fatal":
                 self._fatal = payload
                 continue
+            self._unanswered -= len(payload)
             for outcome in payload:
                 fut = self._waiting.popleft()
                 if fut.done():  # the handler gave up (client gone, or the watchdog)
@@ -262,6 +271,8 @@ class _Writer:
                     fut.set_exception(StateError(outcome))
                 else:
                     fut.set_result(Recorded(*outcome))
+        if not self._unanswered and self._rows:
+            self._flush()  # what arrived while the process wrote
 
     def _ended(self) -> None:
         """The process closed its end: every row not answered fails, and so does any sent
@@ -291,7 +302,7 @@ class _Writer:
     async def close(self) -> None:
         """Send what is left and close the pipe: the process writes it, answers and exits.
         Waits for those answers; once nothing is unanswered, not for the exit itself."""
-        self._flush()
+        self._flush(now=True)
         while self._out and self.error is None:
             await asyncio.sleep(0.005)
         self._close_input()
