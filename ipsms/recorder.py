@@ -10,7 +10,6 @@ fsync, and the event loop never waits for SQLite or for the GIL a writer thread 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import collections
 import contextlib
 import os
@@ -87,7 +86,6 @@ class Recorder:
 
     def _spawn(self) -> _Writer:
         assert self._loop is not None
-        _reap()
         self._last_spawn = time.monotonic()
         try:
             return _Writer(self._loop, self.path, self.session)
@@ -180,8 +178,9 @@ class _Writer:
         # Its own session: a Ctrl-C or a signal to the terminal's process group reaches the
         # listener only, which stops taking requests before it closes the pipe. -S: it needs
         # the standard library and ipsms only (found through PYTHONPATH), and starts faster.
+        # -P: never the current directory's `ipsms`, which -m would otherwise import first.
         self.proc = subprocess.Popen(
-            [sys.executable, "-S", "-m", "ipsms.store_writer", str(path), session],
+            [sys.executable, "-S", "-P", "-m", "ipsms.store_writer", str(path), session],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, start_new_session=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -300,39 +299,15 @@ class _Writer:
             self.proc.stdin.close()
 
     async def close(self) -> None:
-        """Send what is left and close the pipe: the process writes it, answers and exits.
-        Waits for those answers; once nothing is unanswered, not for the exit itself."""
+        """Send what is left, close the pipe, and wait for the process to write it and exit
+        (within the event loop, where the listener still handles a second signal)."""
         self._flush(now=True)
         while self._out and self.error is None:
             await asyncio.sleep(0.005)
-        self._close_input()
-        if self._waiting:
-            await self._gone
-        if self.error is None:  # still starting, or closing its store: reaped later
-            self.loop.remove_reader(self._rfd)
-            assert self.proc.stdout is not None
-            self.proc.stdout.close()
-            _exiting.append(self.proc)
-            return
+        self._close_input()  # the process writes what it has, answers and exits
+        await self._gone
         assert self._reaped is not None
         await self._reaped
-
-
-# Writer processes told to stop that had nothing left to answer. A short-lived recorder (a test,
-# a quick listen) need not wait for its writer to finish starting before it can stop it; they
-# are reaped at the next start and at exit.
-_exiting: list[subprocess.Popen[bytes]] = []
-
-
-def _reap(timeout: float = 0.0) -> None:
-    deadline = time.monotonic() + timeout
-    for proc in list(_exiting):
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(max(0.0, deadline - time.monotonic()))
-            _exiting.remove(proc)
-
-
-atexit.register(_reap, 10.0)
 
 
 def _exact(value: Any) -> Any:

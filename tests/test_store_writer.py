@@ -116,3 +116,14 @@ async def test_close_writes_everything_sent_before_the_process_exits(tmp_path: P
     assert len({r.id for r in results}) == 2000
     assert max(r.attempt or 0 for r in results) == 40
     assert len(rows(db)) == 2000
+
+
+async def test_an_ipsms_package_in_the_current_directory_is_never_what_writes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m`` imports from the current directory first: a listener started in a
+    directory holding some other ``ipsms/`` must still run its own writer."""
+    (tmp_path / "ipsms").mkdir()
+    (tmp_path / "ipsms" / "__init__.py").write_text("raise SystemExit('the wrong ipsms')\n")
+    monkeypatch.chdir(tmp_path)
+    async with Recorder(tmp_path / "s.sqlite3") as recorder:
+        assert (await asyncio.wait_for(recorder.record(request()), 10)).attempt == 1
