@@ -1,10 +1,11 @@
 """Group commit for the listener: records are durable before the listener answers 200.
 
-Handlers ``await recorder.record(rec)``. The rows of one event-loop iteration go down a pipe
-together to the store's writer process (``ipsms.store_writer``), which writes everything that
-has arrived in one transaction, commits (fsync with ``synchronous=FULL``) and sends back each
-row's id and attempt; the waiting handlers then answer. Under load many requests share one
-fsync, and the event loop never waits for SQLite or for the GIL a writer thread would hold.
+Handlers ``await recorder.record(rec)``. Rows go down a pipe to the store's writer process
+(``ipsms.store_writer``) in batches, one in flight: the writer writes a batch in one
+transaction, commits (fsync with ``synchronous=FULL``) and sends back each row's id and
+attempt; the waiting handlers then answer, and what arrived meanwhile goes as the next batch.
+Under load many requests share one fsync, and the event loop never waits for SQLite or for
+the GIL a writer thread would hold.
 """
 
 from __future__ import annotations
@@ -156,8 +157,9 @@ class Recorder:
 
 
 class _Writer:
-    """One writer process and the event loop's end of its pipes. Rows submitted in one
-    iteration of the loop go as one frame; outcomes come back in the order rows were sent."""
+    """One writer process and the event loop's end of its pipes. One batch is in flight:
+    the rows submitted while the process writes go as the next frame, sent as soon as the
+    last one is answered. Outcomes come back in the order rows were sent."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, path: Path, session: str) -> None:
         self.loop = loop
