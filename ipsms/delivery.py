@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import sys
 import time
 import weakref
@@ -148,6 +147,7 @@ class Outcome:
     last_result: str  # result of the last attempt: '200', '503', 'timeout', ...
     last_forced: bool = False  # the last reply was a success that --fail-first counted failed
     last_response: str = ""  # the start of the last answer's body
+    last_detail: str = ""  # why the last attempt got no answer (connect error, timeout...)
 
     @property
     def delivered_on(self) -> int | None:
@@ -337,7 +337,7 @@ class Sender:
             if wait is None:
                 result = str(status) if status is not None else (reply.error or "?")
                 return Outcome(delivery, succeeded, number, clock() - begin, result, forced,
-                               reply.preview.decode("utf-8", "replace"))
+                               reply.preview.decode("utf-8", "replace"), reply.detail or "")
             if wait > 0:
                 await self.sleep(wait)
 
@@ -436,9 +436,7 @@ async def _read_preview(resp: aiohttp.ClientResponse) -> bytes:
 
 def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
     """``connection refused by 127.0.0.1:8851`` rather than aiohttp's ``ssl:default [...]``."""
-    err = exc.os_error
-    cause = os.strerror(err.errno) if err.errno else (err.strerror or type(err).__name__)
-    return f"{cause.lower()} ({exc.host}:{exc.port})"
+    return f"{http1.connect_cause(exc.os_error)} ({exc.host}:{exc.port})"
 
 
 def _reason(exc: BaseException) -> str:
@@ -503,8 +501,14 @@ def check_delivered(failed: int, total: int, last_failure: Outcome | None,
         hint = (f"{_FAIL_FIRST} {fail_first} counts all {policy.max_attempts} attempts as "
                 f"failed; use a smaller {_FAIL_FIRST} to see a delivery")
     elif last_failure is not None and last_failure.last_result == CONNECT_ERROR:
-        hint = (f"nothing answered at {mask_url(last_failure.delivery.url)}: start your app "
-                "(or `ipsms listen`) there, or pass the right URL")
+        url = mask_url(last_failure.delivery.url)
+        if last_failure.last_detail.startswith(http1.NAME_NOT_FOUND):
+            host = urlsplit(last_failure.delivery.url).hostname
+            hint = (f"the host name {host} in {url} was not found: check it for a typo, or "
+                    "use an address (http://127.0.0.1:PORT/...)")
+        else:
+            hint = (f"nothing answered at {url}: start your app (or `ipsms listen`) there, or "
+                    "pass the right URL")
     elif last_failure is not None and last_failure.last_result in ("401", "403"):
         hint = _refused_hint(last_failure)
     else:

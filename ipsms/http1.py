@@ -514,7 +514,18 @@ def _time_out(conn: _Connection) -> None:
 
 
 def _connect_detail(err: OSError, where: Target) -> str:
-    """Worded as the engine words aiohttp's connect errors: ``connection refused (host:port)``
-    (a failed name lookup too: ``unknown error -2``, as on the aiohttp path)."""
+    """Worded as the engine words aiohttp's connect errors: ``connection refused (host:port)``."""
+    return f"{connect_cause(err)} ({where.host}:{where.port})"
+
+
+NAME_NOT_FOUND = "host name not found"
+
+
+def connect_cause(err: OSError) -> str:
+    """Why a connection could not be made, in words: ``connection refused``, or for a failed
+    name lookup ``host name not found: name or service not known`` (its errno is a resolver
+    code, which ``os.strerror`` calls ``unknown error -2``)."""
+    if isinstance(err, socket.gaierror):
+        return f"{NAME_NOT_FOUND}: {(err.strerror or 'lookup failed').lower()}"
     cause = os.strerror(err.errno) if err.errno else (err.strerror or type(err).__name__)
-    return f"{cause.lower()} ({where.host}:{where.port})"
+    return cause.lower()

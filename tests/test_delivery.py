@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from ipsms import http1
 from ipsms.delivery import (
     CONNECT_ERROR,
     PREVIEW_BYTES,
@@ -280,3 +281,25 @@ def test_bad_urls_are_usage_errors(url: str) -> None:
 def test_good_urls_pass() -> None:
     for url in ("http://127.0.0.1:8765/", "https://user:pw@example.test/sms?x=1"):
         assert validate_url(url) == url
+
+
+def test_a_host_name_that_is_not_found_is_said_as_such_not_as_unknown_error_2() -> None:
+    """A failed lookup's errno is a resolver code (-2), which ``os.strerror`` words as
+    ``Unknown error -2``; and "start your app there" is the wrong advice for a typo."""
+    lookup = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    assert http1.connect_cause(lookup) == "host name not found: name or service not known"
+    assert http1.connect_cause(ConnectionRefusedError(111, "refused")) == "connection refused"
+    url = "http://no-such-host.invalid:8080/sms"
+    typo = Outcome(Delivery(url, b"{}", "application/json", "R"), False, 5, 15.0,
+                   CONNECT_ERROR, last_detail="host name not found: name or service not "
+                   "known (no-such-host.invalid:8080)")
+    with pytest.raises(NotDeliveredError) as info:
+        check_delivered(1, 1, typo, RetryPolicy())
+    assert info.value.hint is not None
+    assert "host name no-such-host.invalid in http://no-such-host.invalid:8080/sms was not " \
+           "found" in info.value.hint
+    refused = Outcome(Delivery(url, b"{}", "application/json", "R"), False, 5, 15.0,
+                      CONNECT_ERROR, last_detail="connection refused (127.0.0.1:8080)")
+    with pytest.raises(NotDeliveredError) as info:
+        check_delivered(1, 1, refused, RetryPolicy())
+    assert info.value.hint is not None and info.value.hint.startswith("nothing answered at")
