@@ -251,7 +251,7 @@ class _Writer:
 
     def _on_readable(self) -> None:
         try:
-            data = os.read(self._rfd, 1 << 20)
+            data = os.read(self._rfd, 65536)  # answers are small; a longer one comes in parts
         except BlockingIOError:
             return
         except OSError:
