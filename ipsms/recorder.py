@@ -59,8 +59,7 @@ class Recorder:
         self._tick = max(0.01, min(1.0, write_timeout))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opened = False
-        self._started = False
-        self._writer: _Writer | None = None
+        self._writer: _Writer | None = None  # between start() and close()
         self._retired: list[_Writer] = []  # writers that died, to reap at close
         self._last_spawn = -respawn_after
         self._young: list[asyncio.Future[Recorded]] = []  # recorded within the last tick
@@ -76,12 +75,11 @@ class Recorder:
     async def start(self) -> None:
         """Start the writer process. A recorder has one owner: starting it twice is a bug (two
         writers would share one session), so a second ``start()`` raises ``RuntimeError``."""
-        if self._started:
+        if self._loop is not None:
             raise RuntimeError("Recorder.start() called twice: a recorder has one owner")
         if not self._opened:
             self.open()
         self._loop = asyncio.get_running_loop()
-        self._started = True
         self._writer = self._spawn()
         self._watchdog = self._loop.call_later(self._tick, self._watch)
 
@@ -98,22 +96,21 @@ class Recorder:
         """Write ``rec``: ``await recorder.record(rec)`` returns once it is committed, or raises
         ``StateError``. The future itself, not a coroutine around it: one frame less per
         request on the listener's hot path."""
-        if self._loop is None or not self._started:
+        writer = self._writer
+        if self._loop is None or writer is None:
             raise RuntimeError("Recorder.start() was not awaited")
         fut: asyncio.Future[Recorded] = self._loop.create_future()
         self._young.append(fut)
-        writer = self._writer
-        if writer is None or writer.error is not None:
-            if writer is not None and time.monotonic() - self._last_spawn < self.respawn_after:
-                fut.set_exception(writer.error)  # type: ignore[arg-type]
+        if writer.error is not None:
+            if time.monotonic() - self._last_spawn < self.respawn_after:
+                fut.set_exception(writer.error)
                 return fut
             try:
                 fresh = self._spawn()  # the last one died: a new one
             except StateError as exc:
                 fut.set_exception(exc)
                 return fut
-            if writer is not None:
-                self._retired.append(writer)
+            self._retired.append(writer)
             writer = self._writer = fresh
         try:
             row = store.wire_row(rec)
@@ -279,7 +276,6 @@ class _Writer:
         """The process closed its end: every row not answered fails, and so does any sent
         to this writer from now on."""
         self.loop.remove_reader(self._rfd)
-        self.loop.remove_writer(self._wfd)
         self.error = StateError(self._fatal or (
             f"cannot write to the message store {self.path}: its writer process stopped"))
         for fut in self._waiting:

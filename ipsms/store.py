@@ -492,9 +492,9 @@ def begin_batch(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
 
 
-# After a batch's INSERTs, in one query (every statement hands the GIL to the event loop and
-# back: on uvloop each one costs answer time): the last row id written, how many rows sit in
-# the batch's id range (all of it: the ids are consecutive), then the batch's retries.
+# After a batch's INSERTs, in one query rather than one per answer: the last row id written,
+# how many rows sit in the batch's id range (all of it: the ids are consecutive), then the
+# batch's retries.
 _BATCH_RESULT_SQL = """
 SELECT last_insert_rowid(),
        (SELECT COUNT(*) FROM requests

@@ -127,3 +127,12 @@ async def test_an_ipsms_package_in_the_current_directory_is_never_what_writes(
     monkeypatch.chdir(tmp_path)
     async with Recorder(tmp_path / "s.sqlite3") as recorder:
         assert (await asyncio.wait_for(recorder.record(request()), 10)).attempt == 1
+
+
+async def test_a_closed_recorder_refuses_records_rather_than_start_a_writer_nobody_stops(
+        tmp_path: Path) -> None:
+    async with Recorder(tmp_path / "s.sqlite3") as recorder:
+        await recorder.record(request())
+    with pytest.raises(RuntimeError, match="start"):
+        recorder.record(request())
+    assert recorder._writer is None

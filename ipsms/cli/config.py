@@ -73,7 +73,7 @@ def command_tree() -> dict[str, Any]:
 
     tree: dict[str, Any] = {name: {} for name in root.COMMANDS}
     for name, module in root.GROUPS.items():
-        group = app if name == "config" else root.group_app(module)
+        group = root.group_app(module)
         tree[name] = {(c.name or (c.callback.__name__ if c.callback else "")).replace("_", "-"): {}
                       for c in group.registered_commands}
     return tree
