@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_listen import ROOT, SECRET, UVLOOP_LAUNCHER, WRK_LUA, start, stop, wrk
+from bench_listen import ROOT, SECRET, WRK_LUA, kill, script_cmd, start, stop, wrk
 
 LOOPS = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
 TARGET_P99_RATIO = 2.0
@@ -57,12 +57,7 @@ def server_cmd(kind: str, loop: str, db: Path) -> list[str]:
     if kind == "bare":
         return [sys.executable, "bench/bare_server.py", "--loop", loop]
     if kind == "reference":
-        ref = [sys.executable, "bench/same_work_listener.py", "0", str(db)]
-        if loop == "uvloop":
-            launcher = db.parent / "uvloop_launcher.py"
-            launcher.write_text(UVLOOP_LAUNCHER)
-            ref.insert(1, str(launcher))
-        return ref
+        return script_cmd("bench/same_work_listener.py", "0", db, loop)
     return [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
             "--secret", SECRET, "--loop", loop, "--db", str(db)]
 
@@ -83,8 +78,7 @@ def measure(args: argparse.Namespace, tmp: Path | None = None) -> dict[str, Any]
                     result["wrk_msg_s"] = wrk(url, args.throughput, 32, script)
             finally:
                 if kind == "reference":  # kept as written: no shutdown handling
-                    proc.kill()
-                    proc.communicate(timeout=30)
+                    kill(proc)
                 else:
                     stop(proc)
             runs.setdefault((kind, loop), []).append(result)

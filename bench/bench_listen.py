@@ -58,6 +58,25 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+def script_cmd(script: str, port: str, db: Path, loop: str) -> list[str]:
+    """How to run a plain server script (the same-work reference, kept as written: it calls
+    asyncio.run) on ``loop``: uvloop's policy comes through a launcher written next to ``db``."""
+    if loop != "uvloop":
+        return [sys.executable, script, port, str(db)]
+    launcher = db.parent / "uvloop_launcher.py"
+    launcher.write_text(UVLOOP_LAUNCHER)
+    return [sys.executable, str(launcher), script, port, str(db)]
+
+
+def kill(proc: subprocess.Popen[str]) -> None:
+    """Stop a plain server script, which has no shutdown handling, with its child processes
+    (a writer process, if it has one)."""
+    for child in children(proc.pid):
+        os.kill(child, signal.SIGKILL)
+    proc.kill()
+    proc.communicate(timeout=30)
+
+
 def start(cmd: list[str], stdout: int | None = subprocess.DEVNULL, cwd: Path = ROOT
           ) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=cwd)
@@ -178,30 +197,23 @@ def main() -> None:
     listen_cmd = [py, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
                   "--secret", SECRET, "--loop", args.loop]
     bare_cmd = [py, "bench/bare_server.py", "--loop", args.loop]
-    ref_cmd = [py, "bench/same_work_listener.py"]
-    if args.loop == "uvloop":
-        launcher = tmp / "uvloop_launcher.py"
-        launcher.write_text(UVLOOP_LAUNCHER)
-        ref_cmd = [py, str(launcher), "bench/same_work_listener.py"]
     for r in range(args.rounds):
         bare, url = start(bare_cmd)
         bare_rates.append(wrk(url, args.duration, args.connections, script, bare.pid))
         bare_cpu.append(CPU_US[bare.pid])
         stop(bare)
-        ref, url = start([*ref_cmd, "0", str(tmp / f"ref{r}.sqlite3")])
+        ref, url = start(script_cmd("bench/same_work_listener.py", "0",
+                                    tmp / f"ref{r}.sqlite3", args.loop))
         ref_rates.append(wrk(url, args.duration, args.connections, script, ref.pid))
         ref_cpu.append(CPU_US[ref.pid])
         ref_main.append(MAIN_US[ref.pid])
-        ref.kill()  # it has no shutdown handling (it is kept as written)
-        ref.communicate(timeout=30)
+        kill(ref)
         if args.extra:
-            extra, url = start([*ref_cmd[:-1], args.extra, "0", str(tmp / f"extra{r}.sqlite3")])
+            extra, url = start(script_cmd(args.extra, "0", tmp / f"extra{r}.sqlite3",
+                                          args.loop))
             extra_rates.append(wrk(url, args.duration, args.connections, script, extra.pid))
             extra_cpu.append(CPU_US[extra.pid])
-            for child in children(extra.pid):  # its writer process, if it has one
-                os.kill(child, signal.SIGKILL)
-            extra.kill()
-            extra.communicate(timeout=30)
+            kill(extra)
         # Current tree and REV take turns going first, so neither always runs last.
         for which in (("old", "new") if r % 2 == 0 else ("new", "old")):
             if which == "old" and old_tree is not None:  # `python -m ipsms` from its tree
