@@ -91,10 +91,12 @@ def test_the_clock_part_follows_every_second() -> None:
 def test_the_answer_of_an_accepted_message_is_the_documented_one(
         refid: str | None, attempt: int | None) -> None:
     """The 200 answer is joined from prebuilt parts on the hot path; it is the same JSON."""
+    from aiohttp.test_utils import make_mocked_request
+
     from ipsms.listener import _response
 
     event = request(refid=refid, attempt=attempt)
-    answer = _response(event)
+    answer = _response(event, make_mocked_request("POST", "/sms"))
     assert answer.body == dumps({"status": "received", "refid": refid,
                                  "attempt": attempt}).encode()
     assert answer.status == 200
