@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,19 @@ async def test_a_closed_recorder_refuses_records_rather_than_start_a_writer_nobo
     with pytest.raises(RuntimeError, match="start"):
         recorder.record(request())
     assert recorder._writer is None
+
+
+async def test_batches_far_larger_than_a_read_of_the_pipe_are_written_whole(
+        tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    bodies = [os.urandom(3_000_000 + i) for i in range(4)]  # one batch of 12 MB, read in parts
+    async with Recorder(db) as recorder:
+        pending = [recorder.record(replace(request(f"R{i}"), body=body))
+                   for i, body in enumerate(bodies)]
+        results = await asyncio.gather(*pending)
+    assert [r.attempt for r in results] == [1, 1, 1, 1]
+    conn = store.connect(db, create=False)
+    try:
+        assert [r.body for r in store.iter_all(conn)] == bodies
+    finally:
+        conn.close()
