@@ -36,7 +36,7 @@ from ipsms.request import Request
 from ipsms.signature import DEFAULT_VARIANT, Mode, Variant, Verdict, Verification, Verifier
 from ipsms.store import REJECTED_BODY_KEEP
 from ipsms.text import dumps, printable
-from ipsms.whole_response import WholeResponse, fits
+from ipsms.whole_response import JSON_TYPE, WholeResponse, fits
 
 logger = logging.getLogger("ipsms.listener")
 
@@ -454,7 +454,7 @@ def _rejected_headers(request: web.BaseRequest) -> list[tuple[str, str]]:
     return kept
 
 
-_JSON = {"Content-Type": "application/json; charset=utf-8"}
+_JSON = {"Content-Type": JSON_TYPE}
 _WARNED = (Verdict.INVALID.value, Verdict.MISSING.value)  # a 200 that says the signature failed
 _JSON_405 = {**_JSON, "Allow": "POST"}
 _JSON_401 = {**_JSON, "WWW-Authenticate": 'Basic realm="ipsms", charset="UTF-8"'}
