@@ -9,12 +9,14 @@ reference (bench/same_work_listener.py), same load, same run.
 Needs `wrk` and `hey` (Debian packages). Everything runs on 127.0.0.1 and is bounded: wrk runs
 for --duration seconds per round, hey sends exactly --count requests. `ipsms listen` runs with
 its store on (synchronous=FULL, group commit), the signature check on (--secret, auto mode)
-and NDJSON to /dev/null. Every round measures three servers back to back: the bare handler, the
+and NDJSON to /dev/null. Every round measures three servers side by side: the bare handler, the
 same-work reference (parse, signature, group commit with synchronous=FULL, one NDJSON line, a
-JSON answer: the core work done plainly) and ipsms. Reports messages/s of each (median of the
-rounds), the per-round ratios to bare, and checks that every request answered 200 is in the
-store. All three servers run on the same event loop (--loop, default asyncio's own): a ratio
-is never taken across loops.
+JSON answer: the core work done plainly) and ipsms. All of a round's servers are started, then
+they take turns under load (--turn seconds each, a different one first in each pass) until
+each has had --duration seconds, so a slow spell of the shared machine falls on all of them.
+Reports messages/s of each (median of the rounds), the per-round ratios to bare, and checks
+that every request answered 200 is in the store. All three servers run on the same event loop
+(--loop, default asyncio's own): a ratio is never taken across loops.
 """
 
 from __future__ import annotations
@@ -121,21 +123,34 @@ def children(pid: int) -> list[int]:
     return pids
 
 
-def wrk(url: str, duration: int, connections: int, script: Path, pid: int | None = None
-        ) -> float:
-    """Messages/s; with ``pid``, also the server's CPU per request into ``CPU_US``: the
-    steadier figure when neighbours share the machine (messages/s moves with them)."""
-    before = cpu_seconds(pid) if pid else 0.0
-    main_before = cpu_seconds(pid, pid) if pid else 0.0
+def wrk_counts(url: str, duration: float, connections: int, script: Path, pid: int | None
+               ) -> tuple[int, float, float, float]:
+    """One wrk run against the server ``pid``: requests done, seconds taken, and the server's
+    CPU seconds in all and on its main thread (the event loop's) meanwhile (0 without
+    ``pid``)."""
+    before, main_before = (cpu_seconds(pid), cpu_seconds(pid, pid)) if pid else (0.0, 0.0)
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", str(script),
                           url], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw non-2xx answers:\n{out}")
+    m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    assert m is not None, out
+    seconds = float(m.group(2)) / (1000 if m.group(3) == "ms" else 1)
+    if not pid:
+        return int(m.group(1)), seconds, 0.0, 0.0
+    return (int(m.group(1)), seconds, cpu_seconds(pid) - before,
+            cpu_seconds(pid, pid) - main_before)
+
+
+def wrk(url: str, duration: int, connections: int, script: Path, pid: int | None = None
+        ) -> float:
+    """Messages/s; with ``pid``, also the server's CPU per request into ``CPU_US`` and
+    ``MAIN_US``: the steadier figure when neighbours share the machine."""
+    done, seconds, cpu, main = wrk_counts(url, duration, connections, script, pid)
     if pid:
-        done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-        CPU_US[pid] = (cpu_seconds(pid) - before) * 1e6 / max(done, 1)
-        MAIN_US[pid] = (cpu_seconds(pid, pid) - main_before) * 1e6 / max(done, 1)
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+        CPU_US[pid] = cpu * 1e6 / max(done, 1)
+        MAIN_US[pid] = main * 1e6 / max(done, 1)
+    return done / seconds
 
 
 def hey_ok(url: str, count: int, connections: int, body: Path) -> int:
@@ -149,7 +164,11 @@ def hey_ok(url: str, count: int, connections: int, body: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=8)
+    ap.add_argument("--duration", type=int, default=8,
+                    help="seconds of load per server per round")
+    ap.add_argument("--turn", type=int, default=2, metavar="SECONDS",
+                    help="the servers of a round take turns under load, this long each, "
+                    "until each has had --duration seconds (wrk takes whole seconds)")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--count", type=int, default=20000, help="requests for the store check")
     ap.add_argument("--breakdown", action="store_true",
@@ -182,60 +201,64 @@ def main() -> None:
         archive = subprocess.run(["git", "archive", args.compare_rev, "ipsms"], cwd=ROOT,
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
-    bare_rates, ref_rates, ipsms_rates, old_rates = [], [], [], []
-    bare_cpu: list[float] = []
-    ref_cpu: list[float] = []
-    ipsms_cpu: list[float] = []
-    ref_main: list[float] = []  # the event loop's thread alone (the rest: the store writer)
-    ipsms_main: list[float] = []
-    old_cpu: list[float] = []
-    extra_rates: list[float] = []
-    extra_cpu: list[float] = []
+    names = ("bare", "reference", "extra", "old", "ipsms")
+    rates: dict[str, list[float]] = {name: [] for name in names}  # messages/s, per round
+    cpus: dict[str, list[float]] = {name: [] for name in names}  # CPU µs per request, in all
+    mains: dict[str, list[float]] = {name: [] for name in names}  # ... on the main thread
     # All three on the same event loop: `ipsms listen` is told which (its default, auto, takes
     # uvloop when installed), bare_server.py too, and the reference (kept as written, on
     # asyncio.run) gets uvloop's policy through a small launcher.
     listen_cmd = [py, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
                   "--secret", SECRET, "--loop", args.loop]
     bare_cmd = [py, "bench/bare_server.py", "--loop", args.loop]
+    turns = max(1, args.duration // max(1, args.turn))
     for r in range(args.rounds):
-        bare, url = start(bare_cmd)
-        bare_rates.append(wrk(url, args.duration, args.connections, script, bare.pid))
-        bare_cpu.append(CPU_US[bare.pid])
-        stop(bare)
-        ref, url = start(script_cmd("bench/same_work_listener.py", "0",
-                                    tmp / f"ref{r}.sqlite3", args.loop))
-        ref_rates.append(wrk(url, args.duration, args.connections, script, ref.pid))
-        ref_cpu.append(CPU_US[ref.pid])
-        ref_main.append(MAIN_US[ref.pid])
-        kill(ref)
+        # Every server of the round is started, then they take turns under load, --turn
+        # seconds each (a different one first in each pass), until each has had --duration
+        # seconds: a slow spell on this shared machine then falls on all of them, not on
+        # whichever server happened to run through it.
+        servers: dict[str, tuple[subprocess.Popen[str], str, bool]] = {}  # proc, url, plain
+        servers["bare"] = (*start(bare_cmd), False)
+        servers["reference"] = (*start(script_cmd("bench/same_work_listener.py", "0",
+                                                  tmp / f"ref{r}.sqlite3", args.loop)), True)
         if args.extra:
-            extra, url = start(script_cmd(args.extra, "0", tmp / f"extra{r}.sqlite3",
-                                          args.loop))
-            extra_rates.append(wrk(url, args.duration, args.connections, script, extra.pid))
-            extra_cpu.append(CPU_US[extra.pid])
-            kill(extra)
-        # Current tree and REV take turns going first, so neither always runs last.
-        for which in (("old", "new") if r % 2 == 0 else ("new", "old")):
-            if which == "old" and old_tree is not None:  # `python -m ipsms` from its tree
-                listener, url = start([*listen_cmd, "--db", str(tmp / f"old{r}.sqlite3")],
-                                      cwd=old_tree)
-                old_rates.append(wrk(url, args.duration, args.connections, script,
-                                     listener.pid))
-                old_cpu.append(CPU_US[listener.pid])
-                stop(listener)
-            elif which == "new":
-                listener, url = start([*listen_cmd, "--db", str(tmp / f"round{r}.sqlite3")])
-                ipsms_rates.append(wrk(url, args.duration, args.connections, script,
-                                       listener.pid))
-                ipsms_cpu.append(CPU_US[listener.pid])
-                ipsms_main.append(MAIN_US[listener.pid])
-                stop(listener)
-        old = f", ipsms@{args.compare_rev} {old_rates[-1]:.0f}/s" if old_rates else ""
+            servers["extra"] = (*start(script_cmd(args.extra, "0", tmp / f"extra{r}.sqlite3",
+                                                  args.loop)), True)
+        if old_tree is not None:  # `python -m ipsms` from its tree
+            servers["old"] = (*start([*listen_cmd, "--db", str(tmp / f"old{r}.sqlite3")],
+                                     cwd=old_tree), False)
+        servers["ipsms"] = (*start([*listen_cmd, "--db", str(tmp / f"round{r}.sqlite3")]),
+                            False)
+        totals = {name: [0, 0.0, 0.0, 0.0] for name in servers}  # requests, s, CPU s, main s
+        names = list(servers)
+        for k in range(turns):
+            first = (r * turns + k) % len(names)
+            for name in names[first:] + names[:first]:
+                proc, url, _ = servers[name]
+                counts = wrk_counts(url, args.duration // turns, args.connections, script,
+                                    proc.pid)
+                totals[name] = [a + b for a, b in zip(totals[name], counts, strict=True)]
+        for name, (proc, _, plain) in servers.items():
+            if plain:
+                kill(proc)
+            else:
+                stop(proc)
+            done, seconds, cpu, main = totals[name]
+            rates[name].append(done / seconds)
+            cpus[name].append(cpu * 1e6 / done)
+            mains[name].append(main * 1e6 / done)
+        bare_rates, ref_rates, ipsms_rates = rates["bare"], rates["reference"], rates["ipsms"]
+        old = f", ipsms@{args.compare_rev} {rates['old'][-1]:.0f}/s" if old_tree else ""
         print(f"round {r + 1}: bare {bare_rates[-1]:.0f}/s, reference {ref_rates[-1]:.0f}/s "
               f"({ref_rates[-1] / bare_rates[-1]:.3f}){old}, ipsms {ipsms_rates[-1]:.0f}/s "
               f"({ipsms_rates[-1] / bare_rates[-1]:.3f}); CPU per request: bare "
-              f"{bare_cpu[-1]:.0f} us, reference {ref_cpu[-1]:.0f} us, ipsms {ipsms_cpu[-1]:.0f} us"
-              f"; load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
+              f"{cpus['bare'][-1]:.0f} us, reference {cpus['reference'][-1]:.0f} us, ipsms "
+              f"{cpus['ipsms'][-1]:.0f} us; load average {os.getloadavg()[0]:.2f}",
+              file=sys.stderr)
+    bare_cpu, ref_cpu, ipsms_cpu = cpus["bare"], cpus["reference"], cpus["ipsms"]
+    ref_main, ipsms_main = mains["reference"], mains["ipsms"]
+    old_rates, old_cpu = rates["old"], cpus["old"]
+    extra_rates, extra_cpu = rates["extra"], cpus["extra"]
 
     # Nothing lost: every request answered 200 is in the store, counted exactly.
     db = tmp / "count.sqlite3"
