@@ -4,7 +4,9 @@ anything, never writes to stdout, never hangs and never leaves an agent running.
 pyngrok downloads the agent when its path does not exist (printing to stdout), and waits for
 the agent's first lines with a blocking read that no timeout of its own bounds. So the agent is
 found first (or a ``TunnelError`` says how to install it), pyngrok runs in a thread under an
-outer timeout, and every way out kills the agent process.
+outer timeout, and every way out kills the agent process. On Linux the agent is also tied to
+the listener by the kernel (``PR_SET_PDEATHSIG``), so even a ``kill -9`` of ``listen``, which
+runs none of its own clean-up, ends it.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shlex
 import shutil
 import signal
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,7 +127,7 @@ async def open_tunnel(config: TunnelConfig, local_url: str) -> Tunnel:
     _quiet_pyngrok()
     workdir = tempfile.mkdtemp(prefix="ipsms-ngrok-")
     pyngrok_config = conf.PyngrokConfig(
-        ngrok_path=agent, config_path=os.path.join(workdir, "ngrok.yml"),
+        ngrok_path=_tied(agent, workdir), config_path=os.path.join(workdir, "ngrok.yml"),
         auth_token=config.authtoken, region=config.region, monitor_thread=False,
         startup_timeout=max(1, int(config.startup_timeout)), request_timeout=5)
     options: dict[str, Any] = {"name": "ipsms"}
@@ -148,6 +152,26 @@ async def open_tunnel(config: TunnelConfig, local_url: str) -> Tunnel:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     return Tunnel(tunnel, pyngrok_config, workdir)
+
+
+# Run by /bin/sh in place of the agent: Python asks the kernel for SIGTERM when the thread that
+# started it (the listener's) ends, gives up if the listener is already gone, then becomes the
+# agent (the request survives exec). argv: the listener's pid, the agent, pyngrok's arguments.
+_TIE = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
+        "os.getppid() == int(sys.argv[1]) or sys.exit(1); os.execv(sys.argv[2], sys.argv[2:])")
+
+
+def _tied(agent: str, workdir: str) -> str:
+    """What pyngrok runs as the agent. On Linux, a launcher in ``workdir`` that ties the agent
+    to this process, so that it ends even when ``listen`` is killed outright (``kill -9``) and
+    cannot end it; elsewhere the agent itself."""
+    if not sys.platform.startswith("linux"):
+        return agent
+    launcher = Path(workdir) / "ngrok"
+    launcher.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -S -c "
+                        f"{shlex.quote(_TIE)} {os.getpid()} {shlex.quote(agent)} \"$@\"\n")
+    launcher.chmod(0o700)
+    return str(launcher)
 
 
 def _quiet_pyngrok() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 import urllib.request
@@ -206,4 +207,22 @@ def test_every_way_of_stopping_ends_the_agent(agent: Path, tmp_path: Path, sig: 
     finally:
         listener.kill()
     assert code == 0
+    assert agents_running() == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_listener_killed_outright_takes_its_agent_with_it(agent: Path, tmp_path: Path) -> None:
+    """`kill -9` runs none of the listener's clean-up: the kernel ends the agent instead."""
+    listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent),
+                               db=tmp_path / "s.sqlite3", env=env())
+    try:
+        assert listener.next_event()["state"] == "up"
+        assert agents_running() != []
+        listener.proc.kill()
+        listener.proc.communicate(timeout=15)
+        deadline = time.monotonic() + 10
+        while agents_running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        listener.kill()
     assert agents_running() == []
