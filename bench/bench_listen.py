@@ -285,7 +285,8 @@ def main() -> None:
             print(f"{variant}: {rate:.0f}/s", file=sys.stderr)
 
     bare_med, ipsms_med = statistics.median(bare_rates), statistics.median(ipsms_rates)
-    # Each round measures both back to back, so the per-round ratio is the least noisy figure.
+    # Each round measures every server in the same turns, so the per-round ratio is the least
+    # noisy figure.
     ratios = [i / b for i, b in zip(ipsms_rates, bare_rates, strict=True)]
     ref_ratios = [f / b for f, b in zip(ref_rates, bare_rates, strict=True)]
     result = {
