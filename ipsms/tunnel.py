@@ -165,8 +165,8 @@ def _tied(agent: str, workdir: str) -> str:
     """What pyngrok runs as the agent. On Linux, a launcher in ``workdir`` that ties the agent
     to this process, so that it ends even when ``listen`` is killed outright (``kill -9``) and
     cannot end it; elsewhere the agent itself."""
-    if not sys.platform.startswith("linux"):
-        return agent
+    if not sys.platform.startswith("linux") or os.statvfs(workdir).f_flag & os.ST_NOEXEC:
+        return agent  # (a temporary directory mounted noexec could not run the launcher)
     launcher = Path(workdir) / "ngrok"
     launcher.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -S -c "
                         f"{shlex.quote(_TIE)} {os.getpid()} {shlex.quote(agent)} \"$@\"\n")

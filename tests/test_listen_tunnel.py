@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -225,4 +226,35 @@ def test_a_listener_killed_outright_takes_its_agent_with_it(agent: Path, tmp_pat
             time.sleep(0.05)
     finally:
         listener.kill()
+    assert agents_running() == []
+
+
+@pytest.fixture
+def noexec_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a tmpfs mounted noexec, as /tmp is on some hardened systems (needs root
+    and a mount namespace that allows it; skipped elsewhere)."""
+    mountpoint = tmp_path / "noexec"
+    mountpoint.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "noexec,size=4m", "tmpfs",
+                           str(mountpoint)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("cannot mount a noexec tmpfs here")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def test_a_temporary_directory_mounted_noexec_still_opens_the_tunnel(
+        agent: Path, tmp_path: Path, noexec_dir: Path) -> None:
+    """The launcher that ties the agent to the listener lives in a temporary directory; where
+    nothing there may run, the agent is run as it is."""
+    listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent),
+                               db=tmp_path / "s.sqlite3", env=env(TMPDIR=str(noexec_dir)))
+    try:
+        assert listener.next_event()["state"] == "up"
+        code, _, _ = listener.stop()
+    finally:
+        listener.kill()
+    assert code == 0
     assert agents_running() == []
