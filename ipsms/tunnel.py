@@ -155,8 +155,9 @@ async def open_tunnel(config: TunnelConfig, local_url: str) -> Tunnel:
 
 
 # Run by /bin/sh in place of the agent: Python asks the kernel for SIGTERM when the thread that
-# started it (the listener's) ends, gives up if the listener is already gone, then becomes the
-# agent (the request survives exec). argv: the listener's pid, the agent, pyngrok's arguments.
+# started it ends (a thread of the listener's default executor, which lives as long as the
+# listener), gives up if the listener is already gone, then becomes the agent (the request
+# survives exec). argv: the listener's pid, the agent, pyngrok's arguments.
 _TIE = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
         "os.getppid() == int(sys.argv[1]) or sys.exit(1); os.execv(sys.argv[2], sys.argv[2:])")
 
