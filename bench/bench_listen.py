@@ -100,8 +100,6 @@ def stop(proc: subprocess.Popen[str]) -> str:
 
 
 TICK = os.sysconf("SC_CLK_TCK")
-CPU_US: dict[int, float] = {}  # server pid -> its CPU microseconds per request under wrk
-MAIN_US: dict[int, float] = {}  # server pid -> its main thread's (the event loop's) share
 
 
 def cpu_seconds(pid: int, task: int | None = None) -> float:
@@ -142,14 +140,9 @@ def wrk_counts(url: str, duration: float, connections: int, script: Path, pid: i
             cpu_seconds(pid, pid) - main_before)
 
 
-def wrk(url: str, duration: int, connections: int, script: Path, pid: int | None = None
-        ) -> float:
-    """Messages/s; with ``pid``, also the server's CPU per request into ``CPU_US`` and
-    ``MAIN_US``: the steadier figure when neighbours share the machine."""
-    done, seconds, cpu, main = wrk_counts(url, duration, connections, script, pid)
-    if pid:
-        CPU_US[pid] = cpu * 1e6 / max(done, 1)
-        MAIN_US[pid] = main * 1e6 / max(done, 1)
+def wrk(url: str, duration: int, connections: int, script: Path) -> float:
+    """Messages/s (``wrk_counts`` also measures the server's CPU)."""
+    done, seconds, _, _ = wrk_counts(url, duration, connections, script, None)
     return done / seconds
 
 
