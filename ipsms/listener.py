@@ -36,7 +36,7 @@ from ipsms.request import Request
 from ipsms.signature import DEFAULT_VARIANT, Mode, Variant, Verdict, Verification, Verifier
 from ipsms.store import REJECTED_BODY_KEEP
 from ipsms.text import dumps, printable
-from ipsms.whole_response import JSON_TYPE, WholeResponse, fits
+from ipsms.whole_response import JSON_HEADERS, JSON_TYPE, WholeResponse, fits
 
 logger = logging.getLogger("ipsms.listener")
 
@@ -460,9 +460,6 @@ _JSON_405 = {**_JSON, "Allow": "POST"}
 _JSON_401 = {**_JSON, "WWW-Authenticate": 'Basic realm="ipsms", charset="UTF-8"'}
 
 
-_JSON_HEADERS = CIMultiDict(_JSON)  # aiohttp copies a CIMultiDict faster than it reads a dict
-
-
 def _received(refid: str | None, attempt: int | None) -> bytes | None:
     """``dumps({"status": "received", "refid": ..., "attempt": ...})`` of the common case (an
     ASCII refid nothing needs escaping in), joined from prebuilt parts: the hot path's answer.
@@ -480,7 +477,7 @@ def _response(event: Request, request: web.BaseRequest) -> web.StreamResponse:
             if answer is not None:
                 if fits(request):  # the hot path's answer, in one write
                     return WholeResponse(answer)
-                return web.Response(body=answer, headers=_JSON_HEADERS)
+                return web.Response(body=answer, headers=JSON_HEADERS)
         body: dict[str, Any] = {"status": "received", "refid": event.refid,
                                 "attempt": event.attempt}
         if event.verdict in _WARNED:

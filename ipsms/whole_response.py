@@ -25,7 +25,8 @@ JSON_TYPE = "application/json; charset=utf-8"
 _HEAD = f"HTTP/1.1 200 OK\r\nContent-Type: {JSON_TYPE}\r\nContent-Length: ".encode("ascii")
 _SERVER = f"\r\nServer: {SERVER_SOFTWARE}\r\n".encode("ascii")
 _CLOSE = b"Connection: close\r\n"
-_HEADERS = CIMultiDict({"Content-Type": JSON_TYPE})
+# aiohttp copies a CIMultiDict faster than it reads a dict (the listener answers with it too)
+JSON_HEADERS = CIMultiDict({"Content-Type": JSON_TYPE})
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # English whatever the locale
 _MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
@@ -51,7 +52,7 @@ class WholeResponse(web.StreamResponse):
     def __init__(self, body: bytes) -> None:
         # Its Content-Type; Content-Length, Date and Server are added as it is written (as
         # aiohttp adds them when it prepares a response).
-        super().__init__(headers=_HEADERS)
+        super().__init__(headers=JSON_HEADERS)
         self._whole = body
 
     @property
