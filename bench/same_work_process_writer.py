@@ -9,7 +9,7 @@ get when nothing else runs per request (no flags, no connection guard, no full N
 Not part of bench/run.py; measure it next to the others, in the same rounds, with
 `bench/bench_listen.py --extra bench/same_work_process_writer.py`.
 """
-import asyncio, hashlib, hmac, json, marshal, os, sqlite3, struct, subprocess, sys
+import asyncio, hashlib, hmac, json, marshal, os, sqlite3, struct, subprocess, sys, time
 from aiohttp import web
 
 SECRET = "bench-secret"
@@ -82,7 +82,7 @@ async def handle(request):
         mac = hmac.new(key, (d["refid"] + d["message"]).encode(), hashlib.sha256).hexdigest()
         ok = hmac.compare_digest(sig, mac)
     headers = enc(dict(request.headers))
-    row = (request.loop.time(), request.raw_path, headers, request.content_type, raw, 200, d["refid"], d["from"], d["to"], d["message"], "valid" if ok else "invalid")
+    row = (time.time(), request.raw_path, headers, request.content_type, raw, 200, d["refid"], d["from"], d["to"], d["message"], "valid" if ok else "invalid")
     await W.submit(row)
     line = enc({"type": "request", "refid": d["refid"], "from": d["from"], "to": d["to"], "message": d["message"], "verdict": "valid" if ok else "invalid", "status": 200}) + "\n"
     if not pending: asyncio.get_running_loop().call_soon(flush)
