@@ -173,6 +173,13 @@ def latency_rows(out: str) -> list[Row]:
         rows.append(Row("latency", f"p99 answer time at {at}", f"{e['bare_p99_ms']:.2f} ms",
                         f"{e['ipsms_p99_ms']:.2f} ms", f"{e['p99_ratio']:.2f}",
                         f"<= {r['target_p99_ratio']:g}"))
+        if "durable_p99_ms" in e:
+            rows.append(Row("latency", f"p99, bare answering after fdatasync, {loop}",
+                            f"{e['bare_p99_ms']:.2f} ms", f"{e['durable_p99_ms']:.2f} ms",
+                            f"{e['durable_p99_ratio']:.2f}", ""))
+            rows.append(Row("latency", f"p99, ipsms over bare answering after fdatasync, {loop}",
+                            f"{e['durable_p99_ms']:.2f} ms", f"{e['ipsms_p99_ms']:.2f} ms",
+                            f"{e['ipsms_over_durable_p99']:.2f}", ""))
         if "reference_p99_ms" in e:
             rows.append(Row("latency", f"p99, same-work reference over bare, {loop}",
                             f"{e['bare_p99_ms']:.2f} ms", f"{e['reference_p99_ms']:.2f} ms",

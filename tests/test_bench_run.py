@@ -45,6 +45,8 @@ def test_smoke_run_prints_the_table_and_rewrites_only_the_marked_section(tmp_pat
     assert all(float(x) > 0 for x in ratios)  # every other ratio is a number
     p99 = [r[1] for r in rows if r[0] == "latency" and r[1].startswith("p99")]
     assert "p99 answer time at 500/s, asyncio" in p99
+    # The floor of any listener that answers only once the message is on disk, measured too.
+    assert "p99, bare answering after fdatasync, asyncio" in p99
 
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nkept above\n\n" + BEGIN)
