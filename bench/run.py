@@ -1,6 +1,6 @@
 """Every benchmark in one run: one table of ratios, each against its baseline of the same run.
 
-    .venv/bin/python bench/run.py            # the full set (about 10 minutes)
+    .venv/bin/python bench/run.py            # the full set (about 15 minutes)
     .venv/bin/python bench/run.py --quick    # shorter runs, under 2 minutes
     .venv/bin/python bench/run.py --smoke    # tiny runs: checks the machinery, not the figures
 
@@ -53,7 +53,7 @@ ARGS: dict[str, dict[str, list[str]]] = {
                  "quick": ["--pairs", "4"],
                  "smoke": ["--pairs", "1", "--only", "fast"]},
     "latency": {"full": ["--rounds", "3", "--count", "10000", "--throughput", "5"],
-                "quick": ["--rounds", "1", "--count", "3000", "--throughput", "2"],
+                "quick": ["--rounds", "1", "--count", "2000", "--throughput", "2"],
                 "smoke": ["--rounds", "1", "--count", "50", "--rate", "500"]},
     "live table": {"full": ["--rounds", "3", "--duration", "6"],
                    "quick": ["--rounds", "1", "--duration", "2"],
