@@ -381,3 +381,72 @@ def test_help_version_and_config_commands_work_with_a_broken_file(config_file: P
     assert result.returncode == ExitCode.USAGE and "fix it in an editor first" in result.stderr
     result = run_ipsms("config", "show")
     assert result.returncode == ExitCode.USAGE and ":1:" in result.stderr
+
+
+def _default_of(help_text: str, flag: str) -> str:
+    """The ``[... default: X]`` part of ``flag``'s entry in ``help_text``, unwrapped."""
+    lines = help_text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith(flag + " "))
+    entry = " ".join(line.strip() for line in lines[start:start + 6])
+    entry = entry[:entry.index("]") + 1]
+    return entry[entry.index("default: ") + len("default: "):-1].split(";")[0]
+
+
+def test_help_shows_the_profiles_values_as_defaults(config_file: Path) -> None:
+    write(config_file, '[profiles.default.listen]\nport = 9123\nforward_timeout = "30s"\n'
+                       'forward_to = "http://u:pw@127.0.0.1:3000/sms"\nsecret = "hunter2"\n'
+                       'basic_auth = "bob:pass1"\n'
+                       '[profiles.work.listen]\nport = 9555\n')
+    config_file.chmod(0o600)
+    plain = run_ipsms("listen", "--help", env=cli_env(COLUMNS="80"))
+    assert plain.returncode == 0, plain.stderr
+    assert _default_of(plain.stdout, "--port") == "9123"
+    assert _default_of(plain.stdout, "--forward-timeout") == "(30s)"
+    assert _default_of(plain.stdout, "--forward-to") == "http://u:****@127.0.0.1:3000/sms"
+    for secret in ("hunter2", "pass1", ":pw@"):
+        assert secret not in plain.stdout
+    note = " ".join(plain.stdout.split()[-20:])
+    assert f"Settings from profile 'default' of {config_file} apply: --basic-auth, " \
+           "--forward-timeout, --forward-to, --port, --secret. The defaults shown are " \
+           "theirs." in note
+    # Wherever the profile is named, and whether --help is read before --profile or after.
+    for args, env in ((("--profile", "work", "listen", "--help"), {}),
+                      (("listen", "--profile", "work", "--help"), {}),
+                      (("listen", "--help", "--profile", "work"), {}),
+                      (("listen", "-h", "--profile=work"), {}),
+                      (("listen", "--help"), {"IPSMS_PROFILE": "work"})):
+        shown = run_ipsms(*args, env=cli_env(**env))
+        assert shown.returncode == 0, (args, shown.stderr)
+        assert _default_of(shown.stdout, "--port") == "9555", args
+        assert _default_of(shown.stdout, "--forward-timeout") == "(10s)", args
+        assert "profile 'work'" in shown.stdout
+    # The descriptions are put back: the next help in this process shows the built-in one.
+    assert _default_of(run_ipsms("listen", "--help", "--profile", "work").stdout,
+                       "--forward-timeout") == "(10s)"
+
+
+def test_help_without_settings_shows_the_built_in_defaults(config_file: Path) -> None:
+    shown = run_ipsms("listen", "--help")
+    assert _default_of(shown.stdout, "--port") == "8765"
+    assert "Settings from profile" not in shown.stdout and shown.stderr == ""
+    write(config_file, '[profiles.default.simulate]\ncount = 7\n')
+    assert "Settings from profile" not in run_ipsms("listen", "--help").stdout
+    assert "--count" in run_ipsms("simulate", "--help").stdout.split("Settings from")[-1]
+
+
+@pytest.mark.parametrize("text, args, why", [
+    ("[profiles.default.listen\nport=", ("listen", "--help"), "not valid TOML"),
+    ('[profiles.default.listen]\nport = "abc"\n', ("listen", "--help"), "port"),
+    ("", ("listen", "--help", "--profile", "nope"), "no profile 'nope'"),
+    ("", ("listen", "--help", "--profile", "bad name"), "'bad name' is not allowed"),
+])
+def test_help_is_shown_even_when_the_settings_cannot_be_used(config_file: Path, text: str,
+                                                             args: tuple[str, ...],
+                                                             why: str) -> None:
+    write(config_file, text)
+    shown = run_ipsms(*args)
+    assert shown.returncode == 0
+    assert _default_of(shown.stdout, "--port") == "8765"
+    assert shown.stderr.startswith("ipsms: warning: the defaults shown leave out the "
+                                   "settings file: ")
+    assert why in shown.stderr and len(shown.stderr.splitlines()) == 1

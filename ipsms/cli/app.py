@@ -14,8 +14,10 @@ rich.live) inside the function that runs it.
 import contextlib
 import functools
 import importlib
+import itertools
 import re
 import sys
+import textwrap
 import traceback
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from typing import Annotated, Any
@@ -173,7 +175,51 @@ def _with_global_options(command: Any) -> Any:
     command.params[help_at:help_at] = global_options()
     for param in command.params:
         _name_value(param)
+    _help_with_settings(command)
     return command
+
+
+def _help_with_settings(command: Any) -> None:
+    """``command --help`` shows the defaults it would run with: the profile's settings where
+    it has some, and a line saying which (``ipsms.cli.config.help_defaults``)."""
+    plain = command.format_help
+
+    def format_help(ctx: Any, formatter: Any) -> None:
+        from ipsms.cli.config import help_defaults
+
+        described = [(param, param.show_default) for param in command.params
+                     if hasattr(param, "show_default")]
+        try:
+            note = help_defaults(ctx)
+            plain(ctx, formatter)
+        finally:
+            for param, show_default in described:
+                param.show_default = show_default
+        if note:  # wrapped at spaces only: an option or a path is never cut at a hyphen
+            formatter.write_paragraph()
+            indent = " " * formatter.current_indent
+            for line in textwrap.wrap(note, max(formatter.width - len(indent), 20),
+                                      break_on_hyphens=False, break_long_words=False):
+                formatter.write(f"{indent}{line}\n")
+
+    command.format_help = format_help
+    plain_parse = command.parse_args
+
+    def parse_args(ctx: Any, args: list[str]) -> Any:
+        # `listen --help --profile work`: --help is handled when it is read, before
+        # --profile's callback runs; the help should show that profile's defaults all the same.
+        words = list(itertools.takewhile(lambda word: word != "--", args))
+        if "--help" in words or "-h" in words:
+            from ipsms.cli.config import PROFILE_META
+
+            for word, after in zip(words, [*words[1:], None], strict=True):
+                if word == "--profile" and after is not None:
+                    ctx.meta[PROFILE_META] = after
+                elif word.startswith("--profile="):
+                    ctx.meta[PROFILE_META] = word.partition("=")[2]
+        return plain_parse(ctx, args)
+
+    command.parse_args = parse_args
 
 
 # An option's value in help, when its declaration names none: ``--port N``, not ``<int range>``.

@@ -8,6 +8,7 @@ other options are read), after each value was checked with the option's own pars
 """
 
 
+import contextlib
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -95,6 +96,50 @@ def profile_option_callback(ctx: Any, _param: Any, value: str | None) -> None:
         if not ctx.resilient_parsing:
             raise
         ctx.meta[ERROR_META] = exc  # click would swallow it: `config show --resolved` raises it
+
+
+def help_defaults(ctx: "Context") -> str | None:
+    """For ``--help``: make ``ctx.default_map`` the defaults the command would run with, so
+    the help shows them. ``--help`` is handled as soon as it is read, often before
+    ``--profile``'s callback made the profile the command's defaults. Values are masked as
+    ``config show`` masks them (help is shown on screens and pasted into issues). Returns the
+    line that says which options the profile set, or None when it sets none. A settings file
+    that cannot be read leaves the built-in defaults and a warning: help is still shown."""
+    path = command_path(ctx)
+    if not path or path[0] == "config":
+        return None
+    if FROM_META in ctx.meta:
+        defaults, used = dict(ctx.default_map or {}), ctx.meta[FROM_META]
+    else:
+        try:
+            defaults, used = profile_defaults(ctx, path)
+        except IpsmsError as exc:
+            current().notice(f"ipsms: warning: the defaults shown leave out the settings file: "
+                             f"{exc.message}")
+            return None
+    if not used:
+        return None
+    ctx.default_map = {name: mask(used[name].key, value) if name in used else value
+                       for name, value in defaults.items()}
+    option: Any
+    for option in ctx.command.params:  # the profile's settings are all options
+        # A default described in words (``(10s)``) is shown instead of any value: describe
+        # the profile's the same way. The caller puts the descriptions back.
+        if option.name in used and isinstance(option.show_default, str):
+            option.show_default = _described(ctx, option, ctx.default_map[option.name])
+    profile, _ = chosen_profile(ctx)
+    options = ", ".join(sorted(f"--{used[name].key.replace('_', '-')}" for name in used))
+    return (f"Settings from profile '{profile}' of {next(iter(used.values())).path} apply: "
+            f"{options}. The defaults shown are theirs.")
+
+
+def _described(ctx: "Context", param: Any, text: Any) -> str:
+    if param.metavar == "DURATION":
+        from ipsms.text import format_duration
+
+        with contextlib.suppress(Exception):
+            return format_duration(float(param.process_value(ctx, text)))
+    return str(text)
 
 
 def command_path(ctx: "Context") -> tuple[str, ...]:
