@@ -420,8 +420,17 @@ def recent(conn: sqlite3.Connection, limit: int = 50, *, since: float | None = N
            where: Filter | None = None) -> list[Request]:
     """The newest requests first (matching ``where``, received at or after ``since``)."""
     clause, params = _sql(conn, _with_since(where, since))
-    return list(_query(conn, f"SELECT * FROM requests{clause} ORDER BY id DESC LIMIT ?",
-                       (*params, limit)))
+    return list(_query(conn, f"SELECT * FROM requests WHERE id IN ({_newest(clause)}) "
+                       "ORDER BY id DESC", (*params, limit)))
+
+
+def _newest(clause: str) -> str:
+    """The ids of the newest ``?`` rows matching ``clause``. Sorting ids, not whole rows: when
+    an index finds the rows (a refid prefix, a number), all of them are sorted to keep the
+    newest, and a broad prefix can match most of the store. With ids alone, the refid index
+    answers by itself (``--refid 0000`` on 100k rows, 65,536 of them matching: 325 -> 27
+    ms; bench/bench_filters.py)."""
+    return f"SELECT id FROM requests{clause} ORDER BY id DESC LIMIT ?"
 
 
 def _with_since(f: Filter | None, since: float | None) -> Filter | None:
@@ -441,8 +450,8 @@ def iter_all(conn: sqlite3.Connection, since: float | None = None, *,
     clause, params = _sql(conn, _with_since(where, since))
     if limit is None:
         return _query(conn, f"SELECT * FROM requests{clause} ORDER BY id", tuple(params))
-    return _query(conn, f"SELECT * FROM (SELECT * FROM requests{clause} ORDER BY id DESC "
-                  "LIMIT ?) ORDER BY id", (*params, limit))
+    return _query(conn, f"SELECT * FROM requests WHERE id IN ({_newest(clause)}) ORDER BY id",
+                  (*params, limit))
 
 
 def after(conn: sqlite3.Connection, after_id: int, upto_id: int, limit: int,

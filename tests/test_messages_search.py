@@ -104,6 +104,8 @@ def ids(*args: str, db: Path, command: str = "list") -> list[int]:
     (("--since", "2025-12-31T22:00:00+00:00"), [7, 6, 5, 4]),
     (("--from", "5309", "--status", "4xx", "--text", "au lait"), [3]),
     (("--limit", "2", "--verdict", "valid"), [6, 2]),
+    (("--limit", "2", "--refid", "REFID"), [7, 5]),  # the newest of the prefix's rows
+    (("--limit", "1", "--refid", "REFID", "--status", "4xx"), [4]),
 ])
 def test_list_filters(db: Path, args: tuple[str, ...], expected: list[int]) -> None:
     assert ids(*args, db=db) == expected
@@ -130,6 +132,7 @@ def test_export_filters_and_limit_keep_oldest_first(db: Path) -> None:
     assert ids("--verdict", "valid", db=db, command="export") == [1, 2, 6]
     # --limit: the newest N (the same rows `list --limit` shows), written oldest first
     assert ids("--limit", "3", db=db, command="export") == [5, 6, 7]
+    assert ids("--limit", "2", "--refid", "REFID", db=db, command="export") == [5, 7]
     result = run_ipsms("messages", "export", "--text", "\ud800", "--db", str(db))
     (line,) = result.stdout.splitlines()
     assert json.loads(line)["message"] == "lone \ud800 surrogate"
