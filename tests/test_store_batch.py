@@ -71,3 +71,34 @@ def test_a_batch_whose_ids_are_not_consecutive_is_refused_not_misnumbered(
         store.rollback(conn)
     assert [r.refid for r in store.iter_all(conn)] == ["A"]
     conn.close()
+
+
+def test_an_attempt_costs_the_same_however_many_came_before(tmp_path: Path) -> None:
+    """A refid posted thousands of times (a stuck sender, or someone who found the URL) must
+    not slow every later post of it: the attempt number is one probe, not a count. Measured
+    in SQLite's own VM steps, which do not depend on how busy the machine is."""
+    conn = store.connect(tmp_path / "s.sqlite3")
+    steps = 0
+
+    def step() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    def cost_of_next() -> tuple[int, int | None]:
+        nonlocal steps
+        steps = 0
+        conn.set_progress_handler(step, 1)
+        try:
+            (_, attempt, _), = write(conn, [rec("SAME")])
+        finally:
+            conn.set_progress_handler(None, 1)
+        return steps, attempt
+
+    write(conn, [rec("SAME") for _ in range(9)])
+    early, tenth = cost_of_next()  # past IntelePeer's 5 attempts: flagged, as the later one
+    write(conn, [rec("SAME") for _ in range(3000)])
+    late, last = cost_of_next()
+    assert (tenth, last) == (10, 3011)
+    assert late < early * 1.2, (early, late)  # counting the attempts: about 40 times as many steps
+    conn.close()
