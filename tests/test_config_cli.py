@@ -425,6 +425,14 @@ def test_help_shows_the_profiles_values_as_defaults(config_file: Path) -> None:
                        "--forward-timeout") == "(10s)"
 
 
+def test_help_escapes_what_a_hand_edited_file_holds(config_file: Path) -> None:
+    write(config_file, '[profiles.default.listen]\nhost = "\\u001b[31mRED\\u202e"\n')
+    shown = run_ipsms("listen", "--help", tty=True)
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\u202e" not in shown.stdout
+    assert _default_of(shown.stdout, "--host") == "\\e[31mRED\\u202e"
+
+
 def test_help_without_settings_shows_the_built_in_defaults(config_file: Path) -> None:
     shown = run_ipsms("listen", "--help")
     assert _default_of(shown.stdout, "--port") == "8765"

@@ -119,7 +119,7 @@ def help_defaults(ctx: "Context") -> str | None:
             return None
     if not used:
         return None
-    ctx.default_map = {name: mask(used[name].key, value) if name in used else value
+    ctx.default_map = {name: _shown(used[name].key, value) if name in used else value
                        for name, value in defaults.items()}
     option: Any
     for option in ctx.command.params:  # the profile's settings are all options
@@ -131,6 +131,15 @@ def help_defaults(ctx: "Context") -> str | None:
     options = ", ".join(sorted(f"--{used[name].key.replace('_', '-')}" for name in used))
     return (f"Settings from profile '{profile}' of {next(iter(used.values())).path} apply: "
             f"{options}. The defaults shown are theirs.")
+
+
+def _shown(key: str, value: Any) -> Any:
+    """A setting's value as help shows it: masked as ``config show`` masks it, and escaped
+    like any text ipsms prints (a hand-edited file can hold control or bidi characters)."""
+    from ipsms.text import printable
+
+    value = mask(key, value)
+    return printable(value) if isinstance(value, str) else value
 
 
 def _described(ctx: "Context", param: Any, text: Any) -> str:
