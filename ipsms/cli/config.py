@@ -127,10 +127,13 @@ def help_defaults(ctx: "Context") -> str | None:
         # the profile's the same way. The caller puts the descriptions back.
         if option.name in used and isinstance(option.show_default, str):
             option.show_default = _described(ctx, option, ctx.default_map[option.name])
+    from ipsms.text import printable
+
     profile, _ = chosen_profile(ctx)
     options = ", ".join(sorted(f"--{used[name].key.replace('_', '-')}" for name in used))
-    return (f"Settings from profile '{profile}' of {next(iter(used.values())).path} apply: "
-            f"{options}. The defaults shown are theirs.")
+    where = printable(str(next(iter(used.values())).path))  # IPSMS_CONFIG can be any path
+    return (f"Settings from profile '{profile}' of {where} apply: {options}. The defaults "
+            "shown are theirs.")
 
 
 def _shown(key: str, value: Any) -> Any:
