@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_listen import ROOT, SECRET, WRK_LUA, kill, script_cmd, start, stop, wrk
+from bench_listen import ROOT, SECRET, WRK_LUA, kill, script_cmd, start, stop, turn_order, wrk
 
 LOOPS = ["asyncio"] + (["uvloop"] if importlib.util.find_spec("uvloop") else [])
 TARGET_P99_RATIO = 2.0
@@ -90,8 +90,7 @@ def measure(args: argparse.Namespace, tmp: Path | None = None) -> dict[str, Any]
             for _, url in servers.values():  # connections, caches and the store warmed up
                 load(url, min(200, turn), args.rate, args.concurrency)
             for k in range(passes):
-                first = (r * passes + k) % len(names)
-                for name in names[first:] + names[:first]:
+                for name in turn_order(names, r * passes + k):
                     result = load(servers[name][1], turn, args.rate, args.concurrency)
                     runs.setdefault(name, []).append(result)
                     print(f"round {r + 1}, pass {k + 1}: {name[0]}/{name[1]}: "

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret"
@@ -119,6 +120,16 @@ def children(pid: int) -> list[int]:
         with contextlib.suppress(OSError):
             pids += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
     return pids
+
+
+Name = TypeVar("Name")
+
+
+def turn_order(names: list[Name], n: int) -> list[Name]:
+    """The order of pass ``n`` (counted across rounds): each pass starts with the next name,
+    so none always runs first, or last."""
+    first = n % len(names)
+    return names[first:] + names[:first]
 
 
 def wrk_counts(url: str, duration: float, connections: int, script: Path, pid: int | None
@@ -223,10 +234,8 @@ def main() -> None:
         servers["ipsms"] = (*start([*listen_cmd, "--db", str(tmp / f"round{r}.sqlite3")]),
                             False)
         totals = {name: [0, 0.0, 0.0, 0.0] for name in servers}  # requests, s, CPU s, main s
-        names = list(servers)
         for k in range(turns):
-            first = (r * turns + k) % len(names)
-            for name in names[first:] + names[:first]:
+            for name in turn_order(list(servers), r * turns + k):
                 proc, url, _ = servers[name]
                 counts = wrk_counts(url, args.duration // turns, args.connections, script,
                                     proc.pid)
