@@ -163,8 +163,21 @@ def parse_moment(text: str, now: float) -> float:
 
 # -- queries ----------------------------------------------------------------------------------
 def list_recent(conn: sqlite3.Connection, query: ListQuery) -> list[Request]:
-    """Newest first, at most ``query.limit`` rows (accepted and rejected requests alike)."""
-    return store.recent(conn, query.limit, since=query.since, where=query.where)
+    """Newest first, at most ``query.limit`` rows, every one with a limit of 0 (accepted and
+    rejected requests alike)."""
+    return store.recent(conn, query.limit or -1, since=query.since, where=query.where)
+
+
+def list_newest(conn: sqlite3.Connection, query: ListQuery) -> tuple[list[Request], int]:
+    """``list_recent``'s rows and how many requests match in all: more than the rows when
+    the limit left some out (counted only then: one row more than the limit says so)."""
+    if not query.limit:
+        rows = list_recent(conn, query)
+        return rows, len(rows)
+    rows = store.recent(conn, query.limit + 1, since=query.since, where=query.where)
+    if len(rows) <= query.limit:
+        return rows, len(rows)
+    return rows[:query.limit], store.count_matching(conn, query.where, since=query.since)
 
 
 def export_rows(conn: sqlite3.Connection, opts: ExportOptions) -> Iterator[Request]:

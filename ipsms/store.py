@@ -294,6 +294,15 @@ def count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
 
 
+def count_matching(conn: sqlite3.Connection, where: Filter | None = None, *,
+                   since: float | None = None) -> int:
+    """How many recorded requests match ``where`` (received at or after ``since``): the "of
+    N" of a ``messages list`` that showed only the newest."""
+    clause, params = _sql(conn, _with_since(where, since))
+    return int(conn.execute(f"SELECT COUNT(*) FROM requests{clause}", tuple(params))
+               .fetchone()[0])
+
+
 def attempts_for(conn: sqlite3.Connection, refid: str) -> list[Request]:
     """Every request recorded with ``refid``, oldest first."""
     return list(_query(conn, "SELECT * FROM requests WHERE refid = ? ORDER BY id",

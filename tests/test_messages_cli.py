@@ -420,3 +420,65 @@ def test_verify_and_replay_take_the_prefix_the_live_table_shows(recorded: Record
     assert json.loads(replayed.stdout.splitlines()[0])["refid"] == REFID_A
     empty = run_ipsms("replay", "", "--db", str(recorded.db), "--to", "http://127.0.0.1:1/")
     assert empty.returncode == ExitCode.NOT_FOUND  # an empty refid is no prefix of all
+
+
+def test_list_says_on_stderr_when_the_limit_left_requests_out(recorded: Recorded) -> None:
+    """Six recorded: `--limit 2` shows two and says how to see the rest; when every request
+    was shown, nothing is said; --quiet hides it."""
+    result = messages("list", "--limit", "2", db=recorded.db)
+    assert result.returncode == 0 and len(ndjson(result.stdout)) == 2
+    assert result.stderr == ("ipsms messages list: showed the newest 2 of 6 recorded requests; "
+                             "--limit N shows more, --limit 0 all of them\n")
+    result = messages("list", "--verdict", "invalid,missing", "--limit", "1", db=recorded.db)
+    assert "showed the newest 1 of 2 matching requests" in result.stderr
+    for args in (["list"], ["list", "--limit", "6"], ["list", "--limit", "2", "--quiet"],
+                 ["list", "--verdict", "invalid,missing", "--limit", "2"]):
+        result = messages(*args, db=recorded.db)
+        assert result.returncode == 0 and result.stderr == "", args
+    result = messages("list", "--format", "table", "--limit", "3", db=recorded.db)
+    assert "showed the newest 3 of 6" in result.stderr and "of 6" not in result.stdout
+
+
+def test_list_limit_0_shows_every_request(recorded: Recorded) -> None:
+    result = messages("list", "--limit", "0", db=recorded.db)
+    assert result.returncode == 0 and result.stderr == ""
+    assert len(ndjson(result.stdout)) == 6
+
+
+def fill_store(db: Path, count: int, *, invalid: int) -> None:
+    """``count`` requests, the ``invalid`` oldest ones with a bad signature (403)."""
+    conn = store.connect(db)
+    store.begin_batch(conn)
+    store.insert_batch(conn, [store.wire_row(Request(
+        received_at=time.time() - count + i, method="POST", path="/sms", remote="127.0.0.1",
+        headers=[], content_type="application/json", body=b"{}",
+        status=403 if i < invalid else 200, refid=f"{i:032d}", from_number=FROM, to_number=TO,
+        message=f"message {i}", verdict="invalid" if i < invalid else "valid",
+        verdict_detail="differs from the secret" if i < invalid else "plain"))
+        for i in range(count)], "s")
+    store.commit(conn)
+    conn.close()
+
+
+def test_the_readmes_grep_example_finds_the_bad_signatures(tmp_path: Path) -> None:
+    """The README's `messages list ... | grep` line, run as written in a shell, finds the
+    403s even when 60 newer requests were recorded after them."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"^(ipsms messages list [^\n#]*\| grep [^\n#]*?)\s*#", readme, re.M)
+    assert found is not None, "the README has no `messages list | grep` example"
+    db = tmp_path / "s.sqlite3"
+    fill_store(db, 63, invalid=3)
+    ipsms = f"{shlex.quote(sys.executable)} -m ipsms"
+    line = found.group(1).replace("ipsms ", ipsms + " ", 1)
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", line], capture_output=True,
+                            text=True, cwd=ROOT, timeout=30, env=cli_env(IPSMS_DB=str(db)))
+    assert result.returncode == 0, result.stderr
+    shown = result.stdout.splitlines()
+    assert len(shown) == 3 and all(" 403 " in s and "[invalid" in s for s in shown), shown

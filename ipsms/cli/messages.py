@@ -133,24 +133,25 @@ def _confirm(question: str) -> bool:
              epilog=epilog("ipsms messages list --limit 20 --since 1h",
                            "ipsms messages list --from 5309 --text 'stop' --status 200",
                            "ipsms messages list --verdict invalid,missing --until 1d",
-                           "ipsms messages list --format plain | grep invalid"))
+                           "ipsms messages list --limit 0 --format plain | grep -F '[invalid'"))
 def list_(
-    limit: Annotated[int, typer.Option(min=1, help="Show at most this many requests.")]
-    = defaults.LIST_LIMIT,
+    limit: Annotated[int, typer.Option(
+        min=0, help="Show the newest N matching requests; 0 shows them all. When some are "
+        "left out, stderr says how many match.")] = defaults.LIST_LIMIT,
     since: SinceOption = None, until: UntilOption = None, from_: FromOption = None,
     to: ToOption = None, refid: RefidOption = None, text: TextOption = None,
     status: StatusOption = None, verdict: VerdictOption = None, flag: FlagOption = None,
     db: DbOption = None, output_format: FormatOption = None,
 ) -> None:
-    """Recorded requests, newest first (rejected ones too, with their error). The filters
-    narrow them down; every one given must match."""
+    """Recorded requests, newest first (rejected ones too, with their error), as many as
+    --limit says. The filters narrow them down; every one given must match."""
     from ipsms import recordings
     from ipsms.home import default_db_path
 
     where = _filter(since, until, from_, to, refid, text, status, verdict, flag)
     query = recordings.ListQuery(db=db or default_db_path(), limit=limit, where=where)
     with recordings.opened(query.db) as conn:
-        rows = recordings.list_recent(conn, query)
+        rows, matching = recordings.list_newest(conn, query)
     fmt = resolve_format(output_format)
     if fmt is OutputFormat.table:
         from ipsms.ui.messages import list_table
@@ -159,6 +160,10 @@ def list_(
         out.print(list_table(rows, out.width, filtered=not where.empty))
     else:
         write_lines(_lines(rows, fmt))
+    if matching > len(rows):  # a grep of the output would miss the others: say so
+        current().notice(f"ipsms messages list: showed the newest {len(rows)} of {matching} "
+                         f"{'recorded' if where.empty else 'matching'} requests; "
+                         "--limit N shows more, --limit 0 all of them")
 
 
 def _lines(rows: "Iterable[Request]", fmt: OutputFormat) -> Iterable[str]:
