@@ -166,6 +166,27 @@ def test_lease_options_are_checked(emu: EmulatorThread, ipsms_home: Path) -> Non
     assert webhooks_set(emu) == []  # nothing was changed by a refused command
 
 
+def test_a_missing_public_url_is_said_before_credentials_are_looked_for(
+        emu: EmulatorThread, ipsms_home: Path) -> None:
+    """`listen --set-webhook TN` alone: the missing URL is named first, with no credentials
+    anywhere (not "no IntelePeer credentials", then the URL once logged in), and with
+    credentials nothing is asked of the API."""
+    alone = run_ipsms("listen", "--set-webhook", NUMBER, env=cli_env(IPSMS_HOME=str(ipsms_home)))
+    assert alone.returncode == ExitCode.USAGE, alone.stderr
+    assert "--set-webhook needs the URL IntelePeer reaches this listener at" in alone.stderr
+    assert "--tunnel, or --public-url URL" in alone.stderr
+    assert "credentials" not in alone.stderr and "auth login" not in alone.stderr
+    bad_number = run_ipsms("listen", "--set-webhook", "303-8675309", "--public-url", PUBLIC,
+                           env=cli_env(IPSMS_HOME=str(ipsms_home)))
+    assert bad_number.returncode == ExitCode.USAGE, bad_number.stderr
+    assert "+13038675309" in bad_number.stderr and "credentials" not in bad_number.stderr
+    e = env(emu, ipsms_home)
+    for args in (["--set-webhook", NUMBER], ["--set-webhook", NUMBER, "--public-url",
+                                             "http://localhost:9/hook"]):
+        assert run_ipsms("listen", *args, env=e).returncode == ExitCode.USAGE
+    assert emu.state.requests == []  # not even a login
+
+
 def test_wrong_credentials_stop_the_listener_before_anything_changes(
         emu: EmulatorThread, ipsms_home: Path, tmp_path: Path) -> None:
     e = {**env(emu, ipsms_home), "IPSMS_PASSWORD": "wrong"}

@@ -183,7 +183,8 @@ def listen(
     set_webhook: Annotated[list[str] | None, typer.Option(
         "--set-webhook", metavar="TN", rich_help_panel=LEASE,
         help="Point this number's inbound webhook at the listener's public URL while it runs, "
-        "and put the previous one back on exit (repeatable; needs --public-url).")] = None,
+        "and put the previous one back on exit (repeatable; needs --tunnel or --public-url).")]
+    = None,
     public_url: Annotated[str | None, typer.Option(
         "--public-url", envvar="IPSMS_PUBLIC_URL", metavar="URL", rich_help_panel=LEASE,
         help="The URL IntelePeer reaches this listener at (a tunnel or proxy you run).")]
@@ -259,7 +260,10 @@ def listen(
         public_url = TUNNEL_URL  # the lease's URL until the tunnel's is known
     lease = None
     if set_webhook or restore_to or keep_webhook:
-        lease = _lease(set_webhook or [], public_url, restore_to, keep_webhook,
+        # What the flags say is checked before credentials are looked for or the API called.
+        numbers, lease_url, restore_url = _lease_options(
+            set_webhook or [], public_url, restore_to, keep_webhook, via_tunnel=tunnel)
+        lease = _lease(numbers, lease_url, restore_url, keep_webhook,
                        api_settings(region, api_base, auth_url, auth_scheme, api_timeout),
                        auth_source(token, username), via_tunnel=tunnel)
     from ipsms.loops import loop_factory, run_with_loop
@@ -280,26 +284,37 @@ def err(line: str, *, always: bool = False) -> None:
             current().notice(line)
 
 
-def _lease(numbers: list[str], public_url: str | None, restore_to: str | None, keep: bool,
-           settings: "ApiSettings", auth: "AuthSource", *, via_tunnel: bool) -> "WebhookLease":
+def _lease_options(numbers: list[str], public_url: str | None, restore_to: str | None,
+                   keep: bool, *, via_tunnel: bool) -> tuple[tuple[str, ...], str, str | None]:
+    """The lease flags checked: the numbers, the public URL and --restore-to's URL."""
     from ipsms.delivery import validate_url
-    from ipsms.intelepeer.lease import Leases, WebhookLease
-    from ipsms.redact import mask_url
+    from ipsms.intelepeer.webhooks import check_endpoints, check_webhook_url
 
     if not numbers:
         raise UsageError("--restore-to and --keep-webhook go with --set-webhook TN")
     if public_url is None:
         raise UsageError("--set-webhook needs the URL IntelePeer reaches this listener at",
-                         hint="pass --public-url URL (your tunnel or proxy)")
+                         hint="pass --tunnel, or --public-url URL (your tunnel or proxy)")
     if restore_to is not None and keep:
         raise UsageError("--restore-to and --keep-webhook do not go together")
+    checked = check_endpoints(numbers)
+    url = validate_url(public_url)
+    if not via_tunnel:
+        check_webhook_url(url)  # its warnings are shown when the webhook is set
+    return checked, url, validate_url(restore_to) if restore_to else None
+
+
+def _lease(numbers: tuple[str, ...], public_url: str, restore_to: str | None, keep: bool,
+           settings: "ApiSettings", auth: "AuthSource", *, via_tunnel: bool) -> "WebhookLease":
+    from ipsms.intelepeer.lease import Leases, WebhookLease
+    from ipsms.redact import mask_url
+
     for stale in Leases().stale():
         err(f"ipsms listen: warning: a listener (pid {stale.pid}) pointed "
             f"{', '.join(stale.numbers)} at {stale.url} and did not put "
             f"{'it' if len(stale.numbers) == 1 else 'them'} back; run `ipsms set-webhook "
             f"--restore {' '.join(stale.numbers)}`")
-    lease = WebhookLease(settings, auth, tuple(numbers), validate_url(public_url),
-                         restore_to=validate_url(restore_to) if restore_to else None,
+    lease = WebhookLease(settings, auth, numbers, public_url, restore_to=restore_to,
                          keep=keep, trusted_url=via_tunnel)
     if not keep and restore_to is None:
         for number in lease.unknown_previous():
