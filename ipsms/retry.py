@@ -42,11 +42,18 @@ class SuccessRule(StrEnum):
 
 
 def parse_delays(text: str) -> tuple[float, ...]:
-    """``'1,5,30'`` -> (1.0, 5.0, 30.0). Units are allowed: ``'500ms,2s,1m'``."""
-    parts = [p for p in (p.strip() for p in text.split(",")) if p]
-    if not parts:
+    """``'1,5,30'`` -> (1.0, 5.0, 30.0). Units are allowed: ``'500ms,2s,1m'``. An empty item
+    (``'1,,2'``, ``'1,2,'``) is an error: a slip that dropped a delay, not a wait of nothing."""
+    parts = [p.strip() for p in text.split(",")]
+    if not any(parts):
         raise UsageError(f"{setting('retry_delays')} {text!r} has no delays",
                          hint="give a comma-separated list of seconds, e.g. 1,5,30")
+    if "" in parts:
+        where = parts.index("") + 1
+        raise UsageError(f"{setting('retry_delays')} {text!r}: delay {where} of "
+                         f"{len(parts)} is empty",
+                         hint="give a delay between every two commas, e.g. 1,5,30 (0 for no "
+                         "wait)")
     try:
         return tuple(parse_duration(p) for p in parts)
     except UsageError as exc:
@@ -183,7 +190,7 @@ class RetryPolicy:
             max_attempts=max_attempts,
             success=parse_success(success),
             timeout=timeout,
-            delays=parse_delays(retry_delays) if retry_delays else DEFAULT_DELAYS,
+            delays=parse_delays(retry_delays) if retry_delays is not None else DEFAULT_DELAYS,
             backoff=parse_backoff(backoff) if backoff else None,
             no_wait=no_wait,
             speed=speed,

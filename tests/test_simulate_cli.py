@@ -117,6 +117,20 @@ async def test_invalid_numbers_exit_2_unless_allowed() -> None:
     assert json.loads(server.received[0].body)["from"] == "+7708675309"
 
 
+@pytest.mark.parametrize(("delays", "words"), [
+    ("1,,2", "--retry-delays '1,,2': delay 2 of 3 is empty"),
+    ("1,2,", "delay 3 of 3 is empty"),
+    ("", "--retry-delays '' has no delays"),
+])
+async def test_an_empty_retry_delay_is_refused_not_dropped(delays: str, words: str) -> None:
+    """`--retry-delays 1,,2` was read as 1,2: a slip that silently changed the schedule."""
+    async with ScriptedServer(replies(then=200)) as server:
+        result = await simulate(server.url(), "--retry-delays", delays)
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert words in result.stderr
+    assert server.received == []
+
+
 async def test_usage_errors_exit_2() -> None:
     for args, text in ((["ftp://127.0.0.1/"], "not an http"),
                        (["--retry-delays", "1,soon"], "--retry-delays"),
