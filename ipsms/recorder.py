@@ -6,6 +6,18 @@ transaction, commits (fsync with ``synchronous=FULL``) and sends back each row's
 attempt; the waiting handlers then answer, and what arrived meanwhile goes as the next batch.
 Under load many requests share one fsync, and the event loop never waits for SQLite or for
 the GIL a writer thread would hold.
+
+What the store says was answered is what was answered:
+- A writer process that dies is replaced at once. The rows it had not answered go to the new
+  one, which writes those it does not find (each row carries this run's number for it,
+  ``seq``), so a writer killed after its commit but before its answer costs no 503 and no
+  duplicate.
+- A request that waited ``write_timeout`` for its commit is answered 503. If its row reaches
+  the store after all, the store is told it was answered 503. A writer that has not finished a
+  batch for that long is killed and replaced; one slower than ``STALL_NOTICE`` is reported.
+- What waits for the writer is bounded in bytes (``max_pending``): past it, a request is
+  answered 503 at once instead of being held in memory, and a request answered 503 before its
+  row was sent is dropped.
 """
 
 from __future__ import annotations
@@ -14,10 +26,11 @@ import asyncio
 import collections
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +40,7 @@ from ipsms import store
 from ipsms.errors import StateError
 from ipsms.refid_history import Flags, new_session
 from ipsms.request import Request
-from ipsms.store_writer import Frames, failure, frame
+from ipsms.store_writer import MAX_BATCH, Frames, failure, frame
 
 
 @dataclass(slots=True)
@@ -40,30 +53,66 @@ class Recorded:
 
 
 WRITE_TIMEOUT = 30.0  # seconds a request waits for its commit before it is answered 503
-RESPAWN_AFTER = 1.0  # seconds between starts of a writer process that keeps dying
+RESPAWN_AFTER = 1.0  # seconds between starts of a writer process that cannot open the store
+STALL_NOTICE = 5.0  # seconds a batch may take before the listener says the writer is slow
+MAX_PENDING = 64 * 1024 * 1024  # bytes of rows that may wait for the writer
+MAX_FRAME = 8 * 1024 * 1024  # bytes of rows in one batch (a larger row goes alone)
+STORE_FAILED = "store_failed"  # the error of a request answered 503 for the store
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    """A row on its way to the store, and the request waiting for it."""
+    seq: int
+    row: store.Row | None  # None once nobody needs it (answered 503 before it was written)
+    fut: asyncio.Future[Recorded]
+    size: int  # counted in the recorder's pending bytes until released
+    sent: bool = False  # a writer had it: it may be committed, whatever happened next
+    floor: int = 0  # the highest row id answered when it was sent: its own id is above
+    gave_up: bool = False  # answered 503 while the writer still had it
 
 
 class Recorder:
     """Async front of the store. Use ``async with Recorder(path) as rec: await rec.record(r)``.
     One recorder is one listener session: its rows carry ``session``, so a refid first seen in
-    an earlier run is flagged as such."""
+    an earlier run is flagged as such. ``notice`` receives what the listener should tell its
+    user (a writer that stalled or died, a store removed under it)."""
 
     def __init__(self, path: Path, write_timeout: float = WRITE_TIMEOUT,
-                 session: str | None = None, respawn_after: float = RESPAWN_AFTER) -> None:
+                 session: str | None = None, respawn_after: float = RESPAWN_AFTER,
+                 max_pending: int = MAX_PENDING, stall_notice: float = STALL_NOTICE,
+                 kill_after: float | None = None,
+                 notice: Callable[[str], None] | None = None) -> None:
         self.path = path
         self.session = session or new_session()
         self.write_timeout = write_timeout
         self.respawn_after = respawn_after
+        self.max_pending = max_pending
+        self.stall_notice = stall_notice
+        # A writer busy with one batch this long is killed and replaced (default: as long as
+        # a request waits for its commit).
+        self.kill_after = write_timeout if kill_after is None else kill_after
+        self.notice = notice
         # The watchdog's period: a second, or the timeout itself when that is shorter (tests);
         # never below 10 ms, so a timeout of 0 cannot make it spin.
-        self._tick = max(0.01, min(1.0, write_timeout))
+        self._tick = max(0.01, min(1.0, write_timeout, stall_notice))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opened = False
-        self._writer: _Writer | None = None  # between start() and close()
-        self._retired: list[_Writer] = []  # writers that died, to reap at close
+        self._closed = False
+        self._writer: _Writer | None = None
+        self._retired: list[_Writer] = []  # writers that ended, to reap at close
+        self._respawn: asyncio.TimerHandle | None = None
+        self._broken: StateError | None = None  # why the last writer could not open the store
         self._last_spawn = -respawn_after
-        self._young: list[asyncio.Future[Recorded]] = []  # recorded within the last tick
-        self._ages: collections.deque[list[asyncio.Future[Recorded]]] = collections.deque()
+        self._queue: collections.deque[_Entry] = collections.deque()  # not sent yet
+        self._marks: list[_Entry] = []  # answered 503, and a writer may have committed them
+        self._pending = 0  # bytes of the rows queued or in flight
+        self._behind = False  # said that the writer is behind, until it catches up
+        self._floor = 0  # the highest row id a writer answered: a lost commit lies above it
+        self._seq = 0
+        self._kicked = False
+        self._young: list[_Entry] = []  # recorded within the last tick
+        self._ages: collections.deque[list[_Entry]] = collections.deque()
         self._watchdog: asyncio.TimerHandle | None = None
 
     def open(self) -> None:
@@ -87,7 +136,7 @@ class Recorder:
         assert self._loop is not None
         self._last_spawn = time.monotonic()
         try:
-            return _Writer(self._loop, self.path, self.session)
+            return _Writer(self._loop, self.path, self.session, self._answered, self._ended)
         except OSError as exc:  # no processes or file descriptors left
             raise StateError(f"cannot start the message store's writer process: {exc}",
                              hint="free some processes or open files, then retry") from None
@@ -96,54 +145,265 @@ class Recorder:
         """Write ``rec``: ``await recorder.record(rec)`` returns once it is committed, or raises
         ``StateError``. The future itself, not a coroutine around it: one frame less per
         request on the listener's hot path."""
-        writer = self._writer
-        if self._loop is None or writer is None:
+        if self._loop is None or self._closed:
             raise RuntimeError("Recorder.start() was not awaited")
         fut: asyncio.Future[Recorded] = self._loop.create_future()
-        self._young.append(fut)
-        if writer.error is not None:
-            if time.monotonic() - self._last_spawn < self.respawn_after:
-                fut.set_exception(writer.error)
+        if self._writer is None and self._respawn is None:
+            # The last writer could not open the store: a new one tries again, at most once
+            # every ``respawn_after``, rather than one process per request.
+            if (self._broken is not None
+                    and time.monotonic() - self._last_spawn < self.respawn_after):
+                fut.set_exception(self._broken)
                 return fut
             try:
-                fresh = self._spawn()  # the last one died: a new one
+                self._writer = self._spawn()
             except StateError as exc:
                 fut.set_exception(exc)
                 return fut
-            self._retired.append(writer)
-            writer = self._writer = fresh
+        self._seq += 1
         try:
-            row = store.wire_row(rec)
+            row = store.wire_row(rec, self._seq)
         except Exception as exc:  # a header value that is not text: this request alone fails
             fut.set_exception(StateError(failure(self.path, exc)))
             return fut
-        writer.submit(row, fut)
+        size = _size(row)
+        if self._pending and self._pending + size > self.max_pending:
+            fut.set_exception(StateError(
+                f"the message store's writer is behind: {self._pending >> 20} MiB of messages "
+                f"wait for it (the limit is {self.max_pending >> 20} MiB)"))
+            if not self._behind:
+                self._behind = True
+                self._say(f"the message store's writer is behind ({self._pending >> 20} MiB "
+                          "waiting); new messages are answered 503 until it catches up")
+            return fut
+        entry = _Entry(self._seq, row, fut, size)
+        self._pending += size
+        self._queue.append(entry)
+        self._young.append(entry)
+        self._kick()
         return fut
 
+    # -- sending -----------------------------------------------------------------------------
+    def _kick(self) -> None:
+        if not self._kicked:
+            self._kicked = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Send the next batch, unless the writer is still writing the last one: one batch in
+        flight, so what arrives during a commit goes as one batch, one transaction and one
+        fsync once it is done. Marks of requests answered 503 go first."""
+        self._kicked = False
+        writer = self._writer
+        if writer is None or writer.flight is not None or writer.ended:
+            return
+        if self._marks:
+            marks, self._marks = self._marks, []
+            floor = min(entry.floor for entry in marks)
+            writer.send(frame(("answered", floor, [entry.seq for entry in marks], 503,
+                               f"{STORE_FAILED}: the listener answered 503: this row was "
+                               "written after it stopped waiting")), ("answered", marks))
+            return
+        batch: list[_Entry] = []
+        size = 0
+        queue = self._queue
+        while queue and len(batch) < MAX_BATCH:
+            entry = queue[0]
+            if entry.row is None:  # answered 503 before it was sent: nothing to write
+                queue.popleft()
+                continue
+            if batch and (size + entry.size > MAX_FRAME or entry.sent != batch[0].sent):
+                break
+            queue.popleft()
+            batch.append(entry)
+            size += entry.size
+        if not batch:
+            return
+        rows = [entry.row for entry in batch]
+        try:
+            data = frame(rows)
+        except ValueError:  # a str or int subclass somewhere: marshal takes exact types only
+            batch = self._plain(batch)
+            if not batch:
+                return
+            rows = [entry.row for entry in batch]
+            data = frame(rows)
+        if batch[0].sent:  # a writer that ended had them: the next writes those it lacks
+            data = frame(("again", min(entry.floor for entry in batch), rows))
+        else:
+            for entry in batch:
+                entry.sent = True
+                entry.floor = self._floor
+        writer.send(data, ("rows", batch))
+
+    def _plain(self, batch: list[_Entry]) -> list[_Entry]:
+        """``batch`` with every value of a str, int or float subclass made exact; a row still
+        not writable fails alone."""
+        out = []
+        for entry in batch:
+            assert entry.row is not None
+            plain = tuple(_exact(value) for value in entry.row)
+            try:
+                frame(plain)
+            except ValueError as exc:
+                self._fail(entry, StateError(failure(self.path, exc)))
+                continue
+            entry.row = plain
+            out.append(entry)
+        return out
+
+    # -- what the writer answers -------------------------------------------------------------
+    def _answered(self, writer: _Writer, kind: str, payload: Any) -> None:
+        if kind == "notice":
+            self._say(payload)
+            return
+        flight, writer.flight = writer.flight, None
+        writer.since = None
+        writer.slow = False
+        if kind == "ok" and flight is not None and flight[0] == "rows":
+            for entry, outcome in zip(flight[1], payload, strict=True):
+                self._outcome(entry, outcome)
+        if self._behind and self._pending < self.max_pending // 2:
+            self._behind = False
+        self._kick()
+
+    def _outcome(self, entry: _Entry, outcome: Any) -> None:
+        self._release(entry)
+        fut = entry.fut
+        if isinstance(outcome, str):  # not written
+            if not fut.done():
+                fut.set_exception(StateError(outcome))
+            return
+        self._floor = max(self._floor, outcome[0])
+        if not fut.done():
+            fut.set_result(Recorded(*outcome))
+        elif entry.gave_up:  # written after its request was answered 503: say so in the store
+            self._marks.append(entry)
+
+    def _ended(self, writer: _Writer) -> None:
+        """A writer process closed its end of the pipe."""
+        if writer is self._writer:
+            self._writer = None
+        self._retired.append(writer)
+        flight, writer.flight = writer.flight, None
+        if writer.fatal is not None:  # it could not open the store: nothing was written
+            self._broken = StateError(writer.fatal)
+            lost = [*(flight[1] if flight and flight[0] == "rows" else []), *self._queue]
+            self._queue.clear()
+            for entry in lost:
+                self._fail(entry, self._broken)
+            return
+        # Killed or crashed: what it had may or may not be committed. Its rows go to the next
+        # writer, which writes those it does not find; marks are sent again.
+        if flight is not None and flight[0] == "answered":
+            self._marks.extend(flight[1])
+        elif flight is not None:
+            for entry in reversed(flight[1]):
+                if entry.gave_up:
+                    self._release(entry)
+                    self._marks.append(entry)
+                elif not entry.fut.done():
+                    self._queue.appendleft(entry)
+        if self._closed and not self._queue and not self._marks:
+            return
+        if not writer.killed:
+            writer.when_reaped(lambda how: self._say(
+                f"the message store's writer process stopped ({how}); a new one takes over"))
+        assert self._loop is not None
+        wait = max(0.0, self._last_spawn + self.respawn_after - time.monotonic())
+        self._respawn = self._loop.call_later(wait, self._replace)
+
+    def _replace(self) -> None:
+        self._respawn = None
+        if self._writer is not None:
+            return
+        try:
+            self._writer = self._spawn()
+        except StateError as exc:
+            self._broken = exc
+            self._say(exc.message)
+            while self._queue:
+                self._fail(self._queue.popleft(), exc)
+            return
+        self._kick()
+
+    # -- time --------------------------------------------------------------------------------
     def _watch(self) -> None:
         """Once a tick: fail requests whose commit has waited over ``write_timeout`` (a
-        stalled disk), so they are answered 503 rather than never. Requests are kept in
-        one-tick buckets, so the hot path only appends to a list."""
+        stalled disk), so they are answered 503 rather than never, and report or replace a
+        writer that takes too long. Requests are kept in one-tick buckets, so the hot path
+        only appends to a list."""
         assert self._loop is not None
         self._ages.append(self._young)
         self._young = []
         if len(self._ages) * self._tick > self.write_timeout:
-            for fut in self._ages.popleft():
-                if not fut.done():
-                    fut.set_exception(StateError(
-                        f"the message store {self.path} did not commit within "
-                        f"{self.write_timeout:g} s (a stalled disk?)"))
+            timeout = StateError(f"the message store {self.path} did not commit within "
+                                 f"{self.write_timeout:g} s (a stalled disk?)")
+            for entry in self._ages.popleft():
+                if entry.fut.done():
+                    continue
+                entry.fut.set_exception(timeout)
+                if entry.sent:
+                    entry.gave_up = True  # a writer has it: its outcome decides
+                else:
+                    self._release(entry)  # dropped: skipped when the queue is sent
+                    entry.row = None
+        writer = self._writer
+        if writer is not None and writer.since is not None:
+            busy = time.monotonic() - writer.since
+            if busy >= self.kill_after:
+                self._say(f"the message store's writer has not finished a write for {busy:.0f}"
+                          " s; stopping it and starting a new one")
+                writer.kill()
+            elif busy >= self.stall_notice and not writer.slow:
+                writer.slow = True
+                self._say(f"the message store's writer has not finished a write for {busy:.0f}"
+                          f" s (a stalled disk?); messages wait up to {self.write_timeout:g} s "
+                          "for it, then are answered 503")
         self._watchdog = self._loop.call_later(self._tick, self._watch)
 
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _release(self, entry: _Entry) -> None:
+        self._pending -= entry.size
+        entry.size = 0
+
+    def _fail(self, entry: _Entry, error: StateError) -> None:
+        self._release(entry)
+        entry.row = None
+        if not entry.fut.done():
+            entry.fut.set_exception(error)
+
+    def _say(self, text: str) -> None:
+        if self.notice is not None:
+            self.notice(text)
+
+    def _busy(self) -> bool:
+        writer = self._writer
+        waiting = any(entry.row is not None for entry in self._queue) or bool(self._marks)
+        in_flight = writer is not None and writer.flight is not None
+        return (waiting or in_flight) and (writer is not None or self._respawn is not None)
+
     async def close(self) -> None:
-        """Write everything sent, then stop the writer process."""
+        """Write everything recorded (each request still waits at most ``write_timeout``),
+        then stop the writer process."""
+        if self._loop is None:
+            return
+        deadline = time.monotonic() + self.write_timeout + 1  # a disk that never comes back
+        while self._busy() and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        self._closed = True
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        for writer in [*self._retired, *filter(None, [self._writer])]:
+        if self._respawn is not None:
+            self._respawn.cancel()
+            self._respawn = None
+        writers = [*self._retired, *filter(None, [self._writer])]
+        self._writer = None
+        for writer in writers:
             await writer.close()
         self._retired.clear()
-        self._writer = None
 
     async def __aenter__(self) -> Recorder:
         await self.start()
@@ -154,21 +414,25 @@ class Recorder:
 
 
 class _Writer:
-    """One writer process and the event loop's end of its pipes. One batch is in flight:
-    the rows submitted while the process writes go as the next frame, sent as soon as the
-    last one is answered. Outcomes come back in the order rows were sent."""
+    """One writer process and the event loop's end of its pipes. ``flight`` is what it was
+    sent and has not answered (one frame at a time); answers come back in order."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, path: Path, session: str) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, path: Path, session: str,
+                 answered: Callable[[_Writer, str, Any], None],
+                 ended: Callable[[_Writer], None]) -> None:
         self.loop = loop
         self.path = path
-        self.error: StateError | None = None  # set once the process is gone
-        self._rows: list[Any] = []  # not yet sent
-        self._unanswered = 0  # rows sent whose outcome has not come back
-        self._waiting: collections.deque[asyncio.Future[Recorded]] = collections.deque()
-        self._out = bytearray()  # frames the pipe did not take yet
+        self.flight: tuple[str, Any] | None = None
+        self.since: float | None = None  # when ``flight`` was sent
+        self.slow = False  # said that this flight takes long
+        self.ended = False
+        self.killed = False
+        self.fatal: str | None = None  # why it could not open the store
+        self._answered = answered
+        self._on_end = ended
+        self._out = bytearray()  # the frame the pipe did not take yet
         self._frames = Frames()
-        self._fatal: str | None = None
-        self._gone: asyncio.Future[None] = loop.create_future()  # set by _ended
+        self._gone: asyncio.Future[None] = loop.create_future()  # set by _end
         self._reaped: asyncio.Future[int] | None = None
         package_root = str(Path(ipsms.__file__).resolve().parent.parent)
         env = dict(os.environ)
@@ -189,46 +453,12 @@ class _Writer:
         os.set_blocking(self._rfd, False)
         loop.add_reader(self._rfd, self._on_readable)
 
-    def submit(self, row: Any, fut: asyncio.Future[Recorded]) -> None:
-        if not self._rows:
-            self.loop.call_soon(self._flush)
-        self._rows.append(row)
-        self._waiting.append(fut)
-
-    def _flush(self, *, now: bool = False) -> None:
-        """Send the rows waiting, unless the process is still writing the last ones (``now``
-        sends them anyway): one batch in flight, so what arrives during a commit goes as one
-        batch, one transaction and one fsync once it is done."""
-        if self._unanswered and not now:
-            return
-        rows, self._rows = self._rows, []
-        if not rows or self.error is not None:
-            return
-        try:
-            data = frame(rows)
-        except ValueError:  # a str or int subclass somewhere: marshal takes exact types only
-            rows = self._plain(rows)
-            data = frame(rows)
+    def send(self, data: bytes, flight: tuple[str, Any]) -> None:
+        """Send one frame and remember what it holds as in flight."""
+        self.flight = flight
+        self.since = time.monotonic()
         self._out += data
-        self._unanswered += len(rows)
         self._send()
-
-    def _plain(self, rows: list[Any]) -> list[Any]:
-        """``rows`` with every value of a str, int or float subclass made exact; a row still
-        not writable fails alone (its future leaves the queue)."""
-        out = []
-        unsent = list(self._waiting)[-len(rows):]
-        for row, fut in zip(rows, unsent, strict=True):
-            plain = tuple(_exact(value) for value in row)
-            try:
-                frame(plain)
-            except ValueError as exc:
-                self._waiting.remove(fut)
-                if not fut.done():
-                    fut.set_exception(StateError(failure(self.path, exc)))
-                continue
-            out.append(plain)
-        return out
 
     def _send(self) -> None:
         try:
@@ -254,41 +484,43 @@ class _Writer:
         except OSError:
             data = b""
         if not data:
-            self._ended()
+            self._end()
             return
         for kind, payload in self._frames.feed(data):
             if kind == "fatal":
-                self._fatal = payload
-                continue
-            self._unanswered -= len(payload)
-            for outcome in payload:
-                fut = self._waiting.popleft()
-                if fut.done():  # the handler gave up (client gone, or the watchdog)
-                    continue
-                if isinstance(outcome, str):
-                    fut.set_exception(StateError(outcome))
-                else:
-                    fut.set_result(Recorded(*outcome))
-        if not self._unanswered and self._rows:
-            self._flush()  # what arrived while the process wrote
+                self.fatal = payload
+            else:
+                self._answered(self, kind, payload)
 
-    def _ended(self) -> None:
-        """The process closed its end: every row not answered fails, and so does any sent
-        to this writer from now on."""
+    def kill(self) -> None:
+        """End a writer that stopped answering; its end of the pipe then says so."""
+        self.killed = True
+        with contextlib.suppress(OSError):
+            os.kill(self.proc.pid, signal.SIGKILL)
+
+    def when_reaped(self, then: Callable[[str], None]) -> None:
+        """Call ``then`` with how the process ended, once it is reaped."""
+        def done(reaped: asyncio.Future[int]) -> None:
+            code = reaped.result()
+            how = f"exit code {code}"
+            if code < 0:
+                with contextlib.suppress(ValueError):
+                    how = f"killed by {signal.Signals(-code).name}"
+            then(how)
+
+        assert self._reaped is not None
+        self._reaped.add_done_callback(done)
+
+    def _end(self) -> None:
+        self.ended = True
         self.loop.remove_reader(self._rfd)
-        self.error = StateError(self._fatal or (
-            f"cannot write to the message store {self.path}: its writer process stopped"))
-        for fut in self._waiting:
-            if not fut.done():
-                fut.set_exception(self.error)
-        self._waiting.clear()
-        self._rows.clear()
         self._out.clear()
         self._close_input()
         assert self.proc.stdout is not None
         self.proc.stdout.close()
         self._reaped = self.loop.run_in_executor(None, self.proc.wait)
         self._gone.set_result(None)
+        self._on_end(self)
 
     def _close_input(self) -> None:
         assert self.proc.stdin is not None
@@ -297,15 +529,18 @@ class _Writer:
             self.proc.stdin.close()
 
     async def close(self) -> None:
-        """Send what is left, close the pipe, and wait for the process to write it and exit
-        (within the event loop, where the listener still handles a second signal)."""
-        self._flush(now=True)
-        while self._out and self.error is None:
-            await asyncio.sleep(0.005)
-        self._close_input()  # the process writes what it has, answers and exits
+        """Close the pipe and wait for the process to write what it has and exit (within the
+        event loop, where the listener still handles a second signal)."""
+        self._close_input()
         await self._gone
         assert self._reaped is not None
         await self._reaped
+
+
+def _size(row: store.Row) -> int:
+    """About what ``row`` holds in memory: its body, headers and fields (the rest is small)."""
+    fields = row[11]
+    return len(row[6]) + len(row[4]) + (2 * len(fields) if fields else 0) + 256
 
 
 def _exact(value: Any) -> Any:

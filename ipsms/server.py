@@ -61,13 +61,15 @@ class ListenServer:
     """Owns a running listener. ``await start()``, then ``await wait()``/``stop()``."""
 
     def __init__(self, config: ListenConfig, db_path: Path, host: str, port: int,
-                 sinks: list[EventSink] | None = None, stats: ListenStats | None = None
-                 ) -> None:
+                 sinks: list[EventSink] | None = None, stats: ListenStats | None = None,
+                 notice: Callable[[str], None] | None = None) -> None:
+        """``notice`` receives what the user should be told while it runs (the store's writer
+        stalled or was replaced, the store was removed under it)."""
         self.config = config
         self.host = host
         self.port = port
         self.stats = stats if stats is not None else ListenStats()
-        self.recorder = Recorder(db_path)
+        self.recorder = Recorder(db_path, notice=notice)
         self.app = create_app(config, self.recorder, [self.stats.observe, *(sinks or [])])
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None

@@ -23,7 +23,7 @@ from ipsms.refid_history import FirstAttempt, Flags, history_flags
 from ipsms.request import Request
 from ipsms.text import prebuilt_encoder
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Of a request answered anything but 200, only this much of the body is kept (with its full
 # size and SHA-256): junk posted at a public listener cannot fill the disk fast. Messages
 # answered 200 are kept whole (they are bounded by --max-body).
@@ -70,6 +70,11 @@ _MIGRATIONS: dict[int, str] = {
     5: """
     CREATE INDEX requests_from ON requests (from_number);
     CREATE INDEX requests_to ON requests (to_number);
+    """,
+    # The listener run's own number for each row (with ``session``): how the recorder finds a
+    # row that a writer process which died or stalled may or may not have committed.
+    6: """
+    ALTER TABLE requests ADD COLUMN seq INTEGER;
     """,
 }
 
@@ -135,12 +140,12 @@ def text_value(value: str | bytes | None) -> str | None:
 INSERT_SQL = """
 INSERT INTO requests (received_at, method, path, remote, headers, content_type, body, refid,
     from_number, to_number, message, fields, attempt, verdict, verdict_detail, flags, status,
-    error, body_size, body_sha256, forward, session)
+    error, body_size, body_sha256, forward, seq, session)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
     CASE WHEN ?8 IS NULL THEN NULL
          ELSE COALESCE((SELECT prior.attempt FROM requests AS prior WHERE prior.refid = ?8
                         ORDER BY prior.id DESC LIMIT 1), 0) + 1 END,
-    ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+    ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
 """
 
 
@@ -152,21 +157,22 @@ _headers_json = prebuilt_encoder(", ", ": ")
 # batch crosses the pipe as one ``marshal`` blob. Positions, in this order:
 # received_at, method, path, remote, headers (JSON), content_type, body, refid, from_number,
 # to_number, message, fields (JSON), verdict, verdict_detail, flags (JSON), status, error,
-# body_size, body_sha256, forward (JSON).
+# body_size, body_sha256, forward (JSON), seq (the recorder's number for the row, or None).
 Row = tuple[Any, ...]
 _REFID, _FROM, _MESSAGE, _FLAGS = 7, 8, 10, 14
 _TEXTS = (2, 3, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14, 16)  # text columns (lone surrogates: BLOBs)
 
 
-def wire_row(rec: Request) -> Row:
+def wire_row(rec: Request, seq: int | None = None) -> Row:
     """``rec`` as the store writer takes it: the JSON columns already encoded (a header value
-    that is not text fails here, for this request alone)."""
+    that is not text fails here, for this request alone). ``seq``: the recorder's number for
+    it within its listener run."""
     return (rec.received_at, rec.method, rec.path, rec.remote, _headers_json(rec.headers),
             rec.content_type, rec.body, rec.refid, rec.from_number, rec.to_number, rec.message,
             rec.fields_json, rec.verdict, rec.verdict_detail,
             json.dumps(rec.flags, ensure_ascii=False) if rec.flags else None, rec.status,
             rec.error_text, rec.body_size, rec.body_sha256,
-            None if rec.forward is None else json.dumps(rec.forward))
+            None if rec.forward is None else json.dumps(rec.forward), seq)
 
 
 def insert_params(row: Row, session: str) -> tuple[Any, ...]:
@@ -605,3 +611,74 @@ def rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         with contextlib.suppress(Exception):
             conn.execute("ROLLBACK")
+
+
+# -- finding the rows of a writer that died or stalled (the recorder's ``seq``) ---------------
+def file_identity(path: Path | str) -> tuple[int, int] | None:
+    """The file at ``path`` as (device, inode), or None when there is none: a writer compares
+    it before answering, so a store removed or replaced under it is noticed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def committed(conn: sqlite3.Connection, session: str, floor: int, seqs: list[int]
+              ) -> dict[int, tuple[int, int | None, Flags | None]]:
+    """Of the rows numbered ``seqs`` in listener run ``session``, those in the store (ids over
+    ``floor``): seq -> (id, attempt, flags). A floor above every id means the rows were
+    cleared since, and the search starts from the first."""
+    if not seqs:
+        return {}
+    top = conn.execute("SELECT MAX(id) FROM requests").fetchone()[0] or 0
+    if top < floor:
+        floor = 0
+    found: dict[int, tuple[int, int | None, Flags | None]] = {}
+    wanted = set(seqs)
+    for start in range(0, len(seqs), 500):
+        chunk = seqs[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for row_id, attempt, flags, seq in conn.execute(
+                f"SELECT id, attempt, flags, seq FROM requests WHERE id > ? AND session = ? "
+                f"AND seq IN ({marks})", (floor, session, *chunk)):
+            if seq in wanted:
+                text = text_value(flags)
+                found[seq] = (row_id, attempt, None if text is None else json.loads(text))
+    return found
+
+
+def mark_answered(conn: sqlite3.Connection, session: str, floor: int, seqs: list[int],
+                  status: int, error: str) -> int:
+    """Say of the rows numbered ``seqs`` (listener run ``session``, ids over ``floor``) that
+    they were answered ``status`` for ``error``: rows a writer committed after the listener
+    had given up waiting for it. Returns how many rows changed."""
+    found = committed(conn, session, floor, seqs)
+    if not found:
+        return 0
+    ids = [row_id for row_id, _, _ in found.values()]
+    changed = 0
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        changed += conn.execute(
+            f"UPDATE requests SET status = ?, error = ? WHERE id IN ({marks})",
+            (status, text_param(error), *chunk)).rowcount
+    return changed
+
+
+def is_store(path: Path) -> bool:
+    """Whether the file at ``path`` is an ipsms store, or empty (one to be made): a file put
+    in the store's place by someone else is not written into."""
+    try:
+        if path.stat().st_size == 0:
+            return True
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {name for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error):
+        return False
+    return not tables or "requests" in tables

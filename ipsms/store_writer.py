@@ -81,27 +81,32 @@ def failure(path: Path | str, exc: BaseException) -> str:
 
 
 def write_isolating(conn: sqlite3.Connection, rows: list[Any], session: str,
-                    path: Path) -> list[Outcome]:
+                    path: Path, floor: int | None = None) -> list[Outcome]:
     """Write ``rows`` in one transaction. If that fails, write each row in its own, so one row
-    that cannot be written fails alone instead of taking its batch with it."""
-    outcome = _write(conn, rows, session, path)
+    that cannot be written fails alone instead of taking its batch with it. With ``floor``,
+    a row an earlier writer already committed (``store.committed``) is answered, not written
+    again."""
+    outcome = _write(conn, rows, session, path, floor)
     if not isinstance(outcome, str):
         return outcome
     if len(rows) == 1:
         return [outcome]
     results: list[Outcome] = []
     for row in rows:
-        one = _write(conn, [row], session, path)
+        one = _write(conn, [row], session, path, floor)
         results.append(one if isinstance(one, str) else one[0])
     return results
 
 
-def _write(conn: sqlite3.Connection, rows: list[Any], session: str, path: Path
-           ) -> list[Outcome] | str:
+def _write(conn: sqlite3.Connection, rows: list[Any], session: str, path: Path,
+           floor: int | None = None) -> list[Outcome] | str:
     """One transaction; any failure rolls it back and is returned, never raised."""
     try:
         store.begin_batch(conn)
-        results: list[Outcome] = list(store.insert_batch(conn, rows, session))
+        if floor is None:
+            results: list[Outcome] = list(store.insert_batch(conn, rows, session))
+        else:
+            results = _upsert(conn, rows, session, floor)
         store.commit(conn)
     except Exception as exc:  # not only sqlite3.Error: a row that cannot be encoded too
         store.rollback(conn)
@@ -109,24 +114,167 @@ def _write(conn: sqlite3.Connection, rows: list[Any], session: str, path: Path
     return results
 
 
+def _upsert(conn: sqlite3.Connection, rows: list[Any], session: str, floor: int
+            ) -> list[Outcome]:
+    """Inside a transaction: the rows not yet in the store are inserted; each row's outcome,
+    in order, whether it was found or written."""
+    found = store.committed(conn, session, floor, [row[_SEQ] for row in rows])
+    missing = [row for row in rows if row[_SEQ] not in found]
+    written = iter(store.insert_batch(conn, missing, session) if missing else [])
+    return [found[row[_SEQ]] if row[_SEQ] in found else next(written) for row in rows]
+
+
+_SEQ = 20  # the row's position of its seq (``store.wire_row``)
+_SIDE_FILES = ("", "-wal", "-shm")
+
+
+class Writer:
+    """The store as the writer process holds it: one connection, and the identity (device,
+    inode) of the store's files when it was opened. After every commit the files at the path
+    are compared with it: a store removed, replaced or stripped of its ``-wal`` under a
+    running listener is noticed before the listener is told the rows are written, and the
+    rows are written again where a reader will find them."""
+
+    def __init__(self, path: Path, session: str, notices: list[str]) -> None:
+        self.path = path
+        self.session = session
+        self.notices = notices  # what the listener is to say on stderr
+        self.conn: sqlite3.Connection | None = store.connect(path, create=False)
+        self.files = self._files()
+
+    def _files(self) -> tuple[tuple[int, int] | None, ...]:
+        return tuple(store.file_identity(f"{self.path}{suffix}") for suffix in _SIDE_FILES)
+
+    def write(self, rows: list[Any], floor: int | None = None) -> list[Outcome]:
+        if self.conn is None and not self._reopen():
+            return [self.unusable] * len(rows)
+        assert self.conn is not None
+        outcomes = write_isolating(self.conn, rows, self.session, self.path, floor)
+        if self._files() != self.files:
+            return self._moved(rows, outcomes)
+        return outcomes
+
+    def mark(self, floor: int, seqs: list[int], status: int, error: str) -> None:
+        if self.conn is None and not self._reopen():
+            return
+        assert self.conn is not None
+        try:
+            store.begin_batch(self.conn)
+            store.mark_answered(self.conn, self.session, floor, seqs, status, error)
+            store.commit(self.conn)
+        except sqlite3.Error:
+            store.rollback(self.conn)
+
+    def _moved(self, rows: list[Any], outcomes: list[Outcome]) -> list[Outcome]:
+        """The files at the path are not the ones this connection writes: the rows just
+        committed went where no reader looks. Put them where one does."""
+        assert self.conn is not None
+        main_kept = store.file_identity(self.path) == self.files[0]
+        if main_kept:
+            # Only the -wal or -shm went: the commits live on in the WAL this connection still
+            # has open. A checkpoint copies them into the store file, still at the path.
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.notices.append(
+                f"the message store's -wal or -shm file next to {self.path} was removed while "
+                "listening; its messages were written back into the store")
+        else:
+            # Emptied first, so that a WAL left behind cannot be replayed onto another file.
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            gone = store.file_identity(self.path) is None
+            self.notices.append(
+                f"the message store {self.path} was removed while listening; recording to a "
+                "new store at that path (what the old one held is gone)" if gone else
+                f"the message store {self.path} was replaced while listening; recording into "
+                "the file now at that path")
+        self._close()
+        if not self._reopen():
+            return [self.unusable] * len(rows)
+        assert self.conn is not None
+        written = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, str)]
+        again = write_isolating(self.conn, [rows[i] for i in written], self.session,
+                                self.path, floor=0)
+        for i, outcome in zip(written, again, strict=True):
+            outcomes[i] = outcome
+        return outcomes
+
+    unusable = "the message store is not usable"
+
+    def _reopen(self) -> bool:
+        """Open the store at the path again (creating it if it was removed). A file there that
+        is not an ipsms store is left alone: every row is refused, with the reason."""
+        try:
+            if not self.path.exists():
+                old = os.umask(0o077)
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+                finally:
+                    os.umask(old)
+            elif not store.is_store(self.path):
+                raise store.StoreUnusable(self.path, "the file now at that path is not an "
+                                          "ipsms message store; nothing is written to it")
+            self.conn = store.connect(self.path, create=False)
+        except (OSError, sqlite3.Error, store.StoreUnusable, store.StoreTooNew,
+                store.StoreMissing) as exc:
+            reason = getattr(exc, "message", None) or str(exc)
+            if self.unusable != reason:
+                self.notices.append(f"{reason}; messages are answered 503 until it is fixed")
+            self.unusable = reason
+            return False
+        self.unusable = type(self).unusable
+        self.files = self._files()
+        return True
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.close()
+            self.conn = None
+
+    def close(self) -> None:
+        self._close()
+
+
 def serve(path: Path, session: str, rfd: int = 0, wfd: int = 1) -> int:
-    """The writer's loop: rows in from ``rfd``, outcomes out to ``wfd``, until ``rfd`` ends."""
+    """The writer's loop: frames in from ``rfd``, one answer each out to ``wfd``, until
+    ``rfd`` ends. A frame is a list of new rows; ``("again", floor, rows)``: rows an earlier
+    writer may have committed; ``("answered", floor, seqs, status, error)``: rows the listener
+    answered ``status`` without waiting for them any longer."""
+    notices: list[str] = []
     try:
-        conn = store.connect(path, create=False)  # the listener created it at start-up
+        writer = Writer(path, session, notices)  # the listener created it at start-up
     except Exception as exc:  # StoreMissing, StoreUnusable, StoreTooNew: the listener says why
         _send(wfd, ("fatal", getattr(exc, "message", None) or str(exc)))
         return 1
     frames = Frames()
     try:
         while data := os.read(rfd, READ_SIZE):
-            rows = [row for batch in frames.feed(data) for row in batch]
-            for i in range(0, len(rows), MAX_BATCH):
-                _send(wfd, ("ok", write_isolating(conn, rows[i:i + MAX_BATCH], session, path)))
+            for item in frames.feed(data):
+                if isinstance(item, list):
+                    answer: Any = ("ok", _batches(writer, item, None))
+                elif item[0] == "again":
+                    answer = ("ok", _batches(writer, item[2], item[1]))
+                else:
+                    _, floor, seqs, status, error = item
+                    writer.mark(floor, seqs, status, error)
+                    answer = ("answered", len(seqs))
+                while notices:
+                    _send(wfd, ("notice", notices.pop(0)))
+                _send(wfd, answer)
     except BrokenPipeError:  # the listener is gone: what it sent is written, nobody waits
         return 0
     finally:
-        conn.close()
+        writer.close()
     return 0
+
+
+def _batches(writer: Writer, rows: list[Any], floor: int | None) -> list[Outcome]:
+    out: list[Outcome] = []
+    for i in range(0, len(rows), MAX_BATCH):
+        out += writer.write(rows[i:i + MAX_BATCH], floor)
+    return out
 
 
 def _send(wfd: int, payload: Any) -> None:

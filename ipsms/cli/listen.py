@@ -348,7 +348,9 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
     else:
         sink = lines = (NdjsonSink if fmt is OutputFormat.json else PlainSink)(
             env.stdout, lambda: _stdout_closed(server))
-    server = ListenServer(config, db_path, host, port, sinks=[sink], stats=stats)
+    server = ListenServer(config, db_path, host, port, sinks=[sink], stats=stats,
+                          notice=lambda text: err(f"ipsms listen: warning: {text}",
+                                                  always=True))
     ndjson = lines if fmt is OutputFormat.json else None  # where events other than requests go
 
     async def ready(bound: "Bound") -> None:
