@@ -57,6 +57,7 @@ def test_provision_not_in_account_is_400_with_reason(emu: EmulatorThread) -> Non
     ("1-12345", "is a short code"),
     ("57-Hello8", "alphanumeric sender id"),
     ("303-867-5309", "not E.164"),
+    ("303-8675309", "not a short code {countrycode}-{code}; write it in E.164: +13038675309"),
 ])
 def test_provision_takes_one_e164_long_code(emu: EmulatorThread, number: str,
                                             words: str) -> None:

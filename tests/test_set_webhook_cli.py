@@ -266,6 +266,10 @@ def test_non_json_error_body_exits_7(emu: EmulatorThread) -> None:
 @pytest.mark.parametrize(("args", "words"), [
     (("57-Hello8", "https://example.com/"), "alphanumeric sender id"),
     (("3038675309", "https://example.com/"), "add the country code"),
+    # A phone number written with a dash is not sent as a short code (the API answered 404).
+    (("303-8675309", "https://example.com/"), "looks like a phone number written with a "
+     "dash, not a short code {countrycode}-{code}; write it in E.164: +13038675309"),
+    ((NUMBER, "555-1234", "https://example.com/"), "555 is not a country code"),
     ((NUMBER, "example.com/sms"), "not an absolute http(s) URL"),
     ((NUMBER, "http://localhost:8765/"), "localhost is a local name"),
     ((NUMBER, "https://192.168.1.20/sms"), "private or reserved"),

@@ -117,6 +117,30 @@ async def test_invalid_numbers_exit_2_unless_allowed() -> None:
     assert json.loads(server.received[0].body)["from"] == "+7708675309"
 
 
+async def test_a_phone_number_written_as_a_short_code_is_refused_and_flagged(
+        tmp_path: Path) -> None:
+    """`--from 555-1234` took the shape of a short code and went out unflagged. It is a 7-digit
+    phone number: simulate refuses it as it refuses any invalid number, and sent on purpose
+    the listener accepts it (it never rejects a message for the shape of `from`) and flags
+    it, as it does a real sender's."""
+    async with running_listener(tmp_path / "db.sqlite3") as listener:
+        url = f"http://127.0.0.1:{listener.port}/sms"
+        refused = await simulate(url, "--from", "555-1234")
+        sent = await simulate(url, "--from", "555-1234", "--to", "303-8675309",
+                              "--allow-invalid", "--format", "json")
+        real = await simulate(url, "--from", "1-12345", "--format", "json")
+    assert refused.returncode == ExitCode.USAGE
+    assert ("invalid from number: '555-1234' looks like a 7-digit local phone number, not a "
+            "short code") in refused.stderr and "--allow-invalid" in refused.stderr
+    assert sent.returncode == real.returncode == 0, sent.stderr + real.stderr
+    odd, fine = (e for e in listener.events if isinstance(e, Request))
+    assert (odd.status, odd.from_number) == (200, "555-1234")
+    flags = {f["code"]: f["detail"] for f in odd.flags or []}
+    assert "555 is not a country code" in flags["from_format"]
+    assert "write it in E.164: +13038675309" in flags["to_format"]
+    assert fine.flags == []
+
+
 @pytest.mark.parametrize(("delays", "words"), [
     ("1,,2", "--retry-delays '1,,2': delay 2 of 3 is empty"),
     ("1,2,", "delay 3 of 3 is empty"),
