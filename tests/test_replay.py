@@ -116,6 +116,20 @@ async def test_replay_arguments_are_checked(recorded: Path, tmp_path: Path) -> N
     assert not (tmp_path / "absent.sqlite3").exists()
 
 
+async def test_to_is_a_url_in_help_and_in_its_error(recorded: Path) -> None:
+    """simulate's --to is a number (TN); replay's is the webhook to deliver to, and its help
+    and error say so (they said `--to TN`, then named no option at all)."""
+    shown = run_ipsms("replay", "--help", columns=80).stdout
+    assert "--to URL" in shown and "--to TN" not in shown
+    result = await replay("FORM0000000000000000000000001", "--to", "+13038675309",
+                          "--db", str(recorded))
+    assert result.returncode == ExitCode.USAGE
+    error = result.stderr.strip()
+    assert error.startswith("ipsms: error: --to '+13038675309' is not an http:// or https:// "
+                            "URL; --to is the webhook URL to deliver to")
+    assert "keeps its recorded numbers" in error and result.stdout == ""
+
+
 async def test_replay_all_counts_no_stale_connection_as_an_attempt(recorded: Path) -> None:
     """The second message goes out on the first one's kept-alive connection, which the server
     closes after answering: it is resent on a new connection, one attempt, one request read."""

@@ -155,6 +155,13 @@ async def test_an_empty_retry_delay_is_refused_not_dropped(delays: str, words: s
     assert server.received == []
 
 
+def test_load_mode_help_names_the_values_it_speaks_of() -> None:
+    """`--rate N  Start at most R new messages per second`: the help names what it uses."""
+    shown = " ".join(run_ipsms("simulate", "--help", columns=80).stdout.split())
+    assert "--rate N Start at most N new messages per second" in shown
+    assert " R " not in shown
+
+
 async def test_usage_errors_exit_2() -> None:
     for args, text in ((["ftp://127.0.0.1/"], "not an http"),
                        (["--retry-delays", "1,soon"], "--retry-delays"),

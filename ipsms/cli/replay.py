@@ -43,7 +43,8 @@ def replay(
         help="refid of the recorded message to deliver again (or a prefix only one recorded "
         "refid starts with).")] = None,
     to: Annotated[str, typer.Option(
-        "--to", envvar="IPSMS_REPLAY_TO", help="Webhook to deliver to.")]
+        "--to", envvar="IPSMS_REPLAY_TO", metavar="URL",
+        help="Webhook URL to deliver to.")]
     = defaults.WEBHOOK_URL,
     all_: Annotated[bool, typer.Option(
         "--all", help="Replay every recorded message (once per refid, oldest first).")]
@@ -79,7 +80,12 @@ def replay(
 
     env = current()
     policy = retry_policy(max_attempts, success, timeout, retry_delays, backoff, no_wait, speed)
-    url = validate_url(to)
+    try:
+        url = validate_url(to)
+    except UsageError as exc:  # simulate's --to is a number: say which --to this is
+        raise UsageError(f"--to {exc.message}", hint="--to is the webhook URL to deliver "
+                         "to, e.g. http://127.0.0.1:3000/sms; a replayed message keeps its "
+                         "recorded numbers") from None
     cutoff = time.time() - since if since is not None else None
     fmt = resolve_format(output_format).value
     conn = store.connect(db or default_db_path(), create=False)

@@ -81,7 +81,9 @@ def simulate(
         min=1, rich_help_panel=LOAD, help="Messages in flight at once.")]
     = defaults.CONCURRENCY,
     rate: Annotated[float | None, typer.Option(
-        rich_help_panel=LOAD, help="Start at most R new messages per second.")] = None,
+        metavar="N", rich_help_panel=LOAD, show_default="no limit",
+        help="Start at most N new messages per second (0.5: one every 2 s).")]
+    = None,
     workers: Annotated[int | None, typer.Option(
         min=1, rich_help_panel=LOAD, show_default="the number of cores; 1 under 1,000 messages",
         help="Processes sending the messages, each with its own connections; --concurrency "
