@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import stat
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -221,11 +222,31 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
 def opened(path: Path) -> Iterator[sqlite3.Connection]:
     """The existing store at ``path``, closed afterwards: how every reader opens it (reading
     never creates a store; a missing one is ``StoreMissing``)."""
-    conn = connect(path, create=False)
+    conn = _readable(path)
     try:
         yield conn
     finally:
         conn.close()
+
+
+READ_RETRY = 3.0  # seconds a reader retries a store whose -wal a running writer is putting back
+
+
+def _readable(path: Path) -> sqlite3.Connection:
+    """A reader's connection, after a first read: while a listener's writer puts back a store
+    whose -wal or -shm was removed (within a second), reads fail with "disk I/O error", so a
+    reader tries again for a while rather than fail at once."""
+    deadline = time.monotonic() + READ_RETRY
+    while True:
+        conn = connect(path, create=False)
+        try:
+            conn.execute("SELECT 1 FROM requests LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if "disk I/O error" not in str(exc) or time.monotonic() > deadline:
+                raise StoreUnusable(path, str(exc)) from None
+            time.sleep(0.1)
 
 
 def shared_dir_warning(path: Path) -> str | None:

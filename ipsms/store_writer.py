@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
+import select
 import signal
 import sqlite3
 import struct
@@ -35,6 +36,7 @@ MAX_BATCH = 1024  # rows per transaction
 # mapped and unmapped memory on every batch (issue 12). A longer batch arrives in parts.
 READ_SIZE = 64 * 1024
 _LENGTH = struct.Struct("!I")
+CHECK_EVERY = 1.0  # seconds between checks of the store's files while no batch arrives
 
 # Per row: (id, attempt, flags) once committed, or why it was not written.
 Outcome = tuple[int, "int | None", "list[dict[str, str]] | None"] | str
@@ -165,6 +167,13 @@ class Writer:
         except sqlite3.Error:
             store.rollback(self.conn)
 
+    def check(self) -> None:
+        """Between batches: put right a store whose files are no longer the ones open."""
+        if self.conn is None:
+            self._reopen()
+        elif self._files() != self.files:
+            self._moved([], [])
+
     def _moved(self, rows: list[Any], outcomes: list[Outcome]) -> list[Outcome]:
         """The files at the path are not the ones this connection writes: the rows just
         committed went where no reader looks. Put them where one does."""
@@ -250,7 +259,17 @@ def serve(path: Path, session: str, rfd: int = 0, wfd: int = 1) -> int:
         return 1
     frames = Frames()
     try:
-        while data := os.read(rfd, READ_SIZE):
+        while True:
+            # Between batches too, once a second, a store whose files were removed or replaced
+            # is put right: readers must not wait for the next message to read it again.
+            if not select.select([rfd], [], [], CHECK_EVERY)[0]:
+                writer.check()
+                while notices:
+                    _send(wfd, ("notice", notices.pop(0)))
+                continue
+            data = os.read(rfd, READ_SIZE)
+            if not data:
+                break
             for item in frames.feed(data):
                 if isinstance(item, list):
                     answer: Any = ("ok", _batches(writer, item, None))

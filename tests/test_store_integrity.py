@@ -239,3 +239,36 @@ async def test_marshal_unfriendly_values_still_travel_after_a_writer_died(
         os.kill(writer.proc.pid, signal.SIGKILL)
         got = await asyncio.wait_for(recorder.record(replace(request(), refid=Label("A"))), 10)
         assert got.attempt == 2
+
+
+async def test_a_removed_wal_is_put_back_between_messages_and_readers_wait_for_it(
+        tmp_path: Path) -> None:
+    """No message needs to arrive: the writer checks the store's files while idle, and a
+    reader meanwhile retries instead of failing with "disk I/O error"."""
+    db = tmp_path / "s.sqlite3"
+    notices: list[str] = []
+    async with Recorder(db, notice=notices.append) as recorder:
+        for i in range(20):
+            await recorder.record(request(f"before{i}"))
+        Path(f"{db}-wal").unlink()
+        count = await asyncio.get_running_loop().run_in_executor(None, lambda: len(stored(db)))
+        assert count == 20
+        for _ in range(100):
+            if notices:
+                break
+            await asyncio.sleep(0.05)
+    assert any("-wal or -shm file" in n for n in notices), notices
+
+
+async def test_a_store_removed_between_messages_is_there_again_for_readers(
+        tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    async with Recorder(db) as recorder:
+        await recorder.record(request("old"))
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        for _ in range(100):
+            if db.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert stored(db) == []  # an empty store, not "no messages recorded yet"
