@@ -187,6 +187,23 @@ def test_show_masks_secrets(config_file: Path) -> None:
     assert run_ipsms("config", "get", "secret").stdout == "hunter2\n"  # for scripts
 
 
+def test_show_without_settings_says_so_and_where_they_would_be(config_file: Path) -> None:
+    """`config show` printed nothing at all when there is no settings file: stdout stays empty
+    (a script reads no settings), stderr says there is no file and where it would be."""
+    assert not config_file.exists()
+    for fmt in ("plain", "json"):
+        result = run_ipsms("config", "show", "--format", fmt)
+        assert (result.returncode, result.stdout) == (0, "")
+        assert result.stderr == (f"ipsms config: no settings file: {config_file} does not "
+                                 "exist; `ipsms config set KEY VALUE` creates it (IPSMS_CONFIG "
+                                 "names another file)\n")
+    write(config_file, "# nothing set yet\n")
+    empty = run_ipsms("config", "show")
+    assert (empty.returncode, empty.stdout) == (0, "")
+    assert empty.stderr == f"ipsms config: no settings in {config_file}\n"
+    assert run_ipsms("-q", "config", "show").stderr == ""
+
+
 def test_a_readable_file_with_secrets_is_warned_about(config_file: Path) -> None:
     write(config_file, '[profiles.default]\nsecret = "hunter2"\n')
     config_file.chmod(0o644)

@@ -475,6 +475,8 @@ def show(
     config, chosen = load_checked(ctx)
     _, named = chosen_profile(ctx)
     names = [chosen] if named else list(config.profiles)
+    if not any(_all_settings(config, name) for name in names):
+        _say_nothing_is_set(config, chosen if named else None)
     for name in names:
         for setting in _all_settings(config, name):
             value = mask(setting.key, setting.value)
@@ -485,6 +487,20 @@ def show(
                 shown = str(value).lower() if isinstance(value, bool) else \
                     value if isinstance(value, int | float) else dumps(value)
                 current().out(f"{setting.dotted} = {shown}\n")
+
+
+def _say_nothing_is_set(config: ConfigFile, profile: str | None) -> None:
+    """On stderr: why ``config show`` prints nothing, and where the settings would be."""
+    from ipsms.text import printable
+
+    where = printable(str(config.path))
+    if not config.exists:
+        current().notice(f"ipsms config: no settings file: {where} does not exist; "
+                         "`ipsms config set KEY VALUE` creates it (IPSMS_CONFIG names "
+                         "another file)")
+    else:
+        current().notice(f"ipsms config: no settings in {where}"
+                         + (f" for profile {printable(profile)!r}" if profile else ""))
 
 
 def _all_settings(config: ConfigFile, profile: str) -> list[Setting]:
