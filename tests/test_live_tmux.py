@@ -54,11 +54,14 @@ def session(tmp_path: Path, ipsms_home: Path) -> Iterator[str]:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
 
 
-def post(url: str, body: dict[str, str]) -> None:
+def post(url: str, body: dict[str, str], status: int = 200) -> None:
     req = urllib.request.Request(url, data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        assert resp.status == 200
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == status
+    except urllib.error.HTTPError as exc:
+        assert exc.code == status
 
 
 # What terminals measure differently (tmux draws a skin-toned emoji 4 cells wide, rich
@@ -81,20 +84,31 @@ def test_hostile_emoji_never_break_the_table_and_resizing_leaves_no_copies(
             post(url, {"refid": f"REFID{i:04d}" + "X" * 23, "from": "+13035550100",
                        "to": "+13038675309", "message": f"message {i}",
                        "signature": "SECRET CODE"})
-        for i, text in enumerate(HOSTILE):
+        for i, text in enumerate(HOSTILE):  # long: the text wants more than the line has
             post(url, {"refid": f"EMOJI{i:02d}" + "Y" * 25, "from": "+13035550100",
-                       "to": "+13038675309", "message": text, "signature": "SECRET CODE"})
-        # A flagged one: a 5-character refid and a 2-digit sender.
+                       "to": "+13038675309", "message": f"{text} " + "and more words " * 9,
+                       "signature": "SECRET CODE"})
+        # A flagged one: a 5-character refid and a 2-digit sender; a secret in the wrong case.
         post(url, {"refid": "SHORT", "from": "12", "to": "+13038675309",
                    "message": "odd", "signature": "SECRET CODE"})
-        total = 30 + len(HOSTILE) + 1
+        post(url, {"refid": "BADSIG" + "Z" * 26, "from": "+13035550100", "to": "+13038675309",
+                   "message": "bad", "signature": "secret code"}, status=403)
+        total = 30 + len(HOSTILE) + 2
         wait_for(name, rf"(received|rcvd) {total}\b")
         time.sleep(1.5)  # idle: six redraws that must not leave copies behind
         check_screen(name, width, history=True)
         screen = tmux("capture-pane", "-p", "-t", name)
-        assert "EMOJI07" in screen  # the newest row made it on screen
+        assert "EMOJI07" in screen  # the newest rows made it on screen
         row = next(line for line in screen.splitlines() if "odd" in line)
         assert "refid_length" in row or "refid,from" in row  # the flags, in their column
+        bad = next(line for line in screen.splitlines() if "BADSIG" in line)
+        assert " invalid" in bad  # the verdict, whatever else fits beside it
+        if width >= 160:  # room for every refid whole, the reason and a good part of text
+            assert "invalid (case)" in bad
+            for i in range(len(HOSTILE)):
+                row = next(line for line in screen.splitlines() if f"EMOJI{i:02d}" in line)
+                assert f"EMOJI{i:02d}" + "Y" * 25 in row
+                assert "and more words and more words" in row, row  # 40 cells of text
         # Shrink (and for 80, grow then shrink back): no stale header anywhere.
         for new_width in ([60, 80] if width == 80 else [80]):
             tmux("resize-window", "-t", name, "-x", str(new_width), "-y", "24")

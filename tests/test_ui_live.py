@@ -182,9 +182,81 @@ def test_invalid_signatures_show_their_short_reason() -> None:
     assert "wrong mode" in render(bad, color=False, width=80)
 
 
-def test_compact_refids_are_a_prefix() -> None:
+def test_a_refid_is_whole_where_it_fits_else_a_prefix() -> None:
+    out = render(event("a long message " * 10), color=False, width=100)
+    assert "ABCDEF12…" in out and "…34567890" not in out  # `messages show` takes it
     out = render(event("hi"), color=False, width=100)
-    assert "ABCDEF12…" in out and "…34567890" not in out
+    assert "ABCDEF1234567890ABCDEF1234567890" in out
+
+
+def column_spans(out: str) -> dict[str, tuple[int, int]]:
+    """Where each left-aligned column is drawn: (start, width up to the next heading, the
+    gap included)."""
+    import itertools
+    import re
+
+    found = list(re.finditer(r"\S+", out.splitlines()[1]))
+    return {m.group(): (m.start(), nxt.start() - m.start())
+            for m, nxt in itertools.pairwise(found)}
+
+
+def by_cell(line: str) -> str:
+    """``line`` with a NUL after each double-width character: one character per cell."""
+    from ipsms.cells import char_width
+
+    return "".join(ch + "\0" * ((char_width(ch) or 1) - 1) for ch in line)
+
+
+WIDE_TEXTS = ["thanks 👍🏽 and 👋🏿, family 👨\u200d👩\u200d👧\u200d👦, flags 🇫🇷🇯🇵, 中文 日本語 "
+              * 3,
+              "a plain message long enough to be cut at any width we draw it at " * 3]
+
+
+def test_wide_terminals_show_whole_refids_and_give_the_text_what_is_left() -> None:
+    """At 160 columns with a flagged row: every refid whole, the flags and signature
+    columns exactly as wide as their widest cell (no padding beyond), and the text the
+    rest of the line."""
+    events = [event(text, refid=f"{i:032d}") for i, text in enumerate(WIDE_TEXTS)]
+    events.append(event("odd", refid="SHORT", from_number="12",
+                        flags=({"code": "refid_length", "detail": ""},
+                               {"code": "from_format", "detail": ""})))
+    out = render(*events, color=False, width=160)
+    lines = out.splitlines()
+    rows = lines[3:]
+    assert all(f"{i:032d}" in rows[i] for i in range(len(WIDE_TEXTS)))
+    spans = column_spans(out)
+    for name in ("flags", "signature"):
+        start, width = spans[name]
+        shown = [by_cell(r)[start:start + width].replace("\0", "").strip() for r in rows]
+        assert width - 2 == max(len(name), *map(len, shown)), (name, width, shown)
+    for row in rows[:len(WIDE_TEXTS)]:
+        assert drawn_width(row) == 160 - SAFETY_MARGIN, row  # the text took what was left
+        assert by_cell(row).index("…") - spans["message"][0] >= 40, row
+    assert "refid,from" in rows[-1] or "refid_length,from_format" in rows[-1]
+
+
+def test_a_bad_signature_always_shows_the_word_invalid() -> None:
+    """Whatever the width, a bad signature shows `invalid`, with its reason where that
+    fits (never the reason alone)."""
+    from ipsms.signature import reason_of
+
+    details = {"case": "expected ...; it matches the secret except for letter case",
+               "wrong mode": "expected ...; tried plain; received 64 chars; it matches "
+               "hmac-sha256: use --signature-mode auto or the matching mode"}
+    for reason, detail in details.items():
+        assert reason_of("invalid", detail) == reason, detail
+    for text in ("hi", "a long message that wants all the room " * 4):
+        bad = [event(text, status=403, verdict="invalid", verdict_detail=d, refid=f"{i:032d}")
+               for i, d in enumerate(details.values())]
+        for width in (60, 80, 100, 129, 130, 160, 220):
+            rows = render(*bad, event(text), color=False, width=width).splitlines()[3:5]
+            for row, reason in zip(rows, details, strict=True):
+                assert " invalid" in row, (width, row)
+                if reason in row:
+                    assert f"invalid ({reason})" in row
+    short = render(event("hi", status=403, verdict="invalid", verdict_detail=details["case"]),
+                   color=False, width=80)
+    assert "invalid (case)" in short  # at 80 columns, where the text leaves room
 
 
 def test_a_resized_terminal_is_cleared_before_the_redraw() -> None:

@@ -31,8 +31,9 @@ CHROME_LINES = 5  # header, table heading and rule, and a spare line
 REFRESH_PER_SECOND = 4
 MESSAGE_WIDTH = 160  # pre-cut; the column then ellipsizes to the terminal width
 SAFETY_MARGIN = 2  # columns left free on the right, in case a terminal still disagrees
-COMPACT_BELOW = 130  # terminal width under which refids, verdicts and padding shrink
-REFID_PREFIX = 8  # characters of a refid shown in compact mode (`messages show` takes them)
+COMPACT_BELOW = 130  # terminal width under which headings, header words and gaps shrink
+REFID_PREFIX = 8  # characters of a refid shown when it cannot be whole (`messages show` takes
+# them)
 
 _VERDICT_STYLE = {"valid": "green", "unchecked": "dim", "invalid": "bold red",
                   "missing": "red"}
@@ -40,21 +41,35 @@ COLUMNS = ("time", "#", "refid", "from", "to", "message", "flags", "signature", 
 _COMPACT_NAMES = {7: "sig", 8: "http"}  # headings as narrow as their cells
 _TIME, _ATTEMPT, _REFID, _FROM, _TO, _MESSAGE, _FLAGS, _SIGNATURE, _STATUS = range(9)
 _RIGHT = (_ATTEMPT, _STATUS)
-# Widest a column is drawn (full, compact); the others take what their cells need.
-_CAPS = {_REFID: (34, REFID_PREFIX + 1), _FROM: (16, 16), _TO: (16, 16),
-         _MESSAGE: (MESSAGE_WIDTH, MESSAGE_WIDTH), _FLAGS: (32, 16), _SIGNATURE: (28, 16)}
-# Columns that give way when the terminal is too narrow, in this order, down to these widths.
-# Time, attempt and status never do: they are short and must stay whole.
-_SHRINK = ((_MESSAGE, 24), (_REFID, 12), (_FLAGS, 12), (_TO, 8), (_FROM, 9), (_MESSAGE, 16),
-           (_FLAGS, 8), (_SIGNATURE, 8), (_MESSAGE, 10), (_REFID, 5), (_FLAGS, 4), (_TO, 5),
-           (_FROM, 5), (_SIGNATURE, 5), (_MESSAGE, 5), (_FLAGS, 1), (_MESSAGE, 1), (_REFID, 1),
+_FIXED = (_TIME, _ATTEMPT, _STATUS)  # short, and always whole
+# Widest a column is drawn; the others take what their cells need.
+_CAPS = {_REFID: 34, _FROM: 16, _TO: 16, _MESSAGE: MESSAGE_WIDTH, _FLAGS: 40, _SIGNATURE: 28}
+# How the columns share a terminal. First each gets its floor: the refid its first
+# characters, the numbers their last digits (``…5550100``), the flags their short names (up
+# to 8 cells), the signature its verdict word (``invalid``, never only its reason), the
+# message 14 cells. Then what is left goes, in ``_GROW``'s order, to each column up to a
+# target: a width, ``SHORT`` (its cells' short forms whole), ``FULL`` (its cells whole) or
+# ``(FIT, n)`` (the widest whole cell up to n that fits, or nothing: a refid is whole or a
+# prefix, a verdict ``invalid (case)`` or ``invalid``). ``(NEED, n)`` is ``FIT`` over what
+# the cells need to say: a bad signature's reason, not a valid one's scheme. What is left
+# after that stays unused.
+_SHORT, _FULL, _FIT, _NEED = "short", "full", "fit", "need"
+_Goal = int | str | tuple[str, int]
+_GROW: tuple[tuple[int, _Goal], ...] = (
+    (_FLAGS, _SHORT), (_MESSAGE, 18), (_SIGNATURE, (_NEED, 28)), (_FROM, _FULL), (_TO, _FULL),
+    (_MESSAGE, 24), (_REFID, (_FIT, 34)), (_MESSAGE, 40), (_SIGNATURE, (_FIT, 28)),
+    (_FLAGS, (_FIT, 40)), (_MESSAGE, _FULL))
+_FLOORS: dict[int, _Goal] = {_REFID: REFID_PREFIX + 1, _FROM: 8, _TO: 8, _MESSAGE: 14,
+                             _FLAGS: 8, _SIGNATURE: _SHORT}
+# When even the floors do not fit (a terminal under about 80 columns), columns give way
+# further, in this order, down to these widths.
+_SHRINK = ((_MESSAGE, 10), (_FLAGS, 6), (_TO, 6), (_FROM, 6), (_MESSAGE, 6), (_SIGNATURE, 5),
+           (_REFID, 5), (_FLAGS, 1), (_TO, 5), (_FROM, 5), (_MESSAGE, 1), (_REFID, 1),
            (_SIGNATURE, 1), (_FROM, 1), (_TO, 1))
-# (Numbers are cut from the left, ``…5550100``: the last digits tell numbers apart, and the
-# message keeps two dozen characters at 80 columns.)
 
 
-# Flag codes as compact mode shows them, so two or three fit 80 columns (the full codes are in
-# wider terminals, `--format plain`/`json` and `messages show`).
+# Flag codes as narrow columns show them, so two or three fit 80 columns (the full codes are
+# shown where they fit, and in `--format plain`/`json` and `messages show`).
 SHORT_FLAGS = {"refid_length": "refid", "from_format": "from", "to_format": "to",
                "too_many_attempts": ">5", "refid_reused": "reused",
                "earlier_session": "earlier", "lone_surrogate": "surrogate",
@@ -69,13 +84,42 @@ def _cell(text: str, style: str = "") -> Text:
     return Text(cell_text(text), style=style)
 
 
-def _rejected_row(event: RejectedEvent) -> list[Text]:
-    return [
+class Row:
+    """One request's cells, one per ``COLUMNS``, and the shorter forms some of them take when
+    the column is too narrow for the whole cell: a refid's first characters (a prefix `ipsms
+    messages show` accepts), the flags' short names, the verdict without its reason."""
+
+    __slots__ = ("cells", "extra", "short")
+
+    def __init__(self, cells: list[Text], short: dict[int, Text] | None = None,
+                 extra: tuple[int, ...] = ()) -> None:
+        self.cells = cells
+        self.short = short or {}
+        self.extra = extra  # columns whose whole cell only adds a detail (a valid scheme)
+
+    def width(self, column: int, form: str = _FULL) -> int:
+        """The width of a cell whole (``FULL``), in its short form (``SHORT``), or as it
+        needs to be to say what matters (``NEED``)."""
+        short = form == _SHORT or (form == _NEED and column in self.extra)
+        cell = self.short.get(column) if short else None
+        return (self.cells[column] if cell is None else cell).cell_len
+
+    def cell(self, column: int, width: int) -> Text:
+        """The cell as a column ``width`` wide shows it: whole if it fits, else its short
+        form (cut further, with an ellipsis, when even that is too wide)."""
+        cell = self.cells[column]
+        if cell.cell_len > width and column in self.short:
+            return self.short[column]
+        return cell
+
+
+def _rejected_row(event: RejectedEvent) -> Row:
+    return Row([
         Text(iso_time(event.received_at)[11:19]), Text("-"), Text("rejected", style="yellow"),
         _cell(event.remote or "-"), Text("-"),
         _cell(one_line(event.reason, MESSAGE_WIDTH), "yellow"), Text(""), Text("-"),
         Text(str(event.status), style=_status_style(event.status)),
-    ]
+    ])
 
 
 def forward_note(forward: dict[str, Any]) -> str:
@@ -87,70 +131,99 @@ def forward_note(forward: dict[str, Any]) -> str:
 
 
 def refid_cell(refid: str, compact: bool) -> str:
-    """The refid as the table shows it: whole, or in compact mode its first characters and
-    an ellipsis (a prefix `ipsms messages show` accepts)."""
+    """The refid as the table shows it: whole, or (``compact``) its first characters and an
+    ellipsis (a prefix `ipsms messages show` accepts)."""
     if compact and len(refid) > REFID_PREFIX + 1:
         return cell_text(refid[:REFID_PREFIX]) + "…"
     return cell_text(refid)
 
 
-def _signature_cell(event: ListenEvent, compact: bool) -> Text:
-    if isinstance(event, RejectedEvent) or event.verdict is None:
-        return Text("-")
-    style = _VERDICT_STYLE.get(event.verdict, "")
-    if compact:  # the word alone; for an invalid one its reason says more (and is red)
-        return _cell(event.verdict_reason or event.verdict, style)
-    return _cell(event.verdict_label or event.verdict, style)
-
-
-def event_row(event: ListenEvent, compact: bool = False) -> list[Text]:
-    """Cells for one request, one per ``COLUMNS``. Every cell is a ``Text`` built from plain
-    strings in ``cell_text``'s display form: rich markup in a message (``[bold]``) stays
-    literal, control characters are escaped, and no cell is wider than rich measures it."""
+def event_row(event: ListenEvent) -> Row:
+    """The cells of one request. Every cell is a ``Text`` built from plain strings in
+    ``cell_text``'s display form: rich markup in a message (``[bold]``) stays literal,
+    control characters are escaped, and no cell is wider than rich measures it."""
     if isinstance(event, RejectedEvent):
         return _rejected_row(event)
+    short: dict[int, Text] = {}
     if event.refid is None:
-        refid = cell_text(f"{event.method} {event.path}")
+        refid = Text(cell_text(f"{event.method} {event.path}"))
         message = _cell(one_line(f"{event.error}: {event.error_detail}", MESSAGE_WIDTH),
                         "yellow")
     else:
-        refid = refid_cell(event.refid, compact)
+        refid = Text(refid_cell(event.refid, False))
+        if len(event.refid) > REFID_PREFIX + 1:
+            short[_REFID] = Text(refid_cell(event.refid, True))
         message = _cell(one_line(event.message or "", MESSAGE_WIDTH))
         if event.forward is not None:
             message.append("  " + forward_note(event.forward), style="cyan")
     codes = [str(f.get("code")) for f in event.flags or ()]
-    flags = ",".join(SHORT_FLAGS.get(c, c) for c in codes) if compact else ",".join(codes)
-    return [
+    flags = _cell(",".join(codes), "bold yellow")
+    if any(c in SHORT_FLAGS for c in codes):
+        short[_FLAGS] = _cell(",".join(SHORT_FLAGS.get(c, c) for c in codes), "bold yellow")
+    if event.verdict is None:
+        signature = Text("-")
+    else:
+        style = _VERDICT_STYLE.get(event.verdict, "")
+        signature = _cell(event.verdict_label or event.verdict, style)
+        if signature.plain != event.verdict:  # the word alone: never just the reason
+            short[_SIGNATURE] = _cell(event.verdict, style)
+    extra = (_SIGNATURE,) if event.verdict == "valid" else ()
+    return Row([
         Text(iso_time(event.received_at)[11:19]),
         Text(str(event.attempt) if event.attempt else "-",
              style="bold magenta" if (event.attempt or 0) > 1 else ""),
-        Text(refid),
+        refid,
         _cell(event.from_number or "-"),
         _cell(event.to_number or "-"),
         message,
-        _cell(flags, "bold yellow"),
-        _signature_cell(event, compact),
+        flags,
+        signature,
         Text(str(event.status), style=_status_style(event.status)),
-    ]
+    ], short, extra)
 
 
-def column_widths(rows: list[list[Text]], shown: list[int], width: int, compact: bool
+def column_widths(rows: list[Row], shown: list[int], width: int, compact: bool
                   ) -> dict[int, int]:
-    """Widths of the ``shown`` columns that fit ``width``: each as wide as its widest cell
-    (capped), then message, refid, flags, numbers and signature give way, in ``_SHRINK``'s
-    order."""
-    widths = {}
-    for i in shown:
-        natural = max([len(_name(i, compact)), *(row[i].cell_len for row in rows)])
-        widths[i] = min(natural, _CAPS[i][compact]) if i in _CAPS else natural
-    excess = sum(widths.values()) + _gap(compact) * (len(widths) - 1) - width
-    for i, floor in _SHRINK:
-        if excess <= 0:
+    """Widths of the ``shown`` columns that fit ``width``: time, attempt and status whole;
+    the others their floors, then what is left in ``_GROW``'s order (see there); when even
+    the floors do not fit, columns give way further in ``_SHRINK``'s order."""
+    heading = {i: len(_name(i, compact)) for i in shown}
+    full = {i: min(max([heading[i], *(r.width(i) for r in rows)]), _CAPS.get(i, 10**6))
+            for i in shown}
+    short = {i: min(max([heading[i], *(r.width(i, _SHORT) for r in rows)]), full[i])
+             for i in shown}
+
+    def target(i: int, goal: _Goal, room: int) -> int:
+        if goal == _SHORT:
+            return short[i]
+        if goal == _FULL:
+            return full[i]
+        if isinstance(goal, tuple):  # the widest whole cell that fits, or no growth at all
+            form = _NEED if goal[0] == _NEED else _FULL
+            fits = [w for w in (heading[i], *(min(r.width(i, form), full[i]) for r in rows))
+                    if w <= min(room, goal[1])]
+            return max(fits, default=0)
+        assert isinstance(goal, int)
+        return min(goal, full[i])
+
+    widths = {i: full[i] if i in _FIXED else
+              max(heading[i], min(target(i, _FLOORS[i], 0), full[i])) if i in _FLOORS
+              else full[i] for i in shown}
+    room = width - sum(widths.values()) - _gap(compact) * (len(widths) - 1)
+    for i, goal in _GROW:
+        if room <= 0:
             break
         if i in widths:
-            cut = min(excess, max(widths[i] - floor, 0))
+            grown = min(max(target(i, goal, widths[i] + room), widths[i]), widths[i] + room)
+            room -= grown - widths[i]
+            widths[i] = grown
+    for i, floor in _SHRINK:
+        if room >= 0:
+            break
+        if i in widths:
+            cut = min(-room, max(widths[i] - floor, 0))
             widths[i] -= cut
-            excess -= cut
+            room += cut
     return widths
 
 
@@ -167,8 +240,8 @@ def _tail(cell: Text, width: int) -> Text:
 
 
 def _gap(compact: bool) -> int:
-    """Columns between two cells: the padding either side and box.SIMPLE_HEAD's divider."""
-    return 1 if compact else 3
+    """Blank columns between two cells."""
+    return 1 if compact else 2
 
 
 def _line(text: Text) -> Text:
@@ -198,9 +271,9 @@ def build_view(url: str, stats: ListenStats, events: list[ListenEvent] | deque[L
     if faults:  # so nobody forgets it is on
         parts.append(_line(Text(cell_text(f"fault injection: {faults}"),
                                 style="bold yellow")))
-    rows = [event_row(event, compact) for event in events]
+    rows = [event_row(event) for event in events]
     shown = [i for i in range(len(COLUMNS))
-             if i != _FLAGS or any(row[_FLAGS].plain for row in rows)]
+             if i != _FLAGS or any(row.cells[_FLAGS].plain for row in rows)]
     widths = column_widths(rows, shown, avail, compact)
     # Laid out here, one Text per line, rather than by rich's Table: the columns' widths are
     # known already, and a Table renders every cell through padding and wrapping, which made
@@ -210,8 +283,11 @@ def build_view(url: str, stats: ListenStats, events: list[ListenEvent] | deque[L
     parts.append(_line(_joined(heading, shown, widths, gap)))
     parts.append(_line(Text("─" * (sum(widths[i] for i in shown) + len(gap) * (len(shown) - 1)))))
     for row in rows:
-        row[_FROM], row[_TO] = _tail(row[_FROM], widths[_FROM]), _tail(row[_TO], widths[_TO])
-        parts.append(_line(_joined([row[i] for i in shown], shown, widths, gap)))
+        cells = [row.cell(i, widths[i]) for i in shown]
+        for n, i in enumerate(shown):
+            if i in (_FROM, _TO):
+                cells[n] = _tail(cells[n], widths[i])
+        parts.append(_line(_joined(cells, shown, widths, gap)))
     if not events:
         parts.append(_line(Text("waiting for messages… (Ctrl-C to stop)", style="dim")))
     return Group(Constrain(Group(*parts), avail))
