@@ -7,7 +7,8 @@ minus ``Expect`` (ipsms already holds the whole body), minus ``Content-Encoding`
 decoded the body), minus every claim of the poster about where the request came from
 (``X-Forwarded-*``, ``Forwarded``, ``X-Real-IP``: anyone can send them), plus ipsms's own
 ``X-Forwarded-For`` (its peer's address), ``-Proto`` (its own scheme) and ``-Host`` (the
-``Host`` it was sent).
+``Host`` it was sent). A header of the poster's whose value is not UTF-8 is left out, not sent
+altered (aiohttp's writer would drop its other bytes).
 
 Back to the poster: the app's status, headers (minus hop-by-hop ones) and its whole body,
 read to the end however it was framed (``Content-Length``, chunked, or up to the close) and
@@ -89,10 +90,12 @@ def _hop_free(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def relayed_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """The poster's headers the app gets: without the hop-by-hop ones, ``Expect``,
-    ``Content-Encoding``, and its own ``X-Forwarded-*``, ``Forwarded`` and ``X-Real-IP`` (ipsms
-    cannot tell a proxy it should trust from a poster that lies, so it trusts none)."""
+    ``Content-Encoding``, its own ``X-Forwarded-*``, ``Forwarded`` and ``X-Real-IP`` (ipsms
+    cannot tell a proxy it should trust from a poster that lies, so it trusts none), and any
+    whose bytes are not UTF-8: aiohttp would send them altered, so they are left out."""
     return [(n, v) for n, v in _hop_free(list(headers))
-            if n.lower() not in _NOT_TO_APP and not n.lower().startswith(_FORWARDED_PREFIX)]
+            if n.lower() not in _NOT_TO_APP and not n.lower().startswith(_FORWARDED_PREFIX)
+            and _UNRELAYABLE.search(v) is None]
 
 
 def forwarded_for(headers: Mapping[str, str], remote: str | None, host: str | None,

@@ -418,3 +418,18 @@ async def test_x_forwarded_headers_say_what_ipsms_saw_never_what_the_poster_clai
     assert sorted(sent) == [("x-forwarded-for", "127.0.0.1"), ("x-forwarded-host", "x"),
                             ("x-forwarded-proto", "http")]
 
+
+
+async def test_a_sender_header_that_is_not_utf8_is_left_out_not_sent_altered(
+        tmp_path: Path) -> None:
+    async def ok(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async with app_server(ok) as (url, seen), \
+            running_listener(tmp_path / "u.sqlite3", forward_to=url) as listener:
+        # post() sends header text as latin-1 bytes: \xe9 alone, then é as UTF-8's two bytes
+        answer = await listener.post(BODY, headers="X-Latin: caf\xe9\r\nX-Utf8: caf\xc3\xa9\r\n")
+    assert status_of(answer) == 200
+    [got] = seen
+    sent = {k.lower(): v for k, v in got["headers"]}
+    assert "x-latin" not in sent and sent["x-utf8"] == "café"
