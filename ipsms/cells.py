@@ -17,7 +17,8 @@ stand-in whose width they do agree on:
   skin-tone modifier -> ``�`` (U+FFFD, 1 cell);
 - combining marks: NFC-folded into their letter where Unicode has one; at most
   ``MAX_MARKS`` kept on a letter, the rest dropped; a mark with no letter to sit on is escaped;
-  enclosing marks (the keycap of 1️⃣) and variation selectors are dropped;
+  enclosing marks (the keycap of 1️⃣) and an emoji's presentation selector are dropped (the
+  base keeps its own width; ``printable`` has escaped every other variation selector);
 - characters whose width is not reliable (spacing marks, conjoining jamo, private use,
   unassigned, and everything ``printable`` escapes) -> a ``\\uXXXX`` escape.
 

@@ -7,10 +7,19 @@ the value. Both cost a C-speed pass over the text (``str.translate`` and one reg
 constant replacement), whatever the text holds: a body full of controls must not stall the
 listener.
 
+Invisible characters that are not format controls are escaped too: every Unicode
+"default ignorable" code point (variation selectors, the Mongolian free variation selectors,
+the combining grapheme joiner, the whole tag and variation-selector supplement planes, and
+reserved ones) and the blanks that are letters or symbols (the Hangul fillers U+115F, U+1160,
+U+3164, U+FFA0, the braille blank U+2800, the Khitan filler U+16FE4). A run of variation
+selectors after one character can carry any bytes unseen.
+
 The joiners that build emoji are kept: a ZWJ between two emoji parts (families, professions,
-the rainbow flag), the VS16 selector and the skin-tone modifiers (which are not controls).
-Tag characters are always escaped, subdivision flags included: they are invisible, and a run
-of them can hide text.
+the rainbow flag), one presentation selector (VS16 U+FE0F, or VS15 U+FE0E) right after a
+character that has an emoji form (❤️, the keycap 1️⃣, ☎︎), and the skin-tone modifiers (which
+are not controls). Any other selector is escaped: a second one, one after a letter, and every
+one of U+FE00-FE0D and U+E0100-E01EF. Tag characters are always escaped, subdivision flags
+included: they are invisible, and a run of them can hide text.
 """
 
 from __future__ import annotations
@@ -28,19 +37,25 @@ from ipsms.errors import UsageError
 # Characters that can move the cursor, recolour the terminal, reorder or hide text: C0 and C1
 # controls, DEL, lone surrogates, and every Unicode format control (category Cf: bidi
 # embeddings, overrides and isolates, U+061C, zero-width characters, tags...) plus the line and
-# paragraph separators U+2028/U+2029. tests/test_text_safety.py checks this list against
+# paragraph separators U+2028/U+2029; and what shows nothing though it is no control: every
+# Default_Ignorable_Code_Point of Unicode's DerivedCoreProperties.txt (U+034F, U+115F-1160,
+# U+17B4-17B5, U+180B-180F, U+2065, U+3164, U+FE00-FE0F, U+FFA0, U+FFF0-FFF8, U+E0000-E0FFF)
+# and the blanks U+2800 and U+16FE4. tests/test_text_safety.py checks this list against
 # ``unicodedata`` so a new Unicode version cannot slip a format control past it.
 _RANGES = (
-    (0x00, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), (0x6DD, 0x6DD),
-    (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), (0x200B, 0x200F),
-    (0x2028, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F), (0xD800, 0xDFFF), (0xFEFF, 0xFEFF),
-    (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD), (0x13430, 0x1343F),
-    (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+    (0x00, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x34F, 0x34F), (0x600, 0x605), (0x61C, 0x61C),
+    (0x6DD, 0x6DD), (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x115F, 0x1160),
+    (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x206F),
+    (0x2800, 0x2800), (0x3164, 0x3164), (0xD800, 0xDFFF), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD),
+    (0x13430, 0x1343F), (0x16FE4, 0x16FE4), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
 )
 _UNSAFE = re.compile("[" + "".join(
     re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
     for a, b in _RANGES) + "]")
 ZWJ = 0x200D
+PRESENTATION = (0xFE0E, 0xFE0F)  # VS15 (text) and VS16 (emoji): kept after an emoji base
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
 
 # The parts an emoji ZWJ sequence joins: pictographs, skin tones and VS16 (U+FE0F).
@@ -48,6 +63,13 @@ _EMOJI = ("[\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u2199\u21a9\u21aa\u231a-
           "\u24c2\u25aa-\u27bf\u2934\u2935\u2b05-\u2b55\u3030\u303d\u3297\u3299\ufe0f"
           "\U0001f000-\U0001faff]")
 _LONE_ZWJ = re.compile(f"(?<!{_EMOJI})\u200d|\u200d(?!{_EMOJI})")
+# A presentation selector that follows no character with an emoji form (keycap bases
+# included), or follows an escape this module wrote (``\\u0001`` ends in a digit), or another
+# selector: escaped. The one after ❤ or 1 (of 1️⃣) stays.
+_VS_BASE = _EMOJI.replace("\ufe0f", "")[:-1] + "#*0-9]"
+_AFTER_ESCAPE = r"(?<=\\u[0-9a-f]{4})|(?<=\\U[0-9a-f]{8})"
+_LONE_VS15 = re.compile(f"(?:(?<!{_VS_BASE})|{_AFTER_ESCAPE})\ufe0e")
+_LONE_VS16 = re.compile(f"(?:(?<!{_VS_BASE})|{_AFTER_ESCAPE})\ufe0f")
 # Texts longer than this that hold anything to escape are escaped whole, every non-ASCII
 # character included: one C-speed pass (emoji then show as escapes too). Shorter ones, which
 # is every real SMS, keep their emoji and other text readable.
@@ -55,7 +77,17 @@ CAREFUL_LIMIT = 4096
 
 
 def _code_points() -> list[int]:
-    return [c for a, b in _RANGES for c in range(a, b + 1) if c != ZWJ]
+    return [c for a, b in _RANGES for c in range(a, b + 1)
+            if c != ZWJ and c not in PRESENTATION]
+
+
+def _emoji_parts(text: str) -> str:
+    """``text`` (already translated) with the joiners and selectors no emoji uses escaped."""
+    if "\ufe0f" in text:
+        text = _LONE_VS16.sub(r"\\ufe0f", text)
+    if "\ufe0e" in text:
+        text = _LONE_VS15.sub(r"\\ufe0e", text)
+    return _LONE_ZWJ.sub(r"\\u200d", text) if "\u200d" in text else text
 
 
 @cache
@@ -88,8 +120,7 @@ def printable(text: str) -> str:
         return text
     if len(text) > CAREFUL_LIMIT:  # bounded cost: every non-ASCII character escaped, in C
         return text.encode("unicode_escape").decode("ascii")
-    text = text.translate(_display_table())
-    return _LONE_ZWJ.sub(r"\\u200d", text) if "\u200d" in text else text
+    return _emoji_parts(text.translate(_display_table()))
 
 
 _PARTIAL_ESCAPE = re.compile(r"\\(?:u[0-9a-f]{0,3}|U[0-9a-f]{0,7})?$")
@@ -144,8 +175,7 @@ def dumps(obj: dict[str, Any]) -> str:
         return _ASCII_ENCODER.encode(obj)
     # Inside a JSON document these characters can only stand in strings, so escaping them
     # in the whole line is exact.
-    text = text.translate(_json_table())
-    return _LONE_ZWJ.sub(r"\\u200d", text) if "\u200d" in text else text
+    return _emoji_parts(text.translate(_json_table()))
 
 
 def _finite(value: Any) -> Any:

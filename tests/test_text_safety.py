@@ -68,8 +68,8 @@ def test_printable_output_is_safe_for_any_text(text: str) -> None:
     shown = printable(text)
     shown.encode("utf-8")  # no lone surrogate survives
     for i, ch in enumerate(shown):
-        if _UNSAFE.fullmatch(ch):  # only the joiners and tags that build an emoji remain
-            assert ch == "\u200d" or "\U000e0020" <= ch <= "\U000e007f", (text, shown, i)
+        if _UNSAFE.fullmatch(ch):  # only the joiners and selectors that build an emoji remain
+            assert ch in ("\u200d", "\ufe0e", "\ufe0f"), (text, shown, i)
 
 
 @given(ANY_TEXT)
@@ -109,3 +109,105 @@ async def test_any_text_is_answered_200_recorded_losslessly_and_shown_escaped(
     finally:
         conn.close()
     db.unlink()
+
+
+# -- invisible characters that are not format controls ----------------------------------------
+# Each shows nothing (or a blank) on a terminal; a run of variation selectors after one
+# character can carry any bytes. Every output escapes them as it escapes a format control.
+INVISIBLE = ["\u034f", "\u115f", "\u1160", "\u17b4", "\u180b", "\u180c", "\u180d", "\u180f",
+             "\u2065", "\u2800", "\u3164", "\ufe00", "\ufe0e", "\ufe0f", "\uffa0", "\ufff0",
+             "\U00016fe4", "\U000e0000", "\U000e0041", "\U000e007f", "\U000e0100",
+             "\U000e01ef", "\U000e0fff"]
+SMUGGLED = "😀" + "".join(chr(0xE0100 + b) for b in b"hidden payload")  # bytes in selectors
+EMOJI_KEPT = "❤️ 1️⃣ ☎︎ 🏳️‍🌈"
+
+
+def _escape(ch: str) -> str:
+    return f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
+
+
+def test_invisible_characters_are_escaped_everywhere_but_emoji_keep_their_selector() -> None:
+    from ipsms.cells import cell_text
+
+    for ch in INVISIBLE:
+        text = f"a{ch}b"
+        assert printable(text) == f"a{_escape(ch)}b"
+        line = dumps({"m": text})
+        assert ch not in line and json.loads(line)["m"] == text
+        assert ch not in cell_text(text)
+    assert printable(SMUGGLED) == "😀" + "".join(
+        f"\\U{0xE0100 + b:08x}" for b in b"hidden payload")
+    # One presentation selector after a character with an emoji form is part of the emoji.
+    assert printable(EMOJI_KEPT) == EMOJI_KEPT
+    assert json.loads(dumps({"m": EMOJI_KEPT}))["m"] == EMOJI_KEPT
+    assert "\ufe0f" in dumps({"m": EMOJI_KEPT})
+    assert printable("❤️\ufe0f") == "❤️\\ufe0f"  # a second one carries nothing an emoji needs
+    assert printable("\x01\ufe0f") == "\\u0001\\ufe0f"  # after an escape's digit, too
+    assert cell_text("❤️ 1️⃣") == "❤ 1"  # the live table folds them to the base, as before
+
+
+def _hidden_body() -> bytes:
+    text = "x".join(["hi", *INVISIBLE, SMUGGLED, EMOJI_KEPT])
+    return json.dumps({**VALID, "message": text, "note": text}).encode()
+
+
+def _leaked(output: str) -> list[str]:
+    """The invisible characters ``output`` holds as they are (a selector of an emoji aside)."""
+    found = [ch for ch in INVISIBLE if ch not in ("\ufe0e", "\ufe0f") and ch in output]
+    return found + [f"x{vs}" for vs in ("\ufe0e", "\ufe0f") if f"x{vs}" in output]
+
+
+def test_invisible_characters_reach_no_output_unescaped(tmp_path: Path) -> None:
+    """listen's NDJSON and plain lines, messages list/show (every format) and export (plain and
+    redacted) of a message whose text and extra field hide characters."""
+    import signal
+    import subprocess
+    import urllib.request
+
+    from tests.conftest import ROOT, cli_env, run_ipsms
+    from tests.procs import ListenerProcess
+
+    def post(url: str) -> None:
+        request = urllib.request.Request(url, data=_hidden_body(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+
+    db = tmp_path / "hidden.sqlite3"
+    listener = ListenerProcess(db=db)
+    try:
+        post(listener.url)
+        assert listener.proc.stdout is not None
+        ndjson_line = listener.proc.stdout.readline()  # as printed, not as parsed
+        code, _, _ = listener.stop()
+    finally:
+        listener.kill()
+    assert code == 0
+    plain = subprocess.Popen([sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format",
+                              "plain", "--db", str(tmp_path / "plain.sqlite3")], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=cli_env())
+    try:
+        assert plain.stderr is not None and plain.stdout is not None
+        post(plain.stderr.readline().split("listening on ")[1].split()[0])
+        plain_line = plain.stdout.readline()
+    finally:
+        plain.send_signal(signal.SIGINT)
+        plain.communicate(timeout=15)
+    assert json.loads(ndjson_line)["message"] == json.loads(_hidden_body())["message"]
+    outputs = {"listen json": ndjson_line, "listen plain": plain_line}
+    refid = VALID["refid"]
+    for name, args, tty in [
+            ("list table", ["list"], True), ("list plain", ["list", "--format", "plain"], False),
+            ("list json", ["list", "--format", "json"], False),
+            ("show table", ["show", refid], True),
+            ("show plain", ["show", refid, "--format", "plain"], False),
+            ("show json", ["show", refid, "--format", "json"], False),
+            ("export", ["export"], False), ("export --redact", ["export", "--redact"], False)]:
+        result = run_ipsms("messages", *args, "--db", str(db), tty=tty, columns=200)
+        assert result.returncode == 0, (name, result.stderr)
+        outputs[name] = result.stdout
+    assert "x\\u3164x" in outputs["show json"] and "\\udb40\\udd00" in outputs["export"]
+    assert "❤️" in outputs["listen plain"] and "❤️" in outputs["show plain"]
+    assert {name: _leaked(text) for name, text in outputs.items()} == {
+        name: [] for name in outputs}
