@@ -15,9 +15,9 @@ What the store says was answered is what was answered:
 - A request that waited ``write_timeout`` for its commit is answered 503. If its row reaches
   the store after all, the store is told it was answered 503. A writer that has not finished a
   batch for that long is killed and replaced; one slower than ``STALL_NOTICE`` is reported.
-- What waits for the writer is bounded in bytes (``max_pending``): past it, a request is
-  answered 503 at once instead of being held in memory, and a request answered 503 before its
-  row was sent is dropped.
+- What waits for a writer that is behind is bounded in bytes (``max_pending``): past it, a
+  request is answered 503 at once instead of being held in memory, and a request answered 503
+  before its row was sent is dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -55,8 +56,8 @@ class Recorded:
 WRITE_TIMEOUT = 30.0  # seconds a request waits for its commit before it is answered 503
 RESPAWN_AFTER = 1.0  # seconds between starts of a writer process that cannot open the store
 STALL_NOTICE = 5.0  # seconds a batch may take before the listener says the writer is slow
-MAX_PENDING = 64 * 1024 * 1024  # bytes of rows that may wait for the writer
-MAX_FRAME = 8 * 1024 * 1024  # bytes of rows in one batch (a larger row goes alone)
+MAX_PENDING = 256 * 1024 * 1024  # bytes of rows that may wait for a writer that is behind
+MAX_FRAME = 32 * 1024 * 1024  # bytes of rows in one batch (a larger row goes alone)
 STORE_FAILED = "store_failed"  # the error of a request answered 503 for the store
 
 
@@ -96,6 +97,7 @@ class Recorder:
         # The watchdog's period: a second, or the timeout itself when that is shorter (tests);
         # never below 10 ms, so a timeout of 0 cannot make it spin.
         self._tick = max(0.01, min(1.0, write_timeout, stall_notice))
+        self._lag = min(1.0, stall_notice)  # a batch this old: the writer is behind
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opened = False
         self._closed = False
@@ -167,7 +169,7 @@ class Recorder:
             fut.set_exception(StateError(failure(self.path, exc)))
             return fut
         size = _size(row)
-        if self._pending and self._pending + size > self.max_pending:
+        if self._pending and self._pending + size > self.max_pending and self._lagging():
             fut.set_exception(StateError(
                 f"the message store's writer is behind: {self._pending >> 20} MiB of messages "
                 f"wait for it (the limit is {self.max_pending >> 20} MiB)"))
@@ -182,6 +184,16 @@ class Recorder:
         self._young.append(entry)
         self._kick()
         return fut
+
+    def _lagging(self) -> bool:
+        """Whether the writer is behind: missing, or still on a batch sent a while ago. A
+        burst that a writer keeps up with is not refused for its size alone, nor one whose
+        answer waits for a busy event loop to read it."""
+        writer = self._writer
+        if writer is None:
+            return True
+        return (writer.since is not None and time.monotonic() - writer.since >= self._lag
+                and not writer.answer_waiting())
 
     # -- sending -----------------------------------------------------------------------------
     def _kick(self) -> None:
@@ -491,6 +503,13 @@ class _Writer:
                 self.fatal = payload
             else:
                 self._answered(self, kind, payload)
+
+    def answer_waiting(self) -> bool:
+        """Whether an answer sits in the pipe, unread."""
+        try:
+            return bool(select.select([self._rfd], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
 
     def kill(self) -> None:
         """End a writer that stopped answering; its end of the pipe then says so."""

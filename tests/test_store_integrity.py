@@ -123,13 +123,17 @@ async def test_what_waits_for_a_stalled_writer_is_bounded_in_bytes(tmp_path: Pat
     db = tmp_path / "s.sqlite3"
     notices: list[str] = []
     mib = 1024 * 1024
-    async with Recorder(db, max_pending=8 * mib, notice=notices.append) as recorder:
+    async with Recorder(db, max_pending=8 * mib, stall_notice=0.3,
+                        notice=notices.append) as recorder:
         await recorder.record(request("warm"))
         writer = recorder._writer
         assert writer is not None
         os.kill(writer.proc.pid, signal.SIGSTOP)
         try:
-            big = [recorder.record(request(f"B{i}", os.urandom(mib))) for i in range(20)]
+            first = recorder.record(request("first", os.urandom(mib)))
+            await asyncio.sleep(0.4)  # the writer is now behind
+            big = [first, *(recorder.record(request(f"B{i}", os.urandom(mib)))
+                            for i in range(20))]
             await asyncio.sleep(0.05)
             refused = [f for f in big if f.done()]  # type: ignore[attr-defined]
             assert len(refused) >= 12  # at once, not after a timeout
@@ -272,3 +276,12 @@ async def test_a_store_removed_between_messages_is_there_again_for_readers(
                 break
             await asyncio.sleep(0.05)
         assert stored(db) == []  # an empty store, not "no messages recorded yet"
+
+
+async def test_a_burst_the_writer_keeps_up_with_is_not_refused_for_its_size(
+        tmp_path: Path) -> None:
+    mib = 1024 * 1024
+    async with Recorder(tmp_path / "s.sqlite3", max_pending=4 * mib) as recorder:
+        ok, failed = await settle([recorder.record(request(f"B{i}", os.urandom(mib // 2)))  # type: ignore[misc]
+                                   for i in range(40)])
+    assert failed == [] and len(ok) == 40
