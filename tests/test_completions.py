@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,7 +55,9 @@ def test_the_shipped_bash_script_completes_in_a_real_bash(tmp_path: Path) -> Non
 
 
 def _ipsms_shim(tmp_path: Path) -> tuple[dict[str, str], Path]:
-    """An `ipsms` on PATH that runs this checkout and logs each call (one line per call)."""
+    """An `ipsms` on PATH that runs this checkout and logs each call (one line per call), and
+    a home of the test's own: a shell writes its state there (fish makes ~/.config/fish and
+    ~/.local/share/fish at start-up), never in the real one."""
     import sys
 
     calls = tmp_path / "calls"
@@ -61,11 +65,31 @@ def _ipsms_shim(tmp_path: Path) -> tuple[dict[str, str], Path]:
     shim.parent.mkdir()
     shim.write_text(f"#!/bin/sh\necho call >> {calls}\nexec {sys.executable} -m ipsms \"$@\"\n")
     shim.chmod(0o755)
-    env = cli_env(PATH=f"{shim.parent}:{os.environ['PATH']}", PYTHONPATH=str(ROOT))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in cli_env(PATH=f"{shim.parent}:{os.environ['PATH']}",
+                                    PYTHONPATH=str(ROOT), HOME=str(home)).items()
+           if not k.startswith(("XDG_", "ZDOTDIR"))}
     return env, calls
 
 
-def test_the_shipped_fish_script_completes_with_one_call_per_tab(tmp_path: Path) -> None:
+def _real_home_state() -> dict[str, bool]:
+    """Which of the places shells keep state exist in the real home."""
+    home = Path(os.path.expanduser("~"))
+    return {name: (home / name).exists()
+            for name in (".config/fish", ".local/share/fish", ".zcompdump", ".zsh_history")}
+
+
+@pytest.fixture
+def real_home_untouched() -> Iterator[None]:
+    """The test leaves the real home as it found it (a shell it runs uses the test's home)."""
+    before = _real_home_state()
+    yield
+    assert _real_home_state() == before, "a shell wrote into the real $HOME"
+
+
+def test_the_shipped_fish_script_completes_with_one_call_per_tab(
+        tmp_path: Path, real_home_untouched: None) -> None:
     import shutil
     import subprocess
 
@@ -84,8 +108,8 @@ def test_the_shipped_fish_script_completes_with_one_call_per_tab(tmp_path: Path)
 ZPTY = r"""
 zmodload zsh/zpty
 zpty z 'zsh -f -i'
-zpty -w z 'PS1="> "; fpath=(%(dir)s $fpath); autoload -Uz compinit; compinit -u -D'
-zpty -w -n z $'ipsms mess\t'
+zpty -w z 'PS1="> "; fpath=(%(dir)s $fpath); autoload -Uz compinit; compinit -u -D%(setup)s'
+zpty -w -n z $'%(keys)s\t'
 sleep 3
 zpty -w -n z $'\x03'
 out=""
@@ -95,19 +119,115 @@ zpty -d z
 """
 
 
-def test_the_shipped_zsh_script_completes_on_the_first_tab_from_fpath(tmp_path: Path) -> None:
-    """The README's zsh set-up: `_ipsms` in a directory on $fpath, then compinit. compinit
-    needs `#compdef` on line 1, and the first Tab must complete (not only register)."""
+def _zsh_tab(tmp_path: Path, keys: str, setup: str = "") -> tuple[str, Path]:
+    """What an interactive zsh shows for `keys` and one Tab, with `_ipsms` on $fpath and
+    compinit as the README sets it up (terminal escapes removed), and the shim's call log."""
+    import re
     import shutil
     import subprocess
 
     if shutil.which("zsh") is None:
         pytest.skip("zsh is not installed (apt-get install zsh)")
-    assert (ROOT / "completions" / "_ipsms").read_text().startswith("#compdef ipsms\n")
     env, calls = _ipsms_shim(tmp_path)
     script = tmp_path / "drive.zsh"
-    script.write_text(ZPTY % {"dir": ROOT / "completions"})
+    script.write_text(ZPTY % {"dir": ROOT / "completions", "keys": keys, "setup": setup})
     result = subprocess.run(["zsh", "-f", str(script)], env=env, capture_output=True,
                             text=True, timeout=60, cwd=tmp_path)
-    assert "ipsms messages" in result.stdout.replace("\r", ""), result.stdout[-500:]
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stdout.replace("\r", "")), calls
+
+
+def test_the_shipped_zsh_script_completes_on_the_first_tab_from_fpath(
+        tmp_path: Path, real_home_untouched: None) -> None:
+    """The README's zsh set-up: `_ipsms` in a directory on $fpath, then compinit. compinit
+    needs `#compdef` on line 1, and the first Tab must complete (not only register)."""
+    assert (ROOT / "completions" / "_ipsms").read_text().startswith("#compdef ipsms\n")
+    shown, calls = _zsh_tab(tmp_path, "ipsms mess")
+    assert "ipsms messages" in shown, shown[-500:]
     assert calls.read_text().count("call") == 1
+
+
+def test_zsh_descriptions_keep_their_apostrophes(tmp_path: Path,
+                                                 real_home_untouched: None) -> None:
+    """Typer wrote an apostrophe as '' inside single quotes, which zsh reads as nothing:
+    the list said "IntelePeers API" and "a webhooks signature"."""
+    shown, _ = _zsh_tab(tmp_path, "ipsms ")
+    assert "api-emulator  -- Run a local emulation of IntelePeer's API." in shown, shown[-900:]
+    assert "verify        -- Check a webhook's signature against the secret." in shown
+    assert "set-webhook   -- Point numbers' inbound SMS webhook at a URL." in shown
+    assert "listen        -- Receive webhooks locally: verify, record and show each one." in (
+        shown)
+
+
+def test_zsh_descriptions_survive_every_shell_character(tmp_path: Path,
+                                                        real_home_untouched: None) -> None:
+    """The quoting ipsms's zsh completion writes, read by the real _arguments and _describe:
+    each description is shown as written, whatever characters it holds."""
+    from typer._click.shell_completion import CompletionItem, get_completion_class
+
+    from ipsms.cli import completion
+    from ipsms.cli.app import app_command
+
+    completion.register()
+    zsh = get_completion_class("zsh")
+    assert zsh is not None
+    complete = zsh(app_command(), {}, "ipsms", "_IPSMS_COMPLETE")
+    texts = {"alpha": "It's \"q\" $HOME `c` b\\s a:b *.t ~;&|(x)[y]{z}!",
+             "be:ta": "a\\:b \\\\ end  of\nline"}
+    items = "\n".join(complete.format_completion(CompletionItem(value, help=text))
+                      for value, text in texts.items())
+    (tmp_path / "line.zsh").write_text(f"_arguments '*: :(({items}))'")
+    setup = f"; _tricky() {{ eval \"$(<{tmp_path / 'line.zsh'})\" }}; compdef _tricky tricky"
+    shown, _ = _zsh_tab(tmp_path, "tricky ", setup)
+    assert "alpha  -- It's \"q\" $HOME `c` b\\s a:b *.t ~;&|(x)[y]{z}!" in shown, shown[-500:]
+    assert "be:ta  -- a\\:b \\\\ end of line" in shown
+
+
+def test_fish_descriptions_are_one_line_each(tmp_path: Path, real_home_untouched: None) -> None:
+    """A long help was wrapped onto a second line, which fish took for another candidate and
+    the description was cut."""
+    import shutil
+    import subprocess
+
+    if shutil.which("fish") is None:
+        pytest.skip("fish is not installed (apt-get install fish)")
+    env, _ = _ipsms_shim(tmp_path)
+    script = (f"source {ROOT / 'completions' / 'ipsms.fish'}\n"
+              "complete -C 'ipsms simulate --payl'\n")
+    result = subprocess.run(["fish", "--no-config", "-c", script], env=env, capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "--payload\tA JSON object to start from (- reads stdin); the flags above override its "
+        "fields, extra fields are sent as they are."]
+
+
+README_LINE = re.compile(r"^\| (bash|zsh|fish) \| `([^`]+)`", re.MULTILINE)
+
+
+def test_the_readmes_install_lines_work_in_a_new_home(tmp_path: Path) -> None:
+    """Each shell's line of the README's completion table, run as written in that shell with a
+    home that has none of the shell's directories yet (the fish line wrote into
+    ~/.config/fish/completions without making it)."""
+    import shutil
+    import subprocess
+
+    lines = dict(README_LINE.findall((ROOT / "README.md").read_text()))
+    assert set(lines) == {"bash", "zsh", "fish"}
+    wrote = {"bash": ".bashrc", "zsh": ".zfunc/_ipsms",
+             "fish": ".config/fish/completions/ipsms.fish"}
+    for shell, line in lines.items():
+        if shutil.which(shell) is None:
+            continue
+        where = tmp_path / shell
+        where.mkdir()
+        env, _ = _ipsms_shim(where)
+        home = Path(env["HOME"])
+        flags = {"bash": ["--norc", "--noprofile"], "zsh": ["-f"], "fish": ["--no-config"]}
+        result = subprocess.run([shell, *flags[shell], "-c", line], env=env, cwd=where,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, (shell, line, result.stderr)
+        written = (home / wrote[shell]).read_text()
+        if shell == "bash":
+            assert "_IPSMS_COMPLETE=source_bash ipsms" in written
+        else:
+            assert written == (ROOT / "completions" / SCRIPTS[shell]).read_text()

@@ -6,15 +6,38 @@
   registered itself, so the first Tab completed nothing (click's script has the same fix).
 - fish: Typer's script runs ``ipsms`` twice per Tab (once to ask whether there are completions,
   once for them); this one runs it once and offers file names when ipsms has nothing to offer.
+- descriptions (both): Typer's zsh quoting wrote an apostrophe as ``''``, which zsh reads as
+  nothing inside single quotes ("IntelePeers API"), a double quote as ``""`` and a backslash
+  as nothing; and it rendered each help as rich markup, which wraps a long one onto a second
+  line (fish took it for another completion) and drops ``[...]``. Each description is now the
+  help as one line, quoted for every reader zsh passes it through.
 """
 
 from typing import Any
 
+
+def one_line(text: str) -> str:
+    """A help text as one line. It is plain text, as ``--help`` shows it (the app has no rich
+    markup): Typer's rendering as markup would drop ``[...]`` and wrap at 80 columns."""
+    return " ".join(text.split())
+
+
+def zsh_word(text: str) -> str:
+    r"""``text`` as one word of the ``_arguments '*: :((...))'`` line the zsh script evals,
+    quoted for each reader in turn: ``_describe`` (a backslash escapes, a colon ends the
+    value), the ``eval`` of the inside of ``((...))`` by ``_arguments`` (double quotes), and
+    the script's own ``eval`` of the line (single quotes, an apostrophe as ``'\''``)."""
+    text = text.replace("\\", "\\\\").replace(":", "\\:")
+    for char in '\\"$`':
+        text = text.replace(char, "\\" + char)
+    return '"' + text.replace("'", "'\\''") + '"'
+
+
 ZSH = """#compdef %(prog_name)s
 
 %(complete_func)s() {
-  eval $(env _TYPER_COMPLETE_ARGS="${words[1,$CURRENT]}" %(autocomplete_var)s=complete_zsh \
-%(prog_name)s)
+  eval "$(env _TYPER_COMPLETE_ARGS="${words[1,$CURRENT]}" %(autocomplete_var)s=complete_zsh \
+%(prog_name)s)"
 }
 
 if [[ $zsh_eval_context[-1] == loadautofunc ]]; then
@@ -49,8 +72,16 @@ def register() -> None:
     class Zsh(ZshComplete):
         source_template = ZSH
 
+        def format_completion(self, item: Any) -> str:
+            if item.help:
+                return f"{zsh_word(item.value)}:{zsh_word(one_line(item.help))}"
+            return zsh_word(item.value)
+
     class Fish(FishComplete):
         source_template = FISH
+
+        def format_completion(self, item: Any) -> str:
+            return f"{item.value}\t{one_line(item.help)}" if item.help else str(item.value)
 
         def complete(self) -> Any:
             # One call per Tab: the completions, never the "is there any" question.
