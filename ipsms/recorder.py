@@ -282,6 +282,7 @@ class Recorder:
 
     def _outcome(self, entry: _Entry, outcome: Any) -> None:
         self._release(entry)
+        entry.row = None  # the watchdog keeps the entry a while: not its body
         fut = entry.fut
         if isinstance(outcome, str):  # not written
             if not fut.done():

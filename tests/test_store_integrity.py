@@ -284,4 +284,7 @@ async def test_a_burst_the_writer_keeps_up_with_is_not_refused_for_its_size(
     async with Recorder(tmp_path / "s.sqlite3", max_pending=4 * mib) as recorder:
         ok, failed = await settle([recorder.record(request(f"B{i}", os.urandom(mib // 2)))  # type: ignore[misc]
                                    for i in range(40)])
+        # Nothing of a written row stays in memory, though the watchdog keeps its entry.
+        kept = [entry for bucket in [*recorder._ages, recorder._young] for entry in bucket]
+        assert len(kept) == 40 and all(entry.row is None for entry in kept)
     assert failed == [] and len(ok) == 40
