@@ -62,7 +62,8 @@ class ListenStats:
 
     def summary(self) -> str:
         text = (f"{self.received} received, {self.accepted} accepted, {self.rejected} rejected, "
-                f"{self.bad_signatures} bad signatures, {self.retries} retries")
+                f"{self.bad_signatures} bad signature{'' if self.bad_signatures == 1 else 's'}, "
+                f"{self.retries} {'retry' if self.retries == 1 else 'retries'}")
         if self.unrecorded:
             text += (f"; {self.unrecorded} rejected requests not recorded (more than 200 a "
                      "second)")

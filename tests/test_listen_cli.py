@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import sqlite3
@@ -54,7 +55,7 @@ def test_seed_message_end_to_end(listener: ListenerProcess, tmp_path: Path) -> N
     code, out, err = listener.stop()
     assert code == 0
     assert "SECRET CODE" not in out
-    assert "2 received, 2 accepted, 0 rejected, 0 bad signatures, 1 retries" in err
+    assert "2 received, 2 accepted, 0 rejected, 0 bad signatures, 1 retry" in err
     conn = store.connect(tmp_path / "m.sqlite3", create=False)
     rows = store.attempts_for(conn, "ABCDEF1234567890ABCDEF1234567890")
     assert [r.attempt for r in rows] == [1, 2]
@@ -73,7 +74,7 @@ def test_bad_input_is_answered_shown_and_the_listener_survives(
     assert post(listener.url, SEED)[0] == 200
     code, _, err = listener.stop(signal.SIGTERM)
     assert code == 0
-    assert "4 received, 1 accepted, 3 rejected, 1 bad signatures" in err
+    assert "4 received, 1 accepted, 3 rejected, 1 bad signature," in err
 
 
 def test_request_in_flight_finishes_on_sigterm(listener: ListenerProcess, tmp_path: Path) -> None:
@@ -321,3 +322,32 @@ def test_junk_is_stored_cut_to_64_kib_with_its_size_and_hash(
     assert len(row.body) == 64 * 1024 and row.body_size == 900_000 and row.body_truncated
     import hashlib
     assert row.body_sha256 == hashlib.sha256(junk).hexdigest()
+
+
+@pytest.mark.parametrize("own_db", [False, True], ids=["default store", "--db"])
+def test_the_summary_names_the_store_and_the_command_that_reads_it(
+        tmp_path: Path, ipsms_home: Path, own_db: bool) -> None:
+    """The exit summary says where the requests went, and its command, run as printed,
+    lists them (with --db when the store is not the default one)."""
+    import shlex
+
+    db = tmp_path / "my store.sqlite3" if own_db else None
+    proc = ListenerProcess("--secret", "SECRET CODE", db=db)
+    try:
+        assert post(proc.url, SEED.replace(b"SECRET CODE", b"secret code"))[0] == 403
+        code, _, err = proc.stop()
+    finally:
+        proc.kill()
+    assert code == 0
+    assert "1 received, 0 accepted, 1 rejected, 1 bad signature, 0 retries" in err
+    path = db or ipsms_home / "ipsms.sqlite3"
+    found = re.search(r"^ipsms listen: the requests are recorded in (.+); `(.+)` shows them$",
+                      err, re.MULTILINE)
+    assert found is not None, err
+    assert found.group(1) == str(path)
+    command = shlex.split(found.group(2))
+    assert command[:3] == ["ipsms", "messages", "list"]
+    assert ("--db" in command) is own_db
+    listed = run_ipsms(*command[1:], "--format", "plain")
+    assert listed.returncode == 0, listed.stderr
+    assert "403 #1 ABCDEF1234567890ABCDEF1234567890" in listed.stdout

@@ -156,3 +156,46 @@ def test_live_table_shows_messages_and_stops_on_ctrl_c(session: str) -> None:
     screen = wait_for(session, r"EXITED=\d+")
     assert "EXITED=0" in screen
     assert "stopped. 2 received, 2 accepted" in screen
+
+
+def test_the_start_lines_survive_a_resize_and_ctrl_c_says_where_the_records_are(
+        tmp_path: Path, ipsms_home: Path) -> None:
+    """What `listen` said before the table (where it listens, records, the secret) is still
+    on screen after the terminal is resized, and the Ctrl-C summary names the store and the
+    command that reads it."""
+    name = f"ipsms-resize-{os.getpid()}-{tmp_path.name}"
+    start_listen(name, ipsms_home, 120, 24)
+    store = ipsms_home / "ipsms.sqlite3"
+    try:
+        screen = wait_for(name, r"ipsms listen http://127\.0\.0\.1:\d+/")
+        found = re.search(r"(http://127\.0\.0\.1:\d+/)", screen)
+        assert found is not None
+        url = found.group(1)
+        for _ in range(2):
+            post(url, {"refid": "R" * 32, "from": "+13035550100", "to": "+13038675309",
+                       "message": "hello", "signature": "SECRET CODE"})
+        wait_for(name, r"retries 1")
+        for width in (70, 100, 60, 120):
+            tmux("resize-window", "-t", name, "-x", str(width), "-y", "24")
+            time.sleep(1.0)
+            check_screen(name, width, history=False)
+            screen = tmux("capture-pane", "-p", "-J", "-t", name)
+            assert screen.count("ipsms listen: listening on") == 1, screen
+            said = squeezed(screen)  # the lines as wrapped at this width, rejoined
+            assert squeezed(f"signature mode auto; recording to {store}") in said, screen
+            assert sum("R" * 8 in line for line in screen.splitlines()) == 2, screen
+        tmux("send-keys", "-t", name, "C-c")
+        screen = wait_for(name, r"EXITED=\d+")
+        joined = squeezed(tmux("capture-pane", "-p", "-J", "-t", name))
+        assert "EXITED=0" in screen
+        summary = "2 received, 2 accepted, 0 rejected, 0 bad signatures, 1 retry"
+        assert squeezed(summary) in joined
+        assert squeezed(f"the requests are recorded in {store}; `ipsms messages list` shows "
+                        "them") in joined
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+
+
+def squeezed(text: str) -> str:
+    """``text`` without its blanks and line breaks: the same whatever width wrapped it."""
+    return "".join(text.split())

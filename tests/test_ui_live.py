@@ -276,6 +276,37 @@ def test_a_resized_terminal_is_cleared_before_the_redraw() -> None:
     assert buf.getvalue().count("\x1b[2K") == 30  # ...then redrawn in place again
 
 
+def test_the_lines_above_the_table_are_drawn_again_after_a_resize() -> None:
+    """The start lines (where it listens and records) were printed above the table; a resize
+    blanks the screen, so from then on every frame draws them first, and the table leaves
+    them their lines."""
+    from ipsms.ui.live import LiveView
+
+    said = ["ipsms listen: listening on http://127.0.0.1:8765/ (any path, POST)",
+            "ipsms listen: no secret: signatures are not checked; recording to /home/u/"
+            + "very-long-directory-name/" * 2 + "ipsms.sqlite3"]
+    buf = io.StringIO()
+    console = Console(file=buf, width=160, height=16, force_terminal=True)
+    view = LiveView(console, "http://127.0.0.1:8765/", ListenStats(), preamble=said)
+    for i in range(20):
+        view(event(f"message number {i}"))
+    console.print(view.render())
+    first = buf.getvalue()
+    assert "listening on" not in first  # already on screen, printed before the table
+    assert first.count("message number") == 16 - 5 - 2  # the two lines keep their place
+    for width in (60, 60):  # the resize, then a frame at the same size
+        console.width = width
+        start = len(buf.getvalue())
+        console.print(view.render())
+        lines = buf.getvalue()[start:].splitlines()
+        top = next(n for n, line in enumerate(lines) if "rcvd" in line)  # the header
+        above = "".join("".join(lines[:top]).split()).replace("\x1b[0m", "")
+        assert above.endswith("".join("".join(said).split())), lines[:top]  # all of it
+        assert top > 2  # wrapped at 60 columns: more lines than at 160...
+        rows = sum("ABCDEF12" in line for line in lines)
+        assert rows == 16 - 5 - top  # ...which the table leaves them
+
+
 def test_an_idle_listener_does_not_redraw() -> None:
     """A full table costs tens of ms to draw: nothing new, nothing drawn."""
     from ipsms.ui.live import REFRESH_PER_SECOND, LiveView

@@ -221,6 +221,8 @@ def listen(
     """Receive IntelePeer webhooks on a local port: verify, record and show each one."""
     import secrets
 
+    _said.clear()
+
     from ipsms.delivery import validate_url
     from ipsms.faults import Faults
     from ipsms.home import default_db_path
@@ -272,16 +274,35 @@ def listen(
     stats = run_with_loop(_serve(config, host, port, db_path, fmt, lease, tunnel_config,
                                  loop_name), loop.value)
     err(f"ipsms listen: stopped. {stats.summary()}")
+    err(f"ipsms listen: the requests are recorded in {db_path}; `{_reader(db_path)}` shows "
+        "them")
+
+
+def _reader(db_path: Path) -> str:
+    """The command that lists what was recorded in ``db_path``."""
+    import shlex
+
+    from ipsms.home import default_db_path
+
+    if db_path == default_db_path():
+        return "ipsms messages list"
+    return f"ipsms messages list --db {shlex.quote(str(db_path))}"
+
+
+# The stderr lines said since this listen started (until its live table takes the screen):
+# the table keeps them on screen, and draws them again after a resize blanked it.
+_said: list[str] = []
 
 
 def err(line: str, *, always: bool = False) -> None:
     """A line on stderr (``--quiet`` hides it unless ``always``: errors, and why the listener
     stopped); a terminal that went away (SIGHUP) must not stop the clean-up."""
+    env = current()
+    if env.quiet and not always:
+        return
     with contextlib.suppress(OSError, ValueError):
-        if always:
-            current().err(line)
-        else:
-            current().notice(line)
+        env.err(line)
+        _said.append(line)
 
 
 def _lease_options(numbers: list[str], public_url: str | None, restore_to: str | None,
@@ -383,6 +404,8 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
                 warn_cpaas_once(lease.settings.base_url, lease.auth, "listen")
         if view is not None:
             view.url = view.url or local_url
+            if env.stderr_isatty:  # the lines above the table, on the same terminal
+                view.preamble = list(_said)
             view.start()
 
     import asyncio

@@ -349,10 +349,15 @@ class LiveView:
     costs no extra redraws, and an idle listener none)."""
 
     def __init__(self, console: Console, url: str, stats: ListenStats,
-                 max_rows: int = MAX_ROWS, *, faults: str | None = None) -> None:
+                 max_rows: int = MAX_ROWS, *, faults: str | None = None,
+                 preamble: list[str] | None = None) -> None:
         self.console = console
         self.url = url
         self.faults = faults  # what fault injection does, shown in the header while it is on
+        # The lines printed above the table before it started (where it listens and records,
+        # warnings): kept on screen, and drawn again after a resize blanked the screen.
+        self.preamble = preamble or []
+        self._redrawn = False  # a resize blanked the screen: the preamble is in every frame
         self.stats = stats
         self.rows: deque[ListenEvent] = deque(maxlen=max_rows)
         self._size: tuple[int, int] | None = None  # the terminal's size at the last redraw
@@ -369,19 +374,36 @@ class LiveView:
     def render(self) -> Group:
         width, height = self.console.size
         self._drawn = self._version
-        fit = max(height - CHROME_LINES, 3)
+        resized = self._size is not None and self._size != (width, height)
+        self._size = (width, height)
+        self._redrawn = self._redrawn or resized
+        preamble = self._preamble(width) if self._redrawn else []
+        # The lines above the table stay on screen: as many lines as they take are not rows.
+        above = len(preamble) if self._redrawn else sum(
+            max(1, -(-Text(line).cell_len // width)) for line in self.preamble)
+        fit = max(height - CHROME_LINES - above, 3)
         # A copy first: this runs on rich's refresh thread while the event loop appends, and
         # iterating the deque itself in Python would fail with "deque mutated during
         # iteration" (seen under load); ``list(deque)`` copies in C, holding the GIL.
         rows = list(self.rows)[-fit:]
         view = build_view(self.url, self.stats, rows, width, faults=self.faults)
-        resized = self._size is not None and self._size != (width, height)
-        self._size = (width, height)
         if resized:
             # The terminal rewrapped what was drawn, so rich's "cursor up N lines" no longer
-            # reaches the top of the old table: blank the screen and redraw from its top.
-            return Group(blank_screen(height), view)
-        return view
+            # reaches the top of the old table: blank the screen and redraw from its top,
+            # the lines that were above the table included.
+            return Group(blank_screen(height), *preamble, view)
+        return Group(*preamble, view) if preamble else view
+
+    def _preamble(self, width: int) -> list[Text]:
+        """The preamble as this view draws it after a resize: wrapped at the table's width,
+        one ``Text`` per screen line."""
+        lines: list[Text] = []
+        for line in self.preamble:
+            lines += Text(cell_text(line), overflow="fold").wrap(
+                self.console, max(width - SAFETY_MARGIN, 20))
+        for text in lines:
+            text.no_wrap = True
+        return lines
 
     def __call__(self, event: ListenEvent) -> None:
         self.rows.append(event)
