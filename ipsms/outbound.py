@@ -27,8 +27,9 @@ from urllib.parse import urlencode
 from ipsms import defaults
 from ipsms.delivery import Delivery
 from ipsms.errors import UsageError, setting
-from ipsms.inbound import FORM_TYPE, JSON_TYPE, REFID_LENGTH
+from ipsms.inbound import FORM_TYPE, JSON_TYPE, REFID_LENGTH, BodyError, parse_message
 from ipsms.numbers import check_number
+from ipsms.request import is_request_line, line_body
 from ipsms.signature import DEFAULT_VARIANT, Mode, Variant, sign
 
 # Settings named in errors; the CLI words them as its flags.
@@ -95,7 +96,10 @@ class OutboundMessage:
 
 
 def load_payload(source: str, stdin: TextIO) -> dict[str, Any]:
-    """Read ``--payload FILE`` or ``--payload -`` (stdin): one JSON object."""
+    """Read ``--payload FILE`` or ``--payload -`` (stdin): one JSON object, the fields to
+    start from. A request line ipsms wrote (``ipsms messages export``) stands for the message
+    it recorded: its fields are those of its exact body, parsed as the listener and ``ipsms
+    verify`` parse it, not the line's own keys."""
     where = "stdin" if source == "-" else source
     try:
         text = stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
@@ -107,6 +111,11 @@ def load_payload(source: str, stdin: TextIO) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if exc.msg == "Extra data" and len(lines) > 1 and _is_object(lines[0]):
+            raise UsageError(f"{_PAYLOAD} {where} holds {len(lines)} lines: it takes one "
+                             "message", hint="pick one line, e.g. `grep REFID | head -1` "
+                             "(a refid retried has a line per attempt)") from None
         raise UsageError(f"{_PAYLOAD} {where} is not valid JSON: {exc.msg} at line "
                          f"{exc.lineno} column {exc.colno}",
                          hint='give a JSON object such as {"message": "hi"}') from None
@@ -115,7 +124,48 @@ def load_payload(source: str, stdin: TextIO) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError(f"{_PAYLOAD} {where} is a JSON {_json_type(data)}, not an object",
                          hint='give a JSON object such as {"message": "hi"}')
+    if is_request_line(data):
+        return recorded_fields(data, f"{_PAYLOAD} {where}")
     return data
+
+
+def recorded_fields(line: dict[str, Any], where: str) -> dict[str, Any]:
+    """The fields of the message a request line recorded, from its exact body; a
+    ``UsageError`` saying why when the line cannot give them (the same lines ``ipsms verify``
+    cannot check)."""
+    refid = line.get("refid")
+    replay = f"ipsms replay {refid}" if isinstance(refid, str) else "ipsms replay REFID"
+    if line.get("redacted") is True:
+        raise UsageError(f"{where} is a line of a redacted export: its numbers, text and "
+                         "signature are masked", hint=f"export without {setting('redact')}, "
+                         f"or deliver the recorded message again: {replay}")
+    if refid is None:
+        raise UsageError(f"{where} is a request the listener rejected "
+                         f"({line.get('error') or 'no message'}): it holds no "
+                         "message to send", hint="give a line of an accepted message")
+    try:
+        body = line_body(line)
+    except ValueError:
+        raise UsageError(f"{where}: its body_base64 is not valid base64") from None
+    masked = line.get("signature_masked") is True and line.get("signature") is not None
+    if body is None or masked:
+        raise UsageError(f"{where} is a line without the message's body or signature (a "
+                         "line of `ipsms listen`, `messages list` or `messages show`)",
+                         hint="use its line of `ipsms messages export`, or deliver the "
+                         f"recorded message again: {replay}")
+    try:
+        message = parse_message(body, line.get("content_type"))
+    except BodyError as exc:
+        raise UsageError(f"{where} records a body that is not an IntelePeer message: "
+                         f"{exc.detail}") from None
+    return dict(message.fields or {})
+
+
+def _is_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
 class PayloadTemplate:

@@ -138,6 +138,23 @@ class Request:
         }
 
 
+def is_request_line(doc: dict[str, Any]) -> bool:
+    """Whether a JSON object is a request line ipsms wrote (``to_dict``: ``messages export``,
+    ``messages list`` and ``show``, ``listen`` in JSON), read back by ``verify`` and by
+    ``simulate --payload``."""
+    return doc.get("type") == "request" and "received_at" in doc
+
+
+def line_body(doc: dict[str, Any]) -> bytes | None:
+    """The body a request line carries (``body`` as UTF-8, or ``body_base64``), or None when
+    it carries none (``listen``, ``messages list``). ``ValueError`` for base64 that is not."""
+    if isinstance(doc.get("body"), str):
+        return str(doc["body"]).encode("utf-8", "surrogatepass")
+    if doc.get("body_base64") is None:
+        return None
+    return base64.b64decode(str(doc["body_base64"]), validate=True)
+
+
 def _body_forms(body: bytes, secret: str | None, masked: str | None
                 ) -> tuple[str | None, str | None]:
     """``(text, None)`` for a UTF-8 body, ``(None, base64)`` otherwise; with ``secret`` its

@@ -196,9 +196,10 @@ def test_fish_descriptions_are_one_line_each(tmp_path: Path, real_home_untouched
     result = subprocess.run(["fish", "--no-config", "-c", script], env=env, capture_output=True,
                             text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        "--payload\tA JSON object to start from (- reads stdin); the flags above override its "
-        "fields, extra fields are sent as they are."]
+    [line] = result.stdout.splitlines()
+    assert line.startswith("--payload\tA JSON object to start from (- reads stdin)")
+    assert line.endswith("; the flags above override its fields, extra fields are sent as they "
+                         "are.")
 
 
 README_LINE = re.compile(r"^\| (bash|zsh|fish) \| `([^`]+)`", re.MULTILINE)

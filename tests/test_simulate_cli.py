@@ -104,6 +104,52 @@ async def test_payload_from_stdin_form_encoded_with_flag_overrides() -> None:
                                        b"&to=1-1234&message=from+stdin&campaign=spring")
 
 
+async def test_an_exported_line_as_payload_sends_the_recorded_message(tmp_path: Path) -> None:
+    """`ipsms messages export | grep REFID | ipsms simulate --payload -`: the message sent is
+    the one recorded (its fields, signature included), not the export line with its
+    `received_at`, `headers`... as extra fields; the lines `ipsms verify -` cannot use are
+    refused with what to use instead."""
+    db = tmp_path / "db.sqlite3"
+    extra = json.dumps({"message": "recorded text", "campaign": "spring"})
+    async with running_listener(db, secret="s3cret") as listener:
+        first = await simulate(f"http://127.0.0.1:{listener.port}/sms", "--secret", "s3cret",
+                               "--payload", "-", input=extra)
+        assert first.returncode == 0, first.stderr
+    recorded = store_body(db)
+    [line] = run_ipsms("messages", "export", "--db", str(db)).stdout.splitlines()
+    assert run_ipsms("verify", "-", "--secret", "s3cret", input=line).returncode == 0
+    async with ScriptedServer(replies(then=200)) as server:
+        again = await simulate(server.url(), "--payload", "-", "--format", "json", input=line)
+        changed = await simulate(server.url(), "--payload", "-", "--message", "new text",
+                                 "--format", "json", input=line)
+    assert again.returncode == changed.returncode == 0, again.stderr + changed.stderr
+    sent, overridden = (json.loads(r.body) for r in server.received)
+    assert sent == json.loads(recorded)  # the same fields, in the same order
+    assert list(sent) == ["refid", "from", "to", "message", "campaign", "signature"]
+    assert overridden == {**sent, "message": "new text"}
+
+    listed = run_ipsms("messages", "list", "--db", str(db)).stdout.strip()
+    redacted = run_ipsms("messages", "export", "--redact", "--db", str(db)).stdout.strip()
+    for text, words in ((listed, "is a line without the message's body or signature"),
+                        (redacted, "is a line of a redacted export"),
+                        (line + "\n" + line + "\n", "holds 2 lines: it takes one message")):
+        result = await simulate("http://127.0.0.1:9/", "--payload", "-", input=text)
+        assert result.returncode == ExitCode.USAGE, result.stderr
+        assert result.stderr.startswith(f"ipsms: error: --payload stdin {words}"), result.stderr
+    assert "use its line of `ipsms messages export`, or deliver the recorded message again: " \
+        f"ipsms replay {sent['refid']}" in (await simulate(
+            "http://127.0.0.1:9/", "--payload", "-", input=listed)).stderr
+
+
+def store_body(db: Path) -> bytes:
+    conn = store.connect(db, create=False)
+    try:
+        [row] = list(store.iter_all(conn))
+        return row.body
+    finally:
+        conn.close()
+
+
 async def test_invalid_numbers_exit_2_unless_allowed() -> None:
     async with ScriptedServer(replies(then=200)) as server:
         bad = await simulate(server.url(), "--from", "+7708675309")

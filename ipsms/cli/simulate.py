@@ -52,8 +52,9 @@ def simulate(
     refid: Annotated[str | None, typer.Option(
         show_default="a fresh random 32-character id", help="Message id.")] = None,
     payload: Annotated[str | None, typer.Option(
-        metavar="FILE|-", help="A JSON object to start from (- reads stdin); the flags "
-        "above override its fields, extra fields are sent as they are.")] = None,
+        metavar="FILE|-", help="A JSON object to start from (- reads stdin), or a line of "
+        "`ipsms messages export` (the message it recorded); the flags above override its "
+        "fields, extra fields are sent as they are.")] = None,
     form: Annotated[bool, typer.Option(
         "--form", help="Send application/x-www-form-urlencoded instead of JSON.")] = False,
     allow_invalid: Annotated[bool, typer.Option(
