@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ipsms import store
-from tests.conftest import cli_env, run_ipsms
+from tests.conftest import ROOT, cli_env, run_ipsms
 from tests.procs import ListenerProcess
 
 SEED = (b'{"refid": "ABCDEF1234567890ABCDEF1234567890", "from": "+7708675309", '
@@ -351,3 +351,32 @@ def test_the_summary_names_the_store_and_the_command_that_reads_it(
     listed = run_ipsms(*command[1:], "--format", "plain")
     assert listed.returncode == 0, listed.stderr
     assert "403 #1 ABCDEF1234567890ABCDEF1234567890" in listed.stdout
+
+
+def test_a_reader_that_goes_away_stops_the_listener_without_a_request(tmp_path: Path) -> None:
+    """`ipsms listen | head -1`: once head has its line and exits, the listener notices at
+    once (no request needed to find the pipe closed), stops cleanly, frees its port and
+    exits 0."""
+    import os
+    import shlex
+
+    line = (f"{shlex.quote(sys.executable)} -m ipsms listen --port 0 --db "
+            f"{shlex.quote(str(tmp_path / 'h.db'))} | head -1")
+    proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", line], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=cli_env(),
+                            start_new_session=True)
+    started = time.monotonic()
+    try:
+        out, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError("the listener was still running 10 s after head exited") from None
+    assert time.monotonic() - started < 5
+    assert proc.returncode == 0, err  # the listener's exit status, through pipefail
+    ready = json.loads(out)
+    assert ready["type"] == "listening"
+    assert "stdout was closed; stopping" in err and "ipsms listen: stopped. 0 received" in err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    with socket.socket() as sock:  # the port is free again
+        sock.bind(("127.0.0.1", ready["port"]))

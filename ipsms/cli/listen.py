@@ -53,7 +53,8 @@ EPILOG = epilog("IPSMS_SECRET=... ipsms listen --port 8765",
                 "ipsms simulate http://127.0.0.1:8765/   # in another terminal",
                 "ipsms listen --tunnel --set-webhook +13038675309",
                 "ipsms listen --forward-to http://127.0.0.1:3000/sms --format json | jq .",
-                exit_codes=((0, "stopped by Ctrl-C, SIGTERM or SIGHUP"), help_text.USAGE,
+                exit_codes=((0, "stopped by Ctrl-C, SIGTERM, SIGHUP or a closed stdout"),
+                            help_text.USAGE,
                             (3, "the message store cannot be used"),
                             (4, "the port is busy or the host cannot be bound"),
                             (9, "the ngrok tunnel failed")))
@@ -402,6 +403,8 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
                 from ipsms.cli.set_webhook import warn_cpaas_once
 
                 warn_cpaas_once(lease.settings.base_url, lease.auth, "listen")
+        if lines is not None and _is_pipe(env.stdout):
+            watch.append(asyncio.ensure_future(_watch_reader(lines)))
         if view is not None:
             view.url = view.url or local_url
             if env.stderr_isatty:  # the lines above the table, on the same terminal
@@ -488,6 +491,38 @@ def _report(results: "list[ChangeResult]", lines: "StreamSink | None") -> None:
 
         raise ApiError("no number's webhook could be pointed at the listener",
                        hint="see the reasons above")
+
+
+READER_POLL = 0.2  # seconds between looks at whether stdout's reader went away
+
+
+def _is_pipe(stream: object) -> bool:
+    """Whether ``stream`` is a pipe or a socket: a reader that can go away."""
+    import stat
+
+    try:
+        mode = os.fstat(stream.fileno()).st_mode  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):  # an in-memory stream (tests)
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+async def _watch_reader(lines: "StreamSink") -> None:
+    """Stop as soon as stdout's reader goes away (``ipsms listen | head -1`` once head has
+    its line), not at the next request's write: until then the port would stay bound by a
+    listener nobody reads. Linux reports POLLERR (POLLHUP for a socket) on such a stdout."""
+    import asyncio
+    import errno
+    import select
+
+    fd = lines.stream.fileno()
+    poller = select.poll()
+    poller.register(fd, 0)  # no events asked: only errors and hang-ups are reported
+    while not lines.closed:
+        await asyncio.sleep(READER_POLL)
+        if any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0)):
+            # As a write would have found it: the sink stops and calls _stdout_closed.
+            lines.failed(BrokenPipeError(errno.EPIPE, "stdout's reader went away"), 0)
 
 
 def _stdout_closed(server: "ListenServer") -> None:
