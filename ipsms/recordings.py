@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode
 
 from ipsms import defaults, store
 from ipsms.errors import NotFoundError, UsageError
@@ -371,13 +371,18 @@ def export_dict(row: Request, *, redact: bool = False) -> dict[str, Any]:
 #   ``[redacted N chars]``; the signature is masked.
 # - ``fields`` and ``body``: the same by field name (``from``, ``to``, ``message``,
 #   ``signature``); every other value and field name has phone-like runs masked and any copy
-#   of the numbers or the text replaced. A body that cannot be read as fields is replaced whole.
-# - The free text ipsms or the sender wrote: ``path`` (its query string field by field, like a
-#   form body), header names and values, ``verdict_detail``, ``flags[].detail``,
-#   ``error_detail``, ``forward.url`` and ``forward.detail``: copies of the numbers and text
-#   (raw, quoted with repr, JSON- or URL-escaped) replaced, then every phone-like run masked.
-#   A flag's "try +17708675309" is a number the message never held, so the run masking is
-#   what catches it.
+#   of the numbers or the text replaced; a JSON number that reads as a phone number
+#   (``"callback": 13035550100``) becomes its masked text (``"1********00"``), other numbers
+#   keep their value and type. A body that cannot be read as fields is replaced whole.
+# - The free text ipsms or the sender wrote: ``method``, ``path`` (its query string field by
+#   field, like a form body), header names and values, ``content_type``, ``verdict_detail``,
+#   ``flags[].detail``, ``error_detail``, ``forward.url`` and ``forward.detail``: copies of
+#   the numbers and text (raw, quoted with repr, JSON- or URL-escaped) replaced, then every
+#   phone-like run masked (``redact.redact_numbers_in``: any dash, space, dot, slash...,
+#   invisible characters skipped). A flag's "try +17708675309" is a number the message never
+#   held, so the run masking is what catches it. A path or URL whose %XX escapes spell a
+#   number (``/sms/%2B1%20303%20555%200100``, escaped twice too) is redacted as what they
+#   spell, and escaped again.
 # - ``forward.body_preview`` (the app's answer may quote anything) is replaced whole, and
 #   ``body_sha256`` is null: a hash of a short body lets anyone confirm a guessed number.
 # - Kept: ``refid`` (so lines can be matched with IntelePeer's), ``remote`` (the address of
@@ -400,8 +405,10 @@ def redacted_dict(row: Request) -> dict[str, Any]:
     out["to"] = None if row.to_number is None else redact_number(row.to_number)
     out["message"] = None if row.message is None else redacted_text(row.message)
     out["fields"] = None if row.fields is None else red.fields(row.fields)
+    out["method"] = redact_numbers_in(row.method)
     out["path"] = red.target(row.path)
     out["headers"] = [(red.text(k), red.text(v)) for k, v in row.headers]
+    out["content_type"] = red.opt(row.content_type)
     out["body_sha256"] = None
     out["verdict_detail"] = red.opt(row.verdict_detail)
     out["flags"] = [{**f, "detail": red.text(f.get("detail") or "")} for f in row.flags or []]
@@ -459,17 +466,33 @@ class _Redactor:
         return text if not isinstance(text, str) else self.text(text)
 
     def target(self, target: str) -> str:
-        """A request target or URL: its query string redacted field by field."""
+        """A request target or URL: its query string redacted field by field, and what its
+        %XX escapes spell redacted too (``/sms/%2B1%20303%20555%200100``)."""
         base, sep, query = target.partition("?")
         if not sep:
-            return self.text(target)
+            return self._url_part(target)
         try:
-            pairs = parse_qsl(query, keep_blank_values=True, errors="strict")
+            pairs = parse_qsl(query, keep_blank_values=True, errors="surrogatepass")
         except (ValueError, UnicodeDecodeError):
-            return self.text(base) + "?" + self.text(query)
-        return self.text(base) + "?" + self._form(pairs)
+            return self._url_part(base) + "?" + self._url_part(query)
+        return self._url_part(base) + "?" + self._form(pairs)
+
+    def _url_part(self, raw: str) -> str:
+        """``raw`` redacted as text, or, when what its escapes spell (escapes of escapes
+        included) holds something to redact, that unescaped form redacted and escaped again
+        (once): masking the escaped form could leave digits between the escapes."""
+        if "%" not in raw:
+            return self.text(raw)
+        unescaped = _unescaped(raw)
+        masked = self.text(unescaped)
+        return self.text(raw) if masked == unescaped else _escaped(masked)
 
     def value(self, key: str, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            # A JSON number is its digits: "callback": 13035550100 is a phone number.
+            written = json.dumps(value)
+            masked = self.text(written)
+            return value if masked == written else masked
         if isinstance(value, str):
             if key in ("from", "to"):
                 return redact_number(value)
@@ -492,9 +515,10 @@ class _Redactor:
                 for k, v in fields.items()}
 
     def _form(self, pairs: list[tuple[str, str]]) -> str:
-        # '*' is left as is: "+1*******09" stays readable in a query string.
+        # '*' is left as is: "+1*******09" stays readable in a query string. A lone
+        # surrogate (real SMS data) is written as the bytes the listener read it from.
         return urlencode([(k if k in KNOWN_FIELDS else self.text(k), self.value(k, v))
-                          for k, v in pairs], safe="*")
+                          for k, v in pairs], safe="*", errors="surrogatepass")
 
     def body(self, body: bytes, content_type: str | None) -> str:
         """The body re-encoded with its fields redacted. A body that cannot be read as a JSON
@@ -502,7 +526,8 @@ class _Redactor:
         placeholder = f"[redacted {len(body)} bytes]"
         try:
             kind = body_kind(content_type, body)
-            text = body.decode("utf-8")
+            # As the listener reads it: a lone surrogate's three bytes are text.
+            text = body.decode("utf-8", "surrogatepass")
         except (BodyError, UnicodeDecodeError):
             return placeholder
         if kind == "json":
@@ -515,7 +540,7 @@ class _Redactor:
             return json.dumps(self.fields(data), ensure_ascii=False, separators=(",", ":"))
         try:
             pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True,
-                              errors="strict")
+                              errors="surrogatepass")
         except (ValueError, UnicodeDecodeError):
             return placeholder
         return self._form(pairs)
@@ -528,9 +553,34 @@ def _forms(value: str, masked: str) -> list[tuple[str, str]]:
     for ascii_only in (False, True):
         out.append((json.dumps(value, ensure_ascii=ascii_only)[1:-1],
                     json.dumps(masked, ensure_ascii=ascii_only)[1:-1]))
-    out += [(quote_plus(value), quote_plus(masked)), (quote(value, safe=""),
-                                                       quote(masked, safe=""))]
+    # URL-encoded as the listener decodes it: a lone surrogate as its three UTF-8 bytes.
+    out += [(quote_plus(value, errors="surrogatepass"), quote_plus(masked, errors="surrogatepass")),
+            (quote(value, safe="", errors="surrogatepass"),
+             quote(masked, safe="", errors="surrogatepass"))]
     return [(form, shown) for form, shown in out if form]
+
+
+MAX_ESCAPE_LAYERS = 4  # %252B is "+" escaped twice; past four layers nothing is unescaped
+
+
+def _unescaped(text: str) -> str:
+    """``text`` with its %XX escapes decoded, and those they spell, up to four layers (bytes
+    that are no UTF-8 kept as surrogate escapes, so ``_escaped`` gives them back)."""
+    for _ in range(MAX_ESCAPE_LAYERS):
+        decoded = unquote(text, errors="surrogateescape")
+        if decoded == text:
+            break
+        text = decoded
+    return text
+
+
+def _escaped(text: str) -> str:
+    """``text`` percent-encoded again, once, leaving what a URL path may hold as it is."""
+    safe = "/:@!$&'()*+,;=~"
+    try:
+        return quote(text, safe=safe, errors="surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that no byte decoded to
+        return quote(text, safe=safe, errors="surrogatepass")
 
 
 def redact_body(body: bytes, content_type: str | None) -> str:
