@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
 import time
 import urllib.error
@@ -482,3 +483,18 @@ def test_the_readmes_grep_example_finds_the_bad_signatures(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     shown = result.stdout.splitlines()
     assert len(shown) == 3 and all(" 403 " in s and "[invalid" in s for s in shown), shown
+
+
+@pytest.mark.parametrize("columns", [80, 100, 160])
+def test_list_table_never_cuts_the_verdict_word(recorded: Recorded, columns: int) -> None:
+    """`invalid` whole, with its reason where that fits, never `invali…` or the reason cut."""
+    result = run_ipsms("messages", "list", "--format", "table", "--db", str(recorded.db),
+                       env=cli_env(COLUMNS=str(columns)))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    invalid = next(line for line in out.splitlines() if REFID_C[:8] in line)
+    assert re.search(r" invalid(  | \(different secret\)  )", invalid), out
+    assert " missing " in next(line for line in out.splitlines() if REFID_D[:8] in line)
+    assert not re.search(r"\b(in)?vali…|\(\w[^)]*…", out), out  # nothing of a verdict cut
+    if columns >= 160:
+        assert "invalid (different secret)" in invalid

@@ -82,17 +82,18 @@ def _attempt_text(row: Request) -> Text:
 
 _HEADERS = ("time", "refid", "#", "from", "to", "message", "verdict", "status")
 _TIME, _REFID, _ATTEMPT, _MESSAGE, _VERDICT = 0, 1, 2, 5, 6
-_CAPS = {_REFID: 32, 3: 16, 4: 16, _MESSAGE: MESSAGE_WIDTH, _VERDICT: 20}
+_CAPS = {_REFID: 32, 3: 16, 4: 16, _MESSAGE: MESSAGE_WIDTH, _VERDICT: 28}
 # Columns that give way on a narrow terminal, in this order, down to these widths.
 _SHRINK = ((_MESSAGE, 24), (_REFID, 16), (_MESSAGE, 12), (_REFID, 10), (_VERDICT, 7),
            (_TIME, 8), (_MESSAGE, 8), (_REFID, 8))
 _GAP = 2  # collapsed padding plus the blank divider of box.SIMPLE_HEAD
 
 
-def column_widths(cells: list[list[Text]], width: int) -> list[int]:
+def column_widths(cells: list[list[Text]], width: int, verdict_floor: int = 7) -> list[int]:
     """Fit the table in ``width`` columns: numbers and status keep their content; message,
-    refid, verdict and then the date part of the time give way (with an ellipsis). Rich's
-    own fitting would crop whole columns off the right instead."""
+    refid, verdict (down to ``verdict_floor``: its widest word, so ``invalid`` is never cut)
+    and then the date part of the time give way (with an ellipsis). Rich's own fitting would
+    crop whole columns off the right instead."""
     widths = [max(len(h), *(c[i].cell_len for c in cells)) for i, h in enumerate(_HEADERS)]
     widths = [min(w, _CAPS.get(i, w)) for i, w in enumerate(widths)]
     natural = list(widths)
@@ -100,6 +101,8 @@ def column_widths(cells: list[list[Text]], width: int) -> list[int]:
     for i, floor in _SHRINK:
         if excess <= 0:
             break
+        if i == _VERDICT:
+            floor = max(floor, verdict_floor)
         cut = min(excess, max(widths[i] - floor, 0))
         widths[i] -= cut
         excess -= cut
@@ -122,10 +125,19 @@ def list_table(rows: list[Request], width: int = 80, *, filtered: bool = False
         return Text("no recorded message matches" if filtered else "no messages recorded",
                     style="dim")
     cells = [_list_cells(r) for r in rows]
-    widths = column_widths(cells, width)
+    widths = column_widths(cells, width, max(len(r.verdict or "") for r in rows))
     if widths[_TIME] == len("12:34:56"):  # too narrow for the date: keep the clock only
         for row_cells in cells:
             row_cells[_TIME] = Text(row_cells[_TIME].plain[-8:])
+    for row, row_cells in zip(rows, cells, strict=True):
+        if row.verdict and row_cells[_VERDICT].cell_len > widths[_VERDICT]:
+            # The word whole rather than its reason cut: `invalid`, not `invalid (diff…`.
+            row_cells[_VERDICT] = _verdict_text(row.verdict, None)
+    # What the verdicts left unused goes back to the message.
+    shown = max(len(_HEADERS[_VERDICT]), *(c[_VERDICT].cell_len for c in cells))
+    spare, widths[_VERDICT] = widths[_VERDICT] - shown, min(widths[_VERDICT], shown)
+    wanted = min(max(c[_MESSAGE].cell_len for c in cells), MESSAGE_WIDTH) - widths[_MESSAGE]
+    widths[_MESSAGE] += max(min(spare, wanted), 0)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False,
                   padding=(0, 1), collapse_padding=True)
     for i, (name, w) in enumerate(zip(_HEADERS, widths, strict=True)):
