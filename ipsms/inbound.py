@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -21,6 +22,8 @@ KNOWN_FIELDS = (*REQUIRED_FIELDS, "signature")
 REFID_LENGTH = 32
 MAX_FORM_FIELDS = 1000  # IntelePeer sends five; a bound keeps a hostile body cheap to refuse
 LONE_SURROGATE = "lone_surrogate"  # the flag of a message whose text has a lone surrogate
+DUPLICATE_FIELDS = "duplicate_fields"  # the flag of a body that sends a field more than once
+SIGNED_FIELDS = ("refid", "message", "signature")  # what a signature vouches for
 
 JSON_TYPE = "application/json"
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -57,6 +60,20 @@ class InboundMessage:
     flags: tuple[Flag, ...] = field(default=())
     fields_json: str = "{}"  # every field as a JSON object (for JSON bodies: the body text)
     fields: dict[str, Any] | None = None  # every field, parsed (what fields_json holds)
+    # Signed fields sent more than once with different values, said for the signature's
+    # verdict ("message sent 2 times with different values (ipsms read the first; ...)"):
+    # an app may read another value than the one checked. None for the usual body.
+    ambiguity: str | None = None
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """A field (or, in JSON, a key of a nested object: ``media.url``) the body sends more than
+    once."""
+
+    name: str
+    count: int
+    differ: bool  # its values are not all the same
 
 
 def media_type(content_type: str | None) -> str:
@@ -91,12 +108,27 @@ def parse_message(raw: bytes, content_type: str | None) -> InboundMessage:
         raise BodyError(400, "invalid_encoding", f"body is not valid UTF-8: {exc.reason} "
                         f"at byte {exc.start}") from None
     if kind == "json":
-        data, kept_numbers = _parse_json(text)
+        data, kept_numbers, duplicates = _parse_json(text)
         # Only a \u escape or a non-ASCII byte can carry a lone surrogate.
         odd = kept_numbers or not text.isascii() or "\\u" in text
-        return _to_message(data, raw, content_type or "", text, odd)
-    data = _parse_form(text)
-    return _to_message(data, raw, content_type or "", None, True)
+        return _to_message(data, raw, content_type or "", text, odd, duplicates)
+    data, duplicates = _parse_form(text)
+    return _to_message(data, raw, content_type or "", None, True, duplicates)
+
+
+def content_coding_problem(values: list[str]) -> BodyError | None:
+    """The 415 of a body sent with a ``Content-Encoding`` (``values``: every such header):
+    IntelePeer is not documented to compress, and a body decompressed by the listener would
+    cost it CPU a small request can multiply a thousandfold (a gzip bomb). ``identity`` (no
+    coding) is accepted. None when the body is plain."""
+    codings = [c.strip() for value in values for c in value.split(",")]
+    codings = [c for c in codings if c and c.lower() != "identity"]
+    if not codings:
+        return None
+    shown = ", ".join(codings)
+    return BodyError(415, "unsupported_content_encoding",
+                     f"Content-Encoding {shown[:100]!r} is not accepted: send the body "
+                     "uncompressed (no Content-Encoding, or identity)")
 
 
 class _Unrepresentable(ValueError):
@@ -114,8 +146,31 @@ def _no_constant(token: str) -> Any:
     raise _Unrepresentable(token)
 
 
+class _Seen(threading.local):
+    """The objects of the body being parsed that repeat a key: the decoder is built once and
+    may run in several threads (``ipsms verify``, tests), so this is per thread."""
+
+    repeated: list[tuple[dict[str, Any], list[tuple[str, Any]]]] | None = None
+
+
+_SEEN = _Seen()
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as ``json`` builds it (a repeated key keeps its last value, in its first
+    place), noting the objects that repeat a key: an app's parser may read another value."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = _SEEN.repeated
+        if seen is None:
+            seen = _SEEN.repeated = []
+        seen.append((obj, pairs))
+    return obj
+
+
 # Built once (hot path); the C scanner still parses strings and integers.
-_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
+_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant,
+                            object_pairs_hook=_object)
 
 
 class NumberText(str):
@@ -124,10 +179,11 @@ class NumberText(str):
     printable and serialisable; its own type so it never passes as a text field."""
 
 
-def _parse_json(text: str) -> tuple[dict[str, Any], bool]:
-    """The object, and whether numbers had to be kept as ``NumberText``."""
+def _parse_json(text: str) -> tuple[dict[str, Any], bool, list[Duplicate]]:
+    """The object, whether numbers had to be kept as ``NumberText``, and the keys it repeats."""
     if not text.strip():
         raise BodyError(400, "empty_body", "body is empty: expected a JSON object")
+    _SEEN.repeated = None
     try:
         data = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
@@ -137,13 +193,16 @@ def _parse_json(text: str) -> tuple[dict[str, Any], bool]:
     except RecursionError:
         raise BodyError(400, "invalid_json", "body is JSON nested too deeply to read") from None
     except ValueError:  # NaN, Infinity, 1e400, or an integer past Python's 4300-digit limit
+        _SEEN.repeated = None  # noted again by the second parse
         data, kept = _parse_json_keeping_numbers(text), True
     else:
         kept = False
+    finally:
+        repeated, _SEEN.repeated = _SEEN.repeated, None  # the body's objects are not kept
     if not isinstance(data, dict):
         raise BodyError(400, "not_an_object",
                         f"body is JSON {type(data).__name__}, expected an object")
-    return data, kept
+    return data, kept, _json_duplicates(data, repeated) if repeated else []
 
 
 def _parse_json_keeping_numbers(text: str) -> Any:
@@ -161,14 +220,47 @@ def _parse_json_keeping_numbers(text: str) -> Any:
         return NumberText(token) if math.isinf(value) else value
 
     decoder = json.JSONDecoder(parse_int=keep_int, parse_float=keep_float,
-                               parse_constant=NumberText)
+                               parse_constant=NumberText, object_pairs_hook=_object)
     try:
         return decoder.decode(text)
     except RecursionError:
         raise BodyError(400, "invalid_json", "body is JSON nested too deeply to read") from None
 
 
-def _parse_form(text: str) -> dict[str, Any]:
+def _repeats(pairs: list[tuple[str, Any]]) -> dict[str, tuple[int, bool]]:
+    """``{name: (count, values differ)}`` of the names ``pairs`` repeats; linear, however many
+    names repeat."""
+    values: dict[str, list[Any]] = {}
+    for key, value in pairs:
+        values.setdefault(key, []).append(value)
+    return {key: (len(vs), any(v != vs[0] for v in vs[1:]))
+            for key, vs in values.items() if len(vs) > 1}
+
+
+def _json_duplicates(data: dict[str, Any],
+                     repeated: list[tuple[dict[str, Any], list[tuple[str, Any]]]]
+                     ) -> list[Duplicate]:
+    """The repeated keys of the body's objects, named by their place (``message``,
+    ``media.url``, ``items[].id``); the body's own fields first."""
+    found = {id(obj): _repeats(pairs) for obj, pairs in repeated}
+    duplicates: list[Duplicate] = []
+    # Breadth first, in the body's order, and iterative (as ``_walk``): a body nested to the
+    # parser's limit must not overflow the stack here.
+    queue: list[tuple[str, Any]] = [("", data)]
+    for path, value in queue:
+        if not found:
+            break
+        if isinstance(value, dict):
+            for key, (count, differ) in found.pop(id(value), {}).items():
+                duplicates.append(Duplicate(_name(path, key), count, differ))
+            queue.extend((_name(path, key), item) for key, item in value.items()
+                         if isinstance(item, dict | list))
+        else:
+            queue.extend((f"{path}[]", item) for item in value if isinstance(item, dict | list))
+    return duplicates
+
+
+def _parse_form(text: str) -> tuple[dict[str, Any], list[Duplicate]]:
     if not text.strip():
         raise BodyError(400, "empty_body", "body is empty: expected form fields")
     try:
@@ -181,12 +273,36 @@ def _parse_form(text: str) -> dict[str, Any]:
         raise BodyError(400, "invalid_form", f"body is not valid form encoding: {exc}") from None
     data: dict[str, Any] = {}
     for key, value in pairs:
-        data.setdefault(key, value)  # first value wins, as most frameworks do
-    return data
+        data.setdefault(key, value)  # the first value is read (see ``_duplicates_flag``)
+    if len(data) == len(pairs):
+        return data, []
+    return data, [Duplicate(key, count, differ)
+                  for key, (count, differ) in _repeats(pairs).items()]
+
+
+# Which of a repeated field's values ipsms reads, and which apps read another.
+_READ = {"form": ("first", "as Flask and Go do; Django, PHP and Rails read the last"),
+         "json": ("last", "as most JSON parsers do; some read the first or refuse the body")}
+
+
+def _duplicates_flag(duplicates: list[Duplicate], kind: str) -> tuple[Flag, str | None]:
+    """The ``duplicate_fields`` flag, and the ambiguity of the signed fields for the verdict
+    (None when every repeated signed field repeats one value)."""
+    read, others = _READ[kind]
+    shown = [f"{d.name} ({d.count} values, {'differing' if d.differ else 'all the same'})"
+             for d in duplicates]
+    flag = Flag(DUPLICATE_FIELDS, f"sent more than once: {_some(shown)}; ipsms shows and "
+                f"checks the {read} value, {others}")
+    signed = [d for d in duplicates if d.differ and d.name in SIGNED_FIELDS]
+    if not signed:
+        return flag, None
+    names = " and ".join(f"{d.name} ({d.count} times)" for d in signed)
+    return flag, (f"{names} sent with different values (ipsms checked the {read}, {others})")
 
 
 def _to_message(data: dict[str, Any], raw: bytes, content_type: str,
-                json_text: str | None, odd: bool) -> InboundMessage:
+                json_text: str | None, odd: bool, duplicates: list[Duplicate]
+                ) -> InboundMessage:
     get = data.get  # not a generator over REQUIRED_FIELDS: this runs once per request
     refid, from_, to, message, signature = (
         get("refid"), get("from"), get("to"), get("message"), get("signature"))
@@ -201,6 +317,11 @@ def _to_message(data: dict[str, Any], raw: bytes, content_type: str,
         shown = ", ".join(name[:40] for name in names[:20])
         more = f" and {len(names) - 20} more" if len(names) > 20 else ""
         flags.append(Flag("extra_fields", f"unknown fields kept: {shown}{more}"))
+    ambiguity = None
+    if duplicates:
+        flag, ambiguity = _duplicates_flag(duplicates, "json" if json_text is not None else
+                                           "form")
+        flags.append(flag)
     return InboundMessage(
         refid=data["refid"],
         from_=data["from"],
@@ -213,6 +334,7 @@ def _to_message(data: dict[str, Any], raw: bytes, content_type: str,
         flags=tuple(flags),
         fields_json=json_text if json_text is not None else json.dumps(data, ensure_ascii=False),
         fields=data,
+        ambiguity=ambiguity,
     )
 
 

@@ -120,6 +120,7 @@ REASON_MODE = "wrong mode"
 REASON_VARIANT = "HMAC variant"
 REASON_SECRET = "different secret"
 REASON_UNEXPLAINED = "unexplained"  # near-miss checks skipped (a very large message)
+REASON_DUPLICATE = "duplicate field"  # a signed field sent twice: the app may read the other
 # The sentences of ``explain`` that ``reason_of`` recognises: change both together.
 _WHITESPACE = "it matches once surrounding whitespace is removed"
 _UPPER_HEX = "if upper-case hex is allowed"
@@ -127,6 +128,7 @@ _SECRET_CASE = "it matches the secret except for letter case"
 _OTHER_SCHEME = "or the matching mode"
 _DIFFERENT = ("either the secret differs from the sender's, or the refid or message changed "
               "after signing")
+_AMBIGUOUS = "so no signature can vouch for the values an app reads"
 
 
 def reason_of(verdict: str | None, explanation: str | None) -> str | None:
@@ -134,6 +136,8 @@ def reason_of(verdict: str | None, explanation: str | None) -> str | None:
     explanation; None for any other verdict or without an explanation."""
     if verdict != Verdict.INVALID.value or not explanation:
         return None
+    if _AMBIGUOUS in explanation:  # first: what follows it explains the value checked
+        return REASON_DUPLICATE
     if _WHITESPACE in explanation:
         return REASON_WHITESPACE
     if _UPPER_HEX in explanation or _SECRET_CASE in explanation:
@@ -225,9 +229,17 @@ class Verifier:
     def candidates(self) -> tuple[str | Variant, ...]:
         return self._candidates
 
-    def verify(self, refid: str, message: str, signature: str | None) -> Verification:
+    def verify(self, refid: str, message: str, signature: str | None,
+               ambiguity: str | None = None) -> Verification:
+        """``ambiguity``: the body sent a signed field more than once with different values
+        (``InboundMessage.ambiguity`` says which, and which value was read): invalid whatever
+        the value checked gives, since the app behind may read another one."""
         if not self.secret:
             return Verification(Verdict.UNCHECKED)
+        if ambiguity is not None:
+            return Verification(Verdict.INVALID,
+                                explanation=self._ambiguous(refid, message, signature,
+                                                            ambiguity))
         if signature is None or signature == "":
             return Verification(
                 Verdict.MISSING,
@@ -238,6 +250,18 @@ class Verifier:
             return Verification(Verdict.VALID, matched)
         return Verification(Verdict.INVALID,
                             explanation=self.explain(refid, message, signature))
+
+    def _ambiguous(self, refid: str, message: str, signature: str | None,
+                   ambiguity: str) -> str:
+        head = f"ambiguous body: {ambiguity}, {_AMBIGUOUS}"
+        if not signature:
+            return f"{head}; the value checked has no signature"
+        matched = self.match(refid, message, signature)
+        if matched is not None:
+            return (f"{head}; the value checked matches {matched}: a signed body may have had "
+                    "another value added")
+        return f"{head}; the value checked does not match either: " + self.explain(
+            refid, message, signature)
 
     def match(self, refid: str, message: str, signature: str) -> str | None:
         """The scheme ``signature`` matches (``'plain'`` or a variant name), or None."""

@@ -56,6 +56,7 @@ class SignedText:
     message: str
     signature: str | None
     attempt: int | None = None
+    ambiguity: str | None = None  # signed fields sent twice with different values (inbound)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ class VerifyResult:
 
 def verify_all(payloads: list[SignedText], config: VerifyConfig) -> list[VerifyResult]:
     verifier = config.verifier()
-    return [VerifyResult(p, verifier.verify(p.refid, p.message, p.signature)) for p in payloads]
+    return [VerifyResult(p, verifier.verify(p.refid, p.message, p.signature, p.ambiguity))
+            for p in payloads]
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -237,5 +239,5 @@ def _parse_body(raw: bytes, content_type: str | None, where: str,
     except BodyError as exc:
         raise UsageError(f"{where} is not an IntelePeer message: {exc.detail}",
                          hint=INPUT_HINT) from None
-    return SignedText(where, msg.refid, msg.message, msg.signature, attempt)
+    return SignedText(where, msg.refid, msg.message, msg.signature, attempt, msg.ambiguity)
 

@@ -136,3 +136,41 @@ def test_number_flags_match_the_full_check_every_time(from_: str, to: str) -> No
     for _ in range(2):
         flags = parse_message(raw, "application/json").flags
         assert {f.code: f.detail for f in flags if f.code.endswith("_format")} == expected
+
+
+def test_a_form_field_sent_twice_is_flagged_and_its_first_value_read() -> None:
+    raw = b"refid=r&from=1-1234&to=1-1234&message=a&message=b&to=1-1234&signature=s"
+    msg = parse_message(raw, "application/x-www-form-urlencoded")
+    assert (msg.message, msg.to) == ("a", "1-1234")
+    (flag,) = [f for f in msg.flags if f.code == "duplicate_fields"]
+    assert flag.detail.startswith("sent more than once: to (2 values, all the same), "
+                                  "message (2 values, differing); ipsms shows and checks the "
+                                  "first value")
+    assert msg.ambiguity == ("message (2 times) sent with different values (ipsms checked "
+                             "the first, as Flask and Go do; Django, PHP and Rails read the "
+                             "last)")
+
+
+def test_a_json_key_sent_twice_keeps_its_last_value_and_nested_keys_are_named() -> None:
+    raw = (b'{"refid":"r","from":"1-1234","to":"1-1234","message":"a","signature":"s",'
+           b'"signature":"t","x":[{"k":1,"k":1}],"message":"b"}')
+    msg = parse_message(raw, "application/json")
+    assert (msg.message, msg.signature) == ("b", "t")
+    (flag,) = [f for f in msg.flags if f.code == "duplicate_fields"]
+    assert flag.detail.startswith("sent more than once: message (2 values, differing), "
+                                  "signature (2 values, differing), x[].k (2 values, all the "
+                                  "same); ipsms shows and checks the last value")
+    assert msg.ambiguity is not None
+    assert msg.ambiguity.startswith("message (2 times) and signature (2 times) sent with "
+                                    "different values (ipsms checked the last")
+
+
+def test_repeats_of_one_value_or_of_unsigned_fields_are_not_ambiguous() -> None:
+    for raw, ctype in ((b"refid=r&from=a&to=b&message=m&message=m&from=c", "application/"
+                        "x-www-form-urlencoded"),
+                       (b'{"refid":"r","from":"a","to":"b","message":"m","refid":"r"}',
+                        "application/json")):
+        msg = parse_message(raw, ctype)
+        assert msg.ambiguity is None
+        assert "duplicate_fields" in {f.code for f in msg.flags}
+    assert parse_message(SEED, "application/json").ambiguity is None

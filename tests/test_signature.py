@@ -156,3 +156,22 @@ def test_each_slip_has_a_short_reason_read_back_from_its_explanation() -> None:
     assert Verifier(secret, Mode.HMAC).verify(refid, message, secret).reason == "wrong mode"
     assert Verifier(secret).verify(refid, message, secret.upper()).reason == "case"
     assert Verifier(secret).verify(refid, message, None).reason is None  # missing
+
+
+def test_an_ambiguous_body_is_invalid_whatever_the_value_checked_gives() -> None:
+    from ipsms.signature import reason_of
+
+    ambiguity = "message (2 times) sent with different values (ipsms checked the first)"
+    verifier = Verifier(SECRET)
+    for signature, says in ((SECRET, "the value checked matches plain"),
+                            (SHA256_HEX, "the value checked matches hmac-sha256"),
+                            ("wrong", "the value checked does not match either"),
+                            (None, "the value checked has no signature")):
+        result = verifier.verify(REFID, TEXT, signature, ambiguity)
+        assert result.verdict is Verdict.INVALID
+        assert result.label == "invalid (duplicate field)"
+        assert result.explanation is not None and says in result.explanation
+        assert result.explanation.startswith(f"ambiguous body: {ambiguity}")
+        assert SECRET not in result.explanation
+        assert reason_of("invalid", result.explanation) == "duplicate field"
+    assert Verifier(None).verify(REFID, TEXT, SECRET, ambiguity).verdict is Verdict.UNCHECKED
