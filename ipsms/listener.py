@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -24,12 +25,17 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ipsms import defaults
-from ipsms.connections import DEFAULT_MAX_CONNECTIONS, DEFAULT_READ_TIMEOUT, ConnectionGuard
+from ipsms.connections import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_READ_TIMEOUT,
+    ConnectionGuard,
+    Guarded,
+)
 from ipsms.errors import StateError
 from ipsms.events import ListenEvent
 from ipsms.faults import FaultInjector, Faults
 from ipsms.forward import Forwarder, Relayed, forwarded_for, relayed_headers
-from ipsms.inbound import BodyError, InboundMessage, parse_message
+from ipsms.inbound import BodyError, InboundMessage, content_coding_problem, parse_message
 from ipsms.recorder import Recorded, Recorder
 from ipsms.redact import mask_headers
 from ipsms.request import Request
@@ -101,8 +107,11 @@ def create_app(config: ListenConfig, recorder: Recorder,
                sinks: list[EventSink] | None = None) -> web.Application:
     """Build the listener app. ``recorder`` must be started by the caller (or ``cleanup_ctx``
     of the returned app, which starts and closes it)."""
-    # Bodies are read by the handler with its own limit so oversized ones are recorded too.
-    app = web.Application(client_max_size=config.max_body)
+    # Bodies are read by the handler with its own limit so oversized ones are recorded too,
+    # and never decompressed by aiohttp's parser (see ``ipsms.connections.ListenHttp``, what
+    # ``ipsms.server`` serves this app's handler with).
+    app = web.Application(client_max_size=config.max_body,
+                          handler_args={"auto_decompress": False})
     app[IN_FLIGHT] = InFlight()
     sinks = list(sinks or [])
     app[SINKS] = sinks
@@ -159,15 +168,13 @@ class _Handler:
             "Basic " + base64.b64encode(":".join(config.basic_auth).encode()).decode())
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        if request.headers.get("Expect") is not None:
-            await _expect(request)
         self.in_flight.enter()
         # The connection's head deadline is off while its handler runs (hot path: inline).
         guarded = self.guard.connection(request.transport)
         if guarded is not None:
             guarded.busy = True
         try:
-            return await self._handle(request)
+            return await self._handle(request, guarded)
         except Exception as exc:  # a bug: say so in one line, and let IntelePeer retry
             logger.error("ipsms: internal error while handling %s %s: %s: %s",
                          request.method, printable(request.raw_path), type(exc).__name__, exc,
@@ -196,13 +203,47 @@ class _Handler:
         return ("body_too_large",
                 f"body is larger than the listener's limit of {self.config.max_body} bytes")
 
-    async def _read(self, request: web.BaseRequest
+    def _from_head(self, request: web.BaseRequest, waits: bool, expect: str | None,
+                   encoding: str | None, transfer: str | None
+                   ) -> tuple[int, tuple[str, str]] | None:
+        """What the request's head alone refuses, before any of its body is read (or, when
+        the client ``waits`` for ``100 Continue``, invited): an expectation other than
+        ``100-continue``, a transfer coding other than chunked (aiohttp's parser removes the
+        chunking and nothing else), a content coding, a declared body over --max-body."""
+        if waits and expect is not None and expect.lower() != "100-continue":
+            return 417, ("expectation_failed",
+                         f"Expect {printable(expect)[:100]!r} is not supported: send "
+                         "Expect: 100-continue, or no Expect header")
+        if transfer is not None and transfer.strip().lower() != "chunked":
+            return 501, ("unsupported_transfer_encoding",  # RFC 9112 section 6.1
+                         f"Transfer-Encoding {printable(transfer)[:100]!r} is not supported: "
+                         "send the body with a Content-Length, or chunked alone")
+        if encoding is not None:
+            problem = content_coding_problem(request.headers.getall("Content-Encoding"))
+            if problem is not None:
+                return problem.status, (problem.code, problem.detail)
+        if waits and (request.content_length or 0) > self.config.max_body:
+            return 413, self._too_large()
+        return None
+
+    async def _read(self, request: web.BaseRequest, guarded: Guarded | None = None,
+                    transfer: str | None = None
                     ) -> tuple[bytes, int | None, tuple[str, str] | None]:
         """A body still arriving: read within --read-timeout. Returns the body, the size a
-        413 announced, and the error that stopped the read."""
+        413 announced, and the error that stopped the read. A chunked body is also bounded
+        on the wire: its chunk-size lines (extensions and all) count, see ``wire_budget``."""
+        counted = guarded if transfer is not None else None  # a chunked body
+        if counted is not None:
+            counted.limit_body(self.wire_budget, request.content)
         try:
             async with asyncio.timeout(self.config.read_timeout):
-                return await request.read(), None, None
+                raw = await request.read()
+            if counted is not None and counted.overflowed:  # what came is kept, as a start
+                return raw, None, ("body_too_large", (
+                    f"chunked body took more than {self.wire_budget} bytes on the wire "
+                    "(chunk sizes and their extensions count): over twice the listener's "
+                    f"limit of {self.config.max_body} bytes"))
+            return raw, None, None
         except web.HTTPRequestEntityTooLarge:
             return b"", request.content_length, self._too_large()
         except TimeoutError:
@@ -213,8 +254,20 @@ class _Handler:
                 aiohttp.http_exceptions.HttpProcessingError) as exc:
             return b"", request.content_length, (
                 "body_unreadable", f"body could not be read: {type(exc).__name__} {exc}".strip())
+        finally:
+            if counted is not None:
+                counted.limit_body(None)
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+    @property
+    def wire_budget(self) -> int:
+        """Bytes a chunked body may take on the wire: the body itself is bounded by --max-body
+        once it is decoded, but the chunk-size lines around it, extensions included, are not
+        (aiohttp's parser skips them without counting). Twice the limit leaves room for any
+        sane framing."""
+        return 2 * self.config.max_body + WIRE_SLACK
+
+    async def _handle(self, request: web.BaseRequest,
+                      guarded: Guarded | None = None) -> web.StreamResponse:
         received_at = time.time()
         raw = b""
         size: int | None = None
@@ -223,6 +276,11 @@ class _Handler:
         error: tuple[str, str] | None = None
         status = 200
         content_type = request.headers.get("Content-Type")
+        expect = request.headers.get("Expect")
+        # A client that sent Expect waits for "100 Continue" before its body (HTTP/1.1; 1.0
+        # has no such answer): a request refused from its head alone is answered without
+        # inviting its body, and its connection closed.
+        waiting = expect is not None and request.version == aiohttp.HttpVersion11
         refused = self._refused(request)
         if refused is not None:
             status, error = refused
@@ -231,22 +289,37 @@ class _Handler:
             error = ("method_not_allowed",
                      f"{request.method} is not accepted: IntelePeer delivers with POST")
         else:
-            if request.content.is_eof():  # the usual case: the body came with the head
-                try:
-                    raw = await request.read()
-                except web.HTTPRequestEntityTooLarge:
-                    size, error = request.content_length, self._too_large()
+            encoding = request.headers.get("Content-Encoding")
+            transfer = request.headers.get("Transfer-Encoding")
+            early = None if expect is None and encoding is None and transfer is None else \
+                self._from_head(request, waiting, expect, encoding, transfer)
+            if early is not None:
+                status, error = early
+                if not waiting:  # the body is on its way anyway: read it, so it is recorded
+                    raw, size, _ = await self._read(request, guarded, transfer)
+                elif status == 413:
+                    size = request.content_length  # the size the head announced
             else:
-                raw, size, error = await self._read(request)
-            if error is not None:
-                status = _READ_STATUS[error[0]]
-            else:
-                try:
-                    msg = parse_message(raw, content_type)
-                except BodyError as exc:
-                    status, error = exc.status, (exc.code, exc.detail)
+                if waiting:
+                    await _continue(request)
+                    waiting = False
+                if request.content.is_eof():  # the usual case: the body came with the head
+                    try:
+                        raw = await request.read()
+                    except web.HTTPRequestEntityTooLarge:
+                        size, error = request.content_length, self._too_large()
+                else:
+                    raw, size, error = await self._read(request, guarded, transfer)
+                if error is not None:
+                    status = _READ_STATUS[error[0]]
+                else:
+                    try:
+                        msg = parse_message(raw, content_type)
+                    except BodyError as exc:
+                        status, error = exc.status, (exc.code, exc.detail)
             if msg is not None:
-                verification = self.verifier.verify(msg.refid, msg.message, msg.signature)
+                verification = self.verifier.verify(msg.refid, msg.message, msg.signature,
+                                                    msg.ambiguity)
                 if not verification.ok and not self.config.accept_bad_signature:
                     status = 403
                     error = (f"signature_{verification.verdict.value}",
@@ -292,7 +365,17 @@ class _Handler:
         if relayed is not None and record.error != "store_failed":
             return web.Response(status=relayed.status, body=relayed.body,
                                 headers=CIMultiDict(relayed.headers))
-        return _response(record, request)
+        answer = _response(record, request)
+        if waiting or (guarded is not None and guarded.overflowed):
+            answer.force_close()  # its body was not read whole: the connection cannot go on
+            if waiting and guarded is not None:
+                guarded.cut_body(request.content)  # it never comes: close once answered
+        if guarded is not None and guarded.overflowed:
+            with contextlib.suppress(ConnectionError):  # a client gone is no error of ours
+                await answer.prepare(request)
+                await answer.write_eof()
+                await guarded.linger(min(LINGER, self.config.read_timeout))
+        return answer
 
     async def _forward(self, request: web.BaseRequest, raw: bytes) -> Relayed:
         assert self.forwarder is not None
@@ -301,18 +384,16 @@ class _Handler:
         return await self.forwarder.relay(request.method, headers, raw)
 
 
-async def _expect(request: web.BaseRequest) -> None:
-    """Answer an ``Expect`` header as aiohttp's router does (the listener is served without
-    it): ``100 Continue`` to HTTP/1.1's ``100-continue``; any other expectation is 417 and
-    the request goes no further."""
-    if request.version == aiohttp.HttpVersion11:
-        if request.headers["Expect"].lower() != "100-continue":
-            raise web.HTTPExpectationFailed(text=f"Unknown Expect: {request.headers['Expect']}")
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0  # the answer's size counts from here
+async def _continue(request: web.BaseRequest) -> None:
+    """Invite the body of a request sent with ``Expect: 100-continue`` (the listener is served
+    without aiohttp's router, which would do it), once nothing in its head refuses it."""
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the answer's size counts from here
 
 
 _READ_STATUS = {"body_too_large": 413, "read_timeout": 408, "body_unreadable": 400}
+WIRE_SLACK = 64 * 1024  # bytes of chunk framing a chunked body may take besides twice its limit
+LINGER = 1.0  # seconds a cut-off body's client has to read its 413 before the connection ends
 
 
 class _Bucket:
@@ -457,6 +538,7 @@ def _rejected_headers(request: web.BaseRequest) -> list[tuple[str, str]]:
 _JSON = {"Content-Type": JSON_TYPE}
 _WARNED = (Verdict.INVALID.value, Verdict.MISSING.value)  # a 200 that says the signature failed
 _JSON_405 = {**_JSON, "Allow": "POST"}
+_JSON_415_CODING = {**_JSON, "Accept-Encoding": "identity"}  # RFC 9110 15.5.16
 _JSON_401 = {**_JSON, "WWW-Authenticate": 'Basic realm="ipsms", charset="UTF-8"'}
 
 
@@ -485,7 +567,8 @@ def _response(event: Request, request: web.BaseRequest) -> web.StreamResponse:
                                "signatures)")
         return web.Response(body=dumps(body).encode(), headers=_JSON)
     headers = _JSON_405 if event.status == 405 else _JSON_401 if event.status == 401 and \
-        event.error == "unauthorized" else _JSON
+        event.error == "unauthorized" else _JSON_415_CODING if \
+        event.error == "unsupported_content_encoding" else _JSON
     detail = event.error_detail
     if event.status == 403 and event.verdict is not None:
         # The poster learns only that the signature failed: the secret's length, fingerprint

@@ -21,6 +21,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ipsms.connections import ListenHttp
 from ipsms.errors import BindError, setting
 from ipsms.events import ListenStats, RejectedEvent
 from ipsms.listener import (
@@ -73,7 +74,7 @@ class ListenServer:
         self.app = create_app(config, self.recorder, [self.stats.observe, *(sinks or [])])
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
-        self._http: web.Server | None = None
+        self._http: ListenHttp | None = None
         self._log_handler = _RejectionLog(self.app[SINKS])
         self._stop = asyncio.Event()
         self.bound: Bound | None = None
@@ -90,7 +91,7 @@ class ListenServer:
         # (a route lookup and a ``web.Request`` less per message). The runner keeps the app's
         # start-up and clean-up.
         max_body = self.config.max_body
-        self._http = web.Server(
+        self._http = ListenHttp(
             self.app[HANDLER], access_log=None,
             request_factory=lambda message, payload, protocol, writer, task: web.BaseRequest(
                 message, payload, protocol, writer, task, loop, client_max_size=max_body))

@@ -110,8 +110,35 @@ POSTS: list[tuple[str, bytes, str, str, int]] = [
     ("wrong field types", msg(message=["a"], to=None), "application/json", "", 400),
     ("a wrong signature on a 1 MiB-ish message", msg(message="x" * 1_000_000, signature="f" * 64),
      "application/json", "", 403),
+    # A signed field twice with different values: the app behind may read the other one.
     ("duplicate keys", raw_json(f'{{{BASE},"message":"a","message":"b",{SIG}}}'),
+     "application/json", "", 403),
+    ("duplicate keys with one value", raw_json(f'{{{BASE},"message":"a","message":"a",{SIG}}}'),
      "application/json", "", 200),
+    ("duplicate signatures", raw_json(f'{{{BASE},"message":"a",{SIG},"signature":"x"}}'),
+     "application/json", "", 403),
+    ("duplicate keys nested in an extra field",
+     raw_json(f'{{{BASE},"message":"a",{SIG},"x":{{"k":1,"k":[{{"j":1,"j":2}}]}}}}'),
+     "application/json", "", 200),
+    ("an unsigned field twice", raw_json(f'{{{BASE},"message":"a",{SIG},"from":"+1"}}'),
+     "application/json", "", 200),
+    ("30,000 keys each sent twice",
+     raw_json(f'{{{BASE},"message":"m",{SIG},' + ",".join(f'"k{i}":0,"k{i}":1'
+                                                          for i in range(30_000)) + "}"),
+     "application/json", "", 200),
+    ("form: message twice, one of them empty",
+     f"refid={REFID}&from=%2B13035550100&to=%2B13038675309&message=&message=hi&"
+     f"signature={SECRET}".encode(), "application/x-www-form-urlencoded", "", 403),
+    ("message as a number", raw_json(f'{{{BASE},"message":42,{SIG}}}'), "application/json", "",
+     400),
+    ("gzip-labelled body that is not compressed", msg(), "application/json",
+     "Content-Encoding: gzip\r\n", 415),
+    ("deflate-labelled body", msg(), "application/json", "Content-Encoding: deflate\r\n", 415),
+    ("br-labelled body", msg(), "application/json", "Content-Encoding: br\r\n", 415),
+    ("stacked content codings", msg(), "application/json",
+     "Content-Encoding: identity\r\nContent-Encoding: gzip, br\r\n", 415),
+    ("Content-Encoding: identity", msg(), "application/json",
+     "Content-Encoding: identity\r\n", 200),
     ("missing fields", b'{"refid":"x"}', "application/json", "", 400),
 ]
 
@@ -155,6 +182,16 @@ RAW: list[tuple[str, bytes, int]] = [
     ("an expectation other than 100-continue",
      _head("Content-Type: application/json\r\nExpect: teapot\r\nConnection: close\r\n",
            length=len(msg())) + msg(), 417),
+    ("Expect: 100-continue for a body over --max-body",
+     _head("Content-Type: application/json\r\nExpect: 100-continue\r\n",
+           length=5_000_000), 413),
+    ("a transfer coding besides chunked",
+     _head("Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n"
+           "Connection: close\r\n", length=None)
+     + f"{len(msg()):x}\r\n".encode() + msg() + b"\r\n0\r\n\r\n", 501),
+    ("a transfer coding after chunked",
+     _head("Transfer-Encoding: chunked, gzip\r\n", length=None) + b"0\r\n\r\n", 400),
+    ("an HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400),
 ]
 
 # Requests that wait for the read timeout: run against a listener whose timeout is short.
@@ -211,6 +248,10 @@ async def check_deliberate_answer(listener, request_bytes: bytes, status: int,  
     answer = await listener.raw(request_bytes, timeout=8)
     assert status_of(answer) == status, answer[:400]
     assert status_of(answer) != 500
+    if status >= 400:  # every error in the documented shape, aiohttp's own answers included
+        head = answer.partition(b"\r\n\r\n")[0].lower()
+        assert b"\r\ncontent-type: application/json" in head, answer[:400]
+        assert set(body_of(answer)) == {"error", "detail"}
     assert await listener.post_valid() == 200
     rejected = [e for e in listener.events if isinstance(e, RejectedEvent)]
     if status == 400 and not any(isinstance(e, Request) and e.status == 400

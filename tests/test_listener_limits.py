@@ -20,6 +20,8 @@ from ipsms.recorder import Recorder
 from ipsms.request import Request
 from ipsms.ui.lines import NdjsonSink
 from tests.hostile import (
+    VALID,
+    body_of,
     running_listener,
     status_of,
     stored_rows,
@@ -94,7 +96,9 @@ async def test_connections_over_the_cap_get_503_and_the_cap_frees_up(tmp_path: P
     async with running_listener(tmp_path / "s.sqlite3", max_connections=5) as listener:
         idle = [await asyncio.open_connection("127.0.0.1", listener.port) for _ in range(5)]
         await wait_until(lambda: listener.open_connections == 5, what="5 connections")
-        assert await listener.post_valid() == 503
+        answer = await listener.post(json.dumps(VALID).encode())
+        assert status_of(answer) == 503
+        assert body_of(answer)["error"] == "too_many_connections"  # the documented shape
         for _, writer in idle:
             writer.close()
         await wait_until(lambda: listener.open_connections == 0, what="the cap freeing up")
