@@ -170,15 +170,15 @@ async def test_identity_is_no_coding_and_is_accepted(tmp_path: Path, coding: str
     assert status_of(answer) == 200
 
 
-async def test_a_gzip_bomb_costs_the_listener_nothing(tmp_path: Path) -> None:
-    bomb = gzip.compress(b"\0" * (512 * 1024 * 1024), compresslevel=9)  # 512 MiB in ~0.5 MiB
+async def test_a_gzip_bomb_is_refused_unopened(tmp_path: Path) -> None:
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)  # 64 MiB in 64 KiB
     async with running_listener(tmp_path / "s.sqlite3", secret=SECRET) as listener:
         started = time.monotonic()
         answers = await asyncio.gather(
             listener.post(bomb, headers="Content-Encoding: gzip\r\n"), listener.post(PLAIN))
         elapsed = time.monotonic() - started
     assert [status_of(a) for a in answers] == [415, 200]
-    assert elapsed < 1.0  # decompressed, it took seconds of the event loop
+    assert elapsed < 1.0  # a bomb decompressed on the event loop stalls every other request
     (rejected,) = [r for r in stored_rows(tmp_path / "s.sqlite3") if r.status == 415]
     assert rejected.size == len(bomb) and rejected.error == "unsupported_content_encoding"
 
