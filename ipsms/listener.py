@@ -341,7 +341,7 @@ class _Handler:
         message = status == 200 or injected or relayed is not None
         keep = len(raw) if message else self.junk.allow(len(raw))
         record = _record(request, received_at, raw, keep, size, content_type, status, msg,
-                         verification, error)
+                         verification, error, self.config.secret)
         if relayed is not None:
             record.forward = relayed.to_dict(self.forwarder.url)  # type: ignore[union-attr]
         if not message:
@@ -456,7 +456,8 @@ class JunkBudget:
 
 def _record(request: web.BaseRequest, received_at: float, raw: bytes, keep: int, size: int | None,
             content_type: str | None, status: int, msg: InboundMessage | None,
-            verification: Verification | None, error: tuple[str, str] | None) -> Request:
+            verification: Verification | None, error: tuple[str, str] | None,
+            secret: str | None = None) -> Request:
     peer = request.remote
     digest = None
     if keep < len(raw):  # a rejected body: keep its start, its size and its hash
@@ -469,7 +470,8 @@ def _record(request: web.BaseRequest, received_at: float, raw: bytes, keep: int,
         request.method,
         request.raw_path,  # path: the request target exactly as sent, query string included
         peer,
-        mask_headers(request.headers.items()) if status == 200 else _rejected_headers(request),
+        mask_headers(request.headers.items(), secret) if status == 200
+        else _rejected_headers(request, secret),
         content_type,
         raw,
         status,
@@ -522,8 +524,9 @@ def _trim_rejected(record: Request) -> None:
                         for f in record.flags[:10]]
 
 
-def _rejected_headers(request: web.BaseRequest) -> list[tuple[str, str]]:
-    headers = mask_headers(request.headers.items())
+def _rejected_headers(request: web.BaseRequest, secret: str | None
+                      ) -> list[tuple[str, str]]:
+    headers = mask_headers(request.headers.items(), secret)
     kept: list[tuple[str, str]] = []
     budget = REJECTED_HEADERS_KEEP
     for name, value in headers:

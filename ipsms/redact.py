@@ -16,13 +16,24 @@ SENSITIVE_HEADERS = frozenset({
 MASK = "****"
 
 
-def mask_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Credentials masked; for ``Authorization: Basic xyz`` the scheme is kept."""
+# A secret this long is masked wherever a header value holds it; a shorter one only where it
+# is the whole value (a 3-character secret would otherwise mask half the headers).
+SECRET_IN_VALUE = 8
+
+
+def mask_headers(headers: Iterable[tuple[str, str]], secret: str | None = None,
+                 masked: str = MASK) -> list[tuple[str, str]]:
+    """Credentials masked; for ``Authorization: Basic xyz`` the scheme is kept. With
+    ``secret``, a value that is the secret, or holds it, becomes ``masked`` too, whatever the
+    header's name (an ``X-Signature`` holding the shared code)."""
     out = []
     for name, value in headers:
         if name.lower() in SENSITIVE_HEADERS:
             scheme, _, rest = value.partition(" ")
             value = f"{scheme} {MASK}" if rest and name.lower().endswith("authorization") else MASK
+        elif secret and (value == secret or (len(secret) >= SECRET_IN_VALUE
+                                              and secret in value)):
+            value = masked
         out.append((name, value))
     return out
 

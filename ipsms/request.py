@@ -11,7 +11,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from ipsms.redact import mask_in_text, mask_secret
+from ipsms.redact import mask_headers, mask_in_text, mask_secret
 from ipsms.signature import reason_of, verdict_label
 from ipsms.text import iso_time
 
@@ -96,11 +96,14 @@ class Request:
         with the plain scheme it *is* the shared secret; only ``messages export`` keeps it."""
         sig = self.signature
         fields = self.fields
+        headers = self.headers
         shown = sig
         if masked and sig is not None:
             shown = mask_secret(sig)
             if fields is not None:
                 fields = {**fields, "signature": shown}
+            if sig:  # a header holding the signature (the shared code, in plain mode) too
+                headers = mask_headers(headers, sig, shown or "")
         body: str | None = None
         body_base64: str | None = None
         if bodies:
@@ -112,7 +115,7 @@ class Request:
             "method": self.method,
             "path": self.path,
             "remote": self.remote,
-            "headers": self.headers,
+            "headers": headers,
             "content_type": self.content_type,
             "size": self.size,
             "body_truncated": self.body_truncated,

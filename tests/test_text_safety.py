@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ipsms import store
 from ipsms.request import Request
 from ipsms.text import _UNSAFE, dumps, printable
+from tests.conftest import run_ipsms
 from tests.hostile import VALID, running_listener, status_of
 
 ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=40)  # Cs included
@@ -211,3 +212,31 @@ def test_invisible_characters_reach_no_output_unescaped(tmp_path: Path) -> None:
     assert "❤️" in outputs["listen plain"] and "❤️" in outputs["show plain"]
     assert {name: _leaked(text) for name, text in outputs.items()} == {
         name: [] for name in outputs}
+
+
+async def test_a_header_holding_the_secret_is_masked_in_the_store_and_every_view(
+        tmp_path: Path) -> None:
+    """A poster (or a proxy) that copies the shared code into a header: the store keeps the
+    header masked, and the views mask a header holding the signature as the field is."""
+    import sqlite3
+
+    secret = "s3cret-shared-code"
+    db = tmp_path / "s.sqlite3"
+    body = json.dumps({**VALID, "signature": secret}).encode()
+    async with running_listener(db, secret=secret) as listener:
+        answer = await listener.post(body, headers=(
+            f"X-Signature: {secret}\r\nX-Forwarded-Auth: token={secret};v=1\r\n"))
+        assert status_of(answer) == 200, answer
+        # no secret configured: the views still mask a header holding the signature
+    async with running_listener(db) as listener:
+        answer = await listener.post(body, headers=f"X-Signature: {secret}\r\n")
+        assert status_of(answer) == 200, answer
+    with sqlite3.connect(db) as conn:
+        stored = [h for (h,) in conn.execute("SELECT headers FROM requests ORDER BY id")]
+    assert secret not in stored[0] and "X-Signature" in stored[0]
+    for command in (["messages", "list", "--format", "json"],
+                    ["messages", "show", VALID["refid"], "--format", "json"]):
+        result = run_ipsms(*command, "--db", str(db))
+        assert result.returncode == 0, result.stderr
+        assert secret not in result.stdout, command
+        assert "X-Signature" in result.stdout
