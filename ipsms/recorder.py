@@ -324,7 +324,10 @@ class Recorder:
             writer.when_reaped(lambda how: self._say(
                 f"the message store's writer process stopped ({how}); a new one takes over"))
         assert self._loop is not None
-        wait = max(0.0, self._last_spawn + self.respawn_after - time.monotonic())
+        # One that keeps dying at once is restarted at most once every ``respawn_after``; one
+        # stopped for stalling is replaced at once.
+        wait = 0.0 if writer.killed else max(
+            0.0, self._last_spawn + self.respawn_after - time.monotonic())
         self._respawn = self._loop.call_later(wait, self._replace)
 
     def _replace(self) -> None:
