@@ -5,8 +5,14 @@ API answers; POST /api/endpoints opens a relay port standing in for the public U
 closes it. Each relay passes method, path, headers and exact body to the upstream and returns
 its exact answer (502 when it is down).
 
+The authtoken is read as the real agent reads it: ``--authtoken``, else NGROK_AUTHTOKEN, else
+``authtoken`` in the configuration files ``--config`` names (``agent:`` of a version 3 file, or
+top-level).
+
 Hooks for tests (environment variables):
 - FAKE_NGROK_ARGV=FILE   append this process's argv (one JSON line) to FILE
+- FAKE_NGROK_SEEN=FILE   append {"pid", "argv", "authtoken", "config_modes"} (one JSON line) to
+                         FILE: what this agent was given, and where
 - FAKE_NGROK_SILENT=1    print nothing and wait (an agent that never becomes ready)
 - FAKE_NGROK_DIE_AFTER=S exit S seconds after start (the tunnel drops while listening)
 - an authtoken "bad-token" prints ngrok's auth error (ERR_NGROK_105) and exits 1
@@ -17,6 +23,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
+import stat
 import sys
 import threading
 import time
@@ -73,6 +81,30 @@ def relay_server(upstream: str) -> ThreadingHTTPServer:
     return server
 
 
+def config_files(argv: list[str]) -> list[str]:
+    files: list[str] = []
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--config":
+            files += argv[i + 1].split(",")
+    return files
+
+
+def authtoken(argv: list[str]) -> str | None:
+    if "--authtoken" in argv:
+        return argv[argv.index("--authtoken") + 1]
+    if os.environ.get("NGROK_AUTHTOKEN"):
+        return os.environ["NGROK_AUTHTOKEN"]
+    token = None
+    for path in config_files(argv):  # later files win, as the agent merges them
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                found = re.match(r"\s*authtoken:\s*(.*?)\s*$", line)
+                if found:
+                    value = found.group(1)
+                    token = json.loads(value) if value.startswith('"') else value
+    return token
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if os.environ.get("FAKE_NGROK_ARGV"):
@@ -81,10 +113,15 @@ def main() -> None:
     if argv[:1] != ["start"]:
         print("ngrok version 3.99.0-fake", flush=True)
         return
+    token = authtoken(argv)
+    if os.environ.get("FAKE_NGROK_SEEN"):
+        modes = {path: stat.S_IMODE(os.stat(path).st_mode) for path in config_files(argv)}
+        with open(os.environ["FAKE_NGROK_SEEN"], "a") as fh:
+            fh.write(json.dumps({"pid": os.getpid(), "argv": argv, "authtoken": token,
+                                 "config_modes": modes}) + "\n")
     if os.environ.get("FAKE_NGROK_SILENT"):
         time.sleep(3600)
         return
-    token = argv[argv.index("--authtoken") + 1] if "--authtoken" in argv else None
     if token == "bad-token":
         log(lvl="eror", msg="session closing", obj="tunnels.session",
             err="authentication failed: The authtoken you specified does not look like a "

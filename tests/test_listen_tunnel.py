@@ -5,11 +5,13 @@ that dies while listening are each a clear error (exit 9), and no agent outlives
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -33,10 +35,14 @@ def agent(tmp_path: Path) -> Path:
 
 
 TAG = f"ipsms-test-{os.getpid()}-{time.time_ns()}"  # in the agents' environment
+# The agent's own configuration directory (where `ngrok config add-authtoken` saves a token):
+# none, unless a test makes one, so the machine's never reaches these tests.
+NO_CONFIG = str(Path(tempfile.gettempdir()) / f"{TAG}-no-config")
 
 
 def env(**extra: str) -> dict[str, str]:
-    return cli_env(FAKE_NGROK_TAG=TAG, **extra)
+    base = {k: v for k, v in cli_env().items() if k != "NGROK_AUTHTOKEN"}
+    return {**base, "FAKE_NGROK_TAG": TAG, "XDG_CONFIG_HOME": NO_CONFIG, **extra}
 
 
 def agents_running() -> list[int]:
@@ -257,4 +263,191 @@ def test_a_temporary_directory_mounted_noexec_still_opens_the_tunnel(
     finally:
         listener.kill()
     assert code == 0
+    assert agents_running() == []
+
+
+# -- the authtoken never reaches a command line ------------------------------------------------
+def command_lines_with(secret: str, but: int) -> list[str]:
+    """Every process's command line (as `ps` shows them to any user) that holds ``secret``,
+    but that of process ``but``."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if int(entry.name) == but:
+                continue
+            argv = (entry / "cmdline").read_bytes()
+            if secret.encode() in argv:
+                found.append(argv.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("how", ["flag", "environment", "flag over environment"])
+def test_the_authtoken_is_in_no_command_line_and_the_agent_still_gets_it(
+        agent: Path, tmp_path: Path, how: str) -> None:
+    token = f"2abcTOKEN{time.time_ns()}_secret"
+    seen = tmp_path / "seen.jsonl"
+    args = ["--tunnel", "--ngrok-path", str(agent)]
+    extra = {"FAKE_NGROK_SEEN": str(seen)}
+    if how != "environment":
+        args += ["--ngrok-authtoken", token]
+    if how == "environment":
+        extra["NGROK_AUTHTOKEN"] = token
+    if how == "flag over environment":
+        extra["NGROK_AUTHTOKEN"] = "an-older-token-exported-long-ago"
+    listener = ListenerProcess(*args, db=tmp_path / "t.sqlite3", env=env(**extra))
+    try:
+        assert listener.next_event()["state"] == "up"
+        [given] = [json.loads(line) for line in seen.read_text().splitlines()]
+        agent_argv = Path(f"/proc/{given['pid']}/cmdline").read_bytes().split(b"\0")
+        # --ngrok-authtoken is on listen's own command line, the user's choice (its help says
+        # to prefer NGROK_AUTHTOKEN); it must reach no other.
+        leaked = command_lines_with(token, but=listener.proc.pid)
+        code, _, err = listener.stop()
+    finally:
+        listener.kill()
+    assert code == 0
+    assert given["argv"][:4] == ["start", "--none", "--log", "stdout"]
+    assert [a.decode() for a in agent_argv if a][-len(given["argv"]):] == given["argv"]
+    assert leaked == [] and token.encode() not in b" ".join(agent_argv)
+    assert given["authtoken"] == token  # the flag wins over an exported variable, as before
+    assert given["config_modes"] and set(given["config_modes"].values()) == {0o600}
+    assert token not in err
+    assert agents_running() == []
+
+
+def test_the_authtoken_ngrok_config_add_authtoken_saved_is_used(
+        agent: Path, tmp_path: Path) -> None:
+    """The agent reads only the configuration file it is given: the token its own file holds
+    (where `ngrok config add-authtoken` saves it) is carried over when ipsms has none."""
+    home = tmp_path / "xdg"
+    (home / "ngrok").mkdir(parents=True)
+    (home / "ngrok" / "ngrok.yml").write_text(
+        'version: "3"\nagent:\n    authtoken: saved-by-add-authtoken\n')
+    seen = tmp_path / "seen.jsonl"
+    listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent), db=tmp_path / "s.sqlite3",
+                               env=env(FAKE_NGROK_SEEN=str(seen), XDG_CONFIG_HOME=str(home)))
+    try:
+        assert listener.next_event()["state"] == "up"
+        code, _, _ = listener.stop()
+    finally:
+        listener.kill()
+    assert code == 0
+    assert json.loads(seen.read_text())["authtoken"] == "saved-by-add-authtoken"
+    assert agents_running() == []
+
+
+def test_an_authtoken_with_control_characters_is_refused(agent: Path, tmp_path: Path) -> None:
+    result = run_process("listen", "--tunnel", "--ngrok-path", str(agent), "--port", "0",
+                         "--db", str(tmp_path / "c.sqlite3"),
+                         env=env(NGROK_AUTHTOKEN="tok\nagent:\n  web_addr: false"))
+    assert result.returncode == ExitCode.TUNNEL
+    assert "the ngrok authtoken holds characters no authtoken has" in result.stderr
+    assert "web_addr" not in result.stderr
+    assert agents_running() == []
+
+
+# -- an agent that never prints ----------------------------------------------------------------
+def tagged_processes() -> list[int]:
+    """Live processes these tests started, whatever they run now (their environment holds
+    TAG): an agent that exec'd `sleep` is no fake_ngrok.py any more."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if TAG.encode() in environ and state != "Z" and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def deaf_port() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers (a program that is no
+    ngrok API)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("script", [
+    "exec sleep 100",  # a wrapper that execs another program: the agent's pid, a new program
+    "sleep 100",  # a wrapper whose child holds the agent's stdout
+    "sleep 100 & exec sleep 100",
+    # it names a port that accepts and never answers as its API: pyngrok's probe of it has no
+    # timeout, so its thread never comes back; listen must not wait for it
+    'echo "t=0 lvl=info msg=\\"starting web service\\" obj=web addr=127.0.0.1:{port}"\n'
+    'echo "t=0 lvl=info msg=\\"tunnel session started\\""\n'
+    'echo "t=0 lvl=info msg=\\"client session established\\""\nexec sleep 100',
+], ids=["exec", "child", "both", "deaf-api"])
+def test_an_agent_that_never_answers_is_ended_with_listen_by_the_timeout(
+        tmp_path: Path, script: str, deaf_port: int) -> None:
+    wrapper = tmp_path / "bin" / "ngrok"
+    wrapper.parent.mkdir()
+    wrapper.write_text("#!/bin/sh\n" + script.replace("{port}", str(deaf_port)) + "\n")
+    wrapper.chmod(0o755)
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "ipsms", "listen", "--tunnel", "--ngrok-path",
+                             str(wrapper), "--port", "0", "--tunnel-timeout", "1s",
+                             "--db", str(tmp_path / "n.sqlite3")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env(), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=20)
+        elapsed = time.monotonic() - started
+        deadline = time.monotonic() + 5
+        while tagged_processes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = tagged_processes()
+    finally:
+        for pid in tagged_processes():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    assert proc.returncode == ExitCode.TUNNEL, err
+    assert "did not open the tunnel within 1 s" in err and "ownload" not in out + err
+    assert elapsed < 10
+    assert left == []
+
+
+# -- pyngrok's downloader is never run ---------------------------------------------------------
+def pyngrok_script(folder: Path) -> Path:
+    """A script shaped like the `ngrok` pyngrok installs in a virtualenv (it imports pyngrok's
+    main, which downloads the agent); this one only exits 3, so nothing is downloaded here
+    whatever runs it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ngrok"
+    path.write_text(f"#!{sys.executable}\n# -*- coding: utf-8 -*-\nimport sys\nif False:\n"
+                    "    from pyngrok.ngrok import main\nsys.exit(3)\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_pyngroks_downloader_on_path_is_named_and_never_run(tmp_path: Path) -> None:
+    script = pyngrok_script(tmp_path / "venv" / "bin")
+    result = run_process("listen", "--tunnel", "--port", "0", "--db", str(tmp_path / "w.db"),
+                         env=env(PATH=f"{script.parent}{os.pathsep}{tmp_path / 'empty'}"))
+    assert result.returncode == ExitCode.TUNNEL and result.stdout == ""
+    assert "the ngrok agent is not installed (or not on PATH)" in result.stderr
+    assert f"the ngrok found on PATH, {script}, is pyngrok's downloader script, which ipsms " \
+           "will not run" in result.stderr
+    assert "https://ngrok.com/download" in result.stderr
+
+
+def test_pyngroks_downloader_named_as_the_agent_is_refused(tmp_path: Path) -> None:
+    script = pyngrok_script(tmp_path / "venv" / "bin")
+    result = run_process("listen", "--tunnel", "--ngrok-path", str(script), "--port", "0",
+                         "--db", str(tmp_path / "w.db"), env=env())
+    assert result.returncode == ExitCode.TUNNEL and result.stdout == ""
+    assert f"{script} is pyngrok's downloader script, not the ngrok agent: ipsms will not run " \
+           "it" in result.stderr
+    assert "exited" not in result.stderr  # it was not run
     assert agents_running() == []
