@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from ipsms.errors import ExitCode
-from tests.conftest import cli_env, run_process
+from tests.conftest import ROOT, cli_env, run_process
 from tests.hostile import VALID
 from tests.procs import ListenerProcess, fake_agent
 
@@ -451,3 +452,24 @@ def test_pyngroks_downloader_named_as_the_agent_is_refused(tmp_path: Path) -> No
            "it" in result.stderr
     assert "exited" not in result.stderr  # it was not run
     assert agents_running() == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="setpriv and capabilities")
+def test_an_execute_only_agent_on_path_is_found(tmp_path: Path) -> None:
+    """A binary installed mode 0111 cannot be read, so it is no script (an interpreter must
+    read a script): it is the agent, not pyngrok's downloader."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    binary = folder / "ngrok"
+    shutil.copy("/bin/true", binary)
+    binary.chmod(0o111)
+    command = [sys.executable, "-c", "from ipsms.tunnel import find_agent; print(find_agent(None))"]
+    if os.geteuid() == 0:  # root reads any file: drop that power first
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv")
+        command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *command]
+    found = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=ROOT,
+                           env={**env(), "PATH": str(folder)})
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == str(binary)
