@@ -378,7 +378,9 @@ def _write(path: Path, text: str) -> None:
     directory = target.parent
     try:
         if not directory.exists():
-            directory.mkdir(parents=True, mode=0o700)
+            from ipsms.home import make_private_dirs
+
+            make_private_dirs(directory)
         mode = 0o600
         with contextlib.suppress(FileNotFoundError):
             mode = stat.S_IMODE(target.stat().st_mode)

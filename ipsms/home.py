@@ -6,8 +6,6 @@ import contextlib
 import os
 from pathlib import Path
 
-import platformdirs
-
 from ipsms.errors import StateError
 
 HOME_ENV = "IPSMS_HOME"
@@ -19,13 +17,32 @@ def state_home() -> Path:
     override = os.environ.get(HOME_ENV)
     if override:
         return Path(override).expanduser()
+    import platformdirs  # here: the store's writer process imports this module without it
+
     return platformdirs.user_data_path("ipsms", appauthor=False)
 
 
+def make_private_dirs(path: Path) -> None:
+    """Create ``path`` and each missing directory above it, every one 0700 whatever the umask
+    (``Path.mkdir(parents=True, mode=0o700)`` gives the parents the umask's mode: 0777 under
+    umask 000). Directories that exist are left as they are. The one way ipsms creates a
+    directory; raises ``OSError``."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process: its mode is its own
+        os.chmod(directory, 0o700)  # a umask can only have taken bits away: put them back
+
+
 def ensure_dir(path: Path) -> Path:
-    """Create ``path`` (mode 0700) if needed and check that it is writable."""
+    """Create ``path`` (and its parents, 0700) if needed and check that it is writable."""
     try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(path)
     except OSError as exc:
         raise StateError(
             f"cannot create the state directory {path}: {exc.strerror or exc}",

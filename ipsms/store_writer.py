@@ -215,9 +215,11 @@ class Writer:
         is not an ipsms store is left alone: every row is refused, with the reason."""
         try:
             if not self.path.exists():
+                from ipsms.home import make_private_dirs  # only when the store was removed
+
                 old = os.umask(0o077)
                 try:
-                    self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    make_private_dirs(self.path.parent)
                     os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
                 finally:
                     os.umask(old)
