@@ -10,20 +10,21 @@ decoded the body), minus every claim of the poster about where the request came 
 ``Host`` it was sent). A header of the poster's whose value is not UTF-8 is left out, not sent
 altered (aiohttp's writer would drop its other bytes).
 
-Back to the poster: the app's status, headers (minus hop-by-hop ones) and its whole body,
-read to the end however it was framed (``Content-Length``, chunked, or up to the close) and
-never decompressed, with the ``Content-Length`` of those bytes. Interim answers (1xx before the
-final one) are not passed on. What the poster gets is what is recorded. When the app's answer
-cannot go back as it is, the poster gets ipsms's JSON error instead, never a cut answer or a
-closed connection:
+Back to the poster: the app's status and reason phrase, its headers (minus hop-by-hop ones;
+no ``Content-Type`` or ``Server`` it did not send, a ``Date`` when it sent none) and its whole
+body, read to the end however it was framed (``Content-Length``, chunked, or up to the close)
+and never decompressed, with the ``Content-Length`` of those bytes. Interim answers (1xx before
+the final one) are not passed on. What the poster gets is what is recorded. When the app's
+answer cannot go back as it is, the poster gets ipsms's JSON error instead, never a cut answer
+or a closed connection:
 
 - 502 ``app_unreachable``: no connection to the app;
 - 502 ``app_answer_invalid``: the app closed or reset the connection before its answer was
   whole, answered something that is not HTTP/1.x (aiohttp's parser refused it: a bare CR,
   ``Transfer-Encoding`` with ``Content-Length``, too many header lines or one too long...),
-  a final status outside 200-599 (101 included: ipsms asks for no upgrade), or a header ipsms
-  cannot pass on byte for byte (a control character other than tab, or bytes that are not
-  UTF-8);
+  a final status outside 200-599 (101 included: ipsms asks for no upgrade), or a header or
+  reason phrase ipsms cannot pass on byte for byte (a control character other than tab, or
+  bytes that are not UTF-8);
 - 502 ``app_answer_too_large``: a body over ``MAX_APP_BODY``, announced or sent;
 - 504 ``app_timeout``: the whole answer, body included, not in within the forward timeout.
 """
@@ -38,7 +39,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiohttp import hdrs
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from ipsms.text import dumps, one_line, printable
 
@@ -58,6 +60,8 @@ _FORWARDED_PREFIX = "x-forwarded-"
 # What aiohttp's writer refuses in a header (RFC 9110 5.5: CTLs other than HTAB), or drops
 # silently (lone surrogates: the parser's stand-ins for bytes that are not UTF-8).
 _UNRELAYABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+# Headers aiohttp adds to an answer that lacks them, which would say what the app did not.
+_NOT_ADDED = (hdrs.CONTENT_TYPE, hdrs.SERVER)
 
 
 @dataclass(slots=True)
@@ -70,12 +74,32 @@ class Relayed:
     latency_ms: float
     error: str | None = None  # "app_unreachable", "app_answer_invalid", "app_timeout"...
     detail: str | None = None
+    reason: str | None = None  # the app's reason phrase; None: the standard one
 
     def to_dict(self, url: str) -> dict[str, Any]:
         """The ``forward`` object of a request's JSON form."""
         return {"url": url, "status": self.status, "latency_ms": round(self.latency_ms, 3),
                 "body_preview": self.body[:PREVIEW_BYTES].decode("utf-8", "replace"),
                 "error": self.error, "detail": self.detail}
+
+    def response(self) -> web.Response:
+        """The answer the sender gets: the app's as it came, or ipsms's own error."""
+        if self.error is not None:
+            return web.Response(status=self.status, body=self.body,
+                                headers=CIMultiDict(self.headers))
+        return _AsIs(status=self.status, reason=self.reason or None, body=self.body,
+                     headers=CIMultiDict(self.headers))
+
+
+class _AsIs(web.Response):
+    """The app's answer without the ``Content-Type`` and ``Server`` aiohttp adds to one that has
+    none (it still adds a ``Date``, as RFC 9110 6.6.1 asks of a relay)."""
+
+    async def _prepare_headers(self) -> None:
+        missing = [name for name in _NOT_ADDED if name not in self.headers]
+        await super()._prepare_headers()
+        for name in missing:
+            self.headers.popall(name, None)
 
 
 def _hop_free(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -140,15 +164,19 @@ def _answer_headers(resp: aiohttp.ClientResponse) -> list[tuple[str, str]]:
     return _hop_free(pairs)
 
 
-def _status(resp: aiohttp.ClientResponse) -> int:
-    """The app's final status, or ``_Unrelayable``."""
+def _status(resp: aiohttp.ClientResponse) -> tuple[int, str | None]:
+    """The app's final status and reason phrase, or ``_Unrelayable``."""
     if 100 <= resp.status <= 199:  # aiohttp reads past the others; 101 ends HTTP
         raise _Unrelayable("app_answer_invalid", f"the app's final answer was {resp.status}, "
                            "an interim status (ipsms asked for no upgrade)")
     if not 200 <= resp.status <= 599:
         raise _Unrelayable("app_answer_invalid", f"the app answered status {resp.status}, "
                            "which is not an HTTP status (100 to 599)")
-    return resp.status
+    reason = resp.reason
+    if reason and _UNRELAYABLE.search(reason):
+        raise _Unrelayable("app_answer_invalid", "the app's reason phrase cannot be relayed "
+                           f"byte for byte: {one_line(reason, 60)}")
+    return resp.status, reason
 
 
 async def _body(resp: aiohttp.ClientResponse) -> bytes:
@@ -222,13 +250,14 @@ class Forwarder:
                 async with self._session.request(method, self.url, data=body, headers=headers,
                                                  allow_redirects=False) as resp:
                     try:
-                        status = _status(resp)
+                        status, reason = _status(resp)
                         answer = _answer_headers(resp)
                         data = await _body(resp)
                     except BaseException:
                         resp.close()  # never reuse a connection whose answer was not read
                         raise
-            return Relayed(status, answer, data, (time.perf_counter() - started) * 1000)
+            return Relayed(status, answer, data, (time.perf_counter() - started) * 1000,
+                           reason=reason)
         except _Unrelayable as exc:
             return done(502, exc.code, exc.detail)
         except TimeoutError:

@@ -22,7 +22,6 @@ from typing import Any
 import aiohttp
 import aiohttp.http_exceptions
 from aiohttp import web
-from multidict import CIMultiDict
 
 from ipsms import defaults
 from ipsms.connections import (
@@ -363,8 +362,7 @@ class _Handler:
             await asyncio.sleep(self.faults.faults.delay)
         emit(self.sinks, record)
         if relayed is not None and record.error != "store_failed":
-            return web.Response(status=relayed.status, body=relayed.body,
-                                headers=CIMultiDict(relayed.headers))
+            return relayed.response()
         answer = _response(record, request)
         if waiting or (guarded is not None and guarded.overflowed):
             answer.force_close()  # its body was not read whole: the connection cannot go on

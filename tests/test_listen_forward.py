@@ -364,9 +364,11 @@ async def test_a_header_that_cannot_be_relayed_as_sent_is_a_502_and_the_row_says
      "the app's final answer was 101, an interim status (ipsms asked for no upgrade)"),
     ([b"HTTP/1.1 999 Custom\r\nContent-Length: 2\r\n\r\nok"],
      "the app answered status 999, which is not an HTTP status (100 to 599)"),
+    ([b"HTTP/1.1 202 Que\x01ued\r\nContent-Length: 2\r\n\r\nok"],
+     "the app's reason phrase cannot be relayed byte for byte: Que\\u0001ued"),
     ([b"hello\r\n\r\n"], "the app's answer is not valid HTTP: Bad status line"),
     ([], "the app closed the connection without answering"),
-], ids=["te-and-cl", "500-headers", "101", "999", "not-http", "closed"])
+], ids=["te-and-cl", "500-headers", "101", "999", "reason-soh", "not-http", "closed"])
 async def test_an_answer_ipsms_cannot_relay_is_a_502_with_the_reason(
         tmp_path: Path, answer: list[Piece], detail: str) -> None:
     db = tmp_path / "i.sqlite3"
@@ -374,6 +376,25 @@ async def test_an_answer_ipsms_cannot_relay_is_a_502_with_the_reason(
         status, _, body = whole(await listener.post(BODY))
     assert (status, json.loads(body)) == (502, {"error": "app_answer_invalid", "detail": detail})
     assert agrees(db, 502, body)["error"] == "app_answer_invalid"
+
+
+async def test_the_app_s_status_line_and_headers_come_back_with_nothing_added(
+        tmp_path: Path) -> None:
+    interim = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+    final = (b"HTTP/1.1 202 Queued For Later\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
+             b"Connection: X-Hop\r\nX-Hop: 1\r\nContent-Length: 2\r\n\r\nok")
+    db = tmp_path / "a.sqlite3"
+    async with raw_app([interim, 0.05, final]) as (url, _), \
+            running_listener(db, forward_to=url) as listener:
+        answer = await listener.post(BODY)
+    head = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    # Only the final answer, its reason phrase, both cookies, no header the app did not send
+    # (a Date, which a relay adds when the app sent none), nothing the app meant for one hop.
+    assert head[0] == b"HTTP/1.1 202 Queued For Later"
+    assert sorted(line.split(b":")[0] for line in head[1:]) == [
+        b"Connection", b"Content-Length", b"Date", b"Set-Cookie", b"Set-Cookie"]
+    assert b"Set-Cookie: a=1" in head and b"Set-Cookie: b=2" in head
+    assert whole(answer)[2] == b"ok" and agrees(db, 202, b"ok")["error"] is None
 
 
 def _post_expecting_100(port: int) -> bytes:
