@@ -300,7 +300,7 @@ def from_row(row: sqlite3.Row) -> Request:
         content_type=t(row["content_type"]), body=bytes(row["body"]), refid=t(row["refid"]),
         from_number=t(row["from_number"]), to_number=t(row["to_number"]),
         message=t(row["message"]),
-        fields=None if fields is None else json.loads(fields), fields_json=fields,
+        fields=None if fields is None else _parsed_fields(fields), fields_json=fields,
         attempt=row["attempt"], verdict=t(row["verdict"]),
         verdict_detail=t(row["verdict_detail"]),
         flags=[] if flags is None else json.loads(flags),
@@ -308,6 +308,23 @@ def from_row(row: sqlite3.Row) -> Request:
         body_size=row["body_size"], body_sha256=row["body_sha256"],
         forward=None if row["forward"] is None else json.loads(row["forward"]),
     )
+
+
+def _parsed_fields(text: str) -> Any:
+    """The stored fields. An integer past Python's 4300-digit limit (a body ``listen``
+    accepts, keeping the number as its text) is read back as that text, not an error that
+    stops every reader of the store."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return json.loads(text, parse_int=_int_or_text)
+
+
+def _int_or_text(token: str) -> int | str:
+    try:
+        return int(token)
+    except ValueError:
+        return token
 
 
 def _query(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -477,3 +478,33 @@ def test_export_redact_keeps_what_is_no_phone_number() -> None:
     assert red["headers"] == [["Date", "Mon, 07 Dec 2026 22:52:23 GMT"], ["X-Note", text]] or \
         red["headers"] == [("Date", "Mon, 07 Dec 2026 22:52:23 GMT"), ("X-Note", text)]
     assert red["path"] == "/sms/123456?attempt=2"
+
+
+def test_a_number_past_pythons_digit_limit_is_read_back_by_every_command(tmp_path: Path) -> None:
+    """`listen` accepts a body with an integer of 5,000 digits (kept as its text); every
+    reader of the store reads that row back instead of failing on it."""
+    from tests.conftest import run_ipsms
+    from tests.procs import ListenerProcess
+
+    huge = "1" * 5000
+    body = (b'{"refid":"' + REFID.encode() + b'","from":"+13035550100","to":"+13038675309",'
+            b'"message":"hi","n":' + huge.encode() + b"}")
+    db = tmp_path / "huge.sqlite3"
+    listener = ListenerProcess(db=db)
+    try:
+        request = urllib.request.Request(listener.url, data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+        code, _, _ = listener.stop()
+    finally:
+        listener.kill()
+    assert code == 0
+    outputs = {}
+    for args in (["list", "--format", "json"], ["show", REFID, "--format", "json"], ["export"],
+                 ["export", "--redact"]):
+        result = run_ipsms("messages", *args, "--db", str(db))
+        assert result.returncode == 0, (args, result.stderr)
+        outputs[" ".join(args[:2])] = result.stdout
+    assert json.loads(outputs["export"])["fields"]["n"] == huge  # its text, as listen saw it
+    assert huge[:12] not in outputs["export --redact"]
