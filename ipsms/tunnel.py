@@ -259,7 +259,25 @@ async def open_tunnel(config: TunnelConfig, local_url: str) -> Tunnel:
     except BaseException:
         _end(pyngrok_config, agent, workdir, fresh=True)
         raise
+    if not _is_public_url(public_url):  # it is printed, drawn in the table, sent to IntelePeer
+        _end(pyngrok_config, agent, workdir, fresh=True)
+        raise TunnelError(f"the ngrok agent answered with a public URL that is no URL: "
+                          f"{public_url[:200]!r}", hint="run `ngrok http 8765` on its own to "
+                          "see what the agent says")
     return Tunnel(public_url, pyngrok_config, workdir, agent)
+
+
+def _is_public_url(url: str) -> bool:
+    """An http(s) URL of printable ASCII with a host: nothing that could drive a terminal."""
+    from urllib.parse import urlsplit
+
+    if not url.isascii() or not url.isprintable() or " " in url:
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def _check_authtoken(token: str) -> None:

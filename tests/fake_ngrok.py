@@ -15,6 +15,7 @@ Hooks for tests (environment variables):
                          FILE: what this agent was given, and where
 - FAKE_NGROK_SILENT=1    print nothing and wait (an agent that never becomes ready)
 - FAKE_NGROK_DIE_AFTER=S exit S seconds after start (the tunnel drops while listening)
+- FAKE_NGROK_PUBLIC_URL=URL  answer URL as the endpoint's public URL (a hostile agent)
 - an authtoken "bad-token" prints ngrok's auth error (ERR_NGROK_105) and exits 1
 """
 
@@ -148,7 +149,8 @@ def main() -> None:
             upstream = (options.get("upstream") or {}).get("url") or options.get("addr")
             relay = relay_server(upstream)
             relays[name] = relay
-            public = f"http://127.0.0.1:{relay.server_address[1]}"
+            public = (os.environ.get("FAKE_NGROK_PUBLIC_URL")
+                      or f"http://127.0.0.1:{relay.server_address[1]}")
             endpoints[name] = {"name": name, "url": public, "public_url": public,
                                "uri": f"/api/endpoints/{name}", "proto": "http",
                                "upstream": {"url": upstream}, "config": {"addr": upstream}}

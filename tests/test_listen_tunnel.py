@@ -473,3 +473,20 @@ def test_an_execute_only_agent_on_path_is_found(tmp_path: Path) -> None:
                            env={**env(), "PATH": str(folder)})
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == str(binary)
+
+
+@pytest.mark.parametrize("public_url", ["https://x.ngrok.app/\x1b]0;pwned\x07\x1b[2J",
+                                        "javascript:alert(1)", "https://\u202eppa.kcorgn/",
+                                        "not a url"])
+def test_a_public_url_that_is_no_url_is_refused(agent: Path, tmp_path: Path,
+                                                public_url: str) -> None:
+    """What the agent answers is printed, drawn in the table's header and sent to IntelePeer
+    by --set-webhook: an answer that is no http(s) URL stops listen (exit 9), escaped."""
+    result = run_process("listen", "--tunnel", "--ngrok-path", str(agent), "--port", "0",
+                         "--db", str(tmp_path / "u.sqlite3"),
+                         env=env(FAKE_NGROK_PUBLIC_URL=public_url))
+    assert result.returncode == ExitCode.TUNNEL
+    assert "the ngrok agent answered with a public URL that is no URL" in result.stderr
+    assert "\x1b" not in result.stderr + result.stdout
+    assert "\u202e" not in result.stderr + result.stdout
+    assert agents_running() == []
