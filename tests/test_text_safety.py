@@ -17,7 +17,10 @@ from ipsms.text import _UNSAFE, dumps, printable
 from tests.conftest import run_ipsms
 from tests.hostile import VALID, running_listener, status_of
 
-ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=40)  # Cs included
+# Any code point, lone surrogates included: the default st.text() leaves them out, and among
+# all code points they are too rare to be drawn, so they get a strategy of their own.
+ANY_TEXT = st.text(st.characters(exclude_categories=()) | st.integers(0xD800, 0xDFFF).map(chr),
+                   max_size=40)
 
 
 def test_every_format_control_and_separator_is_unsafe() -> None:
@@ -93,6 +96,8 @@ def _reencoded_pair(sent: str, back: str) -> bool:
 async def test_any_text_is_answered_200_recorded_losslessly_and_shown_escaped(
         tmp_path: Path, message: str, refid: str) -> None:
     db = tmp_path / f"s{abs(hash((message, refid)))}.sqlite3"
+    # What a JSON reader gets: two lone surrogates that happen to form a pair are one character.
+    message, refid = json.loads(json.dumps(message)), json.loads(json.dumps(refid))
     async with running_listener(db, secret="S3CRET") as listener:
         body = json.dumps({**VALID, "refid": refid, "message": message})  # escapes surrogates
         answer = await listener.post(body.encode())
