@@ -4,7 +4,7 @@
 
 Builds a temporary store with the real insert statement (store.insert_batch, 1,000 rows a
 transaction; 500-byte bodies, 1 in 1000 rows rejected 4xx, 1 in 500 flagged, senders from
-5,000 numbers), then times `recordings.list_recent` (limit 50, the CLI default) with each
+5,000 numbers), then times `records.list_recent` (limit 50, the CLI default) with each
 filter: the median of --repeat runs, in ms, and its ratio to the unfiltered query. A rare
 match that is not indexed walks the whole table: that is the worst case shown.
 """
@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ipsms import recordings, store
+from ipsms import records, store
 from ipsms.request import Request
 
 
@@ -52,7 +52,7 @@ def timed(conn: object, where: store.Filter, repeat: int) -> float:
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        recordings.list_recent(conn, recordings.ListQuery(Path("."), where=where))  # type: ignore[arg-type]
+        records.list_recent(conn, records.ListQuery(Path("."), where=where))  # type: ignore[arg-type]
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000
 
@@ -71,25 +71,25 @@ def main() -> None:
         now = time.time()
         cases = [
             ("unfiltered", store.Filter()),
-            ("--from +13030001234 (exact, index)", recordings.Filter(
-                from_number=recordings.parse_number("+13030001234"))),
-            ("--from 1234 (suffix, scan)", recordings.Filter(
-                from_number=recordings.parse_number("1234"))),
-            ("--from 99999 (suffix, no match)", recordings.Filter(
-                from_number=recordings.parse_number("99999"))),
-            ("--refid 000...030 (prefix of 256 rows, index)", recordings.Filter(
+            ("--from +13030001234 (exact, index)", records.Filter(
+                from_number=records.parse_number("+13030001234"))),
+            ("--from 1234 (suffix, scan)", records.Filter(
+                from_number=records.parse_number("1234"))),
+            ("--from 99999 (suffix, no match)", records.Filter(
+                from_number=records.parse_number("99999"))),
+            ("--refid 000...030 (prefix of 256 rows, index)", records.Filter(
                 refid_prefix="0" * 29 + "30")),
-            ("--refid 0000 (prefix of 65,536 rows, index)", recordings.Filter(
+            ("--refid 0000 (prefix of 65,536 rows, index)", records.Filter(
                 refid_prefix="0" * 28)),
-            ("--text 'message 12' (common)", recordings.Filter(text="message 12")),
-            ("--text nowhere (no match)", recordings.Filter(text="nowhere")),
-            ("--text café (no match, Python casefold)", recordings.Filter(text="café")),
-            ("--status 4xx (1 in 1000)", recordings.Filter(
-                statuses=recordings.parse_statuses("4xx"))),
-            ("--verdict invalid (1 in 1000)", recordings.Filter(verdicts=("invalid",))),
-            ("--flag extra_fields (1 in 500)", recordings.Filter(flag="extra_fields")),
-            ("--flag refid_reused (no match)", recordings.Filter(flag="refid_reused")),
-            ("--since 1h (range)", recordings.Filter(since=now - 3600)),
+            ("--text 'message 12' (common)", records.Filter(text="message 12")),
+            ("--text nowhere (no match)", records.Filter(text="nowhere")),
+            ("--text café (no match, Python casefold)", records.Filter(text="café")),
+            ("--status 4xx (1 in 1000)", records.Filter(
+                statuses=records.parse_statuses("4xx"))),
+            ("--verdict invalid (1 in 1000)", records.Filter(verdicts=("invalid",))),
+            ("--flag extra_fields (1 in 500)", records.Filter(flag="extra_fields")),
+            ("--flag refid_reused (no match)", records.Filter(flag="refid_reused")),
+            ("--since 1h (range)", records.Filter(since=now - 3600)),
         ]
         with store.opened(path) as conn:
             base = timed(conn, store.Filter(), args.repeat)

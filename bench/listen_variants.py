@@ -19,10 +19,10 @@ from pathlib import Path
 from aiohttp import web
 
 from ipsms.inbound import parse_message
-from ipsms.listener import ListenConfig, create_app
-from ipsms.recorder import Recorded, Recorder
+from ipsms.listen.app import ListenConfig, create_app
 from ipsms.request import Request
 from ipsms.signature import Verifier
+from ipsms.store.recorder import Recorded, Recorder
 from ipsms.ui.lines import NdjsonSink
 
 SECRET = "bench-secret"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from ipsms.listener import ListenConfig
+    from ipsms.listen.app import ListenConfig
     from ipsms.testing.deliver import Deliverer
     from ipsms.testing.emulator import RunningEmulator
     from ipsms.testing.listener import RunningListener
@@ -39,7 +39,7 @@ def ipsms_secret() -> str | None:
 
 @pytest.fixture
 def ipsms_listener_config(ipsms_secret: str | None) -> dict[str, Any]:
-    """Options of ``ipsms_listener`` (``ipsms.listener.ListenConfig`` fields: ``secret``,
+    """Options of ``ipsms_listener`` (``ipsms.listen.app.ListenConfig`` fields: ``secret``,
     ``signature_mode``, ``faults``, ``forward_to``...). Override it to change them."""
     return {"secret": ipsms_secret}
 

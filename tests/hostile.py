@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ipsms import store
-from ipsms.events import ListenEvent
-from ipsms.listener import GUARD, ListenConfig
+from ipsms.listen.app import GUARD, ListenConfig
+from ipsms.listen.events import ListenEvent
+from ipsms.listen.server import ListenServer
 from ipsms.request import Request
-from ipsms.server import ListenServer
 
 REFID = "ABCDEF1234567890ABCDEF1234567890"
 SECRET = "S3CRET"

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.cells import cell_len, get_character_cell_size
 
-from ipsms.cells import PLACEHOLDER, cell_text, char_width
+from ipsms.ui.cells import PLACEHOLDER, cell_text, char_width
 
 # Pieces terminals disagree on, and pieces they agree on, to build hostile cells from.
 PIECES = [

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from ipsms import http1
-from ipsms.delivery import (
+from ipsms.deliver import http1
+from ipsms.deliver.engine import (
     CONNECT_ERROR,
     PREVIEW_BYTES,
     TIMEOUT,
@@ -26,8 +26,8 @@ from ipsms.delivery import (
     open_connections,
     validate_url,
 )
+from ipsms.deliver.retry import RetryPolicy, SuccessRule
 from ipsms.errors import ExitCode, NotDeliveredError, UsageError
-from ipsms.retry import RetryPolicy, SuccessRule
 
 BODY = b'{"refid": "ABCDEF1234567890ABCDEF1234567890", "message": "Hello World!"}'
 

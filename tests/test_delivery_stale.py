@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from aiohttp.http import HttpResponseParser
 
-from ipsms.delivery import (
+from ipsms.deliver.engine import (
     CONNECT_ERROR,
     DISCONNECTED,
     AttemptEvent,
@@ -24,8 +24,8 @@ from ipsms.delivery import (
     Sender,
     open_connections,
 )
-from ipsms.load import LoadPlan, run_load
-from ipsms.retry import RetryPolicy
+from ipsms.deliver.load import LoadPlan, run_load
+from ipsms.deliver.retry import RetryPolicy
 from tests.raw_http import read_request
 
 CLOSE_AFTER = 2.0  # at the latest; a server closes at once when the next request arrives

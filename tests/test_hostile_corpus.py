@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ipsms.events import RejectedEvent
+from ipsms.listen.events import RejectedEvent
 from ipsms.request import Request
 from ipsms.text import dumps
 from ipsms.ui.lines import ndjson_line
@@ -293,7 +293,7 @@ async def test_non_utf8_header_bytes_are_recorded_and_shown_escaped(
     (row,) = stored_rows(tmp_path / "store.sqlite3")
     (value,) = [v for n, v in row.headers if n == "X-Note"]
     assert value.encode("utf-8", "surrogateescape") == b"caf\xe9 \xff"  # lossless
-    from ipsms.recordings import detail_dict
+    from ipsms.records import detail_dict
     line = dumps(detail_dict(row))
     assert "\\udce9" in line  # escaped, so the line is strict UTF-8
 
@@ -316,7 +316,7 @@ async def test_large_rejected_messages_cost_little_disk(listener, tmp_path: Path
 
 
 def test_rejected_requests_are_recorded_at_a_bounded_rate() -> None:
-    from ipsms.listener import JunkBudget
+    from ipsms.listen.app import JunkBudget
 
     budget = JunkBudget(rows=0, row_burst=2)
     assert [budget.row() for _ in range(4)] == [True, True, False, False]

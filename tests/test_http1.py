@@ -1,4 +1,4 @@
-"""The plain-HTTP client (``ipsms.http1``) behind ``Sender`` for ``http://`` URLs: the same
+"""The plain-HTTP client (``ipsms.deliver.http1``) behind ``Sender`` for ``http://`` URLs: the same
 request bytes as the aiohttp path, the same attempt results and wording, against a raw asyncio
 server on 127.0.0.1 that records every request exactly as it arrived."""
 
@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from ipsms.delivery import (
+from ipsms.deliver.engine import (
     CONNECT_ERROR,
     DISCONNECTED,
     HTTP_ERROR,
@@ -25,8 +25,8 @@ from ipsms.delivery import (
     Sender,
     open_connections,
 )
-from ipsms.load import LoadPlan, run_load
-from ipsms.retry import RetryPolicy
+from ipsms.deliver.load import LoadPlan, run_load
+from ipsms.deliver.retry import RetryPolicy
 from tests.raw_http import read_request
 
 NO_WAIT = RetryPolicy(no_wait=True)
@@ -98,7 +98,7 @@ class RecordingServer:
 
 @pytest.fixture
 async def both() -> AsyncIterator[tuple[Connections, Connections]]:
-    """(through ipsms.http1, through aiohttp only) for the same policy."""
+    """(through ipsms.deliver.http1, through aiohttp only) for the same policy."""
     async with open_connections(NO_WAIT) as c:
         assert c.plain is not None
         yield c, replace(c, plain=None)

@@ -122,3 +122,108 @@ def test_every_module_is_in_the_architecture_doc() -> None:
                if path.name not in ("__init__.py", "__main__.py")
                and not re.search(rf"(?<!\w){re.escape(path.name)}", doc)]
     assert not missing, f"docs/architecture.md does not say what these hold: {missing}"
+
+
+def every_import(path: Path) -> set[str]:
+    """Every ipsms module a file imports, lazy imports included."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m in MODULES}
+
+
+PARTS = ("listen", "store", "records", "deliver", "intelepeer", "ui", "cli", "testing")
+# docs/architecture.md, "The rules between them": which part may import which.
+MAY_IMPORT = {
+    "root": {"root"},
+    "store": {"root"},
+    "intelepeer": {"root"},
+    "listen": {"root", "store", "intelepeer"},  # the session's webhook lease
+    "records": {"root", "store"},
+    "deliver": {"root", "records"},
+    "testing": {"root", "listen", "deliver", "intelepeer"},
+    "ui": {"root", "listen", "store", "records", "deliver", "intelepeer"},
+    "cli": {"root", *PARTS},
+}
+ENTRY_POINTS = {"ipsms.__main__", "ipsms.pytest_plugin"}
+# Names docs/pytest-plugin.md documented at these paths before the parts became packages.
+COMPAT = {"ipsms.faults": "ipsms.listen.faults", "ipsms.listener": "ipsms.listen.app",
+          "ipsms.delivery": "ipsms.deliver.engine"}
+
+
+def part_of(module: str) -> str:
+    words = module.split(".")
+    return words[1] if len(words) > 1 and words[1] in PARTS else "root"
+
+
+def test_each_part_imports_only_what_the_architecture_doc_allows() -> None:
+    offenders = []
+    for name, path in MODULES.items():
+        if name in ENTRY_POINTS or name in COMPAT or name == "ipsms":
+            continue
+        mine = part_of(name)
+        for imported in every_import(path):
+            theirs = part_of(imported)
+            if theirs != mine and theirs not in MAY_IMPORT[mine]:
+                offenders.append(f"{name} imports {imported}")
+    assert not offenders, "\n".join(sorted(offenders))
+
+
+def test_replay_is_the_one_delivery_module_that_reads_the_records() -> None:
+    readers = sorted(name for name, path in MODULES.items() if part_of(name) == "deliver"
+                     and any(part_of(m) == "records" for m in every_import(path)))
+    assert readers == ["ipsms.deliver.replay"]
+
+
+def test_no_command_imports_another_command() -> None:
+    shared = {"ipsms.cli", "ipsms.cli.io", "ipsms.cli.options", "ipsms.cli.help",
+              "ipsms.cli.profiles", "ipsms.cli.commands", "ipsms.cli.api",
+              "ipsms.cli.completion", "ipsms.cli.reference"}
+    offenders = []
+    for name, path in MODULES.items():
+        if not name.startswith("ipsms.cli.") or name in shared or name == "ipsms.cli.app":
+            continue
+        for imported in every_import(path):
+            if imported.startswith("ipsms.cli.") and imported not in shared \
+                    and imported != name and not imported.startswith(f"{name}."):
+                offenders.append(f"{name} imports {imported}")
+    assert not offenders, "\n".join(sorted(offenders))
+
+
+def test_there_is_no_import_cycle_even_through_lazy_imports() -> None:
+    graph = {name: {m for m in every_import(path) if m != name and m in MODULES
+                    and not name.startswith(m + ".")}
+             for name, path in MODULES.items()}
+    graph = {name: {m for m in deps if MODULES[m].name != "__init__.py"
+                    or not name.startswith(m)} for name, deps in graph.items()}
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def walk(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt):], nxt])
+            elif nxt not in state:
+                walk(nxt, [*path, nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            walk(name, [name])
+    assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_plugin_doc_s_earlier_import_paths_still_work_and_import_only_their_names() -> None:
+    import importlib
+
+    for old, new in COMPAT.items():
+        module = importlib.import_module(old)
+        assert module.__all__, old
+        for name in module.__all__:
+            assert getattr(module, name) is getattr(importlib.import_module(new), name)
+        assert every_import(MODULES[old]) <= {new, *(f"{new}.{n}" for n in module.__all__)}

@@ -8,9 +8,9 @@ import base64
 import json
 from pathlib import Path
 
-from ipsms.cli.listen import public_address
 from ipsms.intelepeer.emulator import EmulatorThread
-from ipsms.listener import ListenConfig
+from ipsms.listen.app import ListenConfig
+from ipsms.listen.session import public_address
 from tests.hostile import VALID, running_listener, status_of, stored_rows
 from tests.procs import ListenerProcess
 from tests.test_listen_webhook import NUMBER, PUBLIC, emu, env  # noqa: F401 (fixture)

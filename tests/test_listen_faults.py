@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from ipsms.errors import ExitCode
-from ipsms.faults import FaultInjector, Faults
+from ipsms.listen.faults import FaultInjector, Faults
 from ipsms.request import Request
 from tests.conftest import run_ipsms
 from tests.hostile import running_listener, status_of, stored_rows
@@ -64,18 +64,18 @@ async def test_status_answers_every_message_but_bad_requests_keep_their_answer(
 
 
 def test_fail_first_counts_each_refid_and_forgets_the_oldest(monkeypatch: object) -> None:
-    import ipsms.faults
+    import ipsms.listen.faults
 
     injector = FaultInjector(Faults(fail_first=1))
     assert injector.override("A") is not None and injector.override("A") is None
     assert injector.override("B") is not None and injector.override(None) is None
-    setattr(ipsms.faults, "REFIDS_REMEMBERED", 2)  # noqa: B010
+    setattr(ipsms.listen.faults, "REFIDS_REMEMBERED", 2)  # noqa: B010
     try:
         for refid in ("C", "D", "E"):
             injector.override(refid)
         assert injector.override("A") is not None  # forgotten: counted from 1 again
     finally:
-        setattr(ipsms.faults, "REFIDS_REMEMBERED", 100_000)  # noqa: B010
+        setattr(ipsms.listen.faults, "REFIDS_REMEMBERED", 100_000)  # noqa: B010
 
 
 def test_the_listener_says_fault_injection_is_on(tmp_path: Path) -> None:

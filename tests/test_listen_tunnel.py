@@ -463,7 +463,8 @@ def test_an_execute_only_agent_on_path_is_found(tmp_path: Path) -> None:
     binary = folder / "ngrok"
     shutil.copy("/bin/true", binary)
     binary.chmod(0o111)
-    command = [sys.executable, "-c", "from ipsms.tunnel import find_agent; print(find_agent(None))"]
+    command = [sys.executable, "-c",
+               "from ipsms.listen.tunnel import find_agent; print(find_agent(None))"]
     if os.geteuid() == 0:  # root reads any file: drop that power first
         setpriv = shutil.which("setpriv")
         if setpriv is None:

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ipsms import store
-from ipsms.listener import ListenConfig, create_app
-from ipsms.recorder import Recorder
+from ipsms.listen.app import ListenConfig, create_app
 from ipsms.request import Request
 from ipsms.signature import Mode, compute_hmac
+from ipsms.store.recorder import Recorder
 from tests.hostile import stored_rows
 
 REFID = "ABCDEF1234567890ABCDEF1234567890"

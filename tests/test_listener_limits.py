@@ -15,9 +15,9 @@ import pytest
 
 from ipsms import store
 from ipsms.errors import StateError
-from ipsms.events import RejectedEvent
-from ipsms.recorder import Recorder
+from ipsms.listen.events import RejectedEvent
 from ipsms.request import Request
+from ipsms.store.recorder import Recorder
 from ipsms.ui.lines import NdjsonSink
 from tests.hostile import (
     VALID,
@@ -210,7 +210,7 @@ def test_group_or_sticky_world_writable_directories_are_warned_about(
 
 
 def test_rejected_bodies_share_a_byte_budget_but_always_keep_their_first_kib() -> None:
-    from ipsms.listener import JunkBudget
+    from ipsms.listen.app import JunkBudget
 
     budget = JunkBudget(rate=0, burst=100_000)
     assert budget.allow(500) == 500

@@ -10,12 +10,12 @@ import time
 
 import pytest
 
-from ipsms.delivery import Delivery
+from ipsms.deliver.engine import Delivery
+from ipsms.deliver.load import LatencyHistogram, LoadPlan, LoadStats, deliver_counted, run_load
+from ipsms.deliver.outbound import MessageSpec, PayloadTemplate
+from ipsms.deliver.retry import RetryPolicy
+from ipsms.deliver.workers import TemplateMessages, default_workers, run_workers, split
 from ipsms.errors import UsageError
-from ipsms.load import LatencyHistogram, LoadPlan, LoadStats, deliver_counted, run_load
-from ipsms.load_workers import TemplateMessages, default_workers, run_workers, split
-from ipsms.outbound import MessageSpec, PayloadTemplate
-from ipsms.retry import RetryPolicy
 from ipsms.ui.delivery import NdjsonOutput, print_summary, summary_lines
 from tests.test_delivery import FakeSleep, ScriptedServer, Step, replies
 
@@ -136,7 +136,7 @@ async def test_deliver_counted_prints_and_counts(capsys: pytest.CaptureFixture[s
     assert lines[-1]["messages"] == 3 and lines[-1]["attempts"] == 4
 
 
-# -- several worker processes (ipsms.load_workers) ----------------------------------------------
+# -- several worker processes (ipsms.deliver.workers) ----------------------------------------------
 
 def test_merged_histograms_equal_one_histogram_of_all_the_samples() -> None:
     rng = random.Random(12)

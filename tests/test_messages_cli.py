@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from ipsms import store
-from ipsms.cells import char_width
 from ipsms.errors import ExitCode
-from ipsms.recorder import Recorder
 from ipsms.request import Request
+from ipsms.store.recorder import Recorder
+from ipsms.ui.cells import char_width
 from tests.conftest import cli_env, run_ipsms
 from tests.procs import ListenerProcess
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from ipsms import store
-from ipsms.recorder import Recorder
 from ipsms.request import Request
+from ipsms.store.recorder import Recorder
 from tests.conftest import run_ipsms
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ipsms.errors import ExitCode
-from ipsms.recorder import Recorder
+from ipsms.store.recorder import Recorder
 from tests.conftest import run_ipsms
 
 REFID = "ABCDEF1234567890ABCDEF1234567890"

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ipsms.errors import ExitCode
-from ipsms.events import RejectedEvent
 from ipsms.intelepeer.client import PROVISION_PATH
 from ipsms.intelepeer.emulator import DEMO_PASSWORD, DEMO_USER, EmulatorThread
+from ipsms.listen.events import RejectedEvent
 from ipsms.ui.lines import NdjsonSink, ndjson_line
 from tests.conftest import ROOT, cli_env, run_ipsms
 from tests.procs import ListenerProcess, fake_agent

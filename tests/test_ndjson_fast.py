@@ -93,7 +93,7 @@ def test_the_answer_of_an_accepted_message_is_the_documented_one(
     """The 200 answer is joined from prebuilt parts on the hot path; it is the same JSON."""
     from aiohttp.test_utils import make_mocked_request
 
-    from ipsms.listener import _response
+    from ipsms.listen.app import _response
 
     event = request(refid=refid, attempt=attempt)
     answer = _response(event, make_mocked_request("POST", "/sms"))

@@ -12,9 +12,7 @@ from urllib.parse import parse_qsl
 import pytest
 
 from ipsms.cli.options import flag as cli_flag
-from ipsms.errors import UsageError
-from ipsms.inbound import parse_message
-from ipsms.outbound import (
+from ipsms.deliver.outbound import (
     DEFAULT_FROM,
     DEFAULT_MESSAGE,
     DEFAULT_TO,
@@ -27,7 +25,9 @@ from ipsms.outbound import (
     new_refid,
     reject_undecodable,
 )
-from ipsms.replay import delivery_from_record, replay_selection
+from ipsms.deliver.replay import delivery_from_record, replay_selection
+from ipsms.errors import UsageError
+from ipsms.inbound import parse_message
 from ipsms.request import Request
 from ipsms.signature import Mode, Variant, Verifier, compute_hmac
 

@@ -127,7 +127,7 @@ def test_listener_waits_and_assertions(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_listen='''
         import re
         import pytest
-        from ipsms.faults import Faults
+        from ipsms.listen.faults import Faults
 
         def test_matches_by_every_field(ipsms_listener, ipsms_deliver):
             ok = ipsms_deliver(ipsms_listener.url, "Reply STOP", from_="+13035550111",
@@ -208,8 +208,8 @@ def test_the_entry_point_names_the_plugin() -> None:
 def test_loading_the_plugin_imports_nothing_heavy() -> None:
     """A run that never asks for an ipsms fixture pays for pytest's import and this module."""
     code = ("import sys, ipsms.pytest_plugin; "
-            "print(' '.join(m for m in ('aiohttp', 'sqlite3', 'ipsms.listener', "
-            "'ipsms.delivery', 'ipsms.testing.listener') if m in sys.modules))")
+            "print(' '.join(m for m in ('aiohttp', 'sqlite3', 'ipsms.listen.app', "
+            "'ipsms.deliver.engine', 'ipsms.testing.listener') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, timeout=60, check=True)
     assert proc.stdout.strip() == ""

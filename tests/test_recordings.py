@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ipsms import recordings
+from ipsms import records
 from ipsms.errors import NotFoundError
-from ipsms.recorder import Recorder
 from ipsms.redact import mask_secret, redact_number
 from ipsms.request import Request
+from ipsms.store.recorder import Recorder
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 REFID = "0123456789ABCDEF0123456789ABCDEF"
@@ -62,23 +62,23 @@ async def test_queries_over_a_recorded_store(tmp_path: Path) -> None:
         record(NOW - 30, b"{broken", refid=None, status=400),
         record(NOW - 10, msg_body("three")),
     ])
-    with recordings.opened(db) as conn:
-        recent = recordings.list_recent(conn, recordings.ListQuery(db, limit=3))
+    with records.opened(db) as conn:
+        recent = records.list_recent(conn, records.ListQuery(db, limit=3))
         assert [r.id for r in recent] == [4, 3, 2]
-        since = recordings.list_recent(conn, recordings.ListQuery(db, since=NOW - 120))
+        since = records.list_recent(conn, records.ListQuery(db, since=NOW - 120))
         assert [r.id for r in since] == [4, 3, 2]
-        assert [r.attempt for r in recordings.attempts(conn, REFID)] == [1, 2, 3]
-        assert [r.id for r in recordings.export_rows(
-            conn, recordings.ExportOptions(db, since=NOW - 45))] == [3, 4]
+        assert [r.attempt for r in records.attempts(conn, REFID)] == [1, 2, 3]
+        assert [r.id for r in records.export_rows(
+            conn, records.ExportOptions(db, since=NOW - 45))] == [3, 4]
         with pytest.raises(NotFoundError, match="no recorded message"):
-            recordings.attempts(conn, "missing")
-        assert recordings.clear_all(conn) == 4
-        assert recordings.count_all(conn) == 0
+            records.attempts(conn, "missing")
+        assert records.clear_all(conn) == 4
+        assert records.count_all(conn) == 0
 
 
 def test_missing_store_is_not_found_and_not_created(tmp_path: Path) -> None:
     db = tmp_path / "none.sqlite3"
-    with pytest.raises(NotFoundError, match="no messages recorded yet"), recordings.opened(db):
+    with pytest.raises(NotFoundError, match="no messages recorded yet"), records.opened(db):
         pass
     assert not db.exists()
 
@@ -95,8 +95,8 @@ async def test_show_masks_the_signature_inside_the_body(tmp_path: Path, secret: 
                          status=200, refid=REFID,
                          fields_json=json.dumps({"signature": secret}))
     await fill(db, [form])
-    with recordings.opened(db) as conn:
-        doc = recordings.show_document(REFID, recordings.attempts(conn, REFID))
+    with records.opened(db) as conn:
+        doc = records.show_document(REFID, records.attempts(conn, REFID))
     text = json.dumps(doc, ensure_ascii=False)
     assert secret not in text
     assert json.dumps(secret)[1:-1] not in text and urlencode({"s": secret})[2:] not in text
@@ -112,7 +112,7 @@ async def test_show_masks_the_signature_inside_the_body(tmp_path: Path, secret: 
 def test_redact_json_body_with_extra_fields() -> None:
     body = msg_body("call me on +447700900123 ☎", signature="s3cret-value",
                     contact={"phone": "+33612345678", "note": "ok"}, count=3)
-    out = recordings.redact_body(body, "application/json; charset=utf-8")
+    out = records.redact_body(body, "application/json; charset=utf-8")
     data = json.loads(out)
     assert data["refid"] == REFID and data["count"] == 3
     assert data["from"] == "+1********09" and data["to"] == "+1********22"
@@ -126,7 +126,7 @@ def test_redact_json_body_with_extra_fields() -> None:
 def test_redact_form_body() -> None:
     body = urlencode({"refid": REFID, "from": "1-12345", "to": "+12161112222",
                       "message": "secret plans", "signature": "abc"}).encode()
-    fields = parse_qs(recordings.redact_body(body, "application/x-www-form-urlencoded"))
+    fields = parse_qs(records.redact_body(body, "application/x-www-form-urlencoded"))
     assert fields["refid"] == [REFID] and fields["from"] == ["1****45"]
     assert fields["message"] == ["[redacted 12 chars]"] and fields["signature"] == ["****(3)"]
 
@@ -139,20 +139,20 @@ def test_redact_form_body() -> None:
     (b"\xff\xfe+13038675309", None),
 ])
 def test_unreadable_bodies_are_replaced_whole(body: bytes, content_type: str | None) -> None:
-    assert recordings.redact_body(body, content_type) == f"[redacted {len(body)} bytes]"
+    assert records.redact_body(body, content_type) == f"[redacted {len(body)} bytes]"
 
 
 async def test_export_dicts_plain_and_redacted(tmp_path: Path) -> None:
     db = tmp_path / "e.sqlite3"
     await fill(db, [record(NOW, msg_body("hello there", "sig"), sender="+13038675309",
                            to="+12161112222", message="hello there")])
-    with recordings.opened(db) as conn:
-        [row] = list(recordings.export_rows(conn, recordings.ExportOptions(db)))
-    plain = recordings.export_dict(row)
+    with records.opened(db) as conn:
+        [row] = list(records.export_rows(conn, records.ExportOptions(db)))
+    plain = records.export_dict(row)
     assert plain["body"].encode() == msg_body("hello there", "sig")
     assert plain["redacted"] is False and plain["received_at"] == "2026-01-01T00:00:00.000Z"
     assert plain["signature_masked"] is False and plain["signature"] == "sig"
-    red = recordings.export_dict(row, redact=True)
+    red = records.export_dict(row, redact=True)
     assert red["redacted"] is True and red["message"] == "[redacted 11 chars]"
     assert red["signature_masked"] is True and red["signature"] == "****(3)"
     assert red.keys() == plain.keys()  # one shape: redaction replaces values, never keys
@@ -171,8 +171,8 @@ async def test_show_masks_signatures_however_they_are_escaped(tmp_path: Path, bo
     await fill(db, [Request(received_at=NOW, method="POST", path="/", remote=None,
                                   headers=[], content_type=content_type, body=body, status=200,
                                   refid=REFID, fields_json=json.dumps({"signature": "a/b c"}))])
-    with recordings.opened(db) as conn:
-        [attempt] = recordings.show_document(REFID, recordings.attempts(conn, REFID))["attempts"]
+    with records.opened(db) as conn:
+        [attempt] = records.show_document(REFID, records.attempts(conn, REFID))["attempts"]
     assert attempt["signature"] == "****(5)"
     assert "a/b" not in attempt["body"] and "a\\/b" not in attempt["body"]
     assert "a%2fb" not in attempt["body"] and "****(5)" in attempt["body"]
@@ -246,13 +246,13 @@ def test_redacted_export_leaves_no_digit_run_of_the_numbers(
         forward={"url": f"http://app.test/in?to={quote(to)}", "status": 502,
                  "latency_ms": 1.0, "body_preview": f"echo {text} {sender}",
                  "error": "app_unreachable", "detail": f"failed for {sender}: {text}"})
-    red = recordings.export_dict(row, redact=True)
+    red = records.export_dict(row, redact=True)
     del red["received_at"]  # a time is digits the numbers may share by chance
     del red["method"]  # "POST" is HTTP's word, not the texter's (a text "POST" is no leak)
     line = dumps(red)
     assert _leaks(line, [sender, to, other], text) == [], line
     assert "SeCrEtSiGnAtUrE" not in line
-    plain = dumps(recordings.export_dict(row))
+    plain = dumps(records.export_dict(row))
     assert _leaks(plain, [sender], "") != []  # the check finds them when they are there
 
 
@@ -353,7 +353,7 @@ def test_redaction_takes_any_string_the_store_can_hold(
         verdict_detail=detail, flags=[{"code": "x", "detail": f"{flag} {number}"}],
         error_detail=detail, forward={"url": f"http://app.test/{url}?to={number}", "status": 1,
                                       "body_preview": message, "detail": f"{detail}{number}"})
-    line = dumps(recordings.export_dict(row, redact=True))
+    line = dumps(records.export_dict(row, redact=True))
     line.encode("utf-8")  # strict: nothing unencodable reaches the output
     assert "3035550100" not in line and "5550100" not in line, line
 
@@ -417,9 +417,9 @@ def test_export_redact_masks_a_number_however_it_is_written(written: str) -> Non
         message="hi", fields=fields, fields_json=body.decode(), verdict="unchecked",
         forward={"url": f"http://127.0.0.1:3000/in/{escaped(written)}", "status": 502,
                  "detail": f"the app said {written}"})
-    red = recordings.export_dict(row, redact=True)
+    red = records.export_dict(row, redact=True)
     assert _number_leaks(red) == []
-    assert _number_leaks(recordings.export_dict(row)) != []  # the check sees it unredacted
+    assert _number_leaks(records.export_dict(row)) != []  # the check sees it unredacted
 
 
 MASKED = redact_number("+1 303 555 0100")  # '+1***********00'
@@ -439,7 +439,7 @@ MASKED = redact_number("+1 303 555 0100")  # '+1***********00'
 def test_a_number_in_a_percent_encoded_path_is_masked(path: str, shown: str) -> None:
     row = Request(received_at=NOW, method="POST", path=path, remote=None, headers=[],
                   content_type=None, body=b"", status=404)
-    assert recordings.export_dict(row, redact=True)["path"] == shown
+    assert records.export_dict(row, redact=True)["path"] == shown
 
 
 def test_export_redact_masks_json_numbers_that_are_phone_numbers() -> None:
@@ -450,7 +450,7 @@ def test_export_redact_masks_json_numbers_that_are_phone_numbers() -> None:
     row = Request(received_at=NOW, method="POST", path="/", remote=None, headers=[],
                   content_type="application/json", body=body, status=200, refid=REFID,
                   fields=fields, fields_json=body.decode())
-    red = recordings.export_dict(row, redact=True)
+    red = records.export_dict(row, redact=True)
     for shown in (red["fields"], json.loads(red["body"])):
         assert shown["callback"] == redact_number("13035550100") == "1********00"
         assert shown["nested"] == {"fax": ["1********00"]}
@@ -471,7 +471,7 @@ def test_export_redact_keeps_what_is_no_phone_number() -> None:
                   headers=[("Date", "Mon, 07 Dec 2026 22:52:23 GMT"), ("X-Note", text)],
                   content_type="application/json", body=body, status=200, refid=REFID,
                   fields=fields, fields_json=body.decode(), attempt=2, verdict_detail=text)
-    red = recordings.export_dict(row, redact=True)
+    red = records.export_dict(row, redact=True)
     assert red["refid"] == REFID and red["remote"] == "10.0.0.1" and red["attempt"] == 2
     assert red["received_at"] == "2026-01-01T00:00:00.000Z" and red["status"] == 200
     assert red["fields"]["note"] == text and red["verdict_detail"] == text

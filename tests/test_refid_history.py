@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from ipsms import refid_history, store
-from ipsms.listener import ListenConfig, create_app
-from ipsms.recorder import Recorder
+from ipsms import store
+from ipsms.listen.app import ListenConfig, create_app
+from ipsms.store import history as refid_history
+from ipsms.store.recorder import Recorder
 from tests.conftest import ROOT, cli_env, run_ipsms
 from tests.procs import ListenerProcess
 from tests.test_listen_cli import banner_url, post, spawn_listener

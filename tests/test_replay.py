@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 
 from ipsms.errors import ExitCode
-from ipsms.listener import ListenConfig
-from ipsms.server import ListenServer
+from ipsms.listen.app import ListenConfig
+from ipsms.listen.server import ListenServer
 from tests.conftest import run_ipsms
 from tests.test_delivery import ScriptedServer, replies
 from tests.test_delivery_stale import RawServer, acts

@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ipsms.errors import ExitCode, UsageError
-from ipsms.retry import (
+from ipsms.deliver.retry import (
     DEFAULT_DELAYS,
     Backoff,
     RetryPolicy,
@@ -16,6 +15,7 @@ from ipsms.retry import (
     parse_delays,
     parse_success,
 )
+from ipsms.errors import ExitCode, UsageError
 from ipsms.text import parse_duration
 
 

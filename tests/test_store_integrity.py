@@ -18,8 +18,8 @@ import pytest
 
 from ipsms import store
 from ipsms.errors import StateError
-from ipsms.recorder import Recorded, Recorder
 from ipsms.request import Request
+from ipsms.store.recorder import Recorded, Recorder
 
 
 def request(refid: str | None = "A", body: bytes = b"{}") -> Request:

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from ipsms import store
 from ipsms.errors import StateError
-from ipsms.recorder import Recorder
 from ipsms.request import Request
-from ipsms.store_writer import Frames, frame
+from ipsms.store.recorder import Recorder
+from ipsms.store.writer import Frames, frame
 
 ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=30)  # lone surrogates too
 VALUE = st.none() | ANY_TEXT | st.binary(max_size=30) | st.integers() | st.booleans() \

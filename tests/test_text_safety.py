@@ -133,7 +133,7 @@ def _escape(ch: str) -> str:
 
 
 def test_invisible_characters_are_escaped_everywhere_but_emoji_keep_their_selector() -> None:
-    from ipsms.cells import cell_text
+    from ipsms.ui.cells import cell_text
 
     for ch in INVISIBLE:
         text = f"a{ch}b"

@@ -11,9 +11,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from rich.console import Console
 
-from ipsms.delivery import AttemptEvent, Delivery, deliver_each
-from ipsms.load import LoadPlan, LoadStats, run_load
-from ipsms.retry import RetryPolicy
+from ipsms.deliver.engine import AttemptEvent, Delivery, deliver_each
+from ipsms.deliver.load import LoadPlan, LoadStats, run_load
+from ipsms.deliver.retry import RetryPolicy
 from ipsms.ui.delivery import LoadProgress, Timeline, attempt_text, summary_lines
 
 MakeServer = Callable[..., Awaitable[TestServer]]

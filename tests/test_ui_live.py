@@ -7,7 +7,7 @@ import time
 
 from rich.console import Console
 
-from ipsms.events import ListenStats
+from ipsms.listen.events import ListenStats
 from ipsms.request import Request
 from ipsms.text import printable
 from ipsms.ui.lines import plain_line
@@ -99,7 +99,7 @@ def test_live_view_shows_as_many_rows_as_fit_the_terminal() -> None:
 
 
 def test_flags_and_rejected_requests_are_visible_in_the_table() -> None:
-    from ipsms.events import RejectedEvent
+    from ipsms.listen.events import RejectedEvent
 
     flagged = event("a\ud800b", flags=({"code": "lone_surrogate", "detail": "..."},))
     rejected = RejectedEvent(time.time(), "127.0.0.1", 408,
@@ -117,7 +117,7 @@ def test_flags_and_rejected_requests_are_visible_in_the_table() -> None:
 def test_the_header_says_fault_injection_is_on() -> None:
     from rich.console import Console
 
-    from ipsms.events import ListenStats
+    from ipsms.listen.events import ListenStats
     from ipsms.ui.live import build_view
 
     console = Console(width=80, record=True, file=io.StringIO())
@@ -134,7 +134,7 @@ HOSTILE_WIDTHS = ["thanks 👍🏽", "skin 👋🏽", "family 👨\u200d👩\u20
 def drawn_width(line: str) -> int:
     """The width of a rendered line on the terminal that draws it widest (only characters
     every terminal agrees on may appear)."""
-    from ipsms.cells import char_width
+    from ipsms.ui.cells import char_width
 
     widths = [char_width(ch) for ch in line]
     assert None not in widths, f"{line!r} holds a character terminals disagree on"
@@ -202,7 +202,7 @@ def column_spans(out: str) -> dict[str, tuple[int, int]]:
 
 def by_cell(line: str) -> str:
     """``line`` with a NUL after each double-width character: one character per cell."""
-    from ipsms.cells import char_width
+    from ipsms.ui.cells import char_width
 
     return "".join(ch + "\0" * ((char_width(ch) or 1) - 1) for ch in line)
 

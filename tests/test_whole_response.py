@@ -1,4 +1,4 @@
-"""The listener's answer to an accepted message, written in one piece (``ipsms.whole_response``):
+"""The listener's answer to an accepted message, written in one piece (``ipsms.listen.answers``):
 byte for byte what aiohttp would have sent, on every kind of connection a poster may use."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ipsms.faults import Faults
-from ipsms.listener import GUARD
-from ipsms.whole_response import http_date
+from ipsms.listen.answers import http_date
+from ipsms.listen.app import GUARD
+from ipsms.listen.faults import Faults
 from tests.hostile import (
     REFID,
     SECRET,

@@ -13,7 +13,6 @@ rich.live) inside the function that runs it.
 
 import contextlib
 import functools
-import importlib
 import itertools
 import re
 import sys
@@ -27,6 +26,7 @@ import typer.main
 from typer.core import TyperCommand, TyperGroup
 
 from ipsms import __version__
+from ipsms.cli import commands
 from ipsms.cli import help as help_text
 from ipsms.cli.io import Environment, current, using
 from ipsms.cli.options import flag
@@ -130,9 +130,9 @@ PROFILE_HELP = "Use this profile of the settings file (or set IPSMS_PROFILE; def
 def _use_profile(ctx: Any, param: Any, value: str | None) -> None:
     """``--profile``: the settings code is imported only when a command runs (not for
     ``--version``, whose start-up is measured)."""
-    from ipsms.cli import config
+    from ipsms.cli import profiles
 
-    config.profile_option_callback(ctx, param, value)
+    profiles.profile_option_callback(ctx, param, value)
 
 
 # The global options, declared once: on the root (`ipsms --debug listen`) and, through
@@ -181,11 +181,11 @@ def _with_global_options(command: Any) -> Any:
 
 def _help_with_settings(command: Any) -> None:
     """``command --help`` shows the defaults it would run with: the profile's settings where
-    it has some, and a line saying which (``ipsms.cli.config.help_defaults``)."""
+    it has some, and a line saying which (``ipsms.cli.profiles.help_defaults``)."""
     plain = command.format_help
 
     def format_help(ctx: Any, formatter: Any) -> None:
-        from ipsms.cli.config import help_defaults
+        from ipsms.cli.profiles import help_defaults
 
         described = [(param, param.show_default) for param in command.params
                      if hasattr(param, "show_default")]
@@ -210,7 +210,7 @@ def _help_with_settings(command: Any) -> None:
         # --profile's callback runs; the help should show that profile's defaults all the same.
         words = list(itertools.takewhile(lambda word: word != "--", args))
         if "--help" in words or "-h" in words:
-            from ipsms.cli.config import PROFILE_META
+            from ipsms.cli.profiles import PROFILE_META
 
             for word, after in zip(words, [*words[1:], None], strict=True):
                 if word == "--profile" and after is not None:
@@ -268,32 +268,23 @@ def root(
 # Registered explicitly, and turned into click commands only when they are needed: running
 # `ipsms listen` builds `listen` alone, `ipsms --version` builds none (Typer reads every
 # parameter of a command to build it; for all of them that is most of a Tab press).
-def _module(name: str) -> Any:
-    return importlib.import_module(f"ipsms.cli.{name}")
-
-
-def group_app(module: str) -> typer.Typer:
-    """The typer app of the group in ``ipsms.cli.MODULE`` (imported now)."""
-    group: typer.Typer = _module(module).app
-    return group
-
-
-def _command(module: str, name: str) -> Callable[[], Any]:
+def _command(name: str) -> Callable[[], Any]:
     """``name``'s builder; its module (``ipsms.cli.MODULE``, whose function has the module's
     name) is imported only when the command is built: `ipsms --version` imports none."""
     def build() -> Any:
-        cli = _module(module)
+        cli = commands.module(name)
+        function = commands.MODULES[name]
         single = typer.Typer(context_settings=CONTEXT_SETTINGS, add_completion=False,
                              rich_markup_mode=None)
         single.command(name, epilog=cli.EPILOG, short_help=SUMMARIES[name])(
-            getattr(cli, module))
+            getattr(cli, function))
         return _with_global_options(typer.main.get_command(single))
     return build
 
 
-def _group(module: str, name: str) -> Callable[[], Any]:
+def _group(name: str) -> Callable[[], Any]:
     def build() -> Any:
-        group = typer.main.get_command(group_app(module))
+        group = typer.main.get_command(commands.group_app(name))
         group.name = name
         group.short_help = SUMMARIES[name]
         return _with_global_options(group)
@@ -317,18 +308,7 @@ SUMMARIES: dict[str, str] = {
 
 
 COMMANDS: dict[str, Callable[[], Any]] = {
-    "listen": _command("listen", "listen"),
-    "simulate": _command("simulate", "simulate"),
-    "replay": _command("replay", "replay"),
-    "messages": _group("messages", "messages"),
-    "verify": _command("verify", "verify"),
-    "set-webhook": _command("set_webhook", "set-webhook"),
-    "provision": _command("provision", "provision"),
-    "auth": _group("auth", "auth"),
-    "api-emulator": _command("api_emulator", "api-emulator"),
-    "config": _group("config", "config"),
-}
-GROUPS: dict[str, str] = {"messages": "messages", "auth": "auth", "config": "config"}
+    name: (_group if name in commands.GROUPS else _command)(name) for name in commands.MODULES}
 
 
 def app_command() -> Any:
@@ -455,8 +435,7 @@ def _command_path(args: Sequence[str]) -> str:
     words = [a for a in args if not a.startswith("-")]
     if words and words[0] in COMMANDS:
         path.append(words[0])
-        module = GROUPS.get(words[0])
-        group = group_app(module) if module is not None else None
+        group = commands.group_app(words[0]) if words[0] in commands.GROUPS else None
         if group is not None and len(words) > 1 and any(
                 (c.name or c.callback.__name__ if c.callback else "") == words[1]
                 for c in group.registered_commands):

@@ -29,6 +29,7 @@ from ipsms.cli.options import (
     UsernameOption,
     api_settings,
     auth_source,
+    basic_auth_credentials,
     duration,
     flag,
     parse_size,
@@ -38,16 +39,14 @@ from ipsms.errors import UsageError, word_settings
 from ipsms.intelepeer.settings import AuthScheme, Region
 
 if TYPE_CHECKING:
-    from ipsms.events import ListenStats
     from ipsms.intelepeer.credentials import AuthSource
     from ipsms.intelepeer.lease import WebhookLease
     from ipsms.intelepeer.settings import ApiSettings
-    from ipsms.intelepeer.webhooks import ChangeResult
-    from ipsms.listener import EventSink, ListenConfig
-    from ipsms.server import Bound, ListenServer
-    from ipsms.stream_sink import StreamSink
-    from ipsms.tunnel import Tunnel, TunnelConfig
+    from ipsms.listen.app import EventSink
+    from ipsms.listen.events import ListenStats
+    from ipsms.listen.session import Control, Session
     from ipsms.ui.live import LiveView
+    from ipsms.ui.stream_sink import StreamSink
 
 EPILOG = epilog("IPSMS_SECRET=... ipsms listen --port 8765",
                 "ipsms simulate http://127.0.0.1:8765/   # in another terminal",
@@ -65,31 +64,6 @@ def _read_timeout(text: str | float) -> float:
     if not 0.1 <= seconds <= 3600:
         raise typer.BadParameter(f"{text!r} is not between 100ms and 1h")
     return seconds
-
-
-def _credentials(text: str | None) -> tuple[str, str] | None:
-    if text is None:
-        return None
-    user, sep, password = text.partition(":")
-    if not sep or not user or not password:
-        raise UsageError("--basic-auth wants USER:PASS, both non-empty")
-    return user, password
-
-
-def public_address(base: str, config: "ListenConfig") -> str:
-    """``base`` (a tunnel's or --public-url) with the random path and the basic-auth
-    credentials the listener requires: the URL IntelePeer must post to."""
-    from urllib.parse import quote, urlsplit, urlunsplit
-
-    parts = urlsplit(base)
-    path = parts.path or "/"
-    if config.path_prefix is not None:
-        path = parts.path.rstrip("/") + config.path_prefix + "/"
-    netloc = parts.netloc.rpartition("@")[2]
-    if config.basic_auth is not None:
-        user, password = config.basic_auth
-        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{netloc}"
-    return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
 
 
 def _positive(text: str | float) -> float:
@@ -224,10 +198,10 @@ def listen(
 
     _said.clear()
 
-    from ipsms.delivery import validate_url
-    from ipsms.faults import Faults
+    from ipsms.deliver.engine import validate_url
     from ipsms.home import default_db_path
-    from ipsms.listener import ListenConfig
+    from ipsms.listen.app import ListenConfig
+    from ipsms.listen.faults import Faults
     from ipsms.signature import Mode, parse_variant
 
     config = ListenConfig(
@@ -241,7 +215,7 @@ def listen(
         faults=Faults(fail_first=fail_first, status=status, delay=delay),
         forward_to=validate_url(forward_to) if forward_to else None,
         forward_timeout=forward_timeout,
-        basic_auth=_credentials(basic_auth),
+        basic_auth=basic_auth_credentials(basic_auth),
         path_prefix="/" + secrets.token_urlsafe(16) if random_path else None,
     )
     fmt = resolve_format(output_format)
@@ -252,7 +226,7 @@ def listen(
     db_path = db or default_db_path()
     tunnel_config = None
     if tunnel:
-        from ipsms.tunnel import TunnelConfig, find_agent
+        from ipsms.listen.tunnel import TunnelConfig, find_agent
 
         if public_url:
             raise UsageError("--tunnel and --public-url do not go together",
@@ -272,11 +246,13 @@ def listen(
     from ipsms.loops import loop_factory, run_with_loop
 
     loop_name, _ = loop_factory(loop.value)  # a missing uvloop fails before anything starts
-    stats = run_with_loop(_serve(config, host, port, db_path, fmt, lease, tunnel_config,
-                                 loop_name), loop.value)
-    err(f"ipsms listen: stopped. {stats.summary()}")
-    err(f"ipsms listen: the requests are recorded in {db_path}; `{_reader(db_path)}` shows "
-        "them")
+    from ipsms.listen.session import Session
+    from ipsms.ui.listen_report import summary
+
+    session = Session(config, host, port, db_path, lease, tunnel_config)
+    stats = run_with_loop(_serve(session, fmt, loop_name), loop.value)
+    for line in summary(stats, db_path, _reader(db_path)):
+        err(line)
 
 
 def _reader(db_path: Path) -> str:
@@ -309,7 +285,7 @@ def err(line: str, *, always: bool = False) -> None:
 def _lease_options(numbers: list[str], public_url: str | None, restore_to: str | None,
                    keep: bool, *, via_tunnel: bool) -> tuple[tuple[str, ...], str, str | None]:
     """The lease flags checked: the numbers, the public URL and --restore-to's URL."""
-    from ipsms.delivery import validate_url
+    from ipsms.deliver.engine import validate_url
     from ipsms.intelepeer.webhooks import check_endpoints, check_webhook_url
 
     if not numbers:
@@ -347,17 +323,20 @@ def _lease(numbers: tuple[str, ...], public_url: str, restore_to: str | None, ke
     return lease
 
 
-async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
-                 fmt: OutputFormat, lease: "WebhookLease | None" = None,
-                 tunnel_config: "TunnelConfig | None" = None, loop_name: str = "asyncio"
-                 ) -> "ListenStats":
-    from ipsms.events import ListenStats
-    from ipsms.server import ListenServer, run_listener
-    from ipsms.text import dumps
+async def _serve(session: "Session", fmt: OutputFormat, loop_name: str) -> "ListenStats":
+    """The run with its view: the live table, or NDJSON or plain lines on stdout."""
+    import asyncio
+
+    from ipsms.listen.events import ListenStats
+    from ipsms.listen.session import Control, run
     from ipsms.ui.lines import NdjsonSink, PlainSink
+    from ipsms.ui.listen_report import ListenReport
+    from ipsms.ui.stream_sink import is_pipe, watch_reader
 
     env = current()
+    config = session.config
     stats = ListenStats()
+    control = Control()
     view: LiveView | None = None
     lines: StreamSink | None = None
     sink: EventSink
@@ -369,195 +348,36 @@ async def _serve(config: "ListenConfig", host: str, port: int, db_path: Path,
                                     else None)
     else:
         sink = lines = (NdjsonSink if fmt is OutputFormat.json else PlainSink)(
-            env.stdout, lambda: _stdout_closed(server))
-    server = ListenServer(config, db_path, host, port, sinks=[sink], stats=stats,
-                          notice=lambda text: err(f"ipsms listen: warning: {text}",
-                                                  always=True))
-    ndjson = lines if fmt is OutputFormat.json else None  # where events other than requests go
-
-    async def ready(bound: "Bound") -> None:
-        local_url = bound.url.rstrip("/") + (config.path_prefix or "") + "/"
-        _banner(bound, config, db_path, local_url)
-        if ndjson is not None:
-            ndjson.write_line(dumps({"type": "listening", "url": local_url, "host": bound.host,
-                                    "port": bound.port, "db": str(db_path),
-                                    "faults": config.faults.to_dict(),
-                                    "forward_to": config.forward_to, "loop": loop_name}))
-        if tunnel_config is not None:
-            from ipsms.redact import mask_url
-            from ipsms.tunnel import open_tunnel
-
-            opened = await open_tunnel(tunnel_config, bound.url)
-            held.append(opened)
-            public = public_address(opened.public_url, config)
-            _tunnel_up(public, local_url, config, ndjson)
-            if view is not None:
-                view.url = f"{mask_url(public)} → {local_url}"
-            watch.append(asyncio.ensure_future(_watch(opened, server, failures, ndjson)))
-        if lease is not None:  # the listener answers already: IntelePeer may post at once
-            lease.url = public if tunnel_config is not None else public_address(lease.url,
-                                                                                 config)
-            taken = await lease.take()
-            _report(taken, ndjson)
-            if any(r.ok for r in taken):
-                from ipsms.cli.set_webhook import warn_cpaas_once
-
-                warn_cpaas_once(lease.settings.base_url, lease.auth, "listen")
-        if lines is not None and _is_pipe(env.stdout):
-            watch.append(asyncio.ensure_future(_watch_reader(lines)))
-        if view is not None:
-            view.url = view.url or local_url
-            if env.stderr_isatty:  # the lines above the table, on the same terminal
-                view.preamble = list(_said)
-            view.start()
-
-    import asyncio
-
-    held: list[Tunnel] = []
-    watch: list[asyncio.Future[None]] = []
-    failures: list[Exception] = []
+            env.stdout, lambda: _stdout_closed(control))
+    report = ListenReport(config, session.db, err, lambda text: word_settings(text, flag),
+                          ndjson=lines if fmt is OutputFormat.json else None, view=view,
+                          loop_name=loop_name, said=_said, keep_said=env.stderr_isatty,
+                          after_change=_warn_cpaas)
+    watching: list[asyncio.Future[None]] = []
+    if lines is not None and is_pipe(env.stdout):
+        reader_lines = lines
+        report.serving_hooks.append(
+            lambda: watching.append(asyncio.ensure_future(watch_reader(reader_lines))))
     try:
-        result = await run_listener(server, ready)
-        if failures:
-            raise failures[0]
-        return result
+        return await run(session, [sink], report, stats, control)
     finally:
-        for task in watch:
+        for task in watching:
             task.cancel()
-        for opened in held:
-            opened.close()  # the agent never outlives the listener
-        if view is not None:
-            view.stop()
-        try:
-            if lease is not None:
-                results, warnings = await lease.give_back()
-                _report(results, ndjson)
-                for warning in warnings:
-                    err(f"ipsms listen: warning: {word_settings(warning, flag)}")
-        finally:
-            if lines is not None:
-                lines.close()
-                stats.dropped_lines = lines.dropped
-
-
-def _tunnel_up(public: str, local: str, config: "ListenConfig",
-               lines: "StreamSink | None") -> None:
-    from ipsms.redact import mask_url
-    from ipsms.text import dumps
-
-    err(f"ipsms listen: tunnel {mask_url(public)} -> {local}")
-    if not config.secret and config.basic_auth is None:
-        err("ipsms listen: warning: the tunnel is public and there is no secret: anyone who "
-            "finds the URL can post; set IPSMS_SECRET")
-    if lines is not None:
-        lines.write_line(dumps({"type": "tunnel", "state": "up", "public_url": mask_url(public),
-                                "detail": None}))
-
-
-async def _watch(tunnel: "Tunnel", server: "ListenServer", failures: list[Exception],
-                 lines: "StreamSink | None") -> None:
-    """A tunnel that drops stops the listener (exit 9): IntelePeer can no longer reach it."""
-    import asyncio
-
-    from ipsms.errors import TunnelError
-    from ipsms.text import dumps
-
-    while (code := tunnel.agent_exit_code()) is None:
-        await asyncio.sleep(0.5)
-    detail = f"the ngrok agent exited (code {code}): the tunnel is closed"
-    err(f"ipsms listen: error: {detail}; stopping", always=True)
-    if lines is not None:
-        lines.write_line(dumps({"type": "tunnel", "state": "down",
-                                "public_url": tunnel.public_url, "detail": detail}))
-    failures.append(TunnelError(detail, hint="restart `ipsms listen --tunnel`"))
-    server.request_stop()
-
-
-def _report(results: "list[ChangeResult]", lines: "StreamSink | None") -> None:
-    """Each webhook change on stderr, and as a ``webhook_set`` line in the NDJSON."""
-    from ipsms.redact import mask_url
-    from ipsms.text import dumps
-
-    for r in results:
-        verb = "put back to" if r.action == "restore" else "pointed at"
-        err(f"ipsms listen: {r.number} {verb} {mask_url(r.url)}" if r.ok else
-            f"ipsms listen: warning: {r.number} was not changed ({r.status}): {r.reason}",
-            always=not r.ok)  # a number left pointing somewhere unexpected is never hidden
         if lines is not None:
-            lines.write_line(dumps(r.to_dict()))
-    failed = [r for r in results if not r.ok]
-    if failed and all(r.action == "set" for r in results) and len(failed) == len(results):
-        from ipsms.errors import ApiError
-
-        raise ApiError("no number's webhook could be pointed at the listener",
-                       hint="see the reasons above")
+            lines.close()
+            stats.dropped_lines = lines.dropped
 
 
-READER_POLL = 0.2  # seconds between looks at whether stdout's reader went away
+def _warn_cpaas(lease: "WebhookLease") -> None:
+    from ipsms.cli.api import warn_cpaas_once
+
+    warn_cpaas_once(lease.settings.base_url, lease.auth, "listen")
 
 
-def _is_pipe(stream: object) -> bool:
-    """Whether ``stream`` is a pipe or a socket: a reader that can go away."""
-    import stat
-
-    try:
-        mode = os.fstat(stream.fileno()).st_mode  # type: ignore[attr-defined]
-    except (OSError, ValueError, AttributeError):  # an in-memory stream (tests)
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
-
-
-async def _watch_reader(lines: "StreamSink") -> None:
-    """Stop as soon as stdout's reader goes away (``ipsms listen | head -1`` once head has
-    its line), not at the next request's write: until then the port would stay bound by a
-    listener nobody reads. Linux reports POLLERR (POLLHUP for a socket) on such a stdout."""
-    import asyncio
-    import errno
-    import select
-
-    fd = lines.stream.fileno()
-    poller = select.poll()
-    poller.register(fd, 0)  # no events asked: only errors and hang-ups are reported
-    while not lines.closed:
-        await asyncio.sleep(READER_POLL)
-        if any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0)):
-            # As a write would have found it: the sink stops and calls _stdout_closed.
-            lines.failed(BrokenPipeError(errno.EPIPE, "stdout's reader went away"), 0)
-
-
-def _stdout_closed(server: "ListenServer") -> None:
+def _stdout_closed(control: "Control") -> None:
     """The reader of our stdout went away (``| head -1``): stop, as a pipeline expects."""
     with contextlib.suppress(OSError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), current().stdout.fileno())  # no error at exit
     err("ipsms listen: stdout was closed; stopping (every message answered 200 is recorded)",
         always=True)
-    server.request_stop()
-
-
-def _banner(bound: "Bound", config: "ListenConfig", db_path: Path, local_url: str) -> None:
-    from ipsms.server import is_loopback
-    from ipsms.signature import Mode, fingerprint
-    from ipsms.store import shared_dir_warning
-
-    if config.secret:
-        mode = config.signature_mode.value
-        if config.signature_mode is Mode.HMAC:
-            mode = config.hmac_variant.name
-        check = f"secret {fingerprint(config.secret)}, signature mode {mode}"
-    else:
-        check = "no secret: signatures are not checked (set --secret or IPSMS_SECRET)"
-    where = "any path" if config.path_prefix is None else "under this random path only"
-    guard = "" if config.basic_auth is None else ", basic auth required"
-    err(f"ipsms listen: listening on {local_url} ({where}, POST{guard})")
-    err(f"ipsms listen: {check}; recording to {db_path}")
-    shared = shared_dir_warning(db_path)
-    if shared:
-        err(f"ipsms listen: warning: {word_settings(shared, flag)}")
-    if config.forward_to:
-        err(f"ipsms listen: forwarding accepted messages to {config.forward_to} (answers come "
-            f"from the app; {config.forward_timeout:g} s to answer, then 504)")
-    if config.faults.active:
-        err(f"ipsms listen: warning: fault injection is on: {config.faults.describe()}")
-    if not is_loopback(bound.host):
-        err(f"ipsms listen: warning: listening on {bound.host}, reachable from other machines"
-            + ("" if config.secret else " and without a secret: anyone can post to it"))
+    control.request_stop()

@@ -22,7 +22,7 @@ from ipsms.cli.options import (
 from ipsms.errors import UsageError
 
 if TYPE_CHECKING:
-    from ipsms.recordings import Filter
+    from ipsms.records import Filter
     from ipsms.request import Request
 
 app = typer.Typer(
@@ -47,25 +47,25 @@ FILTERS = "Filters (all must match)"
 def _moment(text: str) -> float:
     import time
 
-    from ipsms.recordings import parse_moment
+    from ipsms.records import parse_moment
 
     return parse_moment(text, time.time())
 
 
 def _number(text: str) -> object:
-    from ipsms.recordings import parse_number
+    from ipsms.records import parse_number
 
     return parse_number(text)
 
 
 def _statuses(text: str) -> object:
-    from ipsms.recordings import parse_statuses
+    from ipsms.records import parse_statuses
 
     return parse_statuses(text)
 
 
 def _verdicts(text: str) -> object:
-    from ipsms.recordings import parse_verdicts
+    from ipsms.records import parse_verdicts
 
     return parse_verdicts(text)
 
@@ -104,7 +104,7 @@ FlagOption = Annotated[str | None, typer.Option(
 def _filter(since: float | None, until: float | None, from_: object, to: object,
             refid: str | None, text: str | None, status: object, verdict: object,
             flag: str | None) -> "Filter":
-    from ipsms.recordings import Filter
+    from ipsms.records import Filter
 
     if since is not None and until is not None and since > until:
         raise UsageError("--since is later than --until: nothing can match",
@@ -145,13 +145,13 @@ def list_(
 ) -> None:
     """Recorded requests, newest first (rejected ones too, with their error), as many as
     --limit says. The filters narrow them down; every one given must match."""
-    from ipsms import recordings
+    from ipsms import records
     from ipsms.home import default_db_path
 
     where = _filter(since, until, from_, to, refid, text, status, verdict, flag)
-    query = recordings.ListQuery(db=db or default_db_path(), limit=limit, where=where)
-    with recordings.opened(query.db) as conn:
-        rows, matching = recordings.list_newest(conn, query)
+    query = records.ListQuery(db=db or default_db_path(), limit=limit, where=where)
+    with records.opened(query.db) as conn:
+        rows, matching = records.list_newest(conn, query)
     fmt = resolve_format(output_format)
     if fmt is OutputFormat.table:
         from ipsms.ui.messages import list_table
@@ -172,10 +172,10 @@ def _lines(rows: "Iterable[Request]", fmt: OutputFormat) -> Iterable[str]:
         from ipsms.ui.lines import plain_line
 
         return (plain_line(r, date=True) for r in rows)
-    from ipsms import recordings
+    from ipsms import records
     from ipsms.text import dumps
 
-    return (dumps(recordings.summary_dict(r)) for r in rows)
+    return (dumps(records.summary_dict(r)) for r in rows)
 
 
 @app.command(short_help="Every attempt of one message, in full.",
@@ -190,16 +190,16 @@ def show(
     db: DbOption = None, output_format: FormatOption = None,
 ) -> None:
     """Every recorded attempt of REFID: headers, raw body, verdict, flags and status."""
-    from ipsms import recordings
+    from ipsms import records
     from ipsms.home import default_db_path
     from ipsms.text import dumps
 
-    with recordings.opened(db or default_db_path()) as conn:
-        refid = recordings.resolve_refid(conn, refid)
-        rows = recordings.attempts(conn, refid)
+    with records.opened(db or default_db_path()) as conn:
+        refid = records.resolve_refid(conn, refid)
+        rows = records.attempts(conn, refid)
     fmt = resolve_format(output_format)
     if fmt is OutputFormat.json:
-        write_lines([dumps(recordings.show_document(refid, rows))])
+        write_lines([dumps(records.show_document(refid, rows))])
     elif fmt is OutputFormat.plain:  # a line per attempt; --format json has headers and body
         from ipsms.ui.lines import plain_line
 
@@ -229,16 +229,16 @@ def export(
 
     Without --redact the bodies hold the signature, which in plain mode is the shared secret.
     """
-    from ipsms import recordings
+    from ipsms import records
     from ipsms.home import default_db_path
     from ipsms.text import dumps
 
     where = _filter(since, until, from_, to, refid, text, status, verdict, flag)
-    opts = recordings.ExportOptions(db=db or default_db_path(), redact=redact, where=where,
+    opts = records.ExportOptions(db=db or default_db_path(), redact=redact, where=where,
                                     limit=limit)
-    with recordings.opened(opts.db) as conn:
-        write_lines(dumps(recordings.export_dict(r, redact=opts.redact))
-                    for r in recordings.export_rows(conn, opts))
+    with records.opened(opts.db) as conn:
+        write_lines(dumps(records.export_dict(r, redact=opts.redact))
+                    for r in records.export_rows(conn, opts))
 
 
 POLL_INTERVAL = 0.2  # seconds between polls of `tail -f`: a message shows within 0.2 s
@@ -262,14 +262,14 @@ def tail(
     """The latest recorded requests, oldest first, like tail; with -f, then every new one as
     another `ipsms listen` records it (a line each: NDJSON on a pipe, plain with --format
     plain, colored lines on a terminal). The filters (as `messages list`) apply to both."""
-    from ipsms import recordings
+    from ipsms import records
     from ipsms.home import default_db_path
 
     env = current()
     where = _filter(since, until, from_, to, refid, text, status, verdict, flag)
     path = db or default_db_path()
     fmt = resolve_format(output_format)
-    follower = recordings.Follower(path, None if where.empty else where,
+    follower = records.Follower(path, None if where.empty else where,
                                    on_notice=lambda text: env.notice(f"ipsms: {text}"))
     show = _tail_printer(fmt)
     with _stopped_by_signals():
@@ -277,7 +277,7 @@ def tail(
             if follower.open():
                 show(follower.latest(lines))
             elif not follow:
-                raise recordings.StoreMissing(path)
+                raise records.StoreMissing(path)
             else:
                 env.notice(f"ipsms: no message store at {path} yet: waiting for `ipsms listen` "
                            "to create it (Ctrl-C to stop)")
@@ -288,7 +288,7 @@ def tail(
                 if not more:
                     if _reader_gone():
                         return
-                    time.sleep(recordings.wait_interval(started, POLL_INTERVAL))
+                    time.sleep(records.wait_interval(started, POLL_INTERVAL))
         except _Stop:
             return
         finally:
@@ -369,14 +369,14 @@ def clear(
     db: DbOption = None, output_format: FormatOption = None,
 ) -> None:
     """Delete every recorded request (asks first on a terminal; --yes skips the question)."""
-    from ipsms import recordings
+    from ipsms import records
     from ipsms.home import default_db_path
     from ipsms.text import dumps
 
     env = current()
     path = db or default_db_path()
-    with recordings.opened(path) as conn:
-        total = recordings.count_all(conn)
+    with records.opened(path) as conn:
+        total = records.count_all(conn)
         if not yes:
             if not env.stdin_isatty:
                 raise UsageError(f"refusing to delete {total} recorded requests without "
@@ -384,7 +384,7 @@ def clear(
             if total and not _confirm(f"Delete all {total} recorded requests from {path}?"):
                 env.notice("ipsms messages clear: nothing deleted")
                 return
-        removed = recordings.clear_all(conn)
+        removed = records.clear_all(conn)
     if resolve_format(output_format) is OutputFormat.json:
         write_lines([dumps({"type": "cleared", "removed": removed, "db": str(path)})])
     else:

@@ -20,8 +20,8 @@ from ipsms.errors import IpsmsError, UsageError
 from ipsms.intelepeer.settings import ApiSettings, AuthScheme, Region
 
 if TYPE_CHECKING:
+    from ipsms.deliver.retry import RetryPolicy
     from ipsms.intelepeer.credentials import AuthSource
-    from ipsms.retry import RetryPolicy
 
 # -- parsers ---------------------------------------------------------------------------------
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?i?b?)?\s*$", re.IGNORECASE)
@@ -170,7 +170,7 @@ Speed = Annotated[float, typer.Option(
 def retry_policy(max_attempts: int, success: str, timeout: float, retry_delays: str | None,
                  backoff: str | None, no_wait: bool, speed: float) -> "RetryPolicy":
     """The retry group's values as the core's ``RetryPolicy``."""
-    from ipsms.retry import RetryPolicy
+    from ipsms.deliver.retry import RetryPolicy
 
     return RetryPolicy.from_options(max_attempts=max_attempts, success=success,
                                     timeout=timeout, retry_delays=retry_delays,
@@ -209,8 +209,8 @@ def api_settings(region: Region, api_base: str | None, auth_url: str | None,
     token or password over plain http to another machine."""
     from urllib.parse import urlsplit
 
+    from ipsms.listen.server import is_loopback
     from ipsms.redact import mask_url
-    from ipsms.server import is_loopback
 
     settings = ApiSettings(region=region, api_base=api_base or None,
                            auth_url=auth_url or None, scheme=scheme, timeout=timeout)
@@ -229,3 +229,13 @@ def auth_source(token: str | None, username: str | None) -> "AuthSource":
 
     return resolve_auth(CredentialStore(), token=token, username=username,
                         password=current().getenv(PASSWORD_ENV))
+
+
+def basic_auth_credentials(text: str | None) -> tuple[str, str] | None:
+    """``--basic-auth USER:PASS`` (listen, and the settings file's ``basic_auth``)."""
+    if text is None:
+        return None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password:
+        raise UsageError("--basic-auth wants USER:PASS, both non-empty")
+    return user, password

@@ -7,6 +7,7 @@ import typer
 
 from ipsms import defaults
 from ipsms.cli import help as help_text
+from ipsms.cli.api import DRY_RUN_TOKEN, show_dry_run
 from ipsms.cli.help import epilog
 from ipsms.cli.io import current, emit
 from ipsms.cli.options import (
@@ -23,7 +24,6 @@ from ipsms.cli.options import (
     auth_source,
     resolve_format,
 )
-from ipsms.cli.set_webhook import DRY_RUN_TOKEN, _dry_run
 from ipsms.errors import ApiError
 from ipsms.intelepeer.settings import AuthScheme, Region
 
@@ -58,7 +58,7 @@ def provision(
     settings = api_settings(region, api_base, auth_url, auth_scheme, timeout)
     check_long_code(number)
     if dry_run:
-        return _dry_run([provision_request(settings, number, DRY_RUN_TOKEN)], fmt)
+        return show_dry_run([provision_request(settings, number, DRY_RUN_TOKEN)], fmt)
     reply = asyncio.run(_provision(settings, auth_source(token, username), number))
     _show_provision(reply, fmt)
     if reply.in_progress:

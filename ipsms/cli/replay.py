@@ -31,7 +31,7 @@ from ipsms.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from ipsms.delivery import Delivery
+    from ipsms.deliver.engine import Delivery
 
 EPILOG = epilog("ipsms replay 3KX9C2 --to http://127.0.0.1:3000/sms",
                 "ipsms replay --all --since 10m --no-wait",
@@ -71,10 +71,10 @@ def replay(
     import asyncio
 
     from ipsms import store
-    from ipsms.delivery import check_delivered, validate_url
+    from ipsms.deliver.engine import check_delivered, validate_url
+    from ipsms.deliver.load import deliver_counted
+    from ipsms.deliver.replay import delivery_from_record, recorded_delivery, replay_selection
     from ipsms.home import default_db_path
-    from ipsms.load import deliver_counted
-    from ipsms.replay import delivery_from_record, recorded_delivery, replay_selection
     from ipsms.text import format_duration
     from ipsms.ui.delivery import make_output, print_summary
 
@@ -92,7 +92,7 @@ def replay(
     try:
         deliveries: Iterable[Delivery]
         if refid is not None:
-            from ipsms.recordings import resolve_refid
+            from ipsms.records import resolve_refid
 
             deliveries = [recorded_delivery(conn, resolve_refid(conn, refid), url)]
         else:

@@ -3,13 +3,13 @@ configuration API (intelepeer.md section 2); ``--restore`` and ``--history`` fro
 changed before."""
 
 
-import json
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ipsms import defaults
 from ipsms.cli import help as help_text
+from ipsms.cli.api import DRY_RUN_TOKEN, show_dry_run, warn_cpaas_once
 from ipsms.cli.help import epilog
 from ipsms.cli.io import current, emit
 from ipsms.cli.options import (
@@ -30,7 +30,6 @@ from ipsms.errors import ApiError, UsageError
 from ipsms.intelepeer.settings import AuthScheme, Region
 
 if TYPE_CHECKING:
-    from ipsms.intelepeer.client import PreparedRequest
     from ipsms.intelepeer.credentials import AuthSource
     from ipsms.intelepeer.settings import ApiSettings
     from ipsms.intelepeer.webhooks import ChangeResult, WebhookChange, WebhookHistory
@@ -42,7 +41,6 @@ EPILOG = epilog("ipsms set-webhook +13038675309 https://example.com/sms",
                 exit_codes=(help_text.OK, help_text.USAGE, (7, "the API refused the request"),
                             (8, "missing or wrong credentials"),
                             (10, "no such number or history entry")))
-DRY_RUN_TOKEN = "TOKEN"  # stands in for the token in --dry-run; shown masked anyway
 
 
 def set_webhook(
@@ -84,7 +82,7 @@ def set_webhook(
     for warning in dict.fromkeys(w for c in changes for w in c.warnings):
         current().notice(f"ipsms set-webhook: warning: {warning}")
     if dry_run:
-        return _dry_run([webhook_request(settings, c.numbers, c.url, DRY_RUN_TOKEN)
+        return show_dry_run([webhook_request(settings, c.numbers, c.url, DRY_RUN_TOKEN)
                          for c in changes], fmt)
     auth = auth_source(token, username)
     results = asyncio.run(_apply(settings, auth, changes, store))
@@ -118,40 +116,6 @@ async def _apply(settings: "ApiSettings", auth: "AuthSource", changes: "list[Web
         for change in changes:
             results.extend(await apply_change(change, client, store))
     return results
-
-
-def warn_cpaas_once(api: str, auth: "AuthSource", command: str = "set-webhook") -> None:
-    """After a change went through (``ipsms set-webhook``, or ``ipsms listen --set-webhook``):
-    the CPaaS warning, the first time for this API base and account. Hidden by --quiet, and
-    then not remembered as shown."""
-    import hashlib
-
-    from ipsms.intelepeer.credentials import StaticToken
-    from ipsms.intelepeer.webhooks import CPAAS_WARNING, CpaasWarnings
-
-    env = current()
-    if env.quiet:
-        return
-    account = (f"token:{hashlib.sha256(auth.token.encode()).hexdigest()[:16]}"
-               if isinstance(auth, StaticToken) else auth.username)
-    warned = CpaasWarnings()
-    if warned.due(api, account):
-        env.notice(f"ipsms {command}: warning: {CPAAS_WARNING} (shown once for this "
-                   "API and account)")
-        warned.mark(api, account)
-
-
-def _dry_run(requests: "list[PreparedRequest]", fmt: OutputFormat) -> None:
-    from ipsms.text import printable
-
-    for request in requests:
-        shown = request.shown()
-        lines = [f"{shown['method']} {shown['url']}",
-                 *(f"{k}: {v}" for k, v in shown["headers"].items()), "",
-                 json.dumps(shown["body"], ensure_ascii=False)]
-        emit(fmt is OutputFormat.json, {"type": "dry_run", **shown},
-             "\n".join(printable(x) for x in lines))
-    current().err("ipsms: dry run: nothing was sent")
 
 
 def _show_results(results: "list[ChangeResult]", fmt: OutputFormat) -> None:

@@ -29,7 +29,7 @@ from ipsms.cli.options import (
 from ipsms.errors import UsageError
 
 if TYPE_CHECKING:
-    from ipsms.outbound import MessageSpec, PayloadTemplate
+    from ipsms.deliver.outbound import MessageSpec, PayloadTemplate
 
 LOAD = "Load mode"
 MAX_COUNT = 10_000_000  # over half an hour at 5,000 messages/s; 10**23 would never end
@@ -94,11 +94,16 @@ def simulate(
     """Deliver a message like IntelePeer: signed, retried until HTTP 200, up to 5 attempts."""
     import asyncio
 
-    from ipsms.delivery import check_delivered, deliver_each, validate_url
-    from ipsms.load import LoadPlan, LoadStats, run_load
-    from ipsms.load_workers import LoadInterrupted, TemplateMessages, default_workers, run_workers
+    from ipsms.deliver.engine import check_delivered, deliver_each, validate_url
+    from ipsms.deliver.load import LoadPlan, LoadStats, run_load
+    from ipsms.deliver.outbound import MessageSpec, Signing, load_payload
+    from ipsms.deliver.workers import (
+        LoadInterrupted,
+        TemplateMessages,
+        default_workers,
+        run_workers,
+    )
     from ipsms.loops import run_with_loop
-    from ipsms.outbound import MessageSpec, Signing, load_payload
     from ipsms.signature import Mode, parse_variant
     from ipsms.ui.delivery import LoadProgress, make_output, print_summary
 
@@ -142,7 +147,7 @@ def simulate(
 def _template(spec: "MessageSpec", count: int | None) -> "PayloadTemplate":
     """The checked message template; warns on stderr about what is sent on purpose although
     IntelePeer would not send it (a refid that is not 32 characters, lone surrogates)."""
-    from ipsms.outbound import PayloadTemplate, reject_undecodable
+    from ipsms.deliver.outbound import PayloadTemplate, reject_undecodable
 
     for option, value in (("--from", spec.from_number), ("--to", spec.to_number),
                           ("--message", spec.message), ("--refid", spec.refid)):

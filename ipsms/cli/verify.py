@@ -22,7 +22,7 @@ from ipsms.cli.options import (
 from ipsms.errors import SignatureInvalidError, UsageError
 
 if TYPE_CHECKING:
-    from ipsms.verify import Loaded
+    from ipsms.records.verify import Loaded
 
 EPILOG = epilog("IPSMS_SECRET=... ipsms verify body.json",
                 "ipsms messages export | grep REFID | ipsms verify -",
@@ -50,9 +50,9 @@ def verify(
 ) -> None:
     """Check signatures against the secret. Exit 0 when valid, 6 when invalid or missing."""
     from ipsms.home import default_db_path
+    from ipsms.records.verify import VerifyConfig, verify_all
     from ipsms.signature import Mode, fingerprint, parse_variant
     from ipsms.text import dumps
-    from ipsms.verify import VerifyConfig, verify_all
 
     if not secret:
         raise UsageError("no secret to verify with", hint="pass --secret or set IPSMS_SECRET")
@@ -78,15 +78,15 @@ def verify(
 
 
 def _load(file: str | None, refid: str | None, db: Path) -> "Loaded":
-    from ipsms import recordings
-    from ipsms.verify import INPUT_HINT, load_input, load_recorded
+    from ipsms import records
+    from ipsms.records.verify import INPUT_HINT, load_input, load_recorded
 
     env = current()
     if refid is not None:
         if file is not None:
             raise UsageError("give either FILE or --refid, not both")
-        with recordings.opened(db) as conn:
-            return load_recorded(recordings.attempts(conn, recordings.resolve_refid(conn,
+        with records.opened(db) as conn:
+            return load_recorded(records.attempts(conn, records.resolve_refid(conn,
                                                                                      refid)))
     if file is None or file == "-":
         if file is None and env.stdin_isatty:

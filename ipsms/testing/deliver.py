@@ -1,5 +1,5 @@
 """Deliver an IntelePeer-shaped, signed message to an app, with the engine ``ipsms simulate`` uses
-(``ipsms.delivery.Sender``): the same bytes on every attempt, retried until HTTP 200, and
+(``ipsms.deliver.engine.Sender``): the same bytes on every attempt, retried until HTTP 200, and
 ``fail_first`` to count the first N answers as failed whatever they were (the app then sees
 the same refid N+1 times, as after a 200 lost on the way back to IntelePeer).
 
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ipsms import defaults
-from ipsms.delivery import AttemptEvent, Outcome, Sender, open_connections, validate_url
-from ipsms.outbound import MessageSpec, PayloadTemplate, Signing
-from ipsms.retry import RetryPolicy, SuccessRule
+from ipsms.deliver.engine import AttemptEvent, Outcome, Sender, open_connections, validate_url
+from ipsms.deliver.outbound import MessageSpec, PayloadTemplate, Signing
+from ipsms.deliver.retry import RetryPolicy, SuccessRule
 from ipsms.signature import DEFAULT_VARIANT, Mode, parse_variant
 from ipsms.testing.loop import refuse_inside_loop
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ipsms.events import ListenEvent, RejectedEvent
-from ipsms.listener import ListenConfig
+from ipsms.listen.app import ListenConfig
+from ipsms.listen.events import ListenEvent, RejectedEvent
+from ipsms.listen.server import ListenServer
 from ipsms.request import Request
-from ipsms.server import ListenServer
 from ipsms.testing.loop import LoopThread, refuse_inside_loop
 from ipsms.text import printable
 

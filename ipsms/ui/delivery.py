@@ -1,7 +1,7 @@
 """Showing deliveries (simulate, replay): a rich timeline on a terminal, NDJSON or plain lines
 otherwise, the load-mode progress bar (stderr) and summary.
 
-Every observer gets the same events from ``ipsms.delivery``; message-derived text goes through
+Every observer gets the same events from ``ipsms.deliver.engine``; message-derived text goes through
 ``printable`` and rich ``Text`` (never markup), and signatures are masked.
 """
 
@@ -22,10 +22,10 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ipsms.delivery import AttemptEvent, Delivery, DeliveryObserver, Outcome
-from ipsms.load import LoadStats
+from ipsms.deliver.engine import AttemptEvent, Delivery, DeliveryObserver, Outcome
+from ipsms.deliver.load import LoadStats
+from ipsms.deliver.retry import RetryPolicy
 from ipsms.redact import mask_secret, mask_url
-from ipsms.retry import RetryPolicy
 from ipsms.text import dumps, iso_time, one_line, printable
 from ipsms.ui.console import make_console
 

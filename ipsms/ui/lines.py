@@ -11,11 +11,11 @@ from functools import lru_cache
 from json.encoder import encode_basestring
 from typing import Any
 
-from ipsms.events import ListenEvent, RejectedEvent
+from ipsms.listen.events import ListenEvent, RejectedEvent
 from ipsms.redact import mask_secret
 from ipsms.request import Request
-from ipsms.stream_sink import StreamSink
 from ipsms.text import dumps, iso_time, prebuilt_encoder, printable
+from ipsms.ui.stream_sink import StreamSink
 
 
 def ndjson_line(event: ListenEvent) -> str:

@@ -22,9 +22,9 @@ from rich.live import Live
 from rich.segment import ControlType
 from rich.text import Text
 
-from ipsms.cells import cell_text
-from ipsms.events import ListenEvent, ListenStats, RejectedEvent
+from ipsms.listen.events import ListenEvent, ListenStats, RejectedEvent
 from ipsms.text import iso_time, one_line
+from ipsms.ui.cells import cell_text
 
 MAX_ROWS = 200  # rows kept; as many as fit the terminal are shown
 CHROME_LINES = 5  # header, table heading and rule, and a spare line

@@ -15,12 +15,12 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ipsms.cells import cell_text
-from ipsms.recordings import detail_dict
-from ipsms.refid_history import CODES as HISTORY_CODES
+from ipsms.records import detail_dict
 from ipsms.request import Request
 from ipsms.signature import reason_of, verdict_label
+from ipsms.store.history import CODES as HISTORY_CODES
 from ipsms.text import iso_time, one_line, printable
+from ipsms.ui.cells import cell_text
 
 MESSAGE_WIDTH = 48
 

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from urllib.parse import urlencode
 
 from ipsms import defaults
-from ipsms.delivery import Delivery
+from ipsms.deliver.engine import Delivery
 from ipsms.errors import UsageError, setting
 from ipsms.inbound import FORM_TYPE, JSON_TYPE, REFID_LENGTH, BodyError, parse_message
 from ipsms.numbers import check_number

@@ -1,11 +1,11 @@
-"""The store's writer process, and the pipe protocol between it and ``ipsms.recorder``.
+"""The store's writer process, and the pipe protocol between it and ``ipsms.store.recorder``.
 
 ``listen`` does its SQLite writes in a process of their own, not a thread: a writer thread
 needs the GIL after every SQLite call, and handing it back and forth with a busy event loop
 cost a quarter of the listener's throughput (issue 12). Here the event loop only sends rows
 down a pipe and reads results back.
 
-    python -m ipsms.store_writer STORE SESSION
+    python -m ipsms.store.writer STORE SESSION
 
 Both ways, a frame is a 4-byte big-endian length and a ``marshal`` blob (both ends are this
 module, from the same ipsms, run by the same Python). The listener sends batches of rows

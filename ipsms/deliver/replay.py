@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator
 
-from ipsms.delivery import Delivery
-from ipsms.recordings import attempts
+from ipsms.deliver.engine import Delivery
+from ipsms.records import attempts
 from ipsms.request import Request
 
 
@@ -20,7 +20,7 @@ def delivery_from_record(rec: Request, url: str) -> Delivery:
 
 
 def recorded_delivery(conn: sqlite3.Connection, refid: str, url: str) -> Delivery:
-    """The first request recorded for ``refid``; ``recordings.RefidNotFound`` if none."""
+    """The first request recorded for ``refid``; ``records.RefidNotFound`` if none."""
     return delivery_from_record(attempts(conn, refid)[0], url)
 
 

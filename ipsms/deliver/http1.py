@@ -30,7 +30,7 @@ from yarl import URL
 MAX_HEAD = 64 * 1024  # a status line and headers longer than this are an invalid answer
 MAX_TARGETS = 256  # URLs whose request parts are kept (load mode uses one)
 KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's default keepalive_timeout)
-# How a connection the server closed fails a request written to it (as in ipsms.delivery).
+# How a connection the server closed fails a request written to it (as in ipsms.deliver.engine).
 RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
 # What aiohttp says about a body cut short, so both clients word it the same.

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ipsms.delivery import Delivery
-from ipsms.load import LoadPlan, LoadStats, run_load
+from ipsms.deliver.engine import Delivery
+from ipsms.deliver.load import LoadPlan, LoadStats, run_load
+from ipsms.deliver.outbound import PayloadTemplate, new_refid
+from ipsms.deliver.retry import RetryPolicy
 from ipsms.loops import run_with_loop
-from ipsms.outbound import PayloadTemplate, new_refid
-from ipsms.retry import RetryPolicy
 
 PROGRESS_INTERVAL = 0.1  # seconds between a worker's progress reports
 SMALL_RUN = 1_000  # below this many messages one process is the default: it starts faster
@@ -94,7 +94,7 @@ def _context() -> Any:
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if ctx.get_start_method() == "forkserver":
         # Children fork from a server that has imported the engine (aiohttp included) once.
-        ctx.set_forkserver_preload(["ipsms.load_workers"])
+        ctx.set_forkserver_preload(["ipsms.deliver.workers"])
     return ctx
 
 

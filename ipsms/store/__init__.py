@@ -1,7 +1,7 @@
 """The SQLite store of every request ``listen`` received (schema, migrations, queries).
 
-Every SQL statement of ipsms is here. Writes from the listener go through ``ipsms.recorder``
-(group commit in the store's writer process, ``ipsms.store_writer``, with the statements
+Every SQL statement of ipsms is here. Writes from the listener go through ``ipsms.store.recorder``
+(group commit in the store's writer process, ``ipsms.store.writer``, with the statements
 below); reads return ``ipsms.request.Request``.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ipsms.errors import NotFoundError, StateError, setting
-from ipsms.refid_history import FirstAttempt, Flags, history_flags
 from ipsms.request import Request
+from ipsms.store.history import FirstAttempt, Flags, history_flags
 from ipsms.text import prebuilt_encoder
 
 SCHEMA_VERSION = 6
@@ -372,7 +372,7 @@ def refids_starting(conn: sqlite3.Connection, prefix: str, limit: int) -> list[s
 class Filter:
     """Which recorded requests a reader wants (``messages list``, ``export``, ``tail``). Every
     criterion is an SQL parameter; an empty filter selects every request. Values come
-    already read (``ipsms.recordings.parse_*`` turns what users type into these)."""
+    already read (``ipsms.records.parse_*`` turns what users type into these)."""
 
     since: float | None = None  # unix time: received at or after it
     until: float | None = None  # unix time: received at or before it
@@ -576,7 +576,7 @@ def insert_batch(conn: sqlite3.Connection, rows: list[Row],
                  session: str) -> list[tuple[int, int | None, Flags | None]]:
     """Insert ``rows`` (``wire_row``; received in listener run ``session``) in the transaction
     ``begin_batch`` opened; their ``(id, attempt, flags)``, in order. ``flags`` is None unless
-    the refid's history added some (``ipsms.refid_history``); then it is every flag of the
+    the refid's history added some (``ipsms.store.history``); then it is every flag of the
     row, as stored."""
     n = len(rows)
     conn.executemany(INSERT_SQL, [insert_params(row, session) for row in rows])

@@ -1,6 +1,6 @@
 """Running the listener: bind, report the bound address, stop cleanly on a signal.
 
-Kept apart from the application (``ipsms.listener``) the way uvicorn keeps ``Server`` apart
+Kept apart from the application (``ipsms.listen.app``) the way uvicorn keeps ``Server`` apart
 from the app: this module owns sockets, signals and lifecycle, nothing about messages.
 """
 
@@ -21,10 +21,8 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from ipsms.connections import ListenHttp
 from ipsms.errors import BindError, setting
-from ipsms.events import ListenStats, RejectedEvent
-from ipsms.listener import (
+from ipsms.listen.app import (
     GUARD,
     HANDLER,
     IN_FLIGHT,
@@ -34,7 +32,9 @@ from ipsms.listener import (
     create_app,
     emit,
 )
-from ipsms.recorder import Recorder
+from ipsms.listen.events import ListenStats, RejectedEvent
+from ipsms.listen.limits import ListenHttp
+from ipsms.store.recorder import Recorder
 from ipsms.text import printable
 
 SHUTDOWN_GRACE = 5.0  # seconds given to requests in flight on shutdown

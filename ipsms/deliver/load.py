@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ipsms import defaults
-from ipsms.delivery import (
+from ipsms.deliver.engine import (
     AttemptEvent,
     Clock,
     Delivery,
@@ -28,8 +28,8 @@ from ipsms.delivery import (
     deliver_each,
     open_connections,
 )
+from ipsms.deliver.retry import RetryPolicy
 from ipsms.errors import UsageError, setting
-from ipsms.retry import RetryPolicy
 
 DEFAULT_CONCURRENCY = defaults.CONCURRENCY
 
@@ -120,7 +120,7 @@ class LoadStats:
     started: float | None = None
     finished: float | None = None
     last_failure: Outcome | None = None  # the latest message that was not delivered
-    workers: int = 1  # processes that sent the messages (``ipsms.load_workers``)
+    workers: int = 1  # processes that sent the messages (``ipsms.deliver.workers``)
 
     @property
     def done(self) -> int:

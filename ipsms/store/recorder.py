@@ -1,7 +1,7 @@
 """Group commit for the listener: records are durable before the listener answers 200.
 
 Handlers ``await recorder.record(rec)``. Rows go down a pipe to the store's writer process
-(``ipsms.store_writer``) in batches, one in flight: the writer writes a batch in one
+(``ipsms.store.writer``) in batches, one in flight: the writer writes a batch in one
 transaction, commits (fsync with ``synchronous=FULL``) and sends back each row's id and
 attempt; the waiting handlers then answer, and what arrived meanwhile goes as the next batch.
 Under load many requests share one fsync, and the event loop never waits for SQLite or for
@@ -39,16 +39,16 @@ from typing import Any
 import ipsms
 from ipsms import store
 from ipsms.errors import StateError
-from ipsms.refid_history import Flags, new_session
 from ipsms.request import Request
-from ipsms.store_writer import MAX_BATCH, Frames, failure, frame
+from ipsms.store.history import Flags, new_session
+from ipsms.store.writer import MAX_BATCH, Frames, failure, frame
 
 
 @dataclass(slots=True)
 class Recorded:
     id: int
     attempt: int | None
-    # Every flag of the row when its refid's history added some (``ipsms.refid_history``);
+    # Every flag of the row when its refid's history added some (``ipsms.store.history``);
     # None when the request's own flags are all it has (the common case).
     flags: Flags | None = None
 
@@ -459,7 +459,7 @@ class _Writer:
         # the standard library and ipsms only (found through PYTHONPATH), and starts faster.
         # -P: never the current directory's `ipsms`, which -m would otherwise import first.
         self.proc = subprocess.Popen(
-            [sys.executable, "-S", "-P", "-m", "ipsms.store_writer", str(path), session],
+            [sys.executable, "-S", "-P", "-m", "ipsms.store.writer", str(path), session],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, start_new_session=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None

@@ -36,7 +36,7 @@ from aiohttp import StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ipsms import defaults
-from ipsms.events import RejectedEvent
+from ipsms.listen.events import RejectedEvent
 from ipsms.text import dumps, one_line
 
 DEFAULT_READ_TIMEOUT = defaults.READ_TIMEOUT
@@ -267,7 +267,7 @@ class ListenHttp(web.Server):
 class JsonErrors(web.RequestHandler):
     """aiohttp's protocol, answering what its parser refuses as ``{"error", "detail"}``
     (aiohttp answers plain text). aiohttp still logs it, which the listener shows as one
-    ``rejected`` event (``ipsms.server``)."""
+    ``rejected`` event (``ipsms.listen.server``)."""
 
     __slots__ = ()
 

@@ -351,3 +351,29 @@ class _Threaded(_Output):
                 self.sink.lost(self.pending)  # queued lines and the batch being written
                 self._batches.clear()
                 self.pending = 0
+
+
+READER_POLL = 0.2  # seconds between looks at whether stdout's reader went away
+
+
+def is_pipe(stream: object) -> bool:
+    """Whether ``stream`` is a pipe or a socket: a reader that can go away."""
+    try:
+        mode = os.fstat(stream.fileno()).st_mode  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):  # an in-memory stream (tests)
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+async def watch_reader(lines: StreamSink) -> None:
+    """Stop as soon as the stream's reader goes away (``ipsms listen | head -1`` once head
+    has its line), not at the next write: until then the port would stay bound by a listener
+    nobody reads. Linux reports POLLERR (POLLHUP for a socket) on such a stream."""
+    fd = lines.stream.fileno()
+    poller = select.poll()
+    poller.register(fd, 0)  # no events asked: only errors and hang-ups are reported
+    while not lines.closed:
+        await asyncio.sleep(READER_POLL)
+        if any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0)):
+            # As a write would have found it: the sink stops and calls its on_closed.
+            lines.failed(BrokenPipeError(errno.EPIPE, "stdout's reader went away"), 0)

@@ -1,0 +1,174 @@
+"""One ``ipsms listen`` run: the store and its recorder, the server, the ngrok tunnel and the
+webhook lease, started in that order and always stopped in the reverse one. What the user
+should see goes to the run's ``Hooks``; the command line only builds a ``Session`` and calls
+``run``. (uvicorn's ``run()`` over its ``Server``, and aiohttp-devtools' ``runserver``, are
+the models.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from ipsms.errors import ApiError, TunnelError, setting
+from ipsms.listen.app import EventSink, ListenConfig
+from ipsms.listen.events import ListenStats
+from ipsms.listen.server import Bound, ListenServer, run_listener
+
+if TYPE_CHECKING:
+    from ipsms.intelepeer.lease import WebhookLease
+    from ipsms.intelepeer.webhooks import ChangeResult
+    from ipsms.listen.tunnel import Tunnel, TunnelConfig
+
+TUNNEL_POLL = 0.5  # seconds between looks at whether the ngrok agent is still running
+
+
+@dataclass(frozen=True)
+class Session:
+    """What one run serves: the listener's settings, where, the store, and optionally a
+    tunnel and a webhook lease (``lease.url`` is the public URL; with a tunnel it becomes the
+    tunnel's once it is open)."""
+    config: ListenConfig
+    host: str
+    port: int
+    db: Path
+    lease: WebhookLease | None = None
+    tunnel: TunnelConfig | None = None
+
+
+class Hooks:
+    """What a run tells its user. Each method does nothing here: a view overrides what it
+    shows. They are called in this order: ``listening``, ``tunnel_up``, ``webhooks`` (the
+    lease taken), ``serving``; and on the way out ``stopping``, ``webhooks`` (given back).
+    ``notice`` and ``tunnel_down`` may come at any time."""
+
+    def listening(self, bound: Bound, local_url: str) -> None:
+        """The port is bound and answering."""
+
+    def tunnel_up(self, public_url: str, local_url: str) -> None:
+        """The tunnel is open; ``public_url`` carries the random path and credentials."""
+
+    def tunnel_down(self, public_url: str, detail: str) -> None:
+        """The ngrok agent ended: the run stops (exit 9)."""
+
+    def webhooks(self, results: list[ChangeResult], lease: WebhookLease) -> None:
+        """The lease pointed numbers at the listener, or put them back."""
+
+    def serving(self) -> None:
+        """Everything is up: a live view may take the screen now."""
+
+    def stopping(self) -> None:
+        """The server stopped; the view gives the screen back before the lease is undone."""
+
+    def notice(self, text: str) -> None:
+        """A warning while it runs (a webhook that could not be put back)."""
+
+    def store_problem(self, text: str) -> None:
+        """The store's writer stalled or was replaced, the store was removed under it: said
+        even when warnings are hidden."""
+
+
+class Control:
+    """Stops a run from outside it (a reader of stdout gone, a test): ``request_stop()``
+    before or after the run started."""
+
+    def __init__(self) -> None:
+        self._server: ListenServer | None = None
+        self._stop_early = False
+
+    def request_stop(self) -> None:
+        if self._server is None:
+            self._stop_early = True
+        else:
+            self._server.request_stop()
+
+    def attach(self, server: ListenServer) -> None:
+        self._server = server
+        if self._stop_early:
+            server.request_stop()
+
+
+def public_address(base: str, config: ListenConfig) -> str:
+    """``base`` (a tunnel's or the public URL) with the random path and the basic-auth
+    credentials the listener requires: the URL IntelePeer must post to."""
+    parts = urlsplit(base)
+    path = parts.path or "/"
+    if config.path_prefix is not None:
+        path = parts.path.rstrip("/") + config.path_prefix + "/"
+    netloc = parts.netloc.rpartition("@")[2]
+    if config.basic_auth is not None:
+        user, password = config.basic_auth
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{netloc}"
+    return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+
+
+async def run(session: Session, sinks: list[EventSink], hooks: Hooks | None = None,
+              stats: ListenStats | None = None, control: Control | None = None
+              ) -> ListenStats:
+    """Serve ``session`` until a signal, a ``control.request_stop()`` or a dropped tunnel,
+    then stop everything it started. Raises ``TunnelError`` when the tunnel dropped, and
+    ``ApiError`` when no number's webhook could be pointed at the listener."""
+    hooks = hooks or Hooks()
+    config = session.config
+    server = ListenServer(config, session.db, session.host, session.port, sinks=sinks,
+                          stats=stats, notice=hooks.store_problem)
+    if control is not None:
+        control.attach(server)
+    held: list[Tunnel] = []
+    watch: list[asyncio.Future[None]] = []
+    failures: list[Exception] = []
+    lease = session.lease
+
+    async def ready(bound: Bound) -> None:
+        local_url = bound.url.rstrip("/") + (config.path_prefix or "") + "/"
+        hooks.listening(bound, local_url)
+        public = None
+        if session.tunnel is not None:
+            from ipsms.listen.tunnel import open_tunnel
+
+            opened = await open_tunnel(session.tunnel, bound.url)
+            held.append(opened)
+            public = public_address(opened.public_url, config)
+            hooks.tunnel_up(public, local_url)
+            watch.append(asyncio.ensure_future(_watch(opened, server, failures, hooks)))
+        if lease is not None:  # the listener answers already: IntelePeer may post at once
+            lease.url = public or public_address(lease.url, config)
+            taken = await lease.take()
+            hooks.webhooks(taken, lease)
+            if taken and not any(r.ok for r in taken) and all(r.action == "set"
+                                                              for r in taken):
+                raise ApiError("no number's webhook could be pointed at the listener",
+                               hint="see the reasons above")
+        hooks.serving()
+
+    try:
+        result = await run_listener(server, ready)
+        if failures:
+            raise failures[0]
+        return result
+    finally:
+        for task in watch:
+            task.cancel()
+        for opened in held:
+            opened.close()  # the agent never outlives the listener
+        hooks.stopping()
+        if lease is not None:
+            results, warnings = await lease.give_back()
+            hooks.webhooks(results, lease)
+            for warning in warnings:
+                hooks.notice(warning)
+
+
+async def _watch(tunnel: Tunnel, server: ListenServer, failures: list[Exception],
+                 hooks: Hooks) -> None:
+    """A tunnel that drops stops the listener (exit 9): IntelePeer can no longer reach it."""
+    while (code := tunnel.agent_exit_code()) is None:
+        await asyncio.sleep(TUNNEL_POLL)
+    detail = f"the ngrok agent exited (code {code}): the tunnel is closed"
+    with contextlib.suppress(Exception):  # a view that fails must not keep the run going
+        hooks.tunnel_down(tunnel.public_url, detail)
+    failures.append(TunnelError(detail, hint=f"restart `ipsms listen {setting('tunnel')}`"))
+    server.request_stop()
