@@ -24,7 +24,7 @@ stand-in whose width they do agree on:
 
 East Asian "ambiguous" characters count 1 (the width in every non-CJK locale; rich's own
 ellipsis is one of them). The full text is always in the store (``ipsms messages show``);
-this form is only for table cells. Pure and core-side: no rich here (tests/test_cells.py checks
+this form is only for table cells. Pure and core-side: no rich here (tests/ui/test_cells.py checks
 every kept character against rich's own measure).
 """
 

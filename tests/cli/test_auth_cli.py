@@ -21,7 +21,7 @@ from ipsms.errors import ExitCode
 from ipsms.intelepeer.client import AUTH_PATH, WEBHOOK_PATH
 from ipsms.intelepeer.emulator import EmulatorThread
 from tests.conftest import ROOT, cli_env, run_ipsms
-from tests.test_set_webhook_cli import (
+from tests.cli.test_set_webhook_cli import (
     NUMBER,
     PASSWORD,
     assert_no_secrets,

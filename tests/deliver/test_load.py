@@ -17,7 +17,7 @@ from ipsms.deliver.retry import RetryPolicy
 from ipsms.deliver.workers import TemplateMessages, default_workers, run_workers, split
 from ipsms.errors import UsageError
 from ipsms.ui.delivery import NdjsonOutput, print_summary, summary_lines
-from tests.test_delivery import FakeSleep, ScriptedServer, Step, replies
+from tests.deliver.test_delivery import FakeSleep, ScriptedServer, Step, replies
 
 
 def test_histogram_percentiles_are_within_one_percent() -> None:

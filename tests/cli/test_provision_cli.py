@@ -19,7 +19,7 @@ from ipsms.errors import ExitCode
 from ipsms.intelepeer.client import AUTH_PATH, PROVISION_PATH
 from ipsms.intelepeer.emulator import DEMO_PASSWORD, DEMO_USER, EmulatorThread, Fault
 from tests.conftest import ROOT, cli_env, run_ipsms
-from tests.test_set_webhook_cli import NO_SMS, NUMBER, assert_no_secrets, emu, ipsms, ndjson
+from tests.cli.test_set_webhook_cli import NO_SMS, NUMBER, assert_no_secrets, emu, ipsms, ndjson
 
 __all__ = ["emu"]  # the fixture, shared with the set-webhook tests
 

@@ -12,7 +12,7 @@ import pytest
 
 from ipsms.errors import ExitCode
 from tests.conftest import cli_env, run_ipsms
-from tests.test_messages_cli import (
+from tests.cli.test_messages_cli import (
     HMAC_HELLO,
     REFID_A,
     REFID_B,
@@ -215,7 +215,7 @@ def test_redacted_and_listen_lines_cannot_be_verified(recorded: Recorded) -> Non
 
 
 def test_nothing_to_verify_on_a_terminal_does_not_wait_for_input() -> None:
-    from tests.test_messages_cli import run_with_terminal_stdin
+    from tests.cli.test_messages_cli import run_with_terminal_stdin
 
     code, out, err = run_with_terminal_stdin(["verify", "--secret", SECRET], b"")
     assert code == ExitCode.USAGE

@@ -18,7 +18,7 @@ from ipsms.cli.config import command_tree, key_of
 from ipsms.config import EXTRA_SETTINGS, KEYS
 from ipsms.errors import ExitCode
 from tests.conftest import cli_env, run_ipsms
-from tests.test_delivery import ScriptedServer, replies
+from tests.deliver.test_delivery import ScriptedServer, replies
 
 
 def ndjson(text: str) -> list[dict[str, Any]]:

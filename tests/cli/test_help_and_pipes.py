@@ -14,7 +14,7 @@ import pytest
 
 from ipsms.errors import ExitCode
 from tests.conftest import ROOT, cli_env, run_ipsms
-from tests.test_messages_cli import Recorded, record_with_listener
+from tests.cli.test_messages_cli import Recorded, record_with_listener
 
 
 def _command_paths() -> list[list[str]]:
@@ -203,7 +203,7 @@ def test_plain_format_never_emits_escape_codes(recorded: Recorded, tmp_path: Pat
 
 
 def test_quiet_hides_warnings_not_the_error() -> None:
-    from tests.test_delivery import closed_port
+    from tests.deliver.test_delivery import closed_port
 
     url = f"http://127.0.0.1:{closed_port()}/sms"
     loud = run_ipsms("simulate", url, "--refid", "short", "--max-attempts", "1")
