@@ -17,12 +17,12 @@ from ipsms.intelepeer.client import PROVISION_PATH
 from ipsms.intelepeer.emulator import DEMO_PASSWORD, DEMO_USER, EmulatorThread
 from ipsms.listen.events import RejectedEvent
 from ipsms.ui.lines import NdjsonSink, ndjson_line
-from tests.conftest import ROOT, cli_env, run_ipsms
-from tests.procs import ListenerProcess, fake_agent
-from tests.deliver.test_delivery import closed_port
 from tests.cli.test_listen_cli import SEED, post
 from tests.cli.test_provision_cli import EmulatorProcess
 from tests.cli.test_set_webhook_cli import MISSING, NO_SMS, NUMBER, PASSWORD, emu
+from tests.conftest import ROOT, cli_env, run_ipsms
+from tests.deliver.test_delivery import closed_port
+from tests.procs import ListenerProcess, fake_agent
 
 __all__ = ["emu"]  # the fixture, shared with the set-webhook tests
 

@@ -20,7 +20,6 @@ import pytest
 from ipsms.errors import ExitCode
 from ipsms.intelepeer.client import AUTH_PATH, WEBHOOK_PATH
 from ipsms.intelepeer.emulator import EmulatorThread
-from tests.conftest import ROOT, cli_env, run_ipsms
 from tests.cli.test_set_webhook_cli import (
     NUMBER,
     PASSWORD,
@@ -29,6 +28,7 @@ from tests.cli.test_set_webhook_cli import (
     make_state,
     ndjson,
 )
+from tests.conftest import ROOT, cli_env, run_ipsms
 
 __all__ = ["emu"]  # the fixture, shared with the set-webhook tests
 

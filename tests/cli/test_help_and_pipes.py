@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ipsms.errors import ExitCode
-from tests.conftest import ROOT, cli_env, run_ipsms
 from tests.cli.test_messages_cli import Recorded, record_with_listener
+from tests.conftest import ROOT, cli_env, run_ipsms
 
 
 def _command_paths() -> list[list[str]]:

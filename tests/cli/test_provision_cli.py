@@ -18,8 +18,8 @@ import pytest
 from ipsms.errors import ExitCode
 from ipsms.intelepeer.client import AUTH_PATH, PROVISION_PATH
 from ipsms.intelepeer.emulator import DEMO_PASSWORD, DEMO_USER, EmulatorThread, Fault
-from tests.conftest import ROOT, cli_env, run_ipsms
 from tests.cli.test_set_webhook_cli import NO_SMS, NUMBER, assert_no_secrets, emu, ipsms, ndjson
+from tests.conftest import ROOT, cli_env, run_ipsms
 
 __all__ = ["emu"]  # the fixture, shared with the set-webhook tests
 

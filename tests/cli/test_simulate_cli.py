@@ -22,9 +22,9 @@ from ipsms.cli.app import app
 from ipsms.errors import ExitCode
 from ipsms.request import Request
 from tests.conftest import ROOT, cli_env, run_ipsms
-from tests.hostile import running_listener
 from tests.deliver.test_delivery import ScriptedServer, closed_port, replies
 from tests.deliver.test_delivery_stale import Act, RawServer, acts
+from tests.hostile import running_listener
 
 
 def ndjson(text: str) -> list[dict[str, Any]]:

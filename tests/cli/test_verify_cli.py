@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from ipsms.errors import ExitCode
-from tests.conftest import cli_env, run_ipsms
 from tests.cli.test_messages_cli import (
     HMAC_HELLO,
     REFID_A,
@@ -22,6 +21,7 @@ from tests.cli.test_messages_cli import (
     Recorded,
     record_with_listener,
 )
+from tests.conftest import cli_env, run_ipsms
 
 WRONG = "not-the-secret-42"
 # hmac-sha1 over message + refid, base64 (openssl dgst -sha1 -hmac SECRET -binary | base64).

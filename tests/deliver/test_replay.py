@@ -14,10 +14,10 @@ import pytest
 from ipsms.errors import ExitCode
 from ipsms.listen.app import ListenConfig
 from ipsms.listen.server import ListenServer
+from tests.cli.test_simulate_cli import ndjson
 from tests.conftest import run_ipsms
 from tests.deliver.test_delivery import ScriptedServer, replies
 from tests.deliver.test_delivery_stale import RawServer, acts
-from tests.cli.test_simulate_cli import ndjson
 
 FORM_BODY = (b"refid=FORM0000000000000000000000001&from=%2B13035550100&to=%2B13038675309"
              b"&message=caf%C3%A9+%26+cr%C3%A8me+%E2%9C%93&signature=shared-code&extra=1")

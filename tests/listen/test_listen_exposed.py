@@ -12,8 +12,8 @@ from ipsms.intelepeer.emulator import EmulatorThread
 from ipsms.listen.app import ListenConfig
 from ipsms.listen.session import public_address
 from tests.hostile import VALID, running_listener, status_of, stored_rows
-from tests.procs import ListenerProcess
 from tests.listen.test_listen_webhook import NUMBER, PUBLIC, emu, env  # noqa: F401 (fixture)
+from tests.procs import ListenerProcess
 
 BODY = json.dumps(VALID).encode()
 

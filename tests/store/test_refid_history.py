@@ -20,9 +20,9 @@ from ipsms import store
 from ipsms.listen.app import ListenConfig, create_app
 from ipsms.store import history as refid_history
 from ipsms.store.recorder import Recorder
+from tests.cli.test_listen_cli import banner_url, post, spawn_listener
 from tests.conftest import ROOT, cli_env, run_ipsms
 from tests.procs import ListenerProcess
-from tests.cli.test_listen_cli import banner_url, post, spawn_listener
 
 REFID = "ABCDEF1234567890ABCDEF1234567890"
 SEED = {"refid": REFID, "from": "+13035550100", "to": "+13038675309",
