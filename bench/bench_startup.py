@@ -52,7 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 1.25
 TIMEOUT = 60  # seconds: a bound on every child process
-HEAVY = ("aiohttp", "sqlite3", "rich.live", "pyngrok")  # issue 8: not on the fast paths
+HEAVY = ("aiohttp", "sqlite3", "rich.live", "pyngrok")  # never imported on the fast paths
 
 BASELINE_APP = '''\
 """A minimal two-command Typer app: the start-up baseline for ipsms."""

@@ -1,8 +1,8 @@
 # ruff: noqa
-# Copied from /work/shared/bench/same_work_listener.py (issue 12's same-work reference), so a
-# clean checkout can run bench/bench_listen.py. Only start-up differs: PORT 0 picks a free port
-# and the URL is printed on stderr the way bench_listen.py waits for it. Per-request work is
-# unchanged. Not part of the package (not linted: kept as written, hence the noqa above).
+# The same-work reference of bench/bench_listen.py and bench/bench_latency.py, kept in the
+# repository so a clean checkout can run them. Its per-request work is kept as written; only
+# start-up was adapted: PORT 0 picks a free port and the URL is printed on stderr the way
+# bench_listen.py waits for it. Not part of the package (not linted, hence the noqa above).
 """A same-work reference listener for benchmarks: it does the core of what `ipsms listen` does per message
 (parse JSON, plain or HMAC-SHA256 signature check, group commit to SQLite in a writer thread
 with synchronous=FULL, one NDJSON line, a JSON answer) and nothing else. Run it next to a bare

@@ -1,8 +1,9 @@
 # ruff: noqa
 """The same-work reference (same_work_listener.py) with its SQLite writer moved from a thread to
-a child process, the way `ipsms listen` writes since issue 12: the smallest program doing the
-listener's core work with that design. It shows how close to the bare handler that design can
-get when nothing else runs per request (no flags, no connection guard, no full NDJSON shape).
+a child process, the way `ipsms listen` writes (ipsms/store/writer.py): the smallest program
+doing the listener's core work with that design. It shows how close to the bare handler that
+design can get when nothing else runs per request (no flags, no connection guard, no full NDJSON
+shape).
 
     python bench/same_work_process_writer.py PORT [DB]     # PORT 0: a free one, said on stderr
 

@@ -132,7 +132,7 @@ def _char_class(codes: list[int]) -> str:
 @cache
 def _phone_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
     """The phone-like run, and what shows nothing (built on first use, from ``unicodedata``:
-    about 30 ms, paid by ``export --redact`` only)."""
+    a walk over every code point, paid by ``export --redact`` only)."""
     digits: list[int] = []
     hidden: list[int] = []
     separators: list[int] = []

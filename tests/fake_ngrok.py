@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""A fake ngrok agent (stdlib only, loopback only) honouring what pyngrok relies on
-(../shared/docs/ngrok-agent.md): `start --none --log stdout ...` prints logfmt lines once its
-API answers; POST /api/endpoints opens a relay port standing in for the public URL; DELETE
-closes it. Each relay passes method, path, headers and exact body to the upstream and returns
-its exact answer (502 when it is down).
+"""A fake ngrok agent (stdlib only, loopback only) honouring what pyngrok relies on of the
+real agent: `start --none --log stdout ...` prints logfmt lines once its API answers; POST
+/api/endpoints opens a relay port standing in for the public URL; DELETE closes it. Each relay
+passes method, path, headers and exact body to the upstream and returns its exact answer (502
+when it is down).
 
 The authtoken is read as the real agent reads it: ``--authtoken``, else NGROK_AUTHTOKEN, else
 ``authtoken`` in the configuration files ``--config`` names (``agent:`` of a version 3 file, or

@@ -4,7 +4,8 @@ uses the fixtures against a small aiohttp app, over loopback sockets.
 The inner runs get the plugin as a user does, through the ``pytest11`` entry point, when the
 package is installed with it (CI's ``pip install .``); from a checkout that was installed before
 the entry point existed, they load it with ``-p ipsms.pytest_plugin`` instead. They run in
-this process: an inner run costs about 0.3 s that way, about 1.5 s as a subprocess."""
+this process: as a subprocess, each inner run would also pay an interpreter's start-up and
+every import again (``pytest --durations`` shows it)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ LOAD = [] if _entry_point_installed() else ["-p", "ipsms.pytest_plugin"]
 
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     pytester.makeini(INI)
-    # Hypothesis's plugin costs 2-3 s per in-process run (0.15 s without it): not used here.
+    # Hypothesis's plugin would take most of each in-process run (pytest --durations): off.
     return pytester.runpytest_inprocess(*LOAD, "-p", "no:cacheprovider",
                                         "-p", "no:hypothesispytest", *args)
 

@@ -1,11 +1,12 @@
 """A small HTTP/1.1 client for plain ``http://`` deliveries (load mode's hot path).
 
-aiohttp's client costs about 150 µs of CPU per request, more than the server it is measuring
-when both share a machine. This one does only what a delivery needs: POST prebuilt bytes on a
-kept-alive connection (one request in flight per connection, no pipelining), parse the status
-line and headers, and read the body (``Content-Length``, chunked, or up to the close) keeping
-its first bytes. The request bytes are exactly those aiohttp sends for a delivery (same header
-order and values), so the app sees no difference; ``https://`` stays on aiohttp.
+aiohttp's client costs more CPU per request than the server it is measuring when both share
+a machine (bench/bench_simulate.py: load mode against a bare aiohttp client and hey). This one
+does only what a delivery needs: POST prebuilt bytes on a kept-alive connection (one request in
+flight per connection, no pipelining), parse the status line and headers, and read the body
+(``Content-Length``, chunked, or up to the close) keeping its first bytes. The request bytes
+are exactly those aiohttp sends for a delivery (same header order and values), so the app sees
+no difference; ``https://`` stays on aiohttp.
 
 Failures are exceptions the delivery engine turns into attempt results: ``ConnectFailed``,
 ``Disconnected`` (``stale`` when a reused connection closed before any byte of an answer, the

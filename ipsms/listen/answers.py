@@ -3,10 +3,10 @@
 aiohttp's ``web.Response`` builds every answer through its general machinery: a header
 multidict, its checks for compression, chunking, cookies and empty bodies, then serialising
 and writing. For the one answer the listener gives thousands of times a second (200, a short
-JSON body, on a keep-alive HTTP/1.1 connection) that was a sixth of the listener's event-loop
-time (issue 12: 203 against 170 µs a request). ``WholeResponse`` writes the same status line,
-the same headers (the same names, values and order as aiohttp's) and the body with one
-transport write.
+JSON body, on a keep-alive HTTP/1.1 connection) that general path was a large share of the
+event loop's time per request (bench/bench_listen.py: its event-loop CPU per request).
+``WholeResponse`` writes the same status line, the same headers (the same names, values and
+order as aiohttp's) and the body with one transport write.
 
 Only the case it was built for takes it (``fits`` says which); anything else gets
 aiohttp's own response: HTTP/1.0, a ``HEAD`` request, a status other than 200.

@@ -461,8 +461,8 @@ def _record(request: web.BaseRequest, received_at: float, raw: bytes, keep: int,
     if keep < len(raw):  # a rejected body: keep its start, its size and its hash
         size, digest = len(raw), hashlib.sha256(raw).hexdigest()
         raw = raw[:keep]
-    # Positional, in the field order of ``Request``: a third of the cost of keywords, once
-    # per request (ipsms/request.py lists the fields with their meaning).
+    # Positional, in the field order of ``Request``: cheaper than keywords, and paid once per
+    # request (ipsms/request.py lists the fields with their meaning).
     return Request(
         received_at,
         request.method,

@@ -2,8 +2,9 @@
 
 ``listen`` does its SQLite writes in a process of their own, not a thread: a writer thread
 needs the GIL after every SQLite call, and handing it back and forth with a busy event loop
-cost a quarter of the listener's throughput (issue 12). Here the event loop only sends rows
-down a pipe and reads results back.
+takes the event loop's time from requests (bench/bench_listen.py: ipsms against the same-work
+reference, whose writer is a thread). Here the event loop only sends rows down a pipe and reads
+results back.
 
     python -m ipsms.store.writer STORE SESSION
 
@@ -33,7 +34,7 @@ from ipsms import store
 
 MAX_BATCH = 1024  # rows per transaction
 # Bytes per read of the pipe. Under 128 KiB, so the buffer comes from the heap: a 1 MiB read
-# mapped and unmapped memory on every batch (issue 12). A longer batch arrives in parts.
+# mapped and unmapped memory on every batch. A longer batch arrives in parts.
 READ_SIZE = 64 * 1024
 _LENGTH = struct.Struct("!I")
 CHECK_EVERY = 1.0  # seconds between checks of the store's files while no batch arrives

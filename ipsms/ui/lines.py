@@ -31,9 +31,9 @@ def ndjson_line(event: ListenEvent) -> str:
 
 # The line of an ordinary request is written straight from its values: building the 29-key
 # dict of ``Request.to_dict`` and encoding it was the largest share of the listener's own
-# per-request work (issue 12). Anything unusual (flags, a relay, a cut body, a character
-# ``dumps`` would escape) takes the general path, so both give the same line, character for
-# character (tests/ui/test_ndjson_fast.py holds them to it).
+# per-request work (bench/bench_listen.py --breakdown). Anything unusual (flags, a relay, a
+# cut body, a character ``dumps`` would escape) takes the general path, so both give the same
+# line, character for character (tests/ui/test_ndjson_fast.py holds them to it).
 _masked = lru_cache(maxsize=64)(mask_secret)  # a plain signature repeats on every request
 # ``dumps``'s JSON (compact, strict, UTF-8 kept) without its per-call encoder: the values come
 # from parsed JSON, and the line is checked for what ``dumps`` would escape below.

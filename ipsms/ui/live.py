@@ -276,8 +276,8 @@ def build_view(url: str, stats: ListenStats, events: list[ListenEvent] | deque[L
              if i != _FLAGS or any(row.cells[_FLAGS].plain for row in rows)]
     widths = column_widths(rows, shown, avail, compact)
     # Laid out here, one Text per line, rather than by rich's Table: the columns' widths are
-    # known already, and a Table renders every cell through padding and wrapping, which made
-    # a redraw of a full screen cost 30 to 60 ms (the listener's event loop waits meanwhile).
+    # known already, and a Table renders every cell through padding and wrapping: a full
+    # screen's redraw is long, and the listener's event loop waits meanwhile (bench/bench_live.py).
     gap = " " * _gap(compact)
     heading = [Text(_name(i, compact), style="bold") for i in shown]
     parts.append(_line(_joined(heading, shown, widths, gap)))
@@ -324,9 +324,9 @@ def blank_screen(height: int) -> Control:
 
 
 class _Live(Live):
-    """rich's ``Live`` that redraws only when ``changed()`` says so: a redraw of a full table
-    costs 30 to 40 ms, which at 4 a second would keep a sixth of a core busy while the
-    listener sits idle."""
+    """rich's ``Live`` that redraws only when ``changed()`` says so: a full table is costly to
+    draw, and 4 redraws a second would keep part of a core busy while the listener sits idle
+    (bench/bench_live.py counts the redraws)."""
 
     def __init__(self, *args: Any, changed: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

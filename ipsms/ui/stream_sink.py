@@ -71,7 +71,7 @@ class StreamSink:
     def __call__(self, event: Any) -> None:
         # Formatted at hand-off, with the rest of this iteration's events: one tight loop
         # over a batch runs several times faster than the same formatting between requests
-        # (issue 12: an NDJSON line cost 25 µs on the listener's path, about 8 µs here).
+        # (bench/bench_listen.py --breakdown: the NDJSON line's share of a request).
         self._add(event)
 
     def write_line(self, text: str) -> None:

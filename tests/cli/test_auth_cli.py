@@ -133,8 +133,8 @@ def test_status_shows_user_and_expiry_without_secrets(emu: EmulatorThread) -> No
     assert f"stored credentials belong to: {emu.auth_url} (the stored password is sent " \
            "there only)" in result.stdout
     assert f"token for {emu.auth_url} (API {emu.api_base}): valid until " in result.stdout
-    # The issue: after the emulator, status must say the other commands would call IntelePeer,
-    # where these credentials are not sent.
+    # After the emulator, status must say the other commands would call IntelePeer, where
+    # these credentials are not sent.
     assert "API in use: https://api.intelepeer.com (authenticate URL https://" in result.stdout
     assert "note: the stored credentials do not belong to the API in use: pass --auth-url " \
            f"{emu.auth_url}" in result.stdout

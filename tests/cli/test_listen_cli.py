@@ -284,8 +284,8 @@ async def test_every_200_survives_a_kill_9_of_the_listener(tmp_path: Path) -> No
 
 def test_a_lone_surrogate_neither_stops_the_listener_nor_is_rejected(
         listener: ListenerProcess, tmp_path: Path) -> None:
-    """The issue's reproduction: a lone surrogate used to kill the store's writer thread, and
-    every later request hung."""
+    """A regression case: a lone surrogate used to kill the store's writer thread, and every
+    later request hung."""
     odd = SEED.replace(b"Hello World!", b"a\\ud800")
     assert post(listener.url, odd)[0] == 200
     first = listener.next_event()

@@ -378,7 +378,7 @@ def test_clear_asks_on_a_terminal(recorded_copy: Recorded, answer: bytes, left: 
 
 def test_export_redacted_masks_numbers_in_flags_query_headers_and_extra_fields(
         tmp_path: Path) -> None:
-    """The issue's case: the flag of "+7708675309" quotes it and suggests +17708675309. Every
+    """A regression case: the flag of "+7708675309" quotes it and suggests +17708675309. Every
     digit run of the original numbers is searched for in the whole export."""
     env = {k: v for k, v in cli_env().items() if not k.startswith("IPSMS_")}
     env["IPSMS_HOME"] = str(tmp_path / "home")

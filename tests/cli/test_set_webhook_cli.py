@@ -435,8 +435,8 @@ def test_cpaas_warning_once_per_api_and_account_only_for_changes(
 
 def test_history_names_the_api_and_restore_points_at_the_right_one(
         emu: EmulatorThread) -> None:
-    """The issue: after using the emulator, `--restore` without its --api-base said "no
-    change in the history" while `--history` listed the change."""
+    """A regression case: after using the emulator, `--restore` without its --api-base said
+    "no change in the history" while `--history` listed the change."""
     assert ipsms(emu, "set-webhook", NUMBER, "https://example.com/one").returncode == 0
     assert ipsms(emu, "set-webhook", NUMBER, "https://example.com/two").returncode == 0
     plain = ipsms(emu, "set-webhook", "--history", "--format", "plain")

@@ -243,7 +243,7 @@ async def test_load_mode_exit_5_when_some_are_not_delivered() -> None:
 
 
 async def test_fail_first_3_into_a_real_listener(tmp_path: Path) -> None:
-    """The issue's end-to-end check: the listener records one refid with attempts 1 to 4.
+    """End to end: the listener records one refid with attempts 1 to 4.
     (The listener runs in this process: ``ipsms listen`` as a process has its own tests.)"""
     db = tmp_path / "listen.sqlite3"
     async with running_listener(db) as listener:

@@ -1,8 +1,8 @@
 """The fast paths (`--help`, `--version`, bash Tab completion) import none of the heavy modules.
 
-Issue 8: these paths must start about as fast as a minimal Typer app (bench/bench_startup.py
-measures that); the way there is not importing the server, the store, the live view or ngrok
-until a command runs. Each case runs the real CLI entry point in a fresh interpreter and reads
+These paths must start about as fast as a minimal Typer app (bench/bench_startup.py measures
+that); the way there is not importing the server, the store, the live view or ngrok until a
+command runs. Each case runs the real CLI entry point in a fresh interpreter and reads
 its sys.modules at exit; `-X importtime` in the same run names who imported what on failure.
 """
 

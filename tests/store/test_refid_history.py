@@ -1,6 +1,6 @@
-"""Flags from a refid's history (issue 10, part B), as a user sees them: the NDJSON line of
-the request just received, the plain line, and ``messages show``. Real listeners on port 0;
-a restart is a new listener process on the same store."""
+"""Flags from a refid's history, as a user sees them: the NDJSON line of the request just
+received, the plain line, and ``messages show``. Real listeners on port 0; a restart is a new
+listener process on the same store."""
 
 from __future__ import annotations
 

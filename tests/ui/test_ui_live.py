@@ -308,7 +308,7 @@ def test_the_lines_above_the_table_are_drawn_again_after_a_resize() -> None:
 
 
 def test_an_idle_listener_does_not_redraw() -> None:
-    """A full table costs tens of ms to draw: nothing new, nothing drawn."""
+    """A full table is costly to draw: nothing new, nothing drawn."""
     from ipsms.ui.live import REFRESH_PER_SECOND, LiveView
 
     buf = io.StringIO()
