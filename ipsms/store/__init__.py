@@ -383,6 +383,7 @@ class Filter:
     statuses: tuple[tuple[int, int], ...] = ()  # inclusive ranges: 4xx is (400, 499)
     verdicts: tuple[str, ...] = ()  # any of valid / invalid / missing / unchecked
     flag: str | None = None  # a flag code the request carries
+    before: int | None = None  # row ids below it only: the next page of a newest-first list
 
     @property
     def empty(self) -> bool:
@@ -406,6 +407,9 @@ class NumberMatch:
 def _where(conn: sqlite3.Connection, f: Filter) -> tuple[list[str], list[Any]]:
     terms: list[str] = []
     params: list[Any] = []
+    if f.before is not None:
+        terms.append("id < ?")
+        params.append(f.before)
     if f.since is not None:
         terms.append("received_at >= ?")
         params.append(f.since)
