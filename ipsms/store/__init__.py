@@ -136,8 +136,8 @@ def text_value(value: str | bytes | None) -> str | None:
 # The attempt number is worked out inside the INSERT: it is right even across restarts and
 # rolled-back batches. Rows are only appended (or all cleared), so a refid's attempts are 1, 2,
 # ... in id order, and the next is the latest one's + 1: one probe at the end of the refid's
-# range in its index, however many attempts it has. (Counting them read every one: 20,000
-# posts of one refid slowed to 860 rows/s, where they now stay near 10,000.)
+# range in its index, however many attempts it has. (Counting them read every one, so each
+# post of a busy refid cost more than the last; tests/store/test_store_batch.py holds it.)
 INSERT_SQL = """
 INSERT INTO requests (received_at, method, path, remote, headers, content_type, body, refid,
     from_number, to_number, message, fields, attempt, verdict, verdict_detail, flags, status,
@@ -489,8 +489,8 @@ def _newest(clause: str) -> str:
     """The ids of the newest ``?`` rows matching ``clause``. Sorting ids, not whole rows: when
     an index finds the rows (a refid prefix, a number), all of them are sorted to keep the
     newest, and a broad prefix can match most of the store. With ids alone, the refid index
-    answers by itself (``--refid 0000`` on 100k rows, 65,536 of them matching: 325 -> 27
-    ms; bench/bench_filters.py)."""
+    answers by itself, however many rows match (a broad ``--refid`` prefix on a large store;
+    bench/bench_filters.py)."""
     return f"SELECT id FROM requests{clause} ORDER BY id DESC LIMIT ?"
 
 
