@@ -11,6 +11,8 @@ MAX_BODY = 1024 * 1024  # bytes; bigger bodies are answered 413
 READ_TIMEOUT = 10.0  # seconds a client has for a request's head, and again for its body
 MAX_CONNECTIONS = 512
 FORWARD_TIMEOUT = 10.0  # --forward-to: seconds the app has to answer (then 504)
+INSPECT_HOST = "127.0.0.1"  # the web inspector: loopback only, its own port
+INSPECT_PORT = 4041
 
 # simulate / replay: IntelePeer's rule, "up to a total of 5 attempts" until an HTTP 200
 WEBHOOK_URL = f"http://{LISTEN_HOST}:{LISTEN_PORT}/"

@@ -24,6 +24,8 @@ def ipsms_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
             monkeypatch.delenv(name)
     home = tmp_path / "ipsms-home"
     monkeypatch.setenv("IPSMS_HOME", str(home))
+    # Listeners in tests serve no inspector unless a test asks for one (tests/inspect/).
+    monkeypatch.setenv("IPSMS_INSPECT", "off")
     yield home
 
 

@@ -32,6 +32,7 @@ from ipsms.cli.options import (
     basic_auth_credentials,
     duration,
     flag,
+    parse_address,
     parse_size,
     resolve_format,
 )
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from ipsms.intelepeer.settings import ApiSettings
     from ipsms.listen.app import EventSink
     from ipsms.listen.events import ListenStats
-    from ipsms.listen.session import Control, Session
+    from ipsms.listen.session import Control, Inspect, Session
     from ipsms.ui.live import LiveView
     from ipsms.ui.stream_sink import StreamSink
 
@@ -89,6 +90,7 @@ class EventLoop(StrEnum):
 FAULTS = "Fault injection (answer like a failing app)"
 LEASE = "Webhook (point a number at this listener while it runs)"
 TUNNEL = "Tunnel (ngrok)"
+INSPECT = "Web inspector"
 TUNNEL_URL = "https://tunnel.invalid/"  # stands for the tunnel's URL until it is open
 
 
@@ -188,6 +190,18 @@ def listen(
         "--delay", parser=_delay, metavar=DURATION_METAVAR, rich_help_panel=FAULTS,
         help="Answer each request this late (up to 10m), to trigger a sender's timeout.")]
     = 0.0,
+    inspect: Annotated[str | None, typer.Option(
+        "--inspect", envvar="IPSMS_INSPECT", metavar="ADDR", rich_help_panel=INSPECT,
+        help="Where the web inspector answers, HOST:PORT or PORT (default "
+        f"{defaults.INSPECT_HOST}:{defaults.INSPECT_PORT}, or a free port when that one is "
+        "busy); off: no inspector. Its URL, with its token, is printed at start.")] = None,
+    no_inspect: Annotated[bool, typer.Option(
+        "--no-inspect", rich_help_panel=INSPECT, help="Do not serve the web inspector.")]
+    = False,
+    inspect_allow_remote: Annotated[bool, typer.Option(
+        "--inspect-allow-remote", rich_help_panel=INSPECT,
+        help="Let --inspect bind an address other than loopback (the token is still "
+        "needed).")] = False,
     loop: Annotated[EventLoop, typer.Option(
         "--loop", case_sensitive=False,
         help="Event loop: uvloop serves more messages per CPU second (install it with "
@@ -249,10 +263,31 @@ def listen(
     from ipsms.listen.session import Session
     from ipsms.ui.listen_report import summary
 
-    session = Session(config, host, port, db_path, lease, tunnel_config)
+    session = Session(config, host, port, db_path, lease, tunnel_config,
+                      inspect_plan(inspect, no_inspect, inspect_allow_remote))
     stats = run_with_loop(_serve(session, fmt, loop_name), loop.value)
     for line in summary(stats, db_path, _reader(db_path)):
         err(line)
+
+
+def inspect_plan(address: str | None, off: bool, allow_remote: bool) -> "Inspect | None":
+    """Where the inspector answers (``--inspect``, ``--no-inspect``), and its token
+    (``IPSMS_INSPECT_TOKEN``, else random for this run)."""
+    import secrets
+
+    from ipsms.listen.server import is_loopback
+    from ipsms.listen.session import Inspect
+
+    if off or (address or "").strip().lower() == "off":
+        return None
+    host, port = parse_address(address or f"{defaults.INSPECT_HOST}:{defaults.INSPECT_PORT}",
+                               "--inspect")
+    if not is_loopback(host) and not allow_remote:
+        raise UsageError(f"--inspect {address}: the inspector binds loopback only",
+                         hint="add --inspect-allow-remote to serve it on another address "
+                         "(the token is still needed)")
+    token = current().variables.get("IPSMS_INSPECT_TOKEN") or secrets.token_urlsafe(18)
+    return Inspect(host, port, token, fall_back=address is None, allow_remote=allow_remote)
 
 
 def _reader(db_path: Path) -> str:

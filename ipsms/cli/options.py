@@ -239,3 +239,21 @@ def basic_auth_credentials(text: str | None) -> tuple[str, str] | None:
     if not sep or not user or not password:
         raise UsageError("--basic-auth wants USER:PASS, both non-empty")
     return user, password
+
+
+def parse_address(text: str, option: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[::1]:PORT`` or a bare ``PORT`` (on 127.0.0.1)."""
+    text = text.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "127.0.0.1", text
+    host = host or "127.0.0.1"
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise UsageError(f"{option} {text!r}: want HOST:PORT or PORT, a port from 0 to 65535")
+    return host, port

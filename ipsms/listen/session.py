@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from aiohttp import web
+
 from ipsms.errors import ApiError, TunnelError, setting
 from ipsms.listen.app import EventSink, ListenConfig
 from ipsms.listen.events import ListenStats
@@ -37,6 +39,18 @@ class Session:
     db: Path
     lease: WebhookLease | None = None
     tunnel: TunnelConfig | None = None
+    inspect: Inspect | None = None
+
+
+@dataclass(frozen=True)
+class Inspect:
+    """Where the web inspector is served beside the listener (its own port, never the
+    listener's), and its token. ``fall_back``: a busy port gives way to a free one."""
+    host: str
+    port: int
+    token: str
+    fall_back: bool = True
+    allow_remote: bool = False
 
 
 class Hooks:
@@ -56,6 +70,10 @@ class Hooks:
 
     def webhooks(self, results: list[ChangeResult], lease: WebhookLease) -> None:
         """The lease pointed numbers at the listener, or put them back."""
+
+    def inspector(self, url: str, asked: str | None) -> None:
+        """The inspector answers at ``url`` (with its token); ``asked``: the address asked
+        for, when it was busy and another port was taken."""
 
     def serving(self) -> None:
         """Everything is up: a live view may take the screen now."""
@@ -120,11 +138,14 @@ async def run(session: Session, sinks: list[EventSink], hooks: Hooks | None = No
     held: list[Tunnel] = []
     watch: list[asyncio.Future[None]] = []
     failures: list[Exception] = []
+    inspectors: list[web.AppRunner] = []
     lease = session.lease
 
     async def ready(bound: Bound) -> None:
         local_url = bound.url.rstrip("/") + (config.path_prefix or "") + "/"
         hooks.listening(bound, local_url)
+        if session.inspect is not None:
+            inspectors.append(await _inspector(session.inspect, session.db, hooks))
         public = None
         if session.tunnel is not None:
             from ipsms.listen.tunnel import open_tunnel
@@ -154,12 +175,24 @@ async def run(session: Session, sinks: list[EventSink], hooks: Hooks | None = No
             task.cancel()
         for opened in held:
             opened.close()  # the agent never outlives the listener
+        for runner in inspectors:
+            await runner.cleanup()  # its open tabs end at once
         hooks.stopping()
         if lease is not None:
             results, warnings = await lease.give_back()
             hooks.webhooks(results, lease)
             for warning in warnings:
                 hooks.notice(warning)
+
+
+async def _inspector(plan: Inspect, db: Path, hooks: Hooks) -> web.AppRunner:
+    from ipsms.inspect.app import create_inspector, serve
+
+    app = create_inspector(db, plan.token, allow_remote=plan.allow_remote)
+    runner, bound = await serve(app, plan.host, plan.port, fall_back=plan.fall_back)
+    hooks.inspector(bound.url(plan.token), f"{plan.host}:{plan.port}" if bound.fell_back
+                    else None)
+    return runner
 
 
 async def _watch(tunnel: Tunnel, server: ListenServer, failures: list[Exception],

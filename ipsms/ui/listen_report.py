@@ -88,6 +88,12 @@ class ListenReport(Hooks):
         if self.after_change is not None and any(r.ok and r.action == "set" for r in results):
             self.after_change(lease)
 
+    def inspector(self, url: str, asked: str | None) -> None:
+        if asked is not None:
+            self.say(f"ipsms listen: {asked} is busy: the inspector took another port")
+        self.say(f"ipsms listen: inspector {url}")
+        self._line({"type": "inspector", "url": url})
+
     def serving(self) -> None:
         for hook in self.serving_hooks:
             hook()
