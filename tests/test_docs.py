@@ -1,4 +1,6 @@
-"""The README documents every command, option variable and exit code the program has."""
+"""The README is the front door (every command in its table, a set-up and a quick start that
+run as written, at most 200 lines); the pages of docs/ document every environment variable and
+exit code; every relative link, and its anchor, resolves."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from ipsms.errors import ExitCode
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
+DOCS = ROOT / "docs"
 
 
 def command_names() -> list[str]:
@@ -34,17 +37,35 @@ def test_every_command_is_in_the_readme() -> None:
             assert sub in README, f"`ipsms {name}` is not documented in README.md"
 
 
-def test_every_environment_variable_is_in_the_readme() -> None:
+def test_the_readmes_command_table_links_each_command_to_its_page_and_reference() -> None:
+    """A row per command: its name linking to a page of docs/ that exists, and its --help in
+    docs/cli.md."""
+    rows = re.findall(r"^\| \[`(ipsms [^`]+)`\]\((docs/[^)#]+\.md)(?:#[^)]*)?\) \|.*"
+                      r"\[`--help`\]\(docs/cli\.md#([a-z-]+)\) \|$", readme_section("Commands"),
+                      re.MULTILINE)
+    linked = {}
+    for shown, page, anchor in rows:
+        assert (ROOT / page).exists(), page
+        words = [w for w in shown.split() if re.fullmatch(r"[a-z][a-z-]*", w)]
+        linked[" ".join(words[1:])] = anchor
+    for name in command_names():
+        assert name in linked, f"`ipsms {name}` has no row in the README's command table"
+        assert linked[name] == "ipsms-" + name.replace(" ", "-"), name
+
+
+def test_every_environment_variable_is_on_the_settings_page() -> None:
     used = set()
     for path in (ROOT / "ipsms").rglob("*.py"):
         used |= set(re.findall(r"IPSMS_[A-Z_]+", path.read_text()))
-    missing = sorted(v for v in used if v not in README)
-    assert not missing, f"undocumented variables: {missing}"
+    page = (DOCS / "settings.md").read_text()
+    missing = sorted(v for v in used if v not in page)
+    assert not missing, f"variables docs/settings.md does not name: {missing}"
 
 
-def test_every_exit_code_is_in_the_readme() -> None:
+def test_every_exit_code_is_on_the_exit_codes_page() -> None:
+    page = (DOCS / "exit-codes.md").read_text()
     for code in ExitCode:
-        assert re.search(rf"^\| {int(code)} \|", README, re.MULTILINE), code
+        assert re.search(rf"^\| {int(code)} \|", page, re.MULTILINE), code
 
 
 def test_every_command_help_has_an_example() -> None:
@@ -57,12 +78,53 @@ def test_every_command_help_has_an_example() -> None:
         assert "Example" in result.output, f"`ipsms {name} --help` shows no example"
 
 
+def test_the_readme_is_a_front_door_of_at_most_200_lines() -> None:
+    lines = len(README.splitlines())
+    assert lines <= 200, f"README.md has {lines} lines; move the detail to a page of docs/"
+
+
+def outside_code(text: str) -> str:
+    """The Markdown text without its fenced code blocks."""
+    return re.sub(r"^(```|~~~).*?^\1[^\n]*$", "", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def anchors(path: Path) -> set[str]:
+    """The anchors a page has, as GitHub makes them: each heading's slug (lower case, what is
+    neither a word character, a space nor a hyphen dropped, spaces as hyphens; a repeated one
+    gets -1, -2, ...), and every explicit <a id> or <a name>."""
+    text = outside_code(path.read_text())
+    found = set(re.findall(r"<a (?:id|name)=\"([^\"]+)\"", text))
+    seen: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6} +(.+?) *#* *$", text, re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        found.add(slug if count == 0 else f"{slug}-{count}")
+    return found
+
+
+def test_anchors_are_made_as_github_makes_them(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("# `ipsms listen`: receive\n## 1.1 The signature: two\n## Flags: a, b\n"
+                    "## Flags: a, b\n```sh\n# not a heading\n```\n<a id=\"x-y\"></a>\n")
+    assert anchors(page) == {"ipsms-listen-receive", "11-the-signature-two", "flags-a-b",
+                             "flags-a-b-1", "x-y"}
+
+
 def test_every_relative_link_in_the_docs_resolves() -> None:
-    for doc in [ROOT / "README.md", ROOT / "BENCHMARKS.md", *(ROOT / "docs").glob("*.md")]:
-        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
-            if "://" in target or target.startswith("mailto:"):
+    """In README.md, BENCHMARKS.md and docs/*.md: every link to a file names one that exists,
+    and every #anchor (on another page or its own) is one that page has."""
+    for doc in [ROOT / "README.md", ROOT / "BENCHMARKS.md", *DOCS.glob("*.md")]:
+        links = re.findall(r"\]\(([^)\s]*)\)", outside_code(doc.read_text()))
+        for link in links:
+            if "://" in link or link.startswith("mailto:"):
                 continue
-            assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+            target, _, anchor = link.partition("#")
+            page = (doc.parent / target) if target else doc
+            assert page.exists(), f"{doc.name} links to missing {target}"
+            if anchor:
+                assert page.suffix == ".md", f"{doc.name}: an anchor into {target}"
+                assert anchor in anchors(page), f"{doc.name} links to missing {link}"
 
 
 def test_the_cli_reference_is_current() -> None:

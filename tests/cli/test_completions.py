@@ -121,7 +121,8 @@ zpty -d z
 
 def _zsh_tab(tmp_path: Path, keys: str, setup: str = "") -> tuple[str, Path]:
     """What an interactive zsh shows for `keys` and one Tab, with `_ipsms` on $fpath and
-    compinit as the README sets it up (terminal escapes removed), and the shim's call log."""
+    compinit as docs/completion.md sets it up (terminal escapes removed), and the shim's call
+    log."""
     import re
     import shutil
     import subprocess
@@ -138,7 +139,7 @@ def _zsh_tab(tmp_path: Path, keys: str, setup: str = "") -> tuple[str, Path]:
 
 def test_the_shipped_zsh_script_completes_on_the_first_tab_from_fpath(
         tmp_path: Path, real_home_untouched: None) -> None:
-    """The README's zsh set-up: `_ipsms` in a directory on $fpath, then compinit. compinit
+    """docs/completion.md's zsh set-up: `_ipsms` in a directory on $fpath, then compinit. compinit
     needs `#compdef` on line 1, and the first Tab must complete (not only register)."""
     assert (ROOT / "completions" / "_ipsms").read_text().startswith("#compdef ipsms\n")
     shown, calls = _zsh_tab(tmp_path, "ipsms mess")
@@ -202,17 +203,17 @@ def test_fish_descriptions_are_one_line_each(tmp_path: Path, real_home_untouched
                          "are.")
 
 
-README_LINE = re.compile(r"^\| (bash|zsh|fish) \| `([^`]+)`", re.MULTILINE)
+INSTALL_LINE = re.compile(r"^\| (bash|zsh|fish) \| `([^`]+)`", re.MULTILINE)
 
 
-def test_the_readmes_install_lines_work_in_a_new_home(tmp_path: Path) -> None:
-    """Each shell's line of the README's completion table, run as written in that shell with a
+def test_the_documented_install_lines_work_in_a_new_home(tmp_path: Path) -> None:
+    """Each shell's line of docs/completion.md's table, run as written in that shell with a
     home that has none of the shell's directories yet (the fish line wrote into
     ~/.config/fish/completions without making it)."""
     import shutil
     import subprocess
 
-    lines = dict(README_LINE.findall((ROOT / "README.md").read_text()))
+    lines = dict(INSTALL_LINE.findall((ROOT / "docs" / "completion.md").read_text()))
     assert set(lines) == {"bash", "zsh", "fish"}
     wrote = {"bash": ".bashrc", "zsh": ".zfunc/_ipsms",
              "fish": ".config/fish/completions/ipsms.fish"}

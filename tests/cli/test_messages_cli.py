@@ -461,8 +461,8 @@ def fill_store(db: Path, count: int, *, invalid: int) -> None:
     conn.close()
 
 
-def test_the_readmes_grep_example_finds_the_bad_signatures(tmp_path: Path) -> None:
-    """The README's `messages list ... | grep` line, run as written in a shell, finds the
+def test_the_docs_grep_example_finds_the_bad_signatures(tmp_path: Path) -> None:
+    """docs/messages.md's `messages list ... | grep` line, run as written in a shell, finds the
     403s even when 60 newer requests were recorded after them."""
     import re
     import shlex
@@ -471,9 +471,9 @@ def test_the_readmes_grep_example_finds_the_bad_signatures(tmp_path: Path) -> No
 
     from tests.conftest import ROOT
 
-    readme = (ROOT / "README.md").read_text()
-    found = re.search(r"^(ipsms messages list [^\n#]*\| grep [^\n#]*?)\s*#", readme, re.M)
-    assert found is not None, "the README has no `messages list | grep` example"
+    page = (ROOT / "docs" / "messages.md").read_text()
+    found = re.search(r"^(ipsms messages list [^\n#]*\| grep [^\n#]*?)\s*#", page, re.M)
+    assert found is not None, "docs/messages.md has no `messages list | grep` example"
     db = tmp_path / "s.sqlite3"
     fill_store(db, 63, invalid=3)
     ipsms = f"{shlex.quote(sys.executable)} -m ipsms"

@@ -133,7 +133,7 @@ def test_a_message_first_cut_as_rejected_then_accepted_whole_is_not_reused(db: P
 
 
 def test_a_new_listener_session_explains_attempt_3(db: Path) -> None:
-    """The README's curl example, sent again after a restart, is #3: the line says the refid
+    """docs/listen.md's curl example, sent again after a restart, is #3: the line says the refid
     was first seen in an earlier session, when, and how many attempts came before."""
     first = ListenerProcess(db=db)
     try:
@@ -233,7 +233,7 @@ async def test_concurrent_retries_in_one_batch_are_counted_and_flagged_once_each
 
 
 def test_every_history_flag_code_is_documented() -> None:
-    for doc in (ROOT / "docs" / "ndjson.md", ROOT / "README.md"):
+    for doc in (ROOT / "docs" / "ndjson.md", ROOT / "docs" / "listen.md"):
         text = doc.read_text()
         missing = [code for code in refid_history.CODES if f"`{code}`" not in text]
         assert not missing, f"{doc.name} does not name {missing}"
