@@ -298,6 +298,7 @@ SUMMARIES: dict[str, str] = {
     "simulate": "Deliver a message as IntelePeer does, retries included.",
     "replay": "Deliver recorded messages again, byte for byte.",
     "messages": "List, show, export or clear the recorded messages.",
+    "inspect": "Open the web inspector over the recorded messages.",
     "verify": "Check a webhook's signature against the secret.",
     "set-webhook": "Point numbers' inbound SMS webhook at a URL.",
     "provision": "Enable SMS on a long code.",

@@ -12,6 +12,7 @@ MODULES: dict[str, str] = {
     "simulate": "simulate",
     "replay": "replay",
     "messages": "messages",
+    "inspect": "inspect",
     "verify": "verify",
     "set-webhook": "set_webhook",
     "provision": "provision",

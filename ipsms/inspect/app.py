@@ -18,17 +18,21 @@ from typing import Any
 from aiohttp import web
 
 from ipsms import records, store
-from ipsms.errors import BindError, IpsmsError
+from ipsms.errors import BindError, IpsmsError, UsageError
+from ipsms.inspect.actions import Sends, Targets, replay_delivery, resend_delivery, sent
 from ipsms.inspect.guard import SECURITY_HEADERS, guard, refused
 from ipsms.inspect.stream import Hub, event
 from ipsms.request import Request
 from ipsms.segments import segments
+from ipsms.text import dumps
 
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 HEARTBEAT = 15.0  # seconds between comments on an idle stream (proxies close silent ones)
 HUB = web.AppKey("hub", Hub)
+MAX_POST = 2 * 1024 * 1024  # a resend's fields: a message of the listener's size and more
+EXPORT_MAX = 100_000  # attempts in one HAR file
 
 
 def summary(row: Request) -> dict[str, Any]:
@@ -46,14 +50,18 @@ def detail(row: Request) -> dict[str, Any]:
     return out
 
 
-def create_inspector(db: Path, token: str, *, allow_remote: bool = False) -> web.Application:
+def create_inspector(db: Path, token: str, *, allow_remote: bool = False,
+                     targets: Targets | None = None) -> web.Application:
     """The inspector over the store at ``db`` (which may not exist yet), guarded by
-    ``token``."""
-    app = web.Application(middlewares=[guard(token, allow_remote=allow_remote)])
+    ``token``; replays and resends go to ``targets`` only."""
+    app = web.Application(middlewares=[guard(token, allow_remote=allow_remote)],
+                          client_max_size=MAX_POST)
     executor = ThreadPoolExecutor(1, thread_name_prefix="ipsms-inspect")
     hub = Hub(db, executor, summary)
     app[HUB] = hub
     reader = _Reader(db, executor)
+    sends = Sends()
+    actions = _Actions(reader, targets or Targets(), sends)
 
     async def lifecycle(_: web.Application) -> Any:
         await hub.start()
@@ -62,6 +70,7 @@ def create_inspector(db: Path, token: str, *, allow_remote: bool = False) -> web
 
     async def stop_streams(_: web.Application) -> None:
         await hub.close()  # open tabs must not hold the shutdown up
+        await sends.close()
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(stop_streams)
@@ -70,6 +79,9 @@ def create_inspector(db: Path, token: str, *, allow_remote: bool = False) -> web
     app.router.add_get("/api/messages/{id}", reader.message)
     app.router.add_get("/api/refids/{refid}", reader.refid)
     app.router.add_get("/api/events", _events)
+    app.router.add_get("/api/export", reader.export)
+    app.router.add_post("/api/messages/{id}/replay", actions.replay)
+    app.router.add_post("/api/resend", actions.resend)
     app.router.add_static("/static", STATIC, follow_symlinks=False)
     return app
 
@@ -111,10 +123,33 @@ class _Reader:
             row_id = int(request.match_info["id"])
         except ValueError:
             return refused(400, "bad_id", "a message id is a whole number")
-        rows = await self._run(lambda conn: store.after(conn, row_id - 1, row_id, 1)) or []
-        if not rows:
+        row = await self.row(row_id)
+        if row is None:
             return refused(404, "not_found", f"no attempt {row_id} in the store")
-        return web.json_response(detail(rows[0]))
+        return web.json_response(detail(row))
+
+    async def row(self, row_id: int) -> Request | None:
+        rows = await self._run(lambda conn: store.after(conn, row_id - 1, row_id, 1)) or []
+        return rows[0] if rows else None
+
+    async def export(self, request: web.Request) -> web.StreamResponse:
+        """The filtered list, oldest first, as NDJSON (``messages export``'s lines) or HAR."""
+        try:
+            where, _ = query_filter({k: v for k, v in request.query.items() if k != "limit"})
+        except (IpsmsError, ValueError) as exc:
+            return refused(400, "bad_query", getattr(exc, "message", str(exc)))
+        kind = request.query.get("format", "ndjson")
+        redact = request.query.get("redact") in ("1", "true", "yes")
+        if kind not in ("ndjson", "har"):
+            return refused(400, "bad_format", "format is ndjson or har")
+        rows = await self._run(lambda conn: list(store.iter_all(conn, where=where,
+                                                                limit=EXPORT_MAX))) or []
+        if kind == "har":
+            return web.json_response(har(rows, redact=redact), headers={
+                "Content-Disposition": 'attachment; filename="ipsms.har"'})
+        body = "".join(dumps(records.export_dict(r, redact=redact)) + "\n" for r in rows)
+        return web.Response(text=body, content_type="application/x-ndjson", headers={
+            "Content-Disposition": 'attachment; filename="ipsms.ndjson"'})
 
     async def refid(self, request: web.Request) -> web.Response:
         refid = request.match_info["refid"]
@@ -122,6 +157,114 @@ class _Reader:
         if not rows:
             return refused(404, "not_found", "no attempt of this refid in the store")
         return web.json_response({"refid": refid, "attempts": [detail(r) for r in rows]})
+
+
+class _Actions:
+    """Replay and resend: checked, started in the background, answered 202."""
+
+    def __init__(self, reader: _Reader, targets: Targets, sends: Sends) -> None:
+        self.reader = reader
+        self.targets = targets
+        self.sends = sends
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise UsageError("the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise UsageError("the body is a JSON object")
+        return body
+
+    async def _row(self, value: Any) -> Request:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise UsageError("id is an attempt's id, a whole number")
+        row = await self.reader.row(value)
+        if row is None:
+            raise _NotFound(f"no attempt {value} in the store")
+        return row
+
+    async def replay(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._body(request) if request.can_read_body else {}
+            row = await self._row(_int(request.match_info["id"]))
+            delivery = replay_delivery(row, self.targets.check(body.get("to")))
+        except _NotFound as exc:
+            return refused(404, "not_found", exc.message)
+        except IpsmsError as exc:
+            return refused(400, "refused", exc.message)
+        retries = body.get("retries") is True
+        self.sends.start(delivery, retries=retries)
+        return web.json_response(sent(delivery, retries=retries), status=202)
+
+    async def resend(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._body(request)
+            row = await self._row(body.get("id"))
+            changes = body.get("fields") or {}
+            if not isinstance(changes, dict):
+                raise UsageError("fields is a JSON object of the fields to change")
+            delivery = resend_delivery(row, self.targets.check(body.get("to")), changes,
+                                       sign=body.get("sign", True) is True,
+                                       new_refid_=body.get("new_refid") is True,
+                                       signing=self.targets.signing)
+        except _NotFound as exc:
+            return refused(404, "not_found", exc.message)
+        except IpsmsError as exc:
+            return refused(400, "refused", exc.message)
+        retries = body.get("retries") is True
+        self.sends.start(delivery, retries=retries)
+        return web.json_response(sent(delivery, retries=retries), status=202)
+
+
+class _NotFound(IpsmsError):
+    pass
+
+
+def _int(text: str) -> int | str:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def har(rows: list[Request], *, redact: bool = False) -> dict[str, Any]:
+    """HAR 1.2 of the attempts: each request as it arrived, and what the poster was answered
+    (the status; with --forward-to, the app's answer as far as it was kept)."""
+    from ipsms import __version__
+
+    entries = []
+    for row in rows:
+        doc = records.export_dict(row, redact=redact)
+        forward = doc.get("forward") or {}
+        text = doc.get("body")
+        entries.append({
+            "startedDateTime": doc["received_at"],
+            "time": float(forward.get("latency_ms") or 0),
+            "request": {
+                "method": doc["method"], "url": f"http://ipsms{doc['path']}",
+                "httpVersion": "HTTP/1.1",
+                "headers": [{"name": k, "value": v} for k, v in doc["headers"]],
+                "queryString": [], "cookies": [], "headersSize": -1,
+                "bodySize": doc["size"],
+                "postData": {"mimeType": doc["content_type"] or "",
+                             **({"text": text} if text is not None else
+                                {"text": doc.get("body_base64") or "", "encoding": "base64"})},
+            },
+            "response": {
+                "status": doc["status"], "statusText": doc.get("error") or "",
+                "httpVersion": "HTTP/1.1", "headers": [], "cookies": [],
+                "content": {"size": -1, "mimeType": "application/json",
+                            "text": forward.get("body_preview") or ""},
+                "redirectURL": "", "headersSize": -1, "bodySize": -1,
+            },
+            "cache": {}, "timings": {"send": 0, "wait": float(forward.get("latency_ms") or 0),
+                                     "receive": 0},
+            "comment": f"refid {doc['refid']} attempt {doc['attempt']}, verdict "
+                       f"{doc['verdict']}",
+        })
+    return {"log": {"version": "1.2", "creator": {"name": "ipsms", "version": __version__},
+                    "entries": entries}}
 
 
 def query_filter(query: Any) -> tuple[store.Filter, int]:

@@ -145,7 +145,7 @@ async def run(session: Session, sinks: list[EventSink], hooks: Hooks | None = No
         local_url = bound.url.rstrip("/") + (config.path_prefix or "") + "/"
         hooks.listening(bound, local_url)
         if session.inspect is not None:
-            inspectors.append(await _inspector(session.inspect, session.db, hooks))
+            inspectors.append(await _inspector(session, local_url, hooks))
         public = None
         if session.tunnel is not None:
             from ipsms.listen.tunnel import open_tunnel
@@ -185,10 +185,21 @@ async def run(session: Session, sinks: list[EventSink], hooks: Hooks | None = No
                 hooks.notice(warning)
 
 
-async def _inspector(plan: Inspect, db: Path, hooks: Hooks) -> web.AppRunner:
+async def _inspector(session: Session, local_url: str, hooks: Hooks) -> web.AppRunner:
+    """The inspector over the session's store; its replays go through this listener (which
+    records them), or to the app behind it."""
+    from ipsms.inspect.actions import Targets
     from ipsms.inspect.app import create_inspector, serve
 
-    app = create_inspector(db, plan.token, allow_remote=plan.allow_remote)
+    plan = session.inspect
+    assert plan is not None
+    config = session.config
+    # With the listener's random path and basic-auth credentials, as IntelePeer posts to it.
+    targets = Targets(listener=public_address(local_url, config), forward=config.forward_to,
+                      secret=config.secret, mode=config.signature_mode,
+                      variant=config.hmac_variant)
+    app = create_inspector(session.db, plan.token, allow_remote=plan.allow_remote,
+                           targets=targets)
     runner, bound = await serve(app, plan.host, plan.port, fall_back=plan.fall_back)
     hooks.inspector(bound.url(plan.token), f"{plan.host}:{plan.port}" if bound.fell_back
                     else None)

@@ -118,3 +118,34 @@ def test_the_inspector_line_matches_the_ndjson_doc(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.communicate()
+
+
+def test_inspect_serves_history_with_no_listener_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    from ipsms import store
+
+    db = tmp_path / "s.sqlite3"
+    missing = run_ipsms("inspect", "--db", str(db))
+    assert missing.returncode == 10 and "no message store" in missing.stderr
+    conn = store.connect(db)
+    conn.close()
+    env = cli_env(IPSMS_INSPECT_TOKEN=TOKEN)
+    env.pop("IPSMS_INSPECT", None)
+    proc = subprocess.Popen([sys.executable, "-m", "ipsms", "inspect", "--db", str(db),
+                             "--inspect", "127.0.0.1:0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        assert proc.stderr is not None
+        line = ""
+        while "inspector http" not in line:
+            line = proc.stderr.readline()
+            assert line, "inspect ended before printing its URL"
+        url = line.split("inspector ", 1)[1].strip()
+        status, body = get(url.split("/?")[0] + "/api/messages",
+                           Authorization=f"Bearer {TOKEN}")
+        assert status == 200 and json.loads(body) == {"items": [], "next_before": None}
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=5) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
