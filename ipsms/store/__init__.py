@@ -24,13 +24,25 @@ from ipsms.request import Request
 from ipsms.store.history import FirstAttempt, Flags, history_flags
 from ipsms.text import prebuilt_encoder
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # Of a request answered anything but 200, only this much of the body is kept (with its full
 # size and SHA-256): junk posted at a public listener cannot fill the disk fast. Messages
 # answered 200 are kept whole (they are bounded by --max-body).
 REJECTED_BODY_KEEP = 64 * 1024
 
-_MIGRATIONS: dict[int, str] = {
+_TEXT_INSERT_TRIGGER = """
+CREATE TRIGGER requests_text_insert AFTER INSERT ON requests WHEN new.message IS NOT NULL
+BEGIN
+    INSERT INTO requests_text (rowid, message) VALUES (new.id, new.message);
+END"""
+_TEXT_DELETE_TRIGGER = """
+CREATE TRIGGER requests_text_delete AFTER DELETE ON requests WHEN old.message IS NOT NULL
+BEGIN
+    INSERT INTO requests_text (requests_text, rowid, message) VALUES ('delete', old.id,
+                                                                      old.message);
+END"""
+
+_MIGRATIONS: dict[int, str | tuple[str, ...]] = {
     1: """
     CREATE TABLE requests (
         id INTEGER PRIMARY KEY,
@@ -77,6 +89,17 @@ _MIGRATIONS: dict[int, str] = {
     6: """
     ALTER TABLE requests ADD COLUMN seq INTEGER;
     """,
+    # Text search (`messages list --text`, the inspector's Search): a trigram index of each
+    # message, kept by triggers, finds the rows that can hold a needle of 3 or more
+    # characters without reading every message (bench/bench_filters.py). The exact,
+    # case-insensitive comparison is still made on those rows.
+    7: (
+        "CREATE VIRTUAL TABLE requests_text USING fts5(message, content='requests', "
+        "content_rowid='id', tokenize='trigram')",
+        "INSERT INTO requests_text (requests_text) VALUES ('rebuild')",
+        _TEXT_INSERT_TRIGGER,
+        _TEXT_DELETE_TRIGGER,
+    ),
 }
 
 
@@ -276,7 +299,8 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
             if conn.execute("PRAGMA user_version").fetchone()[0] >= target:
                 conn.execute("COMMIT")
                 continue
-            for statement in _MIGRATIONS[target].split(";"):
+            steps = _MIGRATIONS[target]
+            for statement in steps.split(";") if isinstance(steps, str) else steps:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {target}")
@@ -460,7 +484,13 @@ def _text_term(conn: sqlite3.Connection, needle: str, params: list[Any]) -> str:
     folded = needle.casefold()
     if folded.isascii():
         params.append(folded)
-        return "instr(lower(message), ?) > 0"
+        if len(folded) < 3:  # shorter than a trigram: every message is read
+            return "instr(lower(message), ?) > 0"
+        # The index finds every row holding the needle in any case (a superset: it folds
+        # case beyond ASCII too); the exact test runs on those only.
+        params.insert(len(params) - 1, '"' + folded.replace('"', '""') + '"')
+        return ("id IN (SELECT rowid FROM requests_text WHERE requests_text MATCH ?) "
+                "AND instr(lower(message), ?) > 0")
 
     def contains(value: str | bytes | None) -> bool:
         text = text_value(value)
@@ -548,7 +578,17 @@ def clear(conn: sqlite3.Connection) -> int:
     """Delete every recorded request; returns how many. Deleted pages are overwritten
     (``secure_delete``) and the WAL truncated, so message text does not linger on disk."""
     conn.execute("PRAGMA secure_delete = ON")
-    removed = conn.execute("DELETE FROM requests").rowcount
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # The text index is emptied at once, not one deleted row at a time.
+        conn.execute("DROP TRIGGER requests_text_delete")
+        removed = conn.execute("DELETE FROM requests").rowcount
+        conn.execute("INSERT INTO requests_text (requests_text) VALUES ('delete-all')")
+        conn.execute(_TEXT_DELETE_TRIGGER)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
     # A listener holding a read lock can make this fail; the WAL is then overwritten later.
     with contextlib.suppress(sqlite3.Error):
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

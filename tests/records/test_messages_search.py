@@ -191,6 +191,9 @@ def test_a_v4_store_gains_the_indexes(tmp_path: Path, db: Path) -> None:
         copy.execute("DROP INDEX requests_from")
         copy.execute("DROP INDEX requests_to")
         copy.execute("ALTER TABLE requests DROP COLUMN seq")  # added by version 6
+        for trigger in ("requests_text_insert", "requests_text_delete"):  # version 7
+            copy.execute(f"DROP TRIGGER {trigger}")
+        copy.execute("DROP TABLE requests_text")
         copy.execute("PRAGMA user_version = 4")
         copy.commit()
     assert ids("--from", "+447700900123", db=old) == [2]
@@ -227,3 +230,34 @@ def test_tail_without_a_store_is_exit_10(tmp_path: Path) -> None:
 def summary(line: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(line)
     return data
+
+
+def test_text_search_finds_through_the_index_what_a_scan_finds(tmp_path: Path) -> None:
+    """The trigram index only narrows the rows; the answer is the exact, case-insensitive
+    substring match, also for texts the index folds differently, and after a clear."""
+    from ipsms import store
+    from ipsms.request import Request
+
+    db = tmp_path / "t.sqlite3"
+    conn = store.connect(db)
+    texts = ["Hello World", "HELLO there", "say hello", "hel lo", "Straße", "he\"llo",
+             "ﬁne hello", "no", "\ud83d lone hello", "🙂 HeLLo 🙂"]
+    rows = [store.wire_row(Request(float(i), "POST", "/", None, [], None, b"{}", 200,
+                                   refid=f"R{i}", message=text))
+            for i, text in enumerate(texts)]
+    store.begin_batch(conn)
+    store.insert_batch(conn, rows, "s")
+    store.commit(conn)
+    for needle in ("hello", "HELLO", "llo", "lo", "he\"llo", "zzz", "🙂"):
+        expected = sorted(t for t in texts if needle.casefold() in t.casefold())
+        got = sorted(r.message or "" for r in store.recent(conn, 100, where=store.Filter(
+            text=needle)))
+        assert got == expected, needle
+    store.clear(conn)
+    assert store.recent(conn, 100, where=store.Filter(text="hello")) == []
+    store.begin_batch(conn)
+    store.insert_batch(conn, rows[:1], "s")
+    store.commit(conn)
+    assert [r.message for r in store.recent(conn, 10, where=store.Filter(text="world"))] == [
+        "Hello World"]
+    conn.close()
