@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ipsms.errors import TunnelError, setting
+from ipsms.listen.pyngrok_process import registry_lock, started_agent
 
 STARTUP_TIMEOUT = 15.0  # seconds for the agent to start and the tunnel to open
 INSTALL_HINT = ("install the ngrok agent (https://ngrok.com/download, or your package "
@@ -109,13 +110,10 @@ class Tunnel:
 
     def agent_exit_code(self) -> int | None:
         """None while the agent runs; its exit code once it has stopped."""
-        from pyngrok import process
-
-        proc = process._current_processes.get(self._config.ngrok_path)
+        proc = started_agent(self._config.ngrok_path)
         if proc is None:
             return -1
-        code: int | None = proc.proc.poll()
-        return code
+        return proc.poll()
 
     def close(self) -> None:
         from pyngrok import ngrok
@@ -168,11 +166,7 @@ class _AgentThread:
     def popen(self) -> Any:
         """The agent's ``Popen`` once pyngrok started it (kept after pyngrok forgets it)."""
         if self._popen is None:
-            from pyngrok import process
-
-            entry = process._current_processes.get(self.config.ngrok_path)
-            if entry is not None:
-                self._popen = entry.proc
+            self._popen = started_agent(self.config.ngrok_path)
         return self._popen
 
     def release(self) -> None:
@@ -196,7 +190,7 @@ def _kill(pyngrok_config: Any, agent: _AgentThread, *, fresh: bool) -> None:
     The group is signalled while its leader is not yet reaped (its number cannot be anyone
     else's), or, with ``fresh``, right after pyngrok reaped a failed start (whatever the
     agent left running is still in the group)."""
-    from pyngrok import ngrok, process
+    from pyngrok import ngrok
 
     deadline = time.monotonic() + REGISTER_WAIT
     while agent.popen() is None and agent.starting() and time.monotonic() < deadline:
@@ -205,13 +199,10 @@ def _kill(pyngrok_config: Any, agent: _AgentThread, *, fresh: bool) -> None:
     if popen is not None and hasattr(os, "killpg") and (fresh or popen.returncode is None):
         with contextlib.suppress(OSError):
             os.killpg(popen.pid, signal.SIGKILL)
-    lock = process._current_processes_lock
-    if lock.acquire(timeout=LOCK_WAIT):
-        try:
+    with registry_lock(LOCK_WAIT) as free:
+        if free:
             with contextlib.suppress(Exception):
                 ngrok.kill(pyngrok_config)
-        finally:
-            lock.release()
 
 
 async def open_tunnel(config: TunnelConfig, local_url: str) -> Tunnel:
