@@ -368,7 +368,7 @@ def _main(args: Sequence[str]) -> int:
     """Click's main loop without its own error printing: usage errors become the same one
     ``ipsms: error: ...`` line as every other error, and a reader that goes away
     (``ipsms --help | head -1``) ends the command quietly, whatever was printing."""
-    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    from ipsms.cli.click_compat import NoArgsIsHelpError, UsageError
 
     env = current()
     try:
@@ -396,7 +396,7 @@ def _main(args: Sequence[str]) -> int:
     except SystemExit as exc:
         # Click's own answer to a reader that went away while it printed help: exit 1, with
         # stdout wrapped so the exit flush is quiet. ipsms ends quietly with 0 instead.
-        from typer._click.utils import PacifyFlushWrapper
+        from ipsms.cli.click_compat import PacifyFlushWrapper
 
         if exc.code == 1 and isinstance(sys.stdout, PacifyFlushWrapper):
             env.silence_stdout()
@@ -407,11 +407,10 @@ def _main(args: Sequence[str]) -> int:
 def _usage_message(exc: Any, args: Sequence[str]) -> str:
     """``--port: not a valid integer ('abc'); see `ipsms listen --help``` from click's error:
     the option first, in the words a user typed, then what to read."""
-    from typer._click.core import ParameterSource
-    from typer._click.exceptions import BadParameter, MissingParameter
+    from ipsms.cli.click_compat import MissingParameter, ParameterSource
 
     param = getattr(exc, "param", None)
-    if isinstance(exc, BadParameter) and not isinstance(exc, MissingParameter) \
+    if isinstance(exc, typer.BadParameter) and not isinstance(exc, MissingParameter) \
             and param is not None:
         name = param.opts[0] if param.param_type_name == "option" else \
             (param.name or "").upper()

@@ -65,9 +65,12 @@ complete --command %(prog_name)s --no-files --arguments '(%(complete_func)s)'
 def register() -> None:
     """Put ipsms's zsh and fish scripts in place of Typer's. Call after the app is built
     (building it registers Typer's)."""
-    from typer import _completion_shared
-    from typer._click.shell_completion import add_completion_class
-    from typer._completion_classes import FishComplete, ZshComplete
+    from ipsms.cli.click_compat import (
+        FishComplete,
+        ZshComplete,
+        add_completion_class,
+        set_completion_script,
+    )
 
     class Zsh(ZshComplete):
         source_template = ZSH
@@ -92,6 +95,5 @@ def register() -> None:
     add_completion_class(Zsh, "zsh")
     add_completion_class(Fish, "fish")
     # --install-completion and --show-completion read these instead of the classes.
-    scripts: dict[str, str] = _completion_shared._completion_scripts
-    scripts["zsh"] = ZSH
-    scripts["fish"] = FISH
+    set_completion_script("zsh", ZSH)
+    set_completion_script("fish", FISH)

@@ -23,7 +23,7 @@ from ipsms.config import (
 from ipsms.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
-    from typer._click.core import Context
+    from typer import Context
 
 from ipsms.cli.profiles import (
     ERROR_META,
@@ -269,9 +269,6 @@ def _all_settings(config: ConfigFile, profile: str) -> list[Setting]:
 def _resolve_all(ctx: "Context", words: list[str]) -> list[tuple[str, str, Any, str]]:
     """(command, key, value, source) for each setting of the command line ``words`` (or of
     every command), resolved by click as a real run would be."""
-    from typer._click.core import Context as ClickContext
-    from typer._click.core import ParameterSource
-
     group: Any = ctx.find_root().command
     tree = command_tree()
     if words and words[0] not in tree:
@@ -292,13 +289,13 @@ def _resolve_all(ctx: "Context", words: list[str]) -> list[tuple[str, str, Any, 
     for path, args in targets:
         if path[0] == "config":
             continue
-        top = ClickContext(group, info_name="ipsms", resilient_parsing=True)
+        top = typer.Context(group, info_name="ipsms", resilient_parsing=True)
         top.meta.update({k: v for k, v in ctx.meta.items() if k == PROFILE_META})
         top.meta[RESOLVE_META] = True
         parent, command = top, group.commands[path[0]]
         if len(path) > 1:
-            parent = ClickContext(command, info_name=path[0], parent=top,
-                                  resilient_parsing=True)
+            parent = typer.Context(command, info_name=path[0], parent=top,
+                                   resilient_parsing=True)
             command = command.commands[path[1]]
         sub = command.make_context(path[-1], list(args), parent=parent, resilient_parsing=True)
         if ERROR_META in sub.meta:
@@ -308,16 +305,19 @@ def _resolve_all(ctx: "Context", words: list[str]) -> list[tuple[str, str, Any, 
             key = key_of(param)
             if key is None or param.name is None:
                 continue
+            # click's ParameterSource, by its member's name (a command module imports only
+            # the shared modules of cli/, so not ipsms.cli.click_compat)
             source = sub.get_parameter_source(param.name)
+            kind = source.name if source is not None else None
             value = sub.params.get(param.name)
             value = getattr(value, "value", value)  # an enum as its word
             if isinstance(value, Path):
                 value = str(value)
-            if source is ParameterSource.COMMANDLINE:
+            if kind == "COMMANDLINE":
                 where = f"flag {param.opts[0]}"
-            elif source is ParameterSource.ENVIRONMENT:
+            elif kind == "ENVIRONMENT":
                 where = f"env {param.envvar}"
-            elif source is ParameterSource.DEFAULT_MAP and param.name in used:
+            elif kind == "DEFAULT_MAP" and param.name in used:
                 s = used[param.name]
                 where = f"profile {s.profile} in {s.path}" + (f":{s.line}" if s.line else "")
             else:

@@ -33,7 +33,7 @@ from ipsms.config import (
 from ipsms.errors import IpsmsError, UsageError
 
 if TYPE_CHECKING:
-    from typer._click.core import Context
+    from ipsms.cli.click_compat import Context
 
 PROFILE_META = "ipsms.profile"  # ctx.meta: the --profile given (before or after the command)
 RESOLVE_META = "ipsms.resolve"  # ctx.meta: apply the profile although parsing is resilient
@@ -213,7 +213,7 @@ def checked(ctx: "Context", param: Any, setting: Setting) -> Any:
         raise ConfigError(f"{setting.where}: {setting.key} = {mask(setting.key, text)!r}: "
                           f"{message[:1].lower()}{message[1:]}") from None
     except Exception as exc:  # click's own usage errors
-        from typer._click.exceptions import ClickException
+        from ipsms.cli.click_compat import ClickException
 
         if not isinstance(exc, ClickException):
             raise

@@ -22,9 +22,9 @@ settings file, exit codes and troubleshooting.
 
 
 def _pages(command: Any, path: list[str], parent: Any) -> Iterator[tuple[str, str]]:
-    import typer._click as click
+    import typer
 
-    ctx = click.Context(command, info_name=path[-1], parent=parent, terminal_width=WIDTH,
+    ctx = typer.Context(command, info_name=path[-1], parent=parent, terminal_width=WIDTH,
                         max_content_width=WIDTH)
     yield " ".join(path), command.get_help(ctx)
     subcommands = getattr(command, "commands", None)
