@@ -78,6 +78,7 @@ def create_inspector(db: Path, token: str, *, allow_remote: bool = False,
     app.router.add_get("/api/messages", reader.messages)
     app.router.add_get("/api/messages/{id}", reader.message)
     app.router.add_get("/api/refids/{refid}", reader.refid)
+    app.router.add_get("/api/messages/{id}/fixture", reader.fixture)
     app.router.add_get("/api/events", _events)
     app.router.add_get("/api/export", reader.export)
     app.router.add_post("/api/messages/{id}/replay", actions.replay)
@@ -150,6 +151,21 @@ class _Reader:
         body = "".join(dumps(records.export_dict(r, redact=redact)) + "\n" for r in rows)
         return web.Response(text=body, content_type="application/x-ndjson", headers={
             "Content-Disposition": 'attachment; filename="ipsms.ndjson"'})
+
+    async def fixture(self, request: web.Request) -> web.Response:
+        """The attempt as a fixture the pytest plugin replays (``ipsms_deliver.replay``): its
+        ``messages export`` line, exact body and signature included."""
+        try:
+            row_id = int(request.match_info["id"])
+        except ValueError:
+            return refused(400, "bad_id", "a message id is a whole number")
+        row = await self.row(row_id)
+        if row is None:
+            return refused(404, "not_found", f"no attempt {row_id} in the store")
+        name = f"ipsms-{row.refid or 'request'}-{row.attempt or row.id}.json"
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        return web.json_response(records.export_dict(row), headers={
+            "Content-Disposition": f'attachment; filename="{safe}"'})
 
     async def refid(self, request: web.Request) -> web.Response:
         refid = request.match_info["refid"]

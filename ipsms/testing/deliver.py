@@ -11,14 +11,24 @@ attempt. IntelePeer makes 5 attempts with undocumented spacing (``ipsms simulate
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ipsms import defaults
-from ipsms.deliver.engine import AttemptEvent, Outcome, Sender, open_connections, validate_url
+from ipsms.deliver.engine import (
+    AttemptEvent,
+    Delivery,
+    Outcome,
+    Sender,
+    open_connections,
+    validate_url,
+)
 from ipsms.deliver.outbound import MessageSpec, PayloadTemplate, Signing
 from ipsms.deliver.retry import RetryPolicy, SuccessRule
+from ipsms.request import is_request_line, line_body
 from ipsms.signature import DEFAULT_VARIANT, Mode, parse_variant
 from ipsms.testing.loop import refuse_inside_loop
 
@@ -106,3 +116,60 @@ class Deliverer:
             sender = Sender(connections, policy, fail_first=fail_first)
             outcome = await sender.deliver(delivery, attempts.append)
         return DeliveryResult(built.refid, built.fields, built.body, tuple(attempts), outcome)
+
+    def replay(self, url: str | URL, fixture: str | Path | Mapping[str, Any], *,
+               fail_first: int = 0, max_attempts: int = defaults.MAX_ATTEMPTS,
+               retry_delays: Sequence[float] = TEST_DELAYS, timeout: float = TEST_TIMEOUT,
+               success: str = "200") -> DeliveryResult:
+        """Deliver a recorded message again, byte for byte: ``fixture`` is a file the
+        inspector saved ("Save as fixture"), a line of ``ipsms messages export``, or that
+        line as a dict. Its body, content type and signature are sent as recorded."""
+        refuse_inside_loop("ipsms_deliver.replay_async(...)")
+        return asyncio.run(self.replay_async(url, fixture, fail_first=fail_first,
+                                             max_attempts=max_attempts,
+                                             retry_delays=retry_delays, timeout=timeout,
+                                             success=success))
+
+    async def replay_async(self, url: str | URL, fixture: str | Path | Mapping[str, Any], *,
+                           fail_first: int = 0, max_attempts: int = defaults.MAX_ATTEMPTS,
+                           retry_delays: Sequence[float] = TEST_DELAYS,
+                           timeout: float = TEST_TIMEOUT, success: str = "200"
+                           ) -> DeliveryResult:
+        """``replay`` for async tests."""
+        doc = load_fixture(fixture)
+        body = line_body(doc)
+        fields = doc.get("fields") if isinstance(doc.get("fields"), dict) else {}
+        signature = fields.get("signature") if fields else None
+        refid = doc.get("refid") if isinstance(doc.get("refid"), str) else None
+        delivery = Delivery(validate_url(str(url)), body or b"", doc.get("content_type"),
+                            refid, signature if isinstance(signature, str) else None,
+                            source="fixture")
+        policy = RetryPolicy(max_attempts=max_attempts, success=SuccessRule(success),
+                             timeout=timeout, delays=tuple(retry_delays) or TEST_DELAYS)
+        attempts: list[AttemptEvent] = []
+        async with open_connections(policy, limit=1) as connections:
+            sender = Sender(connections, policy, fail_first=fail_first)
+            outcome = await sender.deliver(delivery, attempts.append)
+        return DeliveryResult(refid or "", dict(fields or {}), delivery.body, tuple(attempts),
+                              outcome)
+
+
+def load_fixture(fixture: str | Path | Mapping[str, Any]) -> dict[str, Any]:
+    """A fixture's JSON: the recorded request line, with its exact body (``body``, or
+    ``body_base64`` when it is not UTF-8). ``ValueError`` says what is wrong with a file that
+    is not one."""
+    if isinstance(fixture, Mapping):
+        doc = dict(fixture)
+    else:
+        text = Path(fixture).read_text(encoding="utf-8", errors="surrogateescape")
+        doc = json.loads(text)
+    if not isinstance(doc, dict) or not is_request_line(doc):
+        raise ValueError(f"{fixture!s:.80} is not an ipsms fixture: save one from the "
+                         "inspector, or use a line of `ipsms messages export`")
+    if doc.get("redacted"):
+        raise ValueError("a redacted export line has no body to send: save the fixture "
+                         "without redaction")
+    if line_body(doc) is None:
+        raise ValueError("this request line carries no body: save it from the inspector, or "
+                         "use `ipsms messages export` (messages list lines have none)")
+    return doc

@@ -134,3 +134,28 @@ async def test_export_as_ndjson_and_har(setup: Setup) -> None:
     assert entries[0]["request"]["method"] == "POST"
     assert "+13035550100" not in json.dumps(har)  # redacted: no number, no text
     assert '"one"' not in json.dumps(har)
+
+
+async def test_a_saved_fixture_is_replayed_byte_for_byte_by_the_pytest_plugin(
+        setup: Setup, tmp_path: Path) -> None:
+    from ipsms.testing.deliver import Deliverer, load_fixture
+
+    body = payload("F" * 32, "fixture 🙂 \ud83d").encode("utf-8", "surrogatepass")
+    async with setup.session.post(setup.listener_url + "sms", data=body,
+                                  headers={"Content-Type": "application/json"}) as answer:
+        assert answer.status == 200
+    (first,) = await setup.wait_rows(1)
+    async with setup.session.get(f"{setup.base}/api/messages/{first.id}/fixture",
+                                 headers={"Authorization": f"Bearer {TOKEN}"}) as answer:
+        assert answer.status == 200
+        assert "attachment" in answer.headers["Content-Disposition"]
+        saved = tmp_path / "fixture.json"
+        saved.write_bytes(await answer.read())
+    result = await Deliverer().replay_async(setup.listener_url + "sms", saved)
+    assert result.delivered and result.refid == "F" * 32
+    rows = await setup.wait_rows(2)
+    assert rows[1].body == body and rows[1].attempt == 2
+    with pytest.raises(ValueError, match="not an ipsms fixture"):
+        load_fixture({"type": "message"})
+    with pytest.raises(ValueError, match="redacted"):
+        load_fixture({**load_fixture(saved), "redacted": True})
