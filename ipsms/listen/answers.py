@@ -5,8 +5,9 @@ multidict, its checks for compression, chunking, cookies and empty bodies, then 
 and writing. For the one answer the listener gives thousands of times a second (200, a short
 JSON body, on a keep-alive HTTP/1.1 connection) that general path was a large share of the
 event loop's time per request (bench/bench_listen.py: its event-loop CPU per request).
-``WholeResponse`` writes the same status line, the same headers (the same names, values and
-order as aiohttp's) and the body with one transport write.
+``WholeResponse`` builds the same status line, the same headers (the same names, values and
+order as aiohttp's) and the body as one piece, which ``aiohttp_writer.OneWrite`` writes with
+one transport write.
 
 Only the case it was built for takes it (``fits`` says which); anything else gets
 aiohttp's own response: HTTP/1.0, a ``HEAD`` request, a status other than 200.
@@ -17,9 +18,10 @@ from __future__ import annotations
 import time
 
 from aiohttp import HttpVersion11, web
-from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict
+
+from ipsms.listen.aiohttp_writer import OneWrite
 
 JSON_TYPE = "application/json; charset=utf-8"
 _HEAD = f"HTTP/1.1 200 OK\r\nContent-Type: {JSON_TYPE}\r\nContent-Length: ".encode("ascii")
@@ -46,7 +48,7 @@ def http_date(now: float) -> bytes:
     return _date[1]  # type: ignore[return-value]
 
 
-class WholeResponse(web.StreamResponse):
+class WholeResponse(OneWrite):
     """200 with a JSON ``body``, written whole when aiohttp prepares it."""
 
     def __init__(self, body: bytes) -> None:
@@ -59,28 +61,13 @@ class WholeResponse(web.StreamResponse):
     def body(self) -> bytes:
         return self._whole
 
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        if self._eof_sent:
-            return None
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            # What aiohttp's own writer raises: the client left while its message was being
-            # recorded. The message is on disk; IntelePeer retries one it got no 200 for.
-            raise ConnectionResetError("Cannot write to closing transport")
-        keep_alive = request.keep_alive
+    def whole(self, keep_alive: bool) -> tuple[bytes, int]:
+        # A client gone before this is written gets ConnectionResetError, as from aiohttp's
+        # own writer: the message is on disk; IntelePeer retries one it got no 200 for.
         body = self._whole
-        transport.write(b"".join((
+        return b"".join((
             _HEAD, b"%d" % len(body), b"\r\nDate: ", http_date(time.time()), _SERVER,
-            b"" if keep_alive else _CLOSE, b"\r\n", body)))
-        self._keep_alive = keep_alive
-        self._eof_sent = True
-        self._body_length = len(body)
-        if transport.get_write_buffer_size():  # a client that is not reading: wait for it,
-            await request.writer.drain()  # as aiohttp's writer does past its high-water mark
-        return None
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None  # all of it went with prepare()
+            b"" if keep_alive else _CLOSE, b"\r\n", body)), len(body)
 
 
 def fits(request: web.BaseRequest) -> bool:
