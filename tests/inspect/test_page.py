@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from ipsms import store
 from ipsms.inspect.app import create_inspector
 from ipsms.request import Request
 from ipsms.store.recorder import Recorder
@@ -504,6 +505,25 @@ async def test_older_pages_load_and_the_page_never_holds_more_than_a_thousand(
         await inspector.record(*(sms(f"L{i}", "live") for i in range(5)))
         await tab.group("L4").wait_for(timeout=5000)
         assert await page.evaluate(count) == 205
+
+
+async def test_a_cleared_store_empties_the_page_and_what_comes_next_shows(
+        browser: Any, inspector: Inspector) -> None:
+    await inspector.record(sms("OLD1", "before"), sms("OLD2", "before"))
+    async with opened(browser, inspector, "#/refid/OLD1/attempt/1") as tab:
+        page = tab.page
+        await tab.shows_rows(2)
+        with store.opened(inspector.db) as conn:
+            assert store.clear(conn) == 2
+            if conn.in_transaction:
+                conn.commit()
+        await tab.shows_rows(0)
+        assert "cleared" in await page.locator("#detail").inner_text()
+        assert "#" not in page.url  # no permalink to what is gone
+        # the store numbers its rows from 1 again: they are new all the same
+        await inspector.record(sms("NEW1", "after"))
+        await tab.group("NEW1").wait_for(timeout=2000)
+        assert await tab.rows().count() == 1
 
 
 async def test_the_page_makes_no_markup_of_data_and_needs_nothing_inline() -> None:

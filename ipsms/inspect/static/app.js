@@ -1176,6 +1176,7 @@ function connect() {
     drawChrome();
     $('detail-title').textContent = 'Nothing selected';
     $('detail-body').replaceChildren(el('p', { class: 'hint' }, 'The store was cleared.'));
+    if (location.hash) history.replaceState(null, '', location.pathname + location.search);
     announce('The store was cleared.');
   });
   source.addEventListener('error', () => {
