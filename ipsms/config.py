@@ -50,7 +50,7 @@ KEYS: frozenset[str] = frozenset({
     "read_timeout", "max_connections", "forward_to", "forward_timeout", "basic_auth",
     "ngrok_authtoken", "ngrok_path", "ngrok_region", "ngrok_domain", "tunnel_timeout",
     "public_url", "region", "api_base", "auth_url", "auth_scheme", "token", "username",
-    "password", "api_timeout", "max_attempts", "timeout", "retry_delays", "to",
+    "password", "api_timeout", "max_attempts", "timeout", "retry_delays", "to", "inspect",
 })
 # Options without an environment variable that are still settings (not one-off actions).
 EXTRA_SETTINGS: frozenset[str] = frozenset({

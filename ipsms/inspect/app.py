@@ -79,6 +79,7 @@ def create_inspector(db: Path, token: str, *, allow_remote: bool = False,
     app.router.add_get("/api/messages/{id}", reader.message)
     app.router.add_get("/api/refids/{refid}", reader.refid)
     app.router.add_get("/api/messages/{id}/fixture", reader.fixture)
+    app.router.add_get("/api/messages/{id}/attempts", reader.attempts)
     app.router.add_get("/api/events", _events)
     app.router.add_get("/api/export", reader.export)
     app.router.add_post("/api/messages/{id}/replay", actions.replay)
@@ -166,6 +167,24 @@ class _Reader:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         return web.json_response(records.export_dict(row), headers={
             "Content-Disposition": f'attachment; filename="{safe}"'})
+
+    async def attempts(self, request: web.Request) -> web.Response:
+        """Every attempt of the refid of attempt ``id``: for a refid no URL can carry (``..``,
+        a lone surrogate). ``bodies=0`` leaves the bodies out."""
+        try:
+            row_id = int(request.match_info["id"])
+        except ValueError:
+            return refused(400, "bad_id", "a message id is a whole number")
+        row = await self.row(row_id)
+        if row is None:
+            return refused(404, "not_found", f"no attempt {row_id} in the store")
+        if row.refid is None:
+            rows = [row]
+        else:
+            refid = row.refid
+            rows = await self._run(lambda conn: store.attempts_for(conn, refid)) or [row]
+        shape = summary if request.query.get("bodies") == "0" else detail
+        return web.json_response({"refid": row.refid, "attempts": [shape(r) for r in rows]})
 
     async def refid(self, request: web.Request) -> web.Response:
         refid = request.match_info["refid"]
@@ -327,6 +346,9 @@ async def _events(request: web.Request) -> web.StreamResponse:
         await response.write(b"retry: 1000\n\n")
         loop = asyncio.get_running_loop()
         top = await loop.run_in_executor(hub.executor, _top, hub.db)
+        if after is not None and after > top:  # cleared while the page was away
+            await response.write(event("cleared", {}, 0))
+            after = 0
         sent = top if after is None else after  # a new page has what the list gave it
         if after is not None:
             catch_up = await loop.run_in_executor(hub.executor, _rows_after, hub.db, after,
@@ -342,7 +364,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
                 continue
             if data is None:  # shutdown, or this page fell behind: the browser reconnects
                 break
-            if data.startswith(b"event: cleared"):
+            if b"event: cleared" in data:
                 sent = 0
             elif (event_id := _event_id(data)) is not None:
                 if event_id <= sent:

@@ -108,7 +108,8 @@ class Hub:
             self._close_conn()
             self._version = None
             return [], False
-        out = [event("cleared", {})] if cleared else []
+        # id 0: a browser that reconnects after it resumes from the first row again.
+        out = [event("cleared", {}, 0)] if cleared else []
         out += [event("request", self.summary(row), row.id) for row in rows]
         return out, cleared
 

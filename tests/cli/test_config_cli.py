@@ -249,6 +249,7 @@ VALUES: dict[str, tuple[str, str, str]] = {
     "timeout": ("2s", "3s", "4s"),
     "retry_delays": ("1,2", "1,3", "1,4"),
     "to": ("http://127.0.0.1:1/", "http://127.0.0.1:2/", "http://127.0.0.1:3/"),
+    "inspect": ("127.0.0.1:9001", "127.0.0.1:9002", "off"),
 }
 
 
@@ -260,8 +261,9 @@ def _settings() -> list[tuple[tuple[str, ...], str, str, str | None]]:
 @pytest.mark.parametrize(("path", "key", "flag", "envvar"), _settings(),
                          ids=lambda v: v if isinstance(v, str) else " ".join(v or ()))
 def test_flag_beats_env_beats_profile_beats_default(config_file: Path, path: tuple[str, ...],
-                                                    key: str, flag: str,
-                                                    envvar: str | None) -> None:
+                                                    key: str, flag: str, envvar: str | None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("IPSMS_INSPECT", raising=False)  # the suite's own setting (conftest)
     profile, from_env, from_flag = VALUES[key]
     write(config_file, f'[profiles.default]\n{key} = "{profile}"\n')
     config_file.chmod(0o600)

@@ -210,3 +210,26 @@ async def test_a_busy_port_falls_back_to_a_free_one_when_asked(tmp_path: Path) -
                         bound.port, fall_back=False)
     finally:
         await runner.cleanup()
+
+
+async def test_a_page_that_resumes_after_a_clear_gets_the_new_rows(inspector: Inspector,
+                                                                   tmp_path: Path) -> None:
+    from ipsms import store
+
+    for name in ("C1", "C2", "C3"):
+        await inspector.recorder.record(request(name))
+    with store.opened(tmp_path / "s.sqlite3") as conn:
+        store.clear(conn)
+    await inspector.recorder.record(request("NEW"))  # id 1 again
+    async with await inspector.get("/api/events", headers={"Last-Event-ID": "3"}) as stream:
+        got = await read_events(stream, 2)
+    assert [kind for kind, _ in got] == ["cleared", "request"]
+    assert got[1][1]["refid"] == "NEW"
+
+
+async def test_every_attempt_of_a_refid_no_url_can_carry(inspector: Inspector) -> None:
+    first = await inspector.recorder.record(request(".."))
+    await inspector.recorder.record(request(".."))
+    group = await inspector.json(f"/api/messages/{first.id}/attempts?bodies=0")
+    assert group["refid"] == ".." and [a["attempt"] for a in group["attempts"]] == [1, 2]  # type: ignore[index,union-attr]
+    assert group["attempts"][0]["body_base64"] is None  # type: ignore[index]
