@@ -11,6 +11,10 @@ Latency: at --rate messages/s, each message's time from its 200 at the poster to
 the subscribed stream (the commit, the inspector's poll of the store, the SSE write); p50 and
 p99, target p99 under 250 ms. The page's own rendering is not in this figure.
 
+First screen: over a store of --rows messages (100,000 by default), the time from opening
+the page in Debian's Chromium (playwright, when installed) to its first row, median of 5
+loads, and the page's JS heap after it; target under 1 s.
+
 Needs `wrk` (Debian). Everything runs on 127.0.0.1 and is bounded in time.
 """
 
@@ -159,19 +163,70 @@ def latency(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
             "not_seen": missing, "target_p99_ms": 250}
 
 
+def first_screen(rows: int, tmp: Path) -> dict[str, object] | None:
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        print("first screen: playwright is not installed; skipped", flush=True)
+        return None
+    if not Path("/usr/bin/chromium").exists():
+        print("first screen: /usr/bin/chromium is missing; skipped", flush=True)
+        return None
+    from bench_filters import build
+
+    from ipsms.inspect.app import create_inspector, serve
+
+    db = tmp / "screen.sqlite3"
+    build(db, rows)
+
+    async def measure() -> tuple[list[float], float]:
+        runner, bound = await serve(create_inspector(db, TOKEN), "127.0.0.1", 0,
+                                    fall_back=False)
+        try:
+            async with async_playwright() as p:
+                browser = await p.chromium.launch(
+                    executable_path="/usr/bin/chromium",
+                    args=["--headless", "--no-sandbox", "--disable-gpu",
+                          "--disable-background-networking", "--disable-component-update",
+                          "--disable-sync", "--no-first-run"])
+                times, heap = [], 0.0
+                for _ in range(5):
+                    page = await browser.new_page()
+                    started = time.monotonic()
+                    await page.goto(bound.url(TOKEN))
+                    await page.locator("#groups > li.group").first.wait_for()
+                    times.append(time.monotonic() - started)
+                    heap = await page.evaluate(
+                        "performance.memory ? performance.memory.usedJSHeapSize : 0")
+                    await page.close()
+                await browser.close()
+                return times, heap
+        finally:
+            await runner.cleanup()
+
+    times, heap = asyncio.run(measure())
+    median = statistics.median(times)
+    print(f"first screen over {rows} messages: {median * 1000:.0f} ms (median of 5; target "
+          f"under 1000), JS heap {heap / 1e6:.1f} MB", flush=True)
+    return {"rows": rows, "median_ms": median * 1000, "heap_mb": heap / 1e6,
+            "target_ms": 1000}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=6, help="wrk seconds per server, round")
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--rows", type=int, default=100_000, help="messages for the first screen")
     parser.add_argument("--json", action="store_true", help="one JSON object at the end")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         script = tmp / "post.lua"
         script.write_text(WRK_LUA)
-        result = {"ingest": ingest(args, tmp, script), "latency": latency(args, tmp)}
+        result = {"ingest": ingest(args, tmp, script), "latency": latency(args, tmp),
+                  "first_screen": first_screen(args.rows, tmp)}
     ing = result["ingest"]
     print(f"ingest with a tab subscribed: {ing['ratio_median']:.3f} of --no-inspect "  # type: ignore[index]
           "(target at least 0.95)")
