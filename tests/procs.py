@@ -23,6 +23,8 @@ class ListenerProcess:
     def __init__(self, *args: str, db: Path | None = None, env: dict[str, str] | None = None
                  ) -> None:
         cmd = [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json"]
+        if not any(a.startswith("--inspect") for a in args):
+            cmd.append("--no-inspect")  # tests/inspect/ asks for the inspector itself
         if db is not None:
             cmd += ["--db", str(db)]
         # Its own process group: kill() also ends what it started (an ngrok agent).
