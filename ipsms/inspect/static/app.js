@@ -499,7 +499,7 @@ function rowSummary(item) {
 
 function drawGroup(group) {
   const li = group.li;
-  const latest = newestOf(group);
+  const latest = redactItem(newestOf(group));
   const isRefid = group.refid !== null;
   li.className = 'group' + (isRefid ? '' : ' junk') + (group.open ? ' open' : '');
   if (isRefid) {
@@ -555,7 +555,8 @@ function focusKey(node) {
   return att ? `li[data-id="${att.dataset.id}"] button.attempt` : null;
 }
 
-function drawAttempt(group, item) {
+function drawAttempt(group, original) {
+  const item = redactItem(original);
   const selected = state.selected?.id === item.id;
   const li = el('li', { class: 'attempt-item' + (selected ? ' selected' : '') });
   li.dataset.refid = group.refid;
@@ -794,6 +795,7 @@ function isTyping(target) {
 
 function onKey(event) {
   if (event.ctrlKey || event.metaKey || event.altKey || event.defaultPrevented) return;
+  if (document.querySelector('dialog.edit[open]')) return; // its own keys (Esc closes it)
   const help = $('help');
   if (help.open) {
     if (event.key === '?') {
@@ -860,6 +862,15 @@ function onKey(event) {
     case '?':
       help.showModal();
       break;
+    case 'r':
+    case 'e':
+    case 'd':
+    case 'y': {
+      const button = $('detail-body').querySelector(`.actions button[data-key="${event.key}"]`);
+      if (!button || button.disabled) return;
+      button.click();
+      break;
+    }
     case 'Escape':
       if (state.q) {
         search.value = '';
@@ -927,7 +938,8 @@ function section(title, kind, ...content) {
   return el('section', { class: `card ${kind}` }, el('h3', {}, title), ...content);
 }
 
-function drawDetail(item, group, bodyPending) {
+function drawDetail(original, group, bodyPending) {
+  const item = redactItem(original);
   const isRefid = typeof item.refid === 'string';
   const title = $('detail-title');
   title.replaceChildren();
@@ -940,7 +952,7 @@ function drawDetail(item, group, bodyPending) {
   }
   const link = group ? permalink(group, isRefid ? item : null) : `#/id/${item.id}`;
   const parts = [el('p', { class: 'permalink' }, el('a', { href: link }, 'Permalink'),
-    ' · ', el('span', { class: 'muted' }, `store id ${item.id}`))];
+    ' · ', el('span', { class: 'muted' }, `store id ${item.id}`)), actionBar(item)];
 
   if (item.from !== null || item.to !== null || typeof item.message === 'string') {
     const sms = item.sms;
@@ -999,6 +1011,7 @@ function drawDetail(item, group, bodyPending) {
   const body = el('section', { class: 'card body-section' });
   body.append(el('h3', {}, 'Body'), ...bodyView(item, bodyPending));
   parts.push(body);
+  parts.splice(2, 0, ...paneExtras(item.id));
   $('detail-body').replaceChildren(...parts);
 }
 
@@ -1135,6 +1148,7 @@ function runSearch(value) {
   const q = value.trim() === '' ? '' : value;
   if (q === state.q) return;
   state.q = q;
+  drawExports();
   reload();
 }
 
@@ -1260,6 +1274,627 @@ function jumpToNewest() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Redaction: numbers keep their country code and last two digits, a text becomes
+// "[redacted N chars]", as `ipsms messages export --redact` writes them; copies of them in
+// headers, bodies and details are replaced, and any other phone-like run is masked.
+
+const red = { on: false };
+
+export function maskNumber(number) {
+  const n = String(number);
+  if (n.length <= 4) return '*'.repeat(n.length);
+  const head = n.startsWith('+') ? 2 : 1;
+  return n.slice(0, head) + '*'.repeat(n.length - head - 2) + n.slice(-2);
+}
+
+export const redactedText = (text) => `[redacted ${Array.from(String(text)).length} chars]`;
+
+// 7 or more digits, with at most four separators between two of them.
+const PHONE_RUN = /[+(]?\p{Nd}(?:[\s\-.\/\\|_()[\]{}+~\u2010-\u2015\u2212]{0,4}\p{Nd}){6,}/gu;
+const maskRuns = (text) => text.replace(PHONE_RUN,
+  (run) => maskNumber(run.replace(/[^\p{Nd}+]/gu, '')));
+
+const asciiJson = (s) => JSON.stringify(s).replace(/[\u007f-\uffff]/g,
+  (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'));
+
+function formsOf(s) {
+  const out = new Set([s, JSON.stringify(s).slice(1, -1), asciiJson(s).slice(1, -1)]);
+  try {
+    out.add(encodeURIComponent(s));
+    out.add(new URLSearchParams([['', s]]).toString().slice(1));
+  } catch {
+    // a lone surrogate: no URL form
+  }
+  return [...out];
+}
+
+// [copy, its replacement] of the row's numbers and text, longest first.
+function copiesOf(item) {
+  const f = item.fields && typeof item.fields === 'object' ? item.fields : {};
+  const pairs = [];
+  const add = (value, mask) => {
+    if (typeof value !== 'string' || Array.from(value).length < 3) return;
+    for (const form of formsOf(value)) pairs.push([form, mask(value)]);
+  };
+  for (const t of [item.message, f.message]) add(t, redactedText);
+  for (const n of [item.from, item.to, f.from, f.to]) add(n, maskNumber);
+  return pairs.sort((a, b) => b[0].length - a[0].length);
+}
+
+function scrubber(item) {
+  const copies = copiesOf(item);
+  return (text) => {
+    if (typeof text !== 'string') return text;
+    let out = text;
+    for (const [copy, mask] of copies) out = out.split(copy).join(mask);
+    return maskRuns(out);
+  };
+}
+
+function redactValue(name, value, scrub) {
+  if (value === null || value === undefined) return value;
+  if (name === 'from' || name === 'to') return maskNumber(String(value));
+  if (name === 'message') return redactedText(String(value));
+  if (typeof value === 'string') return scrub(value);
+  if (typeof value === 'number') {
+    const digits = String(value);
+    return /^\d{7,}$/.test(digits) ? maskNumber(digits) : value;
+  }
+  if (Array.isArray(value)) return value.map((v) => redactValue('', v, scrub));
+  if (typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [scrub(k),
+      redactValue(k, v, scrub)]));
+  }
+  return value;
+}
+
+function redactBody(item, scrub) {
+  if (typeof item.body !== 'string') {
+    if (typeof item.body_base64 === 'string') {
+      return `[redacted ${plural(bytesOf(item.body_base64).length, 'byte', 'bytes')}]`;
+    }
+    return null;
+  }
+  const text = item.body;
+  if ((item.content_type || '').toLowerCase().includes('x-www-form-urlencoded')) {
+    const fields = [...new URLSearchParams(text)].map(([k, v]) => [scrub(k),
+      String(redactValue(k, v, scrub))]);
+    return new URLSearchParams(fields).toString();
+  }
+  try {
+    return JSON.stringify(redactValue('', JSON.parse(text), scrub));
+  } catch {
+    return scrub(text);
+  }
+}
+
+// The attempt as the page shows it: itself, or redacted when redaction is on.
+function redactItem(item) {
+  if (!red.on || !item || item.redacted) return item;
+  const scrub = scrubber(item);
+  const out = {
+    ...item, redacted: true,
+    from: item.from === null || item.from === undefined ? item.from : maskNumber(item.from),
+    to: item.to === null || item.to === undefined ? item.to : maskNumber(item.to),
+    message: typeof item.message === 'string' ? redactedText(item.message) : item.message,
+    fields: item.fields ? redactValue('', item.fields, scrub) : item.fields,
+    path: scrub(item.path),
+    headers: (item.headers || []).map(([k, v]) => [scrub(k), scrub(v)]),
+    content_type: scrub(item.content_type),
+    verdict_detail: scrub(item.verdict_detail),
+    error_detail: scrub(item.error_detail),
+    flags: (item.flags || []).map((f) => ({ ...f, detail: scrub(f.detail) })),
+    body_sha256: null,
+    body: redactBody(item, scrub),
+    body_base64: null,
+  };
+  if (item.forward) {
+    out.forward = { ...item.forward, url: scrub(item.forward.url),
+      detail: scrub(item.forward.detail),
+      body_preview: redactedText(item.forward.body_preview ?? '') };
+  }
+  return out;
+}
+
+function readRedact() {
+  try {
+    return localStorage.getItem('ipsms.redact') === '1';
+  } catch {
+    return false;
+  }
+}
+
+function setRedact(on, { quiet = false } = {}) {
+  red.on = on;
+  try {
+    localStorage.setItem('ipsms.redact', on ? '1' : '0');
+  } catch {
+    // storage off: the toggle lasts as long as the page
+  }
+  const button = $('redact');
+  button.setAttribute('aria-pressed', String(on));
+  document.documentElement.dataset.redact = on ? 'on' : 'off';
+  drawExports();
+  if (quiet) return;
+  for (const group of state.order) drawGroup(group);
+  const sel = state.selected;
+  if (sel) showDetail(sel.id === null ? newestOf(sel.group) : state.byId.get(sel.id), sel.group);
+  announce(on ? 'Redaction on: numbers and text are masked' : 'Redaction off');
+}
+
+function exportUrl(format) {
+  const query = new URLSearchParams({ format });
+  if (state.q) query.set('q', state.q);
+  if (red.on) query.set('redact', '1');
+  return `/api/export?${query}`;
+}
+
+function drawExports() {
+  $('export-ndjson').href = exportUrl('ndjson');
+  $('export-har').href = exportUrl('har');
+}
+
+// ---------------------------------------------------------------------------------------
+// Actions on the attempt in the detail pane: replay, edit and resend, diff, copies.
+
+// The pane's status line and output (a copy box, a diff) live as long as its attempt does:
+// the pane is drawn again when the whole attempt arrives, and they stay.
+const pane = { id: null, status: null, out: null };
+
+function paneExtras(id) {
+  if (pane.id !== id) {
+    pane.id = id;
+    pane.status = el('p', { class: 'action-status', id: 'action-status', role: 'status',
+      'aria-live': 'polite' });
+    pane.out = el('div', { class: 'action-out', id: 'action-out' });
+  }
+  return [pane.status, pane.out];
+}
+
+function say(id, text, kind = '') {
+  if (pane.id !== id) return;
+  pane.status.className = `action-status ${kind}`;
+  pane.status.textContent = text;
+}
+
+function actionBar(item) {
+  const id = item.id;
+  const isMessage = typeof item.refid === 'string';
+  const button = (label, key, run, disabled = false, why = '') => el('button', {
+    type: 'button', class: 'action', 'data-key': key, disabled,
+    'aria-keyshortcuts': key, title: disabled ? why : (key ? `${label} (${key})` : label),
+    onclick: run,
+  }, label);
+  const notMessage = 'not a message: the listener could not read it';
+  return el('div', { class: 'actions', role: 'toolbar', 'aria-label': 'This attempt' },
+    button('Replay', 'r', () => replay(id), !isMessage, notMessage),
+    button('Edit and resend', 'e', () => openEdit(id), !item.fields, notMessage),
+    button('Diff', 'd', () => openDiff(id), !isMessage, notMessage),
+    button('Copy as curl', 'y', () => copyCurl(id)),
+    button('Copy as simulate', null, () => copySimulate(id), !isMessage, notMessage),
+    el('a', { class: 'action', href: `/api/messages/${id}/fixture`, download: '',
+      title: 'The exact attempt, for ipsms_deliver.replay (never redacted)' },
+    'Save as fixture'));
+}
+
+async function post(path, body) {
+  let res;
+  try {
+    res = await fetch(path, {
+      method: 'POST', cache: 'no-store', credentials: 'same-origin',
+      headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, 'the inspector cannot be reached (has ipsms stopped?)');
+  }
+  let doc = null;
+  try {
+    doc = await res.json();
+  } catch {
+    doc = null;
+  }
+  if (!res.ok) throw new ApiError(res.status, doc?.detail || doc?.error || `HTTP ${res.status}`);
+  return doc ?? {};
+}
+
+let target = null; // the URL the inspector sends to, once a replay or resend told it
+
+function sentText(doc, what) {
+  if (typeof doc.to === 'string') target = doc.to;
+  return `${what} sent to ${doc.to}${doc.retries ? ' (up to 5 attempts)' : ''}`
+    + ` · refid ${preview(doc.refid ?? '', 40)}. It shows in the list when it is recorded.`;
+}
+
+async function replay(id) {
+  say(id, 'Replaying…');
+  try {
+    say(id, sentText(await post(`/api/messages/${id}/replay`, {}), 'Replay'), 'ok');
+  } catch (err) {
+    say(id, `Replay refused: ${err.message}`, 'error-text');
+  }
+}
+
+async function whole(id) {
+  const known = details.get(id);
+  if (known) return known;
+  const item = await api(`/api/messages/${id}`);
+  cacheDetail(item);
+  return item;
+}
+
+// -- edit and resend
+
+function openEdit(id) {
+  const item = details.get(id) ?? state.byId.get(id);
+  if (!item) return;
+  const fields = item.fields || {};
+  const original = {
+    from: typeof fields.from === 'string' ? fields.from : item.from ?? '',
+    to: typeof fields.to === 'string' ? fields.to : item.to ?? '',
+    message: typeof fields.message === 'string' ? fields.message : item.message ?? '',
+  };
+  const masked = red.on;
+  const input = (name, label, multiline) => {
+    const attrs = { id: `edit-${name}`, name, spellcheck: 'false', autocomplete: 'off',
+      placeholder: masked ? `${redactItem(item)[name] ?? ''} (unchanged if left empty)` : null };
+    const control = multiline ? el('textarea', { ...attrs, rows: 4 }) : el('input', { ...attrs, type: 'text' });
+    if (!masked) control.value = original[name];
+    return [el('label', { for: attrs.id }, label), control];
+  };
+  const check = (name, label, on) => {
+    const box = el('input', { type: 'checkbox', id: `edit-${name}`, name });
+    box.checked = on;
+    return el('label', { class: 'check' }, box, ' ', label);
+  };
+  const error = el('p', { class: 'error-text', role: 'alert' });
+  const dialog = el('dialog', { class: 'edit', id: 'edit', 'aria-labelledby': 'edit-title' });
+  const form = el('form', { class: 'edit-form' },
+    el('h2', { id: 'edit-title' }, 'Edit and resend'),
+    el('p', { class: 'muted' }, `Attempt ${item.attempt ?? '?'} of refid `,
+      el('code', {}, data(preview(item.refid ?? '', 40)))),
+    masked ? el('p', { class: 'muted' }, 'Redaction is on: a field left empty is sent as it was.') : null,
+    el('div', { class: 'edit-grid' }, ...input('from', 'From', false), ...input('to', 'To', false),
+      ...input('message', 'Message', true)),
+    el('div', { class: 'checks' },
+      check('sign', "Sign with the listener's secret", true),
+      check('new_refid', 'New refid', false),
+      check('retries', "IntelePeer's 5 attempts", false)),
+    error,
+    el('p', { class: 'edit-end' },
+      el('button', { type: 'button', class: 'action', onclick: () => dialog.close() }, 'Cancel'),
+      el('button', { type: 'submit', class: 'action primary' }, 'Send')));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const changed = {};
+    for (const name of ['from', 'to', 'message']) {
+      const value = form.elements[name].value;
+      if (masked ? value !== '' : value !== original[name]) changed[name] = value;
+    }
+    const send = form.querySelector('button[type=submit]');
+    send.disabled = true;
+    error.textContent = '';
+    try {
+      const doc = await post('/api/resend', {
+        id, fields: changed, sign: form.elements.sign.checked,
+        new_refid: form.elements.new_refid.checked, retries: form.elements.retries.checked,
+      });
+      dialog.close();
+      say(id, sentText(doc, Object.keys(changed).length ? 'Edited message' : 'Message'), 'ok');
+    } catch (err) {
+      error.textContent = `Not sent: ${err.message}`;
+    } finally {
+      send.disabled = false;
+    }
+  });
+  dialog.append(form);
+  dialog.addEventListener('close', () => {
+    dialog.remove();
+    $('detail-body').querySelector('.actions button[data-key="e"]')?.focus();
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  form.elements.message.focus();
+}
+
+// -- diff
+
+// Lines of a body as the page shows it, for comparing.
+function bodyLines(item) {
+  if (typeof item.body === 'string') {
+    const type = (item.content_type || '').toLowerCase();
+    if (type.includes('x-www-form-urlencoded')) {
+      return [...new URLSearchParams(item.body)].map(([k, v]) => `${k}=${v}`);
+    }
+    if (item.body.length <= PRETTY_LIMIT && /^\s*[[{]/.test(item.body)) {
+      try {
+        JSON.parse(item.body);
+        return prettyJson(item.body).split('\n');
+      } catch {
+        // not JSON: as sent
+      }
+    }
+    return item.body.split('\n');
+  }
+  if (typeof item.body_base64 === 'string') return hexDump(bytesOf(item.body_base64)).split('\n');
+  return [];
+}
+
+// A line diff (longest common subsequence): [[left, right]] rows, null on a side that has
+// no line there.
+export function diffLines(a, b) {
+  const n = a.length;
+  const m = b.length;
+  if (n * m > 4e6) {
+    return Array.from({ length: Math.max(n, m) }, (_, i) => [a[i] ?? null, b[i] ?? null]);
+  }
+  const lcs = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) {
+      lcs[i][j] = a[i] === b[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+    }
+  }
+  const rows = [];
+  let i = 0;
+  let j = 0;
+  let gone = [];
+  let come = [];
+  const flush = () => {
+    for (let k = 0; k < Math.max(gone.length, come.length); k++) {
+      rows.push([gone[k] ?? null, come[k] ?? null]);
+    }
+    gone = [];
+    come = [];
+  };
+  while (i < n || j < m) {
+    if (i < n && j < m && a[i] === b[j]) {
+      flush();
+      rows.push([a[i], b[j]]);
+      i++;
+      j++;
+    } else if (j >= m || (i < n && lcs[i + 1][j] >= lcs[i][j + 1])) {
+      gone.push(a[i++]);
+    } else {
+      come.push(b[j++]);
+    }
+  }
+  flush();
+  return rows;
+}
+
+function headerMap(headers) {
+  const map = new Map();
+  for (const [k, v] of headers || []) {
+    const key = k.toLowerCase();
+    const had = map.get(key);
+    map.set(key, had ? { name: had.name, value: `${had.value}\n${v}` } : { name: k, value: v });
+  }
+  return map;
+}
+
+function fieldRows(a, b) {
+  const text = (v) => (v === null || v === undefined ? null
+    : typeof v === 'string' ? v : JSON.stringify(v));
+  const rows = [['attempt', a.attempt, b.attempt], ['received', a.received_at, b.received_at],
+    ['status', a.status, b.status], ['verdict', a.verdict, b.verdict],
+    ['verdict detail', a.verdict_detail, b.verdict_detail], ['error', a.error, b.error],
+    ['request', `${a.method} ${a.path}`, `${b.method} ${b.path}`]];
+  const fa = a.fields || { from: a.from, to: a.to, message: a.message };
+  const fb = b.fields || { from: b.from, to: b.to, message: b.message };
+  for (const key of new Set([...Object.keys(fa), ...Object.keys(fb)])) {
+    rows.push([key, fa[key], fb[key]]);
+  }
+  return rows.map(([k, x, y]) => [k, text(x), text(y)]);
+}
+
+function diffTable(a, b) {
+  const rows = [];
+  let changes = 0;
+  const cell = (value, side) => el('td', { class: side },
+    value === null ? el('span', { class: 'muted' }, '—')
+      : show(value, { multiline: 'plain', max: 8000 }));
+  const line = (name, x, y) => {
+    const same = x === y;
+    if (!same) changes++;
+    const kind = same ? 'same' : x === null ? 'added' : y === null ? 'removed' : 'changed';
+    rows.push(el('tr', { class: `d-${kind}` },
+      el('th', { scope: 'row' }, same ? null : el('span', { class: 'mark', 'aria-hidden': 'true' }, '≠ '),
+        name === null ? null : data(name, { max: 200 }),
+        same ? null : el('span', { class: 'visually-hidden' }, ` (${kind})`)),
+      cell(x, 'left'), cell(y, 'right')));
+  };
+  const part = (title) => rows.push(el('tr', { class: 'd-part' },
+    el('th', { scope: 'rowgroup', colspan: '3' }, title)));
+  part('Fields');
+  for (const [k, x, y] of fieldRows(a, b)) line(k, x, y);
+  part('Headers');
+  const ha = headerMap(a.headers);
+  const hb = headerMap(b.headers);
+  for (const key of new Set([...ha.keys(), ...hb.keys()])) {
+    line((ha.get(key) ?? hb.get(key)).name, ha.get(key)?.value ?? null, hb.get(key)?.value ?? null);
+  }
+  part('Body');
+  for (const [x, y] of diffLines(bodyLines(a), bodyLines(b)).slice(0, 5000)) line(null, x, y);
+  return [changes, el('table', { class: 'diff' },
+    el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, ''),
+      el('th', { scope: 'col' }, `attempt #${a.attempt ?? '?'} (store id ${a.id})`),
+      el('th', { scope: 'col' }, `attempt #${b.attempt ?? '?'} (store id ${b.id})`))),
+    el('tbody', {}, ...rows))];
+}
+
+async function openDiff(id, otherId = null) {
+  const item = state.byId.get(id) ?? details.get(id);
+  const group = item && state.groups.get(groupKey(item));
+  if (!group || group.refid === null) return;
+  say(id, 'Comparing…');
+  try {
+    if (!group.complete) await complete(group);
+    const list = attemptsOf(group);
+    const at = list.findIndex((a) => a.id === id);
+    const other = otherId ?? (list[at - 1] ?? list[at + 1])?.id;
+    if (other === undefined) {
+      say(id, 'This refid has one attempt: there is nothing to compare it with.');
+      return;
+    }
+    const [left, right] = (await Promise.all([whole(other), whole(id)])).map(redactItem);
+    if (pane.id !== id) return;
+    const choose = el('select', { id: 'diff-with', 'aria-label': 'Compare with' },
+      ...list.filter((a) => a.id !== id).map((a) => {
+        const option = el('option', { value: String(a.id) }, `attempt #${a.attempt ?? '?'}`);
+        option.selected = a.id === other;
+        return option;
+      }));
+    choose.addEventListener('change', () => openDiff(id, Number(choose.value)));
+    const [changes, table] = diffTable(left, right);
+    pane.out.replaceChildren(el('section', { class: 'card diff-card', 'aria-label': 'Diff' },
+      el('h3', {}, 'Diff'),
+      el('p', { class: 'diff-head' }, el('label', { for: 'diff-with' }, 'Attempt '
+        + `#${right.attempt ?? '?'} compared with `), choose, ' ',
+      el('span', { class: 'muted' }, changes ? plural(changes, 'difference', 'differences') : 'no difference'),
+      ' ', el('button', { type: 'button', class: 'action', onclick: () => pane.out.replaceChildren() }, 'Close')),
+      table));
+    say(id, `Attempt #${right.attempt} against #${left.attempt}: `
+      + `${changes ? plural(changes, 'difference', 'differences') : 'no difference'}.`);
+  } catch (err) {
+    say(id, `No diff: ${err.message}`, 'error-text');
+  }
+}
+
+// -- copies: curl and ipsms simulate
+
+// `s` quoted for bash: as it is when it is a plain word, else in single quotes, else (when
+// it holds characters a terminal would not show as they are) in $'...' with escapes.
+export function shq(value) {
+  const s = String(value);
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(s)) return s;
+  if (escapeRuns(s, 'plain').every(([kind]) => kind === '')) {
+    return `'${s.replaceAll("'", "'\\''")}'`;
+  }
+  let out = "$'";
+  for (const ch of s) {
+    const cp = ch.codePointAt(0);
+    if (ch === "'" || ch === '\\') out += '\\' + ch;
+    else if (cp === 0x0a) out += '\\n';
+    else if (cp === 0x09) out += '\\t';
+    else if (cp < 0x20 || cp === 0x7f) out += '\\x' + hex(cp, 2);
+    else if (escapeRuns(ch, 'plain').every(([kind]) => kind === '')) out += ch;
+    else out += cp <= 0xffff ? '\\u' + hex(cp, 4) : '\\U' + hex(cp, 8);
+  }
+  return out + "'";
+}
+
+const URL_PLACEHOLDER = '"${URL:?set URL to the listener address}"';
+
+// Where a copied command sends: the inspector's target once known, else $URL.
+function urlWord(path) {
+  if (target) {
+    try {
+      return shq(new URL(target).origin + path);
+    } catch {
+      // not a URL: the placeholder
+    }
+  }
+  return URL_PLACEHOLDER + shq(path || '/');
+}
+
+const SKIP_HEADERS = new Set(['host', 'content-length', 'transfer-encoding']);
+const CURL_DEFAULTS = [['content-type', 'Content-Type'], ['accept', 'Accept'],
+  ['user-agent', 'User-Agent']];
+
+// A curl command that sends `body` (bytes) with `headers` as the attempt came: curl's own
+// headers are dropped when the attempt had none of them.
+export function curlCommand({ method = 'POST', path = '/', headers = [], body, url = null }) {
+  const args = ['curl', '-sS', '-X', shq(method), url ?? urlWord(path)];
+  const names = new Set(headers.map(([k]) => k.toLowerCase()));
+  for (const [k, v] of headers) {
+    if (SKIP_HEADERS.has(k.toLowerCase())) continue;
+    args.push('-H', shq(v === '' ? `${k};` : `${k}: ${v}`));
+  }
+  for (const [key, name] of CURL_DEFAULTS) if (!names.has(key)) args.push('-H', shq(`${name}:`));
+  let text = null;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(body);
+  } catch {
+    text = null;
+  }
+  if (text !== null && !text.startsWith('@')
+      && escapeRuns(text, 'plain').every(([kind]) => kind === '')) {
+    return [...args, '--data-binary', shq(text)].join(' ');
+  }
+  let raw = '';
+  for (let i = 0; i < body.length; i += 0x8000) {
+    raw += String.fromCharCode(...body.subarray(i, i + 0x8000));
+  }
+  return `echo ${btoa(raw)} | base64 -d | ${args.join(' ')} --data-binary @-`;
+}
+
+export function simulateCommand(item, url = null) {
+  const args = ['ipsms', 'simulate', url ?? urlWord(item.path)];
+  for (const [flag, value] of [['--refid', item.refid], ['--from', item.from],
+    ['--to', item.to], ['--message', item.message]]) {
+    if (typeof value === 'string') args.push(flag, shq(value));
+  }
+  if ((item.content_type || '').toLowerCase().includes('x-www-form-urlencoded')) args.push('--form');
+  return args.join(' ');
+}
+
+async function copyCurl(id) {
+  say(id, 'Making the curl command…');
+  try {
+    const item = await whole(id);
+    let headers;
+    let body;
+    if (red.on) {
+      const shown = redactItem(item);
+      headers = shown.headers;
+      body = new TextEncoder().encode(shown.body ?? '');
+    } else {
+      // The fixture has the headers unmasked (a signature header too); the detail, the exact
+      // body bytes.
+      headers = (await api(`/api/messages/${id}/fixture`)).headers || [];
+      body = bytesOf(item.body_base64 ?? '');
+    }
+    const note = item.body_truncated ? ' Only the start of the body was kept: it sends only that.' : '';
+    await showCopy(id, 'curl', curlCommand({ method: item.method, path: item.path, headers, body }), note);
+  } catch (err) {
+    say(id, `No curl command: ${err.message}`, 'error-text');
+  }
+}
+
+async function copySimulate(id) {
+  const item = details.get(id) ?? state.byId.get(id);
+  if (!item) return;
+  await showCopy(id, 'simulate', simulateCommand(redactItem(item)),
+    ' It signs with IPSMS_SECRET, and retries as IntelePeer does.');
+}
+
+async function showCopy(id, kind, text, note = '') {
+  if (pane.id !== id) return;
+  const box = el('textarea', { id: 'copy-text', class: 'copy-text', readonly: true,
+    spellcheck: 'false', rows: String(Math.min(8, 2 + Math.ceil(text.length / 90))),
+    'aria-label': kind === 'curl' ? 'The curl command' : 'The ipsms simulate command',
+    'data-kind': kind });
+  box.value = text;
+  box.addEventListener('focus', () => box.select());
+  pane.out.replaceChildren(el('div', { class: 'copy' }, box));
+  const what = kind === 'curl' ? 'the curl command' : 'the ipsms simulate command';
+  const where = target ? '' : ' Set URL to the listener\'s address first, as `ipsms listen` '
+    + 'prints it.';
+  let copied = false;
+  if (navigator.clipboard?.writeText) {
+    try {
+      await navigator.clipboard.writeText(text);
+      copied = true;
+    } catch {
+      copied = false;
+    }
+  }
+  say(id, (copied ? `Copied ${what}.` : `Here is ${what}: select it and copy it.`) + where + note,
+    copied ? 'ok' : '');
+  if (!copied) box.select();
+}
+
+// ---------------------------------------------------------------------------------------
 
 async function start() {
   $('search-form').addEventListener('submit', (event) => {
@@ -1272,6 +1907,8 @@ async function start() {
   $('show-newest').addEventListener('click', jumpToNewest);
   $('help-button').addEventListener('click', () => $('help').showModal());
   $('help-close').addEventListener('click', () => $('help').close());
+  $('redact').addEventListener('click', () => setRedact(!red.on));
+  setRedact(readRedact(), { quiet: true });
   document.addEventListener('keydown', onKey);
   window.addEventListener('hashchange', followHash);
   document.addEventListener('visibilitychange', drawNewCount);
