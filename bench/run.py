@@ -10,6 +10,7 @@ Runs, one after the other, each as its own process from this checkout:
   start-up    bench/bench_startup.py   the CLI's fast paths against a minimal Typer app
   latency     bench/bench_latency.py   p50/p99 answer time at a steady rate, per event loop
   live table  bench/bench_live.py      `listen` with its table in tmux against --format json
+  inspector   bench/bench_inspector.py `listen` with a tab on the inspector against --no-inspect
 Prints the table, then rewrites the marked figures section of BENCHMARKS.md (between the
 BEGIN/END markers below) with the table, the date, the machine and the versions; the rest of
 the file is left as it is. `--smoke` writes no file unless `--doc` names one. A benchmark that
@@ -58,11 +59,17 @@ ARGS: dict[str, dict[str, list[str]]] = {
     "live table": {"full": ["--rounds", "3", "--duration", "6"],
                    "quick": ["--rounds", "1", "--duration", "2"],
                    "smoke": ["--rounds", "1", "--duration", "1"]},
+    "inspector": {"full": ["--rounds", "3", "--duration", "6", "--json"],
+                  "quick": ["--rounds", "1", "--duration", "3", "--latency-seconds", "4",
+                            "--rows", "20000", "--json"],
+                  "smoke": ["--rounds", "1", "--duration", "1", "--latency-seconds", "1",
+                            "--rows", "500", "--json"]},
 }
 SCRIPTS = {"ingest": "bench_listen.py", "load mode": "bench_simulate.py",
            "start-up": "bench_startup.py", "latency": "bench_latency.py",
-           "live table": "bench_live.py"}
-NEEDS = {"ingest": ("wrk", "hey"), "latency": ("wrk",), "live table": ("wrk", "tmux")}
+           "live table": "bench_live.py", "inspector": "bench_inspector.py"}
+NEEDS = {"ingest": ("wrk", "hey"), "latency": ("wrk",), "live table": ("wrk", "tmux"),
+         "inspector": ("wrk",)}
 
 
 @dataclass
@@ -215,9 +222,25 @@ def live_rows(out: str) -> list[Row]:
     ]
 
 
+def inspector_rows(out: str) -> list[Row]:
+    r = last_json(out)
+    ing, lat, screen = r["ingest"], r["latency"], r.get("first_screen")
+    rows = [
+        Row("inspector", "messages/s with a tab subscribed (--no-inspect / tab)",
+            rate(ing["no_inspect"]), rate(ing["inspector_tab"]), f"{ing['ratio_median']:.3f}",
+            f">= {ing['target']:.2f}"),
+        Row("inspector", f"p99 from the 200 to the tab's event at {lat['rate']:g}/s", "",
+            f"{lat['p99_ms']:.0f} ms", "", f"< {lat['target_p99_ms']} ms"),
+    ]
+    if screen:
+        rows.append(Row("inspector", f"first screen over {screen['rows']:,} messages", "",
+                        f"{screen['median_ms']:.0f} ms", "", f"< {screen['target_ms']} ms"))
+    return rows
+
+
 PARSERS: dict[str, Callable[[str], list[Row]]] = {
     "ingest": ingest_rows, "load mode": load_rows, "start-up": startup_rows,
-    "latency": latency_rows, "live table": live_rows}
+    "latency": latency_rows, "live table": live_rows, "inspector": inspector_rows}
 
 
 def table(rows: list[Row]) -> str:
