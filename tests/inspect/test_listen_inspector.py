@@ -149,3 +149,30 @@ def test_inspect_serves_history_with_no_listener_and_stops_on_ctrl_c(tmp_path: P
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+def test_history_is_there_after_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "s.sqlite3"
+    proc, listening, _ = start(db)
+    try:
+        body = json.dumps({"refid": "H" * 32, "from": "+13035550100", "to": "+13038675309",
+                           "message": "before the restart"}).encode()
+        request = urllib.request.Request(listening["url"] + "sms", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert answer.status == 200
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    proc, _, inspector = start(db)
+    try:
+        base = inspector["url"].split("/?")[0]
+        status, page = get(base + "/api/messages", Authorization=f"Bearer {TOKEN}")
+        assert status == 200
+        assert [i["message"] for i in json.loads(page)["items"]] == ["before the restart"]
+    finally:
+        proc.kill()
+        proc.communicate()
