@@ -379,6 +379,28 @@ async def test_search_finds_one_text_among_hundreds_and_escape_clears_it(
         assert await tab.rows().last.get_attribute("data-group-refid") == "S123"
 
 
+async def test_the_search_box_takes_the_filters_of_messages_list(
+        browser: Any, inspector: Inspector) -> None:
+    await inspector.record(sms("OK1", "all good"), sms("BAD", "forged", status=403,
+                                                       verdict="invalid"),
+                           sms("OK2", "all good too", sender="+447700900123"))
+    async with opened(browser, inspector) as tab:
+        search = tab.page.get_by_label("Search")
+        await search.fill("status:4xx")
+        await tab.shows_rows(1)
+        assert await tab.rows().first.get_attribute("data-group-refid") == "BAD"
+        await search.fill("good from:900123")
+        await tab.group("OK2").wait_for(timeout=2000)
+        await tab.shows_rows(1)
+        # a live attempt is filtered the same way
+        await inspector.record(sms("OK3", "good again", sender="+447700900123"),
+                               sms("OK4", "good again"))
+        await tab.group("OK3").wait_for(timeout=1000)
+        assert await tab.group("OK4").count() == 0
+        href = await tab.page.locator("#export-ndjson").get_attribute("href")
+        assert href is not None and "from=900123" in href and "q=good" in href
+
+
 async def test_keys_move_open_search_and_show_the_help(browser: Any, inspector: Inspector) -> None:
     await inspector.record(sms("K1", "one"), sms("K1", "one"), sms("K2", "two"))
     async with opened(browser, inspector) as tab:

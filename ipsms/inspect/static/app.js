@@ -369,10 +369,54 @@ function attemptsOf(group) {
     (a, b) => (a.attempt ?? 0) - (b.attempt ?? 0) || a.id - b.id);
 }
 
+// The search box takes the filters of `messages list` as words: `status:4xx verdict:invalid
+// flag:lone_surrogate from:5309 to:+13038675309 refid:3KX9 since:10m until:1h`; the other
+// words are text to find in the message.
+const FILTERS = ['status', 'verdict', 'flag', 'from', 'to', 'refid', 'since', 'until'];
+
+function parseSearch(q) {
+  const filters = {};
+  const words = [];
+  for (const word of q.split(/\s+/)) {
+    const m = /^([a-z]+):(.+)$/.exec(word);
+    if (m && FILTERS.includes(m[1])) filters[m[1]] = m[2];
+    else if (word) words.push(word);
+  }
+  return { text: words.join(' '), filters };
+}
+
+// The list's query parameters for what the search box says.
+function searchParams() {
+  const { text, filters } = parseSearch(state.q);
+  return { q: text, ...filters };
+}
+
 function matchesSearch(item) {
   if (!state.q) return true;
-  return typeof item.message === 'string'
-    && item.message.toLowerCase().includes(state.q.toLowerCase());
+  const { text, filters } = parseSearch(state.q);
+  if (text && !(typeof item.message === 'string'
+      && item.message.toLowerCase().includes(text.toLowerCase()))) return false;
+  if (filters.verdict && !filters.verdict.split(',').includes(item.verdict)) return false;
+  if (filters.flag && !(item.flags || []).some((f) => f.code === filters.flag)) return false;
+  if (filters.refid && !(typeof item.refid === 'string' && item.refid.startsWith(filters.refid))) {
+    return false;
+  }
+  for (const side of ['from', 'to']) {
+    const want = filters[side];
+    const have = item[side];
+    if (want && !(typeof have === 'string' && (have === want
+        || have.replace(/\D/g, '').endsWith(want.replace(/\D/g, ''))))) return false;
+  }
+  if (filters.status) {
+    const ok = filters.status.split(',').some((part) => {
+      const m = /^([1-5])(\d\d|xx)$/i.exec(part);
+      if (!m) return false;
+      return m[2].toLowerCase() === 'xx' ? Math.floor(item.status / 100) === Number(m[1])
+        : item.status === Number(part);
+    });
+    if (!ok) return false;
+  }
+  return true;
 }
 
 // Adds items to the model and the page. Returns the groups that changed.
@@ -1089,7 +1133,7 @@ async function reload() {
   state.loading = true;
   $('list').setAttribute('aria-busy', 'true');
   try {
-    const doc = await api(messagesUrl({ limit: PAGE, q: state.q }), abort.signal);
+    const doc = await api(messagesUrl({ limit: PAGE, ...searchParams() }), abort.signal);
     if (generation !== state.generation) return;
     const keep = state.selected;
     resetModel();
@@ -1124,7 +1168,7 @@ async function loadOlder() {
   button.disabled = true;
   button.textContent = 'Loading…';
   try {
-    const doc = await api(messagesUrl({ limit: PAGE, q: state.q, before: state.nextBefore }));
+    const doc = await api(messagesUrl({ limit: PAGE, ...searchParams(), before: state.nextBefore }));
     if (generation !== state.generation) return;
     merge(doc.items || []);
     state.nextBefore = doc.next_before ?? null;
@@ -1424,7 +1468,7 @@ function setRedact(on, { quiet = false } = {}) {
 
 function exportUrl(format) {
   const query = new URLSearchParams({ format });
-  if (state.q) query.set('q', state.q);
+  for (const [key, value] of Object.entries(searchParams())) if (value) query.set(key, value);
   if (red.on) query.set('redact', '1');
   return `/api/export?${query}`;
 }
