@@ -38,6 +38,7 @@ class ExitCode(IntEnum):
     AUTH = 8  # missing or wrong credentials
     TUNNEL = 9  # the ngrok agent is missing, refused or failed
     NOT_FOUND = 10  # no such recorded message / number / history entry
+    CHECK_FAILED = 11  # check: at least one check of the card failed
     INTERRUPTED = 130  # stopped by Ctrl-C before finishing (except listen, which exits 0)
 
 
@@ -103,3 +104,7 @@ class TunnelError(IpsmsError):
 
 class NotFoundError(IpsmsError):
     exit_code = ExitCode.NOT_FOUND
+
+
+class CheckFailedError(IpsmsError):
+    exit_code = ExitCode.CHECK_FAILED

@@ -8,6 +8,7 @@ available; without installing, ``-p ipsms.pytest_plugin``. See docs/pytest-plugi
 * ``ipsms_deliver``: delivers signed, IntelePeer-shaped messages with IntelePeer's retry rule
   and returns the attempts and the outcome (``fail_first`` included).
 * ``ipsms_emulator``: the IntelePeer API emulator, its account and its recorded calls.
+* ``ipsms_check``: runs the report card of ``ipsms check`` against an app's URL.
 * ``ipsms_secret``: the shared secret the listener checks and the deliverer signs with.
 
 Loading this module costs nothing a run that does not use it would notice: the servers, aiohttp
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from ipsms.check.runner import Card
     from ipsms.listen.app import ListenConfig
     from ipsms.testing.deliver import Deliverer
     from ipsms.testing.emulator import RunningEmulator
@@ -90,3 +92,78 @@ def ipsms_emulator() -> Iterator[RunningEmulator]:
 
     with RunningEmulator() as emulator:
         yield emulator
+
+
+class CheckResult:
+    """What ``ipsms_check`` found: ``passed`` and ``failed`` (check ids), ``warnings``,
+    ``skipped``, the whole ``card``, and ``report``: a readable text for an assertion message
+    (each failure with what the app did, its evidence and a command that reproduces it)."""
+
+    def __init__(self, card: Card) -> None:
+        from ipsms.check.runner import Verdict
+
+        self.card = card
+        self.passed = card.passed
+        self.failed = card.failed
+        self.warnings = card.ids(Verdict.WARNING)
+        self.skipped = card.ids(Verdict.SKIPPED)
+
+    @property
+    def report(self) -> str:
+        from ipsms.check.report import evidence_text
+        from ipsms.check.runner import Verdict
+        from ipsms.cli.options import flag
+        from ipsms.errors import word_settings
+
+        lines = [f"ipsms check {self.card.url}: {len(self.failed)} failed, "
+                 f"{len(self.warnings)} warnings, {len(self.passed)} passed, "
+                 f"{len(self.skipped)} skipped"]
+        for result in self.card.results:
+            if result.verdict is Verdict.PASSED:
+                continue
+            text = result.reason if result.verdict is Verdict.SKIPPED else result.did
+            lines.append(f"{result.verdict.value} {result.id}: "
+                         f"{word_settings(text or '', flag)}")
+            if result.verdict is Verdict.SKIPPED:
+                continue
+            lines += [f"    {evidence_text(e)}" for e in result.evidence if not e.ok][:5]
+            if result.reproduce:
+                lines.append(f"    reproduce: {word_settings(result.reproduce, flag)}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.report
+
+    def __repr__(self) -> str:
+        return f"<CheckResult failed={self.failed!r}>"
+
+
+@pytest.fixture
+def ipsms_check(ipsms_secret: str | None) -> Callable[..., CheckResult]:
+    """``result = ipsms_check(url)`` runs the checks of ``ipsms check`` against ``url``,
+    signed with ``ipsms_secret`` (pass ``secret=``, ``signature_mode="hmac"``, ``timeout``,
+    ``only``, ``skip``, ``concurrency``, ``replies_via`` to change them). Then
+    ``assert not result.failed, result.report``."""
+
+    def check(url: str, *, secret: str | bool | None = True, signature_mode: str = "plain",
+              hmac: str = "sha256", timeout: float = 10.0, only: tuple[str, ...] = (),
+              skip: tuple[str, ...] = (), concurrency: int = 20,
+              replies_via: str | None = None) -> CheckResult:
+        import asyncio
+        import concurrent.futures
+
+        from ipsms.check.runner import Settings, run_card
+        from ipsms.signature import Mode, parse_variant
+
+        chosen = ipsms_secret if secret is True else (secret or None)
+        settings = Settings(url, chosen, Mode(signature_mode), parse_variant(hmac), timeout,
+                            concurrency, replies_via, tuple(only), tuple(skip))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return CheckResult(asyncio.run(run_card(settings)))
+        # Inside an async test: the card runs on a loop of its own, in a thread.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return CheckResult(pool.submit(asyncio.run, run_card(settings)).result())
+
+    return check

@@ -301,12 +301,14 @@ def test_every_type_in_the_code_is_documented_and_tested() -> None:
         in_code |= set(re.findall(r'"type": "([a-z_]+)"', path.read_text()))
     assert in_code == set(SHAPES)
     assert set(SHAPES) == (RECORDING_TYPES | DELIVERY_TYPES | API_TYPES | EMULATOR_TYPES
-                           | TUNNEL_TYPES | INSPECTOR_TYPES)
+                           | TUNNEL_TYPES | INSPECTOR_TYPES | CHECK_TYPES)
 
 
 TUNNEL_TYPES = {"tunnel"}
 # Printed and checked against the doc in tests/inspect/test_listen_inspector.py.
 INSPECTOR_TYPES = {"inspector"}
+# Printed and checked against the doc in tests/check/test_check_cli.py.
+CHECK_TYPES = {"check"}
 
 
 def test_tunnel_lines_match_the_doc(tmp_path: Path) -> None:

@@ -297,6 +297,7 @@ SUMMARIES: dict[str, str] = {
     "listen": "Receive webhooks locally: verify, record and show each one.",
     "simulate": "Deliver a message as IntelePeer does, retries included.",
     "replay": "Deliver recorded messages again, byte for byte.",
+    "check": "Check a webhook against IntelePeer's rules: a report card.",
     "messages": "List, show, export or clear the recorded messages.",
     "inspect": "Open the web inspector over the recorded messages.",
     "verify": "Check a webhook's signature against the secret.",

@@ -11,6 +11,7 @@ MODULES: dict[str, str] = {
     "listen": "listen",
     "simulate": "simulate",
     "replay": "replay",
+    "check": "check",
     "messages": "messages",
     "inspect": "inspect",
     "verify": "verify",

@@ -1,6 +1,8 @@
 """A local, faithful IntelePeer configuration API (intelepeer.md section 2) for tests and
 offline scripts: authenticate (200 token / 401), set-webhook (201 / 207 per endpoint in request
-order / 400 / 404 / 401) and provision (202 requested / 409 in progress / 400 / 401) on one port.
+order / 400 / 404 / 401) and provision (202 requested / 409 in progress / 400 / 401) on one port,
+and the send API an app replies through (202 CREATED; every message kept in ``state.sent``) with
+its status call (MDR).
 
 Answers follow the request and ``EmulatorState`` (users, the account's numbers, which are SMS
 enabled, tokens that expire; ``ipsms.intelepeer.emulator_state``). Every API request is recorded
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import secrets
 import signal
 import threading
@@ -41,6 +44,7 @@ from ipsms.intelepeer.emulator_state import (
     EmulatorState,
     Fault,
     RecordedRequest,
+    SentMessage,
 )
 from ipsms.intelepeer.settings import MultiStatus
 from ipsms.intelepeer.strict_json import JsonProblem, is_json_type, parse_json
@@ -51,15 +55,21 @@ from ipsms.redact import mask_url
 _PORT = setting("port")
 
 __all__ = ["DEFAULT_PORT", "DEMO_NUMBERS", "DEMO_NUMBERS_NO_SMS", "DEMO_PASSWORD", "DEMO_USER",
-           "PROVISION_SECONDS", "TOKEN_LIFETIME", "EmulatedNumber", "EmulatorServer",
-           "EmulatorState", "EmulatorThread", "Fault", "MultiStatus", "RecordedRequest",
-           "build_state", "create_app", "serve"]
+           "MDR_PATH", "PROVISION_SECONDS", "SEND_PATH", "TOKEN_LIFETIME", "EmulatedNumber",
+           "EmulatorServer", "EmulatorState", "EmulatorThread", "Fault", "MultiStatus",
+           "RecordedRequest", "SentMessage", "build_state", "create_app", "serve"]
 
 DEFAULT_PORT = defaults.EMULATOR_PORT
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo-password"  # documented in docs/api-emulator.md and in its banner
 DEMO_NUMBERS = ("+13038675309", "+13035550100", "+13035550101", "+13035550102", "1-12345")
 DEMO_NUMBERS_NO_SMS = ("+13035550199",)
+# The send API an app replies through (intelepeer.md 2.5), and a sent message's status.
+SEND_PATH = "/_rest/v4/app/sms/send"
+MDR_PATH = "/_rest/v4/app/sms/mdr"
+MAX_TEXT = 10_000  # characters of a sent text; IntelePeer documents none, a bound is kept
+MAX_MEDIA = 10
+_SENDER_ID = re.compile(r"^[1-9][0-9]{0,2}-[A-Za-z0-9]{1,11}$")  # alphanumeric, send-only
 
 
 # -- the application --------------------------------------------------------------------
@@ -105,7 +115,8 @@ class _Api:
         self.state = state
         self.routes: dict[str, Callable[[web.Request, Any], Answer]] = {
             AUTH_PATH: self.authenticate, WEBHOOK_PATH: self.set_webhook,
-            PROVISION_PATH: self.provision}
+            PROVISION_PATH: self.provision, SEND_PATH: self.send, MDR_PATH: self.mdr}
+        self.methods = {MDR_PATH: "GET"}  # every other call is a POST
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()  # aiohttp answers 413 itself beyond client_max_size (1 MiB)
@@ -120,10 +131,13 @@ class _Api:
                                     headers={"Content-Type": fault.content_type})
         else:
             route = self.routes.get(request.path)
+            method = self.methods.get(request.path, "POST")
             if route is None:
                 status, answer = _error(404, f"no such API path: {request.path}")
-            elif request.method != "POST":
-                status, answer = _error(405, f"{request.method} is not allowed: use POST")
+            elif request.method != method:
+                status, answer = _error(405, f"{request.method} is not allowed: use {method}")
+            elif method == "GET":
+                status, answer = route(request, None)
             elif problem is not None:
                 status, answer = problem
             else:
@@ -207,6 +221,59 @@ class _Api:
         return 202, {"code": 202, "provisioning": {"state": "requested"}}
 
 
+    def send(self, request: web.Request, body: Any) -> Answer:
+        """An app's outbound message: ``202 {"state": "CREATED", "refid": ...}``, kept in
+        ``state.sent`` (nothing is delivered anywhere)."""
+        if self._user(request) is None:
+            return UNAUTHORIZED
+        if not isinstance(body, dict):
+            return _error(400, "the body must be a JSON object with from, to and text")
+        sender, to, text = body.get("from"), body.get("to"), body.get("text", "")
+        media = body.get("media", [])
+        if not isinstance(sender, str) or not (E164_RE.match(sender)
+                                               or SHORT_CODE_RE.match(sender)
+                                               or _SENDER_ID.match(sender)):
+            return _error(400, "from must be an E.164 number, a short code or an "
+                          "alphanumeric sender id such as 57-Hello8")
+        if not isinstance(to, str) or not (E164_RE.match(to) or SHORT_CODE_RE.match(to)):
+            return _error(400, "to must be an E.164 number or a short code")
+        if not isinstance(text, str) or len(text) > MAX_TEXT:
+            return _error(400, f"text must be a string of at most {MAX_TEXT} characters")
+        if not isinstance(media, list) or len(media) > MAX_MEDIA \
+                or not all(isinstance(m, str) and _valid_media(m) for m in media):
+            return _error(400, f"media must be a list of at most {MAX_MEDIA} http, https "
+                          "or cpaasmedia URLs")
+        if not text and not media:
+            return _error(400, "text or media is required")
+        guid, dlr = body.get("guid"), body.get("dlr", False)
+        if guid is not None and not isinstance(guid, str):
+            return _error(400, "guid must be a string")
+        if not isinstance(dlr, bool):
+            return _error(400, "dlr must be true or false")
+        refid = secrets.token_hex(16).upper()
+        self.state.record_sent(SentMessage(refid, self.state.clock(), sender, to, text, guid,
+                                           dlr, tuple(media)))
+        return 202, {"state": "CREATED", "refid": refid}
+
+    def mdr(self, request: web.Request, _: Any) -> Answer:
+        """A sent message's record: ``GET ...?refid=`` (the emulator delivers at once)."""
+        if self._user(request) is None:
+            return UNAUTHORIZED
+        refid = request.query.get("refid")
+        if not refid:
+            return _error(400, "refid is required: GET ...?refid=REFID")
+        message = self.state.sent_message(refid)
+        if message is None:
+            return _error(404, f"no message with refid {refid[:40]} was sent")
+        return 200, message.to_dict()
+
+
+def _valid_media(value: str) -> bool:
+    if value.startswith("cpaasmedia://"):
+        return value.isprintable() and len(value) > len("cpaasmedia://")
+    return _valid_url(value)
+
+
 def create_app(state: EmulatorState | None = None) -> web.Application:
     """The emulator application (not running): serve it, or hand it to ``aiohttp_client``."""
     app = web.Application()
@@ -244,6 +311,13 @@ def _add_control_routes(app: web.Application, state: EmulatorState) -> None:
              "provisioning": n.provisioning_until is not None}
             for n in (state.number(k) for k in list(state.numbers)) if n is not None]})
 
+    async def sent(request: web.Request) -> web.Response:
+        if request.method == "DELETE":
+            return web.json_response({"cleared": state.clear_sent()})
+        to = request.query.get("to")
+        messages = state.sent if to is None else state.sent_to(to)
+        return web.json_response({"messages": [m.to_dict() for m in messages]})
+
     async def expire(_: web.Request) -> web.Response:
         return web.json_response({"expired": state.expire_tokens()})
 
@@ -261,7 +335,8 @@ def _add_control_routes(app: web.Application, state: EmulatorState) -> None:
         return web.json_response({"faults": len(state.faults)})
 
     for method, path, handler in (("GET", "requests", requests), ("DELETE", "requests", requests),
-                                  ("GET", "numbers", numbers), ("POST", "numbers", numbers)):
+                                  ("GET", "numbers", numbers), ("POST", "numbers", numbers),
+                                  ("GET", "sent", sent), ("DELETE", "sent", sent)):
         app.router.add_route(method, f"/_emulator/{path}", handler)
     app.router.add_post("/_emulator/tokens/expire", expire)
     app.router.add_post("/_emulator/provisioning/finish", finish)

@@ -76,6 +76,27 @@ def _unicode(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class SentMessage:
+    """A message an app sent through the emulated send API (intelepeer.md 2.5)."""
+
+    refid: str
+    time: float
+    from_number: str
+    to_number: str
+    text: str
+    guid: str | None = None
+    dlr: bool = False
+    media: tuple[str, ...] = ()
+    status: str = "DLR:Delivered"  # the MDR's RCC_en: the emulator delivers at once
+
+    def to_dict(self) -> dict[str, Any]:
+        """The view of ``GET /_emulator/sent`` and of the MDR call."""
+        return {"refid": self.refid, "time": self.time, "from": self.from_number,
+                "to": self.to_number, "text": self.text, "guid": self.guid, "dlr": self.dlr,
+                "media": list(self.media), "RCC_en": self.status}
+
+
+@dataclass(frozen=True)
 class Fault:
     """A canned answer for the next ``times`` API requests (to ``path``, or any)."""
 
@@ -129,6 +150,7 @@ class EmulatorState:
     tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> user, expiry
     faults: list[Fault] = field(default_factory=list)
     observers: list[Callable[[RecordedRequest], None]] = field(default_factory=list)
+    sent: list[SentMessage] = field(default_factory=list)  # the send API's messages, in order
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -192,6 +214,21 @@ class EmulatorState:
     def clear_requests(self) -> int:
         count = len(self.requests)
         self.requests.clear()
+        return count
+
+    def record_sent(self, message: SentMessage) -> None:
+        self.sent.append(message)
+
+    def sent_to(self, number: str) -> list[SentMessage]:
+        """The messages sent to ``number``: the replies to a delivery from it."""
+        return [m for m in self.sent if m.to_number == number]
+
+    def sent_message(self, refid: str) -> SentMessage | None:
+        return next((m for m in self.sent if m.refid == refid), None)
+
+    def clear_sent(self) -> int:
+        count = len(self.sent)
+        self.sent.clear()
         return count
 
     def take_fault(self, path: str) -> Fault | None:

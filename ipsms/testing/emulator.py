@@ -15,11 +15,14 @@ from ipsms.intelepeer.client import AUTH_PATH, PROVISION_PATH, WEBHOOK_PATH
 from ipsms.intelepeer.emulator import (
     DEMO_PASSWORD,
     DEMO_USER,
+    MDR_PATH,
+    SEND_PATH,
     EmulatedNumber,
     EmulatorState,
     EmulatorThread,
     Fault,
     RecordedRequest,
+    SentMessage,
     build_state,
 )
 
@@ -31,6 +34,8 @@ class RunningEmulator:
     AUTH_PATH = AUTH_PATH
     WEBHOOK_PATH = WEBHOOK_PATH
     PROVISION_PATH = PROVISION_PATH
+    SEND_PATH = SEND_PATH
+    MDR_PATH = MDR_PATH
 
     def __init__(self, state: EmulatorState | None = None) -> None:
         self.state = state if state is not None else build_state()
@@ -78,6 +83,16 @@ class RunningEmulator:
 
     def clear_calls(self) -> None:
         self.state.clear_requests()
+
+    @property
+    def sent(self) -> list[SentMessage]:
+        """Every message an app sent through the send API, oldest first (``from_number``,
+        ``to_number``, ``text``, ``refid``...)."""
+        return list(self.state.sent)
+
+    def sent_to(self, number: str) -> list[SentMessage]:
+        """The messages sent to ``number``: an app's replies to a delivery from it."""
+        return self.state.sent_to(number)
 
     # -- the account --------------------------------------------------------------------
 

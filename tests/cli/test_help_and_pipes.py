@@ -57,7 +57,7 @@ def test_root_help_lists_every_command_on_one_line_each() -> None:
     text = run_ipsms("--help", env=cli_env(COLUMNS="80")).stdout
     listed = text.split("Commands:\n")[1].split("\n\n")[0].splitlines()
     assert [line.split()[0] for line in listed] == [
-        "listen", "simulate", "replay", "messages", "inspect", "verify", "set-webhook",
+        "listen", "simulate", "replay", "check", "messages", "inspect", "verify", "set-webhook",
         "provision", "auth", "api-emulator", "config"]
     assert not any(line.rstrip().endswith("...") for line in listed)
 
