@@ -81,8 +81,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("port", nargs="?", type=int, default=0)
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
-    ap.add_argument("--durable", metavar="FILE",
-                    help="answer each message only once it is appended to FILE and synced")
+    ap.add_argument(
+        "--durable",
+        metavar="FILE",
+        help="answer each message only once it is appended to FILE and synced",
+    )
     args = ap.parse_args()
     if args.loop == "uvloop":
         import uvloop
@@ -96,8 +99,7 @@ def main() -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", args.port))
     sock.listen(128)  # accept connections from the moment the URL is printed
-    print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/", file=sys.stderr,
-          flush=True)
+    print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/", file=sys.stderr, flush=True)
     web.run_app(app, sock=sock, print=None, access_log=None)
 
 

@@ -30,18 +30,29 @@ def build(path: Path, rows: int) -> None:
         for i in range(start, min(start + 1000, rows)):
             sender = f"+1303{i % 5000:07d}"
             text = f"message {i} " + ("x" * 60)
-            fields = {"refid": f"{i:032X}", "from": sender, "to": "+12161112222",
-                      "message": text}
+            fields = {"refid": f"{i:032X}", "from": sender, "to": "+12161112222", "message": text}
             body = json.dumps(fields).encode().ljust(500)
             rejected = i % 1000 == 7
-            batch.append(Request(
-                received_at=base + i, method="POST", path="/", remote="127.0.0.1",
-                headers=[("Content-Type", "application/json")],
-                content_type="application/json", body=body, status=403 if rejected else 200,
-                refid=fields["refid"], fields=fields, fields_json=json.dumps(fields),
-                from_number=sender, to_number="+12161112222", message=text,
-                verdict="invalid" if rejected else "valid",
-                flags=[{"code": "extra_fields", "detail": "x"}] if i % 500 == 3 else None))
+            batch.append(
+                Request(
+                    received_at=base + i,
+                    method="POST",
+                    path="/",
+                    remote="127.0.0.1",
+                    headers=[("Content-Type", "application/json")],
+                    content_type="application/json",
+                    body=body,
+                    status=403 if rejected else 200,
+                    refid=fields["refid"],
+                    fields=fields,
+                    fields_json=json.dumps(fields),
+                    from_number=sender,
+                    to_number="+12161112222",
+                    message=text,
+                    verdict="invalid" if rejected else "valid",
+                    flags=[{"code": "extra_fields", "detail": "x"}] if i % 500 == 3 else None,
+                )
+            )
         store.begin_batch(conn)
         store.insert_batch(conn, [store.wire_row(r) for r in batch], "bench")
         store.commit(conn)
@@ -66,26 +77,34 @@ def main() -> None:
         path = Path(tmp) / "bench.sqlite3"
         t0 = time.perf_counter()
         build(path, args.rows)
-        print(f"{args.rows} rows built in {time.perf_counter() - t0:.1f} s, "
-              f"{path.stat().st_size / 1e6:.0f} MB")
+        print(
+            f"{args.rows} rows built in {time.perf_counter() - t0:.1f} s, "
+            f"{path.stat().st_size / 1e6:.0f} MB"
+        )
         now = time.time()
         cases = [
             ("unfiltered", store.Filter()),
-            ("--from +13030001234 (exact, index)", records.Filter(
-                from_number=records.parse_number("+13030001234"))),
-            ("--from 1234 (suffix, scan)", records.Filter(
-                from_number=records.parse_number("1234"))),
-            ("--from 99999 (suffix, no match)", records.Filter(
-                from_number=records.parse_number("99999"))),
-            ("--refid 000...030 (prefix of 256 rows, index)", records.Filter(
-                refid_prefix="0" * 29 + "30")),
-            ("--refid 0000 (prefix of 65,536 rows, index)", records.Filter(
-                refid_prefix="0" * 28)),
+            (
+                "--from +13030001234 (exact, index)",
+                records.Filter(from_number=records.parse_number("+13030001234")),
+            ),
+            (
+                "--from 1234 (suffix, scan)",
+                records.Filter(from_number=records.parse_number("1234")),
+            ),
+            (
+                "--from 99999 (suffix, no match)",
+                records.Filter(from_number=records.parse_number("99999")),
+            ),
+            (
+                "--refid 000...030 (prefix of 256 rows, index)",
+                records.Filter(refid_prefix="0" * 29 + "30"),
+            ),
+            ("--refid 0000 (prefix of 65,536 rows, index)", records.Filter(refid_prefix="0" * 28)),
             ("--text 'message 12' (common)", records.Filter(text="message 12")),
             ("--text nowhere (no match)", records.Filter(text="nowhere")),
             ("--text café (no match, Python casefold)", records.Filter(text="café")),
-            ("--status 4xx (1 in 1000)", records.Filter(
-                statuses=records.parse_statuses("4xx"))),
+            ("--status 4xx (1 in 1000)", records.Filter(statuses=records.parse_statuses("4xx"))),
             ("--verdict invalid (1 in 1000)", records.Filter(verdicts=("invalid",))),
             ("--flag extra_fields (1 in 500)", records.Filter(flag="extra_fields")),
             ("--flag refid_reused (no match)", records.Filter(flag="refid_reused")),

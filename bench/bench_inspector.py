@@ -45,11 +45,30 @@ def start_listener(db: Path, *extra: str) -> tuple[subprocess.Popen[str], str, s
     first NDJSON lines; the rest is drained)."""
     env = {**os.environ, "IPSMS_INSPECT_TOKEN": TOKEN}
     env.pop("IPSMS_INSPECT", None)
-    proc = subprocess.Popen([sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format",
-                             "json", "--secret", "bench-secret", "--db", str(db),
-                             "--inspect", "127.0.0.1:0", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ipsms",
+            "listen",
+            "--port",
+            "0",
+            "--format",
+            "json",
+            "--secret",
+            "bench-secret",
+            "--db",
+            str(db),
+            "--inspect",
+            "127.0.0.1:0",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     assert proc.stdout is not None
     listening = json.loads(proc.stdout.readline())
     inspector = None
@@ -72,8 +91,9 @@ class Subscriber(threading.Thread):
         self.ready = threading.Event()
 
     def run(self) -> None:
-        request = urllib.request.Request(self.base + "/api/events",
-                                         headers={"Authorization": f"Bearer {TOKEN}"})
+        request = urllib.request.Request(
+            self.base + "/api/events", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
         with urllib.request.urlopen(request, timeout=3600) as stream:
             self.ready.set()
             for raw in stream:
@@ -107,12 +127,18 @@ def ingest(args: argparse.Namespace, tmp: Path, script: Path) -> dict[str, objec
         for name, rate in got.items():
             rates[name].append(rate)
         ratios.append(got["inspector+tab"] / got["no-inspect"])
-        print(f"round {r + 1}: no-inspect {got['no-inspect']:.0f}/s, inspector with a tab "
-              f"{got['inspector+tab']:.0f}/s ({ratios[-1]:.3f}); the tab saw {tab.count} events",
-              flush=True)
-    return {"no_inspect": statistics.median(rates["no-inspect"]),
-            "inspector_tab": statistics.median(rates["inspector+tab"]),
-            "ratio_median": statistics.median(ratios), "ratios": ratios, "target": 0.95}
+        print(
+            f"round {r + 1}: no-inspect {got['no-inspect']:.0f}/s, inspector with a tab "
+            f"{got['inspector+tab']:.0f}/s ({ratios[-1]:.3f}); the tab saw {tab.count} events",
+            flush=True,
+        )
+    return {
+        "no_inspect": statistics.median(rates["no-inspect"]),
+        "inspector_tab": statistics.median(rates["inspector+tab"]),
+        "ratio_median": statistics.median(ratios),
+        "ratios": ratios,
+        "target": 0.95,
+    }
 
 
 async def post_at_rate(url: str, rate: float, count: int) -> dict[str, float]:
@@ -120,12 +146,21 @@ async def post_at_rate(url: str, rate: float, count: int) -> dict[str, float]:
 
     done: dict[str, float] = {}
     async with aiohttp.ClientSession() as session:
+
         async def one(i: int) -> None:
             refid = f"L{i:031d}"
-            body = json.dumps({"refid": refid, "from": "+13035550100", "to": "+13038675309",
-                               "message": f"latency {i}", "signature": "bench-secret"})
-            async with session.post(url, data=body,
-                                    headers={"Content-Type": "application/json"}) as answer:
+            body = json.dumps(
+                {
+                    "refid": refid,
+                    "from": "+13035550100",
+                    "to": "+13038675309",
+                    "message": f"latency {i}",
+                    "signature": "bench-secret",
+                }
+            )
+            async with session.post(
+                url, data=body, headers={"Content-Type": "application/json"}
+            ) as answer:
                 await answer.read()
                 if answer.status == 200:
                     done[refid] = time.monotonic()
@@ -157,10 +192,19 @@ def latency(args: argparse.Namespace, tmp: Path) -> dict[str, object]:
     missing = len(done) - len(lags)
     p50 = statistics.median(lags)
     p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-    print(f"latency at {args.rate:g}/s: {len(lags)} messages, p50 {p50:.1f} ms, p99 {p99:.1f} "
-          f"ms (target under 250), {missing} not seen", flush=True)
-    return {"rate": args.rate, "messages": len(lags), "p50_ms": p50, "p99_ms": p99,
-            "not_seen": missing, "target_p99_ms": 250}
+    print(
+        f"latency at {args.rate:g}/s: {len(lags)} messages, p50 {p50:.1f} ms, p99 {p99:.1f} "
+        f"ms (target under 250), {missing} not seen",
+        flush=True,
+    )
+    return {
+        "rate": args.rate,
+        "messages": len(lags),
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "not_seen": missing,
+        "target_p99_ms": 250,
+    }
 
 
 def first_screen(rows: int, tmp: Path) -> dict[str, object] | None:
@@ -180,15 +224,21 @@ def first_screen(rows: int, tmp: Path) -> dict[str, object] | None:
     build(db, rows)
 
     async def measure() -> tuple[list[float], float]:
-        runner, bound = await serve(create_inspector(db, TOKEN), "127.0.0.1", 0,
-                                    fall_back=False)
+        runner, bound = await serve(create_inspector(db, TOKEN), "127.0.0.1", 0, fall_back=False)
         try:
             async with async_playwright() as p:
                 browser = await p.chromium.launch(
                     executable_path="/usr/bin/chromium",
-                    args=["--headless", "--no-sandbox", "--disable-gpu",
-                          "--disable-background-networking", "--disable-component-update",
-                          "--disable-sync", "--no-first-run"])
+                    args=[
+                        "--headless",
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--disable-background-networking",
+                        "--disable-component-update",
+                        "--disable-sync",
+                        "--no-first-run",
+                    ],
+                )
                 times, heap = [], 0.0
                 for _ in range(5):
                     page = await browser.new_page()
@@ -197,7 +247,8 @@ def first_screen(rows: int, tmp: Path) -> dict[str, object] | None:
                     await page.locator("#groups > li.group").first.wait_for()
                     times.append(time.monotonic() - started)
                     heap = await page.evaluate(
-                        "performance.memory ? performance.memory.usedJSHeapSize : 0")
+                        "performance.memory ? performance.memory.usedJSHeapSize : 0"
+                    )
                     await page.close()
                 await browser.close()
                 return times, heap
@@ -206,10 +257,12 @@ def first_screen(rows: int, tmp: Path) -> dict[str, object] | None:
 
     times, heap = asyncio.run(measure())
     median = statistics.median(times)
-    print(f"first screen over {rows} messages: {median * 1000:.0f} ms (median of 5; target "
-          f"under 1000), JS heap {heap / 1e6:.1f} MB", flush=True)
-    return {"rows": rows, "median_ms": median * 1000, "heap_mb": heap / 1e6,
-            "target_ms": 1000}
+    print(
+        f"first screen over {rows} messages: {median * 1000:.0f} ms (median of 5; target "
+        f"under 1000), JS heap {heap / 1e6:.1f} MB",
+        flush=True,
+    )
+    return {"rows": rows, "median_ms": median * 1000, "heap_mb": heap / 1e6, "target_ms": 1000}
 
 
 def main() -> None:
@@ -225,11 +278,16 @@ def main() -> None:
         tmp = Path(name)
         script = tmp / "post.lua"
         script.write_text(WRK_LUA)
-        result = {"ingest": ingest(args, tmp, script), "latency": latency(args, tmp),
-                  "first_screen": first_screen(args.rows, tmp)}
+        result = {
+            "ingest": ingest(args, tmp, script),
+            "latency": latency(args, tmp),
+            "first_screen": first_screen(args.rows, tmp),
+        }
     ing = result["ingest"]
-    print(f"ingest with a tab subscribed: {ing['ratio_median']:.3f} of --no-inspect "  # type: ignore[index]
-          "(target at least 0.95)")
+    print(
+        f"ingest with a tab subscribed: {ing['ratio_median']:.3f} of --no-inspect "  # type: ignore[index]
+        "(target at least 0.95)"
+    )
     if args.json:
         print(json.dumps(result))
 

@@ -48,15 +48,37 @@ KINDS = ("bare", "durable", "reference", "ipsms")
 def load(url: str, count: int, rate: float, concurrency: int) -> dict[str, float]:
     """p50/p99 (ms) and throughput of one steady run of `ipsms simulate`."""
     out = subprocess.run(
-        [sys.executable, "-m", "ipsms", "simulate", url, "--count", str(count), "--rate",
-         f"{rate:g}", "--concurrency", str(concurrency), "--no-wait", "--format", "json",
-         "--secret", SECRET], capture_output=True, text=True, cwd=ROOT,
-        timeout=60 + 3 * count / rate)
+        [
+            sys.executable,
+            "-m",
+            "ipsms",
+            "simulate",
+            url,
+            "--count",
+            str(count),
+            "--rate",
+            f"{rate:g}",
+            "--concurrency",
+            str(concurrency),
+            "--no-wait",
+            "--format",
+            "json",
+            "--secret",
+            SECRET,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60 + 3 * count / rate,
+    )
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     if summary.get("type") != "summary" or summary["delivered"] != count:
         raise SystemExit(f"load run failed: {out.stdout[-500:]}{out.stderr[-500:]}")
-    return {"p50": summary["latency_ms"]["p50"], "p99": summary["latency_ms"]["p99"],
-            "msg_s": summary["throughput_msg_s"]}
+    return {
+        "p50": summary["latency_ms"]["p50"],
+        "p99": summary["latency_ms"]["p99"],
+        "msg_s": summary["throughput_msg_s"],
+    }
 
 
 def server_cmd(kind: str, loop: str, base: Path) -> list[str]:
@@ -65,12 +87,32 @@ def server_cmd(kind: str, loop: str, base: Path) -> list[str]:
     if kind == "bare":
         return [sys.executable, "bench/bare_server.py", "--loop", loop]
     if kind == "durable":
-        return [sys.executable, "bench/bare_server.py", "--loop", loop, "--durable",
-                str(db.with_suffix(".bodies"))]
+        return [
+            sys.executable,
+            "bench/bare_server.py",
+            "--loop",
+            loop,
+            "--durable",
+            str(db.with_suffix(".bodies")),
+        ]
     if kind == "reference":
         return script_cmd("bench/same_work_listener.py", "0", db, loop)
-    return [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
-            "--secret", SECRET, "--loop", loop, "--db", str(db)]
+    return [
+        sys.executable,
+        "-m",
+        "ipsms",
+        "listen",
+        "--port",
+        "0",
+        "--format",
+        "json",
+        "--secret",
+        SECRET,
+        "--loop",
+        loop,
+        "--db",
+        str(db),
+    ]
 
 
 def measure(args: argparse.Namespace, tmp: Path | None = None) -> dict[str, Any]:
@@ -93,9 +135,12 @@ def measure(args: argparse.Namespace, tmp: Path | None = None) -> dict[str, Any]
                 for name in turn_order(names, r * passes + k):
                     result = load(servers[name][1], turn, args.rate, args.concurrency)
                     runs.setdefault(name, []).append(result)
-                    print(f"round {r + 1}, pass {k + 1}: {name[0]}/{name[1]}: "
-                          f"p50 {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms, "
-                          f"{result['msg_s']:.0f} msg/s", file=sys.stderr)
+                    print(
+                        f"round {r + 1}, pass {k + 1}: {name[0]}/{name[1]}: "
+                        f"p50 {result['p50']:.2f} ms, p99 {result['p99']:.2f} ms, "
+                        f"{result['msg_s']:.0f} msg/s",
+                        file=sys.stderr,
+                    )
             if args.throughput:
                 for name, (_, url) in servers.items():
                     runs[name][-1]["wrk_msg_s"] = wrk(url, args.throughput, 32, script)
@@ -105,16 +150,26 @@ def measure(args: argparse.Namespace, tmp: Path | None = None) -> dict[str, Any]
                     kill(proc)
                 else:
                     stop(proc)
-    result: dict[str, Any] = {"rate": args.rate, "count": args.count, "rounds": args.rounds,
-                              "turn_count": turn, "passes": passes * args.rounds,
-                              "target_p99_ratio": TARGET_P99_RATIO, "loops": {}}
+    result: dict[str, Any] = {
+        "rate": args.rate,
+        "count": args.count,
+        "rounds": args.rounds,
+        "turn_count": turn,
+        "passes": passes * args.rounds,
+        "target_p99_ratio": TARGET_P99_RATIO,
+        "loops": {},
+    }
     for loop in args.loops:
         bare, ipsms = runs[("bare", loop)], runs[("ipsms", loop)]
         ref, floor = runs[("reference", loop)], runs[("durable", loop)]
         entry: dict[str, Any] = {}
         for key in ("p50", "p99"):
-            for label, turns in (("bare", bare), ("durable", floor), ("reference", ref),
-                                 ("ipsms", ipsms)):
+            for label, turns in (
+                ("bare", bare),
+                ("durable", floor),
+                ("reference", ref),
+                ("ipsms", ipsms),
+            ):
                 entry[f"{label}_{key}_ms"] = round(statistics.median(x[key] for x in turns), 3)
             # Per pass: the servers ran seconds apart, under the same neighbours.
             entry[f"{key}_ratio"] = _ratio(ipsms, bare, key)
@@ -123,8 +178,10 @@ def measure(args: argparse.Namespace, tmp: Path | None = None) -> dict[str, Any]
             entry[f"reference_{key}_ratio"] = _ratio(ref, bare, key)
             entry[f"ipsms_over_durable_{key}"] = _ratio(ipsms, floor, key)
             entry[f"ipsms_over_reference_{key}"] = _ratio(ipsms, ref, key)
-        entry["achieved_msg_s"] = {"bare": round(statistics.median(x["msg_s"] for x in bare)),
-                                   "ipsms": round(statistics.median(x["msg_s"] for x in ipsms))}
+        entry["achieved_msg_s"] = {
+            "bare": round(statistics.median(x["msg_s"] for x in bare)),
+            "ipsms": round(statistics.median(x["msg_s"] for x in ipsms)),
+        }
         if args.throughput:
             entry["wrk_ratio"] = _ratio(ipsms, bare, "wrk_msg_s")
         entry["p99_target_met"] = entry["p99_ratio"] <= TARGET_P99_RATIO
@@ -149,14 +206,23 @@ def _ratio(top: list[dict[str, float]], bottom: list[dict[str, float]], key: str
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--count", type=int, default=10000,
-                    help="messages per server per round")
-    ap.add_argument("--turn-count", type=int, default=2000, metavar="N",
-                    help="messages per turn (at --rate 1000, 2 s)")
+    ap.add_argument("--count", type=int, default=10000, help="messages per server per round")
+    ap.add_argument(
+        "--turn-count",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="messages per turn (at --rate 1000, 2 s)",
+    )
     ap.add_argument("--rate", type=float, default=1000.0, help="messages started per second")
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--throughput", type=int, default=0, metavar="SECONDS",
-                    help="also load each server with wrk -c32 for SECONDS (messages/s)")
+    ap.add_argument(
+        "--throughput",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="also load each server with wrk -c32 for SECONDS (messages/s)",
+    )
     ap.add_argument("--loops", nargs="+", choices=("asyncio", "uvloop"), default=LOOPS)
     return ap
 

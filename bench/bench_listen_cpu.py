@@ -28,10 +28,14 @@ from pathlib import Path
 
 from bench_listen import ROOT, SECRET, WRK_LUA, start, stop, wrk
 
-RETRIES_LUA = WRK_LUA.replace('string.format("%032d", counter * 1000 + math.random(0, 999))',
-                              'string.format("%032d", counter % 50)')
-FIVE_LUA = WRK_LUA.replace('string.format("%032d", counter * 1000 + math.random(0, 999))',
-                           'string.format("%032d", math.floor((counter - 1) / 5))')
+RETRIES_LUA = WRK_LUA.replace(
+    'string.format("%032d", counter * 1000 + math.random(0, 999))',
+    'string.format("%032d", counter % 50)',
+)
+FIVE_LUA = WRK_LUA.replace(
+    'string.format("%032d", counter * 1000 + math.random(0, 999))',
+    'string.format("%032d", math.floor((counter - 1) / 5))',
+)
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -42,8 +46,23 @@ def cpu_seconds(pid: int) -> float:
 
 def measure(cwd: Path, db: Path, script: Path, duration: int) -> float:
     """Microseconds of listener CPU per stored request."""
-    proc, url = start([sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format",
-                       "json", "--secret", SECRET, "--db", str(db)], cwd=cwd)
+    proc, url = start(
+        [
+            sys.executable,
+            "-m",
+            "ipsms",
+            "listen",
+            "--port",
+            "0",
+            "--format",
+            "json",
+            "--secret",
+            SECRET,
+            "--db",
+            str(db),
+        ],
+        cwd=cwd,
+    )
     time.sleep(0.5)  # start-up done
     before = cpu_seconds(proc.pid)
     wrk(url, duration, 32, script)
@@ -66,26 +85,34 @@ def main() -> None:
     scripts["retries"].write_text(RETRIES_LUA)
     old_tree = tmp / "old"
     old_tree.mkdir()
-    archive = subprocess.run(["git", "archive", args.compare_rev, "ipsms"], cwd=ROOT,
-                             capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "archive", args.compare_rev, "ipsms"], cwd=ROOT, capture_output=True, check=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
     trees = {"rev": old_tree, "current": ROOT}
     us: dict[str, dict[str, list[float]]] = {w: {"rev": [], "current": []} for w in scripts}
     for r in range(args.rounds):
         for workload, script in scripts.items():
-            for which in (("rev", "current") if r % 2 == 0 else ("current", "rev")):
+            for which in ("rev", "current") if r % 2 == 0 else ("current", "rev"):
                 db = tmp / f"{workload}-{which}-{r}.sqlite3"
                 us[workload][which].append(measure(trees[which], db, script, args.duration))
-            print(f"round {r + 1} {workload}: rev {us[workload]['rev'][-1]:.0f} µs, "
-                  f"current {us[workload]['current'][-1]:.0f} µs", file=sys.stderr)
+            print(
+                f"round {r + 1} {workload}: rev {us[workload]['rev'][-1]:.0f} µs, "
+                f"current {us[workload]['current'][-1]:.0f} µs",
+                file=sys.stderr,
+            )
     result = {"rev": args.compare_rev, "rounds": args.rounds, "duration_s": args.duration}
     for workload, runs in us.items():
         result[workload] = {
             "rev_us_per_request": round(statistics.median(runs["rev"]), 1),
             "current_us_per_request": round(statistics.median(runs["current"]), 1),
             # > 1: the current tree costs more CPU per request than REV.
-            "current_over_rev": round(statistics.median(
-                [c / o for c, o in zip(runs["current"], runs["rev"], strict=True)]), 3),
+            "current_over_rev": round(
+                statistics.median(
+                    [c / o for c, o in zip(runs["current"], runs["rev"], strict=True)]
+                ),
+                3,
+            ),
         }
     print(json.dumps(result, indent=2))
 

@@ -44,9 +44,13 @@ def cpu_seconds(pid: int) -> float:
 
 def wrk_run(url: str, duration: int, script: Path) -> tuple[int, float]:
     """(requests completed, requests/s) of one wrk run; fails on a non-2xx answer."""
-    out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "-s", str(script),
-                          url], capture_output=True, text=True, check=True,
-                         timeout=duration + 60).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 60,
+    ).stdout
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw non-2xx answers:\n{out}")
     done = int(out.split(" requests in ")[0].rsplit(None, 1)[-1])
@@ -81,15 +85,39 @@ class Table:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.pidfile, self.frames = tmp / f"{tag}.pid", tmp / f"{tag}.out"
-        cmd = (f"cd {shlex.quote(str(ROOT))} && echo $$ > {shlex.quote(str(self.pidfile))} && "
-               f"exec {shlex.quote(sys.executable)} -m ipsms listen --port {self.port} "
-               f"--secret {SECRET} --db {shlex.quote(str(tmp / f'{tag}.sqlite3'))}")
+        cmd = (
+            f"cd {shlex.quote(str(ROOT))} && echo $$ > {shlex.quote(str(self.pidfile))} && "
+            f"exec {shlex.quote(sys.executable)} -m ipsms listen --port {self.port} "
+            f"--secret {SECRET} --db {shlex.quote(str(tmp / f'{tag}.sqlite3'))}"
+        )
         env = {"PYTHONPATH": str(ROOT), "IPSMS_HOME": str(tmp / "home")}
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", "160", "-y",
-                        "40", f"export {exports}; {cmd}"], check=True)
-        subprocess.run(["tmux", "pipe-pane", "-o", "-t", self.session,
-                        f"cat >> {shlex.quote(str(self.frames))}"], check=True)
+        subprocess.run(
+            [
+                "tmux",
+                "new-session",
+                "-d",
+                "-s",
+                self.session,
+                "-x",
+                "160",
+                "-y",
+                "40",
+                f"export {exports}; {cmd}",
+            ],
+            check=True,
+        )
+        subprocess.run(
+            [
+                "tmux",
+                "pipe-pane",
+                "-o",
+                "-t",
+                self.session,
+                f"cat >> {shlex.quote(str(self.frames))}",
+            ],
+            check=True,
+        )
         wait_up(self.url)
         self.pid = int(self.pidfile.read_text())
 
@@ -108,19 +136,33 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
     flat.write_text(WRK_LUA)
     steady = tmp / "steady.lua"
     # Each connection waits between requests, so 32 of them offer about --rate a second.
-    steady.write_text(WRK_LUA + f"\ndelay = function() return {1000 * CONNECTIONS / args.rate:.3f}"
-                      " end\n")
+    steady.write_text(
+        WRK_LUA + f"\ndelay = function() return {1000 * CONNECTIONS / args.rate:.3f} end\n"
+    )
     runs: dict[str, list[dict[str, float]]] = {"table": [], "json": []}
     for r in range(args.rounds):
-        for mode in (("table", "json") if r % 2 == 0 else ("json", "table")):
+        for mode in ("table", "json") if r % 2 == 0 else ("json", "table"):
             table = None
             if mode == "table":
                 table = Table(tmp, f"{mode}{r}")
                 pid, url = table.pid, table.url
             else:
-                proc, url = start([sys.executable, "-m", "ipsms", "listen", "--port", "0",
-                                   "--format", "json", "--secret", SECRET, "--db",
-                                   str(tmp / f"{mode}{r}.sqlite3")])
+                proc, url = start(
+                    [
+                        sys.executable,
+                        "-m",
+                        "ipsms",
+                        "listen",
+                        "--port",
+                        "0",
+                        "--format",
+                        "json",
+                        "--secret",
+                        SECRET,
+                        "--db",
+                        str(tmp / f"{mode}{r}.sqlite3"),
+                    ]
+                )
                 pid = proc.pid
             try:
                 time.sleep(1)  # start-up done, the first frame drawn
@@ -135,13 +177,20 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
                     table.close()
                 else:
                     stop(proc)
-            run = {"steady_msg_s": steady_rate, "cpu_us_per_msg": cpu / done * 1e6,
-                   "redraws_per_s": draws / args.duration, "flat_msg_s": flat_rate}
+            run = {
+                "steady_msg_s": steady_rate,
+                "cpu_us_per_msg": cpu / done * 1e6,
+                "redraws_per_s": draws / args.duration,
+                "flat_msg_s": flat_rate,
+            }
             runs[mode].append(run)
-            print(f"round {r + 1} {mode:5}: steady {steady_rate:.0f}/s, "
-                  f"{run['cpu_us_per_msg']:.0f} µs CPU/msg"
-                  + (f", {run['redraws_per_s']:.1f} redraws/s" if table else "")
-                  + f"; flat out {flat_rate:.0f}/s", file=sys.stderr)
+            print(
+                f"round {r + 1} {mode:5}: steady {steady_rate:.0f}/s, "
+                f"{run['cpu_us_per_msg']:.0f} µs CPU/msg"
+                + (f", {run['redraws_per_s']:.1f} redraws/s" if table else "")
+                + f"; flat out {flat_rate:.0f}/s",
+                file=sys.stderr,
+            )
     shutil.rmtree(tmp, ignore_errors=True)
     t, j = runs["table"], runs["json"]
 
@@ -149,17 +198,26 @@ def measure(args: argparse.Namespace) -> dict[str, object]:
         return round(statistics.median(x[key] for x in rows), 2)
 
     return {
-        "rate": args.rate, "rounds": args.rounds, "duration_s": args.duration,
+        "rate": args.rate,
+        "rounds": args.rounds,
+        "duration_s": args.duration,
         "steady_msg_s": {"table": med(t, "steady_msg_s"), "json": med(j, "steady_msg_s")},
         "redraws_per_s": med(t, "redraws_per_s"),
         "cpu_us_per_msg": {"table": med(t, "cpu_us_per_msg"), "json": med(j, "cpu_us_per_msg")},
         # >= 0.90 is the target: the table costs at most 10%.
-        "cpu_ratio_json_over_table": round(statistics.median(
-            b["cpu_us_per_msg"] / a["cpu_us_per_msg"] for a, b in zip(t, j, strict=True)), 3),
+        "cpu_ratio_json_over_table": round(
+            statistics.median(
+                b["cpu_us_per_msg"] / a["cpu_us_per_msg"] for a, b in zip(t, j, strict=True)
+            ),
+            3,
+        ),
         "flat_msg_s": {"table": med(t, "flat_msg_s"), "json": med(j, "flat_msg_s")},
-        "flat_ratio_table_over_json": round(statistics.median(
-            a["flat_msg_s"] / b["flat_msg_s"] for a, b in zip(t, j, strict=True)), 3),
-        "target_ratio": 0.90, "max_redraws_per_s": 4,
+        "flat_ratio_table_over_json": round(
+            statistics.median(a["flat_msg_s"] / b["flat_msg_s"] for a, b in zip(t, j, strict=True)),
+            3,
+        ),
+        "target_ratio": 0.90,
+        "max_redraws_per_s": 4,
     }
 
 

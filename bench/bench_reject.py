@@ -42,8 +42,9 @@ print(json.dumps({k: round(v, 3) for k, v in out.items()}))
 
 
 def measure(tree: Path) -> dict[str, float]:
-    out = subprocess.run([sys.executable, "-c", MEASURE], cwd=tree, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE], cwd=tree, capture_output=True, text=True, check=True
+    ).stdout
     return json.loads(out)  # type: ignore[no-any-return]
 
 
@@ -54,8 +55,12 @@ def main() -> None:
     result = {"current": measure(ROOT)}
     if args.compare_rev:
         with tempfile.TemporaryDirectory() as tmp:
-            archive = subprocess.run(["git", "archive", args.compare_rev, "ipsms"], cwd=ROOT,
-                                     capture_output=True, check=True).stdout
+            archive = subprocess.run(
+                ["git", "archive", args.compare_rev, "ipsms"],
+                cwd=ROOT,
+                capture_output=True,
+                check=True,
+            ).stdout
             subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
             result[args.compare_rev] = measure(Path(tmp))
     print(json.dumps(result, indent=2))

@@ -142,6 +142,7 @@ asyncio.run(main())
 
 # -- the sides --------------------------------------------------------------------------------
 
+
 @dataclass
 class Side:
     """One program under test: how to launch it and where its code comes from."""
@@ -154,8 +155,11 @@ class Side:
     cpu: dict[str, list[float]] = field(default_factory=dict)  # fast paths only
 
     def env(self, home: Path, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("IPSMS_", "_IPSMS_", "_MINI_", "PYTHON", "COMP_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("IPSMS_", "_IPSMS_", "_MINI_", "PYTHON", "COMP_"))
+        }
         env.update(PYTHONPATH=self.pythonpath, IPSMS_HOME=str(home), **extra)
         return env
 
@@ -164,8 +168,12 @@ def make_sides(tmp: Path, launcher: str, rev: str | None) -> list[Side]:
     trees = {"ipsms": ROOT}
     if rev:
         # git archive, not git worktree: leaves nothing behind in the repository if interrupted.
-        archive = subprocess.run(["git", "archive", "--format=tar", rev, "ipsms"], cwd=ROOT,
-                                 capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", rev, "ipsms"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
         trees[f"ipsms@{rev}"] = tmp / "rev"
         with tarfile.open(fileobj=BytesIO(archive)) as tar:
             tar.extractall(tmp / "rev", filter="data")
@@ -188,9 +196,14 @@ def make_sides(tmp: Path, launcher: str, rev: str | None) -> list[Side]:
     for name, tree in trees.items():
         side = Side(name, "ipsms", launch("ipsms", "ipsms.cli.app", "ipsms"), str(tree))
         # The venv's editable install must not win over PYTHONPATH: check where ipsms comes from.
-        where = subprocess.run([sys.executable, "-c", "import ipsms; print(ipsms.__file__)"],
-                               capture_output=True, text=True, check=True, cwd=tmp,
-                               env=side.env(tmp)).stdout.strip()
+        where = subprocess.run(
+            [sys.executable, "-c", "import ipsms; print(ipsms.__file__)"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=tmp,
+            env=side.env(tmp),
+        ).stdout.strip()
         if not Path(where).is_relative_to(tree):
             raise SystemExit(f"{name}: ipsms is imported from {where}, not from {tree}")
         sides.append(side)
@@ -198,6 +211,7 @@ def make_sides(tmp: Path, launcher: str, rev: str | None) -> list[Side]:
 
 
 # -- the fast paths ---------------------------------------------------------------------------
+
 
 @dataclass
 class Case:
@@ -210,8 +224,11 @@ class Case:
         if self.comp_words is None:
             return {}
         words = f"{prog} {self.comp_words}"
-        return {f"_{prog.upper()}_COMPLETE": "complete_bash", "COMP_WORDS": words,
-                "COMP_CWORD": str(len(words.split(" ")) - 1)}
+        return {
+            f"_{prog.upper()}_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split(" ")) - 1),
+        }
 
 
 FAST_CASES = [
@@ -232,16 +249,24 @@ def run_fast(side: Side, case: Case, home: Path, cwd: Path) -> tuple[float, floa
     cmd = [*side.launch, *case.args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd,
-                          env=side.env(home, **case.env_extra(side.prog)))
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=cwd,
+        env=side.env(home, **case.env_extra(side.prog)),
+    )
     elapsed = time.perf_counter() - start
     # Children run one at a time, so the growth of RUSAGE_CHILDREN is this child's CPU.
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     # A broken program can be fast: check that it did its job.
     if proc.returncode != 0 or case.expect[side.prog] not in proc.stdout:
-        raise SystemExit(f"{side.name} {case.name}: exit {proc.returncode}, stdout "
-                         f"{proc.stdout[:300]!r}, stderr {proc.stderr[-1000:]!r}")
+        raise SystemExit(
+            f"{side.name} {case.name}: exit {proc.returncode}, stdout "
+            f"{proc.stdout[:300]!r}, stderr {proc.stderr[-1000:]!r}"
+        )
     return elapsed, cpu
 
 
@@ -251,24 +276,32 @@ def heavy_imports(side: Side, case: Case, home: Path, cwd: Path) -> dict[str, ob
     case = Case(case.name, case.args, words, case.expect)
     # -X importtime needs `python`, so run the module form whatever the launcher.
     package = "mini" if side.prog == "mini" else "ipsms"
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", package, *case.args],
-                          capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd,
-                          env=side.env(home, **case.env_extra(side.prog)))
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", package, *case.args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=cwd,
+        env=side.env(home, **case.env_extra(side.prog)),
+    )
     rows = []
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
         # "import time: SELF | CUMULATIVE | " then two spaces per level of nesting, then name
-        _self, cumulative, name = line[len("import time:"):].split("|")
+        _self, cumulative, name = line[len("import time:") :].split("|")
         rows.append((name[1:].rstrip(), int(cumulative)))
     names = {name.strip() for name, _ in rows}
     top = sorted(((n, us) for n, us in rows if not n.startswith(" ")), key=lambda r: -r[1])[:5]
-    return {"modules": len(names),
-            "heavy": [h for h in HEAVY if any(n == h or n.startswith(h + ".") for n in names)],
-            "slowest_top_level_ms": {n: round(us / 1000, 1) for n, us in top}}
+    return {
+        "modules": len(names),
+        "heavy": [h for h in HEAVY if any(n == h or n.startswith(h + ".") for n in names)],
+        "slowest_top_level_ms": {n: round(us / 1000, 1) for n, us in top},
+    }
 
 
 # -- command start-up -------------------------------------------------------------------------
+
 
 class RequestClock:
     """A tiny HTTP server in a thread: notes when each request's headers have arrived."""
@@ -302,8 +335,9 @@ class RequestClock:
 
 def time_listen(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd, env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env
+    )
     killer = threading.Timer(TIMEOUT, proc.kill)
     killer.start()
     try:
@@ -326,11 +360,13 @@ def time_listen(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return elapsed
 
 
-def time_first_request(cmd: list[str], env: dict[str, str], cwd: Path, clock: RequestClock,
-                       path: str) -> float:
+def time_first_request(
+    cmd: list[str], env: dict[str, str], cwd: Path, clock: RequestClock, path: str
+) -> float:
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd, env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env
+    )
     try:
         arrived = clock.wait(path)
         _, err = proc.communicate(timeout=TIMEOUT)
@@ -345,12 +381,17 @@ def time_first_request(cmd: list[str], env: dict[str, str], cwd: Path, clock: Re
 
 # -- the driver -------------------------------------------------------------------------------
 
+
 def summarize(base: list[float], other: list[float], target: float | None) -> dict[str, object]:
     b, o = statistics.median(base), statistics.median(other)
     out: dict[str, object] = {
-        "baseline_median_s": round(b, 4), "median_s": round(o, 4), "ratio": round(o / b, 3),
-        "median_of_pair_ratios": round(statistics.median(
-            [x / y for x, y in zip(other, base, strict=True)]), 3)}
+        "baseline_median_s": round(b, 4),
+        "median_s": round(o, 4),
+        "ratio": round(o / b, 3),
+        "median_of_pair_ratios": round(
+            statistics.median([x / y for x, y in zip(other, base, strict=True)]), 3
+        ),
+    }
     if target is not None:
         out["pass"] = o / b <= target
     return out
@@ -359,16 +400,30 @@ def summarize(base: list[float], other: list[float], target: float | None) -> di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--pairs", type=int, default=15, help="runs of each side per case")
-    ap.add_argument("--launcher", choices=("module", "script"), default="module",
-                    help="python -m PACKAGE (default) or a pip-style console script, both sides")
-    ap.add_argument("--rev", metavar="REV",
-                    help="also measure ipsms as of this git revision, in the same pairs")
-    ap.add_argument("--only", choices=("fast", "commands"),
-                    help="only the fast paths or only the command start-ups")
-    ap.add_argument("--imports", action="store_true",
-                    help="also report which heavy modules each fast path imports")
-    ap.add_argument("--check", action="store_true",
-                    help=f"exit 1 if a fast path of the current tree is over {TARGET}x")
+    ap.add_argument(
+        "--launcher",
+        choices=("module", "script"),
+        default="module",
+        help="python -m PACKAGE (default) or a pip-style console script, both sides",
+    )
+    ap.add_argument(
+        "--rev", metavar="REV", help="also measure ipsms as of this git revision, in the same pairs"
+    )
+    ap.add_argument(
+        "--only",
+        choices=("fast", "commands"),
+        help="only the fast paths or only the command start-ups",
+    )
+    ap.add_argument(
+        "--imports",
+        action="store_true",
+        help="also report which heavy modules each fast path imports",
+    )
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help=f"exit 1 if a fast path of the current tree is over {TARGET}x",
+    )
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="ipsms-startup-"))
@@ -386,12 +441,21 @@ def main() -> None:
         for case in FAST_CASES:
             measures[case.name] = (lambda c: lambda s, _i: run_fast(s, c, home, cwd))(case)
     if args.only != "fast":
+
         def listen(side: Side, i: int) -> float:
             if side.prog == "mini":
                 cmd = [sys.executable, "-c", BARE_SERVER]
             else:
-                cmd = [*side.launch, "listen", "--port", "0", "--format", "json",
-                       "--db", str(tmp / f"{side.name}.sqlite3")]
+                cmd = [
+                    *side.launch,
+                    "listen",
+                    "--port",
+                    "0",
+                    "--format",
+                    "json",
+                    "--db",
+                    str(tmp / f"{side.name}.sqlite3"),
+                ]
             return time_listen(cmd, side.env(home), cwd)
 
         def simulate(side: Side, i: int) -> float:
@@ -411,7 +475,7 @@ def main() -> None:
             side.times[name], side.cpu[name] = [], []
     for i in range(args.pairs):
         # The side that goes first rotates, so neither always runs on a cooler machine.
-        order = sides[i % len(sides):] + sides[:i % len(sides)]
+        order = sides[i % len(sides) :] + sides[: i % len(sides)]
         for name, measure in measures.items():
             for side in order:
                 got = measure(side, i)
@@ -419,42 +483,57 @@ def main() -> None:
                 side.times[name].append(wall)
                 if cpu is not None:
                     side.cpu[name].append(cpu)
-        print(f"pair {i + 1}/{args.pairs}: " + ", ".join(
-            f"{name} " + "/".join(f"{s.times[name][-1]:.3f}" for s in sides)
-            for name in measures), file=sys.stderr)
+        print(
+            f"pair {i + 1}/{args.pairs}: "
+            + ", ".join(
+                f"{name} " + "/".join(f"{s.times[name][-1]:.3f}" for s in sides)
+                for name in measures
+            ),
+            file=sys.stderr,
+        )
 
     base = sides[0]
     fast = {c.name for c in FAST_CASES}
     result: dict[str, object] = {
-        "python": sys.version.split()[0], "launcher": args.launcher, "pairs": args.pairs,
-        "target_ratio": TARGET, "sides": [s.name for s in sides],
+        "python": sys.version.split()[0],
+        "launcher": args.launcher,
+        "pairs": args.pairs,
+        "target_ratio": TARGET,
+        "sides": [s.name for s in sides],
         "baseline_note": "fast paths: a two-command Typer app; listen: a bare aiohttp server "
-                         "bound to 127.0.0.1:0; simulate: a bare aiohttp client posting once",
+        "bound to 127.0.0.1:0; simulate: a bare aiohttp client posting once",
     }
     cases: dict[str, dict[str, object]] = {}
     for name in measures:
-        cases[name] = {s.name: summarize(base.times[name], s.times[name],
-                                         TARGET if name in fast else None)
-                       for s in sides[1:]}
+        cases[name] = {
+            s.name: summarize(base.times[name], s.times[name], TARGET if name in fast else None)
+            for s in sides[1:]
+        }
         if base.cpu[name]:  # CPU time: less sensitive than wall time to a busy machine
-            cases[name]["cpu"] = {s.name: summarize(base.cpu[name], s.cpu[name], None)
-                                  for s in sides[1:]}
+            cases[name]["cpu"] = {
+                s.name: summarize(base.cpu[name], s.cpu[name], None) for s in sides[1:]
+            }
         if args.imports and name in fast:
             case = next(c for c in FAST_CASES if c.name == name)
             cases[name]["imports"] = {s.name: heavy_imports(s, case, home, cwd) for s in sides}
     result["cases"] = cases
 
     # The table, for people; the JSON on stdout, for the record.
-    print(f"\n{'case':36} {'side':14} {'baseline':>9} {'ipsms':>9} {'ratio':>6} "
-          f"{'pair-ratio':>10}  verdict", file=sys.stderr)
+    print(
+        f"\n{'case':36} {'side':14} {'baseline':>9} {'ipsms':>9} {'ratio':>6} "
+        f"{'pair-ratio':>10}  verdict",
+        file=sys.stderr,
+    )
     for name, per_side in cases.items():
         rows = [(n, s) for n, s in per_side.items() if n not in ("imports", "cpu")]
         rows += [(f"{n} (CPU)", s) for n, s in per_side.get("cpu", {}).items()]
         for side_name, s in rows:
             verdict = "" if "pass" not in s else ("PASS" if s["pass"] else f"FAIL (>{TARGET}x)")
-            print(f"{name:36} {side_name:14} {s['baseline_median_s']:9.3f} {s['median_s']:9.3f} "
-                  f"{s['ratio']:6.2f} {s['median_of_pair_ratios']:10.2f}  {verdict}",
-                  file=sys.stderr)
+            print(
+                f"{name:36} {side_name:14} {s['baseline_median_s']:9.3f} {s['median_s']:9.3f} "
+                f"{s['ratio']:6.2f} {s['median_of_pair_ratios']:10.2f}  {verdict}",
+                file=sys.stderr,
+            )
     print(json.dumps(result, indent=2))
     clock.server.shutdown()
     subprocess.run(["rm", "-rf", str(tmp)], check=False)

@@ -69,8 +69,7 @@ def main() -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", port))
     sock.listen(128)  # accept connections from the moment the URL is printed
-    print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/", file=sys.stderr,
-          flush=True)
+    print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}/", file=sys.stderr, flush=True)
     web.run_app(build(variant, db), sock=sock, print=None, access_log=None)
 
 

@@ -10,11 +10,16 @@ shape).
 Not part of bench/run.py; measure it next to the others, in the same rounds, with
 `bench/bench_listen.py --extra bench/same_work_process_writer.py`.
 """
+
 import asyncio, hashlib, hmac, json, marshal, os, sqlite3, struct, subprocess, sys, time
 from aiohttp import web
 
 SECRET = "bench-secret"
-DB = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.environ.get("TMPDIR", "/tmp"), "proto.sqlite3")
+DB = (
+    sys.argv[2]
+    if len(sys.argv) > 2
+    else os.path.join(os.environ.get("TMPDIR", "/tmp"), "proto.sqlite3")
+)
 enc = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 key = SECRET.encode()
 L = struct.Struct("!I")
@@ -42,9 +47,12 @@ while data := os.read(0, 1 << 20):
 class Writer:
     def __init__(self, path):
         self.loop = asyncio.get_running_loop()
-        self.p = subprocess.Popen([sys.executable, "-c", CHILD, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.p = subprocess.Popen(
+            [sys.executable, "-c", CHILD, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         self.w, self.r = self.p.stdin.fileno(), self.p.stdout.fileno()
-        os.set_blocking(self.w, False); os.set_blocking(self.r, False)
+        os.set_blocking(self.w, False)
+        os.set_blocking(self.r, False)
         self.rows, self.futs, self.buf = [], [], bytearray()
         self.loop.add_reader(self.r, self.acked)
 
@@ -52,17 +60,20 @@ class Writer:
         fut = self.loop.create_future()
         if not self.rows:
             self.loop.call_soon(self.flush)
-        self.rows.append(row); self.futs.append(fut)
+        self.rows.append(row)
+        self.futs.append(fut)
         return fut
 
     def flush(self):
-        data = marshal.dumps(self.rows); self.rows = []
+        data = marshal.dumps(self.rows)
+        self.rows = []
         os.write(self.w, L.pack(len(data)) + data)  # a benchmark: the pipe never fills here
 
     def acked(self):
         self.buf += os.read(self.r, 65536)
         while len(self.buf) >= 4:
-            n = L.unpack_from(self.buf)[0]; del self.buf[:4]
+            n = L.unpack_from(self.buf)[0]
+            del self.buf[:4]
             done, self.futs = self.futs[:n], self.futs[n:]
             for f in done:
                 if not f.done():
@@ -71,8 +82,12 @@ class Writer:
 
 out = open(os.devnull, "w")
 pending = []
+
+
 def flush():
-    out.write("".join(pending)); pending.clear()
+    out.write("".join(pending))
+    pending.clear()
+
 
 async def handle(request):
     raw = await request.read()
@@ -83,21 +98,56 @@ async def handle(request):
         mac = hmac.new(key, (d["refid"] + d["message"]).encode(), hashlib.sha256).hexdigest()
         ok = hmac.compare_digest(sig, mac)
     headers = enc(dict(request.headers))
-    row = (time.time(), request.raw_path, headers, request.content_type, raw, 200, d["refid"], d["from"], d["to"], d["message"], "valid" if ok else "invalid")
+    row = (
+        time.time(),
+        request.raw_path,
+        headers,
+        request.content_type,
+        raw,
+        200,
+        d["refid"],
+        d["from"],
+        d["to"],
+        d["message"],
+        "valid" if ok else "invalid",
+    )
     await W.submit(row)
-    line = enc({"type": "request", "refid": d["refid"], "from": d["from"], "to": d["to"], "message": d["message"], "verdict": "valid" if ok else "invalid", "status": 200}) + "\n"
-    if not pending: asyncio.get_running_loop().call_soon(flush)
+    line = (
+        enc(
+            {
+                "type": "request",
+                "refid": d["refid"],
+                "from": d["from"],
+                "to": d["to"],
+                "message": d["message"],
+                "verdict": "valid" if ok else "invalid",
+                "status": 200,
+            }
+        )
+        + "\n"
+    )
+    if not pending:
+        asyncio.get_running_loop().call_soon(flush)
     pending.append(line)
-    return web.Response(body=enc({"status": "received", "refid": d["refid"]}).encode(), content_type="application/json")
+    return web.Response(
+        body=enc({"status": "received", "refid": d["refid"]}).encode(),
+        content_type="application/json",
+    )
+
 
 async def main():
     global W
     W = Writer(DB)
-    app = web.Application(); app.router.add_route("*", "/{t:.*}", handle)
-    r = web.AppRunner(app, access_log=None); await r.setup()
-    site = web.TCPSite(r, "127.0.0.1", int(sys.argv[1])); await site.start()
+    app = web.Application()
+    app.router.add_route("*", "/{t:.*}", handle)
+    r = web.AppRunner(app, access_log=None)
+    await r.setup()
+    site = web.TCPSite(r, "127.0.0.1", int(sys.argv[1]))
+    await site.start()
     port = site._server.sockets[0].getsockname()[1]
     print("ready", flush=True)
     print(f"listening on http://127.0.0.1:{port}/", file=sys.stderr, flush=True)
     await asyncio.Event().wait()
+
+
 asyncio.run(main())

@@ -45,20 +45,60 @@ PROFILE_RULE = "letters, digits, '_', '-', '.'; at most 64, starting with a lett
 
 # Every key the file can hold: each option that reads an environment variable, plus the
 # tunnel and forwarding options (a test keeps this equal to the commands' options).
-KEYS: frozenset[str] = frozenset({
-    "host", "port", "secret", "signature_mode", "hmac", "db", "format", "max_body",
-    "read_timeout", "max_connections", "forward_to", "forward_timeout", "basic_auth",
-    "ngrok_authtoken", "ngrok_path", "ngrok_region", "ngrok_domain", "tunnel_timeout",
-    "public_url", "region", "api_base", "auth_url", "auth_scheme", "token", "username",
-    "password", "api_timeout", "max_attempts", "timeout", "retry_delays", "to", "inspect",
-})
+KEYS: frozenset[str] = frozenset(
+    {
+        "host",
+        "port",
+        "secret",
+        "signature_mode",
+        "hmac",
+        "db",
+        "format",
+        "max_body",
+        "read_timeout",
+        "max_connections",
+        "forward_to",
+        "forward_timeout",
+        "basic_auth",
+        "ngrok_authtoken",
+        "ngrok_path",
+        "ngrok_region",
+        "ngrok_domain",
+        "tunnel_timeout",
+        "public_url",
+        "region",
+        "api_base",
+        "auth_url",
+        "auth_scheme",
+        "token",
+        "username",
+        "password",
+        "api_timeout",
+        "max_attempts",
+        "timeout",
+        "retry_delays",
+        "to",
+        "inspect",
+    }
+)
 # Options without an environment variable that are still settings (not one-off actions).
-EXTRA_SETTINGS: frozenset[str] = frozenset({
-    "forward_timeout", "ngrok_region", "ngrok_domain", "tunnel_timeout",
-})
-SECRET_KEYS: frozenset[str] = frozenset({
-    "secret", "ngrok_authtoken", "token", "password", "basic_auth",
-})
+EXTRA_SETTINGS: frozenset[str] = frozenset(
+    {
+        "forward_timeout",
+        "ngrok_region",
+        "ngrok_domain",
+        "tunnel_timeout",
+    }
+)
+SECRET_KEYS: frozenset[str] = frozenset(
+    {
+        "secret",
+        "ngrok_authtoken",
+        "token",
+        "password",
+        "basic_auth",
+    }
+)
 
 
 class ConfigError(UsageError):
@@ -130,8 +170,14 @@ class ConfigFile:
                 break
             for key, value in node.items():
                 if not isinstance(value, dict):
-                    found[key] = Setting(key, value, profile, command[:depth], self.path,
-                                         self.line_of(profile, command[:depth], key))
+                    found[key] = Setting(
+                        key,
+                        value,
+                        profile,
+                        command[:depth],
+                        self.path,
+                        self.line_of(profile, command[:depth], key),
+                    )
         return found
 
     def line_of(self, profile: str, table: tuple[str, ...], key: str) -> int | None:
@@ -156,8 +202,10 @@ def key_line(text: str, table: tuple[str, ...], key: str) -> int | None:
 
 
 _HEADER_RE = re.compile(r"^\[\s*([^\[\]]+?)\s*\](?:\s*#.*)?$")
-_KEY_RE = re.compile(r"^((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
-                     r"(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=")
+_KEY_RE = re.compile(
+    r"^((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')"
+    r"(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*="
+)
 
 
 def _split_dotted(text: str) -> tuple[str, ...]:
@@ -166,8 +214,9 @@ def _split_dotted(text: str) -> tuple[str, ...]:
 
 
 def _any_secret(table: Mapping[str, Any]) -> bool:
-    return any(_any_secret(v) if isinstance(v, dict) else k in SECRET_KEYS
-               for k, v in table.items())
+    return any(
+        _any_secret(v) if isinstance(v, dict) else k in SECRET_KEYS for k, v in table.items()
+    )
 
 
 def load(path: Path | None = None, commands: Mapping[str, Any] | None = None) -> ConfigFile:
@@ -183,18 +232,23 @@ def load(path: Path | None = None, commands: Mapping[str, Any] | None = None) ->
     except (FileNotFoundError, NotADirectoryError):  # a bad IPSMS_HOME is reported later
         return config
     except IsADirectoryError:
-        raise StateError(f"the settings file {path} is a directory",
-                         hint=f"remove it or point {CONFIG_ENV} at a file") from None
+        raise StateError(
+            f"the settings file {path} is a directory",
+            hint=f"remove it or point {CONFIG_ENV} at a file",
+        ) from None
     except OSError as exc:
-        raise StateError(f"cannot read the settings file {path}: {exc.strerror or exc}",
-                         hint=f"fix its permissions or point {CONFIG_ENV} elsewhere") from None
+        raise StateError(
+            f"cannot read the settings file {path}: {exc.strerror or exc}",
+            hint=f"fix its permissions or point {CONFIG_ENV} elsewhere",
+        ) from None
     if len(data) > MAX_BYTES:
-        raise ConfigError(f"the settings file {path} is larger than 1 MiB",
-                          hint="is it the right file?")
+        raise ConfigError(
+            f"the settings file {path} is larger than 1 MiB", hint="is it the right file?"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: the settings file is not UTF-8 text") from None
     import tomllib
 
@@ -206,7 +260,7 @@ def load(path: Path | None = None, commands: Mapping[str, Any] | None = None) ->
         m = re.search(r"\s*\(at line (\d+), column (\d+)\)$", detail)
         at = f"{path}:{m.group(1)}:{m.group(2)}" if m else str(path)
         if m:
-            detail = detail[:m.start()]
+            detail = detail[: m.start()]
         elif "end of document" in detail:
             at = f"{path}:{text.count(chr(10)) + 1}"
         raise ConfigError(f"{at}: not valid TOML: {detail[:1].lower()}{detail[1:]}") from None
@@ -215,8 +269,9 @@ def load(path: Path | None = None, commands: Mapping[str, Any] | None = None) ->
     return config
 
 
-def _check(config: ConfigFile, document: dict[str, Any],
-           commands: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def _check(
+    config: ConfigFile, document: dict[str, Any], commands: Mapping[str, Any]
+) -> dict[str, dict[str, Any]]:
     for key in document:
         if key != "profiles":
             raise _unknown(config, (), key, ["profiles"], "a top-level key")
@@ -226,17 +281,24 @@ def _check(config: ConfigFile, document: dict[str, Any],
     for name, table in profiles.items():
         if not PROFILE_RE.fullmatch(name):
             line = _header_line(config, ("profiles", name))
-            raise ConfigError(f"{_at(config.path, line)}: profile name {name!r} is not allowed",
-                              hint=PROFILE_RULE)
+            raise ConfigError(
+                f"{_at(config.path, line)}: profile name {name!r} is not allowed", hint=PROFILE_RULE
+            )
         if not isinstance(table, dict):
-            raise ConfigError(f"{config.path}: profiles.{name} must be a table "
-                              f"([profiles.{name}]), not a value")
+            raise ConfigError(
+                f"{config.path}: profiles.{name} must be a table ([profiles.{name}]), not a value"
+            )
         _check_table(config, name, (), table, commands)
     return profiles
 
 
-def _check_table(config: ConfigFile, profile: str, table: tuple[str, ...],
-                 values: dict[str, Any], commands: Mapping[str, Any]) -> None:
+def _check_table(
+    config: ConfigFile,
+    profile: str,
+    table: tuple[str, ...],
+    values: dict[str, Any],
+    commands: Mapping[str, Any],
+) -> None:
     for key, value in values.items():
         if isinstance(value, dict):
             if key in commands:
@@ -244,18 +306,21 @@ def _check_table(config: ConfigFile, profile: str, table: tuple[str, ...],
                 continue
             if key in KEYS:
                 raise _wrong_type(config, profile, table, key, "a value, not a table")
-            raise _unknown(config, ("profiles", profile, *table), key,
-                           sorted(set(commands)), "a command")
+            raise _unknown(
+                config, ("profiles", profile, *table), key, sorted(set(commands)), "a command"
+            )
         if key not in KEYS:
-            raise _unknown(config, ("profiles", profile, *table), key,
-                           sorted(KEYS | set(commands)), "a key")
+            raise _unknown(
+                config, ("profiles", profile, *table), key, sorted(KEYS | set(commands)), "a key"
+            )
         if isinstance(value, list):
             raise _wrong_type(config, profile, table, key, "one value, not a list")
         if isinstance(value, float) and not math.isfinite(value):
             raise _wrong_type(config, profile, table, key, "a finite number")
         if not isinstance(value, str | int | float | bool):
-            raise _wrong_type(config, profile, table, key,
-                              "a string, number or true/false, not a date or time")
+            raise _wrong_type(
+                config, profile, table, key, "a string, number or true/false, not a date or time"
+            )
 
 
 def _at(path: Path, line: int | None) -> str:
@@ -265,25 +330,30 @@ def _at(path: Path, line: int | None) -> str:
 def _header_line(config: ConfigFile, table: tuple[str, ...]) -> int | None:
     for number, raw in enumerate(config.text.splitlines(), 1):
         header = _HEADER_RE.match(raw.strip())
-        if header and _split_dotted(header.group(1))[:len(table)] == table:
+        if header and _split_dotted(header.group(1))[: len(table)] == table:
             return number
     return None
 
 
-def _wrong_type(config: ConfigFile, profile: str, table: tuple[str, ...], key: str,
-                wanted: str) -> ConfigError:
+def _wrong_type(
+    config: ConfigFile, profile: str, table: tuple[str, ...], key: str, wanted: str
+) -> ConfigError:
     line = config.line_of(profile, table, key) or _header_line(
-        config, ("profiles", profile, *table, key))
+        config, ("profiles", profile, *table, key)
+    )
     dotted = ".".join(("profiles", profile, *table, key))
     return ConfigError(f"{_at(config.path, line)}: {dotted} must be {wanted}")
 
 
-def _unknown(config: ConfigFile, table: tuple[str, ...], key: str, known: list[str],
-             what: str) -> ConfigError:
+def _unknown(
+    config: ConfigFile, table: tuple[str, ...], key: str, known: list[str], what: str
+) -> ConfigError:
     line = key_line(config.text, table, key) or _header_line(config, (*table, key))
-    return ConfigError(f"{_at(config.path, line)}: unknown key {'.'.join((*table, key))!r}"
-                       f"{did_you_mean(key, known)}",
-                       hint=f"expected {what}; known: {', '.join(known)}")
+    return ConfigError(
+        f"{_at(config.path, line)}: unknown key {'.'.join((*table, key))!r}"
+        f"{did_you_mean(key, known)}",
+        hint=f"expected {what}; known: {', '.join(known)}",
+    )
 
 
 def did_you_mean(word: str, known: list[str] | frozenset[str]) -> str:
@@ -323,8 +393,9 @@ def _read_document(path: Path) -> Any:
     try:
         return tomlkit.parse(text)
     except Exception as exc:  # tomlkit's ParseError names the line and column
-        raise ConfigError(f"{path}: not valid TOML: {exc}",
-                          hint="fix it in an editor first") from None
+        raise ConfigError(
+            f"{path}: not valid TOML: {exc}", hint="fix it in an editor first"
+        ) from None
 
 
 def set_value(path: Path, profile: str, table: tuple[str, ...], key: str, value: Any) -> None:
@@ -339,8 +410,9 @@ def set_value(path: Path, profile: str, table: tuple[str, ...], key: str, value:
             node[name] = tomlkit.table(is_super_table=name == "profiles")
         node = node[name]
         if not isinstance(node, dict):
-            raise ConfigError(f"{path}: {name} is a value, not a table",
-                              hint="fix it in an editor first")
+            raise ConfigError(
+                f"{path}: {name} is a value, not a table", hint="fix it in an editor first"
+            )
     node[key] = value
     _write(path, tomlkit.dumps(document))
 
@@ -395,5 +467,7 @@ def _write(path: Path, text: str) -> None:
                 os.unlink(temp)
             raise
     except OSError as exc:
-        raise StateError(f"cannot write the settings file {path}: {exc.strerror or exc}",
-                         hint=f"fix the permissions or point {CONFIG_ENV} elsewhere") from None
+        raise StateError(
+            f"cannot write the settings file {path}: {exc.strerror or exc}",
+            hint=f"fix the permissions or point {CONFIG_ENV} elsewhere",
+        ) from None

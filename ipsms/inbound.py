@@ -105,8 +105,9 @@ def parse_message(raw: bytes, content_type: str | None) -> InboundMessage:
         # ``LONE_SURROGATE``); any other invalid byte is not a message.
         text = raw.decode("utf-8", "surrogatepass")
     except UnicodeDecodeError as exc:
-        raise BodyError(400, "invalid_encoding", f"body is not valid UTF-8: {exc.reason} "
-                        f"at byte {exc.start}") from None
+        raise BodyError(
+            400, "invalid_encoding", f"body is not valid UTF-8: {exc.reason} at byte {exc.start}"
+        ) from None
     if kind == "json":
         data, kept_numbers, duplicates = _parse_json(text)
         # Only a \u escape or a non-ASCII byte can carry a lone surrogate.
@@ -126,9 +127,12 @@ def content_coding_problem(values: list[str]) -> BodyError | None:
     if not codings:
         return None
     shown = ", ".join(codings)
-    return BodyError(415, "unsupported_content_encoding",
-                     f"Content-Encoding {shown[:100]!r} is not accepted: send the body "
-                     "uncompressed (no Content-Encoding, or identity)")
+    return BodyError(
+        415,
+        "unsupported_content_encoding",
+        f"Content-Encoding {shown[:100]!r} is not accepted: send the body "
+        "uncompressed (no Content-Encoding, or identity)",
+    )
 
 
 class _Unrepresentable(ValueError):
@@ -169,8 +173,9 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 # Built once (hot path); the C scanner still parses strings and integers.
-_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant,
-                            object_pairs_hook=_object)
+_DECODER = json.JSONDecoder(
+    parse_float=_finite_float, parse_constant=_no_constant, object_pairs_hook=_object
+)
 
 
 class NumberText(str):
@@ -187,9 +192,11 @@ def _parse_json(text: str) -> tuple[dict[str, Any], bool, list[Duplicate]]:
     try:
         data = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
-        raise BodyError(400, "invalid_json",
-                        f"body is not valid JSON: {exc.msg} at line {exc.lineno} "
-                        f"column {exc.colno}") from None
+        raise BodyError(
+            400,
+            "invalid_json",
+            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        ) from None
     except RecursionError:
         raise BodyError(400, "invalid_json", "body is JSON nested too deeply to read") from None
     except ValueError:  # NaN, Infinity, 1e400, or an integer past Python's 4300-digit limit
@@ -200,8 +207,9 @@ def _parse_json(text: str) -> tuple[dict[str, Any], bool, list[Duplicate]]:
     finally:
         repeated, _SEEN.repeated = _SEEN.repeated, None  # the body's objects are not kept
     if not isinstance(data, dict):
-        raise BodyError(400, "not_an_object",
-                        f"body is JSON {type(data).__name__}, expected an object")
+        raise BodyError(
+            400, "not_an_object", f"body is JSON {type(data).__name__}, expected an object"
+        )
     return data, kept, _json_duplicates(data, repeated) if repeated else []
 
 
@@ -219,8 +227,12 @@ def _parse_json_keeping_numbers(text: str) -> Any:
         value = float(token)
         return NumberText(token) if math.isinf(value) else value
 
-    decoder = json.JSONDecoder(parse_int=keep_int, parse_float=keep_float,
-                               parse_constant=NumberText, object_pairs_hook=_object)
+    decoder = json.JSONDecoder(
+        parse_int=keep_int,
+        parse_float=keep_float,
+        parse_constant=NumberText,
+        object_pairs_hook=_object,
+    )
     try:
         return decoder.decode(text)
     except RecursionError:
@@ -233,13 +245,14 @@ def _repeats(pairs: list[tuple[str, Any]]) -> dict[str, tuple[int, bool]]:
     values: dict[str, list[Any]] = {}
     for key, value in pairs:
         values.setdefault(key, []).append(value)
-    return {key: (len(vs), any(v != vs[0] for v in vs[1:]))
-            for key, vs in values.items() if len(vs) > 1}
+    return {
+        key: (len(vs), any(v != vs[0] for v in vs[1:])) for key, vs in values.items() if len(vs) > 1
+    }
 
 
-def _json_duplicates(data: dict[str, Any],
-                     repeated: list[tuple[dict[str, Any], list[tuple[str, Any]]]]
-                     ) -> list[Duplicate]:
+def _json_duplicates(
+    data: dict[str, Any], repeated: list[tuple[dict[str, Any], list[tuple[str, Any]]]]
+) -> list[Duplicate]:
     """The repeated keys of the body's objects, named by their place (``message``,
     ``media.url``, ``items[].id``); the body's own fields first."""
     found = {id(obj): _repeats(pairs) for obj, pairs in repeated}
@@ -253,8 +266,11 @@ def _json_duplicates(data: dict[str, Any],
         if isinstance(value, dict):
             for key, (count, differ) in found.pop(id(value), {}).items():
                 duplicates.append(Duplicate(_name(path, key), count, differ))
-            queue.extend((_name(path, key), item) for key, item in value.items()
-                         if isinstance(item, dict | list))
+            queue.extend(
+                (_name(path, key), item)
+                for key, item in value.items()
+                if isinstance(item, dict | list)
+            )
         else:
             queue.extend((f"{path}[]", item) for item in value if isinstance(item, dict | list))
     return duplicates
@@ -264,35 +280,48 @@ def _parse_form(text: str) -> tuple[dict[str, Any], list[Duplicate]]:
     if not text.strip():
         raise BodyError(400, "empty_body", "body is empty: expected form fields")
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False,
-                          errors="surrogatepass", max_num_fields=MAX_FORM_FIELDS)
+        pairs = parse_qsl(
+            text,
+            keep_blank_values=True,
+            strict_parsing=False,
+            errors="surrogatepass",
+            max_num_fields=MAX_FORM_FIELDS,
+        )
     except (ValueError, UnicodeDecodeError) as exc:
         if "Max number of fields" in str(exc):
-            raise BodyError(400, "invalid_form", f"body has more than {MAX_FORM_FIELDS} form "
-                            "fields: an IntelePeer message has five") from None
+            raise BodyError(
+                400,
+                "invalid_form",
+                f"body has more than {MAX_FORM_FIELDS} form fields: an IntelePeer message has five",
+            ) from None
         raise BodyError(400, "invalid_form", f"body is not valid form encoding: {exc}") from None
     data: dict[str, Any] = {}
     for key, value in pairs:
         data.setdefault(key, value)  # the first value is read (see ``_duplicates_flag``)
     if len(data) == len(pairs):
         return data, []
-    return data, [Duplicate(key, count, differ)
-                  for key, (count, differ) in _repeats(pairs).items()]
+    return data, [Duplicate(key, count, differ) for key, (count, differ) in _repeats(pairs).items()]
 
 
 # Which of a repeated field's values ipsms reads, and which apps read another.
-_READ = {"form": ("first", "as Flask and Go do; Django, PHP and Rails read the last"),
-         "json": ("last", "as most JSON parsers do; some read the first or refuse the body")}
+_READ = {
+    "form": ("first", "as Flask and Go do; Django, PHP and Rails read the last"),
+    "json": ("last", "as most JSON parsers do; some read the first or refuse the body"),
+}
 
 
 def _duplicates_flag(duplicates: list[Duplicate], kind: str) -> tuple[Flag, str | None]:
     """The ``duplicate_fields`` flag, and the ambiguity of the signed fields for the verdict
     (None when every repeated signed field repeats one value)."""
     read, others = _READ[kind]
-    shown = [f"{d.name} ({d.count} values, {'differing' if d.differ else 'all the same'})"
-             for d in duplicates]
-    flag = Flag(DUPLICATE_FIELDS, f"sent more than once: {_some(shown)}; ipsms shows and "
-                f"checks the {read} value, {others}")
+    shown = [
+        f"{d.name} ({d.count} values, {'differing' if d.differ else 'all the same'})"
+        for d in duplicates
+    ]
+    flag = Flag(
+        DUPLICATE_FIELDS,
+        f"sent more than once: {_some(shown)}; ipsms shows and checks the {read} value, {others}",
+    )
     signed = [d for d in duplicates if d.differ and d.name in SIGNED_FIELDS]
     if not signed:
         return flag, None
@@ -300,18 +329,32 @@ def _duplicates_flag(duplicates: list[Duplicate], kind: str) -> tuple[Flag, str 
     return flag, (f"{names} sent with different values (ipsms checked the {read}, {others})")
 
 
-def _to_message(data: dict[str, Any], raw: bytes, content_type: str,
-                json_text: str | None, odd: bool, duplicates: list[Duplicate]
-                ) -> InboundMessage:
+def _to_message(
+    data: dict[str, Any],
+    raw: bytes,
+    content_type: str,
+    json_text: str | None,
+    odd: bool,
+    duplicates: list[Duplicate],
+) -> InboundMessage:
     get = data.get  # not a generator over REQUIRED_FIELDS: this runs once per request
     refid, from_, to, message, signature = (
-        get("refid"), get("from"), get("to"), get("message"), get("signature"))
+        get("refid"),
+        get("from"),
+        get("to"),
+        get("message"),
+        get("signature"),
+    )
     if not (type(refid) is type(from_) is type(to) is type(message) is str) or not (
-            signature is None or type(signature) is str):
+        signature is None or type(signature) is str
+    ):
         _reject_fields(data)
     flags = _flags(data, odd)
-    extra = {k: v for k, v in data.items() if k not in KNOWN_FIELDS} \
-        if len(data) > len(KNOWN_FIELDS) or "signature" not in data else {}
+    extra = (
+        {k: v for k, v in data.items() if k not in KNOWN_FIELDS}
+        if len(data) > len(KNOWN_FIELDS) or "signature" not in data
+        else {}
+    )
     if extra:
         names = sorted(extra)
         shown = ", ".join(name[:40] for name in names[:20])
@@ -319,8 +362,7 @@ def _to_message(data: dict[str, Any], raw: bytes, content_type: str,
         flags.append(Flag("extra_fields", f"unknown fields kept: {shown}{more}"))
     ambiguity = None
     if duplicates:
-        flag, ambiguity = _duplicates_flag(duplicates, "json" if json_text is not None else
-                                           "form")
+        flag, ambiguity = _duplicates_flag(duplicates, "json" if json_text is not None else "form")
         flags.append(flag)
     return InboundMessage(
         refid=data["refid"],
@@ -345,7 +387,8 @@ def _reject_fields(data: dict[str, Any]) -> None:
     wrong = [
         f"{name} is {_json_type(data[name])}"
         for name in (*REQUIRED_FIELDS, "signature")
-        if name in data and type(data[name]) is not str
+        if name in data
+        and type(data[name]) is not str
         and not (name == "signature" and data[name] is None)
     ]
     raise BodyError(400, "wrong_field_types", "fields must be strings: " + ", ".join(wrong))
@@ -355,7 +398,8 @@ def _json_type(value: Any) -> str:
     if isinstance(value, NumberText) or type(value) in (int, float):
         return "a number"
     return {dict: "an object", list: "an array", bool: "a boolean", type(None): "null"}.get(
-        type(value), type(value).__name__)
+        type(value), type(value).__name__
+    )
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -373,12 +417,17 @@ def _walk(data: dict[str, Any]) -> tuple[list[str], list[str]]:
         path, value = stack.pop()
         pairs = value.items() if isinstance(value, dict) else (("[]", v) for v in value)
         for key, item in pairs:
-            if (len(surrogates) <= 10 and not key.isascii() and isinstance(value, dict)
-                    and _SURROGATE.search(key)):
+            if (
+                len(surrogates) <= 10
+                and not key.isascii()
+                and isinstance(value, dict)
+                and _SURROGATE.search(key)
+            ):
                 surrogates.append(f"the name of {_name(path, key)}")
             if isinstance(item, NumberText):
-                numbers.append(f"{_name(path, key)}="
-                               f"{item if len(item) <= 20 else f'({len(item)} digits)'}")
+                numbers.append(
+                    f"{_name(path, key)}={item if len(item) <= 20 else f'({len(item)} digits)'}"
+                )
             elif isinstance(item, str):
                 if len(surrogates) <= 10 and not item.isascii() and _SURROGATE.search(item):
                     surrogates.append(_name(path, key))
@@ -403,22 +452,37 @@ def _flags(data: dict[str, Any], odd: bool) -> list[Flag]:
     flags: list[Flag] = []
     surrogates, numbers = _walk(data) if odd else ((), ())
     if surrogates:
-        flags.append(Flag(LONE_SURROGATE,
-                          f"lone UTF-16 surrogate in {_some(surrogates)} (a long SMS split "
-                          "between segments can cut a pair: the app must cope)"))
+        flags.append(
+            Flag(
+                LONE_SURROGATE,
+                f"lone UTF-16 surrogate in {_some(surrogates)} (a long SMS split "
+                "between segments can cut a pair: the app must cope)",
+            )
+        )
     if numbers:
-        flags.append(Flag("unrepresentable_number",
-                          "numbers kept as text (not representable in JSON/Python): "
-                          + _some(numbers)))
+        flags.append(
+            Flag(
+                "unrepresentable_number",
+                "numbers kept as text (not representable in JSON/Python): " + _some(numbers),
+            )
+        )
     refid = data["refid"]
     if len(refid) != REFID_LENGTH:
-        flags.append(Flag("refid_length",
-                          f"refid has {len(refid)} characters, IntelePeer sends {REFID_LENGTH}"))
+        flags.append(
+            Flag(
+                "refid_length",
+                f"refid has {len(refid)} characters, IntelePeer sends {REFID_LENGTH}",
+            )
+        )
     for name in ("from", "to"):
         value = data[name]
         if len(value) > 64:  # no number is this long; don't quote it whole in the flag
-            flags.append(Flag(f"{name}_format", f"{name}: {len(value)} characters is not a "
-                              "phone number or short code"))
+            flags.append(
+                Flag(
+                    f"{name}_format",
+                    f"{name}: {len(value)} characters is not a phone number or short code",
+                )
+            )
             continue
         problem = number_problem(value)
         if problem is not None:

@@ -31,8 +31,10 @@ def loop_factory(loop: str) -> tuple[str, Callable[[], asyncio.AbstractEventLoop
         import uvloop  # type: ignore[import-not-found, unused-ignore]  # the fast extra
     except ImportError:
         if loop == "uvloop":
-            raise UsageError(f"{setting('loop')} uvloop needs uvloop, which is not installed",
-                             hint=f"install it with: {FAST_INSTALL}") from None
+            raise UsageError(
+                f"{setting('loop')} uvloop needs uvloop, which is not installed",
+                hint=f"install it with: {FAST_INSTALL}",
+            ) from None
         return "asyncio", None
     return "uvloop", uvloop.new_event_loop
 

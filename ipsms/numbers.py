@@ -111,19 +111,27 @@ def _short_code_problem(value: str) -> str | None:
     country, code = value.split("-")
     form = "a short code {countrycode}-{code}"
     if len(code) == 7 and _AREA_CODE.match(country) and code[0] in "23456789":
-        return (f"{value!r} looks like a phone number written with a dash, not {form}; "
-                f"write it in E.164: +1{country}{code}")
+        return (
+            f"{value!r} looks like a phone number written with a dash, not {form}; "
+            f"write it in E.164: +1{country}{code}"
+        )
     if country not in COUNTRY_CODES:
         if len(country) == 3 and len(code) == 4 and country[0] in "23456789":
-            return (f"{value!r} looks like a 7-digit local phone number, not {form} "
-                    f"({country} is not a country code); write it in E.164 with its area "
-                    f"code: +1, the area code, then {country}{code}")
-        return (f"{value!r} is not {form}: {country} is not a country code "
-                "(short codes look like 1-12345)")
+            return (
+                f"{value!r} looks like a 7-digit local phone number, not {form} "
+                f"({country} is not a country code); write it in E.164 with its area "
+                f"code: +1, the area code, then {country}{code}"
+            )
+        return (
+            f"{value!r} is not {form}: {country} is not a country code "
+            "(short codes look like 1-12345)"
+        )
     if country == "1" and len(code) not in NANP_SHORT_CODE_DIGITS:
         looks = " (a local phone number without its area code?)" if len(code) == 7 else ""
-        return (f"{value!r} is not a North American short code{looks}: those have 5 or 6 "
-                "digits, e.g. 1-12345; write a phone number in E.164: +13038675309")
+        return (
+            f"{value!r} is not a North American short code{looks}: those have 5 or 6 "
+            "digits, e.g. 1-12345; write a phone number in E.164: +13038675309"
+        )
     return None
 
 

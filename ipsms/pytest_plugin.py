@@ -47,8 +47,9 @@ def ipsms_listener_config(ipsms_secret: str | None) -> dict[str, Any]:
 
 
 @pytest.fixture
-def ipsms_make_listener(tmp_path_factory: pytest.TempPathFactory
-                        ) -> Iterator[Callable[..., RunningListener]]:
+def ipsms_make_listener(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., RunningListener]]:
     """Start another listener: ``ipsms_make_listener(secret=..., faults=Faults(...))``.
     Each has its own store; all are stopped at the end of the test."""
     from ipsms.testing.listener import RunningListener, listen_config
@@ -56,8 +57,10 @@ def ipsms_make_listener(tmp_path_factory: pytest.TempPathFactory
     started: list[RunningListener] = []
 
     def make(config: ListenConfig | None = None, /, **options: Any) -> RunningListener:
-        listener = RunningListener(tmp_path_factory.mktemp("ipsms-listener") / "ipsms.db",
-                                   listen_config(config if config is not None else options))
+        listener = RunningListener(
+            tmp_path_factory.mktemp("ipsms-listener") / "ipsms.db",
+            listen_config(config if config is not None else options),
+        )
         started.append(listener)
         return listener
 
@@ -67,8 +70,9 @@ def ipsms_make_listener(tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture
-def ipsms_listener(ipsms_make_listener: Callable[..., RunningListener],
-                   ipsms_listener_config: dict[str, Any]) -> RunningListener:
+def ipsms_listener(
+    ipsms_make_listener: Callable[..., RunningListener], ipsms_listener_config: dict[str, Any]
+) -> RunningListener:
     """A listener on a free loopback port (``.url``), recording what it receives."""
     return ipsms_make_listener(**ipsms_listener_config)
 
@@ -115,15 +119,16 @@ class CheckResult:
         from ipsms.cli.options import flag
         from ipsms.errors import word_settings
 
-        lines = [f"ipsms check {self.card.url}: {len(self.failed)} failed, "
-                 f"{len(self.warnings)} warnings, {len(self.passed)} passed, "
-                 f"{len(self.skipped)} skipped"]
+        lines = [
+            f"ipsms check {self.card.url}: {len(self.failed)} failed, "
+            f"{len(self.warnings)} warnings, {len(self.passed)} passed, "
+            f"{len(self.skipped)} skipped"
+        ]
         for result in self.card.results:
             if result.verdict is Verdict.PASSED:
                 continue
             text = result.reason if result.verdict is Verdict.SKIPPED else result.did
-            lines.append(f"{result.verdict.value} {result.id}: "
-                         f"{word_settings(text or '', flag)}")
+            lines.append(f"{result.verdict.value} {result.id}: {word_settings(text or '', flag)}")
             if result.verdict is Verdict.SKIPPED:
                 continue
             lines += [f"    {evidence_text(e)}" for e in result.evidence if not e.ok][:5]
@@ -145,10 +150,18 @@ def ipsms_check(ipsms_secret: str | None) -> Callable[..., CheckResult]:
     ``only``, ``skip``, ``concurrency``, ``replies_via`` to change them). Then
     ``assert not result.failed, result.report``."""
 
-    def check(url: str, *, secret: str | bool | None = True, signature_mode: str = "plain",
-              hmac: str = "sha256", timeout: float = 10.0, only: tuple[str, ...] = (),
-              skip: tuple[str, ...] = (), concurrency: int = 20,
-              replies_via: str | None = None) -> CheckResult:
+    def check(
+        url: str,
+        *,
+        secret: str | bool | None = True,
+        signature_mode: str = "plain",
+        hmac: str = "sha256",
+        timeout: float = 10.0,
+        only: tuple[str, ...] = (),
+        skip: tuple[str, ...] = (),
+        concurrency: int = 20,
+        replies_via: str | None = None,
+    ) -> CheckResult:
         import asyncio
         import concurrent.futures
 
@@ -156,8 +169,17 @@ def ipsms_check(ipsms_secret: str | None) -> Callable[..., CheckResult]:
         from ipsms.signature import Mode, parse_variant
 
         chosen = ipsms_secret if secret is True else (secret or None)
-        settings = Settings(url, chosen, Mode(signature_mode), parse_variant(hmac), timeout,
-                            concurrency, replies_via, tuple(only), tuple(skip))
+        settings = Settings(
+            url,
+            chosen,
+            Mode(signature_mode),
+            parse_variant(hmac),
+            timeout,
+            concurrency,
+            replies_via,
+            tuple(only),
+            tuple(skip),
+        )
         try:
             asyncio.get_running_loop()
         except RuntimeError:

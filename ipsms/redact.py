@@ -9,10 +9,17 @@ from collections.abc import Iterable
 from functools import cache
 from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
-SENSITIVE_HEADERS = frozenset({
-    "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
-    "x-auth-token", "x-ipsms-token",
-})
+SENSITIVE_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-auth-token",
+        "x-ipsms-token",
+    }
+)
 MASK = "****"
 
 
@@ -21,8 +28,9 @@ MASK = "****"
 SECRET_IN_VALUE = 8
 
 
-def mask_headers(headers: Iterable[tuple[str, str]], secret: str | None = None,
-                 masked: str = MASK) -> list[tuple[str, str]]:
+def mask_headers(
+    headers: Iterable[tuple[str, str]], secret: str | None = None, masked: str = MASK
+) -> list[tuple[str, str]]:
     """Credentials masked; for ``Authorization: Basic xyz`` the scheme is kept. With
     ``secret``, a value that is the secret, or holds it, becomes ``masked`` too, whatever the
     header's name (an ``X-Signature`` holding the shared code)."""
@@ -31,8 +39,7 @@ def mask_headers(headers: Iterable[tuple[str, str]], secret: str | None = None,
         if name.lower() in SENSITIVE_HEADERS:
             scheme, _, rest = value.partition(" ")
             value = f"{scheme} {MASK}" if rest and name.lower().endswith("authorization") else MASK
-        elif secret and (value == secret or (len(secret) >= SECRET_IN_VALUE
-                                              and secret in value)):
+        elif secret and (value == secret or (len(secret) >= SECRET_IN_VALUE and secret in value)):
             value = masked
         out.append((name, value))
     return out
@@ -109,7 +116,8 @@ MAX_SEPARATORS = 4  # between two digits: ") - (" in "+1 ) - (303"
 _SEPARATOR_CHARS = (
     "./\\|_()[]{}+~\u00b7\u02d7\u2017\u2022\u2024\u2027\u2043\u2044\u207a\u207d\u207e\u208d"
     "\u208e\u2212\u2215\u2219\u223c\u22c5\u29f8\u3002\u30fb\u30fc\ufe62\uff08\uff09\uff0b\uff0e"
-    "\uff0f\uff3b\uff3c\uff3d\uff3f\uff5b\uff5c\uff5d\uff5e\uff61\uff65\uff70")
+    "\uff0f\uff3b\uff3c\uff3d\uff3f\uff5b\uff5c\uff5d\uff5e\uff61\uff65\uff70"
+)
 _PLUS_OR_PAREN = "+(\u207a\ufe62\uff08\uff0b"
 _BLANKS = frozenset((0x115F, 0x1160, 0x2800, 0x3164, 0xFFA0))  # letters and symbols that show
 _PLANES = (range(0x20000), range(0xE0000, 0xE1000))  # where digits, marks and controls are
@@ -123,8 +131,11 @@ def _char_class(codes: list[int]) -> str:
         if code == prev + 1:
             prev = code
             continue
-        parts.append(re.escape(chr(start)) if start == prev
-                     else f"{re.escape(chr(start))}-{re.escape(chr(prev))}")
+        parts.append(
+            re.escape(chr(start))
+            if start == prev
+            else f"{re.escape(chr(start))}-{re.escape(chr(prev))}"
+        )
         start = prev = code
     return "[" + "".join(parts) + "]"
 
@@ -144,8 +155,11 @@ def _phone_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
                 digits.append(code)
             elif ch.isspace():
                 continue  # runs of whitespace are one separator: ``\s++``
-            elif category in ("Mn", "Me", "Cf") or code in _BLANKS or (
-                    code >= 0xE0000 and category == "Cn"):
+            elif (
+                category in ("Mn", "Me", "Cf")
+                or code in _BLANKS
+                or (code >= 0xE0000 and category == "Cn")
+            ):
                 hidden.append(code)
             elif category in ("Pd", "Cc", "Cs") or ch in _SEPARATOR_CHARS:
                 separators.append(code)
@@ -174,16 +188,22 @@ def mask_in_text(text: str, secret: str, masked: str) -> str:
     """``text`` (a body) with the signature value replaced by ``masked``: the ``signature``
     field of a JSON object or form body however it is escaped, and then any other copy of
     ``secret`` raw, JSON-escaped or form-encoded."""
-    text = _JSON_SIGNATURE_RE.sub(lambda m: m.group(1) + json.dumps(masked, ensure_ascii=False),
-                                  text)
+    text = _JSON_SIGNATURE_RE.sub(
+        lambda m: m.group(1) + json.dumps(masked, ensure_ascii=False), text
+    )
     pieces = text.split("&")
     for i, piece in enumerate(pieces):
         key, eq, _ = piece.partition("=")
         if eq and unquote_plus(key) == "signature":
             pieces[i] = f"{key}={masked}"
     text = "&".join(pieces)
-    for form in {secret, json.dumps(secret, ensure_ascii=False)[1:-1],
-                 json.dumps(secret)[1:-1], quote_plus(secret), quote(secret, safe="")}:
+    for form in {
+        secret,
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        json.dumps(secret)[1:-1],
+        quote_plus(secret),
+        quote(secret, safe=""),
+    }:
         if form:
             text = text.replace(form, masked)
     return text

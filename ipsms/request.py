@@ -158,8 +158,9 @@ def line_body(doc: dict[str, Any]) -> bytes | None:
     return base64.b64decode(str(doc["body_base64"]), validate=True)
 
 
-def _body_forms(body: bytes, secret: str | None, masked: str | None
-                ) -> tuple[str | None, str | None]:
+def _body_forms(
+    body: bytes, secret: str | None, masked: str | None
+) -> tuple[str | None, str | None]:
     """``(text, None)`` for a UTF-8 body, ``(None, base64)`` otherwise; with ``secret`` its
     copies are replaced by ``masked`` in either form."""
     try:

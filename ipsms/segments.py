@@ -10,7 +10,8 @@ from dataclasses import dataclass
 # GSM 03.38's default alphabet (one septet each; ESC, 0x1B, introduces the extension table).
 GSM_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
 GSM_EXTENDED = frozenset("\f^{}\\[~]|€")  # two septets each: ESC and the character
 SINGLE = {"GSM-7": 160, "UCS-2": 70}
 CONCATENATED = {"GSM-7": 153, "UCS-2": 67}

@@ -53,10 +53,14 @@ class Variant:
 DEFAULT_VARIANT = Variant()
 NEAR_MISS_LIMIT = 64 * 1024  # characters of refid + message the mismatch explainer re-hashes
 # Default first, then every other combination: the order ``auto`` tries them in.
-ALL_VARIANTS = (DEFAULT_VARIANT, *(
-    v for v in (Variant(a, o, e) for a, o, e in product(ALGORITHMS, ORDERS, ENCODINGS))
-    if v != DEFAULT_VARIANT
-))
+ALL_VARIANTS = (
+    DEFAULT_VARIANT,
+    *(
+        v
+        for v in (Variant(a, o, e) for a, o, e in product(ALGORITHMS, ORDERS, ENCODINGS))
+        if v != DEFAULT_VARIANT
+    ),
+)
 
 
 def parse_variant(spec: str) -> Variant:
@@ -95,8 +99,13 @@ def compute_hmac(secret: str, refid: str, message: str, variant: Variant = DEFAU
     return base64.b64encode(digest).decode("ascii")
 
 
-def sign(secret: str, refid: str, message: str, mode: Mode = Mode.PLAIN,
-         variant: Variant = DEFAULT_VARIANT) -> str:
+def sign(
+    secret: str,
+    refid: str,
+    message: str,
+    mode: Mode = Mode.PLAIN,
+    variant: Variant = DEFAULT_VARIANT,
+) -> str:
     """The ``signature`` field IntelePeer would send. ``auto`` signs as ``plain``, the scheme
     the original documentation describes."""
     if mode is Mode.HMAC:
@@ -126,8 +135,9 @@ _WHITESPACE = "it matches once surrounding whitespace is removed"
 _UPPER_HEX = "if upper-case hex is allowed"
 _SECRET_CASE = "it matches the secret except for letter case"
 _OTHER_SCHEME = "or the matching mode"
-_DIFFERENT = ("either the secret differs from the sender's, or the refid or message changed "
-              "after signing")
+_DIFFERENT = (
+    "either the secret differs from the sender's, or the refid or message changed after signing"
+)
 _AMBIGUOUS = "so no signature can vouch for the values an app reads"
 
 
@@ -229,17 +239,18 @@ class Verifier:
     def candidates(self) -> tuple[str | Variant, ...]:
         return self._candidates
 
-    def verify(self, refid: str, message: str, signature: str | None,
-               ambiguity: str | None = None) -> Verification:
+    def verify(
+        self, refid: str, message: str, signature: str | None, ambiguity: str | None = None
+    ) -> Verification:
         """``ambiguity``: the body sent a signed field more than once with different values
         (``InboundMessage.ambiguity`` says which, and which value was read): invalid whatever
         the value checked gives, since the app behind may read another one."""
         if not self.secret:
             return Verification(Verdict.UNCHECKED)
         if ambiguity is not None:
-            return Verification(Verdict.INVALID,
-                                explanation=self._ambiguous(refid, message, signature,
-                                                            ambiguity))
+            return Verification(
+                Verdict.INVALID, explanation=self._ambiguous(refid, message, signature, ambiguity)
+            )
         if signature is None or signature == "":
             return Verification(
                 Verdict.MISSING,
@@ -248,20 +259,21 @@ class Verifier:
         matched = self.match(refid, message, signature)
         if matched is not None:
             return Verification(Verdict.VALID, matched)
-        return Verification(Verdict.INVALID,
-                            explanation=self.explain(refid, message, signature))
+        return Verification(Verdict.INVALID, explanation=self.explain(refid, message, signature))
 
-    def _ambiguous(self, refid: str, message: str, signature: str | None,
-                   ambiguity: str) -> str:
+    def _ambiguous(self, refid: str, message: str, signature: str | None, ambiguity: str) -> str:
         head = f"ambiguous body: {ambiguity}, {_AMBIGUOUS}"
         if not signature:
             return f"{head}; the value checked has no signature"
         matched = self.match(refid, message, signature)
         if matched is not None:
-            return (f"{head}; the value checked matches {matched}: a signed body may have had "
-                    "another value added")
+            return (
+                f"{head}; the value checked matches {matched}: a signed body may have had "
+                "another value added"
+            )
         return f"{head}; the value checked does not match either: " + self.explain(
-            refid, message, signature)
+            refid, message, signature
+        )
 
     def match(self, refid: str, message: str, signature: str) -> str | None:
         """The scheme ``signature`` matches (``'plain'`` or a variant name), or None."""
@@ -270,8 +282,10 @@ class Verifier:
             if cand == "plain":
                 if _eq(signature, self.secret):
                     return "plain"
-            elif isinstance(cand, Variant) and could_match(cand, signature) and _eq(
-                signature, compute_hmac(self.secret, refid, message, cand)
+            elif (
+                isinstance(cand, Variant)
+                and could_match(cand, signature)
+                and _eq(signature, compute_hmac(self.secret, refid, message, cand))
             ):
                 return cand.name
         return None
@@ -281,8 +295,10 @@ class Verifier:
         assert self.secret
         cands = self.candidates()
         if self.mode is Mode.AUTO:
-            tried = (f"plain and {len(cands) - 1} HMAC variants ({'/'.join(ALGORITHMS)}, "
-                     f"{' or '.join(ORDERS)}, {' or '.join(ENCODINGS)})")
+            tried = (
+                f"plain and {len(cands) - 1} HMAC variants ({'/'.join(ALGORITHMS)}, "
+                f"{' or '.join(ORDERS)}, {' or '.join(ENCODINGS)})"
+            )
         else:
             tried = ", ".join(c if isinstance(c, str) else c.name for c in cands)
         parts = [
@@ -293,18 +309,17 @@ class Verifier:
         if len(refid) + len(message) > NEAR_MISS_LIMIT:
             # Each near-miss check is another HMAC over the whole message: bounded, so a large
             # body with a wrong signature costs about what a right one does.
-            parts.append(f"near-miss checks skipped for a message of {len(message)} "
-                         "characters")
+            parts.append(f"near-miss checks skipped for a message of {len(message)} characters")
             return "; ".join(parts)
         near = _near_miss(self.secret, refid, message, signature)
         if near:
             parts.append(near)
         elif self.mode is not Mode.AUTO:
-            other = Verifier(self.secret, Mode.AUTO, self.variant).match(refid, message,
-                                                                        signature)
+            other = Verifier(self.secret, Mode.AUTO, self.variant).match(refid, message, signature)
             if other is not None:
-                parts.append(f"it matches {other}: use {setting('signature_mode')} auto "
-                             + _OTHER_SCHEME)
+                parts.append(
+                    f"it matches {other}: use {setting('signature_mode')} auto " + _OTHER_SCHEME
+                )
         if not near and len(parts) == 2:
             parts.append(_DIFFERENT)
         return "; ".join(parts)
@@ -328,8 +343,10 @@ def _near_miss(secret: str, refid: str, message: str, signature: str) -> str | N
         return _WHITESPACE
     if stripped.lower() != stripped:
         for variant in ALL_VARIANTS:
-            if variant.encoding == "hex" and could_match(variant, stripped) and _eq(
-                stripped.lower(), compute_hmac(secret, refid, message, variant)
+            if (
+                variant.encoding == "hex"
+                and could_match(variant, stripped)
+                and _eq(stripped.lower(), compute_hmac(secret, refid, message, variant))
             ):
                 return f"it matches {variant.name} {_UPPER_HEX}"
     # Equal outright is not a case slip: it is the plain secret sent to an HMAC check.

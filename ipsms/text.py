@@ -43,25 +43,55 @@ from ipsms.errors import UsageError
 # and the blanks U+2800 and U+16FE4. tests/test_text_safety.py checks this list against
 # ``unicodedata`` so a new Unicode version cannot slip a format control past it.
 _RANGES = (
-    (0x00, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x34F, 0x34F), (0x600, 0x605), (0x61C, 0x61C),
-    (0x6DD, 0x6DD), (0x70F, 0x70F), (0x890, 0x891), (0x8E2, 0x8E2), (0x115F, 0x1160),
-    (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x206F),
-    (0x2800, 0x2800), (0x3164, 0x3164), (0xD800, 0xDFFF), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
-    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD),
-    (0x13430, 0x1343F), (0x16FE4, 0x16FE4), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+    (0x00, 0x1F),
+    (0x7F, 0x9F),
+    (0xAD, 0xAD),
+    (0x34F, 0x34F),
+    (0x600, 0x605),
+    (0x61C, 0x61C),
+    (0x6DD, 0x6DD),
+    (0x70F, 0x70F),
+    (0x890, 0x891),
+    (0x8E2, 0x8E2),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x2028, 0x202E),
+    (0x2060, 0x206F),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xD800, 0xDFFF),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x16FE4, 0x16FE4),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
     (0xE0000, 0xE0FFF),
 )
-_UNSAFE = re.compile("[" + "".join(
-    re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
-    for a, b in _RANGES) + "]")
+_UNSAFE = re.compile(
+    "["
+    + "".join(
+        re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+        for a, b in _RANGES
+    )
+    + "]"
+)
 ZWJ = 0x200D
 PRESENTATION = (0xFE0E, 0xFE0F)  # VS15 (text) and VS16 (emoji): kept after an emoji base
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
 
 # The parts an emoji ZWJ sequence joins: pictographs, skin tones and VS16 (U+FE0F).
-_EMOJI = ("[\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u2199\u21a9\u21aa\u231a-\u23ff"
-          "\u24c2\u25aa-\u27bf\u2934\u2935\u2b05-\u2b55\u3030\u303d\u3297\u3299\ufe0f"
-          "\U0001f000-\U0001faff]")
+_EMOJI = (
+    "[\u00a9\u00ae\u203c\u2049\u2122\u2139\u2194-\u2199\u21a9\u21aa\u231a-\u23ff"
+    "\u24c2\u25aa-\u27bf\u2934\u2935\u2b05-\u2b55\u3030\u303d\u3297\u3299\ufe0f"
+    "\U0001f000-\U0001faff]"
+)
 _LONE_ZWJ = re.compile(f"(?<!{_EMOJI})\u200d|\u200d(?!{_EMOJI})")
 # A presentation selector that follows no character with an emoji form (keycap bases
 # included), or follows an escape this module wrote (``\\u0001`` ends in a digit), or another
@@ -77,8 +107,7 @@ CAREFUL_LIMIT = 4096
 
 
 def _code_points() -> list[int]:
-    return [c for a, b in _RANGES for c in range(a, b + 1)
-            if c != ZWJ and c not in PRESENTATION]
+    return [c for a, b in _RANGES for c in range(a, b + 1) if c != ZWJ and c not in PRESENTATION]
 
 
 def _emoji_parts(text: str) -> str:
@@ -95,8 +124,7 @@ def _display_table() -> dict[int, str]:
     table = {}
     for code in _code_points():
         ch = chr(code)
-        table[code] = _NAMED.get(ch) or (f"\\u{code:04x}" if code <= 0xFFFF
-                                         else f"\\U{code:08x}")
+        table[code] = _NAMED.get(ch) or (f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
     return table
 
 
@@ -129,12 +157,12 @@ _PARTIAL_ESCAPE = re.compile(r"\\(?:u[0-9a-f]{0,3}|U[0-9a-f]{0,7})?$")
 def one_line(text: str, width: int) -> str:
     """``printable(text)`` in at most ``width`` characters, ``…`` where it was cut; only the
     start of a long text is escaped, and an escape is never cut in half."""
-    shown = printable(text[:width + 1])
+    shown = printable(text[: width + 1])
     if len(shown) <= width and len(text) <= width:
         return shown
-    cut = shown[:max(width - 1, 0)]
+    cut = shown[: max(width - 1, 0)]
     partial = _PARTIAL_ESCAPE.search(cut)
-    return (cut[:partial.start()] if partial else cut) + "…"
+    return (cut[: partial.start()] if partial else cut) + "…"
 
 
 # Built once: hot path. ``allow_nan=False``: NDJSON is strict JSON (RFC 8259).
@@ -142,18 +170,26 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
-def prebuilt_encoder(item_separator: str = ",", key_separator: str = ":"
-                     ) -> Callable[[Any], str]:
+def prebuilt_encoder(item_separator: str = ",", key_separator: str = ":") -> Callable[[Any], str]:
     """``json.dumps(value, ensure_ascii=False, allow_nan=False, separators=...)`` for hot
     paths: its C encoder built once (``JSONEncoder.encode`` builds it again on every call),
     and no cycle check, so only for plain values (parsed JSON, string pairs). Unlike
     ``dumps``, nothing ``printable`` would escape is escaped: callers check the result."""
     encode = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-        None, _ENCODER.default, json.encoder.encode_basestring, None, key_separator,
-        item_separator, False, False, False)
+        None,
+        _ENCODER.default,
+        json.encoder.encode_basestring,
+        None,
+        key_separator,
+        item_separator,
+        False,
+        False,
+        False,
+    )
 
     def encoded(value: Any) -> str:
         return "".join(encode(value, 0))
+
     return encoded
 
 
@@ -194,8 +230,9 @@ def iso_time(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{ms:03d}Z"
 
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)?\s*$",
-                          re.IGNORECASE | re.ASCII)
+_DURATION_RE = re.compile(
+    r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE | re.ASCII
+)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 MAX_DURATION = 10 * 365.25 * 86400  # ten years: past it a wait or a window means nothing
 
@@ -206,8 +243,10 @@ def parse_duration(text: str) -> float:
     every duration ipsms reads (windows, timeouts, retry waits)."""
     m = _DURATION_RE.match(text)
     if not m:
-        raise UsageError(f"cannot read the duration {printable(text)!r}",
-                         hint="use a number and a unit: 500ms, 10s, 5m, 2h, 1d, 1w")
+        raise UsageError(
+            f"cannot read the duration {printable(text)!r}",
+            hint="use a number and a unit: 500ms, 10s, 5m, 2h, 1d, 1w",
+        )
     seconds = float(m.group(1)) * _UNIT_SECONDS[(m.group(2) or "s").lower()]
     if seconds > MAX_DURATION:
         raise UsageError(f"the duration {text.strip()!r} is longer than ten years")

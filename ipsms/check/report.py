@@ -55,8 +55,7 @@ def failure_text(result: Result) -> str:
     return "\n".join(lines)
 
 
-def junit(card: Card, *, error: str | None = None,
-          checks: tuple[CheckDef, ...] = CHECKS) -> bytes:
+def junit(card: Card, *, error: str | None = None, checks: tuple[CheckDef, ...] = CHECKS) -> bytes:
     """The card as JUnit XML. ``error``: the run itself could not be made (a bad option, the
     app out of reach); every check of ``checks`` without a result gets it as its error."""
     by_id = {r.id: r for r in card.results}
@@ -65,16 +64,19 @@ def junit(card: Card, *, error: str | None = None,
     counts = {"failures": 0, "skipped": 0, "errors": 0}
     for check_id in ids:
         result = by_id.get(check_id)
-        case = ET.Element("testcase", classname="ipsms.check", name=check_id,
-                          time=f"{result.elapsed if result else 0:.3f}")
+        case = ET.Element(
+            "testcase",
+            classname="ipsms.check",
+            name=check_id,
+            time=f"{result.elapsed if result else 0:.3f}",
+        )
         if result is None:
             counts["errors"] += 1
             node = ET.SubElement(case, "error", message=printable(error or "not run"))
             node.text = printable(error or "not run")
         elif result.verdict is Verdict.FAILED:
             counts["failures"] += 1
-            node = ET.SubElement(case, "failure", message=printable(result.did),
-                                 type=check_id)
+            node = ET.SubElement(case, "failure", message=printable(result.did), type=check_id)
             node.text = failure_text(result)
         elif result.verdict is Verdict.SKIPPED:
             counts["skipped"] += 1
@@ -85,14 +87,22 @@ def junit(card: Card, *, error: str | None = None,
             out.text = prefix + failure_text(result)
         cases.append(case)
     suites = ET.Element("testsuites", name=SUITE)
-    suite = ET.SubElement(suites, "testsuite", name=SUITE, tests=str(len(cases)),
-                          failures=str(counts["failures"]), errors=str(counts["errors"]),
-                          skipped=str(counts["skipped"]), time=f"{card.elapsed:.3f}")
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=SUITE,
+        tests=str(len(cases)),
+        failures=str(counts["failures"]),
+        errors=str(counts["errors"]),
+        skipped=str(counts["skipped"]),
+        time=f"{card.elapsed:.3f}",
+    )
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="url", value=printable(card.url))
     if card.unreachable or error:
-        ET.SubElement(props, "property", name="error",
-                      value=printable(error or card.unreachable or ""))
+        ET.SubElement(
+            props, "property", name="error", value=printable(error or card.unreachable or "")
+        )
     suite.extend(cases)
     ET.indent(suites)
     data: bytes = ET.tostring(suites, encoding="utf-8", xml_declaration=True)

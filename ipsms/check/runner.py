@@ -90,8 +90,9 @@ class Settings:
             for check_id in ids:
                 if check_id not in BY_ID:
                     close = get_close_matches(check_id, IDS, n=1)
-                    hint = (f"did you mean {close[0]}? " if close else "") + \
-                        f"the checks: {', '.join(IDS)}"
+                    hint = (
+                        f"did you mean {close[0]}? " if close else ""
+                    ) + f"the checks: {', '.join(IDS)}"
                     raise UsageError(f"{where} {check_id!r} is not a check", hint=hint)
         chosen = [c for c in CHECKS if not self.only or c.id in self.only]
         return tuple(c for c in chosen if c.id not in self.skip)
@@ -125,10 +126,17 @@ class Evidence:
         return str(self.status)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"case": self.case, "refid": self.refid, "status": self.status,
-                "error": self.error, "error_detail": self.detail,
-                "latency_ms": round(self.latency * 1000, 3), "response": self.response,
-                "location": self.location, "ok": self.ok}
+        return {
+            "case": self.case,
+            "refid": self.refid,
+            "status": self.status,
+            "error": self.error,
+            "error_detail": self.detail,
+            "latency_ms": round(self.latency * 1000, 3),
+            "response": self.response,
+            "location": self.location,
+            "ok": self.ok,
+        }
 
 
 @dataclass(frozen=True)
@@ -176,8 +184,7 @@ def reply_number() -> str:
 
 
 class _Run:
-    def __init__(self, settings: Settings, connections: Connections, policy: RetryPolicy
-                 ) -> None:
+    def __init__(self, settings: Settings, connections: Connections, policy: RetryPolicy) -> None:
         self.settings = settings
         self.policy = policy
         self.connections = connections
@@ -187,30 +194,43 @@ class _Run:
 
     # -- sending --------------------------------------------------------------------------
 
-    def message(self, case: Case, signing: Signing | None = None,
-                refid: str | None = None) -> OutboundMessage:
-        spec = MessageSpec(case.from_number, case.to_number, case.message, refid,
-                           dict(case.extra), case.form, allow_invalid=True,
-                           signing=signing if signing is not None else self.signing)
+    def message(
+        self, case: Case, signing: Signing | None = None, refid: str | None = None
+    ) -> OutboundMessage:
+        spec = MessageSpec(
+            case.from_number,
+            case.to_number,
+            case.message,
+            refid,
+            dict(case.extra),
+            case.form,
+            allow_invalid=True,
+            signing=signing if signing is not None else self.signing,
+        )
         return PayloadTemplate(spec).render()
 
-    async def post(self, check_id: str, case: Case, message: OutboundMessage,
-                   sender: Sender | None = None) -> Evidence:
+    async def post(
+        self, check_id: str, case: Case, message: OutboundMessage, sender: Sender | None = None
+    ) -> Evidence:
         delivery = message.delivery(self.settings.url)
         events: list[AttemptEvent] = []
         outcome = await (sender or self.sender).deliver(delivery, events.append)
         event = events[-1] if events else None
         evidence = Evidence(
-            case.label, message.refid,
-            event.status if event else None, event.error if event else outcome.last_result,
+            case.label,
+            message.refid,
+            event.status if event else None,
+            event.error if event else outcome.last_result,
             event.error_detail if event else outcome.last_detail,
             event.latency if event else outcome.elapsed,
             event.response if event else outcome.last_response,
-            event.reconnected if event else False)
+            event.reconnected if event else False,
+        )
         secret = self.settings.secret
         if secret and secret in evidence.response:
-            evidence = replace(evidence, response=evidence.response.replace(secret, "****"),
-                               echoed=True)
+            evidence = replace(
+                evidence, response=evidence.response.replace(secret, "****"), echoed=True
+            )
         if evidence.status is not None and 300 <= evidence.status < 400:
             evidence = replace(evidence, location=await self._location(delivery))
         self.seen.append((check_id, evidence))
@@ -221,16 +241,17 @@ class _Run:
         (the engine keeps statuses and bodies, not headers)."""
         try:
             async with self.connections.fresh.post(
-                    delivery.url, data=delivery.body, headers=delivery.headers(),
-                    allow_redirects=False) as resp:
+                delivery.url, data=delivery.body, headers=delivery.headers(), allow_redirects=False
+            ) as resp:
                 return resp.headers.get("Location", "(no Location header)")
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             return f"(not read again: {type(exc).__name__})"
 
     # -- reproducing ----------------------------------------------------------------------
 
-    def simulate(self, case: Case, message: OutboundMessage, *flags: str,
-                 secret: str | bool | None = True) -> str:
+    def simulate(
+        self, case: Case, message: OutboundMessage, *flags: str, secret: str | bool | None = True
+    ) -> str:
         """The ``ipsms simulate`` command that sends ``message`` again: same refid, fields
         and signature (``secret``: True signs as the check does, with IPSMS_SECRET; a string
         signs with that one; False sends it unsigned)."""
@@ -268,14 +289,17 @@ class _Run:
             if self.settings.mode is Mode.HMAC and self.settings.variant != DEFAULT_VARIANT:
                 words += [_F("hmac_variant"), self.settings.variant.spec]
         words += [*flags]
-        return prefix + " ".join(w if w.startswith(('"$(', "\u27e8")) else shlex.quote(w)
-                                 for w in words)
+        return prefix + " ".join(
+            w if w.startswith(('"$(', "\u27e8")) else shlex.quote(w) for w in words
+        )
 
     def curl(self, message: OutboundMessage) -> str:
         body = message.body.decode("utf-8", "surrogatepass")
-        return (f"curl -i -X POST {shlex.quote(mask_url(self.settings.url))} -H "
-                f"{shlex.quote('Content-Type: ' + message.content_type)} -d "
-                f"{shlex.quote(body)}")
+        return (
+            f"curl -i -X POST {shlex.quote(mask_url(self.settings.url))} -H "
+            f"{shlex.quote('Content-Type: ' + message.content_type)} -d "
+            f"{shlex.quote(body)}"
+        )
 
 
 def _repeated_unit(text: str) -> str | None:
@@ -292,7 +316,7 @@ def _has_surrogate(text: str) -> bool:
 
 def _short(text: str, limit: int = 60) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _seconds(value: float) -> str:
@@ -309,48 +333,70 @@ def _answered(evidence: Evidence) -> str:
     return f"{evidence.case} got {evidence.answer()}{body}"
 
 
-async def _each_gets_200(run: _Run, check: CheckDef, cases: Sequence[Case] | None = None,
-                         *, verdict_on_fail: Verdict = Verdict.FAILED) -> Result:
+async def _each_gets_200(
+    run: _Run,
+    check: CheckDef,
+    cases: Sequence[Case] | None = None,
+    *,
+    verdict_on_fail: Verdict = Verdict.FAILED,
+) -> Result:
     chosen = list(cases if cases is not None else check.cases)
     messages = [run.message(case) for case in chosen]
-    evidence = await asyncio.gather(*(run.post(check.id, case, message)
-                                      for case, message in zip(chosen, messages, strict=True)))
+    evidence = await asyncio.gather(
+        *(run.post(check.id, case, message) for case, message in zip(chosen, messages, strict=True))
+    )
     bad = [i for i, e in enumerate(evidence) if not e.ok]
     if not bad:
         times = ", ".join(_seconds(e.latency) for e in evidence)
-        did = (f"answered 200 ({times})" if len(evidence) == 1
-               else f"all {len(evidence)} got 200 ({times})")
+        did = (
+            f"answered 200 ({times})"
+            if len(evidence) == 1
+            else f"all {len(evidence)} got 200 ({times})"
+        )
         return Result(check, Verdict.PASSED, did, tuple(evidence))
     first = bad[0]
     did = "; ".join(_answered(evidence[i]) for i in bad)
     if len(evidence) > 1:
         did = f"{len(bad)} of {len(evidence)} not 200: {did}"
-    return Result(check, verdict_on_fail, did, tuple(evidence),
-                  run.simulate(chosen[first], messages[first], _F("max_attempts"), "1"))
+    return Result(
+        check,
+        verdict_on_fail,
+        did,
+        tuple(evidence),
+        run.simulate(chosen[first], messages[first], _F("max_attempts"), "1"),
+    )
 
 
-def judge_probe(run: _Run, check: CheckDef, probe: Evidence, message: OutboundMessage
-                ) -> Result:
+def judge_probe(run: _Run, check: CheckDef, probe: Evidence, message: OutboundMessage) -> Result:
     """``answers-200`` from the probe's answer."""
     if probe.ok:
-        return Result(check, Verdict.PASSED, f"answered 200 in {_seconds(probe.latency)}",
-                      (probe,))
+        return Result(check, Verdict.PASSED, f"answered 200 in {_seconds(probe.latency)}", (probe,))
     repro = run.simulate(PLAIN, message, _F("max_attempts"), "1")
     if probe.status is None:
         return Result(check, Verdict.FAILED, f"no answer: {probe.answer()}", (probe,), repro)
     body = f" ({_short(probe.response)})" if probe.response.strip() else ""
-    return Result(check, Verdict.FAILED, f"answered {probe.answer()}{body}: IntelePeer would "
-                  "send it 4 more times", (probe,), repro)
+    return Result(
+        check,
+        Verdict.FAILED,
+        f"answered {probe.answer()}{body}: IntelePeer would send it 4 more times",
+        (probe,),
+        repro,
+    )
 
 
-def judge_redirect(run: _Run, check: CheckDef, probe: Evidence, message: OutboundMessage
-                   ) -> Result:
+def judge_redirect(run: _Run, check: CheckDef, probe: Evidence, message: OutboundMessage) -> Result:
     if probe.location is None:
-        return Result(check, Verdict.PASSED, f"answered the delivery itself ({probe.answer()})",
-                      (probe,))
-    return Result(check, Verdict.FAILED, f"answered {probe.status} pointing to "
-                  f"{probe.location}: IntelePeer does not follow it, the attempt failed",
-                  (probe,), run.curl(message))
+        return Result(
+            check, Verdict.PASSED, f"answered the delivery itself ({probe.answer()})", (probe,)
+        )
+    return Result(
+        check,
+        Verdict.FAILED,
+        f"answered {probe.status} pointing to "
+        f"{probe.location}: IntelePeer does not follow it, the attempt failed",
+        (probe,),
+        run.curl(message),
+    )
 
 
 async def check_retried(run: _Run, check: CheckDef) -> Result:
@@ -359,63 +405,95 @@ async def check_retried(run: _Run, check: CheckDef) -> Result:
     first = await run.post(check.id, case, message)
     second = await run.post(check.id, replace(case, label="its second delivery"), message)
     if second.ok:
-        return Result(check, Verdict.PASSED, f"the second delivery of {message.refid} got "
-                      "200 too", (first, second))
-    return Result(check, Verdict.FAILED, f"the first delivery got {first.answer()}, the "
-                  f"second (same refid, body and signature) got {second.answer()}"
-                  + (f": {_short(second.response)}" if second.response.strip() else ""),
-                  (first, second), run.simulate(case, message, _F("fail_first"), "1",
-                                                _F("max_attempts"), "2", _F("no_wait")))
+        return Result(
+            check,
+            Verdict.PASSED,
+            f"the second delivery of {message.refid} got 200 too",
+            (first, second),
+        )
+    return Result(
+        check,
+        Verdict.FAILED,
+        f"the first delivery got {first.answer()}, the "
+        f"second (same refid, body and signature) got {second.answer()}"
+        + (f": {_short(second.response)}" if second.response.strip() else ""),
+        (first, second),
+        run.simulate(case, message, _F("fail_first"), "1", _F("max_attempts"), "2", _F("no_wait")),
+    )
 
 
 async def check_concurrent(run: _Run, check: CheckDef) -> Result:
     case = check.cases[0]
     message = run.message(case)
-    both = await asyncio.gather(run.post(check.id, replace(case, label="delivery A"), message),
-                                run.post(check.id, replace(case, label="delivery B"), message))
+    both = await asyncio.gather(
+        run.post(check.id, replace(case, label="delivery A"), message),
+        run.post(check.id, replace(case, label="delivery B"), message),
+    )
     if all(e.ok for e in both):
         return Result(check, Verdict.PASSED, "both got 200", tuple(both))
     command = run.simulate(case, message, _F("max_attempts"), "1")
-    return Result(check, Verdict.FAILED, "; ".join(_answered(e) for e in both), tuple(both),
-                  f"{command} & {command} & wait")
+    return Result(
+        check,
+        Verdict.FAILED,
+        "; ".join(_answered(e) for e in both),
+        tuple(both),
+        f"{command} & {command} & wait",
+    )
 
 
 async def check_replies(run: _Run, check: CheckDef) -> Result:
     base = run.settings.replies_via
     if base is None:
-        return Result(check, Verdict.SKIPPED, "not checked",
-                      reason="needs the API emulator's URL to count the app's replies; "
-                      "start `ipsms api-emulator`, point the app's send API at it and pass "
-                      f"{setting('replies_via')} URL")
+        return Result(
+            check,
+            Verdict.SKIPPED,
+            "not checked",
+            reason="needs the API emulator's URL to count the app's replies; "
+            "start `ipsms api-emulator`, point the app's send API at it and pass "
+            f"{setting('replies_via')} URL",
+        )
     number = reply_number()
     case = replace(check.cases[0], from_number=number)
     message = run.message(case)
     first = await run.post(check.id, case, message)
     second = await run.post(check.id, replace(case, label="its retry"), message)
     evidence = (first, second)
-    repro = (run.simulate(case, message, _F("fail_first"), "1", _F("max_attempts"), "2",
-                          _F("no_wait"))
-             + f"; curl -s {shlex.quote(base.rstrip('/') + '/_emulator/sent')}")
+    repro = (
+        run.simulate(case, message, _F("fail_first"), "1", _F("max_attempts"), "2", _F("no_wait"))
+        + f"; curl -s {shlex.quote(base.rstrip('/') + '/_emulator/sent')}"
+    )
     await asyncio.sleep(REPLY_WAIT)
     try:
         sent = await _sent_to(run, base, number)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return Result(check, Verdict.FAILED, f"could not read the sent messages at "
-                      f"{mask_url(base)}: {type(exc).__name__}: {exc}", evidence, repro)
+        return Result(
+            check,
+            Verdict.FAILED,
+            f"could not read the sent messages at {mask_url(base)}: {type(exc).__name__}: {exc}",
+            evidence,
+            repro,
+        )
     if len(sent) <= 1:
-        did = ("replied once across 2 deliveries of one refid" if sent
-               else "sent no reply (a reply must go through the send API at "
-               f"{mask_url(base)} to be counted)")
+        did = (
+            "replied once across 2 deliveries of one refid"
+            if sent
+            else "sent no reply (a reply must go through the send API at "
+            f"{mask_url(base)} to be counted)"
+        )
         return Result(check, Verdict.PASSED, did, evidence)
-    return Result(check, Verdict.FAILED, f"sent {len(sent)} replies to {number} for one "
-                  "message delivered twice: the customer gets a text per attempt",
-                  evidence, repro)
+    return Result(
+        check,
+        Verdict.FAILED,
+        f"sent {len(sent)} replies to {number} for one "
+        "message delivered twice: the customer gets a text per attempt",
+        evidence,
+        repro,
+    )
 
 
 async def _sent_to(run: _Run, base: str, number: str) -> list[dict[str, Any]]:
     url = base.rstrip("/") + "/_emulator/sent"
-    async with run.connections.fresh.get(url, params={"to": number},
-                                         allow_redirects=False) as resp:
+    async with run.connections.fresh.get(url, params={"to": number}, allow_redirects=False) as resp:
         if resp.status != 200:
             raise ValueError(f"{url} answered {resp.status}")
         data = await resp.json(content_type=None)
@@ -434,31 +512,54 @@ async def check_form(run: _Run, check: CheckDef) -> Result:
 
 async def check_bad_signature(run: _Run, check: CheckDef) -> Result:
     if not run.settings.secret:
-        return Result(check, Verdict.SKIPPED, "not checked",
-                      reason="no secret given: the app's signature check is untested")
+        return Result(
+            check,
+            Verdict.SKIPPED,
+            "not checked",
+            reason="no secret given: the app's signature check is untested",
+        )
     case = check.cases[0]
     message = run.message(case, Signing(WRONG_SECRET, run.settings.mode, run.settings.variant))
-    return await _refused(run, check, case, message,
-                          run.simulate(case, message, _F("max_attempts"), "1",
-                                       secret=WRONG_SECRET))
+    return await _refused(
+        run,
+        check,
+        case,
+        message,
+        run.simulate(case, message, _F("max_attempts"), "1", secret=WRONG_SECRET),
+    )
 
 
 async def check_missing_signature(run: _Run, check: CheckDef) -> Result:
     if not run.settings.secret:
-        return Result(check, Verdict.SKIPPED, "not checked",
-                      reason="no secret given: every delivery of the card is unsigned")
+        return Result(
+            check,
+            Verdict.SKIPPED,
+            "not checked",
+            reason="no secret given: every delivery of the card is unsigned",
+        )
     case = check.cases[0]
     message = run.message(case, Signing(None))
-    return await _refused(run, check, case, message,
-                          run.simulate(case, message, _F("max_attempts"), "1", secret=False))
+    return await _refused(
+        run,
+        check,
+        case,
+        message,
+        run.simulate(case, message, _F("max_attempts"), "1", secret=False),
+    )
 
 
-async def _refused(run: _Run, check: CheckDef, case: Case, message: OutboundMessage,
-                   repro: str) -> Result:
+async def _refused(
+    run: _Run, check: CheckDef, case: Case, message: OutboundMessage, repro: str
+) -> Result:
     evidence = await run.post(check.id, case, message)
     if evidence.status == 200:
-        return Result(check, Verdict.FAILED, f"{case.label} got 200: the app accepts "
-                      "deliveries anyone can forge", (evidence,), repro)
+        return Result(
+            check,
+            Verdict.FAILED,
+            f"{case.label} got 200: the app accepts deliveries anyone can forge",
+            (evidence,),
+            repro,
+        )
     return Result(check, Verdict.PASSED, f"refused it ({evidence.answer()})", (evidence,))
 
 
@@ -468,13 +569,15 @@ async def check_burst(run: _Run, check: CheckDef) -> Result:
     result = await _each_gets_200(run, check, cases)
     if result.verdict is Verdict.PASSED:
         slowest = max(e.latency for e in result.evidence)
-        return replace(result, did=f"all {count} at once got 200 (slowest "
-                       f"{_seconds(slowest)})")
+        return replace(result, did=f"all {count} at once got 200 (slowest {_seconds(slowest)})")
     bad = [e for e in result.evidence if not e.ok]
     kinds = sorted({e.answer() for e in bad})
-    return replace(result, did=f"{len(bad)} of {count} at once not 200: {', '.join(kinds)}",
-                   reproduce=f"ipsms simulate {shlex.quote(mask_url(run.settings.url))} "
-                   f"{_F('count')} {count} {_F('concurrency')} {count} {_F('max_attempts')} 1")
+    return replace(
+        result,
+        did=f"{len(bad)} of {count} at once not 200: {', '.join(kinds)}",
+        reproduce=f"ipsms simulate {shlex.quote(mask_url(run.settings.url))} "
+        f"{_F('count')} {count} {_F('concurrency')} {count} {_F('max_attempts')} 1",
+    )
 
 
 async def check_keep_alive(run: _Run, check: CheckDef) -> Result:
@@ -484,18 +587,28 @@ async def check_keep_alive(run: _Run, check: CheckDef) -> Result:
         for i in range(KEEP_ALIVE_DELIVERIES):
             case = Case(f"delivery {i + 1} on one connection")
             evidence.append(await run.post(check.id, case, run.message(case), sender))
-    repro = (f"ipsms simulate {shlex.quote(mask_url(run.settings.url))} {_F('count')} "
-             f"{KEEP_ALIVE_DELIVERIES} {_F('concurrency')} 1 {_F('max_attempts')} 1")
+    repro = (
+        f"ipsms simulate {shlex.quote(mask_url(run.settings.url))} {_F('count')} "
+        f"{KEEP_ALIVE_DELIVERIES} {_F('concurrency')} 1 {_F('max_attempts')} 1"
+    )
     bad = [e for e in evidence if not e.ok]
     if bad:
-        return Result(check, Verdict.FAILED, "; ".join(_answered(e) for e in bad),
-                      tuple(evidence), repro)
+        return Result(
+            check, Verdict.FAILED, "; ".join(_answered(e) for e in bad), tuple(evidence), repro
+        )
     if any(e.reconnected for e in evidence):
-        return Result(check, Verdict.WARNING, "all got 200, but the app closed a kept-alive "
-                      "connection without saying so (no Connection: close): a client's next "
-                      "request on it fails", tuple(evidence), repro)
-    return Result(check, Verdict.PASSED, f"all {len(evidence)} got 200 on one connection",
-                  tuple(evidence))
+        return Result(
+            check,
+            Verdict.WARNING,
+            "all got 200, but the app closed a kept-alive "
+            "connection without saying so (no Connection: close): a client's next "
+            "request on it fails",
+            tuple(evidence),
+            repro,
+        )
+    return Result(
+        check, Verdict.PASSED, f"all {len(evidence)} got 200 on one connection", tuple(evidence)
+    )
 
 
 def judge_time(run: _Run, check: CheckDef) -> Result:
@@ -503,21 +616,30 @@ def judge_time(run: _Run, check: CheckDef) -> Result:
     evidence = [e for _, e in run.seen]
     late = [(cid, e) for cid, e in run.seen if e.error == TIMEOUT]
     answered = [e for e in evidence if e.status is not None]
-    command = (f"ipsms simulate {shlex.quote(mask_url(run.settings.url))} "
-               f"{_F('max_attempts')} 1")
+    command = f"ipsms simulate {shlex.quote(mask_url(run.settings.url))} {_F('max_attempts')} 1"
     if late:
         cid, first = late[0]
-        return Result(check, Verdict.FAILED, f"{len(late)} of {len(evidence)} deliveries got "
-                      f"no answer within {timeout:g}s (first: {cid}, {first.case})",
-                      tuple(e for _, e in late), f"{command} {_F('timeout')} {timeout:g}")
+        return Result(
+            check,
+            Verdict.FAILED,
+            f"{len(late)} of {len(evidence)} deliveries got "
+            f"no answer within {timeout:g}s (first: {cid}, {first.case})",
+            tuple(e for _, e in late),
+            f"{command} {_F('timeout')} {timeout:g}",
+        )
     if not answered:
         return Result(check, Verdict.PASSED, "no answer to time", ())
     slowest = max(answered, key=lambda e: e.latency)
     where = next(cid for cid, e in run.seen if e is slowest)
     did = f"the slowest of {len(answered)} answers took {_seconds(slowest.latency)} ({where})"
     if slowest.latency > timeout / 2:
-        return Result(check, Verdict.WARNING, f"{did}: over half the {timeout:g}s timeout",
-                      (slowest,), f"{command} {_F('timeout')} {timeout:g}")
+        return Result(
+            check,
+            Verdict.WARNING,
+            f"{did}: over half the {timeout:g}s timeout",
+            (slowest,),
+            f"{command} {_F('timeout')} {timeout:g}",
+        )
     return Result(check, Verdict.PASSED, did, (slowest,))
 
 
@@ -527,13 +649,19 @@ def judge_echo(run: _Run, check: CheckDef) -> Result:
         return Result(check, Verdict.SKIPPED, "not checked", reason="no secret given")
     echoed = [(cid, e) for cid, e in run.seen if e.echoed]
     if not echoed:
-        return Result(check, Verdict.PASSED, f"none of {len(run.seen)} answers holds the "
-                      "secret (their first 200 bytes read)")
+        return Result(
+            check,
+            Verdict.PASSED,
+            f"none of {len(run.seen)} answers holds the secret (their first 200 bytes read)",
+        )
     cid, first = echoed[0]
-    return Result(check, Verdict.FAILED, f"{len(echoed)} answers hold the secret (first: "
-                  f"{cid}, {first.case})", tuple(e for _, e in echoed),
-                  f"ipsms simulate {shlex.quote(mask_url(run.settings.url))} "
-                  f"{_F('max_attempts')} 1")
+    return Result(
+        check,
+        Verdict.FAILED,
+        f"{len(echoed)} answers hold the secret (first: {cid}, {first.case})",
+        tuple(e for _, e in echoed),
+        f"ipsms simulate {shlex.quote(mask_url(run.settings.url))} {_F('max_attempts')} 1",
+    )
 
 
 RUNNERS: dict[str, Judge] = {
@@ -575,23 +703,30 @@ async def run_card(settings: Settings) -> Card:
         probe = await run.post("answers-200", PLAIN, message)
         results: dict[str, Result] = {
             "answers-200": judge_probe(run, BY_ID["answers-200"], probe, message),
-            "no-redirect": judge_redirect(run, BY_ID["no-redirect"], probe, message)}
+            "no-redirect": judge_redirect(run, BY_ID["no-redirect"], probe, message),
+        }
         if probe.status is None:
             card.reachable = probe.error != CONNECT_ERROR
             card.unreachable = None if card.reachable else probe.detail
-            why = ("the app could not be reached" if not card.reachable
-                   else "the app did not answer a plain delivery")
-            results["no-redirect"] = Result(BY_ID["no-redirect"], Verdict.SKIPPED,
-                                            "not run", reason=f"not run: {why}")
+            why = (
+                "the app could not be reached"
+                if not card.reachable
+                else "the app did not answer a plain delivery"
+            )
+            results["no-redirect"] = Result(
+                BY_ID["no-redirect"], Verdict.SKIPPED, "not run", reason=f"not run: {why}"
+            )
             if probe.error == TIMEOUT:
                 results["answers-in-time"] = judge_time(run, BY_ID["answers-in-time"])
             for check in selected:
-                results.setdefault(check.id, Result(check, Verdict.SKIPPED, "not run",
-                                                    reason=f"not run: {why}"))
+                results.setdefault(
+                    check.id, Result(check, Verdict.SKIPPED, "not run", reason=f"not run: {why}")
+                )
         else:
             others = [c for c in selected if c.id not in FROM_PROBE + AFTERWARDS]
-            done = await asyncio.gather(*(_timed(RUNNERS.get(c.id, _each_gets_200), run, c)
-                                          for c in others))
+            done = await asyncio.gather(
+                *(_timed(RUNNERS.get(c.id, _each_gets_200), run, c) for c in others)
+            )
             results.update({r.id: r for r in done})
             results["answers-in-time"] = judge_time(run, BY_ID["answers-in-time"])
             results["no-secret-echo"] = judge_echo(run, BY_ID["no-secret-echo"])
@@ -603,6 +738,7 @@ async def run_card(settings: Settings) -> Card:
 def _check_replies_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{setting('replies_via')} {mask_url(url)!r} is not an http:// or "
-                         "https:// URL", hint="give the API emulator's base URL, e.g. "
-                         "http://127.0.0.1:8766")
+        raise UsageError(
+            f"{setting('replies_via')} {mask_url(url)!r} is not an http:// or https:// URL",
+            hint="give the API emulator's base URL, e.g. http://127.0.0.1:8766",
+        )

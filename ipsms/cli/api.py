@@ -26,12 +26,16 @@ def warn_cpaas_once(api: str, auth: "AuthSource", command: str = "set-webhook") 
     env = current()
     if env.quiet:
         return
-    account = (f"token:{hashlib.sha256(auth.token.encode()).hexdigest()[:16]}"
-               if isinstance(auth, StaticToken) else auth.username)
+    account = (
+        f"token:{hashlib.sha256(auth.token.encode()).hexdigest()[:16]}"
+        if isinstance(auth, StaticToken)
+        else auth.username
+    )
     warned = CpaasWarnings()
     if warned.due(api, account):
-        env.notice(f"ipsms {command}: warning: {CPAAS_WARNING} (shown once for this "
-                   "API and account)")
+        env.notice(
+            f"ipsms {command}: warning: {CPAAS_WARNING} (shown once for this API and account)"
+        )
         warned.mark(api, account)
 
 
@@ -40,11 +44,15 @@ def show_dry_run(requests: "list[PreparedRequest]", fmt: OutputFormat) -> None:
 
     for request in requests:
         shown = request.shown()
-        lines = [f"{shown['method']} {shown['url']}",
-                 *(f"{k}: {v}" for k, v in shown["headers"].items()), "",
-                 json.dumps(shown["body"], ensure_ascii=False)]
-        emit(fmt is OutputFormat.json, {"type": "dry_run", **shown},
-             "\n".join(printable(x) for x in lines))
+        lines = [
+            f"{shown['method']} {shown['url']}",
+            *(f"{k}: {v}" for k, v in shown["headers"].items()),
+            "",
+            json.dumps(shown["body"], ensure_ascii=False),
+        ]
+        emit(
+            fmt is OutputFormat.json,
+            {"type": "dry_run", **shown},
+            "\n".join(printable(x) for x in lines),
+        )
     current().err("ipsms: dry run: nothing was sent")
-
-

@@ -10,7 +10,6 @@ the command modules imported here are light, and each imports its engine (aiohtt
 rich.live) inside the function that runs it.
 """
 
-
 import contextlib
 import functools
 import itertools
@@ -61,8 +60,10 @@ class IpsmsGroup(TyperGroup):
         the commands not built yet, so listing them builds none."""
         commands = self.commands
         assert isinstance(commands, LazyCommands)
-        stand_ins = {name: commands.built(name) or TyperCommand(name, help=SUMMARIES[name])
-                     for name in commands}
+        stand_ins = {
+            name: commands.built(name) or TyperCommand(name, help=SUMMARIES[name])
+            for name in commands
+        }
         self.commands = stand_ins
         try:
             super().format_help(ctx, formatter)
@@ -88,8 +89,10 @@ class IpsmsGroup(TyperGroup):
         except Exception as exc:
             if current().debug:
                 traceback.print_exc()
-            report_error(f"internal error: {type(exc).__name__}: {exc} "
-                         "(rerun with --debug for the traceback, and please report it)")
+            report_error(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(rerun with --debug for the traceback, and please report it)"
+            )
             raise typer.Exit(int(ExitCode.INTERNAL)) from None
 
 
@@ -101,10 +104,13 @@ app = typer.Typer(
     "simulate and replay inbound messages, and point numbers at your webhook.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    epilog=help_text.epilog("ipsms listen", "ipsms simulate --fail-first 3 --speed 10",
-                            "ipsms messages list",
-                            "ipsms set-webhook +13038675309 https://example.com/sms",
-                            exit_codes=help_text.ALL_EXIT_CODES),
+    epilog=help_text.epilog(
+        "ipsms listen",
+        "ipsms simulate --fail-first 3 --speed 10",
+        "ipsms messages list",
+        "ipsms set-webhook +13038675309 https://example.com/sms",
+        exit_codes=help_text.ALL_EXIT_CODES,
+    ),
     add_completion=True,
     context_settings=CONTEXT_SETTINGS,
 )
@@ -137,17 +143,28 @@ def _use_profile(ctx: Any, param: Any, value: str | None) -> None:
 
 # The global options, declared once: on the root (`ipsms --debug listen`) and, through
 # `_globals`, on every command (`ipsms listen --debug`).
-DebugOption = Annotated[bool, typer.Option("--debug", callback=_set_debug, expose_value=False,
-                                           help=DEBUG_HELP)]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", callback=_set_quiet,
-                                           expose_value=False, help=QUIET_HELP)]
-ProfileOption = Annotated[str | None, typer.Option(
-    "--profile", metavar="NAME", is_eager=True, callback=_use_profile, expose_value=False,
-    help=PROFILE_HELP)]
+DebugOption = Annotated[
+    bool, typer.Option("--debug", callback=_set_debug, expose_value=False, help=DEBUG_HELP)
+]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", callback=_set_quiet, expose_value=False, help=QUIET_HELP)
+]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        metavar="NAME",
+        is_eager=True,
+        callback=_use_profile,
+        expose_value=False,
+        help=PROFILE_HELP,
+    ),
+]
 
 
-def _globals(debug: DebugOption = False, quiet: QuietOption = False,
-             profile: ProfileOption = None) -> None:
+def _globals(
+    debug: DebugOption = False, quiet: QuietOption = False, profile: ProfileOption = None
+) -> None:
     """Stands in for every command, to build ``--debug``, ``--quiet`` and ``--profile`` the
     Typer way."""
 
@@ -170,8 +187,9 @@ def _with_global_options(command: Any) -> Any:
         for sub in command.commands.values():
             _with_global_options(sub)
         return command
-    help_at = next((i for i, p in enumerate(command.params) if p.name == "help"),
-                   len(command.params))
+    help_at = next(
+        (i for i, p in enumerate(command.params) if p.name == "help"), len(command.params)
+    )
     command.params[help_at:help_at] = global_options()
     for param in command.params:
         _name_value(param)
@@ -187,8 +205,11 @@ def _help_with_settings(command: Any) -> None:
     def format_help(ctx: Any, formatter: Any) -> None:
         from ipsms.cli.profiles import help_defaults
 
-        described = [(param, param.show_default) for param in command.params
-                     if hasattr(param, "show_default")]
+        described = [
+            (param, param.show_default)
+            for param in command.params
+            if hasattr(param, "show_default")
+        ]
         try:
             note = help_defaults(ctx)
             plain(ctx, formatter)
@@ -198,8 +219,12 @@ def _help_with_settings(command: Any) -> None:
         if note:  # wrapped at spaces only: an option or a path is never cut at a hyphen
             formatter.write_paragraph()
             indent = " " * formatter.current_indent
-            for line in textwrap.wrap(note, max(formatter.width - len(indent), 20),
-                                      break_on_hyphens=False, break_long_words=False):
+            for line in textwrap.wrap(
+                note,
+                max(formatter.width - len(indent), 20),
+                break_on_hyphens=False,
+                break_long_words=False,
+            ):
                 formatter.write(f"{indent}{line}\n")
 
     command.format_help = format_help
@@ -223,10 +248,23 @@ def _help_with_settings(command: Any) -> None:
 
 
 # An option's value in help, when its declaration names none: ``--port N``, not ``<int range>``.
-_VALUE_NAMES = {"<int>": "N", "<int range>": "N", "<float>": "N", "<float range>": "N",
-                "<path>": "PATH"}
-_WORD_NAMES = {"base": "URL", "url": "URL", "body": "SIZE", "authtoken": "TOKEN",
-               "message": "TEXT", "from": "TN", "to": "TN", "domain": "DOMAIN"}
+_VALUE_NAMES = {
+    "<int>": "N",
+    "<int range>": "N",
+    "<float>": "N",
+    "<float range>": "N",
+    "<path>": "PATH",
+}
+_WORD_NAMES = {
+    "base": "URL",
+    "url": "URL",
+    "body": "SIZE",
+    "authtoken": "TOKEN",
+    "message": "TEXT",
+    "from": "TN",
+    "to": "TN",
+    "domain": "DOMAIN",
+}
 
 
 def _name_value(param: Any) -> None:
@@ -241,8 +279,12 @@ def _name_value(param: Any) -> None:
         param.metavar = param.metavar or (param.name or "").upper()
         # Typer prints an argument's type after its name (``URL <str>``); the name says it.
         param.display_type_rich = lambda ctx=None: None
-    if param.metavar == "DURATION" and isinstance(param.default, (int, float)) \
-            and param.show_default is not False and not isinstance(param.show_default, str):
+    if (
+        param.metavar == "DURATION"
+        and isinstance(param.default, (int, float))
+        and param.show_default is not False
+        and not isinstance(param.show_default, str)
+    ):
         from ipsms.text import format_duration
 
         param.show_default = format_duration(float(param.default))
@@ -256,9 +298,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
-    debug: DebugOption = False, quiet: QuietOption = False, profile: ProfileOption = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+    debug: DebugOption = False,
+    quiet: QuietOption = False,
+    profile: ProfileOption = None,
 ) -> None:
     """ipsms: IntelePeer SMS webhooks for developers."""
     del debug, quiet, profile  # set by their callbacks
@@ -271,14 +319,16 @@ def root(
 def _command(name: str) -> Callable[[], Any]:
     """``name``'s builder; its module (``ipsms.cli.MODULE``, whose function has the module's
     name) is imported only when the command is built: `ipsms --version` imports none."""
+
     def build() -> Any:
         cli = commands.module(name)
         function = commands.MODULES[name]
-        single = typer.Typer(context_settings=CONTEXT_SETTINGS, add_completion=False,
-                             rich_markup_mode=None)
-        single.command(name, epilog=cli.EPILOG, short_help=SUMMARIES[name])(
-            getattr(cli, function))
+        single = typer.Typer(
+            context_settings=CONTEXT_SETTINGS, add_completion=False, rich_markup_mode=None
+        )
+        single.command(name, epilog=cli.EPILOG, short_help=SUMMARIES[name])(getattr(cli, function))
         return _with_global_options(typer.main.get_command(single))
+
     return build
 
 
@@ -288,6 +338,7 @@ def _group(name: str) -> Callable[[], Any]:
         group.name = name
         group.short_help = SUMMARIES[name]
         return _with_global_options(group)
+
     return build
 
 
@@ -310,7 +361,8 @@ SUMMARIES: dict[str, str] = {
 
 
 COMMANDS: dict[str, Callable[[], Any]] = {
-    name: (_group if name in commands.GROUPS else _command)(name) for name in commands.MODULES}
+    name: (_group if name in commands.GROUPS else _command)(name) for name in commands.MODULES
+}
 
 
 def app_command() -> Any:
@@ -374,8 +426,11 @@ def _main(args: Sequence[str]) -> int:
     env = current()
     try:
         command = typer.main.get_command(app)
-        if any(name in env.variables for name in ("_IPSMS_COMPLETE", "_TYPER_COMPLETE_ARGS")) \
-                or "--install-completion" in args or "--show-completion" in args:
+        if (
+            any(name in env.variables for name in ("_IPSMS_COMPLETE", "_TYPER_COMPLETE_ARGS"))
+            or "--install-completion" in args
+            or "--show-completion" in args
+        ):
             from ipsms.cli import completion
 
             completion.register()
@@ -411,12 +466,17 @@ def _usage_message(exc: Any, args: Sequence[str]) -> str:
     from ipsms.cli.click_compat import MissingParameter, ParameterSource
 
     param = getattr(exc, "param", None)
-    if isinstance(exc, typer.BadParameter) and not isinstance(exc, MissingParameter) \
-            and param is not None:
-        name = param.opts[0] if param.param_type_name == "option" else \
-            (param.name or "").upper()
-        if exc.ctx is not None and param.name and \
-                exc.ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT:
+    if (
+        isinstance(exc, typer.BadParameter)
+        and not isinstance(exc, MissingParameter)
+        and param is not None
+    ):
+        name = param.opts[0] if param.param_type_name == "option" else (param.name or "").upper()
+        if (
+            exc.ctx is not None
+            and param.name
+            and exc.ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
+        ):
             name += f" (from {param.envvar})"
         detail = exc.message.removeprefix("Value error, ")
         message = f"{name}: {detail[:1].lower()}{detail[1:]}"
@@ -437,9 +497,14 @@ def _command_path(args: Sequence[str]) -> str:
     if words and words[0] in COMMANDS:
         path.append(words[0])
         group = commands.group_app(words[0]) if words[0] in commands.GROUPS else None
-        if group is not None and len(words) > 1 and any(
+        if (
+            group is not None
+            and len(words) > 1
+            and any(
                 (c.name or c.callback.__name__ if c.callback else "") == words[1]
-                for c in group.registered_commands):
+                for c in group.registered_commands
+            )
+        ):
             path.append(words[1])
     return " ".join(path)
 

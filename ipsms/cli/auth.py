@@ -5,7 +5,6 @@ Credentials come from, in order: ``--token``/``IPSMS_TOKEN``; ``IPSMS_USERNAME``
 credentials are only ever sent to the authenticate URL they were stored for.
 """
 
-
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -34,29 +33,47 @@ if TYPE_CHECKING:
     from ipsms.intelepeer.credentials import CachedToken, CredentialStore, PasswordAuth
     from ipsms.intelepeer.settings import ApiSettings
 
-SOURCE_LABELS = {"token": "--token / IPSMS_TOKEN", "env": "IPSMS_USERNAME / IPSMS_PASSWORD",
-                 "stored": "`ipsms auth login`"}
+SOURCE_LABELS = {
+    "token": "--token / IPSMS_TOKEN",
+    "env": "IPSMS_USERNAME / IPSMS_PASSWORD",
+    "stored": "`ipsms auth login`",
+}
 
 app = typer.Typer(
     rich_markup_mode=None,  # click's plain help: reads well at 80 columns and in a pipe
-    add_completion=False, help="Store, check and remove the IntelePeer API credentials.",
+    add_completion=False,
+    help="Store, check and remove the IntelePeer API credentials.",
     no_args_is_help=True,
-    epilog=epilog("IPSMS_PASSWORD=... ipsms auth login --username api-user",
-                  "ipsms auth status", "ipsms auth logout",
-                  exit_codes=(help_text.OK, help_text.USAGE, (3, "the state home cannot be used"),
-                              (8, "missing or wrong credentials"))),
+    epilog=epilog(
+        "IPSMS_PASSWORD=... ipsms auth login --username api-user",
+        "ipsms auth status",
+        "ipsms auth logout",
+        exit_codes=(
+            help_text.OK,
+            help_text.USAGE,
+            (3, "the state home cannot be used"),
+            (8, "missing or wrong credentials"),
+        ),
+    ),
 )
 
 
 @app.command(epilog=epilog("IPSMS_PASSWORD=... ipsms auth login --username api-user"))
 def login(
     username: UsernameOption = None,
-    password: Annotated[str | None, typer.Option(
-        "--password", envvar=PASSWORD_ENV, show_default=False,
-        help="Prefer IPSMS_PASSWORD or --password-stdin: a flag shows in the process list.")]
-    = None,
-    password_stdin: Annotated[bool, typer.Option(
-        "--password-stdin", help="Read the password from the first line of stdin.")] = False,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            "--password",
+            envvar=PASSWORD_ENV,
+            show_default=False,
+            help="Prefer IPSMS_PASSWORD or --password-stdin: a flag shows in the process list.",
+        ),
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password from the first line of stdin."),
+    ] = False,
     auth_url: AuthUrlOption = None,
     region: RegionOption = Region.us,
     api_base: ApiBaseOption = None,
@@ -80,22 +97,35 @@ def login(
     settings = api_settings(region, api_base, auth_url, AuthScheme.bearer, timeout)
     store = CredentialStore()
     token = asyncio.run(_verify(settings, PasswordAuth(user, secret, "flags"), store))
-    store.save_credentials(StoredCredentials(user, secret, settings.authenticate_url,
-                                             time.time()))
+    store.save_credentials(StoredCredentials(user, secret, settings.authenticate_url, time.time()))
     expires = iso_time(token.expires_at)
-    emit(fmt is OutputFormat.json,
-         {"type": "auth_login", "username": user, "auth_url": settings.authenticate_url,
-               "api_base": settings.base_url, "token_expires_at": expires,
-               "credentials_file": str(store.credentials_path)},
-         printable(f"logged in as {user} at {mask_url(settings.authenticate_url)}; credentials "
-                   f"stored in {store.credentials_path} (mode 0600); token valid until "
-                   f"{expires}"))
+    emit(
+        fmt is OutputFormat.json,
+        {
+            "type": "auth_login",
+            "username": user,
+            "auth_url": settings.authenticate_url,
+            "api_base": settings.base_url,
+            "token_expires_at": expires,
+            "credentials_file": str(store.credentials_path),
+        },
+        printable(
+            f"logged in as {user} at {mask_url(settings.authenticate_url)}; credentials "
+            f"stored in {store.credentials_path} (mode 0600); token valid until "
+            f"{expires}"
+        ),
+    )
 
 
 @app.command(epilog=epilog("ipsms auth status --format json"))
-def status(token: TokenOption = None, username: UsernameOption = None,
-           region: RegionOption = Region.us, api_base: ApiBaseOption = None,
-           auth_url: AuthUrlOption = None, output_format: FormatOption = None) -> None:
+def status(
+    token: TokenOption = None,
+    username: UsernameOption = None,
+    region: RegionOption = Region.us,
+    api_base: ApiBaseOption = None,
+    auth_url: AuthUrlOption = None,
+    output_format: FormatOption = None,
+) -> None:
     """Show which credentials ipsms would use, for which API, and when the cached tokens
     expire (no secrets).
 
@@ -105,33 +135,44 @@ def status(token: TokenOption = None, username: UsernameOption = None,
     from ipsms.text import printable
 
     fmt = resolve_format(output_format)
-    settings = api_settings(region, api_base, auth_url, AuthScheme.bearer,
-                            defaults.API_TIMEOUT)
-    info = auth_status(CredentialStore(), token=token, username=username,
-                       password=current().getenv(PASSWORD_ENV))
+    settings = api_settings(region, api_base, auth_url, AuthScheme.bearer, defaults.API_TIMEOUT)
+    info = auth_status(
+        CredentialStore(), token=token, username=username, password=current().getenv(PASSWORD_ENV)
+    )
     # The API the other commands would call with these settings (IPSMS_API_BASE,
     # IPSMS_AUTH_URL, --region), and whether the stored password may go to its
     # authenticate URL: after using the emulator, they often differ.
     stored_url = info.get("auth_url")
     usable = stored_url is None or same_url(stored_url, settings.authenticate_url)
-    info.update(api_base=settings.base_url, api_auth_url=settings.authenticate_url,
-                credentials_match_api=usable)
-    lines = [f"user: {info['username'] or '(a token, expiry unknown)'}  "
-             f"[from {SOURCE_LABELS.get(info['source'], info['source'])}]",
-             f"API in use: {mask_url(settings.base_url)} (authenticate URL "
-             f"{mask_url(settings.authenticate_url)})"]
+    info.update(
+        api_base=settings.base_url,
+        api_auth_url=settings.authenticate_url,
+        credentials_match_api=usable,
+    )
+    lines = [
+        f"user: {info['username'] or '(a token, expiry unknown)'}  "
+        f"[from {SOURCE_LABELS.get(info['source'], info['source'])}]",
+        f"API in use: {mask_url(settings.base_url)} (authenticate URL "
+        f"{mask_url(settings.authenticate_url)})",
+    ]
     if stored_url:
-        lines.append(f"stored credentials belong to: {mask_url(stored_url)} (the stored "
-                     "password is sent there only)")
+        lines.append(
+            f"stored credentials belong to: {mask_url(stored_url)} (the stored "
+            "password is sent there only)"
+        )
     if not usable:
-        lines.append(f"note: the stored credentials do not belong to the API in use: "
-                     f"pass --auth-url {mask_url(stored_url or '')} (and its --api-base) to "
-                     f"use them, or run `ipsms auth login` for "
-                     f"{mask_url(settings.authenticate_url)}")
+        lines.append(
+            f"note: the stored credentials do not belong to the API in use: "
+            f"pass --auth-url {mask_url(stored_url or '')} (and its --api-base) to "
+            f"use them, or run `ipsms auth login` for "
+            f"{mask_url(settings.authenticate_url)}"
+        )
     for tok in info["tokens"]:
         state = "valid" if tok["valid"] else "expired"
-        lines.append(f"token for {mask_url(tok['auth_url'])} (API {mask_url(tok['api_base'])})"
-                     f": {state} until {tok['expires_at']}")
+        lines.append(
+            f"token for {mask_url(tok['auth_url'])} (API {mask_url(tok['api_base'])})"
+            f": {state} until {tok['expires_at']}"
+        )
     if not info["tokens"] and info["source"] != "token":
         lines.append("no cached token: the next API call fetches one")
     emit(fmt is OutputFormat.json, info, "\n".join(printable(line) for line in lines))
@@ -152,10 +193,16 @@ def logout(output_format: FormatOption = None) -> None:
         stored = None
     removed = store.delete_credentials()
     tokens = store.delete_tokens()
-    what = f"removed the stored credentials of {stored.username}" if stored else (
-        "removed the stored credentials" if removed else "no stored credentials")
-    emit(fmt is OutputFormat.json, {"type": "auth_logout", "credentials_removed": removed,
-               "tokens_removed": tokens}, printable(f"{what}; removed {tokens} cached token(s)"))
+    what = (
+        f"removed the stored credentials of {stored.username}"
+        if stored
+        else ("removed the stored credentials" if removed else "no stored credentials")
+    )
+    emit(
+        fmt is OutputFormat.json,
+        {"type": "auth_logout", "credentials_removed": removed, "tokens_removed": tokens},
+        printable(f"{what}; removed {tokens} cached token(s)"),
+    )
     still = [n for n in ("IPSMS_TOKEN", "IPSMS_USERNAME", PASSWORD_ENV) if env.getenv(n)]
     if still:
         env.notice(f"ipsms auth logout: note: {', '.join(still)} still set in the environment")
@@ -165,21 +212,26 @@ def _ask(username: str | None, password: str | None, password_stdin: bool) -> tu
     env = current()
     if password_stdin:
         if password:
-            raise UsageError("give the password once: --password-stdin or --password/"
-                             f"{PASSWORD_ENV}, not both")
+            raise UsageError(
+                f"give the password once: --password-stdin or --password/{PASSWORD_ENV}, not both"
+            )
         password = env.stdin.readline().rstrip("\r\n")
         if not password:
             raise UsageError("--password-stdin read an empty password")
     terminal = env.stdin_isatty and not password_stdin
     if not username:
         if not terminal:
-            raise UsageError("no username given and no terminal to ask for it",
-                             hint="pass --username or set IPSMS_USERNAME")
+            raise UsageError(
+                "no username given and no terminal to ask for it",
+                hint="pass --username or set IPSMS_USERNAME",
+            )
         username = _prompt("IntelePeer Customer Portal username (Access = API)").strip()
     if not password:
         if not terminal:
-            raise UsageError("no password given and no terminal to ask for it",
-                             hint=f"set {PASSWORD_ENV} or use --password-stdin")
+            raise UsageError(
+                "no password given and no terminal to ask for it",
+                hint=f"set {PASSWORD_ENV} or use --password-stdin",
+            )
         password = _prompt("Password", hidden=True)
     if not username or not password:
         raise UsageError("the username and password must not be empty")
@@ -205,8 +257,9 @@ def _prompt(text: str, hidden: bool = False) -> str:
         raise UsageError("no answer: the input ended") from None
 
 
-async def _verify(settings: "ApiSettings", auth: "PasswordAuth",
-                  store: "CredentialStore") -> "CachedToken":
+async def _verify(
+    settings: "ApiSettings", auth: "PasswordAuth", store: "CredentialStore"
+) -> "CachedToken":
     from ipsms.intelepeer.client import IntelePeerClient
 
     async with IntelePeerClient(settings, auth, store=store) as client:

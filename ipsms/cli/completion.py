@@ -89,8 +89,9 @@ def register() -> None:
         def complete(self) -> Any:
             # One call per Tab: the completions, never the "is there any" question.
             args, incomplete = self.get_completion_args()
-            return "\n".join(self.format_completion(item)
-                             for item in self.get_completions(args, incomplete))
+            return "\n".join(
+                self.format_completion(item) for item in self.get_completions(args, incomplete)
+            )
 
     add_completion_class(Zsh, "zsh")
     add_completion_class(Fish, "fish")

@@ -1,7 +1,6 @@
 """``ipsms config``: show, get, set and unset settings and profiles in the settings file
 (the profile's effect on a command is ``ipsms.cli.profiles``)."""
 
-
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -37,22 +36,32 @@ from ipsms.cli.profiles import (
     load_checked,
 )
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
-                  help="Settings and profiles in the config file: flag > environment "
-                  "variable > profile > default.",
-                  epilog=epilog("ipsms config set port 9000",
-                                "ipsms config set --profile work listen.forward_to "
-                                "http://127.0.0.1:3000/sms",
-                                "ipsms --profile work listen",
-                                "ipsms config show --resolved listen --port 9100",
-                                exit_codes=((0, "success"), (2, "a bad key, value or "
-                                            "settings file (file:line named)"),
-                                            (3, "the settings file cannot be read or "
-                                            "written"), (10, "get/unset: the key is not set"))))
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    help="Settings and profiles in the config file: flag > environment "
+    "variable > profile > default.",
+    epilog=epilog(
+        "ipsms config set port 9000",
+        "ipsms config set --profile work listen.forward_to http://127.0.0.1:3000/sms",
+        "ipsms --profile work listen",
+        "ipsms config show --resolved listen --port 9100",
+        exit_codes=(
+            (0, "success"),
+            (2, "a bad key, value or settings file (file:line named)"),
+            (3, "the settings file cannot be read or written"),
+            (10, "get/unset: the key is not set"),
+        ),
+    ),
+)
 
 
-@app.command("path", short_help="Print where the settings file is.",
-             epilog=epilog("ipsms config path", "$EDITOR \"$(ipsms config path)\""))
+@app.command(
+    "path",
+    short_help="Print where the settings file is.",
+    epilog=epilog("ipsms config path", '$EDITOR "$(ipsms config path)"'),
+)
 def path_command() -> None:
     """Print where the settings file is (IPSMS_CONFIG, else IPSMS_HOME/config.toml, else the
     user config dir); it need not exist yet."""
@@ -65,13 +74,16 @@ def _split_key(dotted: str) -> tuple[tuple[str, ...], str]:
     node: dict[str, Any] = command_tree()
     for name in table:
         if name not in node:
-            raise UsageError(f"unknown command {name!r} in {dotted!r}"
-                             f"{did_you_mean(name, list(node))}",
-                             hint=f"commands: {', '.join(node)}")
+            raise UsageError(
+                f"unknown command {name!r} in {dotted!r}{did_you_mean(name, list(node))}",
+                hint=f"commands: {', '.join(node)}",
+            )
         node = node[name]
     if key not in KEYS:
-        raise UsageError(f"unknown key {key!r}{did_you_mean(key, KEYS)}",
-                         hint=f"known keys: {', '.join(sorted(KEYS))}")
+        raise UsageError(
+            f"unknown key {key!r}{did_you_mean(key, KEYS)}",
+            hint=f"known keys: {', '.join(sorted(KEYS))}",
+        )
     return tuple(table), key
 
 
@@ -96,9 +108,15 @@ def _params_for(ctx: "Context", table: tuple[str, ...], key: str) -> list[tuple[
     return found
 
 
-@app.command("get", short_help="Print a key's value in the profile.",
-             epilog=epilog("ipsms config get port", "ipsms config get --profile work listen.port",
-                           exit_codes=((0, "success"), (10, "the key is not set"))))
+@app.command(
+    "get",
+    short_help="Print a key's value in the profile.",
+    epilog=epilog(
+        "ipsms config get port",
+        "ipsms config get --profile work listen.port",
+        exit_codes=((0, "success"), (10, "the key is not set")),
+    ),
+)
 def get(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(metavar="[COMMAND.]KEY", help="port, listen.port, ...")],
@@ -114,14 +132,21 @@ def get(
     current().out(f"{str(value).lower() if isinstance(value, bool) else value}\n")
 
 
-@app.command("set", short_help="Write a key into the profile, checked like its flag.",
-             epilog=epilog("ipsms config set port 9000", "ipsms config set signature_mode hmac",
-                           "ipsms config set --profile work listen.read_timeout 30s"))
+@app.command(
+    "set",
+    short_help="Write a key into the profile, checked like its flag.",
+    epilog=epilog(
+        "ipsms config set port 9000",
+        "ipsms config set signature_mode hmac",
+        "ipsms config set --profile work listen.read_timeout 30s",
+    ),
+)
 def set_command(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(metavar="[COMMAND.]KEY", help="port, listen.port, ...")],
-    value: Annotated[str, typer.Argument(metavar="VALUE", help="As you would type it after "
-                                         "the flag.")],
+    value: Annotated[
+        str, typer.Argument(metavar="VALUE", help="As you would type it after the flag.")
+    ],
 ) -> None:
     """Write KEY = VALUE into the profile (default: the one named default), checked with the
     option's own parser. The file is created 0600."""
@@ -138,8 +163,10 @@ def set_command(
         try:
             checked(ctx, param, Setting(name, stored, chosen, table, config_path(), None))
         except ConfigError as exc:
-            raise UsageError(f"{key}: not a value for `ipsms {command}` {param.opts[0]}: "
-                             f"{exc.message.split(': ', 2)[-1]}") from None
+            raise UsageError(
+                f"{key}: not a value for `ipsms {command}` {param.opts[0]}: "
+                f"{exc.message.split(': ', 2)[-1]}"
+            ) from None
     set_value(config_path(), chosen, table, name, stored)
     current().notice(f"ipsms config: {key} set in profile {chosen!r} of {config_path()}")
 
@@ -165,15 +192,23 @@ def _typed(param: Any, text: str) -> Any:
             number = float(text)
         except ValueError:
             return text  # a duration: "10s"
-        return int(number) if number.is_integer() and "." not in text and math.isfinite(
-            number) else number
+        return (
+            int(number)
+            if number.is_integer() and "." not in text and math.isfinite(number)
+            else number
+        )
     return text
 
 
-@app.command("unset", short_help="Remove a key from the profile.",
-             epilog=epilog("ipsms config unset port", "ipsms config unset --profile work "
-                           "listen.port", exit_codes=((0, "success"),
-                                                      (10, "the key was not set"))))
+@app.command(
+    "unset",
+    short_help="Remove a key from the profile.",
+    epilog=epilog(
+        "ipsms config unset port",
+        "ipsms config unset --profile work listen.port",
+        exit_codes=((0, "success"), (10, "the key was not set")),
+    ),
+)
 def unset(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(metavar="[COMMAND.]KEY", help="port, listen.port, ...")],
@@ -188,20 +223,34 @@ def unset(
     current().notice(f"ipsms config: {key} removed from profile {chosen!r}")
 
 
-@app.command("show", context_settings={"ignore_unknown_options": True,
-                                       "allow_interspersed_args": False},
-             short_help="Print the settings (masked), or where each value comes from.",
-             epilog=epilog("ipsms config show", "ipsms config show --profile work",
-                           "ipsms config show --resolved",
-                           "ipsms --profile work config show --resolved listen --port 9100"))
+@app.command(
+    "show",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    short_help="Print the settings (masked), or where each value comes from.",
+    epilog=epilog(
+        "ipsms config show",
+        "ipsms config show --profile work",
+        "ipsms config show --resolved",
+        "ipsms --profile work config show --resolved listen --port 9100",
+    ),
+)
 def show(
     ctx: typer.Context,
-    resolved: Annotated[bool, typer.Option(
-        "--resolved", help="Each effective value of COMMAND (default: every command) and "
-        "where it comes from: flag, env VAR, profile NAME in FILE, or default.")] = False,
-    command: Annotated[list[str] | None, typer.Argument(
-        metavar="[COMMAND [FLAGS...]]", help="With --resolved: a command line to resolve, e.g. "
-        "listen --port 9000.")] = None,
+    resolved: Annotated[
+        bool,
+        typer.Option(
+            "--resolved",
+            help="Each effective value of COMMAND (default: every command) and "
+            "where it comes from: flag, env VAR, profile NAME in FILE, or default.",
+        ),
+    ] = False,
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[COMMAND [FLAGS...]]",
+            help="With --resolved: a command line to resolve, e.g. listen --port 9000.",
+        ),
+    ] = None,
     output_format: FormatOption = None,
 ) -> None:
     """Print the profile's settings (or, with no profile named, every profile), secrets
@@ -213,8 +262,9 @@ def show(
         rows = _resolve_all(ctx, list(command or []))
         for path, key, value, source in rows:
             if as_json:
-                current().out(dumps({"command": path, "key": key, "value": value,
-                                     "source": source}) + "\n")
+                current().out(
+                    dumps({"command": path, "key": key, "value": value, "source": source}) + "\n"
+                )
             else:
                 shown = "(none)" if value is None else value
                 current().out(f"{path}: {key} = {shown}  ({source})\n")
@@ -230,11 +280,25 @@ def show(
         for setting in _all_settings(config, name):
             value = mask(setting.key, setting.value)
             if as_json:
-                current().out(dumps({"profile": name, "key": setting.dotted.split(".", 2)[2],
-                                     "value": value, "line": setting.line}) + "\n")
+                current().out(
+                    dumps(
+                        {
+                            "profile": name,
+                            "key": setting.dotted.split(".", 2)[2],
+                            "value": value,
+                            "line": setting.line,
+                        }
+                    )
+                    + "\n"
+                )
             else:
-                shown = str(value).lower() if isinstance(value, bool) else \
-                    value if isinstance(value, int | float) else dumps(value)
+                shown = (
+                    str(value).lower()
+                    if isinstance(value, bool)
+                    else value
+                    if isinstance(value, int | float)
+                    else dumps(value)
+                )
                 current().out(f"{setting.dotted} = {shown}\n")
 
 
@@ -244,12 +308,16 @@ def _say_nothing_is_set(config: ConfigFile, profile: str | None) -> None:
 
     where = printable(str(config.path))
     if not config.exists:
-        current().notice(f"ipsms config: no settings file: {where} does not exist; "
-                         "`ipsms config set KEY VALUE` creates it (IPSMS_CONFIG names "
-                         "another file)")
+        current().notice(
+            f"ipsms config: no settings file: {where} does not exist; "
+            "`ipsms config set KEY VALUE` creates it (IPSMS_CONFIG names "
+            "another file)"
+        )
     else:
-        current().notice(f"ipsms config: no settings in {where}"
-                         + (f" for profile {printable(profile)!r}" if profile else ""))
+        current().notice(
+            f"ipsms config: no settings in {where}"
+            + (f" for profile {printable(profile)!r}" if profile else "")
+        )
 
 
 def _all_settings(config: ConfigFile, profile: str) -> list[Setting]:
@@ -260,8 +328,12 @@ def _all_settings(config: ConfigFile, profile: str) -> list[Setting]:
             if isinstance(value, dict):
                 walk(value, (*table, key))
             else:
-                out.append(Setting(key, value, profile, table, config.path,
-                                   config.line_of(profile, table, key)))
+                out.append(
+                    Setting(
+                        key, value, profile, table, config.path, config.line_of(profile, table, key)
+                    )
+                )
+
     walk(config.profiles.get(profile, {}), ())
     return out
 
@@ -272,19 +344,19 @@ def _resolve_all(ctx: "Context", words: list[str]) -> list[tuple[str, str, Any, 
     group: Any = ctx.find_root().command
     tree = command_tree()
     if words and words[0] not in tree:
-        raise UsageError(f"no command {words[0]!r}{did_you_mean(words[0], list(tree))}",
-                         hint=f"commands: {', '.join(tree)}")
+        raise UsageError(
+            f"no command {words[0]!r}{did_you_mean(words[0], list(tree))}",
+            hint=f"commands: {', '.join(tree)}",
+        )
     if words and tree[words[0]] and (len(words) < 2 or words[1] not in tree[words[0]]):
-        raise UsageError(f"`{words[0]}` needs one of its commands: "
-                         f"{', '.join(tree[words[0]])}")
+        raise UsageError(f"`{words[0]}` needs one of its commands: {', '.join(tree[words[0]])}")
     targets: list[tuple[tuple[str, ...], list[str]]] = []
     if words:
         depth = 2 if tree[words[0]] else 1
         targets.append((tuple(words[:depth]), words[depth:]))
     else:
         for name, subs in tree.items():
-            targets.extend((((name, sub) if sub else (name,)), [])
-                           for sub in (subs or [None]))
+            targets.extend((((name, sub) if sub else (name,)), []) for sub in (subs or [None]))
     rows = []
     for path, args in targets:
         if path[0] == "config":
@@ -294,8 +366,7 @@ def _resolve_all(ctx: "Context", words: list[str]) -> list[tuple[str, str, Any, 
         top.meta[RESOLVE_META] = True
         parent, command = top, group.commands[path[0]]
         if len(path) > 1:
-            parent = typer.Context(command, info_name=path[0], parent=top,
-                                   resilient_parsing=True)
+            parent = typer.Context(command, info_name=path[0], parent=top, resilient_parsing=True)
             command = command.commands[path[1]]
         sub = command.make_context(path[-1], list(args), parent=parent, resilient_parsing=True)
         if ERROR_META in sub.meta:
@@ -322,6 +393,5 @@ def _resolve_all(ctx: "Context", words: list[str]) -> list[tuple[str, str, Any, 
                 where = f"profile {s.profile} in {s.path}" + (f":{s.line}" if s.line else "")
             else:
                 where = "default"
-            rows.append((" ".join(path), key, None if value is None else mask(key, value),
-                         where))
+            rows.append((" ".join(path), key, None if value is None else mask(key, value), where))
     return rows

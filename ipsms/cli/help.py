@@ -9,8 +9,10 @@ has a line of its own. Light on purpose: every command module imports it at star
 def epilog(*examples: str, exit_codes: tuple[tuple[int, str], ...] = (), note: str = "") -> str:
     parts = ["\b\nExamples:\n" + "\n".join(f"  {example}" for example in examples)]
     if exit_codes:
-        parts.append("\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {meaning}"
-                                                    for code, meaning in exit_codes))
+        parts.append(
+            "\b\nExit codes:\n"
+            + "\n".join(f"  {code:>3}  {meaning}" for code, meaning in exit_codes)
+        )
     if note:
         parts.append(note)
     return "\n\n".join(parts)

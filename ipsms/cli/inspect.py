@@ -11,25 +11,45 @@ from ipsms.cli.io import current
 from ipsms.cli.options import DbOption, parse_address
 from ipsms.errors import UsageError
 
-EPILOG = epilog("ipsms inspect",
-                "ipsms inspect --db ./ipsms.sqlite3 --to http://127.0.0.1:3000/sms",
-                exit_codes=((0, "stopped by Ctrl-C or SIGTERM"), help_text.USAGE,
-                            (4, "the address is busy or cannot be bound"),
-                            (10, "there is no message store at --db")))
+EPILOG = epilog(
+    "ipsms inspect",
+    "ipsms inspect --db ./ipsms.sqlite3 --to http://127.0.0.1:3000/sms",
+    exit_codes=(
+        (0, "stopped by Ctrl-C or SIGTERM"),
+        help_text.USAGE,
+        (4, "the address is busy or cannot be bound"),
+        (10, "there is no message store at --db"),
+    ),
+)
 
 
 def inspect(
     db: DbOption = None,
-    address: Annotated[str | None, typer.Option(
-        "--inspect", envvar="IPSMS_INSPECT", metavar="ADDR",
-        help=f"Where it answers, HOST:PORT or PORT (default {defaults.INSPECT_HOST}:"
-        f"{defaults.INSPECT_PORT}, or a free port when that one is busy).")] = None,
-    to: Annotated[str | None, typer.Option(
-        "--to", metavar="URL", help="Where Replay and Edit and resend deliver (your app, or a "
-        "running listener).")] = None,
-    allow_remote: Annotated[bool, typer.Option(
-        "--inspect-allow-remote", help="Let --inspect bind an address other than loopback "
-        "(the token is still needed).")] = False,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--inspect",
+            envvar="IPSMS_INSPECT",
+            metavar="ADDR",
+            help=f"Where it answers, HOST:PORT or PORT (default {defaults.INSPECT_HOST}:"
+            f"{defaults.INSPECT_PORT}, or a free port when that one is busy).",
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="URL",
+            help="Where Replay and Edit and resend deliver (your app, or a running listener).",
+        ),
+    ] = None,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--inspect-allow-remote",
+            help="Let --inspect bind an address other than loopback (the token is still needed).",
+        ),
+    ] = False,
 ) -> None:
     """Open the web inspector over recorded messages: history after the fact, and replay to
     --to. Its URL, with its token, is printed at start; Ctrl-C stops it."""
@@ -50,11 +70,14 @@ def inspect(
         raise StoreMissing(path)
     if (address or "").strip().lower() == "off":
         raise UsageError("--inspect off leaves nothing to serve")
-    host, port = parse_address(address or f"{defaults.INSPECT_HOST}:{defaults.INSPECT_PORT}",
-                               "--inspect")
+    host, port = parse_address(
+        address or f"{defaults.INSPECT_HOST}:{defaults.INSPECT_PORT}", "--inspect"
+    )
     if not is_loopback(host) and not allow_remote:
-        raise UsageError(f"--inspect {address}: the inspector binds loopback only",
-                         hint="add --inspect-allow-remote to serve it on another address")
+        raise UsageError(
+            f"--inspect {address}: the inspector binds loopback only",
+            hint="add --inspect-allow-remote to serve it on another address",
+        )
     targets = Targets(to=validate_url(to) if to else None)
     token = env.variables.get("IPSMS_INSPECT_TOKEN") or secrets.token_urlsafe(18)
 

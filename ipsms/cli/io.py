@@ -44,9 +44,15 @@ class Environment:
 
     @classmethod
     def from_process(cls) -> Environment:
-        return cls(stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr,
-                   stdin_isatty=_isatty(sys.stdin), stdout_isatty=_isatty(sys.stdout),
-                   stderr_isatty=_isatty(sys.stderr), variables=os.environ)
+        return cls(
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+            stderr=sys.stderr,
+            stdin_isatty=_isatty(sys.stdin),
+            stdout_isatty=_isatty(sys.stdout),
+            stderr_isatty=_isatty(sys.stderr),
+            variables=os.environ,
+        )
 
     def getenv(self, name: str) -> str | None:
         return self.variables.get(name) or None

@@ -1,6 +1,5 @@
 """``ipsms messages``: list, show, export, tail and clear what ``ipsms listen`` recorded."""
 
-
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -28,16 +27,22 @@ if TYPE_CHECKING:
 app = typer.Typer(
     rich_markup_mode=None,  # click's plain help: reads well at 80 columns and in a pipe
     add_completion=False,
-    name="messages", no_args_is_help=True,
+    name="messages",
+    no_args_is_help=True,
     help="List, search, show, export (NDJSON), follow or clear the messages `ipsms listen` "
     "recorded.",
-    epilog=epilog("ipsms messages list --since 1h --from 5309 --text 'stop'",
-                  "ipsms messages tail -f",
-                  "ipsms messages show 3KX9C2   # a unique refid prefix is enough",
-                  "ipsms messages export --redact > share.ndjson",
-                  exit_codes=(help_text.OK, help_text.USAGE,
-                              (3, "the message store cannot be used"),
-                              (10, "no message store yet, or no such message"))),
+    epilog=epilog(
+        "ipsms messages list --since 1h --from 5309 --text 'stop'",
+        "ipsms messages tail -f",
+        "ipsms messages show 3KX9C2   # a unique refid prefix is enough",
+        "ipsms messages export --redact > share.ndjson",
+        exit_codes=(
+            help_text.OK,
+            help_text.USAGE,
+            (3, "the message store cannot be used"),
+            (10, "no message store yet, or no such message"),
+        ),
+    ),
 )
 
 # -- the filters of list, export and tail (each one an SQL parameter, see ipsms.store) --------
@@ -71,48 +76,125 @@ def _verdicts(text: str) -> object:
 
 
 TIME_METAVAR = "DURATION|TIME"
-SinceOption = Annotated[float | None, typer.Option(
-    "--since", metavar=TIME_METAVAR, parser=core_parser(_moment), rich_help_panel=FILTERS,
-    help="Received in the last DURATION (90s, 10m, 2h, 1d, 1w) or at/after a UTC TIME "
-    "(2024-05-01, 2024-05-01T12:00Z).")]
-UntilOption = Annotated[float | None, typer.Option(
-    "--until", metavar=TIME_METAVAR, parser=core_parser(_moment), rich_help_panel=FILTERS,
-    help="Received at least DURATION ago, or at/before a UTC TIME.")]
-FromOption = Annotated[Any, typer.Option(
-    "--from", metavar="NUMBER", parser=core_parser(_number), rich_help_panel=FILTERS,
-    help="Sent from NUMBER: +13038675309 exactly, or digits the number ends with (5309).")]
-ToOption = Annotated[Any, typer.Option(
-    "--to", metavar="NUMBER", parser=core_parser(_number), rich_help_panel=FILTERS,
-    help="Sent to NUMBER (as --from).")]
-RefidOption = Annotated[str | None, typer.Option(
-    "--refid", metavar="PREFIX", rich_help_panel=FILTERS,
-    help="The refid starts with PREFIX (case-sensitive).")]
-TextOption = Annotated[str | None, typer.Option(
-    "--text", metavar="TEXT", rich_help_panel=FILTERS,
-    help="The message contains TEXT, in any case; % and _ are plain characters.")]
-StatusOption = Annotated[Any, typer.Option(
-    "--status", metavar="STATUS", parser=core_parser(_statuses), rich_help_panel=FILTERS,
-    help="ipsms answered STATUS: 403, 4xx, 400-404 or a list: 401,403,5xx.")]
-VerdictOption = Annotated[Any, typer.Option(
-    "--verdict", metavar="VERDICT", parser=core_parser(_verdicts), rich_help_panel=FILTERS,
-    help="The signature was valid, invalid, missing or unchecked (several: valid,unchecked).")]
-FlagOption = Annotated[str | None, typer.Option(
-    "--flag", metavar="CODE", rich_help_panel=FILTERS,
-    help="The request carries the flag CODE (refid_reused, from_format, extra_fields, ...).")]
+SinceOption = Annotated[
+    float | None,
+    typer.Option(
+        "--since",
+        metavar=TIME_METAVAR,
+        parser=core_parser(_moment),
+        rich_help_panel=FILTERS,
+        help="Received in the last DURATION (90s, 10m, 2h, 1d, 1w) or at/after a UTC TIME "
+        "(2024-05-01, 2024-05-01T12:00Z).",
+    ),
+]
+UntilOption = Annotated[
+    float | None,
+    typer.Option(
+        "--until",
+        metavar=TIME_METAVAR,
+        parser=core_parser(_moment),
+        rich_help_panel=FILTERS,
+        help="Received at least DURATION ago, or at/before a UTC TIME.",
+    ),
+]
+FromOption = Annotated[
+    Any,
+    typer.Option(
+        "--from",
+        metavar="NUMBER",
+        parser=core_parser(_number),
+        rich_help_panel=FILTERS,
+        help="Sent from NUMBER: +13038675309 exactly, or digits the number ends with (5309).",
+    ),
+]
+ToOption = Annotated[
+    Any,
+    typer.Option(
+        "--to",
+        metavar="NUMBER",
+        parser=core_parser(_number),
+        rich_help_panel=FILTERS,
+        help="Sent to NUMBER (as --from).",
+    ),
+]
+RefidOption = Annotated[
+    str | None,
+    typer.Option(
+        "--refid",
+        metavar="PREFIX",
+        rich_help_panel=FILTERS,
+        help="The refid starts with PREFIX (case-sensitive).",
+    ),
+]
+TextOption = Annotated[
+    str | None,
+    typer.Option(
+        "--text",
+        metavar="TEXT",
+        rich_help_panel=FILTERS,
+        help="The message contains TEXT, in any case; % and _ are plain characters.",
+    ),
+]
+StatusOption = Annotated[
+    Any,
+    typer.Option(
+        "--status",
+        metavar="STATUS",
+        parser=core_parser(_statuses),
+        rich_help_panel=FILTERS,
+        help="ipsms answered STATUS: 403, 4xx, 400-404 or a list: 401,403,5xx.",
+    ),
+]
+VerdictOption = Annotated[
+    Any,
+    typer.Option(
+        "--verdict",
+        metavar="VERDICT",
+        parser=core_parser(_verdicts),
+        rich_help_panel=FILTERS,
+        help="The signature was valid, invalid, missing or unchecked (several: valid,unchecked).",
+    ),
+]
+FlagOption = Annotated[
+    str | None,
+    typer.Option(
+        "--flag",
+        metavar="CODE",
+        rich_help_panel=FILTERS,
+        help="The request carries the flag CODE (refid_reused, from_format, extra_fields, ...).",
+    ),
+]
 
 
-def _filter(since: float | None, until: float | None, from_: object, to: object,
-            refid: str | None, text: str | None, status: object, verdict: object,
-            flag: str | None) -> "Filter":
+def _filter(
+    since: float | None,
+    until: float | None,
+    from_: object,
+    to: object,
+    refid: str | None,
+    text: str | None,
+    status: object,
+    verdict: object,
+    flag: str | None,
+) -> "Filter":
     from ipsms.records import Filter
 
     if since is not None and until is not None and since > until:
-        raise UsageError("--since is later than --until: nothing can match",
-                         hint="--since is the start of the window, --until its end")
-    return Filter(since=since, until=until, from_number=from_,  # type: ignore[arg-type]
-                  to_number=to, refid_prefix=refid or None,  # type: ignore[arg-type]
-                  text=text or None, statuses=status or (),  # type: ignore[arg-type]
-                  verdicts=verdict or (), flag=flag or None)  # type: ignore[arg-type]
+        raise UsageError(
+            "--since is later than --until: nothing can match",
+            hint="--since is the start of the window, --until its end",
+        )
+    return Filter(
+        since=since,
+        until=until,
+        from_number=from_,  # type: ignore[arg-type]
+        to_number=to,  # type: ignore[arg-type]
+        refid_prefix=refid or None,
+        text=text or None,
+        statuses=status or (),  # type: ignore[arg-type]
+        verdicts=verdict or (),  # type: ignore[arg-type]
+        flag=flag or None,
+    )
 
 
 def write_lines(lines: Iterable[str]) -> None:
@@ -129,19 +211,36 @@ def _confirm(question: str) -> bool:
     return env.stdin.readline().strip().lower() in ("y", "yes")
 
 
-@app.command("list", short_help="Recorded requests, newest first; filters to search.",
-             epilog=epilog("ipsms messages list --limit 20 --since 1h",
-                           "ipsms messages list --from 5309 --text 'stop' --status 200",
-                           "ipsms messages list --verdict invalid,missing --until 1d",
-                           "ipsms messages list --limit 0 --format plain | grep -F '[invalid'"))
+@app.command(
+    "list",
+    short_help="Recorded requests, newest first; filters to search.",
+    epilog=epilog(
+        "ipsms messages list --limit 20 --since 1h",
+        "ipsms messages list --from 5309 --text 'stop' --status 200",
+        "ipsms messages list --verdict invalid,missing --until 1d",
+        "ipsms messages list --limit 0 --format plain | grep -F '[invalid'",
+    ),
+)
 def list_(
-    limit: Annotated[int, typer.Option(
-        min=0, help="Show the newest N matching requests; 0 shows them all. When some are "
-        "left out, stderr says how many match.")] = defaults.LIST_LIMIT,
-    since: SinceOption = None, until: UntilOption = None, from_: FromOption = None,
-    to: ToOption = None, refid: RefidOption = None, text: TextOption = None,
-    status: StatusOption = None, verdict: VerdictOption = None, flag: FlagOption = None,
-    db: DbOption = None, output_format: FormatOption = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Show the newest N matching requests; 0 shows them all. When some are "
+            "left out, stderr says how many match.",
+        ),
+    ] = defaults.LIST_LIMIT,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    from_: FromOption = None,
+    to: ToOption = None,
+    refid: RefidOption = None,
+    text: TextOption = None,
+    status: StatusOption = None,
+    verdict: VerdictOption = None,
+    flag: FlagOption = None,
+    db: DbOption = None,
+    output_format: FormatOption = None,
 ) -> None:
     """Recorded requests, newest first (rejected ones too, with their error), as many as
     --limit says. The filters narrow them down; every one given must match."""
@@ -161,9 +260,11 @@ def list_(
     else:
         write_lines(_lines(rows, fmt))
     if matching > len(rows):  # a grep of the output would miss the others: say so
-        current().notice(f"ipsms messages list: showed the newest {len(rows)} of {matching} "
-                         f"{'recorded' if where.empty else 'matching'} requests; "
-                         "--limit N shows more, --limit 0 all of them")
+        current().notice(
+            f"ipsms messages list: showed the newest {len(rows)} of {matching} "
+            f"{'recorded' if where.empty else 'matching'} requests; "
+            "--limit N shows more, --limit 0 all of them"
+        )
 
 
 def _lines(rows: "Iterable[Request]", fmt: OutputFormat) -> Iterable[str]:
@@ -178,16 +279,24 @@ def _lines(rows: "Iterable[Request]", fmt: OutputFormat) -> Iterable[str]:
     return (dumps(records.summary_dict(r)) for r in rows)
 
 
-@app.command(short_help="Every attempt of one message, in full.",
-             epilog=epilog("ipsms messages show ABCDEF1234567890ABCDEF1234567890",
-                           "ipsms messages show ABCDEF12   # a unique prefix, as the live "
-                           "table shows it",
-                           "ipsms messages show ABCDEF --format json | jq .attempts"))
+@app.command(
+    short_help="Every attempt of one message, in full.",
+    epilog=epilog(
+        "ipsms messages show ABCDEF1234567890ABCDEF1234567890",
+        "ipsms messages show ABCDEF12   # a unique prefix, as the live table shows it",
+        "ipsms messages show ABCDEF --format json | jq .attempts",
+    ),
+)
 def show(
-    refid: Annotated[str, typer.Argument(
-        help="The refid of the message, or a prefix of it that only one recorded refid "
-        "starts with (an ambiguous prefix is an error listing a few; exit 2).")],
-    db: DbOption = None, output_format: FormatOption = None,
+    refid: Annotated[
+        str,
+        typer.Argument(
+            help="The refid of the message, or a prefix of it that only one recorded refid "
+            "starts with (an ambiguous prefix is an error listing a few; exit 2)."
+        ),
+    ],
+    db: DbOption = None,
+    output_format: FormatOption = None,
 ) -> None:
     """Every recorded attempt of REFID: headers, raw body, verdict, flags and status."""
     from ipsms import records
@@ -210,18 +319,34 @@ def show(
         current().console().print(show_view(refid, rows))
 
 
-@app.command(short_help="Every recorded request (or those matching) as NDJSON.",
-             epilog=epilog("ipsms messages export --since 1d --redact > share.ndjson",
-                           "ipsms messages export --refid ABCDEF12 > one-message.ndjson"))
+@app.command(
+    short_help="Every recorded request (or those matching) as NDJSON.",
+    epilog=epilog(
+        "ipsms messages export --since 1d --redact > share.ndjson",
+        "ipsms messages export --refid ABCDEF12 > one-message.ndjson",
+    ),
+)
 def export(
-    since: SinceOption = None, until: UntilOption = None, from_: FromOption = None,
-    to: ToOption = None, refid: RefidOption = None, text: TextOption = None,
-    status: StatusOption = None, verdict: VerdictOption = None, flag: FlagOption = None,
-    limit: Annotated[int | None, typer.Option(
-        min=1, show_default=False,
-        help="Only the newest N matching requests (still written oldest first).")] = None,
-    redact: Annotated[bool, typer.Option(
-        help="Mask phone numbers, message text and signatures (for sharing).")] = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    from_: FromOption = None,
+    to: ToOption = None,
+    refid: RefidOption = None,
+    text: TextOption = None,
+    status: StatusOption = None,
+    verdict: VerdictOption = None,
+    flag: FlagOption = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            show_default=False,
+            help="Only the newest N matching requests (still written oldest first).",
+        ),
+    ] = None,
+    redact: Annotated[
+        bool, typer.Option(help="Mask phone numbers, message text and signatures (for sharing).")
+    ] = False,
     db: DbOption = None,
 ) -> None:
     """Every recorded request as NDJSON on stdout, oldest first, with its exact body; the
@@ -234,30 +359,54 @@ def export(
     from ipsms.text import dumps
 
     where = _filter(since, until, from_, to, refid, text, status, verdict, flag)
-    opts = records.ExportOptions(db=db or default_db_path(), redact=redact, where=where,
-                                    limit=limit)
+    opts = records.ExportOptions(
+        db=db or default_db_path(), redact=redact, where=where, limit=limit
+    )
     with records.opened(opts.db) as conn:
-        write_lines(dumps(records.export_dict(r, redact=opts.redact))
-                    for r in records.export_rows(conn, opts))
+        write_lines(
+            dumps(records.export_dict(r, redact=opts.redact))
+            for r in records.export_rows(conn, opts)
+        )
 
 
 POLL_INTERVAL = 0.2  # seconds between polls of `tail -f`: a message shows within 0.2 s
 
 
-@app.command(short_help="The latest requests; -f follows new ones as they are recorded.",
-             epilog=epilog("ipsms messages tail -f",
-                           "ipsms messages tail -f --verdict invalid --format plain",
-                           "ipsms messages tail -f --format json | jq -r .message"))
+@app.command(
+    short_help="The latest requests; -f follows new ones as they are recorded.",
+    epilog=epilog(
+        "ipsms messages tail -f",
+        "ipsms messages tail -f --verdict invalid --format plain",
+        "ipsms messages tail -f --format json | jq -r .message",
+    ),
+)
 def tail(
-    lines: Annotated[int, typer.Option(
-        "--lines", "-n", min=0, help="How many of the latest requests to print first.")] = 10,
-    follow: Annotated[bool, typer.Option(
-        "--follow", "-f", help="Keep printing requests as `ipsms listen` records them, until "
-        "Ctrl-C (waits for a store that does not exist yet).")] = False,
-    since: SinceOption = None, until: UntilOption = None, from_: FromOption = None,
-    to: ToOption = None, refid: RefidOption = None, text: TextOption = None,
-    status: StatusOption = None, verdict: VerdictOption = None, flag: FlagOption = None,
-    db: DbOption = None, output_format: FormatOption = None,
+    lines: Annotated[
+        int,
+        typer.Option(
+            "--lines", "-n", min=0, help="How many of the latest requests to print first."
+        ),
+    ] = 10,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            help="Keep printing requests as `ipsms listen` records them, until "
+            "Ctrl-C (waits for a store that does not exist yet).",
+        ),
+    ] = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    from_: FromOption = None,
+    to: ToOption = None,
+    refid: RefidOption = None,
+    text: TextOption = None,
+    status: StatusOption = None,
+    verdict: VerdictOption = None,
+    flag: FlagOption = None,
+    db: DbOption = None,
+    output_format: FormatOption = None,
 ) -> None:
     """The latest recorded requests, oldest first, like tail; with -f, then every new one as
     another `ipsms listen` records it (a line each: NDJSON on a pipe, plain with --format
@@ -269,8 +418,9 @@ def tail(
     where = _filter(since, until, from_, to, refid, text, status, verdict, flag)
     path = db or default_db_path()
     fmt = resolve_format(output_format)
-    follower = records.Follower(path, None if where.empty else where,
-                                   on_notice=lambda text: env.notice(f"ipsms: {text}"))
+    follower = records.Follower(
+        path, None if where.empty else where, on_notice=lambda text: env.notice(f"ipsms: {text}")
+    )
     show = _tail_printer(fmt)
     with _stopped_by_signals():
         try:
@@ -279,8 +429,10 @@ def tail(
             elif not follow:
                 raise records.StoreMissing(path)
             else:
-                env.notice(f"ipsms: no message store at {path} yet: waiting for `ipsms listen` "
-                           "to create it (Ctrl-C to stop)")
+                env.notice(
+                    f"ipsms: no message store at {path} yet: waiting for `ipsms listen` "
+                    "to create it (Ctrl-C to stop)"
+                )
             while follow:
                 started = time.monotonic()
                 rows, more = follower.poll()
@@ -302,9 +454,11 @@ class _Stop(Exception):
 def _tail_printer(fmt: OutputFormat) -> "Callable[[list[Request]], None]":
     """Writes a batch of tail rows; a reader that went away stops the command (exit 0)."""
     if fmt is not OutputFormat.table:
+
         def write(rows: "list[Request]") -> None:
             if rows:
                 write_lines(_lines(rows, fmt))
+
         return write
     from ipsms.ui.messages import tail_line
 
@@ -313,10 +467,16 @@ def _tail_printer(fmt: OutputFormat) -> "Callable[[list[Request]], None]":
 
     def show(rows: "list[Request]") -> None:
         for row in rows:
-            console.print(tail_line(row, console.width), soft_wrap=False, overflow="ellipsis",
-                          no_wrap=True, crop=True)
+            console.print(
+                tail_line(row, console.width),
+                soft_wrap=False,
+                overflow="ellipsis",
+                no_wrap=True,
+                crop=True,
+            )
         if env.stdout_closed:
             raise typer.Exit(0)
+
     return show
 
 
@@ -361,12 +521,13 @@ def _raise_stop(_signum: int, _frame: object) -> None:
     raise _Stop
 
 
-@app.command(short_help="Delete every recorded request.",
-             epilog=epilog("ipsms messages clear --yes"))
+@app.command(
+    short_help="Delete every recorded request.", epilog=epilog("ipsms messages clear --yes")
+)
 def clear(
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-    = False,
-    db: DbOption = None, output_format: FormatOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    db: DbOption = None,
+    output_format: FormatOption = None,
 ) -> None:
     """Delete every recorded request (asks first on a terminal; --yes skips the question)."""
     from ipsms import records
@@ -379,8 +540,11 @@ def clear(
         total = records.count_all(conn)
         if not yes:
             if not env.stdin_isatty:
-                raise UsageError(f"refusing to delete {total} recorded requests without "
-                                 "confirmation (no terminal to ask on)", hint="pass --yes")
+                raise UsageError(
+                    f"refusing to delete {total} recorded requests without "
+                    "confirmation (no terminal to ask on)",
+                    hint="pass --yes",
+                )
             if total and not _confirm(f"Delete all {total} recorded requests from {path}?"):
                 env.notice("ipsms messages clear: nothing deleted")
                 return
@@ -388,5 +552,6 @@ def clear(
     if resolve_format(output_format) is OutputFormat.json:
         write_lines([dumps({"type": "cleared", "removed": removed, "db": str(path)})])
     else:
-        write_lines([f"removed {removed} recorded request{'s' if removed != 1 else ''} "
-                     f"from {path}"])
+        write_lines(
+            [f"removed {removed} recorded request{'s' if removed != 1 else ''} from {path}"]
+        )

@@ -7,7 +7,6 @@ the one command being run, by the ``--profile`` option's callback (eager, so it 
 other options are read), after each value was checked with the option's own parser.
 """
 
-
 import contextlib
 import math
 from pathlib import Path
@@ -60,8 +59,10 @@ def command_tree() -> dict[str, Any]:
     tree: dict[str, Any] = {name: {} for name in commands.MODULES}
     for name in commands.GROUPS:
         group = commands.group_app(name)
-        tree[name] = {(c.name or (c.callback.__name__ if c.callback else "")).replace("_", "-"): {}
-                      for c in group.registered_commands}
+        tree[name] = {
+            (c.name or (c.callback.__name__ if c.callback else "")).replace("_", "-"): {}
+            for c in group.registered_commands
+        }
     return tree
 
 
@@ -99,13 +100,16 @@ def help_defaults(ctx: "Context") -> str | None:
         try:
             defaults, used = profile_defaults(ctx, path)
         except IpsmsError as exc:
-            current().notice(f"ipsms: warning: the defaults shown leave out the settings file: "
-                             f"{exc.message}")
+            current().notice(
+                f"ipsms: warning: the defaults shown leave out the settings file: {exc.message}"
+            )
             return None
     if not used:
         return None
-    ctx.default_map = {name: _shown(used[name].key, value) if name in used else value
-                       for name, value in defaults.items()}
+    ctx.default_map = {
+        name: _shown(used[name].key, value) if name in used else value
+        for name, value in defaults.items()
+    }
     option: Any
     for option in ctx.command.params:  # the profile's settings are all options
         # A default described in words (``(10s)``) is shown instead of any value: describe
@@ -117,8 +121,10 @@ def help_defaults(ctx: "Context") -> str | None:
     profile, _ = chosen_profile(ctx)
     options = ", ".join(sorted(f"--{used[name].key.replace('_', '-')}" for name in used))
     where = printable(str(next(iter(used.values())).path))  # IPSMS_CONFIG can be any path
-    return (f"Settings from profile '{profile}' of {where} apply: {options}. The defaults "
-            "shown are theirs.")
+    return (
+        f"Settings from profile '{profile}' of {where} apply: {options}. The defaults "
+        "shown are theirs."
+    )
 
 
 def _shown(key: str, value: Any) -> Any:
@@ -151,8 +157,9 @@ def chosen_profile(ctx: "Context") -> tuple[str, bool]:
     """The profile in effect and whether the user named it (flag or IPSMS_PROFILE)."""
     named = ctx.meta.get(PROFILE_META) or current().getenv(PROFILE_ENV)
     if named:
-        return check_profile_name(named, where=f"{PROFILE_ENV}: " if not ctx.meta.get(
-            PROFILE_META) else "--profile: "), True
+        return check_profile_name(
+            named, where=f"{PROFILE_ENV}: " if not ctx.meta.get(PROFILE_META) else "--profile: "
+        ), True
     return DEFAULT_PROFILE, False
 
 
@@ -161,21 +168,26 @@ def load_checked(ctx: "Context") -> tuple[ConfigFile, str]:
     profile, named = chosen_profile(ctx)
     if named and profile not in config.profiles:
         known = ", ".join(sorted(config.profiles)) or "none"
-        raise ConfigError(f"no profile {profile!r} in {config.path}"
-                          f"{did_you_mean(profile, list(config.profiles))}",
-                          hint=f"profiles: {known}; add one with "
-                          f"`ipsms config set --profile {profile} KEY VALUE`")
+        raise ConfigError(
+            f"no profile {profile!r} in {config.path}"
+            f"{did_you_mean(profile, list(config.profiles))}",
+            hint=f"profiles: {known}; add one with "
+            f"`ipsms config set --profile {profile} KEY VALUE`",
+        )
     if config.exists and config.has_secrets():
         from ipsms.config import readable_by_others
 
         if readable_by_others(config.path):
-            current().notice(f"ipsms: warning: {config.path} holds secrets and other users "
-                             f"can read it; run `chmod 600 {config.path}`")
+            current().notice(
+                f"ipsms: warning: {config.path} holds secrets and other users "
+                f"can read it; run `chmod 600 {config.path}`"
+            )
     return config, profile
 
 
-def profile_defaults(ctx: "Context", path: tuple[str, ...]) -> tuple[dict[str, Any],
-                                                                      dict[str, Setting]]:
+def profile_defaults(
+    ctx: "Context", path: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Setting]]:
     config, profile = load_checked(ctx)
     params = {key: p for p in ctx.command.params if (key := key_of(p))}
     defaults: dict[str, Any] = {}
@@ -184,9 +196,11 @@ def profile_defaults(ctx: "Context", path: tuple[str, ...]) -> tuple[dict[str, A
         param = params.get(key)
         if param is None:
             if setting.table == path:  # in this command's own table: a mistake
-                raise ConfigError(f"{setting.where}: `ipsms {' '.join(path)}` has no setting "
-                                  f"{key!r}{did_you_mean(key, list(params))}",
-                                  hint=f"its settings: {', '.join(sorted(params)) or 'none'}")
+                raise ConfigError(
+                    f"{setting.where}: `ipsms {' '.join(path)}` has no setting "
+                    f"{key!r}{did_you_mean(key, list(params))}",
+                    hint=f"its settings: {', '.join(sorted(params)) or 'none'}",
+                )
             continue  # a profile-wide key for the commands that take it
         defaults[param.name] = checked(ctx, param, setting)
         used[param.name] = setting
@@ -197,12 +211,13 @@ def checked(ctx: "Context", param: Any, setting: Setting) -> Any:
     """The file's value as the text a user would type after the flag, after the option's
     own parser accepted it (same type, same bounds)."""
     text = as_flag_text(param, setting.value)
-    if isinstance(text, str) and text.startswith("~") and \
-            param.type_descriptor.annotation is Path:
+    if isinstance(text, str) and text.startswith("~") and param.type_descriptor.annotation is Path:
         text = str(Path(text).expanduser())
     if text is None:
-        raise ConfigError(f"{setting.where}: {setting.key} must be "
-                          f"{_wanted(param)}, not {_toml_type(setting.value)}")
+        raise ConfigError(
+            f"{setting.where}: {setting.key} must be "
+            f"{_wanted(param)}, not {_toml_type(setting.value)}"
+        )
     try:
         value = param.process_value(ctx, text)
         if value is not None and setting.key in _AFTER_PARSE:
@@ -210,8 +225,10 @@ def checked(ctx: "Context", param: Any, setting: Setting) -> Any:
     except (typer.BadParameter, UsageError) as exc:
         message = getattr(exc, "message", None) or str(exc)
         message = message.removeprefix("Value error, ")
-        raise ConfigError(f"{setting.where}: {setting.key} = {mask(setting.key, text)!r}: "
-                          f"{message[:1].lower()}{message[1:]}") from None
+        raise ConfigError(
+            f"{setting.where}: {setting.key} = {mask(setting.key, text)!r}: "
+            f"{message[:1].lower()}{message[1:]}"
+        ) from None
     except Exception as exc:  # click's own usage errors
         from ipsms.cli.click_compat import ClickException
 
@@ -247,8 +264,13 @@ def _url(text: str) -> None:
 
 # Options whose text the command reads further after typer's parser (sizes, HMAC variants,
 # URLs): a value the command would refuse is refused when written, not when used.
-_AFTER_PARSE: dict[str, Any] = {"max_body": _size, "hmac": _variant, "basic_auth": _credentials,
-                                "forward_to": _url, "to": _url}
+_AFTER_PARSE: dict[str, Any] = {
+    "max_body": _size,
+    "hmac": _variant,
+    "basic_auth": _credentials,
+    "forward_to": _url,
+    "to": _url,
+}
 
 
 def as_flag_text(param: Any, value: Any) -> Any:
@@ -275,16 +297,14 @@ def _wanted(param: Any) -> str:
     if annotation is int:
         return "a whole number"
     if annotation is float:
-        return "a number or a duration in quotes (\"10s\")"
+        return 'a number or a duration in quotes ("10s")'
     return "a string in quotes"
 
 
 def _toml_type(value: Any) -> str:
     if isinstance(value, bool):
         return "true/false"
-    return {int: "a whole number", float: "a number", str: "a string"}.get(type(value),
-                                                                             "that")
+    return {int: "a whole number", float: "a number", str: "a string"}.get(type(value), "that")
 
 
 # -- the commands (each also takes the global --profile) -------------------------------------
-

@@ -1,6 +1,5 @@
 """``ipsms provision``: enable SMS on a long code through IntelePeer's configuration API."""
 
-
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -32,21 +31,33 @@ if TYPE_CHECKING:
     from ipsms.intelepeer.credentials import AuthSource
     from ipsms.intelepeer.settings import ApiSettings
 
-EPILOG = epilog("ipsms provision +13038675309",
-                "ipsms provision +13038675309 --dry-run",
-                exit_codes=(help_text.OK, help_text.USAGE, (7, "the API refused the request"),
-                            (8, "missing or wrong credentials")))
+EPILOG = epilog(
+    "ipsms provision +13038675309",
+    "ipsms provision +13038675309 --dry-run",
+    exit_codes=(
+        help_text.OK,
+        help_text.USAGE,
+        (7, "the API refused the request"),
+        (8, "missing or wrong credentials"),
+    ),
+)
 
 
 def provision(
-    number: Annotated[str, typer.Argument(metavar="TN", show_default=False,
-                                          help="One E.164 long code.")],
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="Print the exact request instead of sending it.")] = False,
-    output_format: FormatOption = None, region: RegionOption = Region.us,
-    api_base: ApiBaseOption = None, auth_url: AuthUrlOption = None,
-    auth_scheme: AuthSchemeOption = AuthScheme.bearer, token: TokenOption = None,
-    username: UsernameOption = None, timeout: ApiTimeout = defaults.API_TIMEOUT,
+    number: Annotated[
+        str, typer.Argument(metavar="TN", show_default=False, help="One E.164 long code.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the exact request instead of sending it.")
+    ] = False,
+    output_format: FormatOption = None,
+    region: RegionOption = Region.us,
+    api_base: ApiBaseOption = None,
+    auth_url: AuthUrlOption = None,
+    auth_scheme: AuthSchemeOption = AuthScheme.bearer,
+    token: TokenOption = None,
+    username: UsernameOption = None,
+    timeout: ApiTimeout = defaults.API_TIMEOUT,
 ) -> None:
     """Enable SMS on a long code (202: requested; usually done within minutes)."""
     import asyncio
@@ -62,8 +73,10 @@ def provision(
     reply = asyncio.run(_provision(settings, auth_source(token, username), number))
     _show_provision(reply, fmt)
     if reply.in_progress:
-        raise ApiError(f"IntelePeer answered 409 for {number}: {reply.reason}",
-                       hint="wait for it to finish (usually minutes), then try again")
+        raise ApiError(
+            f"IntelePeer answered 409 for {number}: {reply.reason}",
+            hint="wait for it to finish (usually minutes), then try again",
+        )
     return None
 
 
@@ -78,12 +91,20 @@ async def _provision(settings: "ApiSettings", auth: "AuthSource", number: str) -
 def _show_provision(reply: "ProvisionReply", fmt: OutputFormat) -> None:
     from ipsms.text import printable
 
-    record = {"type": "provision", "number": reply.number, "status": reply.status,
-              "state": reply.state, "reason": reply.reason}
+    record = {
+        "type": "provision",
+        "number": reply.number,
+        "status": reply.status,
+        "state": reply.state,
+        "reason": reply.reason,
+    }
     if fmt is OutputFormat.table:
         from ipsms.ui.api import provision_line
 
         current().console().print(provision_line(reply))
     else:
-        emit(fmt is OutputFormat.json, record,
-             printable(f"{reply.number} provisioning {reply.state} ({reply.status})"))
+        emit(
+            fmt is OutputFormat.json,
+            record,
+            printable(f"{reply.number} provisioning {reply.state} ({reply.status})"),
+        )

@@ -24,8 +24,9 @@ settings file, exit codes and troubleshooting.
 def _pages(command: Any, path: list[str], parent: Any) -> Iterator[tuple[str, str]]:
     import typer
 
-    ctx = typer.Context(command, info_name=path[-1], parent=parent, terminal_width=WIDTH,
-                        max_content_width=WIDTH)
+    ctx = typer.Context(
+        command, info_name=path[-1], parent=parent, terminal_width=WIDTH, max_content_width=WIDTH
+    )
     yield " ".join(path), command.get_help(ctx)
     subcommands = getattr(command, "commands", None)
     if subcommands:
@@ -45,11 +46,11 @@ def pages() -> list[tuple[str, str]]:
 def markdown() -> str:
     parts = [HEADER]
     pages_ = pages()
-    parts.append("\n".join(f"- [`{name}`](#{name.replace(' ', '-')})" for name, _ in pages_)
-                 + "\n")
+    parts.append("\n".join(f"- [`{name}`](#{name.replace(' ', '-')})" for name, _ in pages_) + "\n")
     for name, text in pages_:
-        parts.append(f'<a id="{name.replace(" ", "-")}"></a>\n## `{name}`\n\n```text\n'
-                     f"{text.rstrip()}\n```\n")
+        parts.append(
+            f'<a id="{name.replace(" ", "-")}"></a>\n## `{name}`\n\n```text\n{text.rstrip()}\n```\n'
+        )
     return "\n".join(parts)
 
 

@@ -1,6 +1,5 @@
 """``ipsms replay``: re-deliver recorded messages byte for byte through the delivery engine."""
 
-
 import time
 from typing import TYPE_CHECKING, Annotated
 
@@ -33,25 +32,39 @@ if TYPE_CHECKING:
 
     from ipsms.deliver.engine import Delivery
 
-EPILOG = epilog("ipsms replay 3KX9C2 --to http://127.0.0.1:3000/sms",
-                "ipsms replay --all --since 10m --no-wait",
-                exit_codes=(*help_text.DELIVERY, (10, "no such recorded message")))
+EPILOG = epilog(
+    "ipsms replay 3KX9C2 --to http://127.0.0.1:3000/sms",
+    "ipsms replay --all --since 10m --no-wait",
+    exit_codes=(*help_text.DELIVERY, (10, "no such recorded message")),
+)
 
 
 def replay(
-    refid: Annotated[str | None, typer.Argument(
-        help="refid of the recorded message to deliver again (or a prefix only one recorded "
-        "refid starts with).")] = None,
-    to: Annotated[str, typer.Option(
-        "--to", envvar="IPSMS_REPLAY_TO", metavar="URL",
-        help="Webhook URL to deliver to.")]
-    = defaults.WEBHOOK_URL,
-    all_: Annotated[bool, typer.Option(
-        "--all", help="Replay every recorded message (once per refid, oldest first).")]
-    = False,
-    since: Annotated[float | None, typer.Option(
-        metavar=DURATION_METAVAR, parser=duration, help="With --all: only messages received "
-        "in the last DURATION (30s, 10m, 2h, 1d, 1w).")] = None,
+    refid: Annotated[
+        str | None,
+        typer.Argument(
+            help="refid of the recorded message to deliver again (or a prefix only one recorded "
+            "refid starts with)."
+        ),
+    ] = None,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", envvar="IPSMS_REPLAY_TO", metavar="URL", help="Webhook URL to deliver to."
+        ),
+    ] = defaults.WEBHOOK_URL,
+    all_: Annotated[
+        bool,
+        typer.Option("--all", help="Replay every recorded message (once per refid, oldest first)."),
+    ] = False,
+    since: Annotated[
+        float | None,
+        typer.Option(
+            metavar=DURATION_METAVAR,
+            parser=duration,
+            help="With --all: only messages received in the last DURATION (30s, 10m, 2h, 1d, 1w).",
+        ),
+    ] = None,
     db: DbOption = None,
     fail_first: FailFirst = 0,
     max_attempts: MaxAttempts = defaults.MAX_ATTEMPTS,
@@ -83,9 +96,12 @@ def replay(
     try:
         url = validate_url(to)
     except UsageError as exc:  # simulate's --to is a number: say which --to this is
-        raise UsageError(f"--to {exc.message}", hint="--to is the webhook URL to deliver "
-                         "to, e.g. http://127.0.0.1:3000/sms; a replayed message keeps its "
-                         "recorded numbers") from None
+        raise UsageError(
+            f"--to {exc.message}",
+            hint="--to is the webhook URL to deliver "
+            "to, e.g. http://127.0.0.1:3000/sms; a replayed message keeps its "
+            "recorded numbers",
+        ) from None
     cutoff = time.time() - since if since is not None else None
     fmt = resolve_format(output_format).value
     conn = store.connect(db or default_db_path(), create=False)
@@ -96,16 +112,25 @@ def replay(
 
             deliveries = [recorded_delivery(conn, resolve_refid(conn, refid), url)]
         else:
-            deliveries = (delivery_from_record(rec, url)
-                          for rec in replay_selection(store.iter_all(conn), cutoff))
-        stats = asyncio.run(deliver_counted(deliveries, policy,
-                                            make_output(fmt, env.result_stream(), policy),
-                                            fail_first=fail_first))
+            deliveries = (
+                delivery_from_record(rec, url)
+                for rec in replay_selection(store.iter_all(conn), cutoff)
+            )
+        stats = asyncio.run(
+            deliver_counted(
+                deliveries,
+                policy,
+                make_output(fmt, env.result_stream(), policy),
+                fail_first=fail_first,
+            )
+        )
     finally:
         conn.close()
     if all_:
         if stats.messages == 0:
-            env.notice("ipsms replay: no recorded messages to replay"
-                    + (f" in the last {format_duration(since)}" if since is not None else ""))
+            env.notice(
+                "ipsms replay: no recorded messages to replay"
+                + (f" in the last {format_duration(since)}" if since is not None else "")
+            )
         print_summary(stats, fmt, env.result_stream(), "ipsms replay: summary")
     check_delivered(stats.gave_up, stats.done, stats.last_failure, policy, fail_first)

@@ -1,6 +1,5 @@
 """``ipsms verify``: check a saved or recorded payload's signature and explain a mismatch."""
 
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,27 +23,45 @@ from ipsms.errors import SignatureInvalidError, UsageError
 if TYPE_CHECKING:
     from ipsms.records.verify import Loaded
 
-EPILOG = epilog("IPSMS_SECRET=... ipsms verify body.json",
-                "ipsms messages export | grep REFID | ipsms verify -",
-                "ipsms verify --refid REFID",
-                exit_codes=((0, "the signature is valid"), help_text.USAGE,
-                            (6, "the signature is invalid or missing"),
-                            (10, "no such recorded message")))
+EPILOG = epilog(
+    "IPSMS_SECRET=... ipsms verify body.json",
+    "ipsms messages export | grep REFID | ipsms verify -",
+    "ipsms verify --refid REFID",
+    exit_codes=(
+        (0, "the signature is valid"),
+        help_text.USAGE,
+        (6, "the signature is invalid or missing"),
+        (10, "no such recorded message"),
+    ),
+)
 
 
 def verify(
-    file: Annotated[str | None, typer.Argument(
-        metavar="[FILE|-]", help="Webhook body (JSON or form) or `messages export` NDJSON; "
-        "- or nothing reads stdin.")] = None,
+    file: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[FILE|-]",
+            help="Webhook body (JSON or form) or `messages export` NDJSON; "
+            "- or nothing reads stdin.",
+        ),
+    ] = None,
     secret: SecretOption = None,
-    signature_mode: Annotated[SignatureMode, typer.Option(
-        envvar="IPSMS_SIGNATURE_MODE", case_sensitive=False,
-        help="plain, hmac, or auto (either; says which matched).")] = SignatureMode.auto,
+    signature_mode: Annotated[
+        SignatureMode,
+        typer.Option(
+            envvar="IPSMS_SIGNATURE_MODE",
+            case_sensitive=False,
+            help="plain, hmac, or auto (either; says which matched).",
+        ),
+    ] = SignatureMode.auto,
     hmac_variant: HmacOption = defaults.HMAC_VARIANT,
-    refid: Annotated[str | None, typer.Option(
-        help="Check every recorded attempt of this refid (or a unique prefix of it) from the "
-        "store instead of a file.")]
-    = None,
+    refid: Annotated[
+        str | None,
+        typer.Option(
+            help="Check every recorded attempt of this refid (or a unique prefix of it) from the "
+            "store instead of a file."
+        ),
+    ] = None,
     db: DbOption = None,
     output_format: FormatOption = None,
 ) -> None:
@@ -69,12 +86,16 @@ def verify(
         current().write_lines(r.line() for r in results)
     bad = [r for r in results if not r.valid]
     if bad:
-        what = (f"signature {bad[0].verification.verdict.value}" if len(results) == 1
-                else f"{len(bad)} of {len(results)} signatures did not verify")
+        what = (
+            f"signature {bad[0].verification.verdict.value}"
+            if len(results) == 1
+            else f"{len(bad)} of {len(results)} signatures did not verify"
+        )
         raise SignatureInvalidError(
             f"{what} (secret {fingerprint(secret)}, mode {config.mode_label})",
             hint="the result on stdout explains the mismatch; check the secret and "
-            "--signature-mode")
+            "--signature-mode",
+        )
 
 
 def _load(file: str | None, refid: str | None, db: Path) -> "Loaded":
@@ -86,8 +107,7 @@ def _load(file: str | None, refid: str | None, db: Path) -> "Loaded":
         if file is not None:
             raise UsageError("give either FILE or --refid, not both")
         with records.opened(db) as conn:
-            return load_recorded(records.attempts(conn, records.resolve_refid(conn,
-                                                                                     refid)))
+            return load_recorded(records.attempts(conn, records.resolve_refid(conn, refid)))
     if file is None or file == "-":
         if file is None and env.stdin_isatty:
             raise UsageError("nothing to verify", hint=INPUT_HINT + ", or - for stdin")

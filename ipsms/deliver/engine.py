@@ -65,11 +65,15 @@ def validate_url(url: str) -> str:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise UsageError(f"cannot read the URL {mask_url(url)!r}: {exc}",
-                         hint="use http://HOST:PORT/PATH, e.g. http://127.0.0.1:8765/") from None
+        raise UsageError(
+            f"cannot read the URL {mask_url(url)!r}: {exc}",
+            hint="use http://HOST:PORT/PATH, e.g. http://127.0.0.1:8765/",
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{mask_url(url)!r} is not an http:// or https:// URL",
-                         hint="use http://HOST:PORT/PATH, e.g. http://127.0.0.1:8765/")
+        raise UsageError(
+            f"{mask_url(url)!r} is not an http:// or https:// URL",
+            hint="use http://HOST:PORT/PATH, e.g. http://127.0.0.1:8765/",
+        )
     if port == 0:
         raise UsageError(f"{mask_url(url)!r} has port 0", hint="give the port the app listens on")
     return url
@@ -90,9 +94,14 @@ class Delivery:
         return {"Content-Type": self.content_type} if self.content_type is not None else {}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"refid": self.refid, "url": mask_url(self.url),
-                "content_type": self.content_type, "size": len(self.body),
-                "signature": mask_secret(self.signature), "source": self.source}
+        return {
+            "refid": self.refid,
+            "url": mask_url(self.url),
+            "content_type": self.content_type,
+            "size": len(self.body),
+            "signature": mask_secret(self.signature),
+            "source": self.source,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +167,10 @@ class Outcome:
         if self.delivered:
             return f"delivered on attempt {self.attempts}"
         forced = " counted as failed on purpose" if self.last_forced else ""
-        return (f"gave up after {self.attempts} attempt{'s' if self.attempts != 1 else ''} "
-                f"(last: {self.last_result}{forced})")
+        return (
+            f"gave up after {self.attempts} attempt{'s' if self.attempts != 1 else ''} "
+            f"(last: {self.last_result}{forced})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -194,12 +205,13 @@ class Connections:
 
 
 @asynccontextmanager
-async def open_connections(policy: RetryPolicy, limit: int = 100
-                           ) -> AsyncIterator[Connections]:
+async def open_connections(policy: RetryPolicy, limit: int = 100) -> AsyncIterator[Connections]:
     """The sessions of one run, at most ``limit`` sockets each, closed at the end."""
     plain = http1.Client(USER_AGENT, limit)
-    async with _session(policy, limit, keep_alive=True) as pooled, \
-            _session(policy, limit, keep_alive=False) as fresh:
+    async with (
+        _session(policy, limit, keep_alive=True) as pooled,
+        _session(policy, limit, keep_alive=False) as fresh,
+    ):
         try:
             yield Connections(pooled, fresh, plain)
         finally:
@@ -213,8 +225,11 @@ _CLEANUP_CLOSED = sys.version_info < (3, 12, 8) or (3, 13, 0) <= sys.version_inf
 
 
 def _session(policy: RetryPolicy, limit: int, *, keep_alive: bool) -> aiohttp.ClientSession:
-    options: dict[str, Any] = {"limit": limit, "force_close": not keep_alive,
-                               "enable_cleanup_closed": _CLEANUP_CLOSED}
+    options: dict[str, Any] = {
+        "limit": limit,
+        "force_close": not keep_alive,
+        "enable_cleanup_closed": _CLEANUP_CLOSED,
+    }
     return aiohttp.ClientSession(
         connector=_ReuseConnector(**options) if keep_alive else aiohttp.TCPConnector(**options),
         timeout=aiohttp.ClientTimeout(total=policy.timeout),
@@ -247,8 +262,12 @@ class _ReuseConnector(aiohttp.TCPConnector):
         super().__init__(**options)
         self._carried: weakref.WeakSet[Any] = weakref.WeakSet()  # protocols that carried one
 
-    async def connect(self, req: aiohttp.ClientRequest, traces: list[aiohttp.tracing.Trace],
-                      timeout: aiohttp.ClientTimeout) -> aiohttp.connector.Connection:
+    async def connect(
+        self,
+        req: aiohttp.ClientRequest,
+        traces: list[aiohttp.tracing.Trace],
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.connector.Connection:
         connection = await super().connect(req, traces, timeout)
         protocol = connection.protocol
         if protocol is not None:
@@ -293,9 +312,16 @@ class Sender:
       its pure-Python parser (``AIOHTTP_NO_EXTENSIONS``) it looks like no answer at all.
     """
 
-    def __init__(self, connections: Connections, policy: RetryPolicy, *,
-                 fail_first: int = 0, sleep: Sleep = asyncio.sleep,
-                 clock: Clock = time.perf_counter, now: Clock = time.time) -> None:
+    def __init__(
+        self,
+        connections: Connections,
+        policy: RetryPolicy,
+        *,
+        fail_first: int = 0,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.perf_counter,
+        now: Clock = time.time,
+    ) -> None:
         if fail_first < 0:
             raise UsageError(f"{_FAIL_FIRST} must be 0 or more, not {fail_first}")
         self.connections = connections
@@ -306,8 +332,9 @@ class Sender:
         self.now = now
         self._timeout = aiohttp.ClientTimeout(total=policy.timeout)
 
-    async def deliver(self, delivery: Delivery,
-                      on_attempt: AttemptCallback | None = None) -> Outcome:
+    async def deliver(
+        self, delivery: Delivery, on_attempt: AttemptCallback | None = None
+    ) -> Outcome:
         policy, clock = self.policy, self.clock
         headers = delivery.headers()
         skip = None if delivery.content_type is not None else ("Content-Type",)
@@ -331,39 +358,72 @@ class Sender:
             succeeded = reply_ok and not forced
             wait = None if succeeded else policy.wait_after(number)
             if on_attempt is not None:
-                on_attempt(AttemptEvent(
-                    delivery.refid, number, started_at, status, reply.error, reply.detail,
-                    latency, reply.preview.decode("utf-8", "replace"), succeeded, forced, wait,
-                    reconnected))
+                on_attempt(
+                    AttemptEvent(
+                        delivery.refid,
+                        number,
+                        started_at,
+                        status,
+                        reply.error,
+                        reply.detail,
+                        latency,
+                        reply.preview.decode("utf-8", "replace"),
+                        succeeded,
+                        forced,
+                        wait,
+                        reconnected,
+                    )
+                )
             if wait is None:
                 result = str(status) if status is not None else (reply.error or "?")
-                return Outcome(delivery, succeeded, number, clock() - begin, result, forced,
-                               reply.preview.decode("utf-8", "replace"), reply.detail or "")
+                return Outcome(
+                    delivery,
+                    succeeded,
+                    number,
+                    clock() - begin,
+                    result,
+                    forced,
+                    reply.preview.decode("utf-8", "replace"),
+                    reply.detail or "",
+                )
             if wait > 0:
                 await self.sleep(wait)
 
-    async def _send(self, delivery: Delivery, headers: dict[str, str],
-                    skip: tuple[str, ...] | None, *, fresh: bool) -> _Reply:
+    async def _send(
+        self,
+        delivery: Delivery,
+        headers: dict[str, str],
+        skip: tuple[str, ...] | None,
+        *,
+        fresh: bool,
+    ) -> _Reply:
         plain = self.connections.plain
         # An unusual content type (a replayed one with non-ASCII or control characters) keeps
         # aiohttp's own rules for header values.
-        if plain is not None and (delivery.content_type is None or _plain_header(
-                delivery.content_type)):
+        if plain is not None and (
+            delivery.content_type is None or _plain_header(delivery.content_type)
+        ):
             where = plain.target(delivery.url)
             if where is not None:
                 return await self._post_plain(plain, where, delivery, fresh)
         session = self.connections.fresh if fresh else self.connections.pooled
         return await self._post(session, delivery, headers, skip)
 
-    async def _post_plain(self, plain: http1.Client, where: http1.Target, delivery: Delivery,
-                          fresh: bool) -> _Reply:
+    async def _post_plain(
+        self, plain: http1.Client, where: http1.Target, delivery: Delivery, fresh: bool
+    ) -> _Reply:
         """``_post`` through ``ipsms.deliver.http1``: the same results and wording."""
         content_type = delivery.content_type
         try:
             answer = await plain.post(
-                where, delivery.body, None if content_type is None else content_type.encode(),
-                fresh=fresh, timeout=self.policy.timeout, preview=PREVIEW_BYTES,
-                drain_limit=MAX_DRAIN)
+                where,
+                delivery.body,
+                None if content_type is None else content_type.encode(),
+                fresh=fresh,
+                timeout=self.policy.timeout,
+                preview=PREVIEW_BYTES,
+                drain_limit=MAX_DRAIN,
+            )
         except TimeoutError:
             return _Reply(None, TIMEOUT, f"no answer within {self.policy.timeout:g}s")
         except http1.ConnectFailed as exc:
@@ -376,14 +436,23 @@ class Sender:
             return _Reply(None, DISCONNECTED, _reason(exc))
         return _Reply(answer.status, preview=answer.preview)
 
-    async def _post(self, session: aiohttp.ClientSession, delivery: Delivery,
-                    headers: dict[str, str], skip: tuple[str, ...] | None) -> _Reply:
+    async def _post(
+        self,
+        session: aiohttp.ClientSession,
+        delivery: Delivery,
+        headers: dict[str, str],
+        skip: tuple[str, ...] | None,
+    ) -> _Reply:
         trace = _RequestTrace()
         token = _CURRENT.set(trace)
         try:
             async with session.post(
-                delivery.url, data=delivery.body, headers=headers, skip_auto_headers=skip,
-                allow_redirects=False, timeout=self._timeout,
+                delivery.url,
+                data=delivery.body,
+                headers=headers,
+                skip_auto_headers=skip,
+                allow_redirects=False,
+                timeout=self._timeout,
             ) as resp:
                 trace.answered = True
                 return _Reply(resp.status, preview=await _read_preview(resp))
@@ -395,18 +464,26 @@ class Sender:
             # aiohttp passes the partly parsed answer instead of a text when some of the status
             # line or headers had arrived (with its C parser; the pure-Python one cannot tell).
             nothing = isinstance(exc.message, str)
-            return _Reply(None, DISCONNECTED, "the server closed the connection without "
-                          "answering", stale=trace.reused and not trace.answered and nothing)
+            return _Reply(
+                None,
+                DISCONNECTED,
+                "the server closed the connection without answering",
+                stale=trace.reused and not trace.answered and nothing,
+            )
         except aiohttp.ClientOSError as exc:
-            return _Reply(None, DISCONNECTED, _reason(exc),
-                          stale=(trace.reused and not trace.answered
-                                 and exc.errno in _RESET_ERRNOS))
+            return _Reply(
+                None,
+                DISCONNECTED,
+                _reason(exc),
+                stale=(trace.reused and not trace.answered and exc.errno in _RESET_ERRNOS),
+            )
         except aiohttp.ClientPayloadError as exc:
             return _Reply(None, DISCONNECTED, _reason(exc))
         except aiohttp.ClientError as exc:
             if isinstance(exc, ConnectionResetError):  # written to a transport already closing
-                return _Reply(None, DISCONNECTED, _reason(exc),
-                              stale=trace.reused and not trace.answered)
+                return _Reply(
+                    None, DISCONNECTED, _reason(exc), stale=trace.reused and not trace.answered
+                )
             return _Reply(None, HTTP_ERROR, _reason(exc))
         except (ValueError, UnicodeError) as exc:  # a header aiohttp refuses to write
             return _Reply(None, HTTP_ERROR, f"the request could not be sent: {_reason(exc)}")
@@ -466,10 +543,15 @@ class Tally:
         return self.delivered + self.gave_up
 
 
-async def deliver_each(deliveries: Iterable[Delivery], policy: RetryPolicy,
-                       observer: DeliveryObserver, *, fail_first: int = 0,
-                       sleep: Sleep = asyncio.sleep,
-                       on_outcome: Callable[[Outcome], None] | None = None) -> Tally:
+async def deliver_each(
+    deliveries: Iterable[Delivery],
+    policy: RetryPolicy,
+    observer: DeliveryObserver,
+    *,
+    fail_first: int = 0,
+    sleep: Sleep = asyncio.sleep,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> Tally:
     """Deliver messages one after the other (each with its own retry sequence)."""
     tally = Tally()
     async with open_connections(policy) as connections:
@@ -488,45 +570,62 @@ async def deliver_each(deliveries: Iterable[Delivery], policy: RetryPolicy,
     return tally
 
 
-def check_delivered(failed: int, total: int, last_failure: Outcome | None,
-                    policy: RetryPolicy, fail_first: int = 0) -> None:
+def check_delivered(
+    failed: int, total: int, last_failure: Outcome | None, policy: RetryPolicy, fail_first: int = 0
+) -> None:
     """Raise ``NotDeliveredError`` (exit 5) when any message was not delivered."""
     if failed == 0:
         return
     if total == 1 and last_failure is not None:
-        what = (f"message {last_failure.delivery.refid or '(no refid)'} was not delivered: "
-                f"{last_failure.describe()}")
+        what = (
+            f"message {last_failure.delivery.refid or '(no refid)'} was not delivered: "
+            f"{last_failure.describe()}"
+        )
     else:
         what = f"{failed:,} of {total:,} messages were not delivered"
     if fail_first >= policy.max_attempts:
-        hint = (f"{_FAIL_FIRST} {fail_first} counts all {policy.max_attempts} attempts as "
-                f"failed; use a smaller {_FAIL_FIRST} to see a delivery")
+        hint = (
+            f"{_FAIL_FIRST} {fail_first} counts all {policy.max_attempts} attempts as "
+            f"failed; use a smaller {_FAIL_FIRST} to see a delivery"
+        )
     elif last_failure is not None and last_failure.last_result == CONNECT_ERROR:
         url = mask_url(last_failure.delivery.url)
         if last_failure.last_detail.startswith(http1.NAME_NOT_FOUND):
             host = urlsplit(last_failure.delivery.url).hostname
-            hint = (f"the host name {host} in {url} was not found: check it for a typo, or "
-                    "use an address (http://127.0.0.1:PORT/...)")
+            hint = (
+                f"the host name {host} in {url} was not found: check it for a typo, or "
+                "use an address (http://127.0.0.1:PORT/...)"
+            )
         else:
-            hint = (f"nothing answered at {url}: start your app (or `ipsms listen`) there, or "
-                    "pass the right URL")
+            hint = (
+                f"nothing answered at {url}: start your app (or `ipsms listen`) there, or "
+                "pass the right URL"
+            )
     elif last_failure is not None and last_failure.last_result in ("401", "403"):
         hint = _refused_hint(last_failure)
     else:
-        hint = (f"the app must answer HTTP {'200' if policy.success.value == '200' else '2xx'} "
-                f"within {policy.timeout:g}s; see the attempts above")
+        hint = (
+            f"the app must answer HTTP {'200' if policy.success.value == '200' else '2xx'} "
+            f"within {policy.timeout:g}s; see the attempts above"
+        )
     raise NotDeliveredError(what, hint=hint)
 
 
 def _refused_hint(outcome: Outcome) -> str:
     """What to change when the app refused the message (401/403): most often the signature."""
-    sign_like = (f"sign as it expects: the same {setting('secret')} (or IPSMS_SECRET), "
-                 f"{setting('signature_mode')} plain or hmac, and for hmac the "
-                 f"{setting('hmac_variant')} variant it checks")
+    sign_like = (
+        f"sign as it expects: the same {setting('secret')} (or IPSMS_SECRET), "
+        f"{setting('signature_mode')} plain or hmac, and for hmac the "
+        f"{setting('hmac_variant')} variant it checks"
+    )
     if "signature_" in outcome.last_response or "signature" in outcome.last_response.lower():
-        return (f"the app rejected the signature ({outcome.last_result}); {sign_like}; "
-                "`ipsms messages show REFID` where `ipsms listen` runs says what differed")
+        return (
+            f"the app rejected the signature ({outcome.last_result}); {sign_like}; "
+            "`ipsms messages show REFID` where `ipsms listen` runs says what differed"
+        )
     if outcome.last_result == "401":
-        return ("the app asks for credentials (401): put them in the URL, "
-                "https://USER:PASS@host/path, as the webhook URL IntelePeer calls would")
-    return (f"the app refused the message (403); if it checks the signature, {sign_like}")
+        return (
+            "the app asks for credentials (401): put them in the URL, "
+            "https://USER:PASS@host/path, as the webhook URL IntelePeer calls would"
+        )
+    return f"the app refused the message (403); if it checks the signature, {sign_like}"

@@ -35,10 +35,14 @@ KEEPALIVE = 15.0  # seconds an idle connection is kept (aiohttp's default keepal
 RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
 
 # What aiohttp says about a body cut short, so both clients word it the same.
-_SHORT_BODY = ("Response payload is not completed: <ContentLengthError: 400, message='Not "
-               "enough data to satisfy content length header (received {} of {} bytes).'>")
-_SHORT_CHUNKED = ("Response payload is not completed: <TransferEncodingError: 400, "
-                  "message='Not enough data to satisfy transfer length header.'>")
+_SHORT_BODY = (
+    "Response payload is not completed: <ContentLengthError: 400, message='Not "
+    "enough data to satisfy content length header (received {} of {} bytes).'>"
+)
+_SHORT_CHUNKED = (
+    "Response payload is not completed: <TransferEncodingError: 400, "
+    "message='Not enough data to satisfy transfer length header.'>"
+)
 NOT_ANSWERED = "the server closed the connection without answering"
 
 
@@ -83,15 +87,17 @@ class Target:
 
     def request(self, body: bytes, content_type: bytes | None, close: bool) -> bytes:
         """The request, header for header what aiohttp writes for ``session.post``."""
-        return b"".join((
-            self.head,
-            b"Content-Type: " + content_type + b"\r\n" if content_type is not None else b"",
-            b"Accept: */*\r\nAccept-Encoding: gzip, deflate\r\n",
-            self.auth,
-            b"Content-Length: %d\r\n" % len(body),
-            b"Connection: close\r\n\r\n" if close else b"\r\n",
-            body,
-        ))
+        return b"".join(
+            (
+                self.head,
+                b"Content-Type: " + content_type + b"\r\n" if content_type is not None else b"",
+                b"Accept: */*\r\nAccept-Encoding: gzip, deflate\r\n",
+                self.auth,
+                b"Content-Length: %d\r\n" % len(body),
+                b"Connection: close\r\n\r\n" if close else b"\r\n",
+                body,
+            )
+        )
 
 
 def target(url: str, user_agent: str) -> Target | None:
@@ -103,8 +109,9 @@ def target(url: str, user_agent: str) -> Target | None:
     if parsed.scheme != "http" or parsed.raw_host is None or parsed.port is None:
         return None
     host_port = parsed.host_port_subcomponent
-    head = (f"POST {parsed.raw_path_qs} HTTP/1.1\r\nHost: {host_port}\r\n"
-            f"User-Agent: {user_agent}\r\n").encode()
+    head = (
+        f"POST {parsed.raw_path_qs} HTTP/1.1\r\nHost: {host_port}\r\nUser-Agent: {user_agent}\r\n"
+    ).encode()
     auth = b""
     if parsed.user is not None:
         token = f"{parsed.user}:{parsed.password or ''}".encode("latin1")
@@ -255,21 +262,23 @@ class _Connection(asyncio.Protocol):
                 end = buf.find(b"\r\n\r\n")
                 if end < 0:
                     if len(buf) > MAX_HEAD:
-                        raise InvalidAnswer(f"the answer's status line and headers are over "
-                                            f"{MAX_HEAD} bytes")
+                        raise InvalidAnswer(
+                            f"the answer's status line and headers are over {MAX_HEAD} bytes"
+                        )
                     self.buf = buf
                     return
                 if end > MAX_HEAD:
-                    raise InvalidAnswer(f"the answer's status line and headers are over "
-                                        f"{MAX_HEAD} bytes")
-                head, buf = buf[:end], buf[end + 4:]
+                    raise InvalidAnswer(
+                        f"the answer's status line and headers are over {MAX_HEAD} bytes"
+                    )
+                head, buf = buf[:end], buf[end + 4 :]
                 self._head(head)
                 if self.state == _IDLE:  # an answer without a body
                     self._done(buf)
                     return
             elif state == _LENGTH:
                 take = buf[: self.remaining]
-                buf = buf[len(take):]
+                buf = buf[len(take) :]
                 self._body(take)
                 self.remaining -= len(take)
                 if self.remaining == 0:
@@ -286,7 +295,7 @@ class _Connection(asyncio.Protocol):
                         raise InvalidAnswer("invalid chunk size line")
                     self.buf = buf
                     return
-                line, buf = buf[:end], buf[end + 2:]
+                line, buf = buf[:end], buf[end + 2 :]
                 try:
                     size = int(line.split(b";", 1)[0].strip(), 16)
                 except ValueError:
@@ -297,7 +306,7 @@ class _Connection(asyncio.Protocol):
                 self.state = _CHUNK_DATA if size else _TRAILER
             elif state == _CHUNK_DATA:
                 take = buf[: self.remaining]
-                buf = buf[len(take):]
+                buf = buf[len(take) :]
                 self._body(take)
                 self.remaining -= len(take)
                 if self.remaining == 0:
@@ -317,7 +326,7 @@ class _Connection(asyncio.Protocol):
                         raise InvalidAnswer("the answer's trailers are too long")
                     self.buf = buf
                     return
-                line, buf = buf[:end], buf[end + 2:]
+                line, buf = buf[:end], buf[end + 2 :]
                 if not line:
                     self.state = _IDLE
                     self._done(buf)
@@ -331,9 +340,13 @@ class _Connection(asyncio.Protocol):
     def _head(self, head: bytes) -> None:
         lines = head.split(b"\r\n")
         status_line = lines[0]
-        if (len(status_line) < 12 or not status_line.startswith(b"HTTP/1.")
-                or status_line[8:9] != b" " or not status_line[9:12].isdigit()
-                or status_line[12:13] not in (b"", b" ")):
+        if (
+            len(status_line) < 12
+            or not status_line.startswith(b"HTTP/1.")
+            or status_line[8:9] != b" "
+            or not status_line[9:12].isdigit()
+            or status_line[12:13] not in (b"", b" ")
+        ):
             raise InvalidAnswer(f"invalid HTTP status line {status_line[:100]!r}")
         status = int(status_line[9:12])
         if 100 <= status < 200 and status != 101:
@@ -389,7 +402,8 @@ class _Connection(asyncio.Protocol):
             else:
                 try:
                     self.preview += self.decoder.decompress(
-                        data, self.preview_limit - len(self.preview))
+                        data, self.preview_limit - len(self.preview)
+                    )
                 except zlib.error:
                     self.decoder = None  # shown as it came, like a body that says nothing
                     self.preview += data[: self.preview_limit - len(self.preview)]
@@ -427,8 +441,17 @@ class Client:
             found = self._targets[url] = target(url, self.user_agent)
             return found
 
-    async def post(self, where: Target, body: bytes, content_type: bytes | None, *,
-                   fresh: bool, timeout: float, preview: int, drain_limit: int) -> Answer:
+    async def post(
+        self,
+        where: Target,
+        body: bytes,
+        content_type: bytes | None,
+        *,
+        fresh: bool,
+        timeout: float,
+        preview: int,
+        drain_limit: int,
+    ) -> Answer:
         """POST ``body`` and read the answer. ``fresh``: on a new connection, with
         ``Connection: close`` (retries and resends, as the engine's ``fresh`` session)."""
         loop = asyncio.get_running_loop()
@@ -438,8 +461,7 @@ class Client:
             conn = await self._connect(loop, where, deadline)
         timer = loop.call_at(deadline, _time_out, conn)
         try:
-            answer = await conn.send(where.request(body, content_type, fresh), preview,
-                                     drain_limit)
+            answer = await conn.send(where.request(body, content_type, fresh), preview, drain_limit)
         except BaseException:
             if not conn.closed:
                 conn.abort()
@@ -475,15 +497,15 @@ class Client:
         conn.pool = idle
         conn.idle_since = now
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop, where: Target,
-                       deadline: float) -> _Connection:
+    async def _connect(
+        self, loop: asyncio.AbstractEventLoop, where: Target, deadline: float
+    ) -> _Connection:
         async with asyncio.timeout_at(deadline):
             if where.literal:
                 addresses = [(where.host, where.port)]
             else:
                 try:
-                    infos = await loop.getaddrinfo(where.host, where.port,
-                                                   type=socket.SOCK_STREAM)
+                    infos = await loop.getaddrinfo(where.host, where.port, type=socket.SOCK_STREAM)
                 except socket.gaierror as exc:
                     raise ConnectFailed(_connect_detail(exc, where)) from None
                 addresses = [(str(info[4][0]), int(info[4][1])) for info in infos]
@@ -491,7 +513,8 @@ class Client:
             for host, port in addresses:  # each in turn, the last error is the one shown
                 try:
                     _, conn = await loop.create_connection(
-                        lambda: _Connection(loop, self._all), host, port)
+                        lambda: _Connection(loop, self._all), host, port
+                    )
                 except OSError as exc:
                     last = exc
                     continue

@@ -46,8 +46,10 @@ class LoadPlan:
         if self.concurrency < 1:
             raise UsageError(f"{setting('concurrency')} must be at least 1, not {self.concurrency}")
         if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
-            raise UsageError(f"{setting('rate')} must be a positive number of messages per second, "
-                             f"not {self.rate:g}")
+            raise UsageError(
+                f"{setting('rate')} must be a positive number of messages per second, "
+                f"not {self.rate:g}"
+            )
 
 
 class LatencyHistogram:
@@ -159,11 +161,13 @@ class LoadStats:
             self.results[key] = self.results.get(key, 0) + n
         self.latency.merge(other.latency)
         if other.started is not None:
-            self.started = other.started if self.started is None else min(self.started,
-                                                                          other.started)
+            self.started = (
+                other.started if self.started is None else min(self.started, other.started)
+            )
         if other.finished is not None:
-            self.finished = other.finished if self.finished is None else max(self.finished,
-                                                                             other.finished)
+            self.finished = (
+                other.finished if self.finished is None else max(self.finished, other.finished)
+            )
         if other.last_failure is not None:
             self.last_failure = other.last_failure
 
@@ -206,13 +210,20 @@ class LoadStats:
         }
 
 
-async def run_load(plan: LoadPlan, make: Callable[[int], Delivery], policy: RetryPolicy, *,
-                   fail_first: int = 0,
-                   on_progress: Callable[[LoadStats], None] | None = None,
-                   on_outcome: Callable[[Outcome], None] | None = None,
-                   sleep: Sleep = asyncio.sleep, clock: Clock = time.perf_counter,
-                   share: tuple[int, int] = (0, 1), started: float | None = None,
-                   stats: LoadStats | None = None) -> LoadStats:
+async def run_load(
+    plan: LoadPlan,
+    make: Callable[[int], Delivery],
+    policy: RetryPolicy,
+    *,
+    fail_first: int = 0,
+    on_progress: Callable[[LoadStats], None] | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+    sleep: Sleep = asyncio.sleep,
+    clock: Clock = time.perf_counter,
+    share: tuple[int, int] = (0, 1),
+    started: float | None = None,
+    stats: LoadStats | None = None,
+) -> LoadStats:
     """Deliver ``plan.count`` messages (``make(i)`` builds the i-th when it is due).
 
     A worker process sends its ``share`` ``(first, step)`` of a bigger run: its j-th message is
@@ -276,16 +287,26 @@ class CountingObserver:
         self.inner.outcome(outcome)
 
 
-async def deliver_counted(deliveries: Iterable[Delivery], policy: RetryPolicy,
-                          observer: DeliveryObserver, *, fail_first: int = 0,
-                          sleep: Sleep = asyncio.sleep, clock: Clock = time.perf_counter
-                          ) -> LoadStats:
+async def deliver_counted(
+    deliveries: Iterable[Delivery],
+    policy: RetryPolicy,
+    observer: DeliveryObserver,
+    *,
+    fail_first: int = 0,
+    sleep: Sleep = asyncio.sleep,
+    clock: Clock = time.perf_counter,
+) -> LoadStats:
     """``deliver_each`` (one message after the other) with load-mode statistics."""
     stats = LoadStats(0)
     stats.started = clock()
     try:
-        await deliver_each(deliveries, policy, CountingObserver(observer, stats),
-                           fail_first=fail_first, sleep=sleep)
+        await deliver_each(
+            deliveries,
+            policy,
+            CountingObserver(observer, stats),
+            fail_first=fail_first,
+            sleep=sleep,
+        )
     finally:
         stats.finished = clock()
     return stats

@@ -42,8 +42,9 @@ DEFAULT_MESSAGE = defaults.MESSAGE_TEXT
 REFID_ALPHABET = string.ascii_uppercase + string.digits  # like the doc's ABCDEF1234567890...
 # Random bytes below 252 (= 7 * 36) map uniformly onto the alphabet; the rest are dropped.
 _ACCEPTED = 252
-_REFID_TABLE = bytes(ord(REFID_ALPHABET[b % len(REFID_ALPHABET)]) if b < _ACCEPTED else 0
-                     for b in range(256))
+_REFID_TABLE = bytes(
+    ord(REFID_ALPHABET[b % len(REFID_ALPHABET)]) if b < _ACCEPTED else 0 for b in range(256)
+)
 _REJECTED = bytes(range(_ACCEPTED, 256))
 _FIELDS = ("refid", "from", "to", "message")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -104,8 +105,10 @@ def load_payload(source: str, stdin: TextIO) -> dict[str, Any]:
     try:
         text = stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except OSError as exc:
-        raise UsageError(f"cannot read {_PAYLOAD} {where}: {exc.strerror or exc}",
-                         hint="give a readable JSON file, or - for stdin") from None
+        raise UsageError(
+            f"cannot read {_PAYLOAD} {where}: {exc.strerror or exc}",
+            hint="give a readable JSON file, or - for stdin",
+        ) from None
     except UnicodeDecodeError as exc:
         raise UsageError(f"{_PAYLOAD} {where} is not UTF-8 text: {exc.reason}") from None
     try:
@@ -113,17 +116,23 @@ def load_payload(source: str, stdin: TextIO) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         lines = [line for line in text.splitlines() if line.strip()]
         if exc.msg == "Extra data" and len(lines) > 1 and _is_object(lines[0]):
-            raise UsageError(f"{_PAYLOAD} {where} holds {len(lines)} lines: it takes one "
-                             "message", hint="pick one line, e.g. `grep REFID | head -1` "
-                             "(a refid retried has a line per attempt)") from None
-        raise UsageError(f"{_PAYLOAD} {where} is not valid JSON: {exc.msg} at line "
-                         f"{exc.lineno} column {exc.colno}",
-                         hint='give a JSON object such as {"message": "hi"}') from None
+            raise UsageError(
+                f"{_PAYLOAD} {where} holds {len(lines)} lines: it takes one message",
+                hint="pick one line, e.g. `grep REFID | head -1` "
+                "(a refid retried has a line per attempt)",
+            ) from None
+        raise UsageError(
+            f"{_PAYLOAD} {where} is not valid JSON: {exc.msg} at line "
+            f"{exc.lineno} column {exc.colno}",
+            hint='give a JSON object such as {"message": "hi"}',
+        ) from None
     except RecursionError:
         raise UsageError(f"{_PAYLOAD} {where} is JSON nested too deeply to read") from None
     if not isinstance(data, dict):
-        raise UsageError(f"{_PAYLOAD} {where} is a JSON {_json_type(data)}, not an object",
-                         hint='give a JSON object such as {"message": "hi"}')
+        raise UsageError(
+            f"{_PAYLOAD} {where} is a JSON {_json_type(data)}, not an object",
+            hint='give a JSON object such as {"message": "hi"}',
+        )
     if is_request_line(data):
         return recorded_fields(data, f"{_PAYLOAD} {where}")
     return data
@@ -136,28 +145,36 @@ def recorded_fields(line: dict[str, Any], where: str) -> dict[str, Any]:
     refid = line.get("refid")
     replay = f"ipsms replay {refid}" if isinstance(refid, str) else "ipsms replay REFID"
     if line.get("redacted") is True:
-        raise UsageError(f"{where} is a line of a redacted export: its numbers, text and "
-                         "signature are masked", hint=f"export without {setting('redact')}, "
-                         f"or deliver the recorded message again: {replay}")
+        raise UsageError(
+            f"{where} is a line of a redacted export: its numbers, text and signature are masked",
+            hint=f"export without {setting('redact')}, "
+            f"or deliver the recorded message again: {replay}",
+        )
     if refid is None:
-        raise UsageError(f"{where} is a request the listener rejected "
-                         f"({line.get('error') or 'no message'}): it holds no "
-                         "message to send", hint="give a line of an accepted message")
+        raise UsageError(
+            f"{where} is a request the listener rejected "
+            f"({line.get('error') or 'no message'}): it holds no "
+            "message to send",
+            hint="give a line of an accepted message",
+        )
     try:
         body = line_body(line)
     except ValueError:
         raise UsageError(f"{where}: its body_base64 is not valid base64") from None
     masked = line.get("signature_masked") is True and line.get("signature") is not None
     if body is None or masked:
-        raise UsageError(f"{where} is a line without the message's body or signature (a "
-                         "line of `ipsms listen`, `messages list` or `messages show`)",
-                         hint="use its line of `ipsms messages export`, or deliver the "
-                         f"recorded message again: {replay}")
+        raise UsageError(
+            f"{where} is a line without the message's body or signature (a "
+            "line of `ipsms listen`, `messages list` or `messages show`)",
+            hint="use its line of `ipsms messages export`, or deliver the "
+            f"recorded message again: {replay}",
+        )
     try:
         message = parse_message(body, line.get("content_type"))
     except BodyError as exc:
-        raise UsageError(f"{where} records a body that is not an IntelePeer message: "
-                         f"{exc.detail}") from None
+        raise UsageError(
+            f"{where} records a body that is not an IntelePeer message: {exc.detail}"
+        ) from None
     return dict(message.fields or {})
 
 
@@ -185,7 +202,10 @@ class PayloadTemplate:
         if spec.refid is not None or "refid" in base:
             self.refid = _pick(spec.refid, base, "refid", None)
         self.from_number, self.to_number, self.message = (
-            _join_pairs(self.from_number), _join_pairs(self.to_number), _join_pairs(self.message))
+            _join_pairs(self.from_number),
+            _join_pairs(self.to_number),
+            _join_pairs(self.message),
+        )
         if self.refid is not None:
             self.refid = _join_pairs(self.refid)
         if not spec.allow_invalid:
@@ -194,7 +214,8 @@ class PayloadTemplate:
                 if not check.ok:
                     raise UsageError(
                         f"invalid {name} number: {check.problem}",
-                        hint=f"fix {setting(name)}, or pass {_ALLOW_INVALID} to send it on purpose")
+                        hint=f"fix {setting(name)}, or pass {_ALLOW_INVALID} to send it on purpose",
+                    )
         self.extra = {k: v for k, v in base.items() if k not in (*_FIELDS, "signature")}
         encode(self.extra, spec.form)  # fails here, not in a load-mode worker, when it cannot
         self.base_signature = base.get("signature")
@@ -206,24 +227,44 @@ class PayloadTemplate:
         text with lone surrogates."""
         notes: list[str] = []
         if fixed_refid and self.refid is not None and len(self.refid) != REFID_LENGTH:
-            notes.append(f"refid {self.refid!r} has {len(self.refid)} characters, IntelePeer's "
-                         f"have {REFID_LENGTH}; sending it as given")
-        fields = {"refid": self.refid if fixed_refid else None, "from": self.from_number,
-                  "to": self.to_number, "message": self.message, **self.extra}
-        names = [name if name in _FIELDS else f"field {name!r}"
-                 for name, value in fields.items() if _has_surrogate(value)]
+            notes.append(
+                f"refid {self.refid!r} has {len(self.refid)} characters, IntelePeer's "
+                f"have {REFID_LENGTH}; sending it as given"
+            )
+        fields = {
+            "refid": self.refid if fixed_refid else None,
+            "from": self.from_number,
+            "to": self.to_number,
+            "message": self.message,
+            **self.extra,
+        }
+        names = [
+            name if name in _FIELDS else f"field {name!r}"
+            for name, value in fields.items()
+            if _has_surrogate(value)
+        ]
         if names:
-            how = ("as surrogatepass bytes (e.g. U+D800 as %ED%A0%80: not valid UTF-8)"
-                   if self.spec.form else "as JSON escapes (e.g. \\ud800: valid JSON)")
-            notes.append(f"{', '.join(names)} has a lone UTF-16 surrogate, as a long SMS split "
-                         f"between segments can; sending it {how}")
+            how = (
+                "as surrogatepass bytes (e.g. U+D800 as %ED%A0%80: not valid UTF-8)"
+                if self.spec.form
+                else "as JSON escapes (e.g. \\ud800: valid JSON)"
+            )
+            notes.append(
+                f"{', '.join(names)} has a lone UTF-16 surrogate, as a long SMS split "
+                f"between segments can; sending it {how}"
+            )
         return notes
 
     def render(self, refid: str | None = None) -> OutboundMessage:
         if refid is None:
             refid = self.refid if self.refid is not None else new_refid()
-        fields: dict[str, Any] = {"refid": refid, "from": self.from_number,
-                                  "to": self.to_number, "message": self.message, **self.extra}
+        fields: dict[str, Any] = {
+            "refid": refid,
+            "from": self.from_number,
+            "to": self.to_number,
+            "message": self.message,
+            **self.extra,
+        }
         signing = self.spec.signing
         signature: str | None = None
         if signing.secret:
@@ -232,8 +273,9 @@ class PayloadTemplate:
             signature = self.base_signature  # sent as given: a signature on purpose
         if signature is not None:
             fields["signature"] = signature
-        return OutboundMessage(refid, fields, encode(fields, self.spec.form), self.content_type,
-                       signature)
+        return OutboundMessage(
+            refid, fields, encode(fields, self.spec.form), self.content_type, signature
+        )
 
 
 def build_payload(spec: MessageSpec) -> OutboundMessage:
@@ -250,8 +292,10 @@ def encode(fields: Mapping[str, Any], form: bool) -> bytes:
             # A surrogate can only stand inside a JSON string, where its escape means the same.
             text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
             return text.encode("utf-8")
-        pairs = [(k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
-                 for k, v in fields.items()]
+        pairs = [
+            (k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
+            for k, v in fields.items()
+        ]
     except RecursionError:  # a --payload nested just below the depth the parser could read
         raise UsageError("the message is JSON nested too deeply to send") from None
     return urlencode(pairs, encoding="utf-8", errors="surrogatepass").encode("ascii")
@@ -264,11 +308,16 @@ def reject_undecodable(option: str, value: str | None) -> None:
     if match is None:
         return
     char = match.group()
-    what = (f"byte 0x{ord(char) - 0xDC00:02X} that is not UTF-8" if _ESCAPED_BYTE.match(char)
-            else f"a lone UTF-16 surrogate U+{ord(char):04X}")
-    raise UsageError(f"{option} has {what} (character {match.start() + 1})",
-                     hint="give UTF-8 text; to send a lone surrogate on purpose, write it as a "
-                     f'JSON escape in a {_PAYLOAD} file, e.g. {{"message": "\\ud83d"}}')
+    what = (
+        f"byte 0x{ord(char) - 0xDC00:02X} that is not UTF-8"
+        if _ESCAPED_BYTE.match(char)
+        else f"a lone UTF-16 surrogate U+{ord(char):04X}"
+    )
+    raise UsageError(
+        f"{option} has {what} (character {match.start() + 1})",
+        hint="give UTF-8 text; to send a lone surrogate on purpose, write it as a "
+        f'JSON escape in a {_PAYLOAD} file, e.g. {{"message": "\\ud83d"}}',
+    )
 
 
 def _join_pairs(text: str) -> str:
@@ -302,15 +351,24 @@ def _pick(flag: str | None, base: Mapping[str, Any], name: str, default: str | N
     if name in base:
         value = base[name]
         if not isinstance(value, str):
-            raise UsageError(f"{_PAYLOAD} field {name!r} is a JSON {_json_type(value)}, "
-                             "IntelePeer sends strings",
-                             hint=f'write it as a string, e.g. "{name}": "{value}"')
+            raise UsageError(
+                f"{_PAYLOAD} field {name!r} is a JSON {_json_type(value)}, "
+                "IntelePeer sends strings",
+                hint=f'write it as a string, e.g. "{name}": "{value}"',
+            )
         return value
     assert default is not None
     return default
 
 
 def _json_type(value: Any) -> str:
-    names = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object",
-             str: "string", type(None): "null"}
+    names = {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        list: "array",
+        dict: "object",
+        str: "string",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)

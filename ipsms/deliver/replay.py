@@ -14,9 +14,14 @@ from ipsms.request import Request
 def delivery_from_record(rec: Request, url: str) -> Delivery:
     """The stored body and content type exactly as received, to be posted to ``url``."""
     signature = (rec.fields or {}).get("signature")
-    return Delivery(url, rec.body, rec.content_type, rec.refid,
-                    signature if isinstance(signature, str) else None,
-                    source=f"replay of request #{rec.id}")
+    return Delivery(
+        url,
+        rec.body,
+        rec.content_type,
+        rec.refid,
+        signature if isinstance(signature, str) else None,
+        source=f"replay of request #{rec.id}",
+    )
 
 
 def recorded_delivery(conn: sqlite3.Connection, refid: str, url: str) -> Delivery:
@@ -24,8 +29,7 @@ def recorded_delivery(conn: sqlite3.Connection, refid: str, url: str) -> Deliver
     return delivery_from_record(attempts(conn, refid)[0], url)
 
 
-def replay_selection(records: Iterable[Request], since: float | None = None
-                     ) -> Iterator[Request]:
+def replay_selection(records: Iterable[Request], since: float | None = None) -> Iterator[Request]:
     """One request per refid (the first one received at or after ``since``), oldest first.
     Requests the listener could not parse (no refid) are not messages and are skipped."""
     seen: set[str] = set()

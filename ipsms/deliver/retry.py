@@ -46,28 +46,33 @@ def parse_delays(text: str) -> tuple[float, ...]:
     (``'1,,2'``, ``'1,2,'``) is an error: a slip that dropped a delay, not a wait of nothing."""
     parts = [p.strip() for p in text.split(",")]
     if not any(parts):
-        raise UsageError(f"{setting('retry_delays')} {text!r} has no delays",
-                         hint="give a comma-separated list of seconds, e.g. 1,5,30")
+        raise UsageError(
+            f"{setting('retry_delays')} {text!r} has no delays",
+            hint="give a comma-separated list of seconds, e.g. 1,5,30",
+        )
     if "" in parts:
         where = parts.index("") + 1
-        raise UsageError(f"{setting('retry_delays')} {text!r}: delay {where} of "
-                         f"{len(parts)} is empty",
-                         hint="give a delay between every two commas, e.g. 1,5,30 (0 for no "
-                         "wait)")
+        raise UsageError(
+            f"{setting('retry_delays')} {text!r}: delay {where} of {len(parts)} is empty",
+            hint="give a delay between every two commas, e.g. 1,5,30 (0 for no wait)",
+        )
     try:
         return tuple(parse_duration(p) for p in parts)
     except UsageError as exc:
-        raise UsageError(f"{setting('retry_delays')} {text!r}: {exc.message}",
-                         hint="give a comma-separated list of seconds, e.g. 1,5,30 or "
-                         "500ms,2s,1m") from None
+        raise UsageError(
+            f"{setting('retry_delays')} {text!r}: {exc.message}",
+            hint="give a comma-separated list of seconds, e.g. 1,5,30 or 500ms,2s,1m",
+        ) from None
 
 
 def parse_success(text: str) -> SuccessRule:
     try:
         return SuccessRule(text.strip().lower())
     except ValueError:
-        raise UsageError(f"unknown success rule {text!r}",
-                         hint="use 200 (exactly 200, as IntelePeer) or 2xx (any 2xx)") from None
+        raise UsageError(
+            f"unknown success rule {text!r}",
+            hint="use 200 (exactly 200, as IntelePeer) or 2xx (any 2xx)",
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -97,18 +102,24 @@ class Backoff:
 def parse_backoff(text: str) -> Backoff:
     m = _BACKOFF_RE.match(text)
     if not m:
-        raise UsageError(f"cannot read {setting('backoff')} {text!r}",
-                         hint="use BASExFACTOR[:CAP], e.g. 1x2 (1, 2, 4, 8 s) or 0.5x3:10")
+        raise UsageError(
+            f"cannot read {setting('backoff')} {text!r}",
+            hint="use BASExFACTOR[:CAP], e.g. 1x2 (1, 2, 4, 8 s) or 0.5x3:10",
+        )
     base = parse_duration(m.group("base"))
     try:
         factor = float(m.group("factor"))
     except ValueError:
-        raise UsageError(f"cannot read the factor in {setting('backoff')} {text!r}",
-                         hint="use BASExFACTOR[:CAP], e.g. 1x2") from None
+        raise UsageError(
+            f"cannot read the factor in {setting('backoff')} {text!r}",
+            hint="use BASExFACTOR[:CAP], e.g. 1x2",
+        ) from None
     cap = parse_duration(m.group("cap")) if m.group("cap") else None
     if factor < 1:
-        raise UsageError(f"{setting('backoff')} {text!r}: the factor must be at least 1",
-                         hint="e.g. 1x2 doubles the wait after every attempt")
+        raise UsageError(
+            f"{setting('backoff')} {text!r}: the factor must be at least 1",
+            hint="e.g. 1x2 doubles the wait after every attempt",
+        )
     return Backoff(base, factor, cap)
 
 
@@ -131,19 +142,24 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise UsageError(f"{setting('max_attempts')} must be at least 1, not "
-                             f"{self.max_attempts}",
-                             hint="IntelePeer makes 5 attempts in total")
+            raise UsageError(
+                f"{setting('max_attempts')} must be at least 1, not {self.max_attempts}",
+                hint="IntelePeer makes 5 attempts in total",
+            )
         if not self.timeout > 0 or math.isinf(self.timeout):
-            raise UsageError(f"{setting('timeout')} must be a positive number of seconds, "
-                             f"not {self.timeout:g}")
+            raise UsageError(
+                f"{setting('timeout')} must be a positive number of seconds, not {self.timeout:g}"
+            )
         if not self.speed > 0 or math.isinf(self.speed):
-            raise UsageError(f"{setting('speed')} must be a positive number, not "
-                             f"{self.speed:g}", hint="a speed of 10 makes every wait ten times "
-                             "shorter")
+            raise UsageError(
+                f"{setting('speed')} must be a positive number, not {self.speed:g}",
+                hint="a speed of 10 makes every wait ten times shorter",
+            )
         if not self.delays or any(d < 0 or not math.isfinite(d) for d in self.delays):
-            raise UsageError("retry delays must be zero or more seconds",
-                             hint=f"e.g. {setting('retry_delays')} 1,2,4,8")
+            raise UsageError(
+                "retry delays must be zero or more seconds",
+                hint=f"e.g. {setting('retry_delays')} 1,2,4,8",
+            )
 
     def is_success(self, status: int) -> bool:
         return self.success.matches(status)
@@ -173,19 +189,29 @@ class RetryPolicy:
             waits = "none (no waiting)"
         elif self.speed != 1:
             waits += f" ({self.speed:g} times faster)"
-        return (f"{self.max_attempts} attempt{'s' if self.max_attempts != 1 else ''}, "
-                f"success = {self.success.value}, waits {waits}, timeout {self.timeout:g}s")
+        return (
+            f"{self.max_attempts} attempt{'s' if self.max_attempts != 1 else ''}, "
+            f"success = {self.success.value}, waits {waits}, timeout {self.timeout:g}s"
+        )
 
     @classmethod
-    def from_options(cls, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS, success: str = "200",
-                     timeout: float = DEFAULT_TIMEOUT, retry_delays: str | None = None,
-                     backoff: str | None = None, no_wait: bool = False,
-                     speed: float = 1.0) -> RetryPolicy:
+    def from_options(
+        cls,
+        *,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        success: str = "200",
+        timeout: float = DEFAULT_TIMEOUT,
+        retry_delays: str | None = None,
+        backoff: str | None = None,
+        no_wait: bool = False,
+        speed: float = 1.0,
+    ) -> RetryPolicy:
         """Build a policy from command-line strings; every mistake is a ``UsageError``."""
         if retry_delays and backoff:
-            raise UsageError(f"{setting('retry_delays')} and {setting('backoff')} cannot be used "
-                             "together",
-                             hint="give a list of delays or a backoff, not both")
+            raise UsageError(
+                f"{setting('retry_delays')} and {setting('backoff')} cannot be used together",
+                hint="give a list of delays or a backoff, not both",
+            )
         return cls(
             max_attempts=max_attempts,
             success=parse_success(success),

@@ -98,9 +98,15 @@ def _context() -> Any:
     return ctx
 
 
-def run_workers(plan: LoadPlan, make: Callable[[int], Delivery], policy: RetryPolicy,
-                workers: int, *, fail_first: int = 0,
-                on_progress: Callable[[LoadStats], None] | None = None) -> LoadStats:
+def run_workers(
+    plan: LoadPlan,
+    make: Callable[[int], Delivery],
+    policy: RetryPolicy,
+    workers: int,
+    *,
+    fail_first: int = 0,
+    on_progress: Callable[[LoadStats], None] | None = None,
+) -> LoadStats:
     """Deliver ``plan`` from ``workers`` processes (at most one per message in flight) and
     return the merged statistics; ``make`` must be picklable (``TemplateMessages``)."""
     n = max(1, min(workers, plan.count, plan.concurrency))
@@ -109,11 +115,11 @@ def run_workers(plan: LoadPlan, make: Callable[[int], Delivery], policy: RetryPo
     counts, concurrencies = split(plan.count, n), split(plan.concurrency, n)
     procs, controls = [], []
     for k in range(n):
-        job = _Job(k, n, LoadPlan(counts[k], concurrencies[k], plan.rate), make, policy,
-                   fail_first)
+        job = _Job(k, n, LoadPlan(counts[k], concurrencies[k], plan.rate), make, policy, fail_first)
         mine, theirs = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(job, reports, theirs), daemon=True,
-                           name=f"ipsms-load-{k}")
+        proc = ctx.Process(
+            target=_worker, args=(job, reports, theirs), daemon=True, name=f"ipsms-load-{k}"
+        )
         proc.start()
         theirs.close()
         procs.append(proc)
@@ -187,8 +193,7 @@ def _wait_ready(reports: Any, procs: list[Any]) -> None:
             raise RuntimeError(f"load worker {k} failed: {body}")
 
 
-def _next(reports: Any, procs: list[Any], finals: dict[int, LoadStats]
-          ) -> tuple[str, int, Any]:
+def _next(reports: Any, procs: list[Any], finals: dict[int, LoadStats]) -> tuple[str, int, Any]:
     """The next report; a worker that died without reporting is an error, not a hang."""
     while True:
         try:
@@ -202,8 +207,9 @@ def _next(reports: Any, procs: list[Any], finals: dict[int, LoadStats]
                 report = reports.get(timeout=1.0)
                 return report
             except queue.Empty:
-                raise RuntimeError(f"load worker {dead[0]} exited ({procs[dead[0]].exitcode}) "
-                                   "without its results") from None
+                raise RuntimeError(
+                    f"load worker {dead[0]} exited ({procs[dead[0]].exitcode}) without its results"
+                ) from None
 
 
 def _stop(controls: list[Connection]) -> None:
@@ -213,6 +219,7 @@ def _stop(controls: list[Connection]) -> None:
 
 
 # -- in the worker process ----------------------------------------------------------------------
+
 
 def _worker(job: _Job, reports: Any, control: Connection) -> None:
     # The terminal sends Ctrl-C to every process of the group: the parent decides.
@@ -242,9 +249,18 @@ async def _work(job: _Job, reports: Any, control: Connection) -> None:
             last = now
             reports.put(("progress", job.number, (s.delivered, s.gave_up, s.attempts)))
 
-    run = asyncio.ensure_future(run_load(
-        job.plan, job.make, job.policy, fail_first=job.fail_first, on_progress=progress,
-        share=(job.number, job.workers), started=start, stats=stats))
+    run = asyncio.ensure_future(
+        run_load(
+            job.plan,
+            job.make,
+            job.policy,
+            fail_first=job.fail_first,
+            on_progress=progress,
+            share=(job.number, job.workers),
+            started=start,
+            stats=stats,
+        )
+    )
     loop = asyncio.get_running_loop()
     loop.add_reader(control.fileno(), run.cancel)  # the parent's stop (or its exit)
     try:

@@ -29,6 +29,7 @@ SIGNED = ("refid", "message", "signature")
 @dataclass(frozen=True)
 class Targets:
     """Where a replay or resend may go, and where it goes when the page names none."""
+
     listener: str | None = None  # the listener's own URL (records what it receives)
     forward: str | None = None  # the app behind --forward-to
     to: str | None = None  # inspect --to
@@ -50,15 +51,19 @@ class Targets:
         ``UsageError`` with the reason."""
         if url is None:
             if self.default is None:
-                raise UsageError("there is no target to send to: give the inspector "
-                                 f"{setting('to')} URL, or open it from `ipsms listen`")
+                raise UsageError(
+                    "there is no target to send to: give the inspector "
+                    f"{setting('to')} URL, or open it from `ipsms listen`"
+                )
             return self.default
         url = validate_url(url)
         if url in (self.listener, self.forward, self.to) or _loopback(url):
             return url
-        raise UsageError(f"{url} is not a target of this inspector: it sends only to the "
-                         f"listener, the {setting('forward_to')} app, {setting('to')}, or a "
-                         "loopback address")
+        raise UsageError(
+            f"{url} is not a target of this inspector: it sends only to the "
+            f"listener, the {setting('forward_to')} app, {setting('to')}, or a "
+            "loopback address"
+        )
 
 
 def _loopback(url: str) -> bool:
@@ -73,33 +78,56 @@ def _loopback(url: str) -> bool:
 
 def replay_delivery(row: Request, url: str) -> Delivery:
     if row.refid is None:
-        raise UsageError(f"attempt {row.id} is not a message (the listener could not read it): "
-                         "there is nothing to replay")
+        raise UsageError(
+            f"attempt {row.id} is not a message (the listener could not read it): "
+            "there is nothing to replay"
+        )
     return delivery_from_record(row, url)
 
 
-def resend_delivery(row: Request, url: str, changes: Mapping[str, Any], *, sign: bool,
-                    new_refid_: bool, signing: Signing) -> Delivery:
+def resend_delivery(
+    row: Request,
+    url: str,
+    changes: Mapping[str, Any],
+    *,
+    sign: bool,
+    new_refid_: bool,
+    signing: Signing,
+) -> Delivery:
     """``row``'s fields with ``changes``, encoded as it came (JSON or form), signed again with
     the listener's secret when ``sign``, under a new refid when ``new_refid_``."""
     if row.fields is None:
-        raise UsageError(f"attempt {row.id} has no fields to edit (the listener could not "
-                         "read its body)")
+        raise UsageError(
+            f"attempt {row.id} has no fields to edit (the listener could not read its body)"
+        )
     if any(not isinstance(k, str) for k in changes):
         raise UsageError("fields are named by strings")
     base = {**row.fields, **changes}
     refid = new_refid() if new_refid_ else str(base.get("refid") or new_refid())
     if sign and not signing.secret:
-        raise UsageError("there is no secret to sign with: start the listener with one, or "
-                         "resend without signing")
-    spec = MessageSpec(from_number=_text(base, "from"), to_number=_text(base, "to"),
-                       message=_text(base, "message"), refid=refid,
-                       base={k: v for k, v in base.items() if k != "signature" or not sign},
-                       form=(row.content_type or "").startswith(FORM_TYPE), allow_invalid=True,
-                       signing=signing if sign else Signing())
+        raise UsageError(
+            "there is no secret to sign with: start the listener with one, or "
+            "resend without signing"
+        )
+    spec = MessageSpec(
+        from_number=_text(base, "from"),
+        to_number=_text(base, "to"),
+        message=_text(base, "message"),
+        refid=refid,
+        base={k: v for k, v in base.items() if k != "signature" or not sign},
+        form=(row.content_type or "").startswith(FORM_TYPE),
+        allow_invalid=True,
+        signing=signing if sign else Signing(),
+    )
     message = PayloadTemplate(spec).render(refid)
-    return Delivery(url, message.body, message.content_type, message.refid, message.signature,
-                    source=f"edit of request #{row.id}")
+    return Delivery(
+        url,
+        message.body,
+        message.content_type,
+        message.refid,
+        message.signature,
+        source=f"edit of request #{row.id}",
+    )
 
 
 def _text(fields: Mapping[str, Any], name: str) -> str | None:
@@ -139,6 +167,10 @@ async def _deliver(delivery: Delivery, policy: RetryPolicy) -> Outcome:
 def sent(delivery: Delivery, *, retries: bool) -> dict[str, Any]:
     """What the page is told of a delivery it started (its attempts then arrive in the live
     stream when they go through the listener)."""
-    return {"refid": delivery.refid, "to": delivery.url, "retries": retries,
-            "signed_fields": [f for f in SIGNED if f != "signature"],
-            "signature": delivery.signature is not None}
+    return {
+        "refid": delivery.refid,
+        "to": delivery.url,
+        "retries": retries,
+        "signed_fields": [f for f in SIGNED if f != "signature"],
+        "signature": delivery.signature is not None,
+    }

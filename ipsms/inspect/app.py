@@ -50,12 +50,14 @@ def detail(row: Request) -> dict[str, Any]:
     return out
 
 
-def create_inspector(db: Path, token: str, *, allow_remote: bool = False,
-                     targets: Targets | None = None) -> web.Application:
+def create_inspector(
+    db: Path, token: str, *, allow_remote: bool = False, targets: Targets | None = None
+) -> web.Application:
     """The inspector over the store at ``db`` (which may not exist yet), guarded by
     ``token``; replays and resends go to ``targets`` only."""
-    app = web.Application(middlewares=[guard(token, allow_remote=allow_remote)],
-                          client_max_size=MAX_POST)
+    app = web.Application(
+        middlewares=[guard(token, allow_remote=allow_remote)], client_max_size=MAX_POST
+    )
     executor = ThreadPoolExecutor(1, thread_name_prefix="ipsms-inspect")
     hub = Hub(db, executor, summary)
     app[HUB] = hub
@@ -117,8 +119,12 @@ class _Reader:
         rows = await self._run(lambda conn: store.recent(conn, limit + 1, where=where)) or []
         more = len(rows) > limit
         rows = rows[:limit]
-        return web.json_response({"items": [summary(r) for r in rows],
-                                  "next_before": rows[-1].id if more and rows else None})
+        return web.json_response(
+            {
+                "items": [summary(r) for r in rows],
+                "next_before": rows[-1].id if more and rows else None,
+            }
+        )
 
     async def message(self, request: web.Request) -> web.Response:
         try:
@@ -144,14 +150,21 @@ class _Reader:
         redact = request.query.get("redact") in ("1", "true", "yes")
         if kind not in ("ndjson", "har"):
             return refused(400, "bad_format", "format is ndjson or har")
-        rows = await self._run(lambda conn: list(store.iter_all(conn, where=where,
-                                                                limit=EXPORT_MAX))) or []
+        rows = (
+            await self._run(lambda conn: list(store.iter_all(conn, where=where, limit=EXPORT_MAX)))
+            or []
+        )
         if kind == "har":
-            return web.json_response(har(rows, redact=redact), headers={
-                "Content-Disposition": 'attachment; filename="ipsms.har"'})
+            return web.json_response(
+                har(rows, redact=redact),
+                headers={"Content-Disposition": 'attachment; filename="ipsms.har"'},
+            )
         body = "".join(dumps(records.export_dict(r, redact=redact)) + "\n" for r in rows)
-        return web.Response(text=body, content_type="application/x-ndjson", headers={
-            "Content-Disposition": 'attachment; filename="ipsms.ndjson"'})
+        return web.Response(
+            text=body,
+            content_type="application/x-ndjson",
+            headers={"Content-Disposition": 'attachment; filename="ipsms.ndjson"'},
+        )
 
     async def fixture(self, request: web.Request) -> web.Response:
         """The attempt as a fixture the pytest plugin replays (``ipsms_deliver.replay``): its
@@ -165,8 +178,10 @@ class _Reader:
             return refused(404, "not_found", f"no attempt {row_id} in the store")
         name = f"ipsms-{row.refid or 'request'}-{row.attempt or row.id}.json"
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        return web.json_response(records.export_dict(row), headers={
-            "Content-Disposition": f'attachment; filename="{safe}"'})
+        return web.json_response(
+            records.export_dict(row),
+            headers={"Content-Disposition": f'attachment; filename="{safe}"'},
+        )
 
     async def attempts(self, request: web.Request) -> web.Response:
         """Every attempt of the refid of attempt ``id``: for a refid no URL can carry (``..``,
@@ -239,10 +254,14 @@ class _Actions:
             changes = body.get("fields") or {}
             if not isinstance(changes, dict):
                 raise UsageError("fields is a JSON object of the fields to change")
-            delivery = resend_delivery(row, self.targets.check(body.get("to")), changes,
-                                       sign=body.get("sign", True) is True,
-                                       new_refid_=body.get("new_refid") is True,
-                                       signing=self.targets.signing)
+            delivery = resend_delivery(
+                row,
+                self.targets.check(body.get("to")),
+                changes,
+                sign=body.get("sign", True) is True,
+                new_refid_=body.get("new_refid") is True,
+                signing=self.targets.signing,
+            )
         except _NotFound as exc:
             return refused(404, "not_found", exc.message)
         except IpsmsError as exc:
@@ -273,33 +292,56 @@ def har(rows: list[Request], *, redact: bool = False) -> dict[str, Any]:
         doc = records.export_dict(row, redact=redact)
         forward = doc.get("forward") or {}
         text = doc.get("body")
-        entries.append({
-            "startedDateTime": doc["received_at"],
-            "time": float(forward.get("latency_ms") or 0),
-            "request": {
-                "method": doc["method"], "url": f"http://ipsms{doc['path']}",
-                "httpVersion": "HTTP/1.1",
-                "headers": [{"name": k, "value": v} for k, v in doc["headers"]],
-                "queryString": [], "cookies": [], "headersSize": -1,
-                "bodySize": doc["size"],
-                "postData": {"mimeType": doc["content_type"] or "",
-                             **({"text": text} if text is not None else
-                                {"text": doc.get("body_base64") or "", "encoding": "base64"})},
-            },
-            "response": {
-                "status": doc["status"], "statusText": doc.get("error") or "",
-                "httpVersion": "HTTP/1.1", "headers": [], "cookies": [],
-                "content": {"size": -1, "mimeType": "application/json",
-                            "text": forward.get("body_preview") or ""},
-                "redirectURL": "", "headersSize": -1, "bodySize": -1,
-            },
-            "cache": {}, "timings": {"send": 0, "wait": float(forward.get("latency_ms") or 0),
-                                     "receive": 0},
-            "comment": f"refid {doc['refid']} attempt {doc['attempt']}, verdict "
-                       f"{doc['verdict']}",
-        })
-    return {"log": {"version": "1.2", "creator": {"name": "ipsms", "version": __version__},
-                    "entries": entries}}
+        entries.append(
+            {
+                "startedDateTime": doc["received_at"],
+                "time": float(forward.get("latency_ms") or 0),
+                "request": {
+                    "method": doc["method"],
+                    "url": f"http://ipsms{doc['path']}",
+                    "httpVersion": "HTTP/1.1",
+                    "headers": [{"name": k, "value": v} for k, v in doc["headers"]],
+                    "queryString": [],
+                    "cookies": [],
+                    "headersSize": -1,
+                    "bodySize": doc["size"],
+                    "postData": {
+                        "mimeType": doc["content_type"] or "",
+                        **(
+                            {"text": text}
+                            if text is not None
+                            else {"text": doc.get("body_base64") or "", "encoding": "base64"}
+                        ),
+                    },
+                },
+                "response": {
+                    "status": doc["status"],
+                    "statusText": doc.get("error") or "",
+                    "httpVersion": "HTTP/1.1",
+                    "headers": [],
+                    "cookies": [],
+                    "content": {
+                        "size": -1,
+                        "mimeType": "application/json",
+                        "text": forward.get("body_preview") or "",
+                    },
+                    "redirectURL": "",
+                    "headersSize": -1,
+                    "bodySize": -1,
+                },
+                "cache": {},
+                "timings": {"send": 0, "wait": float(forward.get("latency_ms") or 0), "receive": 0},
+                "comment": f"refid {doc['refid']} attempt {doc['attempt']}, verdict "
+                f"{doc['verdict']}",
+            }
+        )
+    return {
+        "log": {
+            "version": "1.2",
+            "creator": {"name": "ipsms", "version": __version__},
+            "entries": entries,
+        }
+    }
 
 
 def query_filter(query: Any) -> tuple[store.Filter, int]:
@@ -338,8 +380,9 @@ async def _events(request: web.Request) -> web.StreamResponse:
         after = int(after_text) if after_text else None
     except ValueError:
         return refused(400, "bad_event_id", "Last-Event-ID is a row id")
-    response = web.StreamResponse(headers={
-        **SECURITY_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"})
+    response = web.StreamResponse(
+        headers={**SECURITY_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
+    )
     await response.prepare(request)
     queue = hub.subscribe()  # first, so nothing committed during the catch-up is missed
     try:
@@ -351,8 +394,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
             after = 0
         sent = top if after is None else after  # a new page has what the list gave it
         if after is not None:
-            catch_up = await loop.run_in_executor(hub.executor, _rows_after, hub.db, after,
-                                                  top)
+            catch_up = await loop.run_in_executor(hub.executor, _rows_after, hub.db, after, top)
             for row in catch_up:
                 await response.write(event("request", summary(row), row.id))
                 sent = row.id or sent
@@ -380,7 +422,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
 
 def _event_id(data: bytes) -> int | None:
     if data.startswith(b"id: "):
-        return int(data[4:data.index(b"\n")])
+        return int(data[4 : data.index(b"\n")])
     return None
 
 
@@ -415,8 +457,9 @@ class Bound:
         return f"http://{host}:{self.port}/?token={token}"
 
 
-async def serve(app: web.Application, host: str, port: int, *, fall_back: bool
-                ) -> tuple[web.AppRunner, Bound]:
+async def serve(
+    app: web.Application, host: str, port: int, *, fall_back: bool
+) -> tuple[web.AppRunner, Bound]:
     """Bind the inspector. With ``fall_back``, a busy port gives way to a free one."""
     fell_back = False
     try:
@@ -428,9 +471,10 @@ async def serve(app: web.Application, host: str, port: int, *, fall_back: bool
             sock = _listening_socket(host, 0)
             fell_back = True
     except OSError as exc:
-        raise BindError(f"cannot serve the inspector on {host}:{port}: {exc.strerror or exc}",
-                        hint="pick another address with the inspector's setting, or turn it "
-                        "off") from None
+        raise BindError(
+            f"cannot serve the inspector on {host}:{port}: {exc.strerror or exc}",
+            hint="pick another address with the inspector's setting, or turn it off",
+        ) from None
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     await web.SockSite(runner, sock).start()

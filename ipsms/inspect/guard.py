@@ -15,7 +15,7 @@ COOKIE = "ipsms_inspect"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; object-src 'none'; frame-ancestors 'none'; "
-                               "base-uri 'none'; form-action 'none'",
+    "base-uri 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -25,8 +25,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def refused(status: int, error: str, detail: str) -> web.Response:
-    return web.json_response({"error": error, "detail": detail}, status=status,
-                             headers=SECURITY_HEADERS)
+    return web.json_response(
+        {"error": error, "detail": detail}, status=status, headers=SECURITY_HEADERS
+    )
 
 
 def bound_port(request: web.Request) -> int | None:
@@ -47,16 +48,19 @@ def has_token(request: web.Request, token: str) -> bool:
     given = request.cookies.get(COOKIE) or ""
     auth = request.headers.get("Authorization", "")
     if auth.startswith("Bearer "):
-        given = auth[len("Bearer "):]
-    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
-                               token.encode("utf-8", "surrogateescape"))
+        given = auth[len("Bearer ") :]
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
+    )
 
 
 def same_origin(request: web.Request) -> bool:
     """A state-changing call: a POST with a JSON body whose ``Origin`` is the inspector's."""
     origin = request.headers.get("Origin")
-    return (request.content_type == "application/json"
-            and origin == f"http://{request.headers.get('Host', '')}")
+    return (
+        request.content_type == "application/json"
+        and origin == f"http://{request.headers.get('Host', '')}"
+    )
 
 
 def guard(token: str, *, allow_remote: bool = False) -> Any:
@@ -66,26 +70,37 @@ def guard(token: str, *, allow_remote: bool = False) -> Any:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not allowed_host(request, allow_remote):
-            return refused(403, "foreign_host", "this inspector answers only at 127.0.0.1, "
-                           "localhost or [::1] with its own port")
+            return refused(
+                403,
+                "foreign_host",
+                "this inspector answers only at 127.0.0.1, localhost or [::1] with its own port",
+            )
         given = request.query.get("token")
         if given is not None and request.method == "GET":
-            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
-                                       token.encode("utf-8", "surrogateescape")):
-                return refused(401, "unauthorized", "the token is wrong: use the URL ipsms "
-                               "printed when it started")
+            if not hmac.compare_digest(
+                given.encode("utf-8", "surrogateescape"), token.encode("utf-8", "surrogateescape")
+            ):
+                return refused(
+                    401,
+                    "unauthorized",
+                    "the token is wrong: use the URL ipsms printed when it started",
+                )
             query = {k: v for k, v in request.query.items() if k != "token"}
             target = request.rel_url.with_query(query or None)
-            answer = web.Response(status=302, headers={**SECURITY_HEADERS,
-                                                       "Location": str(target)})
+            answer = web.Response(status=302, headers={**SECURITY_HEADERS, "Location": str(target)})
             answer.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
             return answer
         if not has_token(request, token):
-            return refused(401, "unauthorized", "open the URL with the token that ipsms "
-                           "printed when it started, or send Authorization: Bearer TOKEN")
+            return refused(
+                401,
+                "unauthorized",
+                "open the URL with the token that ipsms "
+                "printed when it started, or send Authorization: Bearer TOKEN",
+            )
         if request.method not in ("GET", "HEAD") and not same_origin(request):
-            return refused(403, "cross_origin", "a change needs a JSON body and this "
-                           "inspector's own Origin")
+            return refused(
+                403, "cross_origin", "a change needs a JSON body and this inspector's own Origin"
+            )
         response = await handler(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)

@@ -32,8 +32,9 @@ class Hub:
     """Follows the store at ``db`` and fans new attempts out to subscribers. ``summary`` turns
     a row into what the page receives."""
 
-    def __init__(self, db: Path, executor: ThreadPoolExecutor,
-                 summary: Callable[[Request], dict[str, Any]]) -> None:
+    def __init__(
+        self, db: Path, executor: ThreadPoolExecutor, summary: Callable[[Request], dict[str, Any]]
+    ) -> None:
         self.db = db
         self.executor = executor
         self.summary = summary

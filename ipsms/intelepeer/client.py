@@ -56,9 +56,21 @@ _REGION = setting("region")
 _TIMEOUT = setting("timeout")
 _TOKEN = setting("token")
 
-__all__ = ["AUTH_URL", "ApiSettings", "AuthScheme", "EndpointResult", "IntelePeerClient",
-           "ProvisionReply", "Region", "WebhookReply", "extract_token", "parse_multi_status",
-           "provision_request", "server_reason", "webhook_request"]
+__all__ = [
+    "AUTH_URL",
+    "ApiSettings",
+    "AuthScheme",
+    "EndpointResult",
+    "IntelePeerClient",
+    "ProvisionReply",
+    "Region",
+    "WebhookReply",
+    "extract_token",
+    "parse_multi_status",
+    "provision_request",
+    "server_reason",
+    "webhook_request",
+]
 
 AUTH_URL = DEFAULT_AUTH_URL
 AUTH_PATH = "/_rest/v4/authenticate"
@@ -110,27 +122,37 @@ class PreparedRequest:
             body["webhook"] = mask_url(body["webhook"])
         if "password" in body:
             body["password"] = MASK
-        return {"method": self.method, "url": mask_url(self.url),
-                "headers": dict(mask_headers(self.headers)), "body": body}
+        return {
+            "method": self.method,
+            "url": mask_url(self.url),
+            "headers": dict(mask_headers(self.headers)),
+            "body": body,
+        }
 
 
-def prepare(settings: ApiSettings, url: str, body: dict[str, Any],
-            token: str | None) -> PreparedRequest:
-    headers = [("Accept", JSON_TYPE), ("Content-Type", JSON_TYPE),
-               ("User-Agent", f"ipsms/{__version__}")]
+def prepare(
+    settings: ApiSettings, url: str, body: dict[str, Any], token: str | None
+) -> PreparedRequest:
+    headers = [
+        ("Accept", JSON_TYPE),
+        ("Content-Type", JSON_TYPE),
+        ("User-Agent", f"ipsms/{__version__}"),
+    ]
     if token is not None:
         headers.append(("Authorization", auth_header(settings.scheme, token)))
     return PreparedRequest("POST", url, tuple(headers), body)
 
 
-def webhook_request(settings: ApiSettings, endpoints: Sequence[str], webhook: str,
-                    token: str | None = None) -> PreparedRequest:
+def webhook_request(
+    settings: ApiSettings, endpoints: Sequence[str], webhook: str, token: str | None = None
+) -> PreparedRequest:
     body = {"endpoints": list(endpoints), "webhook": webhook}
     return prepare(settings, settings.url(WEBHOOK_PATH), body, token)
 
 
-def provision_request(settings: ApiSettings, number: str,
-                      token: str | None = None) -> PreparedRequest:
+def provision_request(
+    settings: ApiSettings, number: str, token: str | None = None
+) -> PreparedRequest:
     return prepare(settings, settings.url(PROVISION_PATH), {"endpoints": [number]}, token)
 
 
@@ -151,9 +173,14 @@ class IntelePeerClient:
 
     ``auth_count`` counts the authenticate calls this client made (cache hits make none)."""
 
-    def __init__(self, settings: ApiSettings, auth: AuthSource | None = None, *,
-                 store: CredentialStore | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        auth: AuthSource | None = None,
+        *,
+        store: CredentialStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self.auth = auth
         self.store = store
@@ -164,11 +191,16 @@ class IntelePeerClient:
 
     async def __aenter__(self) -> IntelePeerClient:
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.settings.timeout))
+            timeout=aiohttp.ClientTimeout(total=self.settings.timeout)
+        )
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -179,35 +211,40 @@ class IntelePeerClient:
         """Exchange the username and password for a new token (and cache it)."""
         auth = self.auth
         if not isinstance(auth, PasswordAuth):
-            raise AuthError("a username and password are needed to authenticate",
-                            hint=LOGIN_HINT)
+            raise AuthError("a username and password are needed to authenticate", hint=LOGIN_HINT)
         url = self.settings.authenticate_url
         check_auth_url(auth, url)  # before anything is sent
-        request = prepare(self.settings, url, {"username": auth.username,
-                                               "password": auth.password}, None)
+        request = prepare(
+            self.settings, url, {"username": auth.username, "password": auth.password}, None
+        )
         reply = await self._send(request, f"authenticating as {auth.username!r}")
         self.auth_count += 1
         if reply.status == 401:
             raise AuthError(
                 f"IntelePeer refused the username {auth.username!r} and its password "
                 f"({self._explain(reply)})",
-                hint="check them (`ipsms auth login`); the Customer Portal user needs "
-                "Access = API")
+                hint="check them (`ipsms auth login`); the Customer Portal user needs Access = API",
+            )
         if reply.status != 200:
             self._fail(reply, f"authenticating as {auth.username!r}", ())
         token = extract_token(reply.body)
         if token is None:
-            raise ApiError(f"{shown(mask_url(url))} answered {reply.status_line} without a "
-                           f"token ({self._explain(reply)})",
-                           hint=f"check {_AUTH_URL}: it must be IntelePeer's authenticate URL")
+            raise ApiError(
+                f"{shown(mask_url(url))} answered {reply.status_line} without a "
+                f"token ({self._explain(reply)})",
+                hint=f"check {_AUTH_URL}: it must be IntelePeer's authenticate URL",
+            )
         if not (token.isascii() and token.isprintable()):  # it goes into a header line
-            raise ApiError(f"{shown(mask_url(url))} answered {reply.status_line} with a token "
-                           "that cannot be sent in an HTTP header (control or non-ASCII "
-                           "characters)", hint=f"check {_AUTH_URL}: it must be IntelePeer's "
-                           "authenticate URL")
+            raise ApiError(
+                f"{shown(mask_url(url))} answered {reply.status_line} with a token "
+                "that cannot be sent in an HTTP header (control or non-ASCII "
+                "characters)",
+                hint=f"check {_AUTH_URL}: it must be IntelePeer's authenticate URL",
+            )
         now = self.clock()
-        self._token = CachedToken(token, auth.username, url, now, now + TOKEN_LIFETIME,
-                                  self.settings.base_url)
+        self._token = CachedToken(
+            token, auth.username, url, now, now + TOKEN_LIFETIME, self.settings.base_url
+        )
         if self.store is not None:
             self.store.save_token(self._token)
         return self._token
@@ -224,8 +261,9 @@ class IntelePeerClient:
             if self._token is not None and self._token.valid(now):
                 return self._token.token
             if self.store is not None:
-                cached = self.store.load_token(self.settings.authenticate_url,
-                                               self.settings.base_url, auth.username, now)
+                cached = self.store.load_token(
+                    self.settings.authenticate_url, self.settings.base_url, auth.username, now
+                )
                 if cached is not None:
                     self._token = cached
                     return cached.token
@@ -237,16 +275,20 @@ class IntelePeerClient:
         if reply.status == 401 and isinstance(self.auth, PasswordAuth):
             reply = await self._send(request_for(await self.token(fresh=True)), what)
             if reply.status == 401:
-                raise AuthError(f"IntelePeer refused a freshly issued token for {what} "
-                                f"({self._explain(reply)})",
-                                hint="the API may expect the other header form: try "
-                                f"{_AUTH_SCHEME} {self._other_scheme()}")
+                raise AuthError(
+                    f"IntelePeer refused a freshly issued token for {what} "
+                    f"({self._explain(reply)})",
+                    hint="the API may expect the other header form: try "
+                    f"{_AUTH_SCHEME} {self._other_scheme()}",
+                )
         elif reply.status == 401:
-            raise AuthError(f"IntelePeer refused the token from {_TOKEN}/IPSMS_TOKEN for {what} "
-                            f"({self._explain(reply)})",
-                            hint="tokens live 24 hours: get a new one, or use a username and "
-                            "password (`ipsms auth login`) so ipsms renews it; if the token is "
-                            f"fresh, try {_AUTH_SCHEME} {self._other_scheme()}")
+            raise AuthError(
+                f"IntelePeer refused the token from {_TOKEN}/IPSMS_TOKEN for {what} "
+                f"({self._explain(reply)})",
+                hint="tokens live 24 hours: get a new one, or use a username and "
+                "password (`ipsms auth login`) so ipsms renews it; if the token is "
+                f"fresh, try {_AUTH_SCHEME} {self._other_scheme()}",
+            )
         return reply
 
     # -- operations ---------------------------------------------------------------------
@@ -256,33 +298,47 @@ class IntelePeerClient:
         numbers = tuple(endpoints)
         what = f"setting the webhook of {', '.join(numbers)}"
         reply = await self.call(
-            lambda tok: webhook_request(self.settings, numbers, webhook, tok), what)
+            lambda tok: webhook_request(self.settings, numbers, webhook, tok), what
+        )
         if reply.status in (200, 201):
-            return WebhookReply(reply.status, tuple(
-                EndpointResult(n, reply.status, None) for n in numbers))
+            return WebhookReply(
+                reply.status, tuple(EndpointResult(n, reply.status, None) for n in numbers)
+            )
         if reply.status == 207:
             results = parse_multi_status(reply.body, numbers)
             if results is None:
-                raise ApiError(f"IntelePeer answered {reply.status_line} for {what} but the "
-                               f"per-number results cannot be read ({self._explain(reply)})",
-                               hint="check the numbers in the Customer Portal")
-            return WebhookReply(207, tuple(
-                EndpointResult(r.number, r.status, self._shown(r.reason)) for r in results))
-        self._fail(reply, what, numbers, "numbers must be E.164 (+13038675309) or short codes "
-                   "(1-1234) and enabled for SMS (`ipsms provision TN`); the webhook must be "
-                   "an absolute http(s) URL")
+                raise ApiError(
+                    f"IntelePeer answered {reply.status_line} for {what} but the "
+                    f"per-number results cannot be read ({self._explain(reply)})",
+                    hint="check the numbers in the Customer Portal",
+                )
+            return WebhookReply(
+                207,
+                tuple(EndpointResult(r.number, r.status, self._shown(r.reason)) for r in results),
+            )
+        self._fail(
+            reply,
+            what,
+            numbers,
+            "numbers must be E.164 (+13038675309) or short codes "
+            "(1-1234) and enabled for SMS (`ipsms provision TN`); the webhook must be "
+            "an absolute http(s) URL",
+        )
 
     async def provision(self, number: str) -> ProvisionReply:
         """202 -> requested; 409 -> already in progress (returned, not raised); else raises."""
         what = f"enabling SMS on {number}"
-        reply = await self.call(
-            lambda tok: provision_request(self.settings, number, tok), what)
+        reply = await self.call(lambda tok: provision_request(self.settings, number, tok), what)
         if reply.status in (200, 201, 202):
             return ProvisionReply(number, reply.status, provision_state(reply.body), None)
         if reply.status == 409:
             return ProvisionReply(number, 409, "in_progress", self._reason(reply))
-        self._fail(reply, what, (number,), "provision takes one E.164 long code of this "
-                   "account that is not yet enabled for SMS")
+        self._fail(
+            reply,
+            what,
+            (number,),
+            "provision takes one E.164 long code of this account that is not yet enabled for SMS",
+        )
 
     # -- transport and errors -----------------------------------------------------------
 
@@ -291,27 +347,33 @@ class IntelePeerClient:
             raise RuntimeError("use IntelePeerClient inside `async with`")
         host = shown(urlsplit(request.url).netloc.rpartition("@")[2])
         try:
-            async with self._session.request(request.method, request.url,
-                                             headers=list(request.headers),
-                                             data=request.payload(),
-                                             allow_redirects=False) as resp:
+            async with self._session.request(
+                request.method,
+                request.url,
+                headers=list(request.headers),
+                data=request.payload(),
+                allow_redirects=False,
+            ) as resp:
                 status, phrase = resp.status, shown(one_line(resp.reason or "", 80))
-                raw = await _read_limited(resp, f"{host} answered {status} {phrase} while "
-                                          f"{what}")
+                raw = await _read_limited(resp, f"{host} answered {status} {phrase} while {what}")
                 json_type = is_json_type(resp.headers.get("Content-Type", ""))
         except TimeoutError:
-            raise NetworkError(f"no answer from {host} within {self.settings.timeout:g} s "
-                               f"while {what}",
-                               hint=f"check your network, or raise {_TIMEOUT}") from None
+            raise NetworkError(
+                f"no answer from {host} within {self.settings.timeout:g} s while {what}",
+                hint=f"check your network, or raise {_TIMEOUT}",
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             cause = exc.os_error.strerror if exc.os_error and exc.os_error.strerror else exc
-            raise NetworkError(f"cannot connect to {host} while {what}: {cause}",
-                               hint=f"check your network, {_REGION}, {_API_BASE} and {_AUTH_URL}"
-                               ) from None
+            raise NetworkError(
+                f"cannot connect to {host} while {what}: {cause}",
+                hint=f"check your network, {_REGION}, {_API_BASE} and {_AUTH_URL}",
+            ) from None
         except aiohttp.ClientError as exc:
-            raise NetworkError(f"the connection to {host} failed while {what}: "
-                               f"{type(exc).__name__}: {self._shown(one_line(str(exc)))}",
-                               hint=f"try again; check {_API_BASE} and {_AUTH_URL}") from None
+            raise NetworkError(
+                f"the connection to {host} failed while {what}: "
+                f"{type(exc).__name__}: {self._shown(one_line(str(exc)))}",
+                hint=f"try again; check {_API_BASE} and {_AUTH_URL}",
+            ) from None
         text = raw.decode("utf-8", errors="replace")
         body: Any = None
         if text.strip():
@@ -323,14 +385,18 @@ class IntelePeerClient:
                 # plain text or HTML: kept as text, shown as the reason
         return Reply(status, phrase, body, text)
 
-    def _unreadable(self, status: int, phrase: str, host: str, what: str, problem: str,
-                    text: str) -> ApiError:
+    def _unreadable(
+        self, status: int, phrase: str, host: str, what: str, problem: str, text: str
+    ) -> ApiError:
         excerpt = self._shown(one_line(text, 60))
-        return ApiError(f"{host} answered {status} {phrase}".rstrip() + f" while {what}, but "
-                        f"the reply was not readable JSON ({problem}), starting {excerpt}",
-                        hint="IntelePeer had a problem: try again in a few minutes"
-                        if status >= 500 else f"check {_API_BASE} and {_AUTH_URL}: they must "
-                        "point at IntelePeer's API (or `ipsms api-emulator`)")
+        return ApiError(
+            f"{host} answered {status} {phrase}".rstrip() + f" while {what}, but "
+            f"the reply was not readable JSON ({problem}), starting {excerpt}",
+            hint="IntelePeer had a problem: try again in a few minutes"
+            if status >= 500
+            else f"check {_API_BASE} and {_AUTH_URL}: they must "
+            "point at IntelePeer's API (or `ipsms api-emulator`)",
+        )
 
     def _reason(self, reply: Reply) -> str:
         return self._shown(server_reason(reply.body, reply.text)) or "no reason given"
@@ -340,8 +406,11 @@ class IntelePeerClient:
         reason = self._reason(reply)
         if reply.body is None and reply.text.strip():
             return f"{reply.status_line}, body is not JSON: {reason}"
-        return reply.status_line if reason in (reply.phrase, "no reason given") else (
-            f"{reply.status_line}: {reason}")
+        return (
+            reply.status_line
+            if reason in (reply.phrase, "no reason given")
+            else (f"{reply.status_line}: {reason}")
+        )
 
     def _shown(self, text: str | None) -> str | None:
         """Server text as it may be printed: secrets removed, then controls escaped."""
@@ -367,21 +436,27 @@ class IntelePeerClient:
     def _other_scheme(self) -> str:
         return "raw" if self.settings.scheme is AuthScheme.bearer else "bearer"
 
-    def _fail(self, reply: Reply, what: str, numbers: Sequence[str],
-              bad_request_hint: str = "") -> NoReturn:
+    def _fail(
+        self, reply: Reply, what: str, numbers: Sequence[str], bad_request_hint: str = ""
+    ) -> NoReturn:
         message = f"IntelePeer refused {what} ({self._explain(reply)})"
         if reply.status == 400:
             raise ApiError(message, hint=bad_request_hint or "read the reason above")
         if reply.status == 404:
-            raise NotFoundError(message, hint="check that "
-                                f"{' and '.join(numbers) or 'the number'} belongs to this "
-                                f"IntelePeer account and region (EU numbers need {_REGION} eu)")
+            raise NotFoundError(
+                message,
+                hint="check that "
+                f"{' and '.join(numbers) or 'the number'} belongs to this "
+                f"IntelePeer account and region (EU numbers need {_REGION} eu)",
+            )
         if reply.status == 401:
             raise AuthError(message, hint=LOGIN_HINT)
         if reply.status >= 500:
             raise ApiError(message, hint="IntelePeer had a problem: try again in a few minutes")
-        raise ApiError(message, hint=f"check {_API_BASE}/{_REGION}; this status is not "
-                       "documented for this call")
+        raise ApiError(
+            message,
+            hint=f"check {_API_BASE}/{_REGION}; this status is not documented for this call",
+        )
 
 
 async def _read_limited(resp: aiohttp.ClientResponse, answered: str) -> bytes:
@@ -391,8 +466,10 @@ async def _read_limited(resp: aiohttp.ClientResponse, answered: str) -> bytes:
     async for chunk in resp.content.iter_chunked(64 * 1024):
         size += len(chunk)
         if size > MAX_REPLY_BYTES:
-            raise ApiError(f"{answered}, with a reply larger than {MAX_REPLY_BYTES} bytes",
-                           hint=f"check {_API_BASE} and {_AUTH_URL}: they must point at "
-                           "IntelePeer's API (or `ipsms api-emulator`)")
+            raise ApiError(
+                f"{answered}, with a reply larger than {MAX_REPLY_BYTES} bytes",
+                hint=f"check {_API_BASE} and {_AUTH_URL}: they must point at "
+                "IntelePeer's API (or `ipsms api-emulator`)",
+            )
         chunks.append(chunk)
     return b"".join(chunks)

@@ -46,8 +46,10 @@ DEFAULT_AUTH_URL = defaults.AUTH_URL
 TOKEN_LIFETIME = 24 * 3600.0  # intelepeer.md 2.1: tokens live 24 hours
 EXPIRY_MARGIN = 60.0  # renew a little early so a token does not expire between check and call
 
-LOGIN_HINT = ("run `ipsms auth login`, or set IPSMS_USERNAME and IPSMS_PASSWORD, "
-              f"or pass a token with {_TOKEN} / IPSMS_TOKEN")
+LOGIN_HINT = (
+    "run `ipsms auth login`, or set IPSMS_USERNAME and IPSMS_PASSWORD, "
+    f"or pass a token with {_TOKEN} / IPSMS_TOKEN"
+)
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,14 @@ class CachedToken:
         return self.auth_url, self.api_base, self.username
 
     def to_dict(self) -> dict[str, Any]:
-        return {"token": self.token, "username": self.username, "auth_url": self.auth_url,
-                "api_base": self.api_base, "obtained_at": self.obtained_at,
-                "expires_at": self.expires_at}
+        return {
+            "token": self.token,
+            "username": self.username,
+            "auth_url": self.auth_url,
+            "api_base": self.api_base,
+            "obtained_at": self.obtained_at,
+            "expires_at": self.expires_at,
+        }
 
 
 @dataclass(frozen=True)
@@ -115,8 +122,15 @@ def _normal_url(url: str) -> tuple[str, ...]:
     scheme = parts.scheme.lower()
     if port == {"http": 80, "https": 443}.get(scheme):
         port = None
-    return (scheme, parts.username or "", parts.password or "", (parts.hostname or "").lower(),
-            str(port or ""), parts.path or "/", parts.query)
+    return (
+        scheme,
+        parts.username or "",
+        parts.password or "",
+        (parts.hostname or "").lower(),
+        str(port or ""),
+        parts.path or "/",
+        parts.query,
+    )
 
 
 def check_auth_url(auth: PasswordAuth, url: str) -> None:
@@ -124,11 +138,13 @@ def check_auth_url(auth: PasswordAuth, url: str) -> None:
     if auth.auth_url is None or same_url(auth.auth_url, url):
         return
     theirs, here = printable(mask_url(auth.auth_url)), printable(mask_url(url))
-    raise AuthError(f"the saved credentials of {auth.username!r} belong to {theirs}, not to "
-                    f"{here}: ipsms does not send their password to another URL",
-                    hint=f"to use {here}, run `ipsms auth login {_AUTH_URL} {here}` explicitly "
-                    "(or set IPSMS_USERNAME and IPSMS_PASSWORD); to use the saved ones, pass "
-                    f"{_AUTH_URL} {theirs}")
+    raise AuthError(
+        f"the saved credentials of {auth.username!r} belong to {theirs}, not to "
+        f"{here}: ipsms does not send their password to another URL",
+        hint=f"to use {here}, run `ipsms auth login {_AUTH_URL} {here}` explicitly "
+        "(or set IPSMS_USERNAME and IPSMS_PASSWORD); to use the saved ones, pass "
+        f"{_AUTH_URL} {theirs}",
+    )
 
 
 def write_private_json(path: Path, data: Any) -> None:
@@ -148,9 +164,10 @@ def write_private_json(path: Path, data: Any) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise StateError(f"cannot write {path}: {exc.strerror or exc}",
-                         hint=f"check the permissions of {path.parent} or set {HOME_ENV}"
-                         ) from None
+        raise StateError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            hint=f"check the permissions of {path.parent} or set {HOME_ENV}",
+        ) from None
 
 
 def read_json(path: Path) -> Any:
@@ -164,8 +181,7 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except ValueError:
-        raise StateError(f"{path} is not valid JSON",
-                         hint="fix or delete the file") from None
+        raise StateError(f"{path} is not valid JSON", hint="fix or delete the file") from None
 
 
 class CredentialStore:
@@ -188,26 +204,41 @@ class CredentialStore:
         data = read_json(self.credentials_path)
         if data is None:
             return None
-        if (not isinstance(data, dict) or not isinstance(data.get("username"), str)
-                or not isinstance(data.get("password"), str)):
-            raise StateError(f"{self.credentials_path} does not hold a username and password",
-                             hint="run `ipsms auth logout`, then `ipsms auth login`")
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("username"), str)
+            or not isinstance(data.get("password"), str)
+        ):
+            raise StateError(
+                f"{self.credentials_path} does not hold a username and password",
+                hint="run `ipsms auth logout`, then `ipsms auth login`",
+            )
         auth_url = data.get("auth_url")
         if auth_url is None:  # written before credentials recorded their URL: IntelePeer's
             auth_url = DEFAULT_AUTH_URL
         if not isinstance(auth_url, str) or not auth_url.strip():
-            raise StateError(f"{self.credentials_path} holds an unreadable auth_url",
-                             hint="run `ipsms auth logout`, then `ipsms auth login`")
+            raise StateError(
+                f"{self.credentials_path} holds an unreadable auth_url",
+                hint="run `ipsms auth logout`, then `ipsms auth login`",
+            )
         saved_at = data.get("saved_at")
         return StoredCredentials(
-            data["username"], data["password"], auth_url,
-            float(saved_at) if isinstance(saved_at, int | float) else 0.0)
+            data["username"],
+            data["password"],
+            auth_url,
+            float(saved_at) if isinstance(saved_at, int | float) else 0.0,
+        )
 
     def save_credentials(self, creds: StoredCredentials) -> None:
-        write_private_json(self.credentials_path, {
-            "username": creds.username, "password": creds.password,
-            "auth_url": creds.auth_url, "saved_at": creds.saved_at,
-        })
+        write_private_json(
+            self.credentials_path,
+            {
+                "username": creds.username,
+                "password": creds.password,
+                "auth_url": creds.auth_url,
+                "saved_at": creds.saved_at,
+            },
+        )
 
     def delete_credentials(self) -> bool:
         return _unlink(self.credentials_path)
@@ -223,15 +254,23 @@ class CredentialStore:
         out = []
         for item in items if isinstance(items, list) else []:
             try:  # an entry without api_base (older ipsms) is dropped: it costs one new token
-                out.append(CachedToken(str(item["token"]), str(item["username"]),
-                                       str(item["auth_url"]), float(item["obtained_at"]),
-                                       float(item["expires_at"]), str(item["api_base"])))
+                out.append(
+                    CachedToken(
+                        str(item["token"]),
+                        str(item["username"]),
+                        str(item["auth_url"]),
+                        float(item["obtained_at"]),
+                        float(item["expires_at"]),
+                        str(item["api_base"]),
+                    )
+                )
             except (KeyError, TypeError, ValueError):
                 continue
         return out
 
-    def load_token(self, auth_url: str, api_base: str, username: str,
-                   now: float | None = None) -> CachedToken | None:
+    def load_token(
+        self, auth_url: str, api_base: str, username: str, now: float | None = None
+    ) -> CachedToken | None:
         """The cached token for this user from this authenticate URL for this API base, if
         still valid."""
         now = time.time() if now is None else now
@@ -264,8 +303,13 @@ def _unlink(path: Path) -> bool:
     return True
 
 
-def resolve_auth(store: CredentialStore, *, token: str | None = None,
-                 username: str | None = None, password: str | None = None) -> AuthSource:
+def resolve_auth(
+    store: CredentialStore,
+    *,
+    token: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> AuthSource:
     """Pick the credentials to use (see the module docstring for the order)."""
     if token:
         return StaticToken(token.strip())
@@ -277,28 +321,49 @@ def resolve_auth(store: CredentialStore, *, token: str | None = None,
             return PasswordAuth(stored.username, password, "env")
         return PasswordAuth(stored.username, stored.password, "stored", stored.auth_url)
     if username:
-        raise AuthError(f"no password for the IntelePeer user {username!r}",
-                        hint="set IPSMS_PASSWORD, or run `ipsms auth login` for this user")
+        raise AuthError(
+            f"no password for the IntelePeer user {username!r}",
+            hint="set IPSMS_PASSWORD, or run `ipsms auth login` for this user",
+        )
     raise AuthError("no IntelePeer credentials", hint=LOGIN_HINT)
 
 
-def auth_status(store: CredentialStore, *, token: str | None = None,
-                username: str | None = None, password: str | None = None,
-                now: float | None = None) -> dict[str, Any]:
+def auth_status(
+    store: CredentialStore,
+    *,
+    token: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
     """Which credentials would be used and the cached tokens' expiry; never a secret.
     Raises ``AuthError`` when there are none."""
     source = resolve_auth(store, token=token, username=username, password=password)
     if isinstance(source, StaticToken):
-        return {"type": "auth_status", "source": "token", "username": None, "auth_url": None,
-                "credentials_file": None, "tokens": []}
+        return {
+            "type": "auth_status",
+            "source": "token",
+            "username": None,
+            "auth_url": None,
+            "credentials_file": None,
+            "tokens": [],
+        }
     now = time.time() if now is None else now
     stored = store.load_credentials()
     mine = stored is not None and stored.username == source.username
     return {
-        "type": "auth_status", "source": source.source, "username": source.username,
+        "type": "auth_status",
+        "source": source.source,
+        "username": source.username,
         "auth_url": stored.auth_url if stored is not None and mine else None,
         "credentials_file": str(store.credentials_path) if mine else None,
-        "tokens": [{"auth_url": t.auth_url, "api_base": t.api_base,
-                    "expires_at": iso_time(t.expires_at), "valid": t.valid(now, 0.0)}
-                   for t in store.tokens_for(source.username)],
+        "tokens": [
+            {
+                "auth_url": t.auth_url,
+                "api_base": t.api_base,
+                "expires_at": iso_time(t.expires_at),
+                "valid": t.valid(now, 0.0),
+            }
+            for t in store.tokens_for(source.username)
+        ],
     }

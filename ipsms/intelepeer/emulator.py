@@ -54,10 +54,28 @@ from ipsms.redact import mask_url
 # Settings named in errors; the CLI words them as its flags.
 _PORT = setting("port")
 
-__all__ = ["DEFAULT_PORT", "DEMO_NUMBERS", "DEMO_NUMBERS_NO_SMS", "DEMO_PASSWORD", "DEMO_USER",
-           "MDR_PATH", "PROVISION_SECONDS", "SEND_PATH", "TOKEN_LIFETIME", "EmulatedNumber",
-           "EmulatorServer", "EmulatorState", "EmulatorThread", "Fault", "MultiStatus",
-           "RecordedRequest", "SentMessage", "build_state", "create_app", "serve"]
+__all__ = [
+    "DEFAULT_PORT",
+    "DEMO_NUMBERS",
+    "DEMO_NUMBERS_NO_SMS",
+    "DEMO_PASSWORD",
+    "DEMO_USER",
+    "MDR_PATH",
+    "PROVISION_SECONDS",
+    "SEND_PATH",
+    "TOKEN_LIFETIME",
+    "EmulatedNumber",
+    "EmulatorServer",
+    "EmulatorState",
+    "EmulatorThread",
+    "Fault",
+    "MultiStatus",
+    "RecordedRequest",
+    "SentMessage",
+    "build_state",
+    "create_app",
+    "serve",
+]
 
 DEFAULT_PORT = defaults.EMULATOR_PORT
 DEMO_USER = "demo"
@@ -102,8 +120,9 @@ def read_body(request: web.Request, raw: bytes) -> tuple[Any, Answer | None]:
     without a Content-Type is read as JSON; one that declares another type is refused."""
     declared = request.headers.get("Content-Type")
     if declared is not None and not is_json_type(declared):
-        return None, _error(415, f"Content-Type {declared[:60]!r} is not JSON: send "
-                            "application/json")
+        return None, _error(
+            415, f"Content-Type {declared[:60]!r} is not JSON: send application/json"
+        )
     try:
         return parse_json(raw), None
     except JsonProblem as exc:
@@ -114,8 +133,12 @@ class _Api:
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
         self.routes: dict[str, Callable[[web.Request, Any], Answer]] = {
-            AUTH_PATH: self.authenticate, WEBHOOK_PATH: self.set_webhook,
-            PROVISION_PATH: self.provision, SEND_PATH: self.send, MDR_PATH: self.mdr}
+            AUTH_PATH: self.authenticate,
+            WEBHOOK_PATH: self.set_webhook,
+            PROVISION_PATH: self.provision,
+            SEND_PATH: self.send,
+            MDR_PATH: self.mdr,
+        }
         self.methods = {MDR_PATH: "GET"}  # every other call is a POST
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -127,8 +150,11 @@ class _Api:
         if fault is not None:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
-            response = web.Response(status=fault.status, body=fault.body.encode(),
-                                    headers={"Content-Type": fault.content_type})
+            response = web.Response(
+                status=fault.status,
+                body=fault.body.encode(),
+                headers={"Content-Type": fault.content_type},
+            )
         else:
             route = self.routes.get(request.path)
             method = self.methods.get(request.path, "POST")
@@ -143,8 +169,15 @@ class _Api:
             else:
                 status, answer = route(request, body)
             response = web.json_response(answer, status=status)
-        record = RecordedRequest(self.state.clock(), request.method, request.path_qs,
-                                 tuple(request.headers.items()), text, body, response.status)
+        record = RecordedRequest(
+            self.state.clock(),
+            request.method,
+            request.path_qs,
+            tuple(request.headers.items()),
+            text,
+            body,
+            response.status,
+        )
         self.state.requests.append(record)
         for observer in self.state.observers:
             observer(record)
@@ -156,12 +189,16 @@ class _Api:
         return self.state.token_user(token) if token else None
 
     def authenticate(self, request: web.Request, body: Any) -> Answer:
-        if not isinstance(body, dict) or not isinstance(body.get("username"), str) \
-                or not isinstance(body.get("password"), str):
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("username"), str)
+            or not isinstance(body.get("password"), str)
+        ):
             return _error(400, "username and password are required")
         expected = self.state.users.get(body["username"])
-        if expected is None or not secrets.compare_digest(expected.encode(),
-                                                          body["password"].encode()):
+        if expected is None or not secrets.compare_digest(
+            expected.encode(), body["password"].encode()
+        ):
             return UNAUTHORIZED
         return 200, {"token": self.state.issue_token(body["username"])}
 
@@ -171,8 +208,11 @@ class _Api:
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object with endpoints and webhook")
         endpoints = body.get("endpoints")
-        if not isinstance(endpoints, list) or not endpoints \
-                or not all(isinstance(e, str) for e in endpoints):
+        if (
+            not isinstance(endpoints, list)
+            or not endpoints
+            or not all(isinstance(e, str) for e in endpoints)
+        ):
             return _error(400, "endpoints must be a non-empty list of numbers")
         webhook = body.get("webhook")
         if not _valid_url(webhook):
@@ -182,8 +222,9 @@ class _Api:
             return results[0]
         if self.state.multi_status is MultiStatus.mixed and all(s == 201 for s, _ in results):
             return 201, {"code": 201, "message": f"Webhook updated for {len(results)} endpoints"}
-        return 207, [{"endpoint": e, **item} for e, (_, item) in zip(endpoints, results,
-                                                                       strict=True)]
+        return 207, [
+            {"endpoint": e, **item} for e, (_, item) in zip(endpoints, results, strict=True)
+        ]
 
     def _set_one(self, endpoint: str, webhook: str) -> Answer:
         if not (E164_RE.match(endpoint) or SHORT_CODE_RE.match(endpoint)):
@@ -200,8 +241,11 @@ class _Api:
         if self._user(request) is None:
             return UNAUTHORIZED
         endpoints = body.get("endpoints") if isinstance(body, dict) else None
-        if not isinstance(endpoints, list) or len(endpoints) != 1 \
-                or not isinstance(endpoints[0], str):
+        if (
+            not isinstance(endpoints, list)
+            or len(endpoints) != 1
+            or not isinstance(endpoints[0], str)
+        ):
             return _error(400, "endpoints must hold exactly one E.164 long code")
         number = endpoints[0]
         if not E164_RE.match(number):
@@ -210,8 +254,7 @@ class _Api:
         if entry is None:
             return _error(400, f"{number} was not found in the account")
         if entry.provisioning_until is not None:
-            return _error(409, f"provisioning or deprovisioning of {number} is already in "
-                          "progress")
+            return _error(409, f"provisioning or deprovisioning of {number} is already in progress")
         if entry.sms_enabled:
             return _error(400, f"{number} is already enabled for SMS")
         if self.state.provision_seconds > 0:
@@ -219,7 +262,6 @@ class _Api:
         else:
             entry.sms_enabled = True
         return 202, {"code": 202, "provisioning": {"state": "requested"}}
-
 
     def send(self, request: web.Request, body: Any) -> Answer:
         """An app's outbound message: ``202 {"state": "CREATED", "refid": ...}``, kept in
@@ -230,19 +272,26 @@ class _Api:
             return _error(400, "the body must be a JSON object with from, to and text")
         sender, to, text = body.get("from"), body.get("to"), body.get("text", "")
         media = body.get("media", [])
-        if not isinstance(sender, str) or not (E164_RE.match(sender)
-                                               or SHORT_CODE_RE.match(sender)
-                                               or _SENDER_ID.match(sender)):
-            return _error(400, "from must be an E.164 number, a short code or an "
-                          "alphanumeric sender id such as 57-Hello8")
+        if not isinstance(sender, str) or not (
+            E164_RE.match(sender) or SHORT_CODE_RE.match(sender) or _SENDER_ID.match(sender)
+        ):
+            return _error(
+                400,
+                "from must be an E.164 number, a short code or an "
+                "alphanumeric sender id such as 57-Hello8",
+            )
         if not isinstance(to, str) or not (E164_RE.match(to) or SHORT_CODE_RE.match(to)):
             return _error(400, "to must be an E.164 number or a short code")
         if not isinstance(text, str) or len(text) > MAX_TEXT:
             return _error(400, f"text must be a string of at most {MAX_TEXT} characters")
-        if not isinstance(media, list) or len(media) > MAX_MEDIA \
-                or not all(isinstance(m, str) and _valid_media(m) for m in media):
-            return _error(400, f"media must be a list of at most {MAX_MEDIA} http, https "
-                          "or cpaasmedia URLs")
+        if (
+            not isinstance(media, list)
+            or len(media) > MAX_MEDIA
+            or not all(isinstance(m, str) and _valid_media(m) for m in media)
+        ):
+            return _error(
+                400, f"media must be a list of at most {MAX_MEDIA} http, https or cpaasmedia URLs"
+            )
         if not text and not media:
             return _error(400, "text or media is required")
         guid, dlr = body.get("guid"), body.get("dlr", False)
@@ -251,8 +300,9 @@ class _Api:
         if not isinstance(dlr, bool):
             return _error(400, "dlr must be true or false")
         refid = secrets.token_hex(16).upper()
-        self.state.record_sent(SentMessage(refid, self.state.clock(), sender, to, text, guid,
-                                           dlr, tuple(media)))
+        self.state.record_sent(
+            SentMessage(refid, self.state.clock(), sender, to, text, guid, dlr, tuple(media))
+        )
         return 202, {"state": "CREATED", "refid": refid}
 
     def mdr(self, request: web.Request, _: Any) -> Answer:
@@ -292,24 +342,37 @@ def _add_control_routes(app: web.Application, state: EmulatorState) -> None:
 
     async def numbers(request: web.Request) -> web.Response:
         if request.method == "POST":
-            data = await control_body(request, {"number", "sms_enabled", "webhook",
-                                                "provisioning"})
+            data = await control_body(request, {"number", "sms_enabled", "webhook", "provisioning"})
             number, webhook = data.get("number"), data.get("webhook")
-            if not isinstance(number, str) or not (E164_RE.match(number)
-                                                   or SHORT_CODE_RE.match(number)):
+            if not isinstance(number, str) or not (
+                E164_RE.match(number) or SHORT_CODE_RE.match(number)
+            ):
                 raise bad("number must be an E.164 number or a short code such as 1-12345")
             if webhook is not None and not _valid_url(webhook):
                 raise bad("webhook must be an absolute http or https URL, or null")
             flags = {k: data.get(k, k == "sms_enabled") for k in ("sms_enabled", "provisioning")}
             if not all(isinstance(v, bool) for v in flags.values()):
                 raise bad("sms_enabled and provisioning must be true or false")
-            state.add_number(number, sms_enabled=flags["sms_enabled"], webhook=webhook,
-                             provisioning=flags["provisioning"])
-        return web.json_response({"numbers": [
-            {"number": n.number, "sms_enabled": n.sms_enabled,
-             "webhook": mask_url(n.webhook) if n.webhook else None,
-             "provisioning": n.provisioning_until is not None}
-            for n in (state.number(k) for k in list(state.numbers)) if n is not None]})
+            state.add_number(
+                number,
+                sms_enabled=flags["sms_enabled"],
+                webhook=webhook,
+                provisioning=flags["provisioning"],
+            )
+        return web.json_response(
+            {
+                "numbers": [
+                    {
+                        "number": n.number,
+                        "sms_enabled": n.sms_enabled,
+                        "webhook": mask_url(n.webhook) if n.webhook else None,
+                        "provisioning": n.provisioning_until is not None,
+                    }
+                    for n in (state.number(k) for k in list(state.numbers))
+                    if n is not None
+                ]
+            }
+        )
 
     async def sent(request: web.Request) -> web.Response:
         if request.method == "DELETE":
@@ -325,8 +388,9 @@ def _add_control_routes(app: web.Application, state: EmulatorState) -> None:
         return web.json_response({"finished": state.finish_provisioning()})
 
     async def faults(request: web.Request) -> web.Response:
-        data = await control_body(request, {"status", "body", "content_type", "path", "times",
-                                            "delay"})
+        data = await control_body(
+            request, {"status", "body", "content_type", "path", "times", "delay"}
+        )
         try:
             fault = Fault(**data)
         except ValueError as exc:  # Fault checks every field (emulator_state.fault_problem)
@@ -334,9 +398,14 @@ def _add_control_routes(app: web.Application, state: EmulatorState) -> None:
         state.inject_fault(fault)
         return web.json_response({"faults": len(state.faults)})
 
-    for method, path, handler in (("GET", "requests", requests), ("DELETE", "requests", requests),
-                                  ("GET", "numbers", numbers), ("POST", "numbers", numbers),
-                                  ("GET", "sent", sent), ("DELETE", "sent", sent)):
+    for method, path, handler in (
+        ("GET", "requests", requests),
+        ("DELETE", "requests", requests),
+        ("GET", "numbers", numbers),
+        ("POST", "numbers", numbers),
+        ("GET", "sent", sent),
+        ("DELETE", "sent", sent),
+    ):
         app.router.add_route(method, f"/_emulator/{path}", handler)
     app.router.add_post("/_emulator/tokens/expire", expire)
     app.router.add_post("/_emulator/provisioning/finish", finish)
@@ -363,11 +432,13 @@ async def control_body(request: web.Request, fields: set[str]) -> dict[str, Any]
 
 # -- running it ---------------------------------------------------------------------------
 
+
 class EmulatorServer:
     """The emulator bound to a port: ``await start()`` (port 0 picks a free one), ``stop()``."""
 
-    def __init__(self, state: EmulatorState | None = None, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, state: EmulatorState | None = None, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.state = state if state is not None else build_state()
         self.host = host
         self.port = port
@@ -383,8 +454,9 @@ class EmulatorServer:
         return self.api_base + AUTH_PATH
 
     async def start(self) -> EmulatorServer:
-        self._runner = web.AppRunner(create_app(self.state), handle_signals=False,
-                                     access_log=None, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(
+            create_app(self.state), handle_signals=False, access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         try:
@@ -392,8 +464,10 @@ class EmulatorServer:
         except OSError as exc:
             await self._runner.cleanup()
             self._runner = None
-            raise BindError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}",
-                            hint=f"choose another {_PORT}, or {_PORT} 0 for a free one") from None
+            raise BindError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}",
+                hint=f"choose another {_PORT}, or {_PORT} 0 for a free one",
+            ) from None
         self.port = int(next(iter(self._runner.addresses or [(None, self.port)]))[1])
         return self
 
@@ -436,8 +510,9 @@ class EmulatorThread:
         self.state = self.server.state
         self.api_base = self.auth_url = ""  # known once started
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="ipsms-emulator",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="ipsms-emulator", daemon=True
+        )
 
     def __enter__(self) -> EmulatorThread:
         self._thread.start()
@@ -445,8 +520,12 @@ class EmulatorThread:
         self.api_base, self.auth_url = self.server.api_base, self.server.auth_url
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         try:
             asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(timeout=10)
         finally:
@@ -455,8 +534,12 @@ class EmulatorThread:
             self._loop.close()
 
 
-def build_state(users: Mapping[str, str] | None = None, numbers: Iterable[str] = (),
-                numbers_without_sms: Iterable[str] = (), **settings: Any) -> EmulatorState:
+def build_state(
+    users: Mapping[str, str] | None = None,
+    numbers: Iterable[str] = (),
+    numbers_without_sms: Iterable[str] = (),
+    **settings: Any,
+) -> EmulatorState:
     """A state from CLI-style lists; the demo account when neither users nor numbers given."""
     numbers, without = list(numbers), list(numbers_without_sms)
     if not users and not numbers and not without:

@@ -27,8 +27,10 @@ PROVISION_SECONDS = defaults.EMULATOR_PROVISION_SECONDS
 MAX_FAULT_DELAY = 60.0
 MAX_FAULT_TIMES = 10_000
 # type/subtype with optional parameters, printable ASCII only: it becomes a header line
-_CONTENT_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-                           r"(\s*;[ -~]*)?")
+_CONTENT_TYPE = re.compile(
+    r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+    r"(\s*;[ -~]*)?"
+)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -64,9 +66,14 @@ class RecordedRequest:
                 body["password"] = MASK
             if isinstance(body.get("webhook"), str):
                 body["webhook"] = mask_url(body["webhook"])
-        return {"time": self.time, "method": self.method, "path": _unicode(self.path),
-                "headers": {_unicode(k): _unicode(v) for k, v in mask_headers(self.headers)},
-                "json": body, "status": self.status}
+        return {
+            "time": self.time,
+            "method": self.method,
+            "path": _unicode(self.path),
+            "headers": {_unicode(k): _unicode(v) for k, v in mask_headers(self.headers)},
+            "json": body,
+            "status": self.status,
+        }
 
 
 def _unicode(text: str) -> str:
@@ -91,9 +98,17 @@ class SentMessage:
 
     def to_dict(self) -> dict[str, Any]:
         """The view of ``GET /_emulator/sent`` and of the MDR call."""
-        return {"refid": self.refid, "time": self.time, "from": self.from_number,
-                "to": self.to_number, "text": self.text, "guid": self.guid, "dlr": self.dlr,
-                "media": list(self.media), "RCC_en": self.status}
+        return {
+            "refid": self.refid,
+            "time": self.time,
+            "from": self.from_number,
+            "to": self.to_number,
+            "text": self.text,
+            "guid": self.guid,
+            "dlr": self.dlr,
+            "media": list(self.media),
+            "RCC_en": self.status,
+        }
 
 
 @dataclass(frozen=True)
@@ -118,20 +133,25 @@ def fault_problem(fault: Fault) -> str | None:
     status, delay, times = fault.status, fault.delay, fault.times
     if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
         return "status must be an HTTP status from 100 to 599"
-    if not isinstance(delay, int | float) or isinstance(delay, bool) \
-            or not math.isfinite(delay) or not 0 <= delay <= MAX_FAULT_DELAY:
+    if (
+        not isinstance(delay, int | float)
+        or isinstance(delay, bool)
+        or not math.isfinite(delay)
+        or not 0 <= delay <= MAX_FAULT_DELAY
+    ):
         return f"delay must be a number of seconds from 0 to {MAX_FAULT_DELAY:g}"
-    if not isinstance(times, int) or isinstance(times, bool) \
-            or not 1 <= times <= MAX_FAULT_TIMES:
+    if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_FAULT_TIMES:
         return f"times must be a whole number from 1 to {MAX_FAULT_TIMES}"
     if not isinstance(fault.body, str) or _SURROGATE.search(fault.body):
         return "body must be a string of Unicode text"
-    if not isinstance(fault.content_type, str) or not _CONTENT_TYPE.fullmatch(
-            fault.content_type):
+    if not isinstance(fault.content_type, str) or not _CONTENT_TYPE.fullmatch(fault.content_type):
         return "content_type must be a media type such as text/html or application/json"
-    if fault.path is not None and (not isinstance(fault.path, str)
-                                   or not fault.path.startswith("/")
-                                   or not fault.path.isprintable() or not fault.path.isascii()):
+    if fault.path is not None and (
+        not isinstance(fault.path, str)
+        or not fault.path.startswith("/")
+        or not fault.path.isprintable()
+        or not fault.path.isascii()
+    ):
         return "path must be an absolute path such as /_rest/v4/authenticate"
     return None
 
@@ -157,8 +177,14 @@ class EmulatorState:
     def add_user(self, username: str, password: str) -> None:
         self.users[username] = password
 
-    def add_number(self, number: str, *, sms_enabled: bool = True, webhook: str | None = None,
-                   provisioning: bool = False) -> EmulatedNumber:
+    def add_number(
+        self,
+        number: str,
+        *,
+        sms_enabled: bool = True,
+        webhook: str | None = None,
+        provisioning: bool = False,
+    ) -> EmulatedNumber:
         until = self.clock() + self.provision_seconds if provisioning else None
         entry = EmulatedNumber(number, sms_enabled and not provisioning, webhook, until)
         self.numbers[number] = entry
@@ -166,8 +192,11 @@ class EmulatorState:
 
     def number(self, number: str) -> EmulatedNumber | None:
         entry = self.numbers.get(number)
-        if entry is not None and entry.provisioning_until is not None \
-                and self.clock() >= entry.provisioning_until:
+        if (
+            entry is not None
+            and entry.provisioning_until is not None
+            and self.clock() >= entry.provisioning_until
+        ):
             entry.provisioning_until, entry.sms_enabled = None, True
         return entry
 

@@ -64,13 +64,23 @@ class Leases:
         if data is None:
             return []
         try:
-            return [Lease(int(d["pid"]), tuple(str(n) for n in d["numbers"]), str(d["url"]),
-                          str(d["api"]), float(d["created"]), d.get("restore_to"),
-                          bool(d.get("keep", False)))
-                    for d in data["leases"]]
+            return [
+                Lease(
+                    int(d["pid"]),
+                    tuple(str(n) for n in d["numbers"]),
+                    str(d["url"]),
+                    str(d["api"]),
+                    float(d["created"]),
+                    d.get("restore_to"),
+                    bool(d.get("keep", False)),
+                )
+                for d in data["leases"]
+            ]
         except (KeyError, TypeError, ValueError):
-            raise StateError(f"{self.path} is not a webhook lease file",
-                             hint="move it away; ipsms starts a new one") from None
+            raise StateError(
+                f"{self.path} is not a webhook lease file",
+                hint="move it away; ipsms starts a new one",
+            ) from None
 
     def stale(self) -> list[Lease]:
         """Leases whose listener is gone without putting the webhook back."""
@@ -85,11 +95,21 @@ class Leases:
         kept: list[Lease] = []
         for lease in self.all():
             if lease.pid == pid:
-                left = () if numbers is None else tuple(n for n in lease.numbers
-                                                        if n not in numbers)
+                left = (
+                    () if numbers is None else tuple(n for n in lease.numbers if n not in numbers)
+                )
                 if left:
-                    kept.append(Lease(lease.pid, left, lease.url, lease.api, lease.created,
-                                      lease.restore_to, lease.keep))
+                    kept.append(
+                        Lease(
+                            lease.pid,
+                            left,
+                            lease.url,
+                            lease.api,
+                            lease.created,
+                            lease.restore_to,
+                            lease.keep,
+                        )
+                    )
                 continue
             kept.append(lease)
         self._write(kept)
@@ -103,12 +123,18 @@ class Leases:
     def _write(self, leases: list[Lease]) -> None:
         if not leases and not self.path.exists():
             return
-        write_private_json(self.path, {"version": 1, "leases": [
-            {**asdict(lease), "numbers": list(lease.numbers)} for lease in leases]})
+        write_private_json(
+            self.path,
+            {
+                "version": 1,
+                "leases": [{**asdict(lease), "numbers": list(lease.numbers)} for lease in leases],
+            },
+        )
 
 
-def new_lease(numbers: tuple[str, ...], url: str, api: str, *, restore_to: str | None,
-              keep: bool) -> Lease:
+def new_lease(
+    numbers: tuple[str, ...], url: str, api: str, *, restore_to: str | None, keep: bool
+) -> Lease:
     return Lease(os.getpid(), numbers, url, api, time.time(), restore_to, keep)
 
 
@@ -119,10 +145,19 @@ class WebhookLease:
     number had before, as the history knows it, or ``restore_to``), or leaves them (``keep``),
     then releases the lease. Both return what changed; the history records every change."""
 
-    def __init__(self, settings: ApiSettings, auth: AuthSource, numbers: tuple[str, ...],
-                 url: str, *, restore_to: str | None = None, keep: bool = False,
-                 trusted_url: bool = False,
-                 leases: Leases | None = None, history: WebhookHistory | None = None) -> None:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        auth: AuthSource,
+        numbers: tuple[str, ...],
+        url: str,
+        *,
+        restore_to: str | None = None,
+        keep: bool = False,
+        trusted_url: bool = False,
+        leases: Leases | None = None,
+        history: WebhookHistory | None = None,
+    ) -> None:
         self.settings = settings
         self.auth = auth
         self.numbers = numbers
@@ -142,8 +177,15 @@ class WebhookLease:
 
     async def take(self) -> list[ChangeResult]:
         change = plan_set(self.numbers, self.url, force=self.trusted_url)
-        self.leases.take(new_lease(self.numbers, mask_url(self.url), self.settings.base_url,
-                                   restore_to=self.restore_to, keep=self.keep))
+        self.leases.take(
+            new_lease(
+                self.numbers,
+                mask_url(self.url),
+                self.settings.base_url,
+                restore_to=self.restore_to,
+                keep=self.keep,
+            )
+        )
         results = await self._apply([change])
         self.held = tuple(r.number for r in results if r.ok)
         if not self.held:

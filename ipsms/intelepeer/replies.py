@@ -15,8 +15,17 @@ from typing import Any
 
 from ipsms.text import printable
 
-_REASON_KEYS = ("message", "error_description", "error", "reason", "detail", "description",
-                "errors", "msg", "status")
+_REASON_KEYS = (
+    "message",
+    "error_description",
+    "error",
+    "reason",
+    "detail",
+    "description",
+    "errors",
+    "msg",
+    "status",
+)
 _NUMBER_KEYS = ("endpoint", "number", "tn", "did", "telephoneNumber", "phoneNumber")
 _STATUS_KEYS = ("code", "status", "statusCode", "status_code", "httpStatus", "http_status")
 _LIST_KEYS = ("results", "endpoints", "data", "items", "responses", "statuses")
@@ -54,13 +63,22 @@ def server_reason(body: Any, text: str = "", _depth: int = 0) -> str | None:
         for key in _REASON_KEYS:
             value = body.get(key)
             if isinstance(value, list):  # e.g. {"errors": [{"message": ...}, "text"]}
-                value = "; ".join(p for v in value[:10] if (
-                    p := server_reason(v, _depth=_depth + 1) if isinstance(v, dict)
-                    else _scalar(v)))
+                value = "; ".join(
+                    p
+                    for v in value[:10]
+                    if (
+                        p := server_reason(v, _depth=_depth + 1)
+                        if isinstance(v, dict)
+                        else _scalar(v)
+                    )
+                )
             elif isinstance(value, dict):
                 value = server_reason(value, _depth=_depth + 1)
-            if isinstance(value, str) and value.strip() and not (
-                    key == "status" and value.strip().isdigit()):
+            if (
+                isinstance(value, str)
+                and value.strip()
+                and not (key == "status" and value.strip().isdigit())
+            ):
                 return one_line(value)
         return None
     if isinstance(body, str) and body.strip():
@@ -72,8 +90,7 @@ def server_reason(body: Any, text: str = "", _depth: int = 0) -> str | None:
 
 def _scalar(value: Any) -> str:
     """A list item as text; nested lists are not searched (``str`` of one could be huge)."""
-    return value if isinstance(value, str) else "" if isinstance(value, list | dict) else str(
-        value)
+    return value if isinstance(value, str) else "" if isinstance(value, list | dict) else str(value)
 
 
 def extract_token(body: Any, _depth: int = 0) -> str | None:
@@ -158,8 +175,11 @@ def parse_multi_status(body: Any, endpoints: Sequence[str]) -> list[EndpointResu
     named = {number_key(n): item for item in items if (n := _item_number(item)) is not None}
     results = []
     for index, number in enumerate(endpoints):
-        item = named.get(number_key(number)) if named else (
-            items[index] if index < len(items) else None)
+        item = (
+            named.get(number_key(number))
+            if named
+            else (items[index] if index < len(items) else None)
+        )
         if item is None:
             results.append(EndpointResult(number, 0, "the answer has no result for this number"))
             continue

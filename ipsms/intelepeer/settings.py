@@ -33,8 +33,10 @@ def _check_url(value: str, name: str) -> None:
 
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{setting(name)} {mask_url(value)!r} is not an absolute http(s) URL",
-                         hint=f"e.g. {setting(name)} https://api.intelepeer.com")
+        raise UsageError(
+            f"{setting(name)} {mask_url(value)!r} is not an absolute http(s) URL",
+            hint=f"e.g. {setting(name)} https://api.intelepeer.com",
+        )
 
 
 @dataclass(frozen=True)

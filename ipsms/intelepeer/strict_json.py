@@ -31,8 +31,7 @@ def _parse_int(text: str) -> int:
 
 def _parse_float(text: str) -> float:
     if len(text) > MAX_DIGITS:
-        raise JsonProblem(f"a number {len(text)} characters long, over the limit of "
-                          f"{MAX_DIGITS}")
+        raise JsonProblem(f"a number {len(text)} characters long, over the limit of {MAX_DIGITS}")
     value = float(text)
     if not math.isfinite(value):
         raise JsonProblem(f"a number too large for a float ({text[:20]})")
@@ -70,8 +69,9 @@ def parse_json(raw: bytes, *, allow_surrogates: bool = False) -> Any:
     if not text.strip():
         raise JsonProblem("the body is empty")
     try:
-        value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float,
-                           parse_constant=_parse_constant)
+        value = json.loads(
+            text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+        )
     except JsonProblem:
         raise
     except RecursionError:
@@ -87,5 +87,6 @@ def parse_json(raw: bytes, *, allow_surrogates: bool = False) -> Any:
 def is_json_type(content_type: str) -> bool:
     """``application/json``, ``application/problem+json``, ... (parameters ignored)."""
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/")
-                                            and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )

@@ -35,13 +35,16 @@ _RESTORE = setting("restore")
 
 HISTORY_FILE = "webhook-history.json"
 WARNED_FILE = "cpaas-warned.json"
-CPAAS_WARNING = ("a number enabled for Atmosphere CPaaS stops delivering inbound messages to "
-                 "CPaaS once a webhook is set")
+CPAAS_WARNING = (
+    "a number enabled for Atmosphere CPaaS stops delivering inbound messages to "
+    "CPaaS once a webhook is set"
+)
 HTTP_WARNING = "the webhook URL uses http: IntelePeer highly recommends https"
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa")
 
 
 # -- checks before calling ----------------------------------------------------------------
+
 
 def check_endpoints(numbers: Sequence[str]) -> tuple[str, ...]:
     """Each number must be E.164 or a short code; explain anything else."""
@@ -50,12 +53,16 @@ def check_endpoints(numbers: Sequence[str]) -> tuple[str, ...]:
     for number in numbers:
         check = check_number(number)
         if check.kind is NumberKind.ALPHANUMERIC:
-            raise UsageError(f"{check.problem}, so it cannot have an inbound webhook",
-                             hint="give the long code (+13038675309) or short code (1-1234) "
-                             "that receives the messages")
+            raise UsageError(
+                f"{check.problem}, so it cannot have an inbound webhook",
+                hint="give the long code (+13038675309) or short code (1-1234) "
+                "that receives the messages",
+            )
         if not check.ok:
-            raise UsageError(check.problem or f"{number!r} is not a valid number",
-                             hint="numbers are E.164 (+13038675309) or short codes (1-1234)")
+            raise UsageError(
+                check.problem or f"{number!r} is not a valid number",
+                hint="numbers are E.164 (+13038675309) or short codes (1-1234)",
+            )
     if len(set(numbers)) != len(numbers):
         raise UsageError("a number is given twice", hint="give each number once")
     return tuple(numbers)
@@ -65,11 +72,15 @@ def check_long_code(number: str) -> str:
     """``provision`` takes exactly one E.164 long code."""
     check = check_number(number)
     if check.kind is NumberKind.SHORT_CODE:
-        raise UsageError(f"{number!r} is a short code: only long codes (E.164) are provisioned "
-                         "through the API", hint="ask IntelePeer to enable SMS on a short code")
+        raise UsageError(
+            f"{number!r} is a short code: only long codes (E.164) are provisioned through the API",
+            hint="ask IntelePeer to enable SMS on a short code",
+        )
     if not check.ok:
-        raise UsageError(check.problem or f"{number!r} is not an E.164 number",
-                         hint="give one E.164 long code, e.g. +13038675309")
+        raise UsageError(
+            check.problem or f"{number!r} is not an E.164 number",
+            hint="give one E.164 long code, e.g. +13038675309",
+        )
     return number
 
 
@@ -100,22 +111,27 @@ def check_webhook_url(url: str, *, force: bool = False) -> list[str]:
     except ValueError as exc:
         raise UsageError(f"the webhook URL {shown!r} cannot be read: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"the webhook URL {shown!r} is not an absolute http(s) URL",
-                         hint="e.g. https://example.com/sms")
+        raise UsageError(
+            f"the webhook URL {shown!r} is not an absolute http(s) URL",
+            hint="e.g. https://example.com/sms",
+        )
     if any(c.isspace() or ord(c) < 32 for c in url):
         raise UsageError(f"the webhook URL {shown!r} contains spaces or control characters")
     warnings = [HTTP_WARNING] if parts.scheme == "http" else []
     problem = _unreachable(parts.hostname)
     if problem and not force:
-        raise UsageError(f"IntelePeer cannot reach {shown}: {problem}",
-                         hint="use a public URL (e.g. an ngrok tunnel in front of "
-                         f"`ipsms listen`), or {_FORCE} if you really mean it")
+        raise UsageError(
+            f"IntelePeer cannot reach {shown}: {problem}",
+            hint="use a public URL (e.g. an ngrok tunnel in front of "
+            f"`ipsms listen`), or {_FORCE} if you really mean it",
+        )
     if problem:
         warnings.append(f"IntelePeer cannot reach {shown} ({problem}); set anyway (forced)")
     return warnings
 
 
 # -- history ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class HistoryEntry:
@@ -129,10 +145,16 @@ class HistoryEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """The masked form, for display and NDJSON."""
-        return {"type": "webhook_history", "id": self.id, "number": self.number,
-                "url": mask_url(self.url),
-                "previous": mask_url(self.previous) if self.previous else None,
-                "time": iso_time(self.time), "action": self.action, "api": self.api}
+        return {
+            "type": "webhook_history",
+            "id": self.id,
+            "number": self.number,
+            "url": mask_url(self.url),
+            "previous": mask_url(self.previous) if self.previous else None,
+            "time": iso_time(self.time),
+            "action": self.action,
+            "api": self.api,
+        }
 
 
 class WebhookHistory:
@@ -147,18 +169,28 @@ class WebhookHistory:
             return []
         items = data.get("entries") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise StateError(f"{self.path} is not a webhook history",
-                             hint="move it away; ipsms starts a new one")
+            raise StateError(
+                f"{self.path} is not a webhook history", hint="move it away; ipsms starts a new one"
+            )
         out = []
         for item in items:
             try:
-                out.append(HistoryEntry(int(item["id"]), str(item["number"]), str(item["url"]),
-                                        None if item.get("previous") is None
-                                        else str(item["previous"]), float(item["time"]),
-                                        str(item.get("action", "set")), str(item.get("api", ""))))
+                out.append(
+                    HistoryEntry(
+                        int(item["id"]),
+                        str(item["number"]),
+                        str(item["url"]),
+                        None if item.get("previous") is None else str(item["previous"]),
+                        float(item["time"]),
+                        str(item.get("action", "set")),
+                        str(item.get("api", "")),
+                    )
+                )
             except (KeyError, TypeError, ValueError):
-                raise StateError(f"{self.path} has an unreadable entry: {item!r:.80}",
-                                 hint="fix or move the file away") from None
+                raise StateError(
+                    f"{self.path} has an unreadable entry: {item!r:.80}",
+                    hint="fix or move the file away",
+                ) from None
         return [e for e in out if not numbers or e.number in numbers]
 
     def _of(self, number: str, api: str) -> list[HistoryEntry]:
@@ -186,8 +218,9 @@ class WebhookHistory:
         the history is per API (the emulator's numbers are not IntelePeer's)."""
         stack = self._undoable(number, api)
         if not stack:
-            elsewhere = [e for e in self.entries((number,)) if e.api != api
-                         and self._undoable(number, e.api)]
+            elsewhere = [
+                e for e in self.entries((number,)) if e.api != api and self._undoable(number, e.api)
+            ]
             if elsewhere:
                 last = elsewhere[-1]
                 raise NotFoundError(
@@ -195,30 +228,54 @@ class WebhookHistory:
                     f"history has one through {last.api} (#{last.id}, {iso_time(last.time)})",
                     hint=f"select that API: ipsms set-webhook {_RESTORE} {number} "
                     f"{setting('api_base')} {last.api} (with the {setting('auth_url')} that "
-                    "goes with it)")
-            raise NotFoundError(f"no webhook change of {number} to restore in the history"
-                                f" of the API {api}",
-                                hint=f"`ipsms set-webhook {_HISTORY}` lists what ipsms changed")
+                    "goes with it)",
+                )
+            raise NotFoundError(
+                f"no webhook change of {number} to restore in the history of the API {api}",
+                hint=f"`ipsms set-webhook {_HISTORY}` lists what ipsms changed",
+            )
         top = stack[-1]
         if top.previous is None:
             raise NotFoundError(
                 f"ipsms does not know the webhook {number} had before it set "
                 f"{mask_url(top.url)} on {iso_time(top.time)}",
-                hint=f"set it yourself: ipsms set-webhook {number} URL")
+                hint=f"set it yourself: ipsms set-webhook {number} URL",
+            )
         return top
 
-    def record(self, changes: Sequence[tuple[str, str, str | None, str]], api: str,
-               now: float | None = None) -> list[HistoryEntry]:
+    def record(
+        self,
+        changes: Sequence[tuple[str, str, str | None, str]],
+        api: str,
+        now: float | None = None,
+    ) -> list[HistoryEntry]:
         """Append (number, url, previous, action) changes; returns the new entries."""
         with self._locked():
             entries = self.entries()
             next_id = max((e.id for e in entries), default=0) + 1
             when = time.time() if now is None else now
-            new = [HistoryEntry(next_id + i, number, url, previous, when, action, api)
-                   for i, (number, url, previous, action) in enumerate(changes)]
-            write_private_json(self.path, {"version": 1, "entries": [
-                {"id": e.id, "number": e.number, "url": e.url, "previous": e.previous,
-                 "time": e.time, "action": e.action, "api": e.api} for e in entries + new]})
+            new = [
+                HistoryEntry(next_id + i, number, url, previous, when, action, api)
+                for i, (number, url, previous, action) in enumerate(changes)
+            ]
+            write_private_json(
+                self.path,
+                {
+                    "version": 1,
+                    "entries": [
+                        {
+                            "id": e.id,
+                            "number": e.number,
+                            "url": e.url,
+                            "previous": e.previous,
+                            "time": e.time,
+                            "action": e.action,
+                            "api": e.api,
+                        }
+                        for e in entries + new
+                    ],
+                },
+            )
         return new
 
     @contextlib.contextmanager
@@ -244,6 +301,7 @@ class WebhookHistory:
 
 # -- the CPaaS warning, once per API base and account -------------------------------------------
 
+
 class CpaasWarnings:
     """Which (API base, account) pairs were shown ``CPAAS_WARNING`` (``cpaas-warned.json`` in
     the state home): it matters the first time a webhook is set, and repeated on every call it
@@ -258,8 +316,11 @@ class CpaasWarnings:
         except StateError:
             return []  # an unreadable file costs one more warning, nothing else
         items = data.get("shown") if isinstance(data, dict) else None
-        return [i for i in items if isinstance(i, list) and len(i) == 2] \
-            if isinstance(items, list) else []
+        return (
+            [i for i in items if isinstance(i, list) and len(i) == 2]
+            if isinstance(items, list)
+            else []
+        )
 
     def due(self, api: str, account: str) -> bool:
         return [api, account] not in self._shown()
@@ -274,6 +335,7 @@ class CpaasWarnings:
 
 
 # -- the change -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class WebhookChange:
@@ -300,11 +362,17 @@ class ChangeResult:
         return 200 <= self.status < 300
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "webhook_set", "number": self.number, "ok": self.ok,
-                "status": self.status, "reply_status": self.reply_status,
-                "reason": self.reason, "action": self.action,
-                "url": mask_url(self.url),
-                "previous": mask_url(self.previous) if self.previous else None}
+        return {
+            "type": "webhook_set",
+            "number": self.number,
+            "ok": self.ok,
+            "status": self.status,
+            "reply_status": self.reply_status,
+            "reason": self.reason,
+            "action": self.action,
+            "url": mask_url(self.url),
+            "previous": mask_url(self.previous) if self.previous else None,
+        }
 
 
 def plan_set(numbers: Sequence[str], url: str, *, force: bool = False) -> WebhookChange:
@@ -313,12 +381,13 @@ def plan_set(numbers: Sequence[str], url: str, *, force: bool = False) -> Webhoo
     return WebhookChange(endpoints, url, "set", tuple(warnings))
 
 
-def plan_restore(numbers: Sequence[str], history: WebhookHistory,
-                 api: str) -> list[WebhookChange]:
+def plan_restore(numbers: Sequence[str], history: WebhookHistory, api: str) -> list[WebhookChange]:
     """One change per number, back to the URL its latest change replaced."""
     if not numbers:
-        raise UsageError(f"{_RESTORE} needs the number to restore",
-                         hint=f"usage: ipsms set-webhook {_RESTORE} TN")
+        raise UsageError(
+            f"{_RESTORE} needs the number to restore",
+            hint=f"usage: ipsms set-webhook {_RESTORE} TN",
+        )
     changes = []
     for number in check_endpoints(numbers):
         target = history.restore_target(number, api)
@@ -327,21 +396,33 @@ def plan_restore(numbers: Sequence[str], history: WebhookHistory,
     return changes
 
 
-async def apply_change(change: WebhookChange, client: IntelePeerClient,
-                       history: WebhookHistory) -> list[ChangeResult]:
+async def apply_change(
+    change: WebhookChange, client: IntelePeerClient, history: WebhookHistory
+) -> list[ChangeResult]:
     """Send the change; record every number that was updated in the history."""
     api = client.settings.base_url
     previous = {n: history.known_url(n, api) for n in change.numbers}
     reply = await client.set_webhook(change.numbers, change.url)
-    results = [ChangeResult(r.number, change.url, previous.get(r.number), r.status, r.reason,
-                            change.action, reply.status) for r in reply.results]
+    results = [
+        ChangeResult(
+            r.number,
+            change.url,
+            previous.get(r.number),
+            r.status,
+            r.reason,
+            change.action,
+            reply.status,
+        )
+        for r in reply.results
+    ]
     done = [(r.number, r.url, r.previous, r.action) for r in results if r.ok]
     if done:
         try:
             history.record(done, api)
         except StateError as exc:
-            raise StateError(f"IntelePeer updated {', '.join(d[0] for d in done)}, but the "
-                             f"history could not be saved: {exc.message}",
-                             hint=f"{_RESTORE} will not know this change; "
-                             + (exc.hint or "")) from None
+            raise StateError(
+                f"IntelePeer updated {', '.join(d[0] for d in done)}, but the "
+                f"history could not be saved: {exc.message}",
+                hint=f"{_RESTORE} will not know this change; " + (exc.hint or ""),
+            ) from None
     return results

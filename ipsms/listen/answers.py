@@ -31,8 +31,7 @@ _CLOSE = b"Connection: close\r\n"
 JSON_HEADERS = CIMultiDict({"Content-Type": JSON_TYPE})
 
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # English whatever the locale
-_MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
-           "Dec")
+_MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _date: list[object] = [None, b""]  # the second last formatted, and its Date header value
 
 
@@ -42,8 +41,10 @@ def http_date(now: float) -> bytes:
     second = int(now)
     if second != _date[0]:
         t = time.gmtime(second)
-        _date[1] = (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year:04d} "
-                    f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT").encode("ascii")
+        _date[1] = (
+            f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon]} {t.tm_year:04d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+        ).encode("ascii")
         _date[0] = second
     return _date[1]  # type: ignore[return-value]
 
@@ -65,9 +66,18 @@ class WholeResponse(OneWrite):
         # A client gone before this is written gets ConnectionResetError, as from aiohttp's
         # own writer: the message is on disk; IntelePeer retries one it got no 200 for.
         body = self._whole
-        return b"".join((
-            _HEAD, b"%d" % len(body), b"\r\nDate: ", http_date(time.time()), _SERVER,
-            b"" if keep_alive else _CLOSE, b"\r\n", body)), len(body)
+        return b"".join(
+            (
+                _HEAD,
+                b"%d" % len(body),
+                b"\r\nDate: ",
+                http_date(time.time()),
+                _SERVER,
+                b"" if keep_alive else _CLOSE,
+                b"\r\n",
+                body,
+            )
+        ), len(body)
 
 
 def fits(request: web.BaseRequest) -> bool:

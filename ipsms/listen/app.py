@@ -99,30 +99,32 @@ SINKS: web.AppKey[list[EventSink]] = web.AppKey("sinks", list)
 # The request handler itself: ``ListenServer`` serves it without the app's router (every path
 # goes to it anyway), which saves a route lookup and a Request per message.
 HANDLER: web.AppKey[Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]] = web.AppKey(
-    "handler")
+    "handler"
+)
 
 
-def create_app(config: ListenConfig, recorder: Recorder,
-               sinks: list[EventSink] | None = None) -> web.Application:
+def create_app(
+    config: ListenConfig, recorder: Recorder, sinks: list[EventSink] | None = None
+) -> web.Application:
     """Build the listener app. ``recorder`` must be started by the caller (or ``cleanup_ctx``
     of the returned app, which starts and closes it)."""
     # Bodies are read by the handler with its own limit so oversized ones are recorded too,
     # and never decompressed by aiohttp's parser (see ``ipsms.listen.limits.ListenHttp``, what
     # ``ipsms.listen.server`` serves this app's handler with).
-    app = web.Application(client_max_size=config.max_body,
-                          handler_args={"auto_decompress": False})
+    app = web.Application(client_max_size=config.max_body, handler_args={"auto_decompress": False})
     app[IN_FLIGHT] = InFlight()
     sinks = list(sinks or [])
     app[SINKS] = sinks
-    app[GUARD] = ConnectionGuard(config.read_timeout, config.max_connections,
-                                 on_drop=lambda event: emit(sinks, event))
-    forwarder = (Forwarder(config.forward_to, config.forward_timeout)
-                 if config.forward_to else None)
+    app[GUARD] = ConnectionGuard(
+        config.read_timeout, config.max_connections, on_drop=lambda event: emit(sinks, event)
+    )
+    forwarder = Forwarder(config.forward_to, config.forward_timeout) if config.forward_to else None
     handler = _Handler(config, recorder, sinks, app[IN_FLIGHT], app[GUARD], forwarder)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     app[HANDLER] = handler.handle
 
     if forwarder is not None:
+
         async def forwarder_ctx(_: web.Application) -> Any:
             await forwarder.start()
             yield
@@ -146,14 +148,22 @@ def emit(sinks: list[EventSink], event: ListenEvent) -> None:
         try:
             sink(event)
         except Exception:
-            logger.error("ipsms: an output of the listener failed",
-                         exc_info=logger.isEnabledFor(logging.DEBUG))
+            logger.error(
+                "ipsms: an output of the listener failed",
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
 
 
 class _Handler:
-    def __init__(self, config: ListenConfig, recorder: Recorder, sinks: list[EventSink],
-                 in_flight: InFlight, guard: ConnectionGuard,
-                 forwarder: Forwarder | None = None) -> None:
+    def __init__(
+        self,
+        config: ListenConfig,
+        recorder: Recorder,
+        sinks: list[EventSink],
+        in_flight: InFlight,
+        guard: ConnectionGuard,
+        forwarder: Forwarder | None = None,
+    ) -> None:
         self.forwarder = forwarder
         self.in_flight = in_flight
         self.guard = guard
@@ -163,8 +173,11 @@ class _Handler:
         self.verifier = Verifier(config.secret, config.signature_mode, config.hmac_variant)
         self.junk = JunkBudget()
         self.faults = FaultInjector(config.faults) if config.faults.active else None
-        self.authorization = None if config.basic_auth is None else (
-            "Basic " + base64.b64encode(":".join(config.basic_auth).encode()).decode())
+        self.authorization = (
+            None
+            if config.basic_auth is None
+            else ("Basic " + base64.b64encode(":".join(config.basic_auth).encode()).decode())
+        )
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self.in_flight.enter()
@@ -175,12 +188,19 @@ class _Handler:
         try:
             return await self._handle(request, guarded)
         except Exception as exc:  # a bug: say so in one line, and let IntelePeer retry
-            logger.error("ipsms: internal error while handling %s %s: %s: %s",
-                         request.method, printable(request.raw_path), type(exc).__name__, exc,
-                         exc_info=logger.isEnabledFor(logging.DEBUG))
-            return web.Response(body=dumps({"error": "internal_error",
-                                            "detail": "retry later"}).encode(),
-                                status=503, headers=_JSON)
+            logger.error(
+                "ipsms: internal error while handling %s %s: %s: %s",
+                request.method,
+                printable(request.raw_path),
+                type(exc).__name__,
+                exc,
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
+            return web.Response(
+                body=dumps({"error": "internal_error", "detail": "retry later"}).encode(),
+                status=503,
+                headers=_JSON,
+            )
         finally:
             if guarded is not None:
                 guarded.arm()  # the next request head has --read-timeout to arrive
@@ -190,33 +210,49 @@ class _Handler:
         """404 off the random path, 401 without the basic-auth credentials (checked in
         constant time), or None."""
         prefix = self.config.path_prefix
-        if prefix is not None and not (request.path == prefix
-                                       or request.path.startswith(prefix + "/")):
+        if prefix is not None and not (
+            request.path == prefix or request.path.startswith(prefix + "/")
+        ):
             return 404, ("wrong_path", "nothing is served at this path")
         if self.authorization is not None and not hmac.compare_digest(
-                request.headers.get("Authorization", "").encode(), self.authorization.encode()):
+            request.headers.get("Authorization", "").encode(), self.authorization.encode()
+        ):
             return 401, ("unauthorized", "basic-auth credentials missing or wrong")
         return None
 
     def _too_large(self) -> tuple[str, str]:
-        return ("body_too_large",
-                f"body is larger than the listener's limit of {self.config.max_body} bytes")
+        return (
+            "body_too_large",
+            f"body is larger than the listener's limit of {self.config.max_body} bytes",
+        )
 
-    def _from_head(self, request: web.BaseRequest, waits: bool, expect: str | None,
-                   encoding: str | None, transfer: str | None
-                   ) -> tuple[int, tuple[str, str]] | None:
+    def _from_head(
+        self,
+        request: web.BaseRequest,
+        waits: bool,
+        expect: str | None,
+        encoding: str | None,
+        transfer: str | None,
+    ) -> tuple[int, tuple[str, str]] | None:
         """What the request's head alone refuses, before any of its body is read (or, when
         the client ``waits`` for ``100 Continue``, invited): an expectation other than
         ``100-continue``, a transfer coding other than chunked (aiohttp's parser removes the
         chunking and nothing else), a content coding, a declared body over --max-body."""
         if waits and expect is not None and expect.lower() != "100-continue":
-            return 417, ("expectation_failed",
-                         f"Expect {printable(expect)[:100]!r} is not supported: send "
-                         "Expect: 100-continue, or no Expect header")
+            return 417, (
+                "expectation_failed",
+                f"Expect {printable(expect)[:100]!r} is not supported: send "
+                "Expect: 100-continue, or no Expect header",
+            )
         if transfer is not None and transfer.strip().lower() != "chunked":
-            return 501, ("unsupported_transfer_encoding",  # RFC 9112 section 6.1
-                         f"Transfer-Encoding {printable(transfer)[:100]!r} is not supported: "
-                         "send the body with a Content-Length, or chunked alone")
+            return (
+                501,
+                (
+                    "unsupported_transfer_encoding",  # RFC 9112 section 6.1
+                    f"Transfer-Encoding {printable(transfer)[:100]!r} is not supported: "
+                    "send the body with a Content-Length, or chunked alone",
+                ),
+            )
         if encoding is not None:
             problem = content_coding_problem(request.headers.getall("Content-Encoding"))
             if problem is not None:
@@ -225,9 +261,9 @@ class _Handler:
             return 413, self._too_large()
         return None
 
-    async def _read(self, request: web.BaseRequest, guarded: Guarded | None = None,
-                    transfer: str | None = None
-                    ) -> tuple[bytes, int | None, tuple[str, str] | None]:
+    async def _read(
+        self, request: web.BaseRequest, guarded: Guarded | None = None, transfer: str | None = None
+    ) -> tuple[bytes, int | None, tuple[str, str] | None]:
         """A body still arriving: read within --read-timeout. Returns the body, the size a
         413 announced, and the error that stopped the read. A chunked body is also bounded
         on the wire: its chunk-size lines (extensions and all) count, see ``wire_budget``."""
@@ -238,21 +274,41 @@ class _Handler:
             async with asyncio.timeout(self.config.read_timeout):
                 raw = await request.read()
             if counted is not None and counted.overflowed:  # what came is kept, as a start
-                return raw, None, ("body_too_large", (
-                    f"chunked body took more than {self.wire_budget} bytes on the wire "
-                    "(chunk sizes and their extensions count): over twice the listener's "
-                    f"limit of {self.config.max_body} bytes"))
+                return (
+                    raw,
+                    None,
+                    (
+                        "body_too_large",
+                        (
+                            f"chunked body took more than {self.wire_budget} bytes on the wire "
+                            "(chunk sizes and their extensions count): over twice the listener's "
+                            f"limit of {self.config.max_body} bytes"
+                        ),
+                    ),
+                )
             return raw, None, None
         except web.HTTPRequestEntityTooLarge:
             return b"", request.content_length, self._too_large()
         except TimeoutError:
-            return b"", request.content_length, (
-                "read_timeout", f"body not received within {self.config.read_timeout:g} s "
-                "(the read timeout)")
-        except (ConnectionError, web.HTTPException, aiohttp.ClientError,
-                aiohttp.http_exceptions.HttpProcessingError) as exc:
-            return b"", request.content_length, (
-                "body_unreadable", f"body could not be read: {type(exc).__name__} {exc}".strip())
+            return (
+                b"",
+                request.content_length,
+                (
+                    "read_timeout",
+                    f"body not received within {self.config.read_timeout:g} s (the read timeout)",
+                ),
+            )
+        except (
+            ConnectionError,
+            web.HTTPException,
+            aiohttp.ClientError,
+            aiohttp.http_exceptions.HttpProcessingError,
+        ) as exc:
+            return (
+                b"",
+                request.content_length,
+                ("body_unreadable", f"body could not be read: {type(exc).__name__} {exc}".strip()),
+            )
         finally:
             if counted is not None:
                 counted.limit_body(None)
@@ -265,8 +321,9 @@ class _Handler:
         sane framing."""
         return 2 * self.config.max_body + WIRE_SLACK
 
-    async def _handle(self, request: web.BaseRequest,
-                      guarded: Guarded | None = None) -> web.StreamResponse:
+    async def _handle(
+        self, request: web.BaseRequest, guarded: Guarded | None = None
+    ) -> web.StreamResponse:
         received_at = time.time()
         raw = b""
         size: int | None = None
@@ -285,13 +342,18 @@ class _Handler:
             status, error = refused
         elif request.method != "POST":
             status = 405
-            error = ("method_not_allowed",
-                     f"{request.method} is not accepted: IntelePeer delivers with POST")
+            error = (
+                "method_not_allowed",
+                f"{request.method} is not accepted: IntelePeer delivers with POST",
+            )
         else:
             encoding = request.headers.get("Content-Encoding")
             transfer = request.headers.get("Transfer-Encoding")
-            early = None if expect is None and encoding is None and transfer is None else \
-                self._from_head(request, waiting, expect, encoding, transfer)
+            early = (
+                None
+                if expect is None and encoding is None and transfer is None
+                else self._from_head(request, waiting, expect, encoding, transfer)
+            )
             if early is not None:
                 status, error = early
                 if not waiting:  # the body is on its way anyway: read it, so it is recorded
@@ -317,12 +379,15 @@ class _Handler:
                     except BodyError as exc:
                         status, error = exc.status, (exc.code, exc.detail)
             if msg is not None:
-                verification = self.verifier.verify(msg.refid, msg.message, msg.signature,
-                                                    msg.ambiguity)
+                verification = self.verifier.verify(
+                    msg.refid, msg.message, msg.signature, msg.ambiguity
+                )
                 if not verification.ok and not self.config.accept_bad_signature:
                     status = 403
-                    error = (f"signature_{verification.verdict.value}",
-                             verification.explanation or verification.verdict.value)
+                    error = (
+                        f"signature_{verification.verdict.value}",
+                        verification.explanation or verification.verdict.value,
+                    )
 
         injected = False
         if status == 200 and self.faults is not None:
@@ -339,8 +404,19 @@ class _Handler:
         # message: kept whole and always recorded. Anything else is junk, on a budget.
         message = status == 200 or injected or relayed is not None
         keep = len(raw) if message else self.junk.allow(len(raw))
-        record = _record(request, received_at, raw, keep, size, content_type, status, msg,
-                         verification, error, self.config.secret)
+        record = _record(
+            request,
+            received_at,
+            raw,
+            keep,
+            size,
+            content_type,
+            status,
+            msg,
+            verification,
+            error,
+            self.config.secret,
+        )
         if relayed is not None:
             record.forward = relayed.to_dict(self.forwarder.url)  # type: ignore[union-attr]
         if not message:
@@ -351,8 +427,7 @@ class _Handler:
             except StateError as exc:
                 # Never answer 200 for a message that is not on disk: 503 makes IntelePeer
                 # retry. A copy, so the record answered 503 is a new event of its own.
-                record = replace(record, status=503, error="store_failed",
-                                 error_detail=exc.message)
+                record = replace(record, status=503, error="store_failed", error_detail=exc.message)
             else:
                 record.id = stored.id
                 record.attempt = stored.attempt
@@ -432,8 +507,13 @@ class JunkBudget:
 
     ALWAYS = 1024
 
-    def __init__(self, rate: float = 1024 * 1024, burst: float = 16 * 1024 * 1024,
-                 rows: float = 200, row_burst: float = 2000) -> None:
+    def __init__(
+        self,
+        rate: float = 1024 * 1024,
+        burst: float = 16 * 1024 * 1024,
+        rows: float = 200,
+        row_burst: float = 2000,
+    ) -> None:
         self._bytes = _Bucket(rate, burst)
         self._rows = _Bucket(rows, row_burst)
         self.unrecorded = 0
@@ -452,10 +532,19 @@ class JunkBudget:
         return self.ALWAYS + int(self._bytes.take(wanted - self.ALWAYS))
 
 
-def _record(request: web.BaseRequest, received_at: float, raw: bytes, keep: int, size: int | None,
-            content_type: str | None, status: int, msg: InboundMessage | None,
-            verification: Verification | None, error: tuple[str, str] | None,
-            secret: str | None = None) -> Request:
+def _record(
+    request: web.BaseRequest,
+    received_at: float,
+    raw: bytes,
+    keep: int,
+    size: int | None,
+    content_type: str | None,
+    status: int,
+    msg: InboundMessage | None,
+    verification: Verification | None,
+    error: tuple[str, str] | None,
+    secret: str | None = None,
+) -> Request:
     peer = request.remote
     digest = None
     if keep < len(raw):  # a rejected body: keep its start, its size and its hash
@@ -468,7 +557,8 @@ def _record(request: web.BaseRequest, received_at: float, raw: bytes, keep: int,
         request.method,
         request.raw_path,  # path: the request target exactly as sent, query string included
         peer,
-        mask_headers(request.headers.items(), secret) if status == 200
+        mask_headers(request.headers.items(), secret)
+        if status == 200
         else _rejected_headers(request, secret),
         content_type,
         raw,
@@ -482,7 +572,8 @@ def _record(request: web.BaseRequest, received_at: float, raw: bytes, keep: int,
         verification.verdict.value if verification else None,
         (verification.matched or verification.explanation) if verification else None,
         ([{"code": f.code, "detail": f.detail} for f in msg.flags] if msg.flags else [])
-        if msg else None,
+        if msg
+        else None,
         error[0] if error else None,
         error[1] if error else None,
         size,  # body_size
@@ -513,17 +604,21 @@ def _trim_rejected(record: Request) -> None:
     if record.fields_json is not None and len(record.fields_json) > REJECTED_FIELDS_KEEP:
         # Cutting JSON would break it: keep the known fields, cut, and say so.
         record.fields = {
-            "refid": record.refid, "from": record.from_number, "to": record.to_number,
+            "refid": record.refid,
+            "from": record.from_number,
+            "to": record.to_number,
             "message": record.message,
-            "ipsms_cut": f"fields of {len(record.fields_json)} characters not kept"}
+            "ipsms_cut": f"fields of {len(record.fields_json)} characters not kept",
+        }
         record.fields_json = dumps(record.fields)
     if record.flags:
-        record.flags = [{"code": f["code"][:64], "detail": _cut(f["detail"], 300) or ""}
-                        for f in record.flags[:10]]
+        record.flags = [
+            {"code": f["code"][:64], "detail": _cut(f["detail"], 300) or ""}
+            for f in record.flags[:10]
+        ]
 
 
-def _rejected_headers(request: web.BaseRequest, secret: str | None
-                      ) -> list[tuple[str, str]]:
+def _rejected_headers(request: web.BaseRequest, secret: str | None) -> list[tuple[str, str]]:
     headers = mask_headers(request.headers.items(), secret)
     kept: list[tuple[str, str]] = []
     budget = REJECTED_HEADERS_KEEP
@@ -549,8 +644,15 @@ def _received(refid: str | None, attempt: int | None) -> bytes | None:
     None for anything else."""
     if refid is None or not refid.isascii() or "\x7f" in refid:
         return None
-    return b"".join((b'{"status":"received","refid":', encode_basestring(refid).encode(),
-                     b',"attempt":', b"null" if attempt is None else b"%d" % attempt, b"}"))
+    return b"".join(
+        (
+            b'{"status":"received","refid":',
+            encode_basestring(refid).encode(),
+            b',"attempt":',
+            b"null" if attempt is None else b"%d" % attempt,
+            b"}",
+        )
+    )
 
 
 def _response(event: Request, request: web.BaseRequest) -> web.StreamResponse:
@@ -561,15 +663,25 @@ def _response(event: Request, request: web.BaseRequest) -> web.StreamResponse:
                 if fits(request):  # the hot path's answer, in one write
                     return WholeResponse(answer)
                 return web.Response(body=answer, headers=JSON_HEADERS)
-        body: dict[str, Any] = {"status": "received", "refid": event.refid,
-                                "attempt": event.attempt}
+        body: dict[str, Any] = {
+            "status": "received",
+            "refid": event.refid,
+            "attempt": event.attempt,
+        }
         if event.verdict in _WARNED:
-            body["warning"] = (f"signature {event.verdict} (accepted: the listener accepts bad "
-                               "signatures)")
+            body["warning"] = (
+                f"signature {event.verdict} (accepted: the listener accepts bad signatures)"
+            )
         return web.Response(body=dumps(body).encode(), headers=_JSON)
-    headers = _JSON_405 if event.status == 405 else _JSON_401 if event.status == 401 and \
-        event.error == "unauthorized" else _JSON_415_CODING if \
-        event.error == "unsupported_content_encoding" else _JSON
+    headers = (
+        _JSON_405
+        if event.status == 405
+        else _JSON_401
+        if event.status == 401 and event.error == "unauthorized"
+        else _JSON_415_CODING
+        if event.error == "unsupported_content_encoding"
+        else _JSON
+    )
     detail = event.error_detail
     if event.status == 403 and event.verdict is not None:
         # The poster learns only that the signature failed: the secret's length, fingerprint
@@ -580,5 +692,8 @@ def _response(event: Request, request: web.BaseRequest) -> web.StreamResponse:
         detail = "the message could not be recorded; retry later"
     if event.status in (204, 304):  # no body allowed
         return web.Response(status=event.status)
-    return web.Response(body=dumps({"error": event.error, "detail": detail}).encode(),
-                        status=event.status, headers=headers)
+    return web.Response(
+        body=dumps({"error": event.error, "detail": detail}).encode(),
+        status=event.status,
+        headers=headers,
+    )

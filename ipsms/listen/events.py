@@ -25,8 +25,13 @@ class RejectedEvent:
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "rejected", "received_at": iso_time(self.received_at),
-                "remote": self.remote, "status": self.status, "reason": self.reason}
+        return {
+            "type": "rejected",
+            "received_at": iso_time(self.received_at),
+            "remote": self.remote,
+            "status": self.status,
+            "reason": self.reason,
+        }
 
 
 ListenEvent = Request | RejectedEvent
@@ -61,13 +66,16 @@ class ListenStats:
             self.retries += 1
 
     def summary(self) -> str:
-        text = (f"{self.received} received, {self.accepted} accepted, {self.rejected} rejected, "
-                f"{self.bad_signatures} bad signature{'' if self.bad_signatures == 1 else 's'}, "
-                f"{self.retries} {'retry' if self.retries == 1 else 'retries'}")
+        text = (
+            f"{self.received} received, {self.accepted} accepted, {self.rejected} rejected, "
+            f"{self.bad_signatures} bad signature{'' if self.bad_signatures == 1 else 's'}, "
+            f"{self.retries} {'retry' if self.retries == 1 else 'retries'}"
+        )
         if self.unrecorded:
-            text += (f"; {self.unrecorded} rejected requests not recorded (more than 200 a "
-                     "second)")
+            text += f"; {self.unrecorded} rejected requests not recorded (more than 200 a second)"
         if self.dropped_lines:
-            text += (f"; {self.dropped_lines} output lines dropped (stdout was not read fast "
-                     "enough; the store has every request)")
+            text += (
+                f"; {self.dropped_lines} output lines dropped (stdout was not read fast "
+                "enough; the store has every request)"
+            )
         return text

@@ -33,8 +33,10 @@ class Faults:
         if self.status is not None:
             parts.append(f"answering {self.status} to every message")
         elif self.fail_first:
-            parts.append(f"answering 500 to the first {self.fail_first} attempt"
-                         f"{'s' if self.fail_first != 1 else ''} of each refid")
+            parts.append(
+                f"answering 500 to the first {self.fail_first} attempt"
+                f"{'s' if self.fail_first != 1 else ''} of each refid"
+            )
         if self.delay:
             parts.append(f"answering {format_duration(self.delay)} late")
         return ", ".join(parts) or "none"
@@ -64,5 +66,7 @@ class FaultInjector:
             self._attempts.popitem(last=False)
         if attempt > faults.fail_first:
             return None
-        return 500, (f"fault injection: attempt {attempt} of this refid answered 500 (the "
-                     f"first {faults.fail_first} are)")
+        return 500, (
+            f"fault injection: attempt {attempt} of this refid answered 500 (the "
+            f"first {faults.fail_first} are)"
+        )

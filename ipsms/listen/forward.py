@@ -47,8 +47,19 @@ from ipsms.text import dumps, one_line, printable
 PREVIEW_BYTES = 200  # of the app's body, shown and recorded
 MAX_APP_BODY = 10 * 1024 * 1024  # an app's answer larger than this is a 502: IntelePeer reads none
 # RFC 9110 7.6.1: headers meant for one connection only, never relayed.
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-                        "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 # Recomputed for the new message rather than relayed.
 _RECOMPUTED = frozenset({"content-length", "host"})
 # Of the poster's request, never passed to the app: ``Expect`` (ipsms answered it and holds the
@@ -78,17 +89,27 @@ class Relayed:
 
     def to_dict(self, url: str) -> dict[str, Any]:
         """The ``forward`` object of a request's JSON form."""
-        return {"url": url, "status": self.status, "latency_ms": round(self.latency_ms, 3),
-                "body_preview": self.body[:PREVIEW_BYTES].decode("utf-8", "replace"),
-                "error": self.error, "detail": self.detail}
+        return {
+            "url": url,
+            "status": self.status,
+            "latency_ms": round(self.latency_ms, 3),
+            "body_preview": self.body[:PREVIEW_BYTES].decode("utf-8", "replace"),
+            "error": self.error,
+            "detail": self.detail,
+        }
 
     def response(self) -> web.Response:
         """The answer the sender gets: the app's as it came, or ipsms's own error."""
         if self.error is not None:
-            return web.Response(status=self.status, body=self.body,
-                                headers=CIMultiDict(self.headers))
-        return _AsIs(status=self.status, reason=self.reason or None, body=self.body,
-                     headers=CIMultiDict(self.headers))
+            return web.Response(
+                status=self.status, body=self.body, headers=CIMultiDict(self.headers)
+            )
+        return _AsIs(
+            status=self.status,
+            reason=self.reason or None,
+            body=self.body,
+            headers=CIMultiDict(self.headers),
+        )
 
 
 class _AsIs(web.Response):
@@ -105,11 +126,17 @@ class _AsIs(web.Response):
 def _hop_free(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """``pairs`` without the hop-by-hop headers (those named in ``Connection`` too) and those
     recomputed for the new message (``Content-Length``, ``Host``)."""
-    named = {token.strip().lower() for name, value in pairs if name.lower() == "connection"
-             for token in value.split(",")}
-    return [(n, v) for n, v in pairs
-            if n.lower() not in HOP_BY_HOP and n.lower() not in named
-            and n.lower() not in _RECOMPUTED]
+    named = {
+        token.strip().lower()
+        for name, value in pairs
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
+    return [
+        (n, v)
+        for n, v in pairs
+        if n.lower() not in HOP_BY_HOP and n.lower() not in named and n.lower() not in _RECOMPUTED
+    ]
 
 
 def relayed_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -117,13 +144,18 @@ def relayed_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]
     ``Content-Encoding``, its own ``X-Forwarded-*``, ``Forwarded`` and ``X-Real-IP`` (ipsms
     cannot tell a proxy it should trust from a poster that lies, so it trusts none), and any
     whose bytes are not UTF-8: aiohttp would send them altered, so they are left out."""
-    return [(n, v) for n, v in _hop_free(list(headers))
-            if n.lower() not in _NOT_TO_APP and not n.lower().startswith(_FORWARDED_PREFIX)
-            and _UNRELAYABLE.search(v) is None]
+    return [
+        (n, v)
+        for n, v in _hop_free(list(headers))
+        if n.lower() not in _NOT_TO_APP
+        and not n.lower().startswith(_FORWARDED_PREFIX)
+        and _UNRELAYABLE.search(v) is None
+    ]
 
 
-def forwarded_for(headers: Mapping[str, str], remote: str | None, host: str | None,
-                  proto: str) -> list[tuple[str, str]]:
+def forwarded_for(
+    headers: Mapping[str, str], remote: str | None, host: str | None, proto: str
+) -> list[tuple[str, str]]:
     """ipsms's own ``X-Forwarded-For`` (its peer's address), ``-Proto`` (its scheme) and
     ``-Host`` (aiohttp's ``request.host``: the ``Host`` it was sent), each left out when
     unknown. The poster's ``headers`` are deliberately not read: what it says of itself is
@@ -153,13 +185,19 @@ def _answer_headers(resp: aiohttp.ClientResponse) -> list[tuple[str, str]]:
             name, value = raw_name.decode("utf-8"), raw_value.decode("utf-8")
         except UnicodeDecodeError:
             name = raw_name.decode("utf-8", "replace")
-            raise _Unrelayable("app_answer_invalid", f"the app's {one_line(name, 60)} header "
-                               "is not UTF-8, and ipsms cannot relay it byte for byte") from None
+            raise _Unrelayable(
+                "app_answer_invalid",
+                f"the app's {one_line(name, 60)} header "
+                "is not UTF-8, and ipsms cannot relay it byte for byte",
+            ) from None
         bad = _UNRELAYABLE.search(name) or _UNRELAYABLE.search(value)
         if bad is not None:
-            raise _Unrelayable("app_answer_invalid", f"the app's {one_line(name, 60)} header "
-                               f"holds a control character ({printable(bad.group())}), which "
-                               "no HTTP answer may carry")
+            raise _Unrelayable(
+                "app_answer_invalid",
+                f"the app's {one_line(name, 60)} header "
+                f"holds a control character ({printable(bad.group())}), which "
+                "no HTTP answer may carry",
+            )
         pairs.append((name, value))
     return _hop_free(pairs)
 
@@ -167,15 +205,22 @@ def _answer_headers(resp: aiohttp.ClientResponse) -> list[tuple[str, str]]:
 def _status(resp: aiohttp.ClientResponse) -> tuple[int, str | None]:
     """The app's final status and reason phrase, or ``_Unrelayable``."""
     if 100 <= resp.status <= 199:  # aiohttp reads past the others; 101 ends HTTP
-        raise _Unrelayable("app_answer_invalid", f"the app's final answer was {resp.status}, "
-                           "an interim status (ipsms asked for no upgrade)")
+        raise _Unrelayable(
+            "app_answer_invalid",
+            f"the app's final answer was {resp.status}, "
+            "an interim status (ipsms asked for no upgrade)",
+        )
     if not 200 <= resp.status <= 599:
-        raise _Unrelayable("app_answer_invalid", f"the app answered status {resp.status}, "
-                           "which is not an HTTP status (100 to 599)")
+        raise _Unrelayable(
+            "app_answer_invalid",
+            f"the app answered status {resp.status}, which is not an HTTP status (100 to 599)",
+        )
     reason = resp.reason
     if reason and _UNRELAYABLE.search(reason):
-        raise _Unrelayable("app_answer_invalid", "the app's reason phrase cannot be relayed "
-                           f"byte for byte: {one_line(reason, 60)}")
+        raise _Unrelayable(
+            "app_answer_invalid",
+            f"the app's reason phrase cannot be relayed byte for byte: {one_line(reason, 60)}",
+        )
     return resp.status, reason
 
 
@@ -184,16 +229,19 @@ async def _body(resp: aiohttp.ClientResponse) -> bytes:
     ``MAX_APP_BODY``; ``_Unrelayable`` past it or when it broke off."""
     declared = resp.content_length
     if declared is not None and declared > MAX_APP_BODY:
-        raise _Unrelayable("app_answer_too_large", f"the app announced a body of {declared} "
-                           f"bytes, more than the limit of {MAX_APP_BODY}")
+        raise _Unrelayable(
+            "app_answer_too_large",
+            f"the app announced a body of {declared} bytes, more than the limit of {MAX_APP_BODY}",
+        )
     chunks: list[bytes] = []
     size = 0
     try:
         while chunk := await resp.content.readany():
             size += len(chunk)
             if size > MAX_APP_BODY:
-                raise _Unrelayable("app_answer_too_large",
-                                   f"the app answered more than {MAX_APP_BODY} bytes")
+                raise _Unrelayable(
+                    "app_answer_too_large", f"the app answered more than {MAX_APP_BODY} bytes"
+                )
             chunks.append(chunk)
     except aiohttp.ClientPayloadError:
         if declared is not None:
@@ -202,8 +250,9 @@ async def _body(resp: aiohttp.ClientResponse) -> bytes:
             of = ", before its last chunk"
         else:
             of = ""
-        raise _Unrelayable("app_answer_invalid",
-                           f"the app's answer broke off after {size} bytes{of}") from None
+        raise _Unrelayable(
+            "app_answer_invalid", f"the app's answer broke off after {size} bytes{of}"
+        ) from None
     return b"".join(chunks)
 
 
@@ -227,28 +276,34 @@ class Forwarder:
             auto_decompress=False,  # the app's body goes back byte for byte
             timeout=aiohttp.ClientTimeout(total=self.timeout),
             skip_auto_headers=("User-Agent", "Content-Type", "Accept", "Accept-Encoding"),
-            headers={})
+            headers={},
+        )
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
 
-    async def relay(self, method: str, headers: list[tuple[str, str]], body: bytes
-                    ) -> Relayed:
+    async def relay(self, method: str, headers: list[tuple[str, str]], body: bytes) -> Relayed:
         assert self._session is not None, "Forwarder.start() first"
         started = time.perf_counter()
 
         def done(status: int, error: str, detail: str) -> Relayed:
-            return Relayed(status, [("Content-Type", "application/json; charset=utf-8")],
-                           dumps({"error": error, "detail": detail}).encode(),
-                           (time.perf_counter() - started) * 1000, error, detail)
+            return Relayed(
+                status,
+                [("Content-Type", "application/json; charset=utf-8")],
+                dumps({"error": error, "detail": detail}).encode(),
+                (time.perf_counter() - started) * 1000,
+                error,
+                detail,
+            )
 
         try:
             # One deadline for all of it: connecting, sending, the head and the whole body.
             async with asyncio.timeout(self.timeout):
-                async with self._session.request(method, self.url, data=body, headers=headers,
-                                                 allow_redirects=False) as resp:
+                async with self._session.request(
+                    method, self.url, data=body, headers=headers, allow_redirects=False
+                ) as resp:
                     try:
                         status, reason = _status(resp)
                         answer = _answer_headers(resp)
@@ -256,21 +311,31 @@ class Forwarder:
                     except BaseException:
                         resp.close()  # never reuse a connection whose answer was not read
                         raise
-            return Relayed(status, answer, data, (time.perf_counter() - started) * 1000,
-                           reason=reason)
+            return Relayed(
+                status, answer, data, (time.perf_counter() - started) * 1000, reason=reason
+            )
         except _Unrelayable as exc:
             return done(502, exc.code, exc.detail)
         except TimeoutError:
             return done(504, "app_timeout", f"the app did not answer within {self.timeout:g} s")
         except aiohttp.ClientConnectorError as exc:
-            return done(502, "app_unreachable", f"the app at {self.url} could not be reached "
-                        f"({type(exc).__name__})")
+            return done(
+                502,
+                "app_unreachable",
+                f"the app at {self.url} could not be reached ({type(exc).__name__})",
+            )
         except aiohttp.ClientResponseError as exc:  # the parser's: not HTTP ipsms can relay
-            return done(502, "app_answer_invalid",
-                        f"the app's answer is not valid HTTP: {_first_line(exc)}")
+            return done(
+                502, "app_answer_invalid", f"the app's answer is not valid HTTP: {_first_line(exc)}"
+            )
         except aiohttp.ServerDisconnectedError:
-            return done(502, "app_answer_invalid",
-                        "the app closed the connection without answering")
+            return done(
+                502, "app_answer_invalid", "the app closed the connection without answering"
+            )
         except (aiohttp.ClientError, OSError) as exc:
-            return done(502, "app_answer_invalid", "the app broke off the connection before "
-                        f"answering ({type(exc).__name__}: {_first_line(exc)})")
+            return done(
+                502,
+                "app_answer_invalid",
+                "the app broke off the connection before "
+                f"answering ({type(exc).__name__}: {_first_line(exc)})",
+            )

@@ -49,18 +49,24 @@ JSON_TYPE = "application/json; charset=utf-8"
 def json_answer(status: int, error: str, detail: str) -> bytes:
     """A whole HTTP/1.1 error answer in ipsms's shape, for a connection about to close."""
     body = dumps({"error": error, "detail": detail}).encode()
-    return (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {JSON_TYPE}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+    return (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {JSON_TYPE}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
 
 
-_BUSY = json_answer(503, "too_many_connections",
-                    "the listener has too many open connections; retry later")
+_BUSY = json_answer(
+    503, "too_many_connections", "the listener has too many open connections; retry later"
+)
 
 
 class ConnectionGuard:
-    def __init__(self, read_timeout: float = DEFAULT_READ_TIMEOUT,
-                 max_connections: int = DEFAULT_MAX_CONNECTIONS,
-                 on_drop: Callable[[RejectedEvent], None] | None = None) -> None:
+    def __init__(
+        self,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        on_drop: Callable[[RejectedEvent], None] | None = None,
+    ) -> None:
         self.read_timeout = read_timeout
         self.max_connections = max_connections
         self.on_drop = on_drop
@@ -69,8 +75,10 @@ class ConnectionGuard:
         self._guarded: dict[asyncio.BaseTransport, Guarded] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self.timeout_answer = json_answer(
-            408, "read_timeout", f"request head not received within {read_timeout:g} s (the "
-            "read timeout)")
+            408,
+            "read_timeout",
+            f"request head not received within {read_timeout:g} s (the read timeout)",
+        )
 
     def factory(self, inner: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
         """A protocol factory for ``loop.create_server`` that wraps aiohttp's ``inner``."""
@@ -88,7 +96,8 @@ class ConnectionGuard:
         self._guarded[transport] = guarded
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().call_later(
-                self.read_timeout / SWEEPS, self._sweep)
+                self.read_timeout / SWEEPS, self._sweep
+            )
 
     def _untrack(self, transport: asyncio.BaseTransport) -> None:
         self.open -= 1
@@ -104,7 +113,8 @@ class ConnectionGuard:
         self._sweeper = None
         if self._guarded:
             self._sweeper = asyncio.get_running_loop().call_later(
-                self.read_timeout / SWEEPS, self._sweep)
+                self.read_timeout / SWEEPS, self._sweep
+            )
 
     def _drop(self, guarded: Guarded, status: int, reason: str) -> None:
         if self.on_drop is not None:
@@ -144,8 +154,12 @@ class Guarded(asyncio.Protocol):
             transport.write(_BUSY)
             transport.close()
             if guard.over_cap == 1 or guard.over_cap % 1000 == 0:
-                guard._drop(self, 503, f"{guard.over_cap} connection(s) refused: the limit of "
-                            f"{guard.max_connections} open connections was reached")
+                guard._drop(
+                    self,
+                    503,
+                    f"{guard.over_cap} connection(s) refused: the limit of "
+                    f"{guard.max_connections} open connections was reached",
+                )
             return
         self.arm()
         guard._track(self, transport)
@@ -169,8 +183,12 @@ class Guarded(asyncio.Protocol):
             return
         if self._got_data:  # a request began but its head did not arrive in time
             transport.write(self.guard.timeout_answer)
-            self.guard._drop(self, 408, "request head not complete within "
-                             f"{self.guard.read_timeout:g} s (the read timeout)")
+            self.guard._drop(
+                self,
+                408,
+                "request head not complete within "
+                f"{self.guard.read_timeout:g} s (the read timeout)",
+            )
         transport.close()
 
     def limit_body(self, budget: int | None, body: StreamReader | None = None) -> None:
@@ -257,8 +275,11 @@ class ListenHttp(web.Server):
         kwargs["auto_decompress"] = False
         super().__init__(handler, **kwargs)
         # What web.Server passes to each connection's protocol (the rest is its own).
-        self._protocol_args = {k: v for k, v in kwargs.items()
-                               if k not in ("request_factory", "handler_cancellation", "loop")}
+        self._protocol_args = {
+            k: v
+            for k, v in kwargs.items()
+            if k not in ("request_factory", "handler_cancellation", "loop")
+        }
 
     def __call__(self) -> web.RequestHandler:
         return JsonErrors(self, loop=asyncio.get_running_loop(), **self._protocol_args)
@@ -271,9 +292,13 @@ class JsonErrors(web.RequestHandler):
 
     __slots__ = ()
 
-    def handle_error(self, request: web.BaseRequest, status: int = 500,
-                     exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
         super().handle_error(request, status, exc, message)  # logs; raises once answering
         if status == 400:
             error = "bad_request"
@@ -282,7 +307,10 @@ class JsonErrors(web.RequestHandler):
         else:  # not from the parser: the listener's own handler answers its errors itself
             error = "internal_error"
             detail = "retry later"
-        answer = web.Response(status=status, body=dumps({"error": error, "detail": detail})
-                              .encode(), headers={"Content-Type": JSON_TYPE})
+        answer = web.Response(
+            status=status,
+            body=dumps({"error": error, "detail": detail}).encode(),
+            headers={"Content-Type": JSON_TYPE},
+        )
         answer.force_close()
         return answer

@@ -38,6 +38,8 @@ from ipsms.store.recorder import Recorder
 from ipsms.text import printable
 
 SHUTDOWN_GRACE = 5.0  # seconds given to requests in flight on shutdown
+
+
 @dataclass(frozen=True)
 class Bound:
     host: str
@@ -61,9 +63,16 @@ def is_loopback(host: str) -> bool:
 class ListenServer:
     """Owns a running listener. ``await start()``, then ``await wait()``/``stop()``."""
 
-    def __init__(self, config: ListenConfig, db_path: Path, host: str, port: int,
-                 sinks: list[EventSink] | None = None, stats: ListenStats | None = None,
-                 notice: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: ListenConfig,
+        db_path: Path,
+        host: str,
+        port: int,
+        sinks: list[EventSink] | None = None,
+        stats: ListenStats | None = None,
+        notice: Callable[[str], None] | None = None,
+    ) -> None:
         """``notice`` receives what the user should be told while it runs (the store's writer
         stalled or was replaced, the store was removed under it)."""
         self.config = config
@@ -83,8 +92,9 @@ class ListenServer:
         self.recorder.open()  # fail on a bad store before binding anything
         guard = self.app[GUARD]
         guard.max_connections = fit_connection_limit(guard.max_connections)
-        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None,
-                                     shutdown_timeout=SHUTDOWN_GRACE)
+        self._runner = web.AppRunner(
+            self.app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_GRACE
+        )
         await self._runner.setup()  # the app's start-up: the store writer, the forwarder
         loop = asyncio.get_running_loop()
         # Every path goes to the one handler: it is served directly, without the app's router
@@ -92,15 +102,18 @@ class ListenServer:
         # start-up and clean-up.
         max_body = self.config.max_body
         self._http = ListenHttp(
-            self.app[HANDLER], access_log=None,
+            self.app[HANDLER],
+            access_log=None,
             request_factory=lambda message, payload, protocol, writer, task: web.BaseRequest(
-                message, payload, protocol, writer, task, loop, client_max_size=max_body))
+                message, payload, protocol, writer, task, loop, client_max_size=max_body
+            ),
+        )
         try:
             # Bound here rather than through a TCPSite, so that every connection goes through
             # the guard: a connection cap and a deadline for each request head.
             self._server = await loop.create_server(
-                guard.factory(self._http), self.host, self.port,
-                reuse_address=True, backlog=128)
+                guard.factory(self._http), self.host, self.port, reuse_address=True, backlog=128
+            )
         except OSError as exc:
             await self._runner.cleanup()
             raise _bind_error(self.host, self.port, exc) from None
@@ -189,28 +202,38 @@ class _RejectionLog(logging.Handler):
             status = 500
             reason = record.getMessage() + (f": {type(exc).__name__}: {exc}" if exc else "")
         remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
-        event = RejectedEvent(time.time(), str(remote) if remote else None, status,
-                              printable(" ".join(reason.split()))[:300])
+        event = RejectedEvent(
+            time.time(),
+            str(remote) if remote else None,
+            status,
+            printable(" ".join(reason.split()))[:300],
+        )
         emit(self.sinks, event)
 
 
 def _bind_error(host: str, port: int, exc: OSError) -> BindError:
     if exc.errno == errno.EADDRINUSE:
-        return BindError(f"port {port} on {host} is already in use",
-                         hint=f"stop the other program, choose another {setting('port')}, or use "
-                         f"{setting('port')} 0 for a free one")
+        return BindError(
+            f"port {port} on {host} is already in use",
+            hint=f"stop the other program, choose another {setting('port')}, or use "
+            f"{setting('port')} 0 for a free one",
+        )
     if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
-        return BindError(f"cannot listen on host {host!r}: {exc.strerror or exc}",
-                         hint="use an address of this machine, e.g. 127.0.0.1 or 0.0.0.0")
+        return BindError(
+            f"cannot listen on host {host!r}: {exc.strerror or exc}",
+            hint="use an address of this machine, e.g. 127.0.0.1 or 0.0.0.0",
+        )
     if exc.errno == errno.EACCES:
-        return BindError(f"not allowed to listen on port {port}",
-                         hint=f"ports below 1024 need privileges: choose {setting('port')} 8765")
+        return BindError(
+            f"not allowed to listen on port {port}",
+            hint=f"ports below 1024 need privileges: choose {setting('port')} 8765",
+        )
     return BindError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
-async def run_listener(server: ListenServer,
-                       on_ready: Callable[[Bound], Awaitable[None] | None] | None = None
-                       ) -> ListenStats:
+async def run_listener(
+    server: ListenServer, on_ready: Callable[[Bound], Awaitable[None] | None] | None = None
+) -> ListenStats:
     """Start ``server``, call ``on_ready``, serve until SIGINT/SIGTERM/SIGHUP, stop cleanly."""
     loop = asyncio.get_running_loop()
     bound = await server.start()
@@ -233,4 +256,3 @@ async def run_listener(server: ListenServer,
             for sig in installed:
                 loop.remove_signal_handler(sig)
     return server.stats
-

@@ -33,6 +33,7 @@ class Session:
     """What one run serves: the listener's settings, where, the store, and optionally a
     tunnel and a webhook lease (``lease.url`` is the public URL; with a tunnel it becomes the
     tunnel's once it is open)."""
+
     config: ListenConfig
     host: str
     port: int
@@ -46,6 +47,7 @@ class Session:
 class Inspect:
     """Where the web inspector is served beside the listener (its own port, never the
     listener's), and its token. ``fall_back``: a busy port gives way to a free one."""
+
     host: str
     port: int
     token: str
@@ -123,16 +125,27 @@ def public_address(base: str, config: ListenConfig) -> str:
     return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
 
 
-async def run(session: Session, sinks: list[EventSink], hooks: Hooks | None = None,
-              stats: ListenStats | None = None, control: Control | None = None
-              ) -> ListenStats:
+async def run(
+    session: Session,
+    sinks: list[EventSink],
+    hooks: Hooks | None = None,
+    stats: ListenStats | None = None,
+    control: Control | None = None,
+) -> ListenStats:
     """Serve ``session`` until a signal, a ``control.request_stop()`` or a dropped tunnel,
     then stop everything it started. Raises ``TunnelError`` when the tunnel dropped, and
     ``ApiError`` when no number's webhook could be pointed at the listener."""
     hooks = hooks or Hooks()
     config = session.config
-    server = ListenServer(config, session.db, session.host, session.port, sinks=sinks,
-                          stats=stats, notice=hooks.store_problem)
+    server = ListenServer(
+        config,
+        session.db,
+        session.host,
+        session.port,
+        sinks=sinks,
+        stats=stats,
+        notice=hooks.store_problem,
+    )
     if control is not None:
         control.attach(server)
     held: list[Tunnel] = []
@@ -159,10 +172,11 @@ async def run(session: Session, sinks: list[EventSink], hooks: Hooks | None = No
             lease.url = public or public_address(lease.url, config)
             taken = await lease.take()
             hooks.webhooks(taken, lease)
-            if taken and not any(r.ok for r in taken) and all(r.action == "set"
-                                                              for r in taken):
-                raise ApiError("no number's webhook could be pointed at the listener",
-                               hint="see the reasons above")
+            if taken and not any(r.ok for r in taken) and all(r.action == "set" for r in taken):
+                raise ApiError(
+                    "no number's webhook could be pointed at the listener",
+                    hint="see the reasons above",
+                )
         hooks.serving()
 
     try:
@@ -195,19 +209,22 @@ async def _inspector(session: Session, local_url: str, hooks: Hooks) -> web.AppR
     assert plan is not None
     config = session.config
     # With the listener's random path and basic-auth credentials, as IntelePeer posts to it.
-    targets = Targets(listener=public_address(local_url, config), forward=config.forward_to,
-                      secret=config.secret, mode=config.signature_mode,
-                      variant=config.hmac_variant)
-    app = create_inspector(session.db, plan.token, allow_remote=plan.allow_remote,
-                           targets=targets)
+    targets = Targets(
+        listener=public_address(local_url, config),
+        forward=config.forward_to,
+        secret=config.secret,
+        mode=config.signature_mode,
+        variant=config.hmac_variant,
+    )
+    app = create_inspector(session.db, plan.token, allow_remote=plan.allow_remote, targets=targets)
     runner, bound = await serve(app, plan.host, plan.port, fall_back=plan.fall_back)
-    hooks.inspector(bound.url(plan.token), f"{plan.host}:{plan.port}" if bound.fell_back
-                    else None)
+    hooks.inspector(bound.url(plan.token), f"{plan.host}:{plan.port}" if bound.fell_back else None)
     return runner
 
 
-async def _watch(tunnel: Tunnel, server: ListenServer, failures: list[Exception],
-                 hooks: Hooks) -> None:
+async def _watch(
+    tunnel: Tunnel, server: ListenServer, failures: list[Exception], hooks: Hooks
+) -> None:
     """A tunnel that drops stops the listener (exit 9): IntelePeer can no longer reach it."""
     while (code := tunnel.agent_exit_code()) is None:
         await asyncio.sleep(TUNNEL_POLL)

@@ -40,8 +40,10 @@ from ipsms.errors import TunnelError, setting
 from ipsms.listen.pyngrok_process import registry_lock, started_agent
 
 STARTUP_TIMEOUT = 15.0  # seconds for the agent to start and the tunnel to open
-INSTALL_HINT = ("install the ngrok agent (https://ngrok.com/download, or your package "
-                f"manager), or name it with {setting('ngrok_path')} / NGROK_PATH")
+INSTALL_HINT = (
+    "install the ngrok agent (https://ngrok.com/download, or your package "
+    f"manager), or name it with {setting('ngrok_path')} / NGROK_PATH"
+)
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,15 @@ def find_agent(explicit: str | None) -> str:
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_file() or not os.access(path, os.X_OK):
-            raise TunnelError(f"no ngrok agent at {explicit} (not an executable file)",
-                              hint=INSTALL_HINT)
+            raise TunnelError(
+                f"no ngrok agent at {explicit} (not an executable file)", hint=INSTALL_HINT
+            )
         if _is_pyngrok_wrapper(str(path)):
-            raise TunnelError(f"{explicit} is pyngrok's downloader script, not the ngrok agent: "
-                              "ipsms will not run it (it downloads the agent)",
-                              hint=INSTALL_HINT)
+            raise TunnelError(
+                f"{explicit} is pyngrok's downloader script, not the ngrok agent: "
+                "ipsms will not run it (it downloads the agent)",
+                hint=INSTALL_HINT,
+            )
         return str(path)
     wrappers = []
     for folder in os.environ.get("PATH", "").split(os.pathsep):
@@ -79,7 +84,8 @@ def find_agent(explicit: str | None) -> str:
             f"the ngrok agent is not installed (or not on PATH): the ngrok found on PATH, "
             f"{wrappers[0]}, is pyngrok's downloader script, which ipsms will not run",
             hint=f"{INSTALL_HINT}; `ngrok config add-authtoken` typed where that script comes "
-            "first on PATH would run the downloader too")
+            "first on PATH would run the downloader too",
+        )
     raise TunnelError("the ngrok agent is not installed (or not on PATH)", hint=INSTALL_HINT)
 
 
@@ -101,8 +107,9 @@ def _is_pyngrok_wrapper(path: str) -> bool:
 class Tunnel:
     """An open tunnel: ``public_url``, ``alive()``, and ``close()`` that always ends the agent."""
 
-    def __init__(self, public_url: str, pyngrok_config: Any, workdir: str,
-                 agent: _AgentThread) -> None:
+    def __init__(
+        self, public_url: str, pyngrok_config: Any, workdir: str, agent: _AgentThread
+    ) -> None:
         self.public_url = public_url
         self._config = pyngrok_config
         self._workdir = workdir
@@ -141,8 +148,9 @@ class _AgentThread:
         self._release = threading.Event()
         self._popen: Any = None
         pyngrok_config.log_event_callback = lambda _log: self.popen()
-        self._thread = threading.Thread(target=self._run, args=(local_url, options),
-                                        name="ipsms-ngrok", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(local_url, options), name="ipsms-ngrok", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -221,9 +229,13 @@ async def open_tunnel(config: TunnelConfig, local_url: str) -> Tunnel:
         config_path = _write_agent_config(workdir, token)
         pyngrok_config = conf.PyngrokConfig(
             ngrok_path=_tied(agent_path, workdir, clear_token=token is not None),
-            config_path=config_path, region=config.region, monitor_thread=False,
-            startup_timeout=max(1, int(config.startup_timeout)), request_timeout=5,
-            start_new_session=True)  # a process group of its own: killed whole
+            config_path=config_path,
+            region=config.region,
+            monitor_thread=False,
+            startup_timeout=max(1, int(config.startup_timeout)),
+            request_timeout=5,
+            start_new_session=True,
+        )  # a process group of its own: killed whole
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -237,13 +249,15 @@ async def open_tunnel(config: TunnelConfig, local_url: str) -> Tunnel:
     agent = _AgentThread(pyngrok_config, local_url, options)
     agent.start()
     try:
-        public_url = await asyncio.wait_for(asyncio.wrap_future(agent.result),
-                                            config.startup_timeout)
+        public_url = await asyncio.wait_for(
+            asyncio.wrap_future(agent.result), config.startup_timeout
+        )
     except TimeoutError:
         _end(pyngrok_config, agent, workdir, fresh=True)
-        raise TunnelError(f"the ngrok agent did not open the tunnel within "
-                          f"{config.startup_timeout:g} s",
-                          hint="check the network and `ngrok` on its own") from None
+        raise TunnelError(
+            f"the ngrok agent did not open the tunnel within {config.startup_timeout:g} s",
+            hint="check the network and `ngrok` on its own",
+        ) from None
     except PyngrokError as exc:
         _end(pyngrok_config, agent, workdir, fresh=True)
         raise TunnelError(_explain(exc), hint=_hint(exc)) from None
@@ -252,9 +266,10 @@ async def open_tunnel(config: TunnelConfig, local_url: str) -> Tunnel:
         raise
     if not _is_public_url(public_url):  # it is printed, drawn in the table, sent to IntelePeer
         _end(pyngrok_config, agent, workdir, fresh=True)
-        raise TunnelError(f"the ngrok agent answered with a public URL that is no URL: "
-                          f"{public_url[:200]!r}", hint="run `ngrok http 8765` on its own to "
-                          "see what the agent says")
+        raise TunnelError(
+            f"the ngrok agent answered with a public URL that is no URL: {public_url[:200]!r}",
+            hint="run `ngrok http 8765` on its own to see what the agent says",
+        )
     return Tunnel(public_url, pyngrok_config, workdir, agent)
 
 
@@ -273,9 +288,11 @@ def _is_public_url(url: str) -> bool:
 
 def _check_authtoken(token: str) -> None:
     if not token.isascii() or not token.isprintable() or " " in token:
-        raise TunnelError("the ngrok authtoken holds characters no authtoken has (spaces, "
-                          "control or non-ASCII characters)",
-                          hint="copy it again from your ngrok dashboard")
+        raise TunnelError(
+            "the ngrok authtoken holds characters no authtoken has (spaces, "
+            "control or non-ASCII characters)",
+            hint="copy it again from your ngrok dashboard",
+        )
 
 
 def _saved_authtoken() -> str | None:
@@ -312,8 +329,10 @@ def _write_agent_config(workdir: str, token: str | None) -> str:
 # started it ends (the tunnel's own thread, which lives until the tunnel is closed), gives up if
 # the listener is already gone, then becomes the agent (the request survives exec). argv: the
 # listener's pid, the agent, pyngrok's arguments.
-_TIE = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
-        "os.getppid() == int(sys.argv[1]) or sys.exit(1); os.execv(sys.argv[2], sys.argv[2:])")
+_TIE = (
+    "import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
+    "os.getppid() == int(sys.argv[1]) or sys.exit(1); os.execv(sys.argv[2], sys.argv[2:])"
+)
 
 
 def _tied(agent: str, workdir: str, *, clear_token: bool) -> str:
@@ -326,8 +345,10 @@ def _tied(agent: str, workdir: str, *, clear_token: bool) -> str:
         return agent  # (a temporary directory mounted noexec could not run the launcher)
     launcher = Path(workdir) / "ngrok"
     unset = "unset NGROK_AUTHTOKEN\n" if clear_token else ""
-    launcher.write_text(f"#!/bin/sh\n{unset}exec {shlex.quote(sys.executable)} -S -c "
-                        f"{shlex.quote(_TIE)} {os.getpid()} {shlex.quote(agent)} \"$@\"\n")
+    launcher.write_text(
+        f"#!/bin/sh\n{unset}exec {shlex.quote(sys.executable)} -S -c "
+        f'{shlex.quote(_TIE)} {os.getpid()} {shlex.quote(agent)} "$@"\n'
+    )
     launcher.chmod(0o700)
     return str(launcher)
 
@@ -358,6 +379,8 @@ def _explain(exc: Exception) -> str:
 def _hint(exc: Exception) -> str:
     text = str(getattr(exc, "ngrok_error", None) or exc)
     if "ERR_NGROK_105" in text or "ERR_NGROK_4018" in text or "authtoken" in text.lower():
-        return (f"set NGROK_AUTHTOKEN (or {setting('ngrok_authtoken')}) to the authtoken of "
-                "your ngrok dashboard")
+        return (
+            f"set NGROK_AUTHTOKEN (or {setting('ngrok_authtoken')}) to the authtoken of "
+            "your ngrok dashboard"
+        )
     return "run `ngrok http 8765` on its own to see what the agent says"

@@ -26,8 +26,12 @@ def detail_dict(row: Request) -> dict[str, Any]:
 
 
 def show_document(refid: str, rows: list[Request]) -> dict[str, Any]:
-    return {"type": "message", "refid": refid, "attempt_count": len(rows),
-            "attempts": [detail_dict(r) for r in rows]}
+    return {
+        "type": "message",
+        "refid": refid,
+        "attempt_count": len(rows),
+        "attempts": [detail_dict(r) for r in rows],
+    }
 
 
 def export_dict(row: Request, *, redact: bool = False) -> dict[str, Any]:
@@ -89,9 +93,12 @@ def redacted_dict(row: Request) -> dict[str, Any]:
     out["body"] = red.body(row.body, row.content_type)
     if row.forward is not None:  # the app's answer may quote the message: replaced whole
         preview = row.forward.get("body_preview") or ""
-        out["forward"] = {**row.forward, "body_preview": redacted_text(preview),
-                          "url": red.target(str(row.forward.get("url") or "")),
-                          "detail": red.opt(row.forward.get("detail"))}
+        out["forward"] = {
+            **row.forward,
+            "body_preview": redacted_text(preview),
+            "url": red.target(str(row.forward.get("url") or "")),
+            "detail": red.opt(row.forward.get("detail")),
+        }
     return out
 
 
@@ -102,8 +109,11 @@ class _Redactor:
 
     def __init__(self, row: Request) -> None:
         fields = row.fields or {}
-        numbers = {v for v in (row.from_number, row.to_number, fields.get("from"),
-                               fields.get("to")) if isinstance(v, str)}
+        numbers = {
+            v
+            for v in (row.from_number, row.to_number, fields.get("from"), fields.get("to"))
+            if isinstance(v, str)
+        }
         texts = {v for v in (row.message, fields.get("message")) if isinstance(v, str)}
         copies: dict[str, str] = {}
         for values, mask in ((texts, redacted_text), (numbers, redact_number)):
@@ -184,14 +194,18 @@ class _Redactor:
 
     def fields(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Known fields masked by meaning; every other name and value as free text."""
-        return {k if k in KNOWN_FIELDS else self.text(k): self.value(k, v)
-                for k, v in fields.items()}
+        return {
+            k if k in KNOWN_FIELDS else self.text(k): self.value(k, v) for k, v in fields.items()
+        }
 
     def _form(self, pairs: list[tuple[str, str]]) -> str:
         # '*' is left as is: "+1*******09" stays readable in a query string. A lone
         # surrogate (real SMS data) is written as the bytes the listener read it from.
-        return urlencode([(k if k in KNOWN_FIELDS else self.text(k), self.value(k, v))
-                          for k, v in pairs], safe="*", errors="surrogatepass")
+        return urlencode(
+            [(k if k in KNOWN_FIELDS else self.text(k), self.value(k, v)) for k, v in pairs],
+            safe="*",
+            errors="surrogatepass",
+        )
 
     def body(self, body: bytes, content_type: str | None) -> str:
         """The body re-encoded with its fields redacted. A body that cannot be read as a JSON
@@ -212,8 +226,9 @@ class _Redactor:
                 return placeholder
             return json.dumps(self.fields(data), ensure_ascii=False, separators=(",", ":"))
         try:
-            pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True,
-                              errors="surrogatepass")
+            pairs = parse_qsl(
+                text, keep_blank_values=True, strict_parsing=True, errors="surrogatepass"
+            )
         except (ValueError, UnicodeDecodeError):
             return placeholder
         return self._form(pairs)
@@ -224,12 +239,20 @@ def _forms(value: str, masked: str) -> list[tuple[str, str]]:
     quoted by ``repr`` (how flags quote a number), JSON-escaped, and URL-encoded."""
     out = [(value, masked), (repr(value)[1:-1], repr(masked)[1:-1])]
     for ascii_only in (False, True):
-        out.append((json.dumps(value, ensure_ascii=ascii_only)[1:-1],
-                    json.dumps(masked, ensure_ascii=ascii_only)[1:-1]))
+        out.append(
+            (
+                json.dumps(value, ensure_ascii=ascii_only)[1:-1],
+                json.dumps(masked, ensure_ascii=ascii_only)[1:-1],
+            )
+        )
     # URL-encoded as the listener decodes it: a lone surrogate as its three UTF-8 bytes.
-    out += [(quote_plus(value, errors="surrogatepass"), quote_plus(masked, errors="surrogatepass")),
-            (quote(value, safe="", errors="surrogatepass"),
-             quote(masked, safe="", errors="surrogatepass"))]
+    out += [
+        (quote_plus(value, errors="surrogatepass"), quote_plus(masked, errors="surrogatepass")),
+        (
+            quote(value, safe="", errors="surrogatepass"),
+            quote(masked, safe="", errors="surrogatepass"),
+        ),
+    ]
     return [(form, shown) for form, shown in out if form]
 
 
@@ -260,6 +283,14 @@ def redact_body(body: bytes, content_type: str | None) -> str:
     """The body alone re-encoded with its fields redacted (a body that cannot be read as
     fields is replaced whole); ``redacted_dict`` also replaces copies of the row's numbers
     and text."""
-    row = Request(received_at=0.0, method="POST", path="/", remote=None, headers=[],
-                  content_type=content_type, body=body, status=0)
+    row = Request(
+        received_at=0.0,
+        method="POST",
+        path="/",
+        remote=None,
+        headers=[],
+        content_type=content_type,
+        body=body,
+        status=0,
+    )
     return _Redactor(row).body(body, content_type)

@@ -29,8 +29,13 @@ class Follower:
     or another time) reveals even when the new ids have passed the old ones. A store that is
     deleted is waited for; one replaced by another file is read from its start."""
 
-    def __init__(self, path: Path, where: Filter | None = None, *,
-                 on_notice: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        where: Filter | None = None,
+        *,
+        on_notice: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = path
         self.where = where
         self._notice = on_notice or (lambda _text: None)
@@ -84,8 +89,9 @@ class Follower:
         mark_id, mark_time = self._mark
         with _snapshot(conn):
             if mark_id and store.received_at_of(conn, mark_id) != mark_time:
-                self._notice(f"the message store {self.path} was cleared: following its new "
-                             "messages")
+                self._notice(
+                    f"the message store {self.path} was cleared: following its new messages"
+                )
                 mark_id = 0
             top = store.last_row(conn)
             rows = store.after(conn, mark_id, top[0], FOLLOW_BATCH, self.where)
@@ -110,13 +116,15 @@ class Follower:
         except FileNotFoundError:
             if self._conn is not None:
                 self.close()
-                self._notice(f"the message store {self.path} was removed: waiting for it to "
-                             "come back")
+                self._notice(
+                    f"the message store {self.path} was removed: waiting for it to come back"
+                )
             return False
         if self._conn is not None and inode != self._inode:
             self.close()
-            self._notice(f"the message store {self.path} was replaced: following the new one "
-                         "from its start")
+            self._notice(
+                f"the message store {self.path} was replaced: following the new one from its start"
+            )
         if self._conn is None:
             self.open()
         return True
@@ -136,4 +144,3 @@ def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
 def wait_interval(started: float, interval: float) -> float:
     """Seconds to sleep so polls start every ``interval`` seconds."""
     return max(interval - (time.monotonic() - started), 0.0)
-

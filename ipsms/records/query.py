@@ -50,8 +50,10 @@ class RefidNotFound(NotFoundError):
     """No request was recorded with ``refid``."""
 
     def __init__(self, refid: str) -> None:
-        super().__init__(f"no recorded message with refid {refid!r}",
-                         hint="`ipsms messages list` shows the recorded refids")
+        super().__init__(
+            f"no recorded message with refid {refid!r}",
+            hint="`ipsms messages list` shows the recorded refids",
+        )
         self.refid = refid
 
 
@@ -61,8 +63,10 @@ class AmbiguousRefid(UsageError):
     def __init__(self, prefix: str, candidates: list[str]) -> None:
         shown = ", ".join(repr(c) for c in candidates[:AMBIGUOUS_SHOWN])
         more = " ..." if len(candidates) > AMBIGUOUS_SHOWN else ""
-        super().__init__(f"the refid prefix {prefix!r} is ambiguous: it starts {shown}{more}",
-                         hint="give more characters of the refid")
+        super().__init__(
+            f"the refid prefix {prefix!r} is ambiguous: it starts {shown}{more}",
+            hint="give more characters of the refid",
+        )
         self.prefix = prefix
         self.candidates = candidates
 
@@ -99,8 +103,10 @@ def parse_statuses(text: str) -> tuple[tuple[int, int], ...]:
         if dash:
             low, high = _status(low_text.strip(), text), _status(high_text.strip(), text)
             if low[0] > high[1]:
-                raise UsageError(f"the status range {part!r} is empty",
-                                 hint="write the lower status first: 400-499")
+                raise UsageError(
+                    f"the status range {part!r} is empty",
+                    hint="write the lower status first: 400-499",
+                )
             ranges.append((low[0], high[1]))
         else:
             ranges.append(_status(part, text))
@@ -110,9 +116,10 @@ def parse_statuses(text: str) -> tuple[tuple[int, int], ...]:
 def _status(part: str, whole: str) -> tuple[int, int]:
     m = _STATUS_RE.match(part)
     if not m:
-        raise UsageError(f"cannot read the status {whole!r}",
-                         hint="use a status (403), a class (4xx), a range (400-404) or a list "
-                         "(401,403,5xx)")
+        raise UsageError(
+            f"cannot read the status {whole!r}",
+            hint="use a status (403), a class (4xx), a range (400-404) or a list (401,403,5xx)",
+        )
     if m.group(2).lower() == "xx":
         base = int(m.group(1)) * 100
         return base, base + 99
@@ -124,8 +131,10 @@ def parse_verdicts(text: str) -> tuple[str, ...]:
     verdicts = tuple(v.strip().lower() for v in text.split(","))
     for v in verdicts:
         if v not in VERDICTS:
-            raise UsageError(f"unknown verdict {v!r}", hint="use " + ", ".join(VERDICTS)
-                             + " (several with commas)")
+            raise UsageError(
+                f"unknown verdict {v!r}",
+                hint="use " + ", ".join(VERDICTS) + " (several with commas)",
+            )
     return verdicts
 
 
@@ -141,9 +150,11 @@ def parse_moment(text: str, now: float) -> float:
     try:
         moment = datetime.fromisoformat(stripped)
     except ValueError:
-        raise UsageError(f"cannot read the time {stripped!r}",
-                         hint="use a duration ago (10m, 2h, 1d) or an ISO time in UTC: "
-                         "2024-05-01, 2024-05-01T12:00:00Z") from None
+        raise UsageError(
+            f"cannot read the time {stripped!r}",
+            hint="use a duration ago (10m, 2h, 1d) or an ISO time in UTC: "
+            "2024-05-01, 2024-05-01T12:00:00Z",
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
@@ -165,7 +176,7 @@ def list_newest(conn: sqlite3.Connection, query: ListQuery) -> tuple[list[Reques
     rows = store.recent(conn, query.limit + 1, since=query.since, where=query.where)
     if len(rows) <= query.limit:
         return rows, len(rows)
-    return rows[:query.limit], store.count_matching(conn, query.where, since=query.since)
+    return rows[: query.limit], store.count_matching(conn, query.where, since=query.since)
 
 
 def export_rows(conn: sqlite3.Connection, opts: ExportOptions) -> Iterator[Request]:
@@ -195,7 +206,6 @@ def resolve_refid(conn: sqlite3.Connection, refid: str) -> str:
     return found[0]
 
 
-
 def count_all(conn: sqlite3.Connection) -> int:
     return store.count(conn)
 
@@ -203,4 +213,3 @@ def count_all(conn: sqlite3.Connection) -> int:
 def clear_all(conn: sqlite3.Connection) -> int:
     """Delete every recorded request (overwriting their pages); returns how many."""
     return store.clear(conn)
-

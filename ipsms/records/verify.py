@@ -29,8 +29,10 @@ from ipsms.signature import (
 )
 from ipsms.text import printable
 
-INPUT_HINT = ("give a webhook body (a JSON object or form fields), a line of `ipsms messages "
-              f"export`, or {setting('refid')} REFID to check a recorded message")
+INPUT_HINT = (
+    "give a webhook body (a JSON object or form fields), a line of `ipsms messages "
+    f"export`, or {setting('refid')} REFID to check a recorded message"
+)
 
 
 @dataclass(frozen=True)
@@ -99,14 +101,15 @@ class VerifyResult:
             where += f" attempt {self.payload.attempt}"
         why = f"matched {v.matched}" if v.verdict is Verdict.VALID else v.explanation or ""
         label = v.verdict.value if v.reason is None else f"{v.verdict.value} ({v.reason})"
-        return (f"{label:<8} {where} ({printable(self.payload.source)}): "
-                f"{printable(why)}")
+        return f"{label:<8} {where} ({printable(self.payload.source)}): {printable(why)}"
 
 
 def verify_all(payloads: list[SignedText], config: VerifyConfig) -> list[VerifyResult]:
     verifier = config.verifier()
-    return [VerifyResult(p, verifier.verify(p.refid, p.message, p.signature, p.ambiguity))
-            for p in payloads]
+    return [
+        VerifyResult(p, verifier.verify(p.refid, p.message, p.signature, p.ambiguity))
+        for p in payloads
+    ]
 
 
 # -- loading ----------------------------------------------------------------------------------
@@ -135,8 +138,9 @@ def load_input(data: bytes, source: str) -> Loaded:
 
 def load_recorded(rows: list[Request]) -> Loaded:
     """Payloads from recorded attempts, parsed from the exact bytes the listener received."""
-    return Loaded([_parse_body(r.body, r.content_type, f"store id {r.id}", attempt=r.attempt)
-                   for r in rows])
+    return Loaded(
+        [_parse_body(r.body, r.content_type, f"store id {r.id}", attempt=r.attempt) for r in rows]
+    )
 
 
 def _is_json_object(line: bytes) -> bool:
@@ -162,8 +166,9 @@ def _load_lines(lines: list[bytes], source: str) -> Loaded:
         except (ValueError, UnicodeDecodeError) as exc:
             raise UsageError(f"{where} is not valid JSON: {exc}", hint=INPUT_HINT) from None
         if not isinstance(doc, dict):
-            raise UsageError(f"{where} is JSON {type(doc).__name__}, expected an object",
-                             hint=INPUT_HINT)
+            raise UsageError(
+                f"{where} is JSON {type(doc).__name__}, expected an object", hint=INPUT_HINT
+            )
         if _is_record(doc):
             payload, skip = _from_record(doc, where, single=False)
             if payload is None:
@@ -175,8 +180,11 @@ def _load_lines(lines: list[bytes], source: str) -> Loaded:
         else:
             payloads.append(_parse_body(line, JSON_TYPE, where))
     if not payloads:
-        raise UsageError(f"{source} holds no message to verify ({len(skipped)} lines skipped: "
-                         f"{'; '.join(skipped[:3])})", hint=INPUT_HINT)
+        raise UsageError(
+            f"{source} holds no message to verify ({len(skipped)} lines skipped: "
+            f"{'; '.join(skipped[:3])})",
+            hint=INPUT_HINT,
+        )
     return Loaded(payloads, skipped)
 
 
@@ -187,30 +195,34 @@ class MaskedRecord(UsageError):
 
     def __init__(self, where: str, refid: str, *, redacted: bool) -> None:
         if redacted:
-            super().__init__(f"{where} comes from a redacted export: its message and signature "
-                             "are masked, so it cannot be verified",
-                             hint=f"export without {setting('redact')}, or use "
-                             f"{setting('refid')} {refid}")
+            super().__init__(
+                f"{where} comes from a redacted export: its message and signature "
+                "are masked, so it cannot be verified",
+                hint=f"export without {setting('redact')}, or use {setting('refid')} {refid}",
+            )
         else:
-            super().__init__(f"{where} has its signature masked (a line of `ipsms listen`, "
-                             "`messages list` or `messages show`)",
-                             hint=f"verify the recorded message instead: ipsms verify "
-                             f"{setting('refid')} {refid}, or use a line of `ipsms messages "
-                             "export`")
+            super().__init__(
+                f"{where} has its signature masked (a line of `ipsms listen`, "
+                "`messages list` or `messages show`)",
+                hint=f"verify the recorded message instead: ipsms verify "
+                f"{setting('refid')} {refid}, or use a line of `ipsms messages "
+                "export`",
+            )
         self.where = where
         self.refid = refid
         self.redacted = redacted
 
 
-def _from_record(doc: dict[str, Any], where: str, *, single: bool
-                 ) -> tuple[SignedText | None, str]:
+def _from_record(doc: dict[str, Any], where: str, *, single: bool) -> tuple[SignedText | None, str]:
     """A payload from an ipsms request line, or ``None`` and why it was skipped. The line says
     itself whether it can be checked: ``redacted`` and ``signature_masked``."""
     if doc.get("redacted") is True:
         raise MaskedRecord(where, str(doc.get("refid")), redacted=True)
     if doc.get("refid") is None:
-        reason = (f"{where} is a request the listener rejected "
-                  f"({printable(str(doc.get('error') or 'no message'))}): no message to verify")
+        reason = (
+            f"{where} is a request the listener rejected "
+            f"({printable(str(doc.get('error') or 'no message'))}): no message to verify"
+        )
         if single:
             raise UsageError(reason, hint=INPUT_HINT)
         return None, reason
@@ -218,8 +230,9 @@ def _from_record(doc: dict[str, Any], where: str, *, single: bool
     if masked or (doc.get("body") is None and doc.get("body_base64") is None):
         raise MaskedRecord(where, printable(str(doc["refid"])), redacted=False)
     attempt = doc.get("attempt") if isinstance(doc.get("attempt"), int) else None
-    return _parse_body(_export_body(doc, where), doc.get("content_type"), where,
-                       attempt=attempt), ""
+    return _parse_body(
+        _export_body(doc, where), doc.get("content_type"), where, attempt=attempt
+    ), ""
 
 
 def _export_body(doc: dict[str, Any], where: str) -> bytes:
@@ -228,16 +241,16 @@ def _export_body(doc: dict[str, Any], where: str) -> bytes:
     try:
         return base64.b64decode(str(doc.get("body_base64")), validate=True)
     except (binascii.Error, ValueError):
-        raise UsageError(f"{where}: body_base64 is not valid base64",
-                         hint=INPUT_HINT) from None
+        raise UsageError(f"{where}: body_base64 is not valid base64", hint=INPUT_HINT) from None
 
 
-def _parse_body(raw: bytes, content_type: str | None, where: str,
-                attempt: int | None = None) -> SignedText:
+def _parse_body(
+    raw: bytes, content_type: str | None, where: str, attempt: int | None = None
+) -> SignedText:
     try:
         msg = parse_message(raw, content_type)
     except BodyError as exc:
-        raise UsageError(f"{where} is not an IntelePeer message: {exc.detail}",
-                         hint=INPUT_HINT) from None
+        raise UsageError(
+            f"{where} is not an IntelePeer message: {exc.detail}", hint=INPUT_HINT
+        ) from None
     return SignedText(where, msg.refid, msg.message, msg.signature, attempt, msg.ambiguity)
-

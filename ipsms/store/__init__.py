@@ -108,9 +108,11 @@ class StoreMissing(NotFoundError):
     ``replay``, ``verify --refid``) meets this one error, exit code 10."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(f"no messages recorded yet: there is no message store at {path}",
-                         hint="run `ipsms listen` to receive some, or point "
-                         f"{setting('db')} / IPSMS_DB at your store")
+        super().__init__(
+            f"no messages recorded yet: there is no message store at {path}",
+            hint="run `ipsms listen` to receive some, or point "
+            f"{setting('db')} / IPSMS_DB at your store",
+        )
         self.path = path
 
 
@@ -118,9 +120,10 @@ class StoreUnusable(StateError):
     """The store at ``path`` cannot be opened or created (``reason`` says why)."""
 
     def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"cannot open the message store {path}: {reason}",
-                         hint="check the file and its directory are writable, or pass "
-                         f"{setting('db')} PATH")
+        super().__init__(
+            f"cannot open the message store {path}: {reason}",
+            hint=f"check the file and its directory are writable, or pass {setting('db')} PATH",
+        )
         self.path = path
         self.reason = reason
 
@@ -129,9 +132,11 @@ class StoreTooNew(StateError):
     """The store was written by a newer ipsms (schema ``version`` > ``supported``)."""
 
     def __init__(self, path: Path, version: int, supported: int) -> None:
-        super().__init__(f"the message store {path} has schema version {version}, newer than "
-                         f"this ipsms understands ({supported})",
-                         hint=f"upgrade ipsms, or use another {setting('db')}")
+        super().__init__(
+            f"the message store {path} has schema version {version}, newer than "
+            f"this ipsms understands ({supported})",
+            hint=f"upgrade ipsms, or use another {setting('db')}",
+        )
         self.path = path
         self.version = version
         self.supported = supported
@@ -191,12 +196,29 @@ def wire_row(rec: Request, seq: int | None = None) -> Row:
     """``rec`` as the store writer takes it: the JSON columns already encoded (a header value
     that is not text fails here, for this request alone). ``seq``: the recorder's number for
     it within its listener run."""
-    return (rec.received_at, rec.method, rec.path, rec.remote, _headers_json(rec.headers),
-            rec.content_type, rec.body, rec.refid, rec.from_number, rec.to_number, rec.message,
-            rec.fields_json, rec.verdict, rec.verdict_detail,
-            json.dumps(rec.flags, ensure_ascii=False) if rec.flags else None, rec.status,
-            rec.error_text, rec.body_size, rec.body_sha256,
-            None if rec.forward is None else json.dumps(rec.forward), seq)
+    return (
+        rec.received_at,
+        rec.method,
+        rec.path,
+        rec.remote,
+        _headers_json(rec.headers),
+        rec.content_type,
+        rec.body,
+        rec.refid,
+        rec.from_number,
+        rec.to_number,
+        rec.message,
+        rec.fields_json,
+        rec.verdict,
+        rec.verdict_detail,
+        json.dumps(rec.flags, ensure_ascii=False) if rec.flags else None,
+        rec.status,
+        rec.error_text,
+        rec.body_size,
+        rec.body_sha256,
+        None if rec.forward is None else json.dumps(rec.forward),
+        seq,
+    )
 
 
 def insert_params(row: Row, session: str) -> tuple[Any, ...]:
@@ -281,9 +303,11 @@ def shared_dir_warning(path: Path) -> str | None:
         return None
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         who = "everyone" if mode & stat.S_IWOTH else "its group"
-        return (f"the message store's directory {path.parent} can be written by {who}; keep "
-                "the store in a private directory (the default, or "
-                f"{setting('db')} in one you own)")
+        return (
+            f"the message store's directory {path.parent} can be written by {who}; keep "
+            "the store in a private directory (the default, or "
+            f"{setting('db')} in one you own)"
+        )
     return None
 
 
@@ -318,18 +342,29 @@ def from_row(row: sqlite3.Row) -> Request:
     # The error column holds "code: detail" (codes never contain ": ").
     error, _, error_detail = (t(row["error"]) or "").partition(": ")
     return Request(
-        id=row["id"], received_at=row["received_at"], method=row["method"],
-        path=t(row["path"]), remote=t(row["remote"]),  # type: ignore[arg-type]
+        id=row["id"],
+        received_at=row["received_at"],
+        method=row["method"],
+        path=t(row["path"]),  # type: ignore[arg-type]
+        remote=t(row["remote"]),
         headers=[(k, v) for k, v in json.loads(t(row["headers"]))],  # type: ignore[arg-type]
-        content_type=t(row["content_type"]), body=bytes(row["body"]), refid=t(row["refid"]),
-        from_number=t(row["from_number"]), to_number=t(row["to_number"]),
+        content_type=t(row["content_type"]),
+        body=bytes(row["body"]),
+        refid=t(row["refid"]),
+        from_number=t(row["from_number"]),
+        to_number=t(row["to_number"]),
         message=t(row["message"]),
-        fields=None if fields is None else _parsed_fields(fields), fields_json=fields,
-        attempt=row["attempt"], verdict=t(row["verdict"]),
+        fields=None if fields is None else _parsed_fields(fields),
+        fields_json=fields,
+        attempt=row["attempt"],
+        verdict=t(row["verdict"]),
         verdict_detail=t(row["verdict_detail"]),
         flags=[] if flags is None else json.loads(flags),
-        status=row["status"], error=error or None, error_detail=error_detail or None,
-        body_size=row["body_size"], body_sha256=row["body_sha256"],
+        status=row["status"],
+        error=error or None,
+        error_detail=error_detail or None,
+        body_size=row["body_size"],
+        body_sha256=row["body_sha256"],
         forward=None if row["forward"] is None else json.loads(row["forward"]),
     )
 
@@ -351,8 +386,7 @@ def _int_or_text(token: str) -> int | str:
         return token
 
 
-def _query(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()
-           ) -> Iterator[Request]:
+def _query(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> Iterator[Request]:
     for row in conn.execute(sql, params):
         yield from_row(row)
 
@@ -362,33 +396,40 @@ def count(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
 
 
-def count_matching(conn: sqlite3.Connection, where: Filter | None = None, *,
-                   since: float | None = None) -> int:
+def count_matching(
+    conn: sqlite3.Connection, where: Filter | None = None, *, since: float | None = None
+) -> int:
     """How many recorded requests match ``where`` (received at or after ``since``): the "of
     N" of a ``messages list`` that showed only the newest."""
     clause, params = _sql(conn, _with_since(where, since))
-    return int(conn.execute(f"SELECT COUNT(*) FROM requests{clause}", tuple(params))
-               .fetchone()[0])
+    return int(conn.execute(f"SELECT COUNT(*) FROM requests{clause}", tuple(params)).fetchone()[0])
 
 
 def attempts_for(conn: sqlite3.Connection, refid: str) -> list[Request]:
     """Every request recorded with ``refid``, oldest first."""
-    return list(_query(conn, "SELECT * FROM requests WHERE refid = ? ORDER BY id",
-                       (text_param(refid),)))
+    return list(
+        _query(conn, "SELECT * FROM requests WHERE refid = ? ORDER BY id", (text_param(refid),))
+    )
 
 
 def attempts_exist(conn: sqlite3.Connection, refid: str) -> bool:
     """Whether any request was recorded with exactly ``refid``."""
-    return conn.execute("SELECT 1 FROM requests WHERE refid = ? LIMIT 1",
-                        (text_param(refid),)).fetchone() is not None
+    return (
+        conn.execute(
+            "SELECT 1 FROM requests WHERE refid = ? LIMIT 1", (text_param(refid),)
+        ).fetchone()
+        is not None
+    )
 
 
 def refids_starting(conn: sqlite3.Connection, prefix: str, limit: int) -> list[str]:
     """Up to ``limit`` distinct recorded refids that start with ``prefix``, in order. GLOB is
     case-sensitive and, with its wildcards escaped, a prefix range on the refid index."""
     pattern = _glob_literal(prefix) + "*"
-    rows = conn.execute("SELECT DISTINCT refid FROM requests WHERE refid GLOB ? "
-                        "ORDER BY refid LIMIT ?", (text_param(pattern), limit))
+    rows = conn.execute(
+        "SELECT DISTINCT refid FROM requests WHERE refid GLOB ? ORDER BY refid LIMIT ?",
+        (text_param(pattern), limit),
+    )
     return [r for (r,) in rows if isinstance(r, str) and r.startswith(prefix)]
 
 
@@ -466,8 +507,10 @@ def _where(conn: sqlite3.Connection, f: Filter) -> tuple[list[str], list[Any]]:
         # Most rows have no flags (NULL): instr() on the quoted code rules out nearly every
         # other row before json_each confirms it is a code, not a word of a detail. CAST: a
         # flags value holding a lone surrogate is stored as a BLOB (``text_param``).
-        terms.append("flags IS NOT NULL AND instr(flags, ?) > 0 AND EXISTS (SELECT 1 FROM "
-                     "json_each(CAST(flags AS TEXT)) WHERE json_extract(value, '$.code') = ?)")
+        terms.append(
+            "flags IS NOT NULL AND instr(flags, ?) > 0 AND EXISTS (SELECT 1 FROM "
+            "json_each(CAST(flags AS TEXT)) WHERE json_extract(value, '$.code') = ?)"
+        )
         params += [text_param(json.dumps(f.flag, ensure_ascii=False)), text_param(f.flag)]
     return terms, params
 
@@ -489,8 +532,10 @@ def _text_term(conn: sqlite3.Connection, needle: str, params: list[Any]) -> str:
         # The index finds every row holding the needle in any case (a superset: it folds
         # case beyond ASCII too); the exact test runs on those only.
         params.insert(len(params) - 1, '"' + folded.replace('"', '""') + '"')
-        return ("id IN (SELECT rowid FROM requests_text WHERE requests_text MATCH ?) "
-                "AND instr(lower(message), ?) > 0")
+        return (
+            "id IN (SELECT rowid FROM requests_text WHERE requests_text MATCH ?) "
+            "AND instr(lower(message), ?) > 0"
+        )
 
     def contains(value: str | bytes | None) -> bool:
         text = text_value(value)
@@ -500,19 +545,28 @@ def _text_term(conn: sqlite3.Connection, needle: str, params: list[Any]) -> str:
     return "ipsms_has_text(message)"
 
 
-def _sql(conn: sqlite3.Connection, f: Filter | None, *extra: str
-         ) -> tuple[str, list[Any]]:
+def _sql(conn: sqlite3.Connection, f: Filter | None, *extra: str) -> tuple[str, list[Any]]:
     terms, params = _where(conn, f) if f is not None else ([], [])
     terms = [*extra, *terms]
     return (" WHERE " + " AND ".join(terms)) if terms else "", params
 
 
-def recent(conn: sqlite3.Connection, limit: int = 50, *, since: float | None = None,
-           where: Filter | None = None) -> list[Request]:
+def recent(
+    conn: sqlite3.Connection,
+    limit: int = 50,
+    *,
+    since: float | None = None,
+    where: Filter | None = None,
+) -> list[Request]:
     """The newest requests first (matching ``where``, received at or after ``since``)."""
     clause, params = _sql(conn, _with_since(where, since))
-    return list(_query(conn, f"SELECT * FROM requests WHERE id IN ({_newest(clause)}) "
-                       "ORDER BY id DESC", (*params, limit)))
+    return list(
+        _query(
+            conn,
+            f"SELECT * FROM requests WHERE id IN ({_newest(clause)}) ORDER BY id DESC",
+            (*params, limit),
+        )
+    )
 
 
 def _newest(clause: str) -> str:
@@ -533,32 +587,45 @@ def _with_since(f: Filter | None, since: float | None) -> Filter | None:
     return replace(f, since=since if f.since is None else max(f.since, since))
 
 
-def iter_all(conn: sqlite3.Connection, since: float | None = None, *,
-             where: Filter | None = None, limit: int | None = None) -> Iterator[Request]:
+def iter_all(
+    conn: sqlite3.Connection,
+    since: float | None = None,
+    *,
+    where: Filter | None = None,
+    limit: int | None = None,
+) -> Iterator[Request]:
     """Every request (received at or after ``since``, matching ``where``), oldest first;
     with ``limit``, the newest ``limit`` of them, still oldest first. Streams from the cursor:
     the table is never loaded whole."""
     clause, params = _sql(conn, _with_since(where, since))
     if limit is None:
         return _query(conn, f"SELECT * FROM requests{clause} ORDER BY id", tuple(params))
-    return _query(conn, f"SELECT * FROM requests WHERE id IN ({_newest(clause)}) ORDER BY id",
-                  (*params, limit))
+    return _query(
+        conn,
+        f"SELECT * FROM requests WHERE id IN ({_newest(clause)}) ORDER BY id",
+        (*params, limit),
+    )
 
 
-def after(conn: sqlite3.Connection, after_id: int, upto_id: int, limit: int,
-          where: Filter | None = None) -> list[Request]:
+def after(
+    conn: sqlite3.Connection, after_id: int, upto_id: int, limit: int, where: Filter | None = None
+) -> list[Request]:
     """Up to ``limit`` requests with ``after_id < id <= upto_id`` matching ``where``, oldest
     first: what ``tail -f`` polls (a range on the primary key, bounded both ways)."""
     clause, params = _sql(conn, where, "id > ?", "id <= ?")
-    return list(_query(conn, f"SELECT * FROM requests{clause} ORDER BY id LIMIT ?",
-                       (after_id, upto_id, *params, limit)))
+    return list(
+        _query(
+            conn,
+            f"SELECT * FROM requests{clause} ORDER BY id LIMIT ?",
+            (after_id, upto_id, *params, limit),
+        )
+    )
 
 
 def last_row(conn: sqlite3.Connection) -> tuple[int, float | None]:
     """The highest row id and that row's time: ``(0, None)`` for an empty store. The pair
     tells a follower that the store was cleared, even when new rows reused the ids."""
-    row = conn.execute("SELECT id, received_at FROM requests ORDER BY id DESC LIMIT 1"
-                       ).fetchone()
+    row = conn.execute("SELECT id, received_at FROM requests ORDER BY id DESC LIMIT 1").fetchone()
     return (0, None) if row is None else (int(row[0]), float(row[1]))
 
 
@@ -616,8 +683,9 @@ WHERE id > last_insert_rowid() - ?1 AND id <= last_insert_rowid() AND attempt > 
 """
 
 
-def insert_batch(conn: sqlite3.Connection, rows: list[Row],
-                 session: str) -> list[tuple[int, int | None, Flags | None]]:
+def insert_batch(
+    conn: sqlite3.Connection, rows: list[Row], session: str
+) -> list[tuple[int, int | None, Flags | None]]:
     """Insert ``rows`` (``wire_row``; received in listener run ``session``) in the transaction
     ``begin_batch`` opened; their ``(id, attempt, flags)``, in order. ``flags`` is None unless
     the refid's history added some (``ipsms.store.history``); then it is every flag of the
@@ -633,14 +701,16 @@ def insert_batch(conn: sqlite3.Connection, rows: list[Row],
     # The batch's rows are the n ids up to the last one (the write lock is held since
     # ``begin_batch``, and a new row id is the highest + 1): all n of them present proves it.
     if last is None or present != n:
-        raise sqlite3.DatabaseError(f"wrote {n} rows up to row {last}, but {present} rows are "
-                                    "in that range")
+        raise sqlite3.DatabaseError(
+            f"wrote {n} rows up to row {last}, but {present} rows are in that range"
+        )
     before = last - n
     # A new refid is attempt 1 and no refid has none: only retries are read back (the common
     # case, a batch of new refids, reads nothing into Python).
     out: list[tuple[int, int | None, Flags | None]] = [
         (row_id, None if row[_REFID] is None else 1, None)
-        for row_id, row in enumerate(rows, before + 1)]
+        for row_id, row in enumerate(rows, before + 1)
+    ]
     for row_id, attempt in retries:
         out[row_id - before - 1] = (row_id, attempt, None)
     firsts: dict[str, FirstAttempt] = {}
@@ -658,8 +728,10 @@ def insert_batch(conn: sqlite3.Connection, rows: list[Row],
         if added:
             own = json.loads(row[_FLAGS]) if row[_FLAGS] else []
             flags = [*own, *added]
-            conn.execute("UPDATE requests SET flags = ? WHERE id = ?",
-                         (text_param(json.dumps(flags, ensure_ascii=False)), row_id))
+            conn.execute(
+                "UPDATE requests SET flags = ? WHERE id = ?",
+                (text_param(json.dumps(flags, ensure_ascii=False)), row_id),
+            )
             out[i] = (row_id, attempt, flags)
     return out
 
@@ -669,17 +741,21 @@ def _first_attempt(conn: sqlite3.Connection, refid: str, before: int) -> FirstAt
     or if its text was cut (a rejected request), the first earlier one kept whole. Rows with
     equal keys are in id order in the refid index, so the common case is one probe, and the
     cursor stops at the first row kept whole."""
-    rows = conn.execute("SELECT attempt, received_at, session, from_number, message "
-                        "FROM requests WHERE refid = ? AND id < ? ORDER BY id",
-                        (text_param(refid), before))
+    rows = conn.execute(
+        "SELECT attempt, received_at, session, from_number, message "
+        "FROM requests WHERE refid = ? AND id < ? ORDER BY id",
+        (text_param(refid), before),
+    )
     attempt, received_at, session, from_number, message = next(rows)
-    first = FirstAttempt(received_at, session, attempt, text_value(from_number),
-                         text_value(message))
+    first = FirstAttempt(
+        received_at, session, attempt, text_value(from_number), text_value(message)
+    )
     if first.whole:
         return first
     for attempt, _, _, from_number, message in rows:
-        later = FirstAttempt(received_at, session, attempt, text_value(from_number),
-                             text_value(message))
+        later = FirstAttempt(
+            received_at, session, attempt, text_value(from_number), text_value(message)
+        )
         if later.whole:
             return later
     return first
@@ -706,8 +782,9 @@ def file_identity(path: Path | str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def committed(conn: sqlite3.Connection, session: str, floor: int, seqs: list[int]
-              ) -> dict[int, tuple[int, int | None, Flags | None]]:
+def committed(
+    conn: sqlite3.Connection, session: str, floor: int, seqs: list[int]
+) -> dict[int, tuple[int, int | None, Flags | None]]:
     """Of the rows numbered ``seqs`` in listener run ``session``, those in the store (ids over
     ``floor``): seq -> (id, attempt, flags). A floor above every id means the rows were
     cleared since, and the search starts from the first."""
@@ -719,19 +796,22 @@ def committed(conn: sqlite3.Connection, session: str, floor: int, seqs: list[int
     found: dict[int, tuple[int, int | None, Flags | None]] = {}
     wanted = set(seqs)
     for start in range(0, len(seqs), 500):
-        chunk = seqs[start:start + 500]
+        chunk = seqs[start : start + 500]
         marks = ",".join("?" * len(chunk))
         for row_id, attempt, flags, seq in conn.execute(
-                f"SELECT id, attempt, flags, seq FROM requests WHERE id > ? AND session = ? "
-                f"AND seq IN ({marks})", (floor, session, *chunk)):
+            f"SELECT id, attempt, flags, seq FROM requests WHERE id > ? AND session = ? "
+            f"AND seq IN ({marks})",
+            (floor, session, *chunk),
+        ):
             if seq in wanted:
                 text = text_value(flags)
                 found[seq] = (row_id, attempt, None if text is None else json.loads(text))
     return found
 
 
-def mark_answered(conn: sqlite3.Connection, session: str, floor: int, seqs: list[int],
-                  status: int, error: str) -> int:
+def mark_answered(
+    conn: sqlite3.Connection, session: str, floor: int, seqs: list[int], status: int, error: str
+) -> int:
     """Say of the rows numbered ``seqs`` (listener run ``session``, ids over ``floor``) that
     they were answered ``status`` for ``error``: rows a writer committed after the listener
     had given up waiting for it. Returns how many rows changed."""
@@ -741,11 +821,12 @@ def mark_answered(conn: sqlite3.Connection, session: str, floor: int, seqs: list
     ids = [row_id for row_id, _, _ in found.values()]
     changed = 0
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
         changed += conn.execute(
             f"UPDATE requests SET status = ?, error = ? WHERE id IN ({marks})",
-            (status, text_param(error), *chunk)).rowcount
+            (status, text_param(error), *chunk),
+        ).rowcount
     return changed
 
 
@@ -757,8 +838,10 @@ def is_store(path: Path) -> bool:
             return True
         conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
         try:
-            tables = {name for (name,) in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = {
+                name
+                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
         finally:
             conn.close()
     except (OSError, sqlite3.Error):

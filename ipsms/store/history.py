@@ -59,33 +59,58 @@ def new_session() -> str:
     return f"{iso_time(time.time())}/{secrets.token_hex(4)}"
 
 
-def history_flags(attempt: int, from_number: str | None, message: str | None,
-                  session: str, first: FirstAttempt) -> Flags:
+def history_flags(
+    attempt: int, from_number: str | None, message: str | None, session: str, first: FirstAttempt
+) -> Flags:
     """The flags of attempt ``attempt`` (over 1) of a refid whose first attempt is ``first``,
     received in listener run ``session``."""
     flags: Flags = []
     if attempt > MAX_ATTEMPTS:
-        flags.append({"code": TOO_MANY_ATTEMPTS, "detail": (
-            f"attempt {attempt} of this refid: IntelePeer gives up after {MAX_ATTEMPTS} "
-            "attempts, so this is not one of its retries (a replay, a test, or a reused refid)")})
+        flags.append(
+            {
+                "code": TOO_MANY_ATTEMPTS,
+                "detail": (
+                    f"attempt {attempt} of this refid: IntelePeer gives up after "
+                    f"{MAX_ATTEMPTS} attempts, so this is not one of its retries (a replay, a "
+                    "test, or a reused refid)"
+                ),
+            }
+        )
     than = f"attempt {first.attempt}"
-    differences = [d for d in (_sender_difference(first.from_number, from_number, than),
-                               _text_difference(first.message, message, than)) if d]
+    differences = [
+        d
+        for d in (
+            _sender_difference(first.from_number, from_number, than),
+            _text_difference(first.message, message, than),
+        )
+        if d
+    ]
     if differences:
-        flags.append({"code": REFID_REUSED, "detail": (
-            "refid reused with a different message: " + "; ".join(differences))})
+        flags.append(
+            {
+                "code": REFID_REUSED,
+                "detail": ("refid reused with a different message: " + "; ".join(differences)),
+            }
+        )
     if first.session != session:
         before = attempt - 1
-        flags.append({"code": EARLIER_SESSION, "detail": (
-            f"refid first seen {iso_time(first.received_at)} in an earlier listener session; "
-            f"{before} attempt{'s' if before != 1 else ''} recorded before this one")})
+        flags.append(
+            {
+                "code": EARLIER_SESSION,
+                "detail": (
+                    f"refid first seen {iso_time(first.received_at)} in an earlier listener "
+                    f"session; {before} attempt{'s' if before != 1 else ''} recorded before "
+                    "this one"
+                ),
+            }
+        )
     return flags
 
 
 def _kept(text: str) -> tuple[str, int]:
     """What is known of ``text``: its start (all of it, unless it was cut) and its length."""
     cut = _CUT.search(text) if text.endswith(" characters)") else None
-    return (text[:cut.start()], int(cut[1])) if cut else (text, len(text))
+    return (text[: cut.start()], int(cut[1])) if cut else (text, len(text))
 
 
 def _text_difference(first: str | None, now: str | None, than: str) -> str | None:
@@ -97,8 +122,10 @@ def _text_difference(first: str | None, now: str | None, than: str) -> str | Non
     same = _common_prefix(a, b)
     if same == min(len(a), len(b)) and a_len == b_len:  # equal as far as both were kept
         return None
-    return (f"text differs from {than} ({a_len} then {b_len} characters, first difference "
-            f"at character {same + 1})")
+    return (
+        f"text differs from {than} ({a_len} then {b_len} characters, first difference "
+        f"at character {same + 1})"
+    )
 
 
 def _sender_difference(first: str | None, now: str | None, than: str) -> str | None:
@@ -117,7 +144,7 @@ def _common_prefix(a: str, b: str, block: int = 4096) -> int:
     first: a megabyte-long text costs microseconds in the store writer, not a Python loop."""
     n = min(len(a), len(b))
     i = 0
-    while i < n and a[i:i + block] == b[i:i + block]:
+    while i < n and a[i : i + block] == b[i : i + block]:
         i += block
     end = min(i + block, n)
     while i < end and a[i] == b[i]:

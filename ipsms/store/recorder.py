@@ -64,6 +64,7 @@ STORE_FAILED = "store_failed"  # the error of a request answered 503 for the sto
 @dataclass(slots=True, eq=False)
 class _Entry:
     """A row on its way to the store, and the request waiting for it."""
+
     seq: int
     row: store.Row | None  # None once nobody needs it (answered 503 before it was written)
     fut: asyncio.Future[Recorded]
@@ -79,11 +80,17 @@ class Recorder:
     an earlier run is flagged as such. ``notice`` receives what the listener should tell its
     user (a writer that stalled or died, a store removed under it)."""
 
-    def __init__(self, path: Path, write_timeout: float = WRITE_TIMEOUT,
-                 session: str | None = None, respawn_after: float = RESPAWN_AFTER,
-                 max_pending: int = MAX_PENDING, stall_notice: float = STALL_NOTICE,
-                 kill_after: float | None = None,
-                 notice: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        write_timeout: float = WRITE_TIMEOUT,
+        session: str | None = None,
+        respawn_after: float = RESPAWN_AFTER,
+        max_pending: int = MAX_PENDING,
+        stall_notice: float = STALL_NOTICE,
+        kill_after: float | None = None,
+        notice: Callable[[str], None] | None = None,
+    ) -> None:
         self.path = path
         self.session = session or new_session()
         self.write_timeout = write_timeout
@@ -140,8 +147,10 @@ class Recorder:
         try:
             return _Writer(self._loop, self.path, self.session, self._answered, self._ended)
         except OSError as exc:  # no processes or file descriptors left
-            raise StateError(f"cannot start the message store's writer process: {exc}",
-                             hint="free some processes or open files, then retry") from None
+            raise StateError(
+                f"cannot start the message store's writer process: {exc}",
+                hint="free some processes or open files, then retry",
+            ) from None
 
     def record(self, rec: Request) -> Awaitable[Recorded]:
         """Write ``rec``: ``await recorder.record(rec)`` returns once it is committed, or raises
@@ -153,8 +162,10 @@ class Recorder:
         if self._writer is None and self._respawn is None:
             # The last writer could not open the store: a new one tries again, at most once
             # every ``respawn_after``, rather than one process per request.
-            if (self._broken is not None
-                    and time.monotonic() - self._last_spawn < self.respawn_after):
+            if (
+                self._broken is not None
+                and time.monotonic() - self._last_spawn < self.respawn_after
+            ):
                 fut.set_exception(self._broken)
                 return fut
             try:
@@ -170,13 +181,18 @@ class Recorder:
             return fut
         size = _size(row)
         if self._pending and self._pending + size > self.max_pending and self._lagging():
-            fut.set_exception(StateError(
-                f"the message store's writer is behind: {self._pending >> 20} MiB of messages "
-                f"wait for it (the limit is {self.max_pending >> 20} MiB)"))
+            fut.set_exception(
+                StateError(
+                    f"the message store's writer is behind: {self._pending >> 20} MiB of messages "
+                    f"wait for it (the limit is {self.max_pending >> 20} MiB)"
+                )
+            )
             if not self._behind:
                 self._behind = True
-                self._say(f"the message store's writer is behind ({self._pending >> 20} MiB "
-                          "waiting); new messages are answered 503 until it catches up")
+                self._say(
+                    f"the message store's writer is behind ({self._pending >> 20} MiB "
+                    "waiting); new messages are answered 503 until it catches up"
+                )
             return fut
         entry = _Entry(self._seq, row, fut, size)
         self._pending += size
@@ -192,8 +208,11 @@ class Recorder:
         writer = self._writer
         if writer is None:
             return True
-        return (writer.since is not None and time.monotonic() - writer.since >= self._lag
-                and not writer.answer_waiting())
+        return (
+            writer.since is not None
+            and time.monotonic() - writer.since >= self._lag
+            and not writer.answer_waiting()
+        )
 
     # -- sending -----------------------------------------------------------------------------
     def _kick(self) -> None:
@@ -213,9 +232,19 @@ class Recorder:
         if self._marks:
             marks, self._marks = self._marks, []
             floor = min(entry.floor for entry in marks)
-            writer.send(frame(("answered", floor, [entry.seq for entry in marks], 503,
-                               f"{STORE_FAILED}: the listener answered 503: this row was "
-                               "written after it stopped waiting")), ("answered", marks))
+            writer.send(
+                frame(
+                    (
+                        "answered",
+                        floor,
+                        [entry.seq for entry in marks],
+                        503,
+                        f"{STORE_FAILED}: the listener answered 503: this row was "
+                        "written after it stopped waiting",
+                    )
+                ),
+                ("answered", marks),
+            )
             return
         batch: list[_Entry] = []
         size = 0
@@ -321,13 +350,19 @@ class Recorder:
         if self._closed and not self._queue and not self._marks:
             return
         if not writer.killed:
-            writer.when_reaped(lambda how: self._say(
-                f"the message store's writer process stopped ({how}); a new one takes over"))
+            writer.when_reaped(
+                lambda how: self._say(
+                    f"the message store's writer process stopped ({how}); a new one takes over"
+                )
+            )
         assert self._loop is not None
         # One that keeps dying at once is restarted at most once every ``respawn_after``; one
         # stopped for stalling is replaced at once.
-        wait = 0.0 if writer.killed else max(
-            0.0, self._last_spawn + self.respawn_after - time.monotonic())
+        wait = (
+            0.0
+            if writer.killed
+            else max(0.0, self._last_spawn + self.respawn_after - time.monotonic())
+        )
         self._respawn = self._loop.call_later(wait, self._replace)
 
     def _replace(self) -> None:
@@ -354,8 +389,10 @@ class Recorder:
         self._ages.append(self._young)
         self._young = []
         if len(self._ages) * self._tick > self.write_timeout:
-            timeout = StateError(f"the message store {self.path} did not commit within "
-                                 f"{self.write_timeout:g} s (a stalled disk?)")
+            timeout = StateError(
+                f"the message store {self.path} did not commit within "
+                f"{self.write_timeout:g} s (a stalled disk?)"
+            )
             for entry in self._ages.popleft():
                 if entry.fut.done():
                     continue
@@ -369,14 +406,18 @@ class Recorder:
         if writer is not None and writer.since is not None:
             busy = time.monotonic() - writer.since
             if busy >= self.kill_after:
-                self._say(f"the message store's writer has not finished a write for {busy:.0f}"
-                          " s; stopping it and starting a new one")
+                self._say(
+                    f"the message store's writer has not finished a write for {busy:.0f}"
+                    " s; stopping it and starting a new one"
+                )
                 writer.kill()
             elif busy >= self.stall_notice and not writer.slow:
                 writer.slow = True
-                self._say(f"the message store's writer has not finished a write for {busy:.0f}"
-                          f" s (a stalled disk?); messages wait up to {self.write_timeout:g} s "
-                          "for it, then are answered 503")
+                self._say(
+                    f"the message store's writer has not finished a write for {busy:.0f}"
+                    f" s (a stalled disk?); messages wait up to {self.write_timeout:g} s "
+                    "for it, then are answered 503"
+                )
         self._watchdog = self._loop.call_later(self._tick, self._watch)
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -433,9 +474,14 @@ class _Writer:
     """One writer process and the event loop's end of its pipes. ``flight`` is what it was
     sent and has not answered (one frame at a time); answers come back in order."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, path: Path, session: str,
-                 answered: Callable[[_Writer, str, Any], None],
-                 ended: Callable[[_Writer], None]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        path: Path,
+        session: str,
+        answered: Callable[[_Writer, str, Any], None],
+        ended: Callable[[_Writer], None],
+    ) -> None:
         self.loop = loop
         self.path = path
         self.flight: tuple[str, Any] | None = None
@@ -452,16 +498,19 @@ class _Writer:
         self._reaped: asyncio.Future[int] | None = None
         package_root = str(Path(ipsms.__file__).resolve().parent.parent)
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root,
-                                                          env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         # Its own session: a Ctrl-C or a signal to the terminal's process group reaches the
         # listener only, which stops taking requests before it closes the pipe. -S: it needs
         # the standard library and ipsms only (found through PYTHONPATH), and starts faster.
         # -P: never the current directory's `ipsms`, which -m would otherwise import first.
         self.proc = subprocess.Popen(
             [sys.executable, "-S", "-P", "-m", "ipsms.store.writer", str(path), session],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=env, start_new_session=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._wfd = self.proc.stdin.fileno()
         self._rfd = self.proc.stdout.fileno()
@@ -523,6 +572,7 @@ class _Writer:
 
     def when_reaped(self, then: Callable[[str], None]) -> None:
         """Call ``then`` with how the process ended, once it is reaped."""
+
         def done(reaped: asyncio.Future[int]) -> None:
             code = reaped.result()
             how = f"exit code {code}"

@@ -68,7 +68,7 @@ class Frames:
                 end = start + 4 + size
                 if end > len(buf):
                     break
-                out.append(marshal.loads(view[start + 4:end]))
+                out.append(marshal.loads(view[start + 4 : end]))
                 start = end
         if start:
             del buf[:start]
@@ -79,12 +79,12 @@ def failure(path: Path | str, exc: BaseException) -> str:
     """Why a row could not be written: what the listener answers 503 with."""
     if isinstance(exc, sqlite3.Error):
         return f"cannot write to the message store {path}: {exc}"
-    return (f"cannot write this request to the message store {path}: "
-            f"{type(exc).__name__}: {exc}")
+    return f"cannot write this request to the message store {path}: {type(exc).__name__}: {exc}"
 
 
-def write_isolating(conn: sqlite3.Connection, rows: list[Any], session: str,
-                    path: Path, floor: int | None = None) -> list[Outcome]:
+def write_isolating(
+    conn: sqlite3.Connection, rows: list[Any], session: str, path: Path, floor: int | None = None
+) -> list[Outcome]:
     """Write ``rows`` in one transaction. If that fails, write each row in its own, so one row
     that cannot be written fails alone instead of taking its batch with it. With ``floor``,
     a row an earlier writer already committed (``store.committed``) is answered, not written
@@ -101,8 +101,9 @@ def write_isolating(conn: sqlite3.Connection, rows: list[Any], session: str,
     return results
 
 
-def _write(conn: sqlite3.Connection, rows: list[Any], session: str, path: Path,
-           floor: int | None = None) -> list[Outcome] | str:
+def _write(
+    conn: sqlite3.Connection, rows: list[Any], session: str, path: Path, floor: int | None = None
+) -> list[Outcome] | str:
     """One transaction; any failure rolls it back and is returned, never raised."""
     try:
         store.begin_batch(conn)
@@ -117,8 +118,7 @@ def _write(conn: sqlite3.Connection, rows: list[Any], session: str, path: Path,
     return results
 
 
-def _upsert(conn: sqlite3.Connection, rows: list[Any], session: str, floor: int
-            ) -> list[Outcome]:
+def _upsert(conn: sqlite3.Connection, rows: list[Any], session: str, floor: int) -> list[Outcome]:
     """Inside a transaction: the rows not yet in the store are inserted; each row's outcome,
     in order, whether it was found or written."""
     found = store.committed(conn, session, floor, [row[_SEQ] for row in rows])
@@ -187,7 +187,8 @@ class Writer:
                 self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.notices.append(
                 f"the message store's -wal or -shm file next to {self.path} was removed while "
-                "listening; its messages were written back into the store")
+                "listening; its messages were written back into the store"
+            )
         else:
             # Emptied first, so that a WAL left behind cannot be replayed onto another file.
             with contextlib.suppress(sqlite3.Error):
@@ -195,16 +196,19 @@ class Writer:
             gone = store.file_identity(self.path) is None
             self.notices.append(
                 f"the message store {self.path} was removed while listening; recording to a "
-                "new store at that path (what the old one held is gone)" if gone else
-                f"the message store {self.path} was replaced while listening; recording into "
-                "the file now at that path")
+                "new store at that path (what the old one held is gone)"
+                if gone
+                else f"the message store {self.path} was replaced while listening; recording into "
+                "the file now at that path"
+            )
         self._close()
         if not self._reopen():
             return [self.unusable] * len(rows)
         assert self.conn is not None
         written = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, str)]
-        again = write_isolating(self.conn, [rows[i] for i in written], self.session,
-                                self.path, floor=0)
+        again = write_isolating(
+            self.conn, [rows[i] for i in written], self.session, self.path, floor=0
+        )
         for i, outcome in zip(written, again, strict=True):
             outcomes[i] = outcome
         return outcomes
@@ -225,11 +229,19 @@ class Writer:
                 finally:
                     os.umask(old)
             elif not store.is_store(self.path):
-                raise store.StoreUnusable(self.path, "the file now at that path is not an "
-                                          "ipsms message store; nothing is written to it")
+                raise store.StoreUnusable(
+                    self.path,
+                    "the file now at that path is not an "
+                    "ipsms message store; nothing is written to it",
+                )
             self.conn = store.connect(self.path, create=False)
-        except (OSError, sqlite3.Error, store.StoreUnusable, store.StoreTooNew,
-                store.StoreMissing) as exc:
+        except (
+            OSError,
+            sqlite3.Error,
+            store.StoreUnusable,
+            store.StoreTooNew,
+            store.StoreMissing,
+        ) as exc:
             reason = getattr(exc, "message", None) or str(exc)
             if self.unusable != reason:
                 self.notices.append(f"{reason}; messages are answered 503 until it is fixed")
@@ -295,14 +307,14 @@ def serve(path: Path, session: str, rfd: int = 0, wfd: int = 1) -> int:
 def _batches(writer: Writer, rows: list[Any], floor: int | None) -> list[Outcome]:
     out: list[Outcome] = []
     for i in range(0, len(rows), MAX_BATCH):
-        out += writer.write(rows[i:i + MAX_BATCH], floor)
+        out += writer.write(rows[i : i + MAX_BATCH], floor)
     return out
 
 
 def _send(wfd: int, payload: Any) -> None:
     data = memoryview(frame(payload))
     while data:
-        data = data[os.write(wfd, data):]
+        data = data[os.write(wfd, data) :]
 
 
 def main(argv: list[str] | None = None) -> int:

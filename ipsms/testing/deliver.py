@@ -61,8 +61,10 @@ class DeliveryResult:
         return [a.status for a in self.attempts]
 
     def __str__(self) -> str:
-        tried = ", ".join(f"#{a.number} {a.result}{' (counted failed)' if a.forced_failure else ''}"
-                          for a in self.attempts)
+        tried = ", ".join(
+            f"#{a.number} {a.result}{' (counted failed)' if a.forced_failure else ''}"
+            for a in self.attempts
+        )
         return f"refid {self.refid}: {self.outcome.describe()} [{tried}]"
 
 
@@ -75,83 +77,157 @@ class Deliverer:
     def __init__(self, secret: str | None = None) -> None:
         self.secret = secret
 
-    def __call__(self, url: str | URL, message: str = defaults.MESSAGE_TEXT, *,
-                 from_: str = defaults.FROM_NUMBER, to: str = defaults.TO_NUMBER,
-                 refid: str | None = None, secret: str | None = _UNSET,
-                 signature_mode: str = "plain", hmac_variant: str | None = None,
-                 form: bool = False, extra: Mapping[str, Any] | None = None,
-                 allow_invalid: bool = False, fail_first: int = 0,
-                 max_attempts: int = defaults.MAX_ATTEMPTS,
-                 retry_delays: Sequence[float] = TEST_DELAYS, timeout: float = TEST_TIMEOUT,
-                 success: str = "200") -> DeliveryResult:
+    def __call__(
+        self,
+        url: str | URL,
+        message: str = defaults.MESSAGE_TEXT,
+        *,
+        from_: str = defaults.FROM_NUMBER,
+        to: str = defaults.TO_NUMBER,
+        refid: str | None = None,
+        secret: str | None = _UNSET,
+        signature_mode: str = "plain",
+        hmac_variant: str | None = None,
+        form: bool = False,
+        extra: Mapping[str, Any] | None = None,
+        allow_invalid: bool = False,
+        fail_first: int = 0,
+        max_attempts: int = defaults.MAX_ATTEMPTS,
+        retry_delays: Sequence[float] = TEST_DELAYS,
+        timeout: float = TEST_TIMEOUT,
+        success: str = "200",
+    ) -> DeliveryResult:
         """Deliver one message and return its attempts and outcome. Blocks until done."""
         refuse_inside_loop("ipsms_deliver.deliver_async(...)")
-        return asyncio.run(self.deliver_async(
-            url, message, from_=from_, to=to, refid=refid, secret=secret,
-            signature_mode=signature_mode, hmac_variant=hmac_variant, form=form, extra=extra,
-            allow_invalid=allow_invalid, fail_first=fail_first, max_attempts=max_attempts,
-            retry_delays=retry_delays, timeout=timeout, success=success))
+        return asyncio.run(
+            self.deliver_async(
+                url,
+                message,
+                from_=from_,
+                to=to,
+                refid=refid,
+                secret=secret,
+                signature_mode=signature_mode,
+                hmac_variant=hmac_variant,
+                form=form,
+                extra=extra,
+                allow_invalid=allow_invalid,
+                fail_first=fail_first,
+                max_attempts=max_attempts,
+                retry_delays=retry_delays,
+                timeout=timeout,
+                success=success,
+            )
+        )
 
-    async def deliver_async(self, url: str | URL, message: str = defaults.MESSAGE_TEXT, *,
-                            from_: str = defaults.FROM_NUMBER, to: str = defaults.TO_NUMBER,
-                            refid: str | None = None, secret: str | None = _UNSET,
-                            signature_mode: str = "plain", hmac_variant: str | None = None,
-                            form: bool = False, extra: Mapping[str, Any] | None = None,
-                            allow_invalid: bool = False, fail_first: int = 0,
-                            max_attempts: int = defaults.MAX_ATTEMPTS,
-                            retry_delays: Sequence[float] = TEST_DELAYS,
-                            timeout: float = TEST_TIMEOUT,
-                            success: str = "200") -> DeliveryResult:
+    async def deliver_async(
+        self,
+        url: str | URL,
+        message: str = defaults.MESSAGE_TEXT,
+        *,
+        from_: str = defaults.FROM_NUMBER,
+        to: str = defaults.TO_NUMBER,
+        refid: str | None = None,
+        secret: str | None = _UNSET,
+        signature_mode: str = "plain",
+        hmac_variant: str | None = None,
+        form: bool = False,
+        extra: Mapping[str, Any] | None = None,
+        allow_invalid: bool = False,
+        fail_first: int = 0,
+        max_attempts: int = defaults.MAX_ATTEMPTS,
+        retry_delays: Sequence[float] = TEST_DELAYS,
+        timeout: float = TEST_TIMEOUT,
+        success: str = "200",
+    ) -> DeliveryResult:
         """``__call__`` for async tests."""
-        signing = Signing(self.secret if secret is _UNSET else secret, Mode(signature_mode),
-                          parse_variant(hmac_variant) if hmac_variant else DEFAULT_VARIANT)
-        spec = MessageSpec(from_, to, message, refid, dict(extra or {}), form, allow_invalid,
-                           signing)
+        signing = Signing(
+            self.secret if secret is _UNSET else secret,
+            Mode(signature_mode),
+            parse_variant(hmac_variant) if hmac_variant else DEFAULT_VARIANT,
+        )
+        spec = MessageSpec(
+            from_, to, message, refid, dict(extra or {}), form, allow_invalid, signing
+        )
         built = PayloadTemplate(spec).render()
         delivery = built.delivery(validate_url(str(url)))
-        policy = RetryPolicy(max_attempts=max_attempts, success=SuccessRule(success),
-                             timeout=timeout, delays=tuple(retry_delays) or TEST_DELAYS)
+        policy = RetryPolicy(
+            max_attempts=max_attempts,
+            success=SuccessRule(success),
+            timeout=timeout,
+            delays=tuple(retry_delays) or TEST_DELAYS,
+        )
         attempts: list[AttemptEvent] = []
         async with open_connections(policy, limit=1) as connections:
             sender = Sender(connections, policy, fail_first=fail_first)
             outcome = await sender.deliver(delivery, attempts.append)
         return DeliveryResult(built.refid, built.fields, built.body, tuple(attempts), outcome)
 
-    def replay(self, url: str | URL, fixture: str | Path | Mapping[str, Any], *,
-               fail_first: int = 0, max_attempts: int = defaults.MAX_ATTEMPTS,
-               retry_delays: Sequence[float] = TEST_DELAYS, timeout: float = TEST_TIMEOUT,
-               success: str = "200") -> DeliveryResult:
+    def replay(
+        self,
+        url: str | URL,
+        fixture: str | Path | Mapping[str, Any],
+        *,
+        fail_first: int = 0,
+        max_attempts: int = defaults.MAX_ATTEMPTS,
+        retry_delays: Sequence[float] = TEST_DELAYS,
+        timeout: float = TEST_TIMEOUT,
+        success: str = "200",
+    ) -> DeliveryResult:
         """Deliver a recorded message again, byte for byte: ``fixture`` is a file the
         inspector saved ("Save as fixture"), a line of ``ipsms messages export``, or that
         line as a dict. Its body, content type and signature are sent as recorded."""
         refuse_inside_loop("ipsms_deliver.replay_async(...)")
-        return asyncio.run(self.replay_async(url, fixture, fail_first=fail_first,
-                                             max_attempts=max_attempts,
-                                             retry_delays=retry_delays, timeout=timeout,
-                                             success=success))
+        return asyncio.run(
+            self.replay_async(
+                url,
+                fixture,
+                fail_first=fail_first,
+                max_attempts=max_attempts,
+                retry_delays=retry_delays,
+                timeout=timeout,
+                success=success,
+            )
+        )
 
-    async def replay_async(self, url: str | URL, fixture: str | Path | Mapping[str, Any], *,
-                           fail_first: int = 0, max_attempts: int = defaults.MAX_ATTEMPTS,
-                           retry_delays: Sequence[float] = TEST_DELAYS,
-                           timeout: float = TEST_TIMEOUT, success: str = "200"
-                           ) -> DeliveryResult:
+    async def replay_async(
+        self,
+        url: str | URL,
+        fixture: str | Path | Mapping[str, Any],
+        *,
+        fail_first: int = 0,
+        max_attempts: int = defaults.MAX_ATTEMPTS,
+        retry_delays: Sequence[float] = TEST_DELAYS,
+        timeout: float = TEST_TIMEOUT,
+        success: str = "200",
+    ) -> DeliveryResult:
         """``replay`` for async tests."""
         doc = load_fixture(fixture)
         body = line_body(doc)
         fields = doc.get("fields") if isinstance(doc.get("fields"), dict) else {}
         signature = fields.get("signature") if fields else None
         refid = doc.get("refid") if isinstance(doc.get("refid"), str) else None
-        delivery = Delivery(validate_url(str(url)), body or b"", doc.get("content_type"),
-                            refid, signature if isinstance(signature, str) else None,
-                            source="fixture")
-        policy = RetryPolicy(max_attempts=max_attempts, success=SuccessRule(success),
-                             timeout=timeout, delays=tuple(retry_delays) or TEST_DELAYS)
+        delivery = Delivery(
+            validate_url(str(url)),
+            body or b"",
+            doc.get("content_type"),
+            refid,
+            signature if isinstance(signature, str) else None,
+            source="fixture",
+        )
+        policy = RetryPolicy(
+            max_attempts=max_attempts,
+            success=SuccessRule(success),
+            timeout=timeout,
+            delays=tuple(retry_delays) or TEST_DELAYS,
+        )
         attempts: list[AttemptEvent] = []
         async with open_connections(policy, limit=1) as connections:
             sender = Sender(connections, policy, fail_first=fail_first)
             outcome = await sender.deliver(delivery, attempts.append)
-        return DeliveryResult(refid or "", dict(fields or {}), delivery.body, tuple(attempts),
-                              outcome)
+        return DeliveryResult(
+            refid or "", dict(fields or {}), delivery.body, tuple(attempts), outcome
+        )
 
 
 def load_fixture(fixture: str | Path | Mapping[str, Any]) -> dict[str, Any]:
@@ -164,12 +240,17 @@ def load_fixture(fixture: str | Path | Mapping[str, Any]) -> dict[str, Any]:
         text = Path(fixture).read_text(encoding="utf-8", errors="surrogateescape")
         doc = json.loads(text)
     if not isinstance(doc, dict) or not is_request_line(doc):
-        raise ValueError(f"{fixture!s:.80} is not an ipsms fixture: save one from the "
-                         "inspector, or use a line of `ipsms messages export`")
+        raise ValueError(
+            f"{fixture!s:.80} is not an ipsms fixture: save one from the "
+            "inspector, or use a line of `ipsms messages export`"
+        )
     if doc.get("redacted"):
-        raise ValueError("a redacted export line has no body to send: save the fixture "
-                         "without redaction")
+        raise ValueError(
+            "a redacted export line has no body to send: save the fixture without redaction"
+        )
     if line_body(doc) is None:
-        raise ValueError("this request line carries no body: save it from the inspector, or "
-                         "use `ipsms messages export` (messages list lines have none)")
+        raise ValueError(
+            "this request line carries no body: save it from the inspector, or "
+            "use `ipsms messages export` (messages list lines have none)"
+        )
     return doc

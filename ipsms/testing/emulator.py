@@ -66,8 +66,12 @@ class RunningEmulator:
     @property
     def env(self) -> dict[str, str]:
         """Environment variables that point ``ipsms`` (the CLI) at this emulator, logged in."""
-        return {"IPSMS_API_BASE": self.api_base, "IPSMS_AUTH_URL": self.auth_url,
-                "IPSMS_USERNAME": self.username, "IPSMS_PASSWORD": self.password}
+        return {
+            "IPSMS_API_BASE": self.api_base,
+            "IPSMS_AUTH_URL": self.auth_url,
+            "IPSMS_USERNAME": self.username,
+            "IPSMS_PASSWORD": self.password,
+        }
 
     # -- the record ---------------------------------------------------------------------
 
@@ -99,24 +103,30 @@ class RunningEmulator:
     @property
     def numbers(self) -> dict[str, EmulatedNumber]:
         """The account's numbers (``sms_enabled``, ``webhook``, provisioning)."""
-        return {n: e for n in list(self.state.numbers)
-                if (e := self.state.number(n)) is not None}
+        return {n: e for n in list(self.state.numbers) if (e := self.state.number(n)) is not None}
 
     @property
     def webhooks(self) -> dict[str, str]:
         """The webhook URL set on each number that has one."""
         return {n: e.webhook for n, e in self.numbers.items() if e.webhook is not None}
 
-    def add_number(self, number: str, *, sms_enabled: bool = True,
-                   webhook: str | None = None) -> EmulatedNumber:
+    def add_number(
+        self, number: str, *, sms_enabled: bool = True, webhook: str | None = None
+    ) -> EmulatedNumber:
         return self.state.add_number(number, sms_enabled=sms_enabled, webhook=webhook)
 
-    def fail_next(self, status: int = 503, *, path: str | None = None, times: int = 1,
-                  delay: float = 0.0, **fault: Any) -> None:
+    def fail_next(
+        self,
+        status: int = 503,
+        *,
+        path: str | None = None,
+        times: int = 1,
+        delay: float = 0.0,
+        **fault: Any,
+    ) -> None:
         """Answer the next ``times`` API requests (to ``path``, or any) with ``status``; a
         ``delay`` in seconds tests a client's timeout. ``body``/``content_type`` as ``Fault``."""
-        self.state.inject_fault(Fault(status=status, path=path, times=times, delay=delay,
-                                      **fault))
+        self.state.inject_fault(Fault(status=status, path=path, times=times, delay=delay, **fault))
 
     def expire_tokens(self) -> int:
         """Every token issued so far stops working, as after 24 hours."""

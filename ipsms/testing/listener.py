@@ -44,9 +44,14 @@ class Criteria:
     def mismatches(self, request: Request) -> list[str]:
         """Why ``request`` does not match, one phrase per field: empty when it does."""
         got: dict[str, Any] = {
-            "refid": request.refid, "from_": request.from_number, "to": request.to_number,
-            "text": request.message, "verdict": request.verdict, "attempt": request.attempt,
-            "status": request.status}
+            "refid": request.refid,
+            "from_": request.from_number,
+            "to": request.to_number,
+            "text": request.message,
+            "verdict": request.verdict,
+            "attempt": request.attempt,
+            "status": request.status,
+        }
         wrong = []
         for item in fields(self):
             wanted = getattr(self, item.name)
@@ -71,8 +76,11 @@ class Criteria:
         for item in fields(self):
             value = getattr(self, item.name)
             if value is not None:
-                shown = f"/{value.pattern}/" if isinstance(value, re.Pattern) else repr(
-                    str(value) if isinstance(value, str) else value)
+                shown = (
+                    f"/{value.pattern}/"
+                    if isinstance(value, re.Pattern)
+                    else repr(str(value) if isinstance(value, str) else value)
+                )
                 parts.append(f"{item.name}={shown}")
         return ", ".join(parts) or "any request"
 
@@ -87,8 +95,10 @@ def describe_request(request: Request) -> str:
     if request.refid is None:
         what = f"{request.method} {_short(request.path)} ({request.error or 'not a message'})"
     else:
-        what = (f"refid {request.refid} attempt {request.attempt} from {request.from_number} "
-                f"to {request.to_number} text {_short(request.message)}")
+        what = (
+            f"refid {request.refid} attempt {request.attempt} from {request.from_number} "
+            f"to {request.to_number} text {_short(request.message)}"
+        )
     return f"{what}, verdict {request.verdict}, answered {request.status}"
 
 
@@ -101,8 +111,9 @@ class RunningListener:
     which does not block the test's event loop.
     """
 
-    def __init__(self, db: Path, config: ListenConfig | None = None,
-                 host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, db: Path, config: ListenConfig | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.config = config if config is not None else ListenConfig()
         self._events: list[ListenEvent] = []
         self._changed = threading.Condition()
@@ -169,51 +180,88 @@ class RunningListener:
         with self._changed:
             self._events.clear()
 
-    def matching(self, refid: str | None = None, *, from_: str | None = None,
-                 to: str | None = None, text: str | re.Pattern[str] | None = None,
-                 verdict: str | None = None, attempt: int | None = None,
-                 status: int | None = None) -> list[Request]:
+    def matching(
+        self,
+        refid: str | None = None,
+        *,
+        from_: str | None = None,
+        to: str | None = None,
+        text: str | re.Pattern[str] | None = None,
+        verdict: str | None = None,
+        attempt: int | None = None,
+        status: int | None = None,
+    ) -> list[Request]:
         """The requests received so far that match, oldest first (no waiting)."""
         criteria = Criteria(refid, from_, to, text, verdict, attempt, status)
         return [r for r in self.requests if criteria.matches(r)]
 
     # -- waiting ------------------------------------------------------------------------
 
-    def wait_for(self, refid: str | None = None, *, from_: str | None = None,
-                 to: str | None = None, text: str | re.Pattern[str] | None = None,
-                 verdict: str | None = None, attempt: int | None = None,
-                 status: int | None = None, timeout: float = DEFAULT_WAIT) -> Request:
+    def wait_for(
+        self,
+        refid: str | None = None,
+        *,
+        from_: str | None = None,
+        to: str | None = None,
+        text: str | re.Pattern[str] | None = None,
+        verdict: str | None = None,
+        attempt: int | None = None,
+        status: int | None = None,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Request:
         """The first request that matches, waiting up to ``timeout`` seconds for it."""
         __tracebackhide__ = True
         criteria = Criteria(refid, from_, to, text, verdict, attempt, status)
         return self._wait(criteria, 1, timeout)[0]
 
-    def wait_for_many(self, count: int, refid: str | None = None, *,
-                      from_: str | None = None, to: str | None = None,
-                      text: str | re.Pattern[str] | None = None, verdict: str | None = None,
-                      attempt: int | None = None, status: int | None = None,
-                      timeout: float = DEFAULT_WAIT) -> list[Request]:
+    def wait_for_many(
+        self,
+        count: int,
+        refid: str | None = None,
+        *,
+        from_: str | None = None,
+        to: str | None = None,
+        text: str | re.Pattern[str] | None = None,
+        verdict: str | None = None,
+        attempt: int | None = None,
+        status: int | None = None,
+        timeout: float = DEFAULT_WAIT,
+    ) -> list[Request]:
         """The first ``count`` requests that match (e.g. every attempt of a refid)."""
         __tracebackhide__ = True
         criteria = Criteria(refid, from_, to, text, verdict, attempt, status)
         return self._wait(criteria, count, timeout)
 
-    async def wait_for_async(self, refid: str | None = None, *, from_: str | None = None,
-                             to: str | None = None, text: str | re.Pattern[str] | None = None,
-                             verdict: str | None = None, attempt: int | None = None,
-                             status: int | None = None,
-                             timeout: float = DEFAULT_WAIT) -> Request:
+    async def wait_for_async(
+        self,
+        refid: str | None = None,
+        *,
+        from_: str | None = None,
+        to: str | None = None,
+        text: str | re.Pattern[str] | None = None,
+        verdict: str | None = None,
+        attempt: int | None = None,
+        status: int | None = None,
+        timeout: float = DEFAULT_WAIT,
+    ) -> Request:
         """``wait_for`` for async tests."""
         __tracebackhide__ = True
         criteria = Criteria(refid, from_, to, text, verdict, attempt, status)
         return (await self._wait_async(criteria, 1, timeout))[0]
 
-    async def wait_for_many_async(self, count: int, refid: str | None = None, *,
-                                  from_: str | None = None, to: str | None = None,
-                                  text: str | re.Pattern[str] | None = None,
-                                  verdict: str | None = None, attempt: int | None = None,
-                                  status: int | None = None,
-                                  timeout: float = DEFAULT_WAIT) -> list[Request]:
+    async def wait_for_many_async(
+        self,
+        count: int,
+        refid: str | None = None,
+        *,
+        from_: str | None = None,
+        to: str | None = None,
+        text: str | re.Pattern[str] | None = None,
+        verdict: str | None = None,
+        attempt: int | None = None,
+        status: int | None = None,
+        timeout: float = DEFAULT_WAIT,
+    ) -> list[Request]:
         """``wait_for_many`` for async tests."""
         __tracebackhide__ = True
         criteria = Criteria(refid, from_, to, text, verdict, attempt, status)
@@ -225,8 +273,7 @@ class RunningListener:
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                found = [e for e in self._events
-                         if isinstance(e, Request) and criteria.matches(e)]
+                found = [e for e in self._events if isinstance(e, Request) and criteria.matches(e)]
                 left = deadline - time.monotonic()
                 if len(found) >= count or left <= 0:
                     break
@@ -235,8 +282,7 @@ class RunningListener:
             raise AssertionError(self._missing(criteria, count, len(found), timeout))
         return found[:count]
 
-    async def _wait_async(self, criteria: Criteria, count: int,
-                          timeout: float) -> list[Request]:
+    async def _wait_async(self, criteria: Criteria, count: int, timeout: float) -> list[Request]:
         __tracebackhide__ = True
         deadline = time.monotonic() + timeout
         while True:
@@ -250,24 +296,41 @@ class RunningListener:
 
     # -- asserting ----------------------------------------------------------------------
 
-    def assert_received(self, refid: str | None = None, *, from_: str | None = None,
-                        to: str | None = None, text: str | re.Pattern[str] | None = None,
-                        verdict: str | None = None, attempt: int | None = None,
-                        status: int | None = None, count: int | None = None) -> list[Request]:
+    def assert_received(
+        self,
+        refid: str | None = None,
+        *,
+        from_: str | None = None,
+        to: str | None = None,
+        text: str | re.Pattern[str] | None = None,
+        verdict: str | None = None,
+        attempt: int | None = None,
+        status: int | None = None,
+        count: int | None = None,
+    ) -> list[Request]:
         """The matching requests received so far; fails unless there is at least one (or
         exactly ``count``). Does not wait: after your code returned, use ``wait_for``."""
         __tracebackhide__ = True
         criteria = Criteria(refid, from_, to, text, verdict, attempt, status)
         found = [r for r in self.requests if criteria.matches(r)]
         if (count is None and not found) or (count is not None and len(found) != count):
-            raise AssertionError(self._missing(criteria, count or 1, len(found), None,
-                                               exactly=count is not None))
+            raise AssertionError(
+                self._missing(criteria, count or 1, len(found), None, exactly=count is not None)
+            )
         return found
 
-    def assert_not_received(self, refid: str | None = None, *, from_: str | None = None,
-                            to: str | None = None, text: str | re.Pattern[str] | None = None,
-                            verdict: str | None = None, attempt: int | None = None,
-                            status: int | None = None, within: float = 0.0) -> None:
+    def assert_not_received(
+        self,
+        refid: str | None = None,
+        *,
+        from_: str | None = None,
+        to: str | None = None,
+        text: str | re.Pattern[str] | None = None,
+        verdict: str | None = None,
+        attempt: int | None = None,
+        status: int | None = None,
+        within: float = 0.0,
+    ) -> None:
         """Fails if a matching request arrived, or arrives within ``within`` seconds."""
         __tracebackhide__ = True
         criteria = Criteria(refid, from_, to, text, verdict, attempt, status)
@@ -275,8 +338,7 @@ class RunningListener:
             refuse_inside_loop("asyncio.sleep(...) then listener.assert_not_received(...)")
             deadline = time.monotonic() + within
             with self._changed:
-                while not any(isinstance(e, Request) and criteria.matches(e)
-                              for e in self._events):
+                while not any(isinstance(e, Request) and criteria.matches(e) for e in self._events):
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break
@@ -284,15 +346,26 @@ class RunningListener:
         found = [r for r in self.requests if criteria.matches(r)]
         if found:
             lines = "\n".join(f"  {describe_request(r)}" for r in found[:SHOWN])
-            raise AssertionError(f"expected no request matching {criteria.describe()}, "
-                                 f"received {len(found)}:\n{lines}")
+            raise AssertionError(
+                f"expected no request matching {criteria.describe()}, "
+                f"received {len(found)}:\n{lines}"
+            )
 
-    def _missing(self, criteria: Criteria, count: int, found: int, timeout: float | None,
-                 *, exactly: bool = False) -> str:
+    def _missing(
+        self,
+        criteria: Criteria,
+        count: int,
+        found: int,
+        timeout: float | None,
+        *,
+        exactly: bool = False,
+    ) -> str:
         when = "" if timeout is None else f" within {timeout:g} s"
         wanted = f"exactly {count}" if exactly else (f"{count}" if count > 1 else "a")
-        head = (f"expected {wanted} request{'s' if count > 1 or exactly else ''} matching "
-                f"{criteria.describe()}{when}; {found} matched")
+        head = (
+            f"expected {wanted} request{'s' if count > 1 or exactly else ''} matching "
+            f"{criteria.describe()}{when}; {found} matched"
+        )
         return head + "\n" + self._received_report(criteria)
 
     def _received_report(self, criteria: Criteria) -> str:
@@ -302,8 +375,7 @@ class RunningListener:
         lines = [f"the listener at {self.url} received {len(events)}:"]
         for event in events[:SHOWN]:
             if isinstance(event, RejectedEvent):
-                lines.append(f"  rejected before it was a request: {event.status} "
-                             f"{event.reason}")
+                lines.append(f"  rejected before it was a request: {event.status} {event.reason}")
                 continue
             wrong = criteria.mismatches(event)
             note = f"  <- {'; '.join(wrong)}" if wrong else "  <- matches"
@@ -320,7 +392,5 @@ def listen_config(options: dict[str, Any] | ListenConfig) -> ListenConfig:
     known = {f.name for f in fields(ListenConfig)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise TypeError(f"unknown listener option {unknown[0]!r}: use "
-                        f"{', '.join(sorted(known))}")
+        raise TypeError(f"unknown listener option {unknown[0]!r}: use {', '.join(sorted(known))}")
     return ListenConfig(**options)
-

@@ -40,5 +40,7 @@ def refuse_inside_loop(instead: str) -> None:
         asyncio.get_running_loop()
     except RuntimeError:
         return
-    raise RuntimeError(f"called from a running event loop (an async test): this call blocks; "
-                       f"use `await {instead}` instead")
+    raise RuntimeError(
+        f"called from a running event loop (an async test): this call blocks; "
+        f"use `await {instead}` instead"
+    )

@@ -40,8 +40,12 @@ def success_line(result: ChangeResult) -> Text:
 
 def results_table(results: Sequence[ChangeResult]) -> Table:
     """One row per number, in request order: the 207 multi-status answer."""
-    table = Table(title="IntelePeer answered 207 Multi-Status", title_justify="left",
-                  show_edge=False, pad_edge=False)
+    table = Table(
+        title="IntelePeer answered 207 Multi-Status",
+        title_justify="left",
+        show_edge=False,
+        pad_edge=False,
+    )
     table.add_column("number", no_wrap=True, min_width=_widest(r.number for r in results))
     table.add_column("result", no_wrap=True, min_width=7)
     table.add_column("status", justify="right", min_width=6)
@@ -49,10 +53,12 @@ def results_table(results: Sequence[ChangeResult]) -> Table:
     for r in results:
         result = Text("updated", style="green") if r.ok else Text("failed", style="bold red")
         detail = f"webhook {_url(r.url)}" if r.ok else printable(r.reason or "no reason given")
-        table.add_row(Text(printable(r.number)), result,
-                      Text(str(r.status) if r.status else "?",
-                           style="green" if r.ok else "red"),
-                      Text(detail))
+        table.add_row(
+            Text(printable(r.number)),
+            result,
+            Text(str(r.status) if r.status else "?", style="green" if r.ok else "red"),
+            Text(detail),
+        )
     return table
 
 
@@ -78,10 +84,14 @@ def history_table(entries: Sequence[HistoryEntry], width: int = 200) -> Table:
         table.add_column("API", ratio=1, overflow="fold")
     for e in entries:
         clock = iso_time(e.time)[:19].replace("T", " ")
-        cells = [Text(str(e.id)), Text(clock[5:16] if narrow else clock),
-                 Text(printable(e.number)),
-                 Text(e.action, style="magenta" if e.action == "restore" else ""),
-                 Text(_url(e.url), style="cyan"), Text(_url(e.previous), style="dim")]
+        cells = [
+            Text(str(e.id)),
+            Text(clock[5:16] if narrow else clock),
+            Text(printable(e.number)),
+            Text(e.action, style="magenta" if e.action == "restore" else ""),
+            Text(_url(e.url), style="cyan"),
+            Text(_url(e.previous), style="dim"),
+        ]
         if not one_api:
             cells.append(Text(_url(e.api or None), style="dim"))
         table.add_row(*cells)

@@ -43,8 +43,16 @@ _REGIONAL = range(0x1F1E6, 0x1F200)
 # Code points whose width depends on the terminal even alone: conjoining Hangul jamo (0 in
 # most wcwidth tables, 1 by their East Asian width), the Hangul fillers, and the I Ching /
 # Tai Xuan Jing / counting-rod symbols (narrow before Unicode 16, wide after).
-_UNRELIABLE = ((0x1160, 0x11FF), (0x2630, 0x2637), (0x268A, 0x268F), (0x3164, 0x3164),
-               (0x4DC0, 0x4DFF), (0xD7B0, 0xD7FF), (0xFFA0, 0xFFA0), (0x1D300, 0x1D37F))
+_UNRELIABLE = (
+    (0x1160, 0x11FF),
+    (0x2630, 0x2637),
+    (0x268A, 0x268F),
+    (0x3164, 0x3164),
+    (0x4DC0, 0x4DFF),
+    (0xD7B0, 0xD7FF),
+    (0xFFA0, 0xFFA0),
+    (0x1D300, 0x1D37F),
+)
 _ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Mc"})
 _EMOJI_BLOCKS = (0x1F000, 0x1FAFF)
 
@@ -77,8 +85,7 @@ def char_width(ch: str) -> int | None:
 
 
 def _is_emoji(ch: str) -> bool:
-    return _EMOJI_BLOCKS[0] <= ord(ch) <= _EMOJI_BLOCKS[1] or (
-        0x2000 <= ord(ch) <= 0x2BFF)
+    return _EMOJI_BLOCKS[0] <= ord(ch) <= _EMOJI_BLOCKS[1] or (0x2000 <= ord(ch) <= 0x2BFF)
 
 
 def cell_text(text: str) -> str:
@@ -126,8 +133,9 @@ def _fold(text: str) -> str:
                 out.append(_escape(ch))
             continue
         if width is None:
-            out.append(PLACEHOLDER if _is_emoji(ch) and unicodedata.category(ch) == "So"
-                       else _escape(ch))
+            out.append(
+                PLACEHOLDER if _is_emoji(ch) and unicodedata.category(ch) == "So" else _escape(ch)
+            )
             base, marks = None, 0
             continue
         out.append(ch)

@@ -15,28 +15,43 @@ from rich.text import Text
 from ipsms.check.runner import Card, Verdict
 from ipsms.text import printable
 
-_STYLE = {Verdict.PASSED: "green", Verdict.FAILED: "bold red", Verdict.WARNING: "yellow",
-          Verdict.SKIPPED: "dim"}
-_LABEL = {Verdict.PASSED: "pass", Verdict.FAILED: "FAIL", Verdict.WARNING: "warn",
-          Verdict.SKIPPED: "skip"}
+_STYLE = {
+    Verdict.PASSED: "green",
+    Verdict.FAILED: "bold red",
+    Verdict.WARNING: "yellow",
+    Verdict.SKIPPED: "dim",
+}
+_LABEL = {
+    Verdict.PASSED: "pass",
+    Verdict.FAILED: "FAIL",
+    Verdict.WARNING: "warn",
+    Verdict.SKIPPED: "skip",
+}
 
 
 def print_card(card: Card, console: Console) -> None:
-    table = Table(box=box.SIMPLE_HEAD, title=f"ipsms check {printable(card.url)}",
-                  title_justify="left", expand=False)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=f"ipsms check {printable(card.url)}",
+        title_justify="left",
+        expand=False,
+    )
     table.add_column("check", no_wrap=True)
     table.add_column("result", no_wrap=True)
     table.add_column("IntelePeer's rule", ratio=2)
     table.add_column("what the app did", ratio=3)
     for result in card.results:
-        did = result.reason if result.verdict is Verdict.SKIPPED and result.reason \
-            else result.did
-        table.add_row(Text(result.id), Text(_LABEL[result.verdict],
-                                            style=_STYLE[result.verdict]),
-                      Text(printable(result.check.rule)), Text(printable(did or "")))
+        did = result.reason if result.verdict is Verdict.SKIPPED and result.reason else result.did
+        table.add_row(
+            Text(result.id),
+            Text(_LABEL[result.verdict], style=_STYLE[result.verdict]),
+            Text(printable(result.check.rule)),
+            Text(printable(did or "")),
+        )
     console.print(table)
-    shown = [r for r in card.results if r.reproduce and r.verdict in (Verdict.FAILED,
-                                                                      Verdict.WARNING)]
+    shown = [
+        r for r in card.results if r.reproduce and r.verdict in (Verdict.FAILED, Verdict.WARNING)
+    ]
     if shown:
         console.print(Text("Reproduce:", style="bold"))
         for result in shown:
@@ -48,9 +63,14 @@ def print_card(card: Card, console: Console) -> None:
 
 def summary_line(card: Card) -> str:
     counts = card.counts()
-    parts = [f"{counts[v.value]} {word}" for v, word in (
-        (Verdict.PASSED, "passed"), (Verdict.FAILED, "failed"),
-        (Verdict.WARNING, "warning" if counts["warning"] == 1 else "warnings"),
-        (Verdict.SKIPPED, "skipped")) if counts[v.value]]
-    return (f"{len(card.results)} checks: {', '.join(parts) or 'none run'} in "
-            f"{card.elapsed:.2f}s")
+    parts = [
+        f"{counts[v.value]} {word}"
+        for v, word in (
+            (Verdict.PASSED, "passed"),
+            (Verdict.FAILED, "failed"),
+            (Verdict.WARNING, "warning" if counts["warning"] == 1 else "warnings"),
+            (Verdict.SKIPPED, "skipped"),
+        )
+        if counts[v.value]
+    ]
+    return f"{len(card.results)} checks: {', '.join(parts) or 'none run'} in {card.elapsed:.2f}s"

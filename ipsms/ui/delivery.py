@@ -46,17 +46,29 @@ def _wait(value: float | None) -> str:
 
 def delivery_text(delivery: Delivery) -> str:
     sig = f"signature {mask_secret(delivery.signature)}" if delivery.signature else "unsigned"
-    return (f"POST {mask_url(delivery.url)} refid {printable(delivery.refid or '-')} "
-            f"{delivery.content_type or 'no content type'} {len(delivery.body)} B {sig}"
-            + ("" if delivery.source == "simulate" else f" ({delivery.source})"))
+    return (
+        f"POST {mask_url(delivery.url)} refid {printable(delivery.refid or '-')} "
+        f"{delivery.content_type or 'no content type'} {len(delivery.body)} B {sig}"
+        + ("" if delivery.source == "simulate" else f" ({delivery.source})")
+    )
 
 
 def attempt_text(event: AttemptEvent) -> str:
     """``'#2 12:00:01.123 503 3.1 ms failed retry in 2 s body: "..."'`` (no terminal codes)."""
-    verdict = ("delivered" if event.succeeded else
-               "failed (--fail-first)" if event.forced_failure else "failed")
-    parts = [f"#{event.number}", iso_time(event.started_at)[11:23], event.result,
-             _seconds(event.latency), verdict]
+    verdict = (
+        "delivered"
+        if event.succeeded
+        else "failed (--fail-first)"
+        if event.forced_failure
+        else "failed"
+    )
+    parts = [
+        f"#{event.number}",
+        iso_time(event.started_at)[11:23],
+        event.result,
+        _seconds(event.latency),
+        verdict,
+    ]
     if event.wait is not None:
         parts.append(_wait(event.wait))
     if event.reconnected:
@@ -70,9 +82,11 @@ def attempt_text(event: AttemptEvent) -> str:
 
 def outcome_text(outcome: Outcome) -> str:
     retries = outcome.attempts - 1
-    return (f"{outcome.describe()} in {_seconds(outcome.elapsed)} "
-            f"({retries} retr{'y' if retries == 1 else 'ies'}) refid "
-            f"{printable(outcome.delivery.refid or '-')}")
+    return (
+        f"{outcome.describe()} in {_seconds(outcome.elapsed)} "
+        f"({retries} retr{'y' if retries == 1 else 'ies'}) refid "
+        f"{printable(outcome.delivery.refid or '-')}"
+    )
 
 
 class NdjsonOutput:
@@ -133,8 +147,9 @@ class Timeline:
         head.append(mask_url(delivery.url), style="cyan")
         head.append(f"  refid {printable(delivery.refid or '-')}", style="bold")
         head.append(f"  {delivery.content_type or 'no content type'}, {len(delivery.body)} B")
-        signature = (f"  signature {mask_secret(delivery.signature)}" if delivery.signature
-                     else "  unsigned")
+        signature = (
+            f"  signature {mask_secret(delivery.signature)}" if delivery.signature else "  unsigned"
+        )
         head.append(signature, style="dim")
         if delivery.source != "simulate":
             head.append(f"  ({delivery.source})", style="dim")
@@ -146,8 +161,10 @@ class Timeline:
         line = Text("  ")
         line.append(f"#{event.number:<2} ", style="bold magenta" if event.number > 1 else "bold")
         line.append(iso_time(event.started_at)[11:23] + "  ", style="dim")
-        line.append(f"{event.result:>13}" if event.error else f"{event.result:>5}",
-                    style=_status_style(event))
+        line.append(
+            f"{event.result:>13}" if event.error else f"{event.result:>5}",
+            style=_status_style(event),
+        )
         line.append(f" {_seconds(event.latency):>9}  ")
         if event.succeeded:
             line.append("delivered", style="green")
@@ -169,13 +186,14 @@ class Timeline:
         mark, style = ("✓", "bold green") if outcome.delivered else ("✗", "bold red")
         retries = outcome.attempts - 1
         line = Text(f"  {mark} {outcome.describe()}", style=style)
-        line.append(f"  in {_seconds(outcome.elapsed)}, {retries} "
-                    f"retr{'y' if retries == 1 else 'ies'}", style="dim")
+        line.append(
+            f"  in {_seconds(outcome.elapsed)}, {retries} retr{'y' if retries == 1 else 'ies'}",
+            style="dim",
+        )
         self.console.print(line)
 
 
-def make_output(fmt: str, stream: TextIO, policy: RetryPolicy | None = None
-                ) -> DeliveryObserver:
+def make_output(fmt: str, stream: TextIO, policy: RetryPolicy | None = None) -> DeliveryObserver:
     """``fmt`` is ``table`` (rich, for a terminal), ``json`` (NDJSON) or ``plain``."""
     if fmt == "json":
         return NdjsonOutput(stream)
@@ -189,9 +207,14 @@ class LoadProgress:
 
     def __init__(self, total: int, console: Console | None = None) -> None:
         self.progress = Progress(
-            TextColumn("[bold]simulate"), BarColumn(bar_width=24), MofNCompleteColumn(),
-            TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console or Console(stderr=True), transient=False,
+            TextColumn("[bold]simulate"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            transient=False,
         )
         self.task = self.progress.add_task("simulate", total=total, detail="")
         self._last = 0.0
@@ -220,14 +243,20 @@ def summary_lines(stats: LoadStats) -> list[tuple[str, str]]:
         return "-" if lat[key] is None else f"{lat[key]:.2f} ms"
 
     rate = "-" if d["throughput_msg_s"] is None else f"{d['throughput_msg_s']:,.1f} msg/s"
-    reconnects = (f", {d['reconnects']:,} resent on a new connection after a stale kept-alive "
-                  "one" if d["reconnects"] else "")
+    reconnects = (
+        f", {d['reconnects']:,} resent on a new connection after a stale kept-alive one"
+        if d["reconnects"]
+        else ""
+    )
     return [
         ("messages", f"{d['messages']:,}"),
         ("delivered", f"{d['delivered']:,}"),
         ("gave up", f"{d['gave_up']:,}"),
-        ("attempts", f"{d['attempts']:,} ({d['retries']:,} retries, "
-                     f"{d['forced_failures']:,} counted failed by --fail-first{reconnects})"),
+        (
+            "attempts",
+            f"{d['attempts']:,} ({d['retries']:,} retries, "
+            f"{d['forced_failures']:,} counted failed by --fail-first{reconnects})",
+        ),
         ("results", ", ".join(f"{k}: {v:,}" for k, v in d["results"].items()) or "-"),
         ("elapsed", f"{d['elapsed_s']:.2f} s"),
         ("throughput", rate),
@@ -235,8 +264,7 @@ def summary_lines(stats: LoadStats) -> list[tuple[str, str]]:
     ]
 
 
-def print_summary(stats: LoadStats, fmt: str, stream: TextIO, title: str = "load summary"
-                  ) -> None:
+def print_summary(stats: LoadStats, fmt: str, stream: TextIO, title: str = "load summary") -> None:
     if fmt == "json":
         stream.write(dumps(stats.to_dict()) + "\n")
         stream.flush()

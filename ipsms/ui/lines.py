@@ -56,8 +56,7 @@ def _s(value: str | None) -> str:
 
 
 def _request_line(e: Request) -> str | None:
-    if e.flags or e.forward is not None or e.body_size is not None or \
-            e.body_sha256 is not None:
+    if e.flags or e.forward is not None or e.body_size is not None or e.body_sha256 is not None:
         return None
     fields = e.fields
     sig = e.signature
@@ -69,29 +68,52 @@ def _request_line(e: Request) -> str | None:
         if fields is not None:
             fields = {**fields, "signature": shown}
     try:
-        line = "".join((
-            '{"type":"request","id":', "null" if e.id is None else int.__repr__(e.id),
-            ',"received_at":"', _iso_time(e.received_at),
-            '","method":', encode_basestring(e.method),
-            ',"path":', encode_basestring(e.path),
-            ',"remote":', _s(e.remote),
-            ',"headers":', _json(e.headers),
-            ',"content_type":', _s(e.content_type),
-            ',"size":', int.__repr__(len(e.body)),
-            ',"body_truncated":false,"body_sha256":null,"body":null,"body_base64":null,'
-            '"refid":', _s(e.refid),
-            ',"attempt":', "null" if e.attempt is None else int.__repr__(e.attempt),
-            ',"from":', _s(e.from_number),
-            ',"to":', _s(e.to_number),
-            ',"message":', _s(e.message),
-            ',"fields":', "null" if fields is None else _json(fields),
-            ',"signature":', _s(shown),
-            ',"signature_masked":true,"verdict":', _s(e.verdict),
-            ',"verdict_detail":', _s(e.verdict_detail),
-            ',"flags":[],"status":', int.__repr__(e.status),
-            ',"error":', _s(e.error),
-            ',"error_detail":', _s(e.error_detail),
-            ',"forward":null,"redacted":false}'))
+        line = "".join(
+            (
+                '{"type":"request","id":',
+                "null" if e.id is None else int.__repr__(e.id),
+                ',"received_at":"',
+                _iso_time(e.received_at),
+                '","method":',
+                encode_basestring(e.method),
+                ',"path":',
+                encode_basestring(e.path),
+                ',"remote":',
+                _s(e.remote),
+                ',"headers":',
+                _json(e.headers),
+                ',"content_type":',
+                _s(e.content_type),
+                ',"size":',
+                int.__repr__(len(e.body)),
+                ',"body_truncated":false,"body_sha256":null,"body":null,"body_base64":null,'
+                '"refid":',
+                _s(e.refid),
+                ',"attempt":',
+                "null" if e.attempt is None else int.__repr__(e.attempt),
+                ',"from":',
+                _s(e.from_number),
+                ',"to":',
+                _s(e.to_number),
+                ',"message":',
+                _s(e.message),
+                ',"fields":',
+                "null" if fields is None else _json(fields),
+                ',"signature":',
+                _s(shown),
+                ',"signature_masked":true,"verdict":',
+                _s(e.verdict),
+                ',"verdict_detail":',
+                _s(e.verdict_detail),
+                ',"flags":[],"status":',
+                int.__repr__(e.status),
+                ',"error":',
+                _s(e.error),
+                ',"error_detail":',
+                _s(e.error_detail),
+                ',"forward":null,"redacted":false}',
+            )
+        )
     except (TypeError, ValueError):  # a value of an odd type, a NaN: the general path says
         return None
     # What ``dumps`` would change (a control character, DEL, any non-ASCII text) is left to it.
@@ -105,8 +127,14 @@ class NdjsonSink(StreamSink):
         return ndjson_line(event)
 
     def drop_notice(self, count: int) -> str:
-        return dumps({"type": "dropped", "lines": count, "total": self.dropped,
-                      "reason": "stdout was not read fast enough; the store has every request"})
+        return dumps(
+            {
+                "type": "dropped",
+                "lines": count,
+                "total": self.dropped,
+                "reason": "stdout was not read fast enough; the store has every request",
+            }
+        )
 
 
 def plain_line(event: ListenEvent, *, date: bool = False) -> str:
@@ -117,16 +145,21 @@ def plain_line(event: ListenEvent, *, date: bool = False) -> str:
     if isinstance(event, RejectedEvent):
         return f"{clock} {event.status} rejected {event.remote or '-'}: {printable(event.reason)}"
     if event.refid is None:
-        return (f"{clock} {event.status} {event.method} {printable(event.path)} "
-                f"{event.error}: {printable(event.error_detail or '')}")
+        return (
+            f"{clock} {event.status} {event.method} {printable(event.path)} "
+            f"{event.error}: {printable(event.error_detail or '')}"
+        )
     flags = f" flags={','.join(f['code'] for f in event.flags)}" if event.flags else ""
     forward = ""
     if event.forward is not None:
-        forward = (f" app={event.forward['status']} {event.forward['latency_ms']:.0f}ms"
-                   + (f" {event.forward['error']}" if event.forward.get("error") else ""))
-    return (f"{clock} {event.status} #{event.attempt} {printable(event.refid)} "
-            f"{printable(event.from_number or '')} -> {printable(event.to_number or '')} "
-            f"[{event.verdict_label}] {printable(event.message or '')}{flags}{forward}")
+        forward = f" app={event.forward['status']} {event.forward['latency_ms']:.0f}ms" + (
+            f" {event.forward['error']}" if event.forward.get("error") else ""
+        )
+    return (
+        f"{clock} {event.status} #{event.attempt} {printable(event.refid)} "
+        f"{printable(event.from_number or '')} -> {printable(event.to_number or '')} "
+        f"[{event.verdict_label}] {printable(event.message or '')}{flags}{forward}"
+    )
 
 
 class PlainSink(StreamSink):

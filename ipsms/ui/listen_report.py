@@ -32,11 +32,20 @@ class ListenReport(Hooks):
     ``view`` the live table, if any; ``said`` the lines said so far (the table keeps them
     above itself when stderr is the same terminal)."""
 
-    def __init__(self, config: ListenConfig, db: Path, say: Say, word: Callable[[str], str],
-                 *, ndjson: StreamSink | None = None, view: LiveView | None = None,
-                 loop_name: str = "asyncio", said: list[str] | None = None,
-                 keep_said: bool = False,
-                 after_change: Callable[[WebhookLease], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: ListenConfig,
+        db: Path,
+        say: Say,
+        word: Callable[[str], str],
+        *,
+        ndjson: StreamSink | None = None,
+        view: LiveView | None = None,
+        loop_name: str = "asyncio",
+        said: list[str] | None = None,
+        keep_said: bool = False,
+        after_change: Callable[[WebhookLease], None] | None = None,
+    ) -> None:
         self.config = config
         self.db = db
         self.say = say
@@ -55,35 +64,48 @@ class ListenReport(Hooks):
 
     def listening(self, bound: Bound, local_url: str) -> None:
         banner(self.say, self.word, bound, self.config, self.db, local_url)
-        self._line({"type": "listening", "url": local_url, "host": bound.host,
-                    "port": bound.port, "db": str(self.db),
-                    "faults": self.config.faults.to_dict(),
-                    "forward_to": self.config.forward_to, "loop": self.loop_name})
+        self._line(
+            {
+                "type": "listening",
+                "url": local_url,
+                "host": bound.host,
+                "port": bound.port,
+                "db": str(self.db),
+                "faults": self.config.faults.to_dict(),
+                "forward_to": self.config.forward_to,
+                "loop": self.loop_name,
+            }
+        )
         if self.view is not None:
             self.view.url = local_url
 
     def tunnel_up(self, public_url: str, local_url: str) -> None:
         self.say(f"ipsms listen: tunnel {mask_url(public_url)} -> {local_url}")
         if not self.config.secret and self.config.basic_auth is None:
-            self.say("ipsms listen: warning: the tunnel is public and there is no secret: "
-                     "anyone who finds the URL can post; set IPSMS_SECRET")
-        self._line({"type": "tunnel", "state": "up", "public_url": mask_url(public_url),
-                    "detail": None})
+            self.say(
+                "ipsms listen: warning: the tunnel is public and there is no secret: "
+                "anyone who finds the URL can post; set IPSMS_SECRET"
+            )
+        self._line(
+            {"type": "tunnel", "state": "up", "public_url": mask_url(public_url), "detail": None}
+        )
         if self.view is not None:
             self.view.url = f"{mask_url(public_url)} → {local_url}"
 
     def tunnel_down(self, public_url: str, detail: str) -> None:
         self.say(f"ipsms listen: error: {detail}; stopping", always=True)
-        self._line({"type": "tunnel", "state": "down", "public_url": public_url,
-                    "detail": detail})
+        self._line({"type": "tunnel", "state": "down", "public_url": public_url, "detail": detail})
 
     def webhooks(self, results: list[ChangeResult], lease: WebhookLease) -> None:
         for r in results:
             verb = "put back to" if r.action == "restore" else "pointed at"
             # A number left pointing somewhere unexpected is never hidden.
-            self.say(f"ipsms listen: {r.number} {verb} {mask_url(r.url)}" if r.ok else
-                     f"ipsms listen: warning: {r.number} was not changed ({r.status}): "
-                     f"{r.reason}", always=not r.ok)
+            self.say(
+                f"ipsms listen: {r.number} {verb} {mask_url(r.url)}"
+                if r.ok
+                else f"ipsms listen: warning: {r.number} was not changed ({r.status}): {r.reason}",
+                always=not r.ok,
+            )
             self._line(r.to_dict())
         if self.after_change is not None and any(r.ok and r.action == "set" for r in results):
             self.after_change(lease)
@@ -113,8 +135,14 @@ class ListenReport(Hooks):
         self.say(f"ipsms listen: warning: {self.word(text)}", always=True)
 
 
-def banner(say: Say, word: Callable[[str], str], bound: Bound, config: ListenConfig,
-           db: Path, local_url: str) -> None:
+def banner(
+    say: Say,
+    word: Callable[[str], str],
+    bound: Bound,
+    config: ListenConfig,
+    db: Path,
+    local_url: str,
+) -> None:
     from ipsms.listen.server import is_loopback
     from ipsms.signature import Mode, fingerprint
     from ipsms.store import shared_dir_warning
@@ -134,16 +162,22 @@ def banner(say: Say, word: Callable[[str], str], bound: Bound, config: ListenCon
     if shared:
         say(f"ipsms listen: warning: {word(shared)}")
     if config.forward_to:
-        say(f"ipsms listen: forwarding accepted messages to {config.forward_to} (answers come "
-            f"from the app; {config.forward_timeout:g} s to answer, then 504)")
+        say(
+            f"ipsms listen: forwarding accepted messages to {config.forward_to} (answers come "
+            f"from the app; {config.forward_timeout:g} s to answer, then 504)"
+        )
     if config.faults.active:
         say(f"ipsms listen: warning: fault injection is on: {config.faults.describe()}")
     if not is_loopback(bound.host):
-        say(f"ipsms listen: warning: listening on {bound.host}, reachable from other machines"
-            + ("" if config.secret else " and without a secret: anyone can post to it"))
+        say(
+            f"ipsms listen: warning: listening on {bound.host}, reachable from other machines"
+            + ("" if config.secret else " and without a secret: anyone can post to it")
+        )
 
 
 def summary(stats: ListenStats, db: Path, reader: str) -> list[str]:
     """The lines said when the run is over."""
-    return [f"ipsms listen: stopped. {stats.summary()}",
-            f"ipsms listen: the requests are recorded in {db}; `{reader}` shows them"]
+    return [
+        f"ipsms listen: stopped. {stats.summary()}",
+        f"ipsms listen: the requests are recorded in {db}; `{reader}` shows them",
+    ]

@@ -35,8 +35,7 @@ COMPACT_BELOW = 130  # terminal width under which headings, header words and gap
 REFID_PREFIX = 8  # characters of a refid shown when it cannot be whole (`messages show` takes
 # them)
 
-_VERDICT_STYLE = {"valid": "green", "unchecked": "dim", "invalid": "bold red",
-                  "missing": "red"}
+_VERDICT_STYLE = {"valid": "green", "unchecked": "dim", "invalid": "bold red", "missing": "red"}
 COLUMNS = ("time", "#", "refid", "from", "to", "message", "flags", "signature", "status")
 _COMPACT_NAMES = {7: "sig", 8: "http"}  # headings as narrow as their cells
 _TIME, _ATTEMPT, _REFID, _FROM, _TO, _MESSAGE, _FLAGS, _SIGNATURE, _STATUS = range(9)
@@ -56,24 +55,60 @@ _CAPS = {_REFID: 34, _FROM: 16, _TO: 16, _MESSAGE: MESSAGE_WIDTH, _FLAGS: 40, _S
 _SHORT, _FULL, _FIT, _NEED = "short", "full", "fit", "need"
 _Goal = int | str | tuple[str, int]
 _GROW: tuple[tuple[int, _Goal], ...] = (
-    (_FLAGS, _SHORT), (_MESSAGE, 18), (_SIGNATURE, (_NEED, 28)), (_FROM, _FULL), (_TO, _FULL),
-    (_MESSAGE, 24), (_REFID, (_FIT, 34)), (_MESSAGE, 40), (_SIGNATURE, (_FIT, 28)),
-    (_FLAGS, (_FIT, 40)), (_MESSAGE, _FULL))
-_FLOORS: dict[int, _Goal] = {_REFID: REFID_PREFIX + 1, _FROM: 8, _TO: 8, _MESSAGE: 14,
-                             _FLAGS: 8, _SIGNATURE: _SHORT}
+    (_FLAGS, _SHORT),
+    (_MESSAGE, 18),
+    (_SIGNATURE, (_NEED, 28)),
+    (_FROM, _FULL),
+    (_TO, _FULL),
+    (_MESSAGE, 24),
+    (_REFID, (_FIT, 34)),
+    (_MESSAGE, 40),
+    (_SIGNATURE, (_FIT, 28)),
+    (_FLAGS, (_FIT, 40)),
+    (_MESSAGE, _FULL),
+)
+_FLOORS: dict[int, _Goal] = {
+    _REFID: REFID_PREFIX + 1,
+    _FROM: 8,
+    _TO: 8,
+    _MESSAGE: 14,
+    _FLAGS: 8,
+    _SIGNATURE: _SHORT,
+}
 # When even the floors do not fit (a terminal under about 80 columns), columns give way
 # further, in this order, down to these widths.
-_SHRINK = ((_MESSAGE, 10), (_FLAGS, 6), (_TO, 6), (_FROM, 6), (_MESSAGE, 6), (_SIGNATURE, 5),
-           (_REFID, 5), (_FLAGS, 1), (_TO, 5), (_FROM, 5), (_MESSAGE, 1), (_REFID, 1),
-           (_SIGNATURE, 1), (_FROM, 1), (_TO, 1))
+_SHRINK = (
+    (_MESSAGE, 10),
+    (_FLAGS, 6),
+    (_TO, 6),
+    (_FROM, 6),
+    (_MESSAGE, 6),
+    (_SIGNATURE, 5),
+    (_REFID, 5),
+    (_FLAGS, 1),
+    (_TO, 5),
+    (_FROM, 5),
+    (_MESSAGE, 1),
+    (_REFID, 1),
+    (_SIGNATURE, 1),
+    (_FROM, 1),
+    (_TO, 1),
+)
 
 
 # Flag codes as narrow columns show them, so two or three fit 80 columns (the full codes are
 # shown where they fit, and in `--format plain`/`json` and `messages show`).
-SHORT_FLAGS = {"refid_length": "refid", "from_format": "from", "to_format": "to",
-               "too_many_attempts": ">5", "refid_reused": "reused",
-               "earlier_session": "earlier", "lone_surrogate": "surrogate",
-               "unrepresentable_number": "number", "extra_fields": "extra"}
+SHORT_FLAGS = {
+    "refid_length": "refid",
+    "from_format": "from",
+    "to_format": "to",
+    "too_many_attempts": ">5",
+    "refid_reused": "reused",
+    "earlier_session": "earlier",
+    "lone_surrogate": "surrogate",
+    "unrepresentable_number": "number",
+    "extra_fields": "extra",
+}
 
 
 def _status_style(status: int) -> str:
@@ -91,8 +126,9 @@ class Row:
 
     __slots__ = ("cells", "extra", "short")
 
-    def __init__(self, cells: list[Text], short: dict[int, Text] | None = None,
-                 extra: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, cells: list[Text], short: dict[int, Text] | None = None, extra: tuple[int, ...] = ()
+    ) -> None:
         self.cells = cells
         self.short = short or {}
         self.extra = extra  # columns whose whole cell only adds a detail (a valid scheme)
@@ -114,20 +150,28 @@ class Row:
 
 
 def _rejected_row(event: RejectedEvent) -> Row:
-    return Row([
-        Text(iso_time(event.received_at)[11:19]), Text("-"), Text("rejected", style="yellow"),
-        _cell(event.remote or "-"), Text("-"),
-        _cell(one_line(event.reason, MESSAGE_WIDTH), "yellow"), Text(""), Text("-"),
-        Text(str(event.status), style=_status_style(event.status)),
-    ])
+    return Row(
+        [
+            Text(iso_time(event.received_at)[11:19]),
+            Text("-"),
+            Text("rejected", style="yellow"),
+            _cell(event.remote or "-"),
+            Text("-"),
+            _cell(one_line(event.reason, MESSAGE_WIDTH), "yellow"),
+            Text(""),
+            Text("-"),
+            Text(str(event.status), style=_status_style(event.status)),
+        ]
+    )
 
 
 def forward_note(forward: dict[str, Any]) -> str:
     """``'→ app 500 in 12 ms: {"error": ...'`` or ``'→ app unreachable (502)'``."""
     if forward.get("error"):
         return cell_text(f"→ app: {forward.get('detail') or forward['error']}")
-    return (f"→ app {forward['status']} in {forward['latency_ms']:.0f} ms: "
-            + cell_text(one_line(forward.get("body_preview") or "", 40)))
+    return f"→ app {forward['status']} in {forward['latency_ms']:.0f} ms: " + cell_text(
+        one_line(forward.get("body_preview") or "", 40)
+    )
 
 
 def refid_cell(refid: str, compact: bool) -> str:
@@ -147,8 +191,7 @@ def event_row(event: ListenEvent) -> Row:
     short: dict[int, Text] = {}
     if event.refid is None:
         refid = Text(cell_text(f"{event.method} {event.path}"))
-        message = _cell(one_line(f"{event.error}: {event.error_detail}", MESSAGE_WIDTH),
-                        "yellow")
+        message = _cell(one_line(f"{event.error}: {event.error_detail}", MESSAGE_WIDTH), "yellow")
     else:
         refid = Text(refid_cell(event.refid, False))
         if len(event.refid) > REFID_PREFIX + 1:
@@ -168,30 +211,35 @@ def event_row(event: ListenEvent) -> Row:
         if signature.plain != event.verdict:  # the word alone: never just the reason
             short[_SIGNATURE] = _cell(event.verdict, style)
     extra = (_SIGNATURE,) if event.verdict == "valid" else ()
-    return Row([
-        Text(iso_time(event.received_at)[11:19]),
-        Text(str(event.attempt) if event.attempt else "-",
-             style="bold magenta" if (event.attempt or 0) > 1 else ""),
-        refid,
-        _cell(event.from_number or "-"),
-        _cell(event.to_number or "-"),
-        message,
-        flags,
-        signature,
-        Text(str(event.status), style=_status_style(event.status)),
-    ], short, extra)
+    return Row(
+        [
+            Text(iso_time(event.received_at)[11:19]),
+            Text(
+                str(event.attempt) if event.attempt else "-",
+                style="bold magenta" if (event.attempt or 0) > 1 else "",
+            ),
+            refid,
+            _cell(event.from_number or "-"),
+            _cell(event.to_number or "-"),
+            message,
+            flags,
+            signature,
+            Text(str(event.status), style=_status_style(event.status)),
+        ],
+        short,
+        extra,
+    )
 
 
-def column_widths(rows: list[Row], shown: list[int], width: int, compact: bool
-                  ) -> dict[int, int]:
+def column_widths(rows: list[Row], shown: list[int], width: int, compact: bool) -> dict[int, int]:
     """Widths of the ``shown`` columns that fit ``width``: time, attempt and status whole;
     the others their floors, then what is left in ``_GROW``'s order (see there); when even
     the floors do not fit, columns give way further in ``_SHRINK``'s order."""
     heading = {i: len(_name(i, compact)) for i in shown}
-    full = {i: min(max([heading[i], *(r.width(i) for r in rows)]), _CAPS.get(i, 10**6))
-            for i in shown}
-    short = {i: min(max([heading[i], *(r.width(i, _SHORT) for r in rows)]), full[i])
-             for i in shown}
+    full = {
+        i: min(max([heading[i], *(r.width(i) for r in rows)]), _CAPS.get(i, 10**6)) for i in shown
+    }
+    short = {i: min(max([heading[i], *(r.width(i, _SHORT) for r in rows)]), full[i]) for i in shown}
 
     def target(i: int, goal: _Goal, room: int) -> int:
         if goal == _SHORT:
@@ -200,15 +248,23 @@ def column_widths(rows: list[Row], shown: list[int], width: int, compact: bool
             return full[i]
         if isinstance(goal, tuple):  # the widest whole cell that fits, or no growth at all
             form = _NEED if goal[0] == _NEED else _FULL
-            fits = [w for w in (heading[i], *(min(r.width(i, form), full[i]) for r in rows))
-                    if w <= min(room, goal[1])]
+            fits = [
+                w
+                for w in (heading[i], *(min(r.width(i, form), full[i]) for r in rows))
+                if w <= min(room, goal[1])
+            ]
             return max(fits, default=0)
         assert isinstance(goal, int)
         return min(goal, full[i])
 
-    widths = {i: full[i] if i in _FIXED else
-              max(heading[i], min(target(i, _FLOORS[i], 0), full[i])) if i in _FLOORS
-              else full[i] for i in shown}
+    widths = {
+        i: full[i]
+        if i in _FIXED
+        else max(heading[i], min(target(i, _FLOORS[i], 0), full[i]))
+        if i in _FLOORS
+        else full[i]
+        for i in shown
+    }
     room = width - sum(widths.values()) - _gap(compact) * (len(widths) - 1)
     for i, goal in _GROW:
         if room <= 0:
@@ -236,7 +292,7 @@ def _tail(cell: Text, width: int) -> Text:
     ones that tell two numbers apart."""
     if cell.cell_len <= width or not cell.plain.isascii() or width < 2:
         return cell
-    return Text("…" + cell.plain[-(width - 1):], style=cell.style)
+    return Text("…" + cell.plain[-(width - 1) :], style=cell.style)
 
 
 def _gap(compact: bool) -> int:
@@ -251,8 +307,14 @@ def _line(text: Text) -> Text:
     return text
 
 
-def build_view(url: str, stats: ListenStats, events: list[ListenEvent] | deque[ListenEvent],
-               width: int = 200, *, faults: str | None = None) -> Group:
+def build_view(
+    url: str,
+    stats: ListenStats,
+    events: list[ListenEvent] | deque[ListenEvent],
+    width: int = 200,
+    *,
+    faults: str | None = None,
+) -> Group:
     """The header and the table for a terminal ``width`` columns wide (drawn
     ``SAFETY_MARGIN`` narrower)."""
     compact = width < COMPACT_BELOW
@@ -261,19 +323,25 @@ def build_view(url: str, stats: ListenStats, events: list[ListenEvent] | deque[L
     header.append("ipsms listen ", style="bold")
     header.append(cell_text(url), style="cyan")
     if compact:  # short words, so the counts fit 80 columns beside a local URL
-        header.append(f"  rcvd {stats.received}  ok {stats.accepted}  rej {stats.rejected}"
-                      f"  bad sig {stats.bad_signatures}  retries {stats.retries}")
+        header.append(
+            f"  rcvd {stats.received}  ok {stats.accepted}  rej {stats.rejected}"
+            f"  bad sig {stats.bad_signatures}  retries {stats.retries}"
+        )
     else:
-        header.append(f"   received {stats.received}  accepted {stats.accepted}  "
-                      f"rejected {stats.rejected}  bad signatures {stats.bad_signatures}  "
-                      f"retries {stats.retries}")
+        header.append(
+            f"   received {stats.received}  accepted {stats.accepted}  "
+            f"rejected {stats.rejected}  bad signatures {stats.bad_signatures}  "
+            f"retries {stats.retries}"
+        )
     parts: list[Any] = [_line(header)]
     if faults:  # so nobody forgets it is on
-        parts.append(_line(Text(cell_text(f"fault injection: {faults}"),
-                                style="bold yellow")))
+        parts.append(_line(Text(cell_text(f"fault injection: {faults}"), style="bold yellow")))
     rows = [event_row(event) for event in events]
-    shown = [i for i in range(len(COLUMNS))
-             if i != _FLAGS or any(row.cells[_FLAGS].plain for row in rows)]
+    shown = [
+        i
+        for i in range(len(COLUMNS))
+        if i != _FLAGS or any(row.cells[_FLAGS].plain for row in rows)
+    ]
     widths = column_widths(rows, shown, avail, compact)
     # Laid out here, one Text per line, rather than by rich's Table: the columns' widths are
     # known already, and a Table renders every cell through padding and wrapping: a full
@@ -348,9 +416,16 @@ class LiveView:
     request arrived or the terminal changed size (not per request, so a burst of messages
     costs no extra redraws, and an idle listener none)."""
 
-    def __init__(self, console: Console, url: str, stats: ListenStats,
-                 max_rows: int = MAX_ROWS, *, faults: str | None = None,
-                 preamble: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        console: Console,
+        url: str,
+        stats: ListenStats,
+        max_rows: int = MAX_ROWS,
+        *,
+        faults: str | None = None,
+        preamble: list[str] | None = None,
+    ) -> None:
         self.console = console
         self.url = url
         self.faults = faults  # what fault injection does, shown in the header while it is on
@@ -363,9 +438,15 @@ class LiveView:
         self._size: tuple[int, int] | None = None  # the terminal's size at the last redraw
         self._version = 0  # requests seen; the one drawn last is ``_drawn``
         self._drawn = -1
-        self._live = _Live(console=console, refresh_per_second=REFRESH_PER_SECOND,
-                           get_renderable=self.render, redirect_stdout=False,
-                           redirect_stderr=False, transient=False, changed=self.changed)
+        self._live = _Live(
+            console=console,
+            refresh_per_second=REFRESH_PER_SECOND,
+            get_renderable=self.render,
+            redirect_stdout=False,
+            redirect_stderr=False,
+            transient=False,
+            changed=self.changed,
+        )
 
     def changed(self) -> bool:
         """Whether the next redraw would differ: a request arrived, or the size changed."""
@@ -379,8 +460,11 @@ class LiveView:
         self._redrawn = self._redrawn or resized
         preamble = self._preamble(width) if self._redrawn else []
         # The lines above the table stay on screen: as many lines as they take are not rows.
-        above = len(preamble) if self._redrawn else sum(
-            max(1, -(-Text(line).cell_len // width)) for line in self.preamble)
+        above = (
+            len(preamble)
+            if self._redrawn
+            else sum(max(1, -(-Text(line).cell_len // width)) for line in self.preamble)
+        )
         fit = max(height - CHROME_LINES - above, 3)
         # A copy first: this runs on rich's refresh thread while the event loop appends, and
         # iterating the deque itself in Python would fail with "deque mutated during
@@ -400,7 +484,8 @@ class LiveView:
         lines: list[Text] = []
         for line in self.preamble:
             lines += Text(cell_text(line), overflow="fold").wrap(
-                self.console, max(width - SAFETY_MARGIN, 20))
+                self.console, max(width - SAFETY_MARGIN, 20)
+            )
         for text in lines:
             text.no_wrap = True
         return lines

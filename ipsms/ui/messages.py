@@ -24,8 +24,7 @@ from ipsms.ui.cells import cell_text
 
 MESSAGE_WIDTH = 48
 
-_VERDICT_STYLE = {"valid": "green", "unchecked": "dim", "invalid": "bold red",
-                  "missing": "red"}
+_VERDICT_STYLE = {"valid": "green", "unchecked": "dim", "invalid": "bold red", "missing": "red"}
 
 
 def _clock(ts_iso: str) -> str:
@@ -54,8 +53,9 @@ def _list_cells(row: Request) -> list[Text]:
     # tone or a ZWJ family is measured alike by rich and by every terminal, so a row never
     # grows past the terminal's width.
     if row.refid is None:
-        message = Text(cell_text(one_line(row.error_text or "rejected", MESSAGE_WIDTH)),
-                       style="yellow")
+        message = Text(
+            cell_text(one_line(row.error_text or "rejected", MESSAGE_WIDTH)), style="yellow"
+        )
     else:
         message = Text(cell_text(one_line(row.message or "", MESSAGE_WIDTH)))
     return [
@@ -84,8 +84,16 @@ _HEADERS = ("time", "refid", "#", "from", "to", "message", "verdict", "status")
 _TIME, _REFID, _ATTEMPT, _MESSAGE, _VERDICT = 0, 1, 2, 5, 6
 _CAPS = {_REFID: 32, 3: 16, 4: 16, _MESSAGE: MESSAGE_WIDTH, _VERDICT: 28}
 # Columns that give way on a narrow terminal, in this order, down to these widths.
-_SHRINK = ((_MESSAGE, 24), (_REFID, 16), (_MESSAGE, 12), (_REFID, 10), (_VERDICT, 7),
-           (_TIME, 8), (_MESSAGE, 8), (_REFID, 8))
+_SHRINK = (
+    (_MESSAGE, 24),
+    (_REFID, 16),
+    (_MESSAGE, 12),
+    (_REFID, 10),
+    (_VERDICT, 7),
+    (_TIME, 8),
+    (_MESSAGE, 8),
+    (_REFID, 8),
+)
 _GAP = 2  # collapsed padding plus the blank divider of box.SIMPLE_HEAD
 
 
@@ -117,13 +125,13 @@ def column_widths(cells: list[list[Text]], width: int, verdict_floor: int = 7) -
     return widths
 
 
-def list_table(rows: list[Request], width: int = 80, *, filtered: bool = False
-               ) -> RenderableType:
+def list_table(rows: list[Request], width: int = 80, *, filtered: bool = False) -> RenderableType:
     """The ``messages list`` table for a ``width``-column terminal, in the rows' order
     (``filtered``: the rows are a search's, so none means none matched)."""
     if not rows:
-        return Text("no recorded message matches" if filtered else "no messages recorded",
-                    style="dim")
+        return Text(
+            "no recorded message matches" if filtered else "no messages recorded", style="dim"
+        )
     cells = [_list_cells(r) for r in rows]
     widths = column_widths(cells, width, max(len(r.verdict or "") for r in rows))
     if widths[_TIME] == len("12:34:56"):  # too narrow for the date: keep the clock only
@@ -138,18 +146,31 @@ def list_table(rows: list[Request], width: int = 80, *, filtered: bool = False
     spare, widths[_VERDICT] = widths[_VERDICT] - shown, min(widths[_VERDICT], shown)
     wanted = min(max(c[_MESSAGE].cell_len for c in cells), MESSAGE_WIDTH) - widths[_MESSAGE]
     widths[_MESSAGE] += max(min(spare, wanted), 0)
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False,
-                  padding=(0, 1), collapse_padding=True)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        expand=False,
+        padding=(0, 1),
+        collapse_padding=True,
+    )
     for i, (name, w) in enumerate(zip(_HEADERS, widths, strict=True)):
-        table.add_column(name, width=w, no_wrap=True, overflow="ellipsis",
-                         justify="right" if i in (2, 7) else "left")
+        table.add_column(
+            name,
+            width=w,
+            no_wrap=True,
+            overflow="ellipsis",
+            justify="right" if i in (2, 7) else "left",
+        )
     for row_cells in cells:
         table.add_row(*row_cells)
     if not any(c[_ATTEMPT].plain.endswith("!") for c in cells):
         return table
     # Past 5 attempts, a reused refid, an earlier session: too long to say in the cell.
-    return Group(table, Text("! an odd attempt for its refid: `ipsms messages show REFID` "
-                             "says why", style="dim"))
+    return Group(
+        table,
+        Text("! an odd attempt for its refid: `ipsms messages show REFID` says why", style="dim"),
+    )
 
 
 def tail_line(row: Request, width: int = 80) -> Text:
@@ -199,8 +220,12 @@ def _fields_table(attempt: dict[str, Any]) -> Table:
         verdict.append(f"  {printable(attempt['verdict_detail'])}", style="")
     rows: list[tuple[str, Text]] = [
         ("received", Text(_clock(attempt["received_at"]) + " UTC")),
-        ("request", Text(printable(f"{attempt['method']} {attempt['path']} from "
-                                   f"{attempt['remote'] or '?'}"))),
+        (
+            "request",
+            Text(
+                printable(f"{attempt['method']} {attempt['path']} from {attempt['remote'] or '?'}")
+            ),
+        ),
         ("status", Text(str(attempt["status"]), style=_status_style(attempt["status"]))),
         ("from", Text(printable(attempt["from"] or "-"))),
         ("to", Text(printable(attempt["to"] or "-"))),
@@ -209,11 +234,20 @@ def _fields_table(attempt: dict[str, Any]) -> Table:
         ("verdict", verdict),
     ]
     if attempt["flags"]:
-        rows.append(("flags", Text("\n".join(
-            printable(f"{f.get('code')}: {f.get('detail')}") for f in attempt["flags"]))))
+        rows.append(
+            (
+                "flags",
+                Text(
+                    "\n".join(
+                        printable(f"{f.get('code')}: {f.get('detail')}") for f in attempt["flags"]
+                    )
+                ),
+            )
+        )
     if attempt["error"]:
-        error = attempt["error"] + (f": {attempt['error_detail']}" if attempt["error_detail"]
-                                    else "")
+        error = attempt["error"] + (
+            f": {attempt['error_detail']}" if attempt["error_detail"] else ""
+        )
         rows.append(("error", Text(printable(error), style="yellow")))
     for name, value in rows:
         grid.add_row(name, value)
@@ -241,8 +275,10 @@ def attempt_panel(row: Request) -> Panel:
         body = Text(attempt["body_base64"])
     parts: list[RenderableType] = [
         _fields_table(attempt),
-        Text("headers", style="bold"), _headers_table(attempt["headers"]),
-        Text(body_title, style="bold"), body,
+        Text("headers", style="bold"),
+        _headers_table(attempt["headers"]),
+        Text(body_title, style="bold"),
+        body,
     ]
     title = f"attempt {attempt['attempt'] or '?'} · id {attempt['id']}"
     return Panel(Group(*parts), title=title, title_align="left", expand=True)
@@ -253,6 +289,5 @@ def show_view(refid: str, rows: list[Request]) -> Group:
     header.append("refid ", style="bold")
     header.append(printable(refid), style="cyan")
     header.append(f"   {len(rows)} attempt{'s' if len(rows) != 1 else ''} recorded")
-    note = Text("signatures are masked; `ipsms messages export` has the exact bytes",
-                style="dim")
+    note = Text("signatures are masked; `ipsms messages export` has the exact bytes", style="dim")
     return Group(header, *(attempt_panel(r) for r in rows), note)

@@ -47,8 +47,12 @@ class _Line(str):
 
 
 class StreamSink:
-    def __init__(self, stream: TextIO, on_closed: Callable[[], None] | None = None,
-                 max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        on_closed: Callable[[], None] | None = None,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> None:
         self.stream = stream
         self.on_closed = on_closed
         self.max_pending = max_pending
@@ -65,8 +69,10 @@ class StreamSink:
         raise NotImplementedError
 
     def drop_notice(self, count: int) -> str:
-        return (f"ipsms: {count} line(s) dropped: stdout was not read fast enough "
-                f"({self.dropped} in all; the store has every request)")
+        return (
+            f"ipsms: {count} line(s) dropped: stdout was not read fast enough "
+            f"({self.dropped} in all; the store has every request)"
+        )
 
     def __call__(self, event: Any) -> None:
         # Formatted at hand-off, with the rest of this iteration's events: one tight loop
@@ -109,8 +115,10 @@ class StreamSink:
         try:
             return self.line(event)
         except Exception:
-            logger.error("ipsms: an output line could not be formatted",
-                         exc_info=logger.isEnabledFor(logging.DEBUG))
+            logger.error(
+                "ipsms: an output line could not be formatted",
+                exc_info=logger.isEnabledFor(logging.DEBUG),
+            )
             return None
 
     def close(self, timeout: float = 2.0) -> None:
@@ -238,7 +246,7 @@ class _Plain(_Output):
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 class _NonBlocking(_Output):
