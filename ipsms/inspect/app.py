@@ -29,6 +29,7 @@ from ipsms.text import dumps
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
+CATCH_UP_MAX = 1000  # attempts a reconnecting page is sent from the store before the live ones
 HEARTBEAT = 15.0  # seconds between comments on an idle stream (proxies close silent ones)
 HUB = web.AppKey("hub", Hub)
 MAX_POST = 2 * 1024 * 1024  # a resend's fields: a message of the listener's size and more
@@ -394,6 +395,11 @@ async def _events(request: web.Request) -> web.StreamResponse:
             after = 0
         sent = top if after is None else after  # a new page has what the list gave it
         if after is not None:
+            if top - after > CATCH_UP_MAX:  # away for long: the newest, and what was left out
+                gap = {"after": after, "before": top - CATCH_UP_MAX + 1,
+                       "count": top - CATCH_UP_MAX - after}
+                await response.write(event("gap", gap, gap["before"] - 1))
+                after = top - CATCH_UP_MAX
             catch_up = await loop.run_in_executor(hub.executor, _rows_after, hub.db, after, top)
             for row in catch_up:
                 await response.write(event("request", summary(row), row.id))
@@ -408,6 +414,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
                 break
             if b"event: cleared" in data:
                 sent = 0
+            elif b"event: gap" in data:
+                sent = max(sent, _event_id(data) or 0)
             elif (event_id := _event_id(data)) is not None:
                 if event_id <= sent:
                     continue  # already sent by the catch-up

@@ -233,3 +233,33 @@ async def test_every_attempt_of_a_refid_no_url_can_carry(inspector: Inspector) -
     group = await inspector.json(f"/api/messages/{first.id}/attempts?bodies=0")
     assert group["refid"] == ".." and [a["attempt"] for a in group["attempts"]] == [1, 2]  # type: ignore[index,union-attr]
     assert group["attempts"][0]["body_base64"] is None  # type: ignore[index]
+
+
+async def test_a_flood_is_streamed_as_its_newest_attempts_and_a_gap(inspector: Inspector) -> None:
+    from ipsms.inspect.stream import LIVE_MAX
+
+    async with await inspector.get("/api/events") as stream:
+        await asyncio.gather(*(inspector.recorder.record(request(f"F{i:04d}"))
+                               for i in range(LIVE_MAX * 3)))
+        events = await read_events(stream, 1)
+        while events[-1][0] != "gap":  # the first poll may catch the flood's start whole
+            events += await read_events(stream, 1)
+        _, gap = events[-1]
+        assert gap["count"] > 0 and gap["after"] < gap["before"]
+        rest = await read_events(stream, LIVE_MAX)
+        ids = [item["id"] for _, item in rest]
+        assert ids == sorted(ids) and ids[0] == gap["before"]
+        assert ids[-1] == LIVE_MAX * 3  # the newest is shown
+
+
+async def test_a_page_back_after_long_gets_the_newest_thousand_and_a_gap(
+        inspector: Inspector) -> None:
+    from ipsms.inspect.app import CATCH_UP_MAX
+
+    await asyncio.gather(*(inspector.recorder.record(request(f"G{i:04d}"))
+                           for i in range(CATCH_UP_MAX + 50)))
+    async with await inspector.get("/api/events", headers={"Last-Event-ID": "0"}) as stream:
+        ((kind, gap),) = await read_events(stream, 1)
+        assert kind == "gap" and gap == {"after": 0, "before": 51, "count": 50}
+        got = await read_events(stream, CATCH_UP_MAX)
+        assert [item["id"] for _, item in got] == list(range(51, CATCH_UP_MAX + 51))

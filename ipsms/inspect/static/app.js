@@ -349,6 +349,7 @@ const state = {
   selected: null,      // {group, id}: id null when the group's row is selected
   maxSeen: 0,          // the newest id seen, for resuming the event stream
   newCount: 0,
+  gapped: false,       // the stream left attempts out (a flood): the list is not whole
   listAbort: null,
   generation: 0,
 };
@@ -507,6 +508,7 @@ function resetModel() {
   state.order = [];
   state.nextBefore = null;
   state.trimmedTop = false;
+  state.gapped = false;
   state.selected = null;
   $('groups').replaceChildren();
 }
@@ -1226,6 +1228,20 @@ function connect() {
     state.queued.push(item);
     if (!flushTimer) flushTimer = setTimeout(flushQueue, 40);
   });
+  // Faster than a page can show: the stream sends the newest attempts and says how many it
+  // left out; the "new" button then loads the newest page from the store.
+  source.addEventListener('gap', (event) => {
+    let gap;
+    try {
+      gap = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    state.maxSeen = Math.max(state.maxSeen, Number(event.lastEventId) || 0);
+    state.gapped = true;
+    state.newCount += Number(gap.count) || 0;
+    drawNewCount();
+  });
   source.addEventListener('cleared', () => {
     state.queued = [];
     state.maxSeen = 0; // the store numbers its rows from 1 again
@@ -1308,8 +1324,9 @@ function announce(text) {
 function jumpToNewest() {
   state.newCount = 0;
   drawNewCount();
-  if (state.trimmedTop) {
+  if (state.trimmedTop || state.gapped) {
     state.trimmedTop = false;
+    state.gapped = false;
     reload().then(() => state.order[0] && select(state.order[0], null, { focus: true }));
     return;
   }
