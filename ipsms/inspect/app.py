@@ -396,8 +396,11 @@ async def _events(request: web.Request) -> web.StreamResponse:
         sent = top if after is None else after  # a new page has what the list gave it
         if after is not None:
             if top - after > CATCH_UP_MAX:  # away for long: the newest, and what was left out
-                gap = {"after": after, "before": top - CATCH_UP_MAX + 1,
-                       "count": top - CATCH_UP_MAX - after}
+                gap = {
+                    "after": after,
+                    "before": top - CATCH_UP_MAX + 1,
+                    "count": top - CATCH_UP_MAX - after,
+                }
                 await response.write(event("gap", gap, gap["before"] - 1))
                 after = top - CATCH_UP_MAX
             catch_up = await loop.run_in_executor(hub.executor, _rows_after, hub.db, after, top)
