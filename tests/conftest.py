@@ -37,9 +37,14 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_ipsms(*args: str, input: str | bytes | None = None, timeout: float = 30,
-              env: dict[str, str] | None = None, tty: bool = False,
-              columns: int | None = None) -> subprocess.CompletedProcess[str]:
+def run_ipsms(
+    *args: str,
+    input: str | bytes | None = None,
+    timeout: float = 30,
+    env: dict[str, str] | None = None,
+    tty: bool = False,
+    columns: int | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``ipsms ARGS`` in this process, through an ``Environment`` whose streams are
     in-memory UTF-8 (strict, like a real stdout) and whose variables are ``env`` (default:
     this test's). ``tty`` makes stdin, stdout and stderr terminals. Returns what a
@@ -54,8 +59,12 @@ def run_ipsms(*args: str, input: str | bytes | None = None, timeout: float = 30,
         stdin=io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"),
         stdout=io.TextIOWrapper(out, encoding="utf-8", write_through=True),
         stderr=io.TextIOWrapper(err, encoding="utf-8", write_through=True),
-        stdin_isatty=tty, stdout_isatty=tty, stderr_isatty=tty,
-        variables=env or cli_env(), columns=columns)
+        stdin_isatty=tty,
+        stdout_isatty=tty,
+        stderr_isatty=tty,
+        variables=env or cli_env(),
+        columns=columns,
+    )
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # the usual case: a plain test
@@ -63,17 +72,28 @@ def run_ipsms(*args: str, input: str | bytes | None = None, timeout: float = 30,
     else:  # an async test: the command's own event loop needs a thread of its own
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             code = pool.submit(run, args, environment).result()
-    return subprocess.CompletedProcess(["ipsms", *args], code,
-                                       out.getvalue().decode("utf-8", "replace"),
-                                       err.getvalue().decode("utf-8", "replace"))
+    return subprocess.CompletedProcess(
+        ["ipsms", *args],
+        code,
+        out.getvalue().decode("utf-8", "replace"),
+        err.getvalue().decode("utf-8", "replace"),
+    )
 
 
-def run_process(*args: str, input: str | bytes | None = None, timeout: float = 30,
-                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_process(
+    *args: str,
+    input: str | bytes | None = None,
+    timeout: float = 30,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m ipsms ARGS`` as a real process (for what needs one: signals, pipes,
     the entry point) and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "ipsms", *args],
         input=input.decode() if isinstance(input, bytes) else input,
-        capture_output=True, text=True, timeout=timeout, env=env or cli_env(), cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or cli_env(),
+        cwd=ROOT,
     )

@@ -33,12 +33,20 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-       "proxy-authorization", "proxy-authenticate"}
+HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+}
 
 
 def log(**fields: Any) -> None:
-    parts = [f't={time.strftime("%Y-%m-%dT%H:%M:%S")}']
+    parts = [f"t={time.strftime('%Y-%m-%dT%H:%M:%S')}"]
     for key, value in fields.items():
         text = str(value)
         parts.append(f'{key}="{text}"' if " " in text or not text else f"{key}={text}")
@@ -118,15 +126,23 @@ def main() -> None:
     if os.environ.get("FAKE_NGROK_SEEN"):
         modes = {path: stat.S_IMODE(os.stat(path).st_mode) for path in config_files(argv)}
         with open(os.environ["FAKE_NGROK_SEEN"], "a") as fh:
-            fh.write(json.dumps({"pid": os.getpid(), "argv": argv, "authtoken": token,
-                                 "config_modes": modes}) + "\n")
+            fh.write(
+                json.dumps(
+                    {"pid": os.getpid(), "argv": argv, "authtoken": token, "config_modes": modes}
+                )
+                + "\n"
+            )
     if os.environ.get("FAKE_NGROK_SILENT"):
         time.sleep(3600)
         return
     if token == "bad-token":
-        log(lvl="eror", msg="session closing", obj="tunnels.session",
+        log(
+            lvl="eror",
+            msg="session closing",
+            obj="tunnels.session",
             err="authentication failed: The authtoken you specified does not look like a "
-                "proper ngrok tunnel authtoken.\\r\\n\\r\\nERR_NGROK_105\\r\\n")
+            "proper ngrok tunnel authtoken.\\r\\n\\r\\nERR_NGROK_105\\r\\n",
+        )
         sys.exit(1)
     endpoints: dict[str, dict[str, Any]] = {}
     relays: dict[str, ThreadingHTTPServer] = {}
@@ -149,11 +165,19 @@ def main() -> None:
             upstream = (options.get("upstream") or {}).get("url") or options.get("addr")
             relay = relay_server(upstream)
             relays[name] = relay
-            public = (os.environ.get("FAKE_NGROK_PUBLIC_URL")
-                      or f"http://127.0.0.1:{relay.server_address[1]}")
-            endpoints[name] = {"name": name, "url": public, "public_url": public,
-                               "uri": f"/api/endpoints/{name}", "proto": "http",
-                               "upstream": {"url": upstream}, "config": {"addr": upstream}}
+            public = (
+                os.environ.get("FAKE_NGROK_PUBLIC_URL")
+                or f"http://127.0.0.1:{relay.server_address[1]}"
+            )
+            endpoints[name] = {
+                "name": name,
+                "url": public,
+                "public_url": public,
+                "uri": f"/api/endpoints/{name}",
+                "proto": "http",
+                "upstream": {"url": upstream},
+                "config": {"addr": upstream},
+            }
             self._send(201, endpoints[name])
 
         def do_DELETE(self) -> None:

@@ -19,8 +19,13 @@ from ipsms.request import Request
 
 REFID = "ABCDEF1234567890ABCDEF1234567890"
 SECRET = "S3CRET"
-VALID = {"refid": REFID, "from": "+13035550100", "to": "+13038675309", "message": "Hello World!",
-         "signature": SECRET}
+VALID = {
+    "refid": REFID,
+    "from": "+13035550100",
+    "to": "+13038675309",
+    "message": "Hello World!",
+    "signature": SECRET,
+}
 
 
 class Running:
@@ -48,10 +53,13 @@ class Running:
             writer.close()
             await wait_closed(writer)
 
-    async def post(self, body: bytes, content_type: str = "application/json",
-                   headers: str = "") -> bytes:
-        head = (f"POST /sms HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(body)}\r\n{headers}Connection: close\r\n\r\n")
+    async def post(
+        self, body: bytes, content_type: str = "application/json", headers: str = ""
+    ) -> bytes:
+        head = (
+            f"POST /sms HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n{headers}Connection: close\r\n\r\n"
+        )
         return await self.raw(head.encode("latin-1") + body)  # header bytes as given
 
     async def post_valid(self) -> int:
@@ -78,8 +86,9 @@ async def wait_closed(writer: asyncio.StreamWriter) -> None:
         await writer.wait_closed()
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0,
-                     what: str = "the condition") -> None:
+async def wait_until(
+    condition: Callable[[], bool], timeout: float = 10.0, what: str = "the condition"
+) -> None:
     """Poll ``condition`` until it holds: a wait on what the test observes, not a guess at
     how long it takes. Fails the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

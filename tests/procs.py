@@ -20,17 +20,24 @@ from tests.hostile import VALID
 class ListenerProcess:
     """``ipsms listen --port 0 --format json`` as a child process; ``url`` once it is ready."""
 
-    def __init__(self, *args: str, db: Path | None = None, env: dict[str, str] | None = None
-                 ) -> None:
+    def __init__(
+        self, *args: str, db: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
         cmd = [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json"]
         if not any(a.startswith("--inspect") for a in args):
             cmd.append("--no-inspect")  # tests/inspect/ asks for the inspector itself
         if db is not None:
             cmd += ["--db", str(db)]
         # Its own process group: kill() also ends what it started (an ngrok agent).
-        self.proc = subprocess.Popen(cmd + list(args), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                                     env=env or cli_env(), start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd + list(args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env or cli_env(),
+            start_new_session=True,
+        )
         assert self.proc.stdout is not None
         first = self.proc.stdout.readline()
         if not first:
@@ -67,8 +74,11 @@ def post_valid_messages(url: str, count: int, workers: int = 8) -> list[int]:
     body = json.dumps(VALID).encode()
 
     def post(i: int) -> int:
-        request = urllib.request.Request(url, data=body.replace(b"ABCDEF", f"{i:06d}".encode()),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url,
+            data=body.replace(b"ABCDEF", f"{i:06d}".encode()),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return int(response.status)
 
@@ -81,7 +91,8 @@ def fake_agent(folder: Path) -> Path:
     is installed (``exec``: pyngrok's kill reaches the process itself)."""
     path = folder / "ngrok"
     folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "tests" / "fake_ngrok.py"}" '
-                    '"$@"\n')
+    path.write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "tests" / "fake_ngrok.py"}" "$@"\n'
+    )
     path.chmod(0o755)
     return path

@@ -11,8 +11,14 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | No
     None once the client closed or reset the connection."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
-        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), 0)
+        length = next(
+            (
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            0,
+        )
         return head, await reader.readexactly(length)
     except (asyncio.IncompleteReadError, ConnectionError):
         return None

@@ -23,15 +23,21 @@ def cells(line: str) -> list[str]:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.skipif(not all(map(shutil.which, ("wrk", "hey", "tmux"))),
-                    reason="the benchmarks need wrk, hey and tmux")
-def test_smoke_run_prints_the_table_and_rewrites_only_the_marked_section(tmp_path: Path
-                                                                         ) -> None:
+@pytest.mark.skipif(
+    not all(map(shutil.which, ("wrk", "hey", "tmux"))),
+    reason="the benchmarks need wrk, hey and tmux",
+)
+def test_smoke_run_prints_the_table_and_rewrites_only_the_marked_section(tmp_path: Path) -> None:
     doc = tmp_path / "BENCHMARKS.md"
     doc.write_text(f"# Benchmarks\n\nkept above\n\n{BEGIN}\nold figures\n{END}\n\nkept below\n")
-    result = subprocess.run([sys.executable, "bench/run.py", "--smoke", "--doc", str(doc)],
-                            capture_output=True, text=True, cwd=ROOT, timeout=590,
-                            env=cli_env(PYTHONPATH=str(ROOT)))
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--smoke", "--doc", str(doc)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=590,
+        env=cli_env(PYTHONPATH=str(ROOT)),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     lines = result.stdout.splitlines()
@@ -53,4 +59,4 @@ def test_smoke_run_prints_the_table_and_rewrites_only_the_marked_section(tmp_pat
     assert text.endswith(END + "\n\nkept below\n")
     assert "old figures" not in text
     assert "load average" in text and "Python 3." in text and "aiohttp" in text
-    assert "\n".join(lines[:len(rows) + 2]) in text  # the same table, in the file
+    assert "\n".join(lines[: len(rows) + 2]) in text  # the same table, in the file

@@ -40,9 +40,12 @@ def test_every_command_is_in_the_readme() -> None:
 def test_the_readmes_command_table_links_each_command_to_its_page_and_reference() -> None:
     """A row per command: its name linking to a page of docs/ that exists, and its --help in
     docs/cli.md."""
-    rows = re.findall(r"^\| \[`(ipsms [^`]+)`\]\((docs/[^)#]+\.md)(?:#[^)]*)?\) \|.*"
-                      r"\[`--help`\]\(docs/cli\.md#([a-z-]+)\) \|$", readme_section("Commands"),
-                      re.MULTILINE)
+    rows = re.findall(
+        r"^\| \[`(ipsms [^`]+)`\]\((docs/[^)#]+\.md)(?:#[^)]*)?\) \|.*"
+        r"\[`--help`\]\(docs/cli\.md#([a-z-]+)\) \|$",
+        readme_section("Commands"),
+        re.MULTILINE,
+    )
     linked = {}
     for shown, page, anchor in rows:
         assert (ROOT / page).exists(), page
@@ -105,10 +108,17 @@ def anchors(path: Path) -> set[str]:
 
 def test_anchors_are_made_as_github_makes_them(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
-    page.write_text("# `ipsms listen`: receive\n## 1.1 The signature: two\n## Flags: a, b\n"
-                    "## Flags: a, b\n```sh\n# not a heading\n```\n<a id=\"x-y\"></a>\n")
-    assert anchors(page) == {"ipsms-listen-receive", "11-the-signature-two", "flags-a-b",
-                             "flags-a-b-1", "x-y"}
+    page.write_text(
+        "# `ipsms listen`: receive\n## 1.1 The signature: two\n## Flags: a, b\n"
+        '## Flags: a, b\n```sh\n# not a heading\n```\n<a id="x-y"></a>\n'
+    )
+    assert anchors(page) == {
+        "ipsms-listen-receive",
+        "11-the-signature-two",
+        "flags-a-b",
+        "flags-a-b-1",
+        "x-y",
+    }
 
 
 def test_every_relative_link_in_the_docs_resolves() -> None:
@@ -131,8 +141,9 @@ def test_the_cli_reference_is_current() -> None:
     """docs/cli.md is generated from the app; a new option or changed help makes it stale."""
     from ipsms.cli.reference import markdown
 
-    assert (ROOT / "docs" / "cli.md").read_text() == markdown(), \
+    assert (ROOT / "docs" / "cli.md").read_text() == markdown(), (
         "run: python -m ipsms.cli.reference > docs/cli.md"
+    )
 
 
 def test_every_command_and_group_has_help_text_and_an_example() -> None:
@@ -199,29 +210,48 @@ def test_the_quick_start_runs_as_written(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {k: v for k, v in cli_env().items() if k != "VIRTUAL_ENV"}
-    env.update(IPSMS_HOME=str(tmp_path / "home"), IPSMS_PORT=str(port),
-               IPSMS_SIMULATE_URL=f"http://127.0.0.1:{port}/")
-    listener = subprocess.Popen(["bash", "-e", "-c", listen], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+    env.update(
+        IPSMS_HOME=str(tmp_path / "home"),
+        IPSMS_PORT=str(port),
+        IPSMS_SIMULATE_URL=f"http://127.0.0.1:{port}/",
+    )
+    listener = subprocess.Popen(
+        ["bash", "-e", "-c", listen],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
-            assert listener.poll() is None and time.monotonic() < deadline, \
-                listener.communicate()[1]
+            assert listener.poll() is None and time.monotonic() < deadline, listener.communicate()[
+                1
+            ]
             time.sleep(0.1)
-        result = subprocess.run(["bash", "-e", "-c", deliver], cwd=ROOT, env=env,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            ["bash", "-e", "-c", deliver],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
         lines = [json.loads(line) for line in result.stdout.splitlines()]
         outcome = next(line for line in lines if line["type"] == "outcome")
         assert outcome["delivered"] and outcome["attempts"] == 3
         recorded = [line for line in lines if line["type"] == "request"]
-        assert [(r["attempt"], r["verdict"]) for r in recorded] == [(3, "valid"), (2, "valid"),
-                                                                    (1, "valid")]
+        assert [(r["attempt"], r["verdict"]) for r in recorded] == [
+            (3, "valid"),
+            (2, "valid"),
+            (1, "valid"),
+        ]
         os.killpg(listener.pid, signal.SIGINT)  # Ctrl-C
         _, err = listener.communicate(timeout=20)
         assert listener.returncode == 0, err

@@ -26,7 +26,8 @@ MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def eager_imports(path: Path) -> set[str]:
@@ -51,8 +52,10 @@ def eager_imports(path: Path) -> set[str]:
 
 
 def internal_graph() -> dict[str, set[str]]:
-    return {name: {m for m in eager_imports(path) if m in MODULES and m != name}
-            for name, path in MODULES.items()}
+    return {
+        name: {m for m in eager_imports(path) if m in MODULES and m != name}
+        for name, path in MODULES.items()
+    }
 
 
 def cycles_in(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -64,7 +67,7 @@ def cycles_in(graph: dict[str, set[str]]) -> list[list[str]]:
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append([*path[path.index(nxt):], nxt])
+                cycles.append([*path[path.index(nxt) :], nxt])
             elif nxt not in state:
                 walk(nxt, [*path, nxt])
         state[node] = 2
@@ -82,11 +85,20 @@ def test_there_is_no_import_cycle() -> None:
 
 def test_typer_only_in_the_cli_and_rich_only_in_the_cli_and_ui() -> None:
     for name, path in MODULES.items():
-        imported = eager_imports(path) | {
-            n.module or "" for n in ast.walk(ast.parse(path.read_text()))
-            if isinstance(n, ast.ImportFrom)} | {
-            a.name for n in ast.walk(ast.parse(path.read_text()))
-            if isinstance(n, ast.Import) for a in n.names}
+        imported = (
+            eager_imports(path)
+            | {
+                n.module or ""
+                for n in ast.walk(ast.parse(path.read_text()))
+                if isinstance(n, ast.ImportFrom)
+            }
+            | {
+                a.name
+                for n in ast.walk(ast.parse(path.read_text()))
+                if isinstance(n, ast.Import)
+                for a in n.names
+            }
+        )
         roots = {m.split(".")[0] for m in imported}
         if not name.startswith("ipsms.cli"):
             assert "typer" not in roots and "click" not in roots, f"{name} imports typer"
@@ -109,23 +121,33 @@ def test_no_core_message_names_a_flag() -> None:
         if name.startswith(("ipsms.cli", "ipsms.ui")):
             continue
         tree = ast.parse(path.read_text())
-        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
-                      if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef
-                                    | ast.AsyncFunctionDef)
-                      and n.body and isinstance(n.body[0], ast.Expr)
-                      and isinstance(n.body[0].value, ast.Constant)}
+        docstrings = {
+            id(n.body[0].value)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and n.body
+            and isinstance(n.body[0], ast.Expr)
+            and isinstance(n.body[0].value, ast.Constant)
+        }
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
-                    and id(node) not in docstrings and flag.search(node.value)):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and id(node) not in docstrings
+                and flag.search(node.value)
+            ):
                 offenders.append(f"{name}:{node.lineno}: {node.value[:60]!r}")
     assert not offenders, "\n".join(offenders)
 
 
 def test_every_module_is_in_the_architecture_doc() -> None:
     doc = (ROOT / "docs" / "architecture.md").read_text()
-    missing = [name for name, path in MODULES.items()
-               if path.name not in ("__init__.py", "__main__.py")
-               and not re.search(rf"(?<!\w){re.escape(path.name)}", doc)]
+    missing = [
+        name
+        for name, path in MODULES.items()
+        if path.name not in ("__init__.py", "__main__.py")
+        and not re.search(rf"(?<!\w){re.escape(path.name)}", doc)
+    ]
     assert not missing, f"docs/architecture.md does not say what these hold: {missing}"
 
 
@@ -141,8 +163,18 @@ def every_import(path: Path) -> set[str]:
     return {m for m in found if m in MODULES}
 
 
-PARTS = ("listen", "store", "records", "deliver", "intelepeer", "inspect", "ui", "cli",
-         "testing", "check")
+PARTS = (
+    "listen",
+    "store",
+    "records",
+    "deliver",
+    "intelepeer",
+    "inspect",
+    "ui",
+    "cli",
+    "testing",
+    "check",
+)
 # docs/architecture.md, "The rules between them": which part may import which.
 MAY_IMPORT = {
     "root": {"root"},
@@ -159,8 +191,11 @@ MAY_IMPORT = {
 }
 ENTRY_POINTS = {"ipsms.__main__", "ipsms.pytest_plugin"}
 # Names docs/pytest-plugin.md documented at these paths before the parts became packages.
-COMPAT = {"ipsms.faults": "ipsms.listen.faults", "ipsms.listener": "ipsms.listen.app",
-          "ipsms.delivery": "ipsms.deliver.engine"}
+COMPAT = {
+    "ipsms.faults": "ipsms.listen.faults",
+    "ipsms.listener": "ipsms.listen.app",
+    "ipsms.delivery": "ipsms.deliver.engine",
+}
 
 
 def part_of(module: str) -> str:
@@ -182,22 +217,37 @@ def test_each_part_imports_only_what_the_architecture_doc_allows() -> None:
 
 
 def test_replay_is_the_one_delivery_module_that_reads_the_records() -> None:
-    readers = sorted(name for name, path in MODULES.items() if part_of(name) == "deliver"
-                     and any(part_of(m) == "records" for m in every_import(path)))
+    readers = sorted(
+        name
+        for name, path in MODULES.items()
+        if part_of(name) == "deliver" and any(part_of(m) == "records" for m in every_import(path))
+    )
     assert readers == ["ipsms.deliver.replay"]
 
 
 def test_no_command_imports_another_command() -> None:
-    shared = {"ipsms.cli", "ipsms.cli.io", "ipsms.cli.options", "ipsms.cli.help",
-              "ipsms.cli.profiles", "ipsms.cli.commands", "ipsms.cli.api",
-              "ipsms.cli.completion", "ipsms.cli.reference"}
+    shared = {
+        "ipsms.cli",
+        "ipsms.cli.io",
+        "ipsms.cli.options",
+        "ipsms.cli.help",
+        "ipsms.cli.profiles",
+        "ipsms.cli.commands",
+        "ipsms.cli.api",
+        "ipsms.cli.completion",
+        "ipsms.cli.reference",
+    }
     offenders = []
     for name, path in MODULES.items():
         if not name.startswith("ipsms.cli.") or name in shared or name == "ipsms.cli.app":
             continue
         for imported in every_import(path):
-            if imported.startswith("ipsms.cli.") and imported not in shared \
-                    and imported != name and not imported.startswith(f"{name}."):
+            if (
+                imported.startswith("ipsms.cli.")
+                and imported not in shared
+                and imported != name
+                and not imported.startswith(f"{name}.")
+            ):
                 offenders.append(f"{name} imports {imported}")
     assert not offenders, "\n".join(sorted(offenders))
 
@@ -205,7 +255,9 @@ def test_no_command_imports_another_command() -> None:
 def test_there_is_no_import_cycle_even_through_lazy_imports() -> None:
     # A module importing its own package (``ipsms.store.writer`` -> ``ipsms.store``) is not a
     # cycle: the package is imported first either way.
-    graph = {name: {m for m in every_import(path) if m != name and not name.startswith(m + ".")}
-             for name, path in MODULES.items()}
+    graph = {
+        name: {m for m in every_import(path) if m != name and not name.startswith(m + ".")}
+        for name, path in MODULES.items()
+    }
     cycles = cycles_in(graph)
     assert not cycles, f"import cycles: {cycles}"

@@ -29,8 +29,15 @@ __all__ = ["emu"]  # the fixture, shared with the set-webhook tests
 DOC = (ROOT / "docs" / "ndjson.md").read_text()
 REFID = "ABCDEF1234567890ABCDEF1234567890"
 SECRET = "SECRET CODE"
-_JSON_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool,
-               "null": type(None), "object": dict, "array": list}
+_JSON_TYPES = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "null": type(None),
+    "object": dict,
+    "array": list,
+}
 
 
 def documented() -> dict[str, dict[str, set[str]]]:
@@ -40,8 +47,11 @@ def documented() -> dict[str, dict[str, set[str]]]:
     for section in re.split(r"^## ", DOC, flags=re.MULTILINE)[1:]:
         name = re.match(r"`([a-z_]+)`", section)
         assert name, f"section without a `type` heading: {section[:40]!r}"
-        rows = re.findall(r"^\| `([a-z_0-9]+(?:(?:\[\])?\.[a-z_0-9]+)*)` \| ([a-z ]+) \|",
-                          section, flags=re.MULTILINE)
+        rows = re.findall(
+            r"^\| `([a-z_0-9]+(?:(?:\[\])?\.[a-z_0-9]+)*)` \| ([a-z ]+) \|",
+            section,
+            flags=re.MULTILINE,
+        )
         assert rows, f"no key table for {name.group(1)}"
         for _, types in rows:
             assert set(types.split(" or ")) <= set(_JSON_TYPES), f"{name.group(1)}: {types!r}"
@@ -51,11 +61,25 @@ def documented() -> dict[str, dict[str, set[str]]]:
 
 SHAPES = documented()
 # The types each test below prints for real; together, every documented type.
-RECORDING_TYPES = {"listening", "request", "rejected", "dropped", "message", "cleared",
-                   "verification"}
+RECORDING_TYPES = {
+    "listening",
+    "request",
+    "rejected",
+    "dropped",
+    "message",
+    "cleared",
+    "verification",
+}
 DELIVERY_TYPES = {"attempt", "outcome", "summary"}
-API_TYPES = {"dry_run", "webhook_set", "webhook_history", "provision", "auth_login",
-             "auth_status", "auth_logout"}
+API_TYPES = {
+    "dry_run",
+    "webhook_set",
+    "webhook_history",
+    "provision",
+    "auth_login",
+    "auth_status",
+    "auth_logout",
+}
 EMULATOR_TYPES = {"api_emulator", "emulator_request"}
 
 
@@ -77,18 +101,18 @@ def check(line: dict[str, Any]) -> None:
             check(attempt)
 
 
-def check_object(obj: dict[str, Any], shape: dict[str, set[str]], prefix: str,
-                 where: str) -> None:
+def check_object(obj: dict[str, Any], shape: dict[str, set[str]], prefix: str, where: str) -> None:
     """``obj`` has exactly the keys documented under ``prefix``, each of its documented JSON
     type; documented nested objects (``a.b``) and array elements (``a[].b``) likewise."""
-    keys = {k[len(prefix):] for k in shape if k.startswith(prefix) and "." not in k[len(prefix):]}
+    keys = {k[len(prefix) :] for k in shape if k.startswith(prefix) and "." not in k[len(prefix) :]}
     assert set(obj) == keys, (
-        f"{where}: undocumented {sorted(set(obj) - keys)}, missing {sorted(keys - set(obj))}")
+        f"{where}: undocumented {sorted(set(obj) - keys)}, missing {sorted(keys - set(obj))}"
+    )
     for key, value in obj.items():
         types = shape[prefix + key]
-        assert json_type(value) in types or (
-            "number" in types and json_type(value) == "integer"), (
-            f"{where}.{key} is {json_type(value)}, documented {types}")
+        assert json_type(value) in types or ("number" in types and json_type(value) == "integer"), (
+            f"{where}.{key} is {json_type(value)}, documented {types}"
+        )
         if isinstance(value, dict) and any(k.startswith(f"{prefix}{key}.") for k in shape):
             check_object(value, shape, f"{prefix}{key}.", f"{where}.{key}")
         if isinstance(value, list) and any(k.startswith(f"{prefix}{key}[].") for k in shape):
@@ -130,8 +154,11 @@ def test_every_type_printed_matches_docs_ndjson_md(tmp_path: Path) -> None:
     cleared = run("messages", "clear", "--yes", "--format", "json")
     seen += listed + shown + exported + redacted + verified + cleared
     # Lines listen prints only on trouble, from the functions that print them.
-    seen.append(json.loads(ndjson_line(RejectedEvent(time.time(), "127.0.0.1", 408,
-                                                     "request head not complete"))))
+    seen.append(
+        json.loads(
+            ndjson_line(RejectedEvent(time.time(), "127.0.0.1", 408, "request head not complete"))
+        )
+    )
     seen.append(json.loads(NdjsonSink(io.StringIO()).drop_notice(3)))
 
     for line in seen:
@@ -161,8 +188,21 @@ def test_the_request_shape_is_the_same_in_every_command(tmp_path: Path) -> None:
     assert exported["signature_masked"] is False and exported["signature"] == SECRET
     assert exported["body"].encode() == SEED
     assert live["body"] is None and listed["body"] is None and attempt["body"] is not None
-    same = ("id", "refid", "attempt", "from", "to", "message", "verdict", "verdict_detail",
-            "flags", "status", "error", "headers", "size")
+    same = (
+        "id",
+        "refid",
+        "attempt",
+        "from",
+        "to",
+        "message",
+        "verdict",
+        "verdict_detail",
+        "flags",
+        "status",
+        "error",
+        "headers",
+        "size",
+    )
     assert {k: live[k] for k in same} == {k: exported[k] for k in same}
 
 
@@ -183,16 +223,40 @@ def test_simulate_and_replay_lines_match_the_doc(tmp_path: Path) -> None:
     listener = ListenerProcess("--secret", SECRET, db=db)
     try:
         url = listener.url
-        forced = run("simulate", url, "--refid", REFID, "--secret", SECRET, "--fail-first", "1",
-                     "--no-wait")
-        refused = run("simulate", url, "--secret", "WRONG", "--max-attempts", "2", "--no-wait",
-                      code=ExitCode.NOT_DELIVERED)  # the listener answers 401 or 403
-        unanswered = run("simulate", f"http://127.0.0.1:{closed_port()}/", "--max-attempts",
-                         "1", code=ExitCode.NOT_DELIVERED)
+        forced = run(
+            "simulate", url, "--refid", REFID, "--secret", SECRET, "--fail-first", "1", "--no-wait"
+        )
+        refused = run(
+            "simulate",
+            url,
+            "--secret",
+            "WRONG",
+            "--max-attempts",
+            "2",
+            "--no-wait",
+            code=ExitCode.NOT_DELIVERED,
+        )  # the listener answers 401 or 403
+        unanswered = run(
+            "simulate",
+            f"http://127.0.0.1:{closed_port()}/",
+            "--max-attempts",
+            "1",
+            code=ExitCode.NOT_DELIVERED,
+        )
         load = run("simulate", url, "--secret", SECRET, "--count", "3")
         replayed = run("replay", REFID, "--to", url, "--db", str(db), "--no-wait")
-        replayed_all = run("replay", "--all", "--to", url, "--db", str(db), "--no-wait",
-                           "--max-attempts", "1", code=ExitCode.NOT_DELIVERED)  # the WRONG one
+        replayed_all = run(
+            "replay",
+            "--all",
+            "--to",
+            url,
+            "--db",
+            str(db),
+            "--no-wait",
+            "--max-attempts",
+            "1",
+            code=ExitCode.NOT_DELIVERED,
+        )  # the WRONG one
         run("messages", "clear", "--yes", "--db", str(db))
         empty = run("replay", "--all", "--to", url, "--db", str(db))
     finally:
@@ -203,7 +267,9 @@ def test_simulate_and_replay_lines_match_the_doc(tmp_path: Path) -> None:
     assert {line["type"] for line in seen} == DELIVERY_TYPES | {"cleared"}
     # The variants that put null in place of a value, and the ones that do not.
     assert [(a["status"], a["ok"], a["forced_failure"], a["wait_s"]) for a in forced[:2]] == [
-        (200, False, True, 0), (200, True, False, None)]
+        (200, False, True, 0),
+        (200, True, False, None),
+    ]
     assert forced[2]["delivered_on"] == 2 and forced[2]["signature"] == "****(11)"
     assert refused[0]["status"] == refused[1]["status"] in (401, 403) and not refused[1]["ok"]
     assert refused[0]["response"] and refused[0]["error"] is None
@@ -227,24 +293,25 @@ def test_api_command_lines_match_the_doc(emu: EmulatorThread) -> None:
     api = ["--api-base", emu.api_base, "--auth-url", emu.auth_url]
     creds = cli_env(IPSMS_USERNAME="api-user", IPSMS_PASSWORD=PASSWORD)
 
-    def run(*args: str, code: int = 0, env: dict[str, str] | None = None
-            ) -> list[dict[str, Any]]:
+    def run(*args: str, code: int = 0, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
         result = run_ipsms(*args, env=env)
         assert result.returncode == code, result.stderr
         lines = lines_of(result.stdout)
         seen.extend(lines)
         return lines
 
-    login = run("auth", "login", "--username", "api-user", *api,
-                env=cli_env(IPSMS_PASSWORD=PASSWORD))
+    login = run(
+        "auth", "login", "--username", "api-user", *api, env=cli_env(IPSMS_PASSWORD=PASSWORD)
+    )
     stored = run("auth", "status")
     with_token = run("auth", "status", env=cli_env(IPSMS_TOKEN="tok-zz-9999"))
     dry = run("set-webhook", NUMBER, "https://u:pw@example.com/a", "--dry-run", *api)
     dry += run("provision", NO_SMS, "--dry-run", *api)
     first = run("set-webhook", NUMBER, "https://example.com/a", *api, env=creds)
     second = run("set-webhook", NUMBER, "https://example.com/b", *api, env=creds)
-    partial = run("set-webhook", NUMBER, MISSING, "https://example.com/c", *api, env=creds,
-                  code=ExitCode.API)
+    partial = run(
+        "set-webhook", NUMBER, MISSING, "https://example.com/c", *api, env=creds, code=ExitCode.API
+    )
     restored = run("set-webhook", "--restore", NUMBER, *api, env=creds)
     history = run("set-webhook", "--history")
     requested = run("provision", NO_SMS, *api, env=creds)
@@ -273,9 +340,12 @@ def test_api_emulator_lines_match_the_doc() -> None:
     """``ipsms api-emulator``'s own lines: JSON, non-JSON and non-object request bodies."""
     process = EmulatorProcess("--number-no-sms", NO_SMS)
     try:
-        env = cli_env(IPSMS_API_BASE=process.ready["api_base"],
-                      IPSMS_AUTH_URL=process.ready["auth_url"],
-                      IPSMS_USERNAME=DEMO_USER, IPSMS_PASSWORD=DEMO_PASSWORD)
+        env = cli_env(
+            IPSMS_API_BASE=process.ready["api_base"],
+            IPSMS_AUTH_URL=process.ready["auth_url"],
+            IPSMS_USERNAME=DEMO_USER,
+            IPSMS_PASSWORD=DEMO_PASSWORD,
+        )
         result = run_ipsms("provision", NO_SMS, env=env)
         assert result.returncode == 0, result.stderr
         for body in (b"not json", b"[1, 2]", b'"text"'):
@@ -300,8 +370,15 @@ def test_every_type_in_the_code_is_documented_and_tested() -> None:
     for path in (ROOT / "ipsms").rglob("*.py"):
         in_code |= set(re.findall(r'"type": "([a-z_]+)"', path.read_text()))
     assert in_code == set(SHAPES)
-    assert set(SHAPES) == (RECORDING_TYPES | DELIVERY_TYPES | API_TYPES | EMULATOR_TYPES
-                           | TUNNEL_TYPES | INSPECTOR_TYPES | CHECK_TYPES)
+    assert set(SHAPES) == (
+        RECORDING_TYPES
+        | DELIVERY_TYPES
+        | API_TYPES
+        | EMULATOR_TYPES
+        | TUNNEL_TYPES
+        | INSPECTOR_TYPES
+        | CHECK_TYPES
+    )
 
 
 TUNNEL_TYPES = {"tunnel"}
@@ -313,8 +390,13 @@ CHECK_TYPES = {"check"}
 
 def test_tunnel_lines_match_the_doc(tmp_path: Path) -> None:
     """`listen --tunnel` against the fake agent, which dies after a second: up, then down."""
-    listener = ListenerProcess("--tunnel", "--ngrok-path", str(fake_agent(tmp_path / "bin")),
-                               db=tmp_path / "t.sqlite3", env=cli_env(FAKE_NGROK_DIE_AFTER="1"))
+    listener = ListenerProcess(
+        "--tunnel",
+        "--ngrok-path",
+        str(fake_agent(tmp_path / "bin")),
+        db=tmp_path / "t.sqlite3",
+        env=cli_env(FAKE_NGROK_DIE_AFTER="1"),
+    )
     try:
         up, down = listener.next_event(), listener.next_event()
         listener.proc.communicate(timeout=10)

@@ -38,15 +38,23 @@ def test_a_deep_db_and_state_home_are_private_under_umask_000(tmp_path: Path) ->
     running: dict[str, int] = {}
     for target in (["--db", str(db)], []):  # a --db of its own, then the state home's
         listener = subprocess.Popen(
-            [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
-             *target], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-            env=env, preexec_fn=no_umask)
+            [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json", *target],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            preexec_fn=no_umask,
+        )
         try:
             assert listener.stdout is not None
             url = json.loads(listener.stdout.readline())["url"]
-            request = urllib.request.Request(url, data=json.dumps(VALID).encode(),
-                                             method="POST",
-                                             headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                url,
+                data=json.dumps(VALID).encode(),
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
             with urllib.request.urlopen(request, timeout=10) as answer:
                 assert answer.status == 200
             # Look while it runs: the -wal and -shm files are there.
@@ -56,8 +64,9 @@ def test_a_deep_db_and_state_home_are_private_under_umask_000(tmp_path: Path) ->
             listener.send_signal(signal.SIGINT)
             listener.communicate(timeout=15)
         assert listener.returncode == 0
-    dirs = {name: m for name, m in running.items() if not name.endswith(("sqlite3", "-wal",
-                                                                       "-shm"))}
+    dirs = {
+        name: m for name, m in running.items() if not name.endswith(("sqlite3", "-wal", "-shm"))
+    }
     files = {name: m for name, m in running.items() if name not in dirs}
     assert set(dirs) == {"a", "a/b", "home", "home/deep", "home/deep/ipsms"}
     assert set(dirs.values()) == {0o700}, dirs
@@ -69,7 +78,12 @@ def test_a_deep_settings_file_is_private_under_umask_000(tmp_path: Path) -> None
     config = tmp_path / "x" / "y" / "config.toml"
     result = subprocess.run(
         [sys.executable, "-m", "ipsms", "config", "set", "secret", "s3cret"],
-        capture_output=True, text=True, timeout=30, cwd=ROOT, preexec_fn=no_umask,
-        env=cli_env(IPSMS_CONFIG=str(config), IPSMS_HOME=str(tmp_path / "home")))
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        preexec_fn=no_umask,
+        env=cli_env(IPSMS_CONFIG=str(config), IPSMS_HOME=str(tmp_path / "home")),
+    )
     assert result.returncode == 0, result.stderr
     assert modes(tmp_path / "x") == {"x": 0o700, "x/y": 0o700, "x/y/config.toml": 0o600}

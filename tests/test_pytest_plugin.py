@@ -46,8 +46,9 @@ LOAD = [] if _entry_point_installed() else ["-p", "ipsms.pytest_plugin"]
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     pytester.makeini(INI)
     # Hypothesis's plugin would take most of each in-process run (pytest --durations): off.
-    return pytester.runpytest_inprocess(*LOAD, "-p", "no:cacheprovider",
-                                        "-p", "no:hypothesispytest", *args)
+    return pytester.runpytest_inprocess(
+        *LOAD, "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args
+    )
 
 
 def test_the_docs_example_passes(pytester: pytest.Pytester) -> None:
@@ -60,7 +61,7 @@ def test_the_docs_example_passes(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=5)
 
 
-APP = '''
+APP = """
 from aiohttp import web
 
 GOT, FAIL = web.AppKey("got", list), web.AppKey("fail", int)
@@ -76,12 +77,13 @@ def make_app(fail=0):
     app[GOT], app[FAIL] = [], fail
     app.router.add_post("/sms", sms)
     return app
-'''
+"""
 
 
 def test_deliver_reports_each_attempt_the_app_answered(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(app=APP)
-    pytester.makepyfile(test_deliver='''
+    pytester.makepyfile(
+        test_deliver="""
         import pytest
         from app import GOT, make_app
 
@@ -120,12 +122,14 @@ def test_deliver_reports_each_attempt_the_app_answered(pytester: pytest.Pytester
             ipsms_listener.close()
             result = ipsms_deliver(url, max_attempts=2)
             assert [a.error for a in result.attempts] == ["connect_error"] * 2
-    ''')
+    """
+    )
     run(pytester, "-q").assert_outcomes(passed=4)
 
 
 def test_listener_waits_and_assertions(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_listen='''
+    pytester.makepyfile(
+        test_listen="""
         import re
         import pytest
         from ipsms.listen.faults import Faults
@@ -162,22 +166,26 @@ def test_listener_waits_and_assertions(pytester: pytest.Pytester) -> None:
         def test_not_received_fails(ipsms_listener, ipsms_deliver):
             ipsms_deliver(ipsms_listener.url, "hi", secret=None, max_attempts=1)
             ipsms_listener.assert_not_received(verdict="missing")
-    ''')
+    """
+    )
     result = run(pytester, "-q")
     result.assert_outcomes(passed=2, failed=2)
-    result.stdout.fnmatch_lines([
-        "*expected a request matching refid='NOPE', verdict='valid' within 0.2 s; 0 matched",
-        "*the listener at http://127.0.0.1:*/ received 1:",
-        f"*refid {'K' * 32} attempt 1 from +13035550100 to +13038675309 text 'hi', verdict "
-        f"valid, answered 200  <- refid '{'K' * 32}' (wanted 'NOPE')",
-        "*expected no request matching verdict='missing', received 1:",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*expected a request matching refid='NOPE', verdict='valid' within 0.2 s; 0 matched",
+            "*the listener at http://127.0.0.1:*/ received 1:",
+            f"*refid {'K' * 32} attempt 1 from +13035550100 to +13038675309 text 'hi', verdict "
+            f"valid, answered 200  <- refid '{'K' * 32}' (wanted 'NOPE')",
+            "*expected no request matching verdict='missing', received 1:",
+        ]
+    )
     # the failure points at the user's line, not into the plugin
     assert "ipsms/testing/listener.py" not in result.stdout.str()
 
 
 def test_emulator_fixture_records_calls(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_api='''
+    pytester.makepyfile(
+        test_api="""
         import asyncio
         import aiohttp
 
@@ -197,7 +205,8 @@ def test_emulator_fixture_records_calls(pytester: pytest.Pytester) -> None:
             assert ipsms_emulator.numbers["+13035550199"].sms_enabled is False
             assert ipsms_emulator.webhooks == {}
             assert ipsms_emulator.env["IPSMS_API_BASE"] == ipsms_emulator.api_base
-    ''')
+    """
+    )
     run(pytester, "-q").assert_outcomes(passed=1)
 
 
@@ -208,9 +217,17 @@ def test_the_entry_point_names_the_plugin() -> None:
 
 def test_loading_the_plugin_imports_nothing_heavy() -> None:
     """A run that never asks for an ipsms fixture pays for pytest's import and this module."""
-    code = ("import sys, ipsms.pytest_plugin; "
-            "print(' '.join(m for m in ('aiohttp', 'sqlite3', 'ipsms.listen.app', "
-            "'ipsms.deliver.engine', 'ipsms.testing.listener') if m in sys.modules))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60, check=True)
+    code = (
+        "import sys, ipsms.pytest_plugin; "
+        "print(' '.join(m for m in ('aiohttp', 'sqlite3', 'ipsms.listen.app', "
+        "'ipsms.deliver.engine', 'ipsms.testing.listener') if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
     assert proc.stdout.strip() == ""

@@ -29,8 +29,10 @@ SHA256_B64 = "QPPjCVlkk2Z2sdmQANV/FzsfrB7jmDPrwG/JC3pCPzU="
 # printf '%s' "$TEXT$REFID" | openssl dgst -sha1 -hmac 'SECRET CODE'
 SHA1_MSG_FIRST = "15cf25abbcc37b355cecca74315f33b64571c312"
 # printf '%s' "${REFID}héllo 👋" | openssl dgst -sha512 -hmac 'sëcret'  (UTF-8 bytes)
-SHA512_UNICODE = ("4bc60eabaefc3ec629277239e147d4aa6d270842deb4b4b22c39b6d3e6d30b9cfa991adf0f17498b"
-                  "14c865f61ead6cc246ebd3d1a022aa606d64bde46804fbcc")
+SHA512_UNICODE = (
+    "4bc60eabaefc3ec629277239e147d4aa6d270842deb4b4b22c39b6d3e6d30b9cfa991adf0f17498b"
+    "14c865f61ead6cc246ebd3d1a022aa606d64bde46804fbcc"
+)
 
 
 def test_hmac_vectors() -> None:
@@ -101,10 +103,15 @@ def test_sign_agrees_with_verify() -> None:
     assert sign(SECRET, REFID, TEXT, Mode.HMAC) == SHA256_HEX
 
 
-@given(secret=st.text(min_size=1), refid=st.text(), text=st.text(),
-       variant=st.sampled_from(ALL_VARIANTS))
+@given(
+    secret=st.text(min_size=1),
+    refid=st.text(),
+    text=st.text(),
+    variant=st.sampled_from(ALL_VARIANTS),
+)
 def test_any_signed_message_verifies_in_auto_and_its_own_mode(
-        secret: str, refid: str, text: str, variant: Variant) -> None:
+    secret: str, refid: str, text: str, variant: Variant
+) -> None:
     signature = sign(secret, refid, text, Mode.HMAC, variant)
     assert Verifier(secret, Mode.HMAC, variant).verify(refid, text, signature).ok
     assert Verifier(secret, Mode.AUTO).verify(refid, text, signature).verdict is Verdict.VALID
@@ -163,10 +170,12 @@ def test_an_ambiguous_body_is_invalid_whatever_the_value_checked_gives() -> None
 
     ambiguity = "message (2 times) sent with different values (ipsms checked the first)"
     verifier = Verifier(SECRET)
-    for signature, says in ((SECRET, "the value checked matches plain"),
-                            (SHA256_HEX, "the value checked matches hmac-sha256"),
-                            ("wrong", "the value checked does not match either"),
-                            (None, "the value checked has no signature")):
+    for signature, says in (
+        (SECRET, "the value checked matches plain"),
+        (SHA256_HEX, "the value checked matches hmac-sha256"),
+        ("wrong", "the value checked does not match either"),
+        (None, "the value checked has no signature"),
+    ):
         result = verifier.verify(REFID, TEXT, signature, ambiguity)
         assert result.verdict is Verdict.INVALID
         assert result.label == "invalid (duplicate field)"

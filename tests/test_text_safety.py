@@ -19,8 +19,9 @@ from tests.hostile import VALID, running_listener, status_of
 
 # Any code point, lone surrogates included: the default st.text() leaves them out, and among
 # all code points they are too rare to be drawn, so they get a strategy of their own.
-ANY_TEXT = st.text(st.characters(exclude_categories=()) | st.integers(0xD800, 0xDFFF).map(chr),
-                   max_size=40)
+ANY_TEXT = st.text(
+    st.characters(exclude_categories=()) | st.integers(0xD800, 0xDFFF).map(chr), max_size=40
+)
 
 
 def test_every_format_control_and_separator_is_unsafe() -> None:
@@ -32,7 +33,8 @@ def test_every_format_control_and_separator_is_unsafe() -> None:
 
 def test_printable_escapes_bidi_and_separators_but_keeps_emoji_whole() -> None:
     assert printable("a\u061cb\u2028c\u2029d\u202ee\u2066f") == (
-        "a\\u061cb\\u2028c\\u2029d\\u202ee\\u2066f")
+        "a\\u061cb\\u2028c\\u2029d\\u202ee\\u2066f"
+    )
     assert printable("x\ud800y") == "x\\ud800y"
     for emoji in ("👨‍👩‍👧", "👍🏽", "👩🏽‍💻", "🏳️‍🌈", "❤️‍🔥", "🇫🇷", "👁️‍🗨️", "漢字", "é"):
         assert printable(emoji) == emoji
@@ -90,11 +92,13 @@ def _reencoded_pair(sent: str, back: str) -> bool:
     return sent.encode("utf-16", "surrogatepass") == back.encode("utf-16", "surrogatepass")
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(message=ANY_TEXT, refid=ANY_TEXT)
 async def test_any_text_is_answered_200_recorded_losslessly_and_shown_escaped(
-        tmp_path: Path, message: str, refid: str) -> None:
+    tmp_path: Path, message: str, refid: str
+) -> None:
     db = tmp_path / f"s{abs(hash((message, refid)))}.sqlite3"
     # What a JSON reader gets: two lone surrogates that happen to form a pair are one character.
     message, refid = json.loads(json.dumps(message)), json.loads(json.dumps(refid))
@@ -120,10 +124,31 @@ async def test_any_text_is_answered_200_recorded_losslessly_and_shown_escaped(
 # -- invisible characters that are not format controls ----------------------------------------
 # Each shows nothing (or a blank) on a terminal; a run of variation selectors after one
 # character can carry any bytes. Every output escapes them as it escapes a format control.
-INVISIBLE = ["\u034f", "\u115f", "\u1160", "\u17b4", "\u180b", "\u180c", "\u180d", "\u180f",
-             "\u2065", "\u2800", "\u3164", "\ufe00", "\ufe0e", "\ufe0f", "\uffa0", "\ufff0",
-             "\U00016fe4", "\U000e0000", "\U000e0041", "\U000e007f", "\U000e0100",
-             "\U000e01ef", "\U000e0fff"]
+INVISIBLE = [
+    "\u034f",
+    "\u115f",
+    "\u1160",
+    "\u17b4",
+    "\u180b",
+    "\u180c",
+    "\u180d",
+    "\u180f",
+    "\u2065",
+    "\u2800",
+    "\u3164",
+    "\ufe00",
+    "\ufe0e",
+    "\ufe0f",
+    "\uffa0",
+    "\ufff0",
+    "\U00016fe4",
+    "\U000e0000",
+    "\U000e0041",
+    "\U000e007f",
+    "\U000e0100",
+    "\U000e01ef",
+    "\U000e0fff",
+]
 SMUGGLED = "😀" + "".join(chr(0xE0100 + b) for b in b"hidden payload")  # bytes in selectors
 EMOJI_KEPT = "❤️ 1️⃣ ☎︎ 🏳️‍🌈"
 
@@ -141,8 +166,7 @@ def test_invisible_characters_are_escaped_everywhere_but_emoji_keep_their_select
         line = dumps({"m": text})
         assert ch not in line and json.loads(line)["m"] == text
         assert ch not in cell_text(text)
-    assert printable(SMUGGLED) == "😀" + "".join(
-        f"\\U{0xE0100 + b:08x}" for b in b"hidden payload")
+    assert printable(SMUGGLED) == "😀" + "".join(f"\\U{0xE0100 + b:08x}" for b in b"hidden payload")
     # One presentation selector after a character with an emoji form is part of the emoji.
     assert printable(EMOJI_KEPT) == EMOJI_KEPT
     assert json.loads(dumps({"m": EMOJI_KEPT}))["m"] == EMOJI_KEPT
@@ -174,8 +198,9 @@ def test_invisible_characters_reach_no_output_unescaped(tmp_path: Path) -> None:
     from tests.procs import ListenerProcess
 
     def post(url: str) -> None:
-        request = urllib.request.Request(url, data=_hidden_body(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url, data=_hidden_body(), method="POST", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert answer.status == 200
 
@@ -189,10 +214,25 @@ def test_invisible_characters_reach_no_output_unescaped(tmp_path: Path) -> None:
     finally:
         listener.kill()
     assert code == 0
-    plain = subprocess.Popen([sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format",
-                              "plain", "--db", str(tmp_path / "plain.sqlite3")], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=cli_env())
+    plain = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ipsms",
+            "listen",
+            "--port",
+            "0",
+            "--format",
+            "plain",
+            "--db",
+            str(tmp_path / "plain.sqlite3"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
     try:
         assert plain.stderr is not None and plain.stdout is not None
         post(plain.stderr.readline().split("listening on ")[1].split()[0])
@@ -204,23 +244,26 @@ def test_invisible_characters_reach_no_output_unescaped(tmp_path: Path) -> None:
     outputs = {"listen json": ndjson_line, "listen plain": plain_line}
     refid = VALID["refid"]
     for name, args, tty in [
-            ("list table", ["list"], True), ("list plain", ["list", "--format", "plain"], False),
-            ("list json", ["list", "--format", "json"], False),
-            ("show table", ["show", refid], True),
-            ("show plain", ["show", refid, "--format", "plain"], False),
-            ("show json", ["show", refid, "--format", "json"], False),
-            ("export", ["export"], False), ("export --redact", ["export", "--redact"], False)]:
+        ("list table", ["list"], True),
+        ("list plain", ["list", "--format", "plain"], False),
+        ("list json", ["list", "--format", "json"], False),
+        ("show table", ["show", refid], True),
+        ("show plain", ["show", refid, "--format", "plain"], False),
+        ("show json", ["show", refid, "--format", "json"], False),
+        ("export", ["export"], False),
+        ("export --redact", ["export", "--redact"], False),
+    ]:
         result = run_ipsms("messages", *args, "--db", str(db), tty=tty, columns=200)
         assert result.returncode == 0, (name, result.stderr)
         outputs[name] = result.stdout
     assert "x\\u3164x" in outputs["show json"] and "\\udb40\\udd00" in outputs["export"]
     assert "❤️" in outputs["listen plain"] and "❤️" in outputs["show plain"]
-    assert {name: _leaked(text) for name, text in outputs.items()} == {
-        name: [] for name in outputs}
+    assert {name: _leaked(text) for name, text in outputs.items()} == {name: [] for name in outputs}
 
 
 async def test_a_header_holding_the_secret_is_masked_in_the_store_and_every_view(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """A poster (or a proxy) that copies the shared code into a header: the store keeps the
     header masked, and the views mask a header holding the signature as the field is."""
     import sqlite3
@@ -229,8 +272,9 @@ async def test_a_header_holding_the_secret_is_masked_in_the_store_and_every_view
     db = tmp_path / "s.sqlite3"
     body = json.dumps({**VALID, "signature": secret}).encode()
     async with running_listener(db, secret=secret) as listener:
-        answer = await listener.post(body, headers=(
-            f"X-Signature: {secret}\r\nX-Forwarded-Auth: token={secret};v=1\r\n"))
+        answer = await listener.post(
+            body, headers=(f"X-Signature: {secret}\r\nX-Forwarded-Auth: token={secret};v=1\r\n")
+        )
         assert status_of(answer) == 200, answer
         # no secret configured: the views still mask a header holding the signature
     async with running_listener(db) as listener:
@@ -239,8 +283,10 @@ async def test_a_header_holding_the_secret_is_masked_in_the_store_and_every_view
     with sqlite3.connect(db) as conn:
         stored = [h for (h,) in conn.execute("SELECT headers FROM requests ORDER BY id")]
     assert secret not in stored[0] and "X-Signature" in stored[0]
-    for command in (["messages", "list", "--format", "json"],
-                    ["messages", "show", VALID["refid"], "--format", "json"]):
+    for command in (
+        ["messages", "list", "--format", "json"],
+        ["messages", "show", VALID["refid"], "--format", "json"],
+    ):
         result = run_ipsms(*command, "--db", str(db))
         assert result.returncode == 0, result.stderr
         assert secret not in result.stdout, command

@@ -33,6 +33,7 @@ def answering(status: int, text: str = "ok", **headers: str) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         await request.read()
         return web.Response(status=status, text=text, headers=headers)
+
     return handle
 
 
@@ -41,6 +42,7 @@ def slow(seconds: float) -> Handler:
         await request.read()
         await asyncio.sleep(seconds)
         return web.Response(text="ok")
+
     return handle
 
 
@@ -56,11 +58,13 @@ async def fragile(request: web.Request) -> web.StreamResponse:
 
 def checking(secret: str) -> Handler:
     """Checks the plain signature: 401 without the right one."""
+
     async def handle(request: web.Request) -> web.StreamResponse:
         data = await fields(request)
         if data.get("signature") != secret:
             return web.json_response({"error": "bad signature"}, status=401)
         return web.Response(text="ok")
+
     return handle
 
 
@@ -82,14 +86,19 @@ def replying(api_base: str, *, once: bool) -> Handler:
         seen.add(refid)
         async with aiohttp.ClientSession() as session:
             if not token:
-                async with session.post(f"{api_base}/_rest/v4/authenticate", json={
-                        "username": "demo", "password": "demo-password"}) as resp:
+                async with session.post(
+                    f"{api_base}/_rest/v4/authenticate",
+                    json={"username": "demo", "password": "demo-password"},
+                ) as resp:
                     token.append((await resp.json())["token"])
-            async with session.post(f"{api_base}/_rest/v4/app/sms/send", json={
-                    "from": data["to"], "to": data["from"], "text": "thanks!"},
-                    headers={"Authorization": f"Bearer {token[0]}"}) as resp:
+            async with session.post(
+                f"{api_base}/_rest/v4/app/sms/send",
+                json={"from": data["to"], "to": data["from"], "text": "thanks!"},
+                headers={"Authorization": f"Bearer {token[0]}"},
+            ) as resp:
                 assert resp.status == 202, await resp.text()
         return web.Response(text="ok")
+
     return handle
 
 

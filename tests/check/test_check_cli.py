@@ -104,10 +104,10 @@ def test_an_app_that_crashes_on_some_texts_fails_those_checks_only(tmp_path: Pat
         assert "3 of 3 not 200" in emoji["did"]
         # Each failure's command reproduces it: it sends the same text again.
         for check_id in failed:
-            command = lines[check_id]["reproduce"].replace("ipsms simulate",
-                                                           f"{IPSMS} simulate")
-            repro = subprocess.run(["sh", "-c", command], capture_output=True, text=True,
-                                   timeout=30)
+            command = lines[check_id]["reproduce"].replace("ipsms simulate", f"{IPSMS} simulate")
+            repro = subprocess.run(
+                ["sh", "-c", command], capture_output=True, text=True, timeout=30
+            )
             assert repro.returncode == ExitCode.NOT_DELIVERED, (command, repro.stderr)
             assert '"status":500' in repro.stdout
     suite = ET.parse(report).getroot().find("testsuite")
@@ -124,13 +124,15 @@ def test_an_app_that_crashes_on_some_texts_fails_those_checks_only(tmp_path: Pat
 
 def test_signatures_an_app_that_checks_them_and_one_that_does_not() -> None:
     with serving(checking(SECRET)) as url:
-        result, lines = run(url, "--secret", SECRET, "--only", "bad-signature",
-                            "--only", "missing-signature")
+        result, lines = run(
+            url, "--secret", SECRET, "--only", "bad-signature", "--only", "missing-signature"
+        )
     assert result.returncode == 0, result.stderr
     assert "401" in lines["bad-signature"]["did"]
     with serving(answering(200)) as url:
-        result, lines = run(url, "--secret", SECRET, "--only", "bad-signature",
-                            "--only", "missing-signature")
+        result, lines = run(
+            url, "--secret", SECRET, "--only", "bad-signature", "--only", "missing-signature"
+        )
     assert result.returncode == ExitCode.CHECK_FAILED
     assert verdicts(lines) == {"bad-signature": "failed", "missing-signature": "failed"}
     assert "--secret ipsms-check-wrong-secret" in lines["bad-signature"]["reproduce"]
@@ -140,8 +142,9 @@ def test_signatures_an_app_that_checks_them_and_one_that_does_not() -> None:
 
 def test_an_app_that_echoes_the_secret_fails_no_secret_echo() -> None:
     with serving(echoing) as url:
-        result, lines = run(url, "--secret", SECRET, "--only", "answers-200",
-                            "--only", "no-secret-echo")
+        result, lines = run(
+            url, "--secret", SECRET, "--only", "answers-200", "--only", "no-secret-echo"
+        )
     assert result.returncode == ExitCode.CHECK_FAILED
     assert lines["no-secret-echo"]["result"] == "failed"
     assert SECRET not in result.stdout  # the evidence masks it
@@ -160,8 +163,11 @@ def test_replies_are_counted_through_the_emulated_send_api() -> None:
         # Each delivery came from a number of its own: the replies went to two numbers.
         # Each delivery of replies-once came from a number of its own (the probe from the
         # default one): one number got two replies, the other one.
-        counts = sorted(len(emu.state.sent_to(n)) for n in {m.to_number for m in emu.state.sent}
-                        if n.startswith("+1720555"))
+        counts = sorted(
+            len(emu.state.sent_to(n))
+            for n in {m.to_number for m in emu.state.sent}
+            if n.startswith("+1720555")
+        )
         assert counts == [1, 2]
 
 

@@ -9,7 +9,7 @@ from tests.test_pytest_plugin import run
 
 pytest_plugins = ["pytester"]
 
-SUITE = '''
+SUITE = """
 import asyncio
 import threading
 
@@ -56,7 +56,7 @@ def test_a_201_fails_with_a_readable_report(ipsms_check):
     assert "4 more times" in result.report
     assert "reproduce: ipsms simulate http://127.0.0.1:" in result.report
     assert "--max-attempts 1" in result.report
-'''
+"""
 
 
 def test_ipsms_check_runs_the_card_from_a_test_suite(pytester: pytest.Pytester) -> None:

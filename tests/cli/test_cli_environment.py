@@ -15,8 +15,10 @@ import pytest
 from ipsms.errors import ExitCode
 from tests.conftest import cli_env, run_ipsms
 
-BODY = '{"refid":"ABCDEF1234567890ABCDEF1234567890","from":"+13035550100",' \
-       '"to":"+13038675309","message":"hi","signature":"s3cret"}'
+BODY = (
+    '{"refid":"ABCDEF1234567890ABCDEF1234567890","from":"+13035550100",'
+    '"to":"+13038675309","message":"hi","signature":"s3cret"}'
+)
 
 
 @pytest.fixture
@@ -65,23 +67,30 @@ def test_every_duration_option_reads_the_same_grammar(text: str) -> None:
     for args in (["messages", "list", "--since", text], ["messages", "export", "--since", text]):
         result = run_ipsms(*args)
         assert result.returncode == ExitCode.NOT_FOUND, (args, result.stderr)
-    for args in (["simulate", "--timeout", text, "--payload", "/nonexistent"],
-                 ["set-webhook", "--timeout", text, "--history"]):
+    for args in (
+        ["simulate", "--timeout", text, "--payload", "/nonexistent"],
+        ["set-webhook", "--timeout", text, "--history"],
+    ):
         result = run_ipsms(*args)
         assert result.returncode != ExitCode.USAGE or "payload" in result.stderr, (
-            args, result.stderr)
+            args,
+            result.stderr,
+        )
 
 
-@pytest.mark.parametrize("args", [
-    ["messages", "list", "--since"],
-    ["messages", "export", "--since"],
-    ["replay", "--all", "--since"],
-    ["simulate", "--timeout"],
-    ["replay", "x", "--timeout"],
-    ["set-webhook", "--history", "--timeout"],
-    ["provision", "+13038675309", "--timeout"],
-    ["listen", "--read-timeout"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["messages", "list", "--since"],
+        ["messages", "export", "--since"],
+        ["replay", "--all", "--since"],
+        ["simulate", "--timeout"],
+        ["replay", "x", "--timeout"],
+        ["set-webhook", "--history", "--timeout"],
+        ["provision", "+13038675309", "--timeout"],
+        ["listen", "--read-timeout"],
+    ],
+)
 @pytest.mark.parametrize("bad", ["5 parsecs", "1y", "-1s", "1e3", "\U0001f600", "99999999999w"])
 def test_a_bad_duration_is_a_usage_error_naming_the_option(args: list[str], bad: str) -> None:
     result = run_ipsms(*args, bad)

@@ -24,8 +24,9 @@ def mini() -> Any:
     app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
     @app.command()
-    def run(ctx: typer.Context, name: str,
-            port: Annotated[int, typer.Option(envvar="MINI_PORT")] = 1) -> None:
+    def run(
+        ctx: typer.Context, name: str, port: Annotated[int, typer.Option(envvar="MINI_PORT")] = 1
+    ) -> None:
         sources.append(ctx.get_parameter_source("port"))
 
     @app.command()
@@ -76,8 +77,9 @@ def test_parameter_sources_are_the_members_ipsms_reads(monkeypatch: pytest.Monke
     monkeypatch.delenv("MINI_PORT")
     sources.clear()
     mini().main(args=["run", "x"], prog_name="mini", standalone_mode=False)
-    mini().main(args=["run", "x"], prog_name="mini", standalone_mode=False,
-                default_map={"run": {"port": 7}})
+    mini().main(
+        args=["run", "x"], prog_name="mini", standalone_mode=False, default_map={"run": {"port": 7}}
+    )
     assert sources == [compat.ParameterSource.DEFAULT, compat.ParameterSource.DEFAULT_MAP]
     assert issubclass(typer.Context, compat.Context)
 
@@ -102,13 +104,23 @@ def test_ipsms_completion_classes_and_scripts_replace_typers() -> None:
     assert get_completion_class("fish") is compat.FishComplete
     completion.register()
     zsh, fish = get_completion_class("zsh"), get_completion_class("fish")
-    assert zsh is not None and issubclass(zsh, compat.ZshComplete) and zsh.source_template \
-        == completion.ZSH
-    assert fish is not None and issubclass(fish, compat.FishComplete) and fish.source_template \
-        == completion.FISH
-    names = {"complete_func": "_ipsms_completion", "prog_name": "ipsms",
-             "autocomplete_var": "_IPSMS_COMPLETE"}
+    assert (
+        zsh is not None
+        and issubclass(zsh, compat.ZshComplete)
+        and zsh.source_template == completion.ZSH
+    )
+    assert (
+        fish is not None
+        and issubclass(fish, compat.FishComplete)
+        and fish.source_template == completion.FISH
+    )
+    names = {
+        "complete_func": "_ipsms_completion",
+        "prog_name": "ipsms",
+        "autocomplete_var": "_IPSMS_COMPLETE",
+    }
     for shell, script in (("zsh", completion.ZSH), ("fish", completion.FISH)):
-        shown = get_completion_script(prog_name="ipsms", complete_var="_IPSMS_COMPLETE",
-                                      shell=shell)
+        shown = get_completion_script(
+            prog_name="ipsms", complete_var="_IPSMS_COMPLETE", shell=shell
+        )
         assert shown == (script % names).strip()

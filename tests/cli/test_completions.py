@@ -11,8 +11,7 @@ import pytest
 
 from tests.conftest import ROOT, cli_env, run_ipsms
 
-SCRIPTS = {"bash": "ipsms.bash", "zsh": "_ipsms", "fish": "ipsms.fish",
-           "powershell": "ipsms.ps1"}
+SCRIPTS = {"bash": "ipsms.bash", "zsh": "_ipsms", "fish": "ipsms.fish", "powershell": "ipsms.ps1"}
 
 
 @pytest.mark.parametrize("shell", sorted(SCRIPTS))
@@ -23,8 +22,9 @@ def test_shipped_scripts_are_current(shell: str) -> None:
 
 
 def test_bash_completes_command_names() -> None:
-    result = run_ipsms(env=cli_env(_IPSMS_COMPLETE="complete_bash", COMP_WORDS="ipsms li",
-                                   COMP_CWORD="1"))
+    result = run_ipsms(
+        env=cli_env(_IPSMS_COMPLETE="complete_bash", COMP_WORDS="ipsms li", COMP_CWORD="1")
+    )
     assert result.stdout.split() == ["listen"]
 
 
@@ -38,16 +38,24 @@ def test_the_shipped_bash_script_completes_in_a_real_bash(tmp_path: Path) -> Non
     if shutil.which("bash") is None:
         pytest.skip("bash is not installed")
     shim = tmp_path / "ipsms"  # the `ipsms` on PATH: this checkout's
-    shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m ipsms \"$@\"\n")
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m ipsms "$@"\n')
     shim.chmod(0o755)
-    script = (f"source {ROOT / 'completions' / 'ipsms.bash'}\n"
-              "COMP_WORDS=(ipsms messages sh); COMP_CWORD=2; _ipsms_completion ipsms\n"
-              "echo \"${COMPREPLY[*]}\"\n"
-              "COMP_WORDS=(ipsms listen --for); COMP_CWORD=2; _ipsms_completion ipsms\n"
-              "echo \"${COMPREPLY[*]}\"\n")
+    script = (
+        f"source {ROOT / 'completions' / 'ipsms.bash'}\n"
+        "COMP_WORDS=(ipsms messages sh); COMP_CWORD=2; _ipsms_completion ipsms\n"
+        'echo "${COMPREPLY[*]}"\n'
+        "COMP_WORDS=(ipsms listen --for); COMP_CWORD=2; _ipsms_completion ipsms\n"
+        'echo "${COMPREPLY[*]}"\n'
+    )
     env = cli_env(PATH=f"{tmp_path}:{os.environ['PATH']}", PYTHONPATH=str(ROOT))
-    result = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], env=env,
-                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    result = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     first, second = result.stdout.splitlines()
     assert first.split() == ["show"]
@@ -63,21 +71,27 @@ def _ipsms_shim(tmp_path: Path) -> tuple[dict[str, str], Path]:
     calls = tmp_path / "calls"
     shim = tmp_path / "bin" / "ipsms"
     shim.parent.mkdir()
-    shim.write_text(f"#!/bin/sh\necho call >> {calls}\nexec {sys.executable} -m ipsms \"$@\"\n")
+    shim.write_text(f'#!/bin/sh\necho call >> {calls}\nexec {sys.executable} -m ipsms "$@"\n')
     shim.chmod(0o755)
     home = tmp_path / "home"
     home.mkdir()
-    env = {k: v for k, v in cli_env(PATH=f"{shim.parent}:{os.environ['PATH']}",
-                                    PYTHONPATH=str(ROOT), HOME=str(home)).items()
-           if not k.startswith(("XDG_", "ZDOTDIR"))}
+    env = {
+        k: v
+        for k, v in cli_env(
+            PATH=f"{shim.parent}:{os.environ['PATH']}", PYTHONPATH=str(ROOT), HOME=str(home)
+        ).items()
+        if not k.startswith(("XDG_", "ZDOTDIR"))
+    }
     return env, calls
 
 
 def _real_home_state() -> dict[str, bool]:
     """Which of the places shells keep state exist in the real home."""
     home = Path(os.path.expanduser("~"))
-    return {name: (home / name).exists()
-            for name in (".config/fish", ".local/share/fish", ".zcompdump", ".zsh_history")}
+    return {
+        name: (home / name).exists()
+        for name in (".config/fish", ".local/share/fish", ".zcompdump", ".zsh_history")
+    }
 
 
 @pytest.fixture
@@ -89,17 +103,23 @@ def real_home_untouched() -> Iterator[None]:
 
 
 def test_the_shipped_fish_script_completes_with_one_call_per_tab(
-        tmp_path: Path, real_home_untouched: None) -> None:
+    tmp_path: Path, real_home_untouched: None
+) -> None:
     import shutil
     import subprocess
 
     if shutil.which("fish") is None:
         pytest.skip("fish is not installed (apt-get install fish)")
     env, calls = _ipsms_shim(tmp_path)
-    script = (f"source {ROOT / 'completions' / 'ipsms.fish'}\n"
-              "complete -C 'ipsms li'\n")
-    result = subprocess.run(["fish", "--no-config", "-c", script], env=env, capture_output=True,
-                            text=True, timeout=60, cwd=tmp_path)
+    script = f"source {ROOT / 'completions' / 'ipsms.fish'}\ncomplete -C 'ipsms li'\n"
+    result = subprocess.run(
+        ["fish", "--no-config", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == ["listen"]
     assert calls.read_text().count("call") == 1  # Typer's script ran ipsms twice per Tab
@@ -132,13 +152,20 @@ def _zsh_tab(tmp_path: Path, keys: str, setup: str = "") -> tuple[str, Path]:
     env, calls = _ipsms_shim(tmp_path)
     script = tmp_path / "drive.zsh"
     script.write_text(ZPTY % {"dir": ROOT / "completions", "keys": keys, "setup": setup})
-    result = subprocess.run(["zsh", "-f", str(script)], env=env, capture_output=True,
-                            text=True, timeout=60, cwd=tmp_path)
+    result = subprocess.run(
+        ["zsh", "-f", str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", result.stdout.replace("\r", "")), calls
 
 
 def test_the_shipped_zsh_script_completes_on_the_first_tab_from_fpath(
-        tmp_path: Path, real_home_untouched: None) -> None:
+    tmp_path: Path, real_home_untouched: None
+) -> None:
     """docs/completion.md's zsh set-up: `_ipsms` in a directory on $fpath, then compinit. compinit
     needs `#compdef` on line 1, and the first Tab must complete (not only register)."""
     assert (ROOT / "completions" / "_ipsms").read_text().startswith("#compdef ipsms\n")
@@ -147,20 +174,19 @@ def test_the_shipped_zsh_script_completes_on_the_first_tab_from_fpath(
     assert calls.read_text().count("call") == 1
 
 
-def test_zsh_descriptions_keep_their_apostrophes(tmp_path: Path,
-                                                 real_home_untouched: None) -> None:
+def test_zsh_descriptions_keep_their_apostrophes(tmp_path: Path, real_home_untouched: None) -> None:
     """Typer wrote an apostrophe as '' inside single quotes, which zsh reads as nothing:
     the list said "IntelePeers API" and "a webhooks signature"."""
     shown, _ = _zsh_tab(tmp_path, "ipsms ")
     assert "api-emulator  -- Run a local emulation of IntelePeer's API." in shown, shown[-900:]
     assert "verify        -- Check a webhook's signature against the secret." in shown
     assert "set-webhook   -- Point numbers' inbound SMS webhook at a URL." in shown
-    assert "listen        -- Receive webhooks locally: verify, record and show each one." in (
-        shown)
+    assert "listen        -- Receive webhooks locally: verify, record and show each one." in (shown)
 
 
-def test_zsh_descriptions_survive_every_shell_character(tmp_path: Path,
-                                                        real_home_untouched: None) -> None:
+def test_zsh_descriptions_survive_every_shell_character(
+    tmp_path: Path, real_home_untouched: None
+) -> None:
     """The quoting ipsms's zsh completion writes, read by the real _arguments and _describe:
     each description is shown as written, whatever characters it holds."""
     from typer._click.shell_completion import CompletionItem, get_completion_class
@@ -172,14 +198,18 @@ def test_zsh_descriptions_survive_every_shell_character(tmp_path: Path,
     zsh = get_completion_class("zsh")
     assert zsh is not None
     complete = zsh(app_command(), {}, "ipsms", "_IPSMS_COMPLETE")
-    texts = {"alpha": "It's \"q\" $HOME `c` b\\s a:b *.t ~;&|(x)[y]{z}!",
-             "be:ta": "a\\:b \\\\ end  of\nline"}
-    items = "\n".join(complete.format_completion(CompletionItem(value, help=text))
-                      for value, text in texts.items())
+    texts = {
+        "alpha": 'It\'s "q" $HOME `c` b\\s a:b *.t ~;&|(x)[y]{z}!',
+        "be:ta": "a\\:b \\\\ end  of\nline",
+    }
+    items = "\n".join(
+        complete.format_completion(CompletionItem(value, help=text))
+        for value, text in texts.items()
+    )
     (tmp_path / "line.zsh").write_text(f"_arguments '*: :(({items}))'")
-    setup = f"; _tricky() {{ eval \"$(<{tmp_path / 'line.zsh'})\" }}; compdef _tricky tricky"
+    setup = f'; _tricky() {{ eval "$(<{tmp_path / "line.zsh"})" }}; compdef _tricky tricky'
     shown, _ = _zsh_tab(tmp_path, "tricky ", setup)
-    assert "alpha  -- It's \"q\" $HOME `c` b\\s a:b *.t ~;&|(x)[y]{z}!" in shown, shown[-500:]
+    assert 'alpha  -- It\'s "q" $HOME `c` b\\s a:b *.t ~;&|(x)[y]{z}!' in shown, shown[-500:]
     assert "be:ta  -- a\\:b \\\\ end of line" in shown
 
 
@@ -192,15 +222,21 @@ def test_fish_descriptions_are_one_line_each(tmp_path: Path, real_home_untouched
     if shutil.which("fish") is None:
         pytest.skip("fish is not installed (apt-get install fish)")
     env, _ = _ipsms_shim(tmp_path)
-    script = (f"source {ROOT / 'completions' / 'ipsms.fish'}\n"
-              "complete -C 'ipsms simulate --payl'\n")
-    result = subprocess.run(["fish", "--no-config", "-c", script], env=env, capture_output=True,
-                            text=True, timeout=60, cwd=tmp_path)
+    script = f"source {ROOT / 'completions' / 'ipsms.fish'}\ncomplete -C 'ipsms simulate --payl'\n"
+    result = subprocess.run(
+        ["fish", "--no-config", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     [line] = result.stdout.splitlines()
     assert line.startswith("--payload\tA JSON object to start from (- reads stdin)")
-    assert line.endswith("; the flags above override its fields, extra fields are sent as they "
-                         "are.")
+    assert line.endswith(
+        "; the flags above override its fields, extra fields are sent as they are."
+    )
 
 
 INSTALL_LINE = re.compile(r"^\| (bash|zsh|fish) \| `([^`]+)`", re.MULTILINE)
@@ -215,8 +251,11 @@ def test_the_documented_install_lines_work_in_a_new_home(tmp_path: Path) -> None
 
     lines = dict(INSTALL_LINE.findall((ROOT / "docs" / "completion.md").read_text()))
     assert set(lines) == {"bash", "zsh", "fish"}
-    wrote = {"bash": ".bashrc", "zsh": ".zfunc/_ipsms",
-             "fish": ".config/fish/completions/ipsms.fish"}
+    wrote = {
+        "bash": ".bashrc",
+        "zsh": ".zfunc/_ipsms",
+        "fish": ".config/fish/completions/ipsms.fish",
+    }
     for shell, line in lines.items():
         if shutil.which(shell) is None:
             continue
@@ -225,8 +264,14 @@ def test_the_documented_install_lines_work_in_a_new_home(tmp_path: Path) -> None
         env, _ = _ipsms_shim(where)
         home = Path(env["HOME"])
         flags = {"bash": ["--norc", "--noprofile"], "zsh": ["-f"], "fish": ["--no-config"]}
-        result = subprocess.run([shell, *flags[shell], "-c", line], env=env, cwd=where,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [shell, *flags[shell], "-c", line],
+            env=env,
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, (shell, line, result.stderr)
         written = (home / wrote[shell]).read_text()
         if shell == "bash":

@@ -63,10 +63,15 @@ def resolved(*args: str, env: dict[str, str] | None = None) -> dict[str, dict[st
 def test_the_keys_are_exactly_the_commands_settings() -> None:
     """KEYS (known without building a command) names each option that has an environment
     variable, plus the listed extras: a new such option needs its key."""
-    found = {key for _, leaf in leaves() for p in leaf.params
-             if p.param_type_name == "option" and p.opts
-             and (key := p.opts[0].lstrip("-").replace("-", "_"))
-             and (p.envvar or key in EXTRA_SETTINGS)}
+    found = {
+        key
+        for _, leaf in leaves()
+        for p in leaf.params
+        if p.param_type_name == "option"
+        and p.opts
+        and (key := p.opts[0].lstrip("-").replace("-", "_"))
+        and (p.envvar or key in EXTRA_SETTINGS)
+    }
     assert found == set(KEYS)
     assert {key_of(p) for _, leaf in leaves() for p in leaf.params} - {None} == set(KEYS)
 
@@ -85,8 +90,7 @@ def test_path_follows_ipsms_config_then_ipsms_home(ipsms_home: Path, tmp_path: P
     assert run_ipsms("config", "path", env=env).stdout == f"{tmp_path / 'elsewhere.toml'}\n"
 
 
-def test_set_creates_a_private_file_and_get_reads_it(ipsms_home: Path,
-                                                     config_file: Path) -> None:
+def test_set_creates_a_private_file_and_get_reads_it(ipsms_home: Path, config_file: Path) -> None:
     assert not ipsms_home.exists()
     result = run_ipsms("config", "set", "port", "9000")
     assert result.returncode == 0, result.stderr
@@ -94,21 +98,20 @@ def test_set_creates_a_private_file_and_get_reads_it(ipsms_home: Path,
     assert stat.S_IMODE(ipsms_home.stat().st_mode) == 0o700
     assert config_file.read_text() == "[profiles.default]\nport = 9000\n"
     assert run_ipsms("config", "get", "port").stdout == "9000\n"
-    assert run_ipsms("config", "set", "--profile", "work", "listen.read_timeout", "2s"
-                     ).returncode == 0
-    assert run_ipsms("--profile", "work", "config", "get", "listen.read_timeout").stdout \
-        == "2s\n"
-    assert "read_timeout = \"2s\"" in config_file.read_text()
+    assert (
+        run_ipsms("config", "set", "--profile", "work", "listen.read_timeout", "2s").returncode == 0
+    )
+    assert run_ipsms("--profile", "work", "config", "get", "listen.read_timeout").stdout == "2s\n"
+    assert 'read_timeout = "2s"' in config_file.read_text()
 
 
 def test_set_keeps_the_users_comments_and_order(config_file: Path) -> None:
-    write(config_file, "# my settings\n[profiles.default]\nhost = \"0.0.0.0\"  # all\n"
-                       "# the end\n")
+    write(config_file, '# my settings\n[profiles.default]\nhost = "0.0.0.0"  # all\n# the end\n')
     config_file.chmod(0o640)
     assert run_ipsms("config", "set", "format", "json").returncode == 0
-    assert config_file.read_text() == ("# my settings\n[profiles.default]\n"
-                                       "host = \"0.0.0.0\"  # all\n# the end\n"
-                                       "format = \"json\"\n")
+    assert config_file.read_text() == (
+        '# my settings\n[profiles.default]\nhost = "0.0.0.0"  # all\n# the end\nformat = "json"\n'
+    )
     assert stat.S_IMODE(config_file.stat().st_mode) == 0o640  # an existing file keeps its mode
     assert run_ipsms("config", "unset", "host").returncode == 0
     assert "host" not in config_file.read_text() and "# my settings" in config_file.read_text()
@@ -123,21 +126,25 @@ def test_set_through_a_symlink_writes_the_target(tmp_path: Path) -> None:
     assert link.is_symlink() and "port = 1234" in target.read_text()
 
 
-@pytest.mark.parametrize(("key", "value", "says"), [
-    ("port", "70000", "less than or equal to 65535"),
-    ("hmac", "md5", "md5"),
-    ("listen.basic_auth", "nopass", "USER:PASS"),
-    ("forward_to", "ftp://x/", "ftp"),
-    ("port", "abc", "integer"),
-    ("listen.signature_mode", "rsa", "'rsa' is not one of"),
-    ("max_body", "lots", "cannot read the size"),
-    ("read_timeout", "forever", "--read-timeout"),
-    ("listen.read_timeout", "2h", "not between 100ms and 1h"),
-    ("region", "mars", "'mars' is not one of"),
-    ("timeout", "0", "must be more than 0 seconds"),
-])
-def test_set_checks_the_value_with_the_flags_parser(config_file: Path, key: str, value: str,
-                                                    says: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("port", "70000", "less than or equal to 65535"),
+        ("hmac", "md5", "md5"),
+        ("listen.basic_auth", "nopass", "USER:PASS"),
+        ("forward_to", "ftp://x/", "ftp"),
+        ("port", "abc", "integer"),
+        ("listen.signature_mode", "rsa", "'rsa' is not one of"),
+        ("max_body", "lots", "cannot read the size"),
+        ("read_timeout", "forever", "--read-timeout"),
+        ("listen.read_timeout", "2h", "not between 100ms and 1h"),
+        ("region", "mars", "'mars' is not one of"),
+        ("timeout", "0", "must be more than 0 seconds"),
+    ],
+)
+def test_set_checks_the_value_with_the_flags_parser(
+    config_file: Path, key: str, value: str, says: str
+) -> None:
     result = run_ipsms("config", "set", key, value)
     assert result.returncode == ExitCode.USAGE
     assert result.stderr.startswith("ipsms: error: ") and says in result.stderr
@@ -165,22 +172,28 @@ def test_get_and_unset_of_a_missing_key_exit_10() -> None:
 
 
 def test_show_masks_secrets(config_file: Path) -> None:
-    write(config_file, '[profiles.default]\nsecret = "hunter2"\nport = 9000\n'
-                       'forward_to = "http://u:pw@127.0.0.1:3000/"\n'
-                       '[profiles.work.listen]\nngrok_authtoken = "tok123"\n'
-                       'basic_auth = "me:pass"\n')
+    write(
+        config_file,
+        '[profiles.default]\nsecret = "hunter2"\nport = 9000\n'
+        'forward_to = "http://u:pw@127.0.0.1:3000/"\n'
+        '[profiles.work.listen]\nngrok_authtoken = "tok123"\n'
+        'basic_auth = "me:pass"\n',
+    )
     config_file.chmod(0o600)
     result = run_ipsms("config", "show", "--format", "plain")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        'profiles.default.secret = "****"', "profiles.default.port = 9000",
+        'profiles.default.secret = "****"',
+        "profiles.default.port = 9000",
         'profiles.default.forward_to = "http://u:****@127.0.0.1:3000/"',
         'profiles.work.listen.ngrok_authtoken = "****"',
-        'profiles.work.listen.basic_auth = "****"']
+        'profiles.work.listen.basic_auth = "****"',
+    ]
     rows = ndjson(run_ipsms("config", "show", "--profile", "work", "--format", "json").stdout)
-    assert rows == [{"profile": "work", "key": "listen.ngrok_authtoken", "value": "****",
-                     "line": 6},
-                    {"profile": "work", "key": "listen.basic_auth", "value": "****", "line": 7}]
+    assert rows == [
+        {"profile": "work", "key": "listen.ngrok_authtoken", "value": "****", "line": 6},
+        {"profile": "work", "key": "listen.basic_auth", "value": "****", "line": 7},
+    ]
     resolved_rows = resolved("listen")
     assert resolved_rows["secret"]["value"] == "****"
     assert "hunter2" not in run_ipsms("config", "show", "--resolved").stdout
@@ -194,9 +207,11 @@ def test_show_without_settings_says_so_and_where_they_would_be(config_file: Path
     for fmt in ("plain", "json"):
         result = run_ipsms("config", "show", "--format", fmt)
         assert (result.returncode, result.stdout) == (0, "")
-        assert result.stderr == (f"ipsms config: no settings file: {config_file} does not "
-                                 "exist; `ipsms config set KEY VALUE` creates it (IPSMS_CONFIG "
-                                 "names another file)\n")
+        assert result.stderr == (
+            f"ipsms config: no settings file: {config_file} does not "
+            "exist; `ipsms config set KEY VALUE` creates it (IPSMS_CONFIG "
+            "names another file)\n"
+        )
     write(config_file, "# nothing set yet\n")
     empty = run_ipsms("config", "show")
     assert (empty.returncode, empty.stdout) == (0, "")
@@ -254,15 +269,27 @@ VALUES: dict[str, tuple[str, str, str]] = {
 
 
 def _settings() -> list[tuple[tuple[str, ...], str, str, str | None]]:
-    return [(path, key_of(p) or "", p.opts[0], p.envvar if isinstance(p.envvar, str) else None)
-            for path, leaf in leaves() for p in leaf.params if key_of(p)]
+    return [
+        (path, key_of(p) or "", p.opts[0], p.envvar if isinstance(p.envvar, str) else None)
+        for path, leaf in leaves()
+        for p in leaf.params
+        if key_of(p)
+    ]
 
 
-@pytest.mark.parametrize(("path", "key", "flag", "envvar"), _settings(),
-                         ids=lambda v: v if isinstance(v, str) else " ".join(v or ()))
-def test_flag_beats_env_beats_profile_beats_default(config_file: Path, path: tuple[str, ...],
-                                                    key: str, flag: str, envvar: str | None,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("path", "key", "flag", "envvar"),
+    _settings(),
+    ids=lambda v: v if isinstance(v, str) else " ".join(v or ()),
+)
+def test_flag_beats_env_beats_profile_beats_default(
+    config_file: Path,
+    path: tuple[str, ...],
+    key: str,
+    flag: str,
+    envvar: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("IPSMS_INSPECT", raising=False)  # the suite's own setting (conftest)
     profile, from_env, from_flag = VALUES[key]
     write(config_file, f'[profiles.default]\n{key} = "{profile}"\n')
@@ -278,9 +305,12 @@ def test_flag_beats_env_beats_profile_beats_default(config_file: Path, path: tup
 
 
 def test_values_come_through_parsed(config_file: Path) -> None:
-    write(config_file, '[profiles.default]\nport = 9001\nread_timeout = "2s"\n'
-                       'signature_mode = "hmac"\ndb = "~/x.sqlite3"\n'
-                       '[profiles.default.listen]\nport = 9100\n')
+    write(
+        config_file,
+        '[profiles.default]\nport = 9001\nread_timeout = "2s"\n'
+        'signature_mode = "hmac"\ndb = "~/x.sqlite3"\n'
+        "[profiles.default.listen]\nport = 9100\n",
+    )
     rows = resolved("listen")
     assert rows["port"]["value"] == 9100  # the command's table beats the profile's top
     assert rows["read_timeout"]["value"] == 2.0
@@ -290,8 +320,11 @@ def test_values_come_through_parsed(config_file: Path) -> None:
 
 
 def test_profile_named_before_after_or_by_env(config_file: Path) -> None:
-    write(config_file, "[profiles.default]\nport = 1001\n[profiles.work]\nport = 2002\n"
-                       "[profiles.home]\nport = 3003\n")
+    write(
+        config_file,
+        "[profiles.default]\nport = 1001\n[profiles.work]\nport = 2002\n"
+        "[profiles.home]\nport = 3003\n",
+    )
     assert resolved("listen")["port"]["value"] == 1001
     assert resolved("--profile", "work", "listen")["port"]["value"] == 2002
     assert resolved("listen", "--profile", "work")["port"]["value"] == 2002
@@ -305,17 +338,19 @@ def test_profile_named_before_after_or_by_env(config_file: Path) -> None:
 
 # -- real effects ------------------------------------------------------------------------------
 async def test_simulate_signs_with_the_profiles_secret_and_env_wins(config_file: Path) -> None:
-    write(config_file, '[profiles.default]\nsecret = "from-file"\nformat = "plain"\n'
-                       '[profiles.other]\nsecret = "other-file"\n')
+    write(
+        config_file,
+        '[profiles.default]\nsecret = "from-file"\nformat = "plain"\n'
+        '[profiles.other]\nsecret = "other-file"\n',
+    )
     config_file.chmod(0o600)
     async with ScriptedServer(replies(200, 200, 200, 200)) as server:
         plain = await asyncio.to_thread(run_ipsms, "simulate", server.url())
-        as_json = await asyncio.to_thread(run_ipsms, "simulate", server.url(), "--format",
-                                          "json")
-        from_env = await asyncio.to_thread(run_ipsms, "simulate", server.url(),
-                                           env=cli_env(IPSMS_SECRET="from-env"))
-        other = await asyncio.to_thread(run_ipsms, "simulate", "--profile", "other",
-                                        server.url())
+        as_json = await asyncio.to_thread(run_ipsms, "simulate", server.url(), "--format", "json")
+        from_env = await asyncio.to_thread(
+            run_ipsms, "simulate", server.url(), env=cli_env(IPSMS_SECRET="from-env")
+        )
+        other = await asyncio.to_thread(run_ipsms, "simulate", "--profile", "other", server.url())
     for result in (plain, as_json, from_env, other):
         assert result.returncode == 0, result.stderr
     signatures = [json.loads(r.body)["signature"] for r in server.received]
@@ -326,10 +361,20 @@ async def test_simulate_signs_with_the_profiles_secret_and_env_wins(config_file:
 
 
 def test_secret_and_format_from_the_profile_drive_verify(config_file: Path) -> None:
-    body = json.dumps({"refid": "r" * 32, "from": "+13035550100", "to": "+13038675309",
-                       "message": "hi", "signature": "s3cret"})
-    write(config_file, '[profiles.default.verify]\nsecret = "s3cret"\nformat = "json"\n'
-                       '[profiles.wrong]\nsecret = "nope"\nformat = "plain"\n')
+    body = json.dumps(
+        {
+            "refid": "r" * 32,
+            "from": "+13035550100",
+            "to": "+13038675309",
+            "message": "hi",
+            "signature": "s3cret",
+        }
+    )
+    write(
+        config_file,
+        '[profiles.default.verify]\nsecret = "s3cret"\nformat = "json"\n'
+        '[profiles.wrong]\nsecret = "nope"\nformat = "plain"\n',
+    )
     config_file.chmod(0o600)
     ok = run_ipsms("verify", "-", "--signature-mode", "plain", input=body, tty=True)
     assert ok.returncode == 0, ok.stderr
@@ -341,31 +386,50 @@ def test_secret_and_format_from_the_profile_drive_verify(config_file: Path) -> N
 
 
 # -- a broken file ----------------------------------------------------------------------------
-@pytest.mark.parametrize(("content", "says"), [
-    ('[profiles.default]\nport = \n', ":2:8: not valid TOML: invalid value"),
-    ('[profiles.default]\nprot = 9000\n', ":2: unknown key 'profiles.default.prot' "
-                                          "(did you mean 'port'?)"),
-    ('[profiles.default.lisen]\nport = 9000\n', ":1: unknown key 'profiles.default.lisen' "
-                                                "(did you mean 'listen'?)"),
-    ('colour = "red"\n', ":1: unknown key 'colour'"),
-    ('[profiles.default]\nport = "abc"\n', ":2, profiles.default.port: port = 'abc': "),
-    ('[profiles.default]\nport = 1e400\n', ": profiles.default.port must be a finite number"),
-    ('[profiles.default]\nport = true\n', ":2, profiles.default.port: port must be a whole "
-                                          "number, not true/false"),
-    ('[profiles.default]\nport = 70000\n', ":2, profiles.default.port: port = '70000': input "
-                                           "should be less than or equal to 65535"),
-    ('[profiles.default]\nport = 1.5\n', "port must be a whole number, not a number"),
-    ('[profiles.default]\nport = [1, 2]\n', "profiles.default.port must be one value, not a list"),
-    ('[profiles.default.port]\nx = 1\n', ":1: profiles.default.port must be a value, not a table"),
-    ('[profiles.default]\nport = 1979-05-27\n', "not a date or time"),
-    ('profiles = 3\n', "'profiles' must be a table"),
-    ('[profiles]\ndefault = 3\n', "profiles.default must be a table"),
-    ('[profiles."a b"]\nport = 1\n', ":1: profile name 'a b' is not allowed"),
-    ('[profiles.default.listen]\nto = "http://x/"\n', "`ipsms listen` has no setting 'to'"),
-    (b'[profiles.default]\nhost = "\xff"\n', ":2: the settings file is not UTF-8 text"),
-])
-def test_a_broken_file_is_one_clear_error_naming_file_and_line(config_file: Path, content: Any,
-                                                               says: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("[profiles.default]\nport = \n", ":2:8: not valid TOML: invalid value"),
+        (
+            "[profiles.default]\nprot = 9000\n",
+            ":2: unknown key 'profiles.default.prot' (did you mean 'port'?)",
+        ),
+        (
+            "[profiles.default.lisen]\nport = 9000\n",
+            ":1: unknown key 'profiles.default.lisen' (did you mean 'listen'?)",
+        ),
+        ('colour = "red"\n', ":1: unknown key 'colour'"),
+        ('[profiles.default]\nport = "abc"\n', ":2, profiles.default.port: port = 'abc': "),
+        ("[profiles.default]\nport = 1e400\n", ": profiles.default.port must be a finite number"),
+        (
+            "[profiles.default]\nport = true\n",
+            ":2, profiles.default.port: port must be a whole number, not true/false",
+        ),
+        (
+            "[profiles.default]\nport = 70000\n",
+            ":2, profiles.default.port: port = '70000': input "
+            "should be less than or equal to 65535",
+        ),
+        ("[profiles.default]\nport = 1.5\n", "port must be a whole number, not a number"),
+        (
+            "[profiles.default]\nport = [1, 2]\n",
+            "profiles.default.port must be one value, not a list",
+        ),
+        (
+            "[profiles.default.port]\nx = 1\n",
+            ":1: profiles.default.port must be a value, not a table",
+        ),
+        ("[profiles.default]\nport = 1979-05-27\n", "not a date or time"),
+        ("profiles = 3\n", "'profiles' must be a table"),
+        ("[profiles]\ndefault = 3\n", "profiles.default must be a table"),
+        ('[profiles."a b"]\nport = 1\n', ":1: profile name 'a b' is not allowed"),
+        ('[profiles.default.listen]\nto = "http://x/"\n', "`ipsms listen` has no setting 'to'"),
+        (b'[profiles.default]\nhost = "\xff"\n', ":2: the settings file is not UTF-8 text"),
+    ],
+)
+def test_a_broken_file_is_one_clear_error_naming_file_and_line(
+    config_file: Path, content: Any, says: str
+) -> None:
     write(config_file, content)
     result = run_ipsms("listen", "--port", "0")
     assert result.returncode == ExitCode.USAGE, result.stderr
@@ -406,16 +470,19 @@ def _default_of(help_text: str, flag: str) -> str:
     """The ``[... default: X]`` part of ``flag``'s entry in ``help_text``, unwrapped."""
     lines = help_text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.lstrip().startswith(flag + " "))
-    entry = " ".join(line.strip() for line in lines[start:start + 6])
-    entry = entry[:entry.index("]") + 1]
-    return entry[entry.index("default: ") + len("default: "):-1].split(";")[0]
+    entry = " ".join(line.strip() for line in lines[start : start + 6])
+    entry = entry[: entry.index("]") + 1]
+    return entry[entry.index("default: ") + len("default: ") : -1].split(";")[0]
 
 
 def test_help_shows_the_profiles_values_as_defaults(config_file: Path) -> None:
-    write(config_file, '[profiles.default.listen]\nport = 9123\nforward_timeout = "30s"\n'
-                       'forward_to = "http://u:pw@127.0.0.1:3000/sms"\nsecret = "hunter2"\n'
-                       'basic_auth = "bob:pass1"\n'
-                       '[profiles.work.listen]\nport = 9555\n')
+    write(
+        config_file,
+        '[profiles.default.listen]\nport = 9123\nforward_timeout = "30s"\n'
+        'forward_to = "http://u:pw@127.0.0.1:3000/sms"\nsecret = "hunter2"\n'
+        'basic_auth = "bob:pass1"\n'
+        "[profiles.work.listen]\nport = 9555\n",
+    )
     config_file.chmod(0o600)
     plain = run_ipsms("listen", "--help", env=cli_env(COLUMNS="80"))
     assert plain.returncode == 0, plain.stderr
@@ -425,23 +492,29 @@ def test_help_shows_the_profiles_values_as_defaults(config_file: Path) -> None:
     for secret in ("hunter2", "pass1", ":pw@"):
         assert secret not in plain.stdout
     note = " ".join(plain.stdout.split()[-20:])
-    assert f"Settings from profile 'default' of {config_file} apply: --basic-auth, " \
-           "--forward-timeout, --forward-to, --port, --secret. The defaults shown are " \
-           "theirs." in note
+    assert (
+        f"Settings from profile 'default' of {config_file} apply: --basic-auth, "
+        "--forward-timeout, --forward-to, --port, --secret. The defaults shown are "
+        "theirs." in note
+    )
     # Wherever the profile is named, and whether --help is read before --profile or after.
-    for args, env in ((("--profile", "work", "listen", "--help"), {}),
-                      (("listen", "--profile", "work", "--help"), {}),
-                      (("listen", "--help", "--profile", "work"), {}),
-                      (("listen", "-h", "--profile=work"), {}),
-                      (("listen", "--help"), {"IPSMS_PROFILE": "work"})):
+    for args, env in (
+        (("--profile", "work", "listen", "--help"), {}),
+        (("listen", "--profile", "work", "--help"), {}),
+        (("listen", "--help", "--profile", "work"), {}),
+        (("listen", "-h", "--profile=work"), {}),
+        (("listen", "--help"), {"IPSMS_PROFILE": "work"}),
+    ):
         shown = run_ipsms(*args, env=cli_env(**env))
         assert shown.returncode == 0, (args, shown.stderr)
         assert _default_of(shown.stdout, "--port") == "9555", args
         assert _default_of(shown.stdout, "--forward-timeout") == "(10s)", args
         assert "profile 'work'" in shown.stdout
     # The descriptions are put back: the next help in this process shows the built-in one.
-    assert _default_of(run_ipsms("listen", "--help", "--profile", "work").stdout,
-                       "--forward-timeout") == "(10s)"
+    assert (
+        _default_of(run_ipsms("listen", "--help", "--profile", "work").stdout, "--forward-timeout")
+        == "(10s)"
+    )
 
 
 def test_help_escapes_what_a_hand_edited_file_holds(config_file: Path) -> None:
@@ -456,24 +529,28 @@ def test_help_without_settings_shows_the_built_in_defaults(config_file: Path) ->
     shown = run_ipsms("listen", "--help")
     assert _default_of(shown.stdout, "--port") == "8765"
     assert "Settings from profile" not in shown.stdout and shown.stderr == ""
-    write(config_file, '[profiles.default.simulate]\ncount = 7\n')
+    write(config_file, "[profiles.default.simulate]\ncount = 7\n")
     assert "Settings from profile" not in run_ipsms("listen", "--help").stdout
     assert "--count" in run_ipsms("simulate", "--help").stdout.split("Settings from")[-1]
 
 
-@pytest.mark.parametrize("text, args, why", [
-    ("[profiles.default.listen\nport=", ("listen", "--help"), "not valid TOML"),
-    ('[profiles.default.listen]\nport = "abc"\n', ("listen", "--help"), "port"),
-    ("", ("listen", "--help", "--profile", "nope"), "no profile 'nope'"),
-    ("", ("listen", "--help", "--profile", "bad name"), "'bad name' is not allowed"),
-])
-def test_help_is_shown_even_when_the_settings_cannot_be_used(config_file: Path, text: str,
-                                                             args: tuple[str, ...],
-                                                             why: str) -> None:
+@pytest.mark.parametrize(
+    "text, args, why",
+    [
+        ("[profiles.default.listen\nport=", ("listen", "--help"), "not valid TOML"),
+        ('[profiles.default.listen]\nport = "abc"\n', ("listen", "--help"), "port"),
+        ("", ("listen", "--help", "--profile", "nope"), "no profile 'nope'"),
+        ("", ("listen", "--help", "--profile", "bad name"), "'bad name' is not allowed"),
+    ],
+)
+def test_help_is_shown_even_when_the_settings_cannot_be_used(
+    config_file: Path, text: str, args: tuple[str, ...], why: str
+) -> None:
     write(config_file, text)
     shown = run_ipsms(*args)
     assert shown.returncode == 0
     assert _default_of(shown.stdout, "--port") == "8765"
-    assert shown.stderr.startswith("ipsms: warning: the defaults shown leave out the "
-                                   "settings file: ")
+    assert shown.stderr.startswith(
+        "ipsms: warning: the defaults shown leave out the settings file: "
+    )
     assert why in shown.stderr and len(shown.stderr.splitlines()) == 1

@@ -43,13 +43,13 @@ def test_help_reads_well_at_80_columns(command: list[str]) -> None:
     # Examples: each on its own line, whole, ready to copy; exit codes a line each.
     start = lines.index("  Examples:")
     examples = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.strip():
             break
         examples.append(line.strip())
     assert examples and all("ipsms " in e or e.endswith("ipsms") for e in examples), examples
     if command in ([], ["listen"], ["simulate"], ["messages"], ["auth"], ["verify"]):
-        codes = lines[lines.index("  Exit codes:") + 1:]
+        codes = lines[lines.index("  Exit codes:") + 1 :]
         assert all(re.match(r"^ +\d+  \S", line) for line in codes if line.strip()), codes
 
 
@@ -57,21 +57,35 @@ def test_root_help_lists_every_command_on_one_line_each() -> None:
     text = run_ipsms("--help", env=cli_env(COLUMNS="80")).stdout
     listed = text.split("Commands:\n")[1].split("\n\n")[0].splitlines()
     assert [line.split()[0] for line in listed] == [
-        "listen", "simulate", "replay", "check", "messages", "inspect", "verify", "set-webhook",
-        "provision", "auth", "api-emulator", "config"]
+        "listen",
+        "simulate",
+        "replay",
+        "check",
+        "messages",
+        "inspect",
+        "verify",
+        "set-webhook",
+        "provision",
+        "auth",
+        "api-emulator",
+        "config",
+    ]
     assert not any(line.rstrip().endswith("...") for line in listed)
 
 
-@pytest.mark.parametrize(("args", "starts"), [
-    (["listen", "--port", "abc"], "ipsms: error: --port: "),
-    (["listen", "--port", "99999"], "ipsms: error: --port: "),
-    (["listen", "--format", "xml"], "ipsms: error: --format: 'xml' is not one of"),
-    (["listen", "--prot", "1"], "ipsms: error: no such option: --prot"),
-    (["simulate", "--count", "0"], "ipsms: error: --count: "),
-    (["messages", "show"], "ipsms: error: missing argument REFID"),
-    (["messages", "list", "--limit"], "ipsms: error: option '--limit' requires an argument"),
-    (["lisen"], "ipsms: error: no such command 'lisen'; did you mean 'listen'?"),
-])
+@pytest.mark.parametrize(
+    ("args", "starts"),
+    [
+        (["listen", "--port", "abc"], "ipsms: error: --port: "),
+        (["listen", "--port", "99999"], "ipsms: error: --port: "),
+        (["listen", "--format", "xml"], "ipsms: error: --format: 'xml' is not one of"),
+        (["listen", "--prot", "1"], "ipsms: error: no such option: --prot"),
+        (["simulate", "--count", "0"], "ipsms: error: --count: "),
+        (["messages", "show"], "ipsms: error: missing argument REFID"),
+        (["messages", "list", "--limit"], "ipsms: error: option '--limit' requires an argument"),
+        (["lisen"], "ipsms: error: no such command 'lisen'; did you mean 'listen'?"),
+    ],
+)
 def test_option_errors_are_one_line_with_what_to_read(args: list[str], starts: str) -> None:
     result = run_ipsms(*args)
     assert result.returncode == ExitCode.USAGE
@@ -79,7 +93,10 @@ def test_option_errors_are_one_line_with_what_to_read(args: list[str], starts: s
     assert result.stderr.count("\n") == 1  # one line, no usage block, no box
     words = [a for a in args if not a.startswith("-") and not a[0].isdigit()][:2]
     if words != ["lisen"]:
-        assert f"see `ipsms {' '.join(w for w in words if w in ('listen', 'simulate', 'messages', 'show', 'list'))} --help`" in result.stderr  # noqa: E501
+        named = " ".join(
+            w for w in words if w in ("listen", "simulate", "messages", "show", "list")
+        )
+        assert f"see `ipsms {named} --help`" in result.stderr
 
 
 def test_an_option_error_from_the_environment_names_the_variable() -> None:
@@ -88,11 +105,17 @@ def test_an_option_error_from_the_environment_names_the_variable() -> None:
     assert result.stderr.startswith("ipsms: error: --port (from IPSMS_PORT): ")
 
 
-@pytest.mark.parametrize("how", [["--debug", "replay", "nosuch"], ["replay", "nosuch", "--debug"],
-                                 ["messages", "show", "nosuch", "--debug"], "IPSMS_DEBUG=1",
-                                 "IPSMS_DEBUG=true"])
-def test_debug_before_after_or_from_the_environment(tmp_path: Path,
-                                                    how: list[str] | str) -> None:
+@pytest.mark.parametrize(
+    "how",
+    [
+        ["--debug", "replay", "nosuch"],
+        ["replay", "nosuch", "--debug"],
+        ["messages", "show", "nosuch", "--debug"],
+        "IPSMS_DEBUG=1",
+        "IPSMS_DEBUG=true",
+    ],
+)
+def test_debug_before_after_or_from_the_environment(tmp_path: Path, how: list[str] | str) -> None:
     db = ["--db", str(tmp_path / "none.sqlite3")]
     if isinstance(how, str):
         name, value = how.split("=")
@@ -100,13 +123,15 @@ def test_debug_before_after_or_from_the_environment(tmp_path: Path,
     else:
         result = run_ipsms(*how, *db)
     assert result.returncode == ExitCode.NOT_FOUND
-    assert "Traceback" in result.stderr and "ipsms: error: no messages recorded yet" in \
-        result.stderr
+    assert (
+        "Traceback" in result.stderr and "ipsms: error: no messages recorded yet" in result.stderr
+    )
 
 
 def test_without_debug_there_is_no_traceback(tmp_path: Path) -> None:
-    result = run_ipsms("replay", "nosuch", "--db", str(tmp_path / "none.sqlite3"),
-                       env=cli_env(IPSMS_DEBUG="0"))
+    result = run_ipsms(
+        "replay", "nosuch", "--db", str(tmp_path / "none.sqlite3"), env=cli_env(IPSMS_DEBUG="0")
+    )
     assert result.returncode == ExitCode.NOT_FOUND and "Traceback" not in result.stderr
 
 
@@ -122,25 +147,49 @@ def _with_closed_stdout(args: list[str], env: dict[str, str]) -> subprocess.Comp
     read, write = os.pipe()
     os.close(read)
     try:
-        return subprocess.run([sys.executable, "-m", "ipsms", *args], stdout=write,
-                              stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, timeout=30)
+        return subprocess.run(
+            [sys.executable, "-m", "ipsms", *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=30,
+        )
     finally:
         os.close(write)
 
 
-@pytest.mark.parametrize("args", [
-    ["--help"], ["listen", "--help"], ["messages"], ["--version"],
-    ["messages", "list"], ["messages", "list", "--format", "table"],
-    ["messages", "list", "--format", "plain"], ["messages", "export"],
-    ["messages", "show", "REFID", "--format", "table"],
-    ["messages", "show", "REFID", "--format", "plain"],
-    ["set-webhook", "+13038675309", "https://example.com/sms", "--dry-run"],
-    ["set-webhook", "+13038675309", "https://example.com/sms", "--dry-run", "--format", "table"],
-    ["auth", "status", "--token", "abc"], ["auth", "status", "--token", "abc", "--format", "table"],
-], ids=" ".join)
-def test_a_reader_that_goes_away_ends_every_command_quietly(recorded: Recorded,
-                                                            tmp_path: Path,
-                                                            args: list[str]) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["listen", "--help"],
+        ["messages"],
+        ["--version"],
+        ["messages", "list"],
+        ["messages", "list", "--format", "table"],
+        ["messages", "list", "--format", "plain"],
+        ["messages", "export"],
+        ["messages", "show", "REFID", "--format", "table"],
+        ["messages", "show", "REFID", "--format", "plain"],
+        ["set-webhook", "+13038675309", "https://example.com/sms", "--dry-run"],
+        [
+            "set-webhook",
+            "+13038675309",
+            "https://example.com/sms",
+            "--dry-run",
+            "--format",
+            "table",
+        ],
+        ["auth", "status", "--token", "abc"],
+        ["auth", "status", "--token", "abc", "--format", "table"],
+    ],
+    ids=" ".join,
+)
+def test_a_reader_that_goes_away_ends_every_command_quietly(
+    recorded: Recorded, tmp_path: Path, args: list[str]
+) -> None:
     env = cli_env(IPSMS_DB=str(recorded.db), IPSMS_HOME=str(tmp_path / "home"))
     if args == ["messages"]:  # the help of a group, shown when no command is given
         args = ["messages", "--help"]
@@ -149,16 +198,23 @@ def test_a_reader_that_goes_away_ends_every_command_quietly(recorded: Recorded,
     result = _with_closed_stdout(args, env)
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert "BrokenPipe" not in result.stderr
-    normal = subprocess.run([sys.executable, "-m", "ipsms", *args], capture_output=True,
-                            text=True, env=env, cwd=ROOT, timeout=30)
+    normal = subprocess.run(
+        [sys.executable, "-m", "ipsms", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=30,
+    )
     assert normal.stdout  # the command does print something
     # The same exit as when the output is read (0 unless the command itself failed).
     assert result.returncode == normal.returncode, (result.stderr, normal.stderr)
 
 
 def test_plain_messages_are_one_whole_record_per_line(recorded: Recorded) -> None:
-    result = run_ipsms("messages", "list", "--format", "plain", "--db", str(recorded.db),
-                       env=cli_env(COLUMNS="80"))
+    result = run_ipsms(
+        "messages", "list", "--format", "plain", "--db", str(recorded.db), env=cli_env(COLUMNS="80")
+    )
     assert result.returncode == 0
     lines = result.stdout.splitlines()
     table = run_ipsms("messages", "list", "--format", "json", "--db", str(recorded.db))
@@ -175,8 +231,9 @@ def test_plain_show_is_a_line_per_attempt(recorded: Recorded) -> None:
     twice = [line for line in listed.splitlines() if '"attempt":2' in line]
     refid = re.search(r'"refid":"([^"]+)"', twice[0])
     assert refid
-    result = run_ipsms("messages", "show", refid.group(1), "--format", "plain",
-                       "--db", str(recorded.db))
+    result = run_ipsms(
+        "messages", "show", refid.group(1), "--format", "plain", "--db", str(recorded.db)
+    )
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and " #1 " in lines[0] and " #2 " in lines[1]
 
@@ -185,20 +242,33 @@ COLOUR = re.compile(r"\x1b\[(?:[0-9;]*;)?(?:3[0-9]|4[0-9]|9[0-7]|10[0-7])(?:;[0-
 
 
 def test_no_color_is_honoured_on_a_terminal(recorded: Recorded) -> None:
-    coloured = run_ipsms("messages", "list", "--format", "table", "--db", str(recorded.db),
-                         tty=True, columns=160)
+    coloured = run_ipsms(
+        "messages", "list", "--format", "table", "--db", str(recorded.db), tty=True, columns=160
+    )
     assert COLOUR.search(coloured.stdout)  # the check can fail: a terminal gets colour
-    plain = run_ipsms("messages", "list", "--format", "table", "--db", str(recorded.db),
-                      tty=True, columns=160, env=cli_env(NO_COLOR="1"))
+    plain = run_ipsms(
+        "messages",
+        "list",
+        "--format",
+        "table",
+        "--db",
+        str(recorded.db),
+        tty=True,
+        columns=160,
+        env=cli_env(NO_COLOR="1"),
+    )
     assert plain.returncode == 0 and not COLOUR.search(plain.stdout)
 
 
 @pytest.mark.parametrize("command", [["messages", "list"], ["auth", "status"]])
-def test_plain_format_never_emits_escape_codes(recorded: Recorded, tmp_path: Path,
-                                               command: list[str]) -> None:
-    result = run_ipsms(*command, "--format", "plain", "--db", str(recorded.db), tty=True,
-                       columns=160) if command[0] == "messages" else \
-        run_ipsms(*command, "--format", "plain", tty=True, columns=160)
+def test_plain_format_never_emits_escape_codes(
+    recorded: Recorded, tmp_path: Path, command: list[str]
+) -> None:
+    result = (
+        run_ipsms(*command, "--format", "plain", "--db", str(recorded.db), tty=True, columns=160)
+        if command[0] == "messages"
+        else run_ipsms(*command, "--format", "plain", tty=True, columns=160)
+    )
     assert "\x1b" not in result.stdout
 
 
@@ -218,8 +288,10 @@ def test_quiet_hides_warnings_not_the_error() -> None:
 def test_a_closed_pipe_does_not_change_a_verdict(tmp_path: Path) -> None:
     """`ipsms verify bad.json | head -0` still exits 6: the reader leaving is not a result."""
     body = tmp_path / "bad.json"
-    body.write_text('{"refid":"ABCDEF1234567890ABCDEF1234567890","from":"+13035550100",'
-                    '"to":"+13038675309","message":"hi","signature":"wrong"}')
+    body.write_text(
+        '{"refid":"ABCDEF1234567890ABCDEF1234567890","from":"+13035550100",'
+        '"to":"+13038675309","message":"hi","signature":"wrong"}'
+    )
     result = _with_closed_stdout(["verify", str(body)], cli_env(IPSMS_SECRET="s3cret"))
     assert result.returncode == ExitCode.SIGNATURE_INVALID, result.stderr
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr
@@ -249,8 +321,7 @@ def test_a_closed_pipe_does_not_stop_a_delivery(tmp_path: Path, fmt: str) -> Non
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/sms"
-        result = _with_closed_stdout(["simulate", url, "--no-wait", "--format", fmt],
-                                     cli_env())
+        result = _with_closed_stdout(["simulate", url, "--no-wait", "--format", fmt], cli_env())
     finally:
         server.shutdown()
         server.server_close()

@@ -20,13 +20,16 @@ from ipsms import store
 from tests.conftest import ROOT, cli_env, run_ipsms
 from tests.procs import ListenerProcess
 
-SEED = (b'{"refid": "ABCDEF1234567890ABCDEF1234567890", "from": "+7708675309", '
-        b'"to": "+13038675309", "message": "Hello World!", "signature": "SECRET CODE"}')
+SEED = (
+    b'{"refid": "ABCDEF1234567890ABCDEF1234567890", "from": "+7708675309", '
+    b'"to": "+13038675309", "message": "Hello World!", "signature": "SECRET CODE"}'
+)
 
 
 def post(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": content_type})
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": content_type}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.read()
@@ -62,10 +65,12 @@ def test_seed_message_end_to_end(listener: ListenerProcess, tmp_path: Path) -> N
     assert rows[0].body == SEED
 
 
-def test_bad_input_is_answered_shown_and_the_listener_survives(
-        listener: ListenerProcess) -> None:
-    cases = [(b"{", "application/json", 400), (b"x", "text/plain", 415),
-             (SEED.replace(b"SECRET CODE", b"nope"), "application/json", 403)]
+def test_bad_input_is_answered_shown_and_the_listener_survives(listener: ListenerProcess) -> None:
+    cases = [
+        (b"{", "application/json", 400),
+        (b"x", "text/plain", 415),
+        (SEED.replace(b"SECRET CODE", b"nope"), "application/json", 403),
+    ]
     for body, ctype, expected in cases:
         status, reply = post(listener.url, body, ctype)
         assert status == expected
@@ -81,9 +86,11 @@ def test_request_in_flight_finishes_on_sigterm(listener: ListenerProcess, tmp_pa
     sock = socket.create_connection(("127.0.0.1", listener.port), timeout=10)
     # Expect: 100-continue makes the start of the handler observable: the listener answers
     # "100 Continue" as it hands the request to its handler.
-    head = (f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(SEED)}\r\nExpect: 100-continue\r\n"
-            "Connection: close\r\n\r\n").encode()
+    head = (
+        f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(SEED)}\r\nExpect: 100-continue\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
     sock.sendall(head)
     interim = b""
     while b"\r\n\r\n" not in interim:
@@ -95,7 +102,7 @@ def test_request_in_flight_finishes_on_sigterm(listener: ListenerProcess, tmp_pa
     listener.proc.send_signal(signal.SIGTERM)
     wait_until_refused(listener.port)  # shutting down: no longer accepting
     sock.sendall(SEED[20:])
-    reply = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n"):] + sock.recv(4096)
+    reply = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n") :] + sock.recv(4096)
     sock.close()
     assert reply.startswith(b"HTTP/1.1 200")
     code, _, _ = listener.stop(signal.SIGTERM)
@@ -120,9 +127,13 @@ def wait_until_refused(port: int, timeout: float = 10) -> None:
 
 def spawn_listener(fmt: str, db: Path) -> subprocess.Popen[str]:
     """A listener whose stdout is not NDJSON: its URL is read from the stderr banner."""
-    return subprocess.Popen([sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format",
-                             fmt, "--db", str(db)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env())
+    return subprocess.Popen(
+        [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", fmt, "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
 
 
 def banner_url(line: str) -> str:
@@ -153,7 +164,8 @@ def test_busy_port_is_a_clear_error() -> None:
     assert result.returncode == 4
     assert result.stderr.strip().splitlines()[-1] == (
         f"ipsms: error: port {port} on 127.0.0.1 is already in use; stop the other program, "
-        "choose another --port, or use --port 0 for a free one")
+        "choose another --port, or use --port 0 for a free one"
+    )
     assert result.stdout == ""
 
 
@@ -255,8 +267,9 @@ async def test_every_200_survives_a_kill_9_of_the_listener(tmp_path: Path) -> No
         refid = f"{i:032d}"
         body = SEED.replace(b"ABCDEF1234567890ABCDEF1234567890", refid.encode())
         try:
-            async with session.post(proc.url, data=body,
-                                    headers={"Content-Type": "application/json"}) as resp:
+            async with session.post(
+                proc.url, data=body, headers={"Content-Type": "application/json"}
+            ) as resp:
                 if resp.status == 200:
                     answered.append(refid)
         except aiohttp.ClientError:
@@ -283,7 +296,8 @@ async def test_every_200_survives_a_kill_9_of_the_listener(tmp_path: Path) -> No
 
 
 def test_a_lone_surrogate_neither_stops_the_listener_nor_is_rejected(
-        listener: ListenerProcess, tmp_path: Path) -> None:
+    listener: ListenerProcess, tmp_path: Path
+) -> None:
     """A regression case: a lone surrogate used to kill the store's writer thread, and every
     later request hung."""
     odd = SEED.replace(b"Hello World!", b"a\\ud800")
@@ -301,17 +315,29 @@ def test_a_lone_surrogate_neither_stops_the_listener_nor_is_rejected(
     assert rejected["type"] == "rejected" and rejected["status"] == 400
     code, _, err = listener.stop()
     assert code == 0 and "Traceback" not in err
-    show = run_ipsms("messages", "show", first["refid"], "--db", str(tmp_path / "m.sqlite3"),
-                     "--format", "json")
+    show = run_ipsms(
+        "messages", "show", first["refid"], "--db", str(tmp_path / "m.sqlite3"), "--format", "json"
+    )
     shown = json.loads(show.stdout)
     assert shown["attempts"][0]["message"] == "a\ud800"
     assert "lone_surrogate" in [f["code"] for f in shown["attempts"][0]["flags"]]
-    assert "\\ud800" in run_ipsms("messages", "show", first["refid"], "--db",
-                                  str(tmp_path / "m.sqlite3"), "--format", "plain").stdout
+    assert (
+        "\\ud800"
+        in run_ipsms(
+            "messages",
+            "show",
+            first["refid"],
+            "--db",
+            str(tmp_path / "m.sqlite3"),
+            "--format",
+            "plain",
+        ).stdout
+    )
 
 
 def test_junk_is_stored_cut_to_64_kib_with_its_size_and_hash(
-        listener: ListenerProcess, tmp_path: Path) -> None:
+    listener: ListenerProcess, tmp_path: Path
+) -> None:
     junk = b"\x00" * 900_000
     assert post(listener.url, junk)[0] == 400
     event = listener.next_event()
@@ -321,12 +347,14 @@ def test_junk_is_stored_cut_to_64_kib_with_its_size_and_hash(
     (row,) = store.iter_all(conn)
     assert len(row.body) == 64 * 1024 and row.body_size == 900_000 and row.body_truncated
     import hashlib
+
     assert row.body_sha256 == hashlib.sha256(junk).hexdigest()
 
 
 @pytest.mark.parametrize("own_db", [False, True], ids=["default store", "--db"])
 def test_the_summary_names_the_store_and_the_command_that_reads_it(
-        tmp_path: Path, ipsms_home: Path, own_db: bool) -> None:
+    tmp_path: Path, ipsms_home: Path, own_db: bool
+) -> None:
     """The exit summary says where the requests went, and its command, run as printed,
     lists them (with --db when the store is not the default one)."""
     import shlex
@@ -341,8 +369,9 @@ def test_the_summary_names_the_store_and_the_command_that_reads_it(
     assert code == 0
     assert "1 received, 0 accepted, 1 rejected, 1 bad signature, 0 retries" in err
     path = db or ipsms_home / "ipsms.sqlite3"
-    found = re.search(r"^ipsms listen: the requests are recorded in (.+); `(.+)` shows them$",
-                      err, re.MULTILINE)
+    found = re.search(
+        r"^ipsms listen: the requests are recorded in (.+); `(.+)` shows them$", err, re.MULTILINE
+    )
     assert found is not None, err
     assert found.group(1) == str(path)
     command = shlex.split(found.group(2))
@@ -360,11 +389,19 @@ def test_a_reader_that_goes_away_stops_the_listener_without_a_request(tmp_path: 
     import os
     import shlex
 
-    line = (f"{shlex.quote(sys.executable)} -m ipsms listen --port 0 --db "
-            f"{shlex.quote(str(tmp_path / 'h.db'))} | head -1")
-    proc = subprocess.Popen(["bash", "-o", "pipefail", "-c", line], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=cli_env(),
-                            start_new_session=True)
+    line = (
+        f"{shlex.quote(sys.executable)} -m ipsms listen --port 0 --db "
+        f"{shlex.quote(str(tmp_path / 'h.db'))} | head -1"
+    )
+    proc = subprocess.Popen(
+        ["bash", "-o", "pipefail", "-c", line],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=cli_env(),
+        start_new_session=True,
+    )
     started = time.monotonic()
     try:
         out, err = proc.communicate(timeout=10)

@@ -41,27 +41,35 @@ TEXT_HELLO = "Hello from ipsms"
 
 
 def body_a() -> bytes:
-    return json.dumps({"refid": REFID_A, "from": FROM, "to": TO, "message": TEXT_A,
-                       "signature": SECRET}).encode()
+    return json.dumps(
+        {"refid": REFID_A, "from": FROM, "to": TO, "message": TEXT_A, "signature": SECRET}
+    ).encode()
 
 
 def body_b() -> bytes:
     from urllib.parse import urlencode
 
-    return urlencode({"refid": REFID_B, "from": FROM, "to": TO, "message": TEXT_B,
-                      "signature": SECRET}).encode()
+    return urlencode(
+        {"refid": REFID_B, "from": FROM, "to": TO, "message": TEXT_B, "signature": SECRET}
+    ).encode()
 
 
-BODY_C = json.dumps({"refid": REFID_C, "from": FROM, "to": TO, "message": "tampered",
-                     "signature": HMAC_HELLO}).encode()
+BODY_C = json.dumps(
+    {"refid": REFID_C, "from": FROM, "to": TO, "message": "tampered", "signature": HMAC_HELLO}
+).encode()
 BODY_D = json.dumps({"refid": REFID_D, "from": FROM, "to": TO, "message": "unsigned"}).encode()
 BODY_BAD = b'{"refid": "X", "from": "+13038675309"'
 
 
-def post(url: str, body: bytes, content_type: str = "application/json",
-         headers: dict[str, str] | None = None) -> int:
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": content_type, **(headers or {})})
+def post(
+    url: str,
+    body: bytes,
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> int:
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": content_type, **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return int(resp.status)
@@ -126,8 +134,13 @@ def test_list_is_newest_first_with_rejected_requests(recorded: Recorded) -> None
     assert result.returncode == 0, result.stderr
     rows = ndjson(result.stdout)
     assert [(r["refid"], r["attempt"], r["status"]) for r in rows] == [
-        (REFID_D, 1, 403), (None, None, 400), (REFID_C, 1, 403), (REFID_B, 1, 200),
-        (REFID_A, 2, 200), (REFID_A, 1, 200)]
+        (REFID_D, 1, 403),
+        (None, None, 400),
+        (REFID_C, 1, 403),
+        (REFID_B, 1, 200),
+        (REFID_A, 2, 200),
+        (REFID_A, 1, 200),
+    ]
     assert all(r["type"] == "request" for r in rows)
     assert rows[1]["error"] == "invalid_json"
     assert rows[1]["error_detail"].startswith("body is not valid JSON")
@@ -138,56 +151,85 @@ def test_list_is_newest_first_with_rejected_requests(recorded: Recorded) -> None
 
 
 def test_list_limit_and_db_from_environment(recorded: Recorded) -> None:
-    result = run_ipsms("messages", "list", "--limit", "2",
-                       env=cli_env(IPSMS_DB=str(recorded.db)))
+    result = run_ipsms("messages", "list", "--limit", "2", env=cli_env(IPSMS_DB=str(recorded.db)))
     assert result.returncode == 0, result.stderr
     assert [r["refid"] for r in ndjson(result.stdout)] == [REFID_D, None]
 
 
 def test_list_table_keeps_markup_and_escapes_literal(recorded: Recorded) -> None:
-    result = run_ipsms("messages", "list", "--format", "table", "--db", str(recorded.db),
-                       env=cli_env(COLUMNS="200"))
+    result = run_ipsms(
+        "messages",
+        "list",
+        "--format",
+        "table",
+        "--db",
+        str(recorded.db),
+        env=cli_env(COLUMNS="200"),
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "\x1b" not in out  # neither the SMS's escape nor colours on a pipe
     assert "Hi [bold red]there[/bold red] \\e[31mred\\e[0m" in out
     lines = out.splitlines()
-    assert lines[0].split() == ["time", "refid", "#", "from", "to", "message", "verdict",
-                                "status"]
+    assert lines[0].split() == ["time", "refid", "#", "from", "to", "message", "verdict", "status"]
     assert REFID_A in lines[-1] and lines[-1].rstrip().endswith("200")
     assert "invalid_json" in out and "valid (plain)" in out
 
 
 def test_list_table_fits_an_80_column_terminal(recorded: Recorded) -> None:
-    result = run_ipsms("messages", "list", "--format", "table", "--db", str(recorded.db),
-                       env=cli_env(COLUMNS="80"))
+    result = run_ipsms(
+        "messages", "list", "--format", "table", "--db", str(recorded.db), env=cli_env(COLUMNS="80")
+    )
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
     assert lines[0].split()[-1] == "status"  # no column cropped off the right
-    assert [line.split()[-1] for line in lines[2:]] == ["403", "400", "403", "200", "200",
-                                                         "200"]
+    assert [line.split()[-1] for line in lines[2:]] == ["403", "400", "403", "200", "200", "200"]
 
 
 @pytest.mark.parametrize("columns", [80, 160])
 def test_list_table_with_emoji_and_cjk_never_outgrows_the_terminal(
-        tmp_path: Path, columns: int) -> None:
+    tmp_path: Path, columns: int
+) -> None:
     """Skin tones, ZWJ families, flags and CJK: every cell is in the display form all
     terminals measure alike (as in the live table), so no row wraps."""
     db = tmp_path / "s.sqlite3"
     conn = store.connect(db)
     store.begin_batch(conn)
-    texts = ["thanks 👍🏽 family 👨‍👩‍👧‍👦 flag 🇯🇵 中文字符测试 " + "long text " * 6,
-             "👋🏿" * 40, "plain"]
-    store.insert_batch(conn, [store.wire_row(
-        Request(received_at=time.time(), method="POST", path="/sms", remote="127.0.0.1",
-                headers=[], content_type="application/json", body=b"{}", status=200,
-                refid=f"R{i}", from_number="+13035550100", to_number="+13038675309",
-                message=text, verdict="valid", verdict_detail="plain"))
-        for i, text in enumerate(texts)], "s")
+    texts = [
+        "thanks 👍🏽 family 👨‍👩‍👧‍👦 flag 🇯🇵 中文字符测试 " + "long text " * 6,
+        "👋🏿" * 40,
+        "plain",
+    ]
+    store.insert_batch(
+        conn,
+        [
+            store.wire_row(
+                Request(
+                    received_at=time.time(),
+                    method="POST",
+                    path="/sms",
+                    remote="127.0.0.1",
+                    headers=[],
+                    content_type="application/json",
+                    body=b"{}",
+                    status=200,
+                    refid=f"R{i}",
+                    from_number="+13035550100",
+                    to_number="+13038675309",
+                    message=text,
+                    verdict="valid",
+                    verdict_detail="plain",
+                )
+            )
+            for i, text in enumerate(texts)
+        ],
+        "s",
+    )
     store.commit(conn)
     conn.close()
-    result = run_ipsms("messages", "list", "--format", "table", "--db", str(db),
-                       env=cli_env(COLUMNS=str(columns)))
+    result = run_ipsms(
+        "messages", "list", "--format", "table", "--db", str(db), env=cli_env(COLUMNS=str(columns))
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     for line in lines:
@@ -262,8 +304,7 @@ def test_an_ambiguous_refid_prefix_lists_candidates(recorded_copy: Recorded) -> 
     assert messages("show", "ABCDEF*", db=recorded_copy.db).returncode == ExitCode.NOT_FOUND
 
 
-@pytest.mark.parametrize("command", [["list"], ["show", REFID_A], ["export"],
-                                     ["clear", "--yes"]])
+@pytest.mark.parametrize("command", [["list"], ["show", REFID_A], ["export"], ["clear", "--yes"]])
 def test_missing_store_says_nothing_recorded_yet(tmp_path: Path, command: list[str]) -> None:
     db = tmp_path / "never.sqlite3"
     result = messages(*command, db=db)
@@ -277,8 +318,14 @@ def test_export_oldest_first_with_exact_bodies(recorded: Recorded) -> None:
     assert result.returncode == 0, result.stderr
     rows = ndjson(result.stdout)
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows) and len(rows) == 6
-    assert [r["body"].encode() for r in rows] == [body_a(), body_a(), body_b(), BODY_C,
-                                                  BODY_BAD, BODY_D]
+    assert [r["body"].encode() for r in rows] == [
+        body_a(),
+        body_a(),
+        body_b(),
+        BODY_C,
+        BODY_BAD,
+        BODY_D,
+    ]
     assert rows[0]["fields"]["signature"] == SECRET  # export keeps what arrived
     assert ["Authorization", "Bearer ****"] in rows[0]["headers"]
     assert rows[4]["refid"] is None and rows[4]["error"].startswith("invalid_json")
@@ -288,8 +335,22 @@ def test_export_redacted_leaves_no_numbers_text_or_secret(recorded: Recorded) ->
     result = messages("export", "--redact", db=recorded.db)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for leak in (FROM, TO, FROM[1:], TO[1:], "3038675309", "2161112222", "bold red", "there",
-                 "café", "caf%C3%A9", "tampered", "unsigned", SECRET, "tr0ub4dor%263"):
+    for leak in (
+        FROM,
+        TO,
+        FROM[1:],
+        TO[1:],
+        "3038675309",
+        "2161112222",
+        "bold red",
+        "there",
+        "café",
+        "caf%C3%A9",
+        "tampered",
+        "unsigned",
+        SECRET,
+        "tr0ub4dor%263",
+    ):
         assert leak not in out, leak
     rows = ndjson(out)
     assert all(r["redacted"] for r in rows)
@@ -307,10 +368,20 @@ async def test_export_since_and_non_utf8_body_as_base64(tmp_path: Path) -> None:
     raw = b"\xff\xfe not utf-8"
     async with Recorder(db) as recorder:
         for received_at, body in ((now - 7200, b"old"), (now - 60, raw)):
-            await recorder.record(Request(
-                received_at=received_at, method="POST", path="/", remote="127.0.0.1",
-                headers=[], content_type="application/json", body=body, status=400,
-                error="invalid_encoding", error_detail="body is not valid UTF-8"))
+            await recorder.record(
+                Request(
+                    received_at=received_at,
+                    method="POST",
+                    path="/",
+                    remote="127.0.0.1",
+                    headers=[],
+                    content_type="application/json",
+                    body=body,
+                    status=400,
+                    error="invalid_encoding",
+                    error_detail="body is not valid UTF-8",
+                )
+            )
     result = messages("export", "--since", "10m", db=db)
     assert result.returncode == 0, result.stderr
     [row] = ndjson(result.stdout)
@@ -331,8 +402,7 @@ def test_clear_refuses_without_a_terminal_then_clears_with_yes(recorded_copy: Re
 
     cleared = messages("clear", "--yes", "--format", "json", db=recorded.db)
     assert cleared.returncode == 0, cleared.stderr
-    assert ndjson(cleared.stdout) == [{"type": "cleared", "removed": 6,
-                                       "db": str(recorded.db)}]
+    assert ndjson(cleared.stdout) == [{"type": "cleared", "removed": 6, "db": str(recorded.db)}]
     assert messages("list", db=recorded.db).stdout == ""
     human = messages("clear", "-y", "--format", "table", db=recorded.db)
     assert human.stdout.strip() == f"removed 0 recorded requests from {recorded.db}"
@@ -351,9 +421,15 @@ def run_with_terminal_stdin(args: list[str], answer: bytes) -> tuple[int, str, s
 
     master, slave = pty.openpty()
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "ipsms", *args], stdin=slave,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=cli_env(), cwd=ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ipsms", *args],
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+            cwd=ROOT,
+        )
         os.write(master, answer)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -366,7 +442,8 @@ def run_with_terminal_stdin(args: list[str], answer: bytes) -> tuple[int, str, s
 def test_clear_asks_on_a_terminal(recorded_copy: Recorded, answer: bytes, left: int) -> None:
     recorded = recorded_copy
     code, out, err = run_with_terminal_stdin(
-        ["messages", "clear", "--db", str(recorded.db), "--format", "json"], answer)
+        ["messages", "clear", "--db", str(recorded.db), "--format", "json"], answer
+    )
     assert code == 0, err
     assert f"Delete all 6 recorded requests from {recorded.db}? [y/N]" in err
     assert len(ndjson(messages("list", db=recorded.db).stdout)) == left
@@ -377,19 +454,34 @@ def test_clear_asks_on_a_terminal(recorded_copy: Recorded, answer: bytes, left: 
 
 
 def test_export_redacted_masks_numbers_in_flags_query_headers_and_extra_fields(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """A regression case: the flag of "+7708675309" quotes it and suggests +17708675309. Every
     digit run of the original numbers is searched for in the whole export."""
     env = {k: v for k, v in cli_env().items() if not k.startswith("IPSMS_")}
     env["IPSMS_HOME"] = str(tmp_path / "home")
     db = tmp_path / "m.sqlite3"
     sender, to, text = "+7708675309", "+1 (720) 964-1387", "Meet me at the Blue Door"
-    body = json.dumps({"refid": REFID_D, "from": sender, "to": to, "message": text,
-                       "callback": "720.964.1387", "echo": text}).encode()
+    body = json.dumps(
+        {
+            "refid": REFID_D,
+            "from": sender,
+            "to": to,
+            "message": text,
+            "callback": "720.964.1387",
+            "echo": text,
+        }
+    ).encode()
     listener = ListenerProcess(db=db, env=env)
     try:
-        assert post(listener.url + "hook?caller=%2B7708675309&say=Blue+Door", body,
-                    headers={"X-Caller": "720-964-1387"}) == 200
+        assert (
+            post(
+                listener.url + "hook?caller=%2B7708675309&say=Blue+Door",
+                body,
+                headers={"X-Caller": "720-964-1387"},
+            )
+            == 200
+        )
         assert listener.stop()[0] == 0
     finally:
         listener.kill()
@@ -399,8 +491,17 @@ def test_export_redacted_masks_numbers_in_flags_query_headers_and_extra_fields(
     assert result.returncode == 0, result.stderr
     port = listener.url.split(":")[2].strip("/")
     out = result.stdout.replace(port, "PORT")  # the Host header's port is not a number's
-    for leak in ("7708675309", "17708675309", "7209641387", "720", "964", "1387",
-                 "Blue", "Door", "Meet"):
+    for leak in (
+        "7708675309",
+        "17708675309",
+        "7209641387",
+        "720",
+        "964",
+        "1387",
+        "Blue",
+        "Door",
+        "Meet",
+    ):
         assert leak not in out, leak
     [row] = ndjson(out)
     assert row["from"] == "+7*******09" and row["message"] == f"[redacted {len(text)} chars]"
@@ -411,12 +512,30 @@ def test_export_redacted_masks_numbers_in_flags_query_headers_and_extra_fields(
 
 def test_verify_and_replay_take_the_prefix_the_live_table_shows(recorded: Recorded) -> None:
     """The compact live table shows `ABCDEF12…`; every command that takes a refid accepts it."""
-    verified = run_ipsms("verify", "--refid", REFID_A[:8], "--db", str(recorded.db),
-                         "--format", "json", env=cli_env(IPSMS_SECRET=SECRET))
+    verified = run_ipsms(
+        "verify",
+        "--refid",
+        REFID_A[:8],
+        "--db",
+        str(recorded.db),
+        "--format",
+        "json",
+        env=cli_env(IPSMS_SECRET=SECRET),
+    )
     assert verified.returncode == 0, verified.stderr
     assert [json.loads(line)["refid"] for line in verified.stdout.splitlines()] == [REFID_A] * 2
-    replayed = run_ipsms("replay", REFID_A[:8], "--db", str(recorded.db), "--to",
-                         "http://127.0.0.1:1/", "--max-attempts", "1", "--format", "json")
+    replayed = run_ipsms(
+        "replay",
+        REFID_A[:8],
+        "--db",
+        str(recorded.db),
+        "--to",
+        "http://127.0.0.1:1/",
+        "--max-attempts",
+        "1",
+        "--format",
+        "json",
+    )
     assert replayed.returncode == ExitCode.NOT_DELIVERED  # nothing listens there: it was tried
     assert json.loads(replayed.stdout.splitlines()[0])["refid"] == REFID_A
     empty = run_ipsms("replay", "", "--db", str(recorded.db), "--to", "http://127.0.0.1:1/")
@@ -428,12 +547,18 @@ def test_list_says_on_stderr_when_the_limit_left_requests_out(recorded: Recorded
     was shown, nothing is said; --quiet hides it."""
     result = messages("list", "--limit", "2", db=recorded.db)
     assert result.returncode == 0 and len(ndjson(result.stdout)) == 2
-    assert result.stderr == ("ipsms messages list: showed the newest 2 of 6 recorded requests; "
-                             "--limit N shows more, --limit 0 all of them\n")
+    assert result.stderr == (
+        "ipsms messages list: showed the newest 2 of 6 recorded requests; "
+        "--limit N shows more, --limit 0 all of them\n"
+    )
     result = messages("list", "--verdict", "invalid,missing", "--limit", "1", db=recorded.db)
     assert "showed the newest 1 of 2 matching requests" in result.stderr
-    for args in (["list"], ["list", "--limit", "6"], ["list", "--limit", "2", "--quiet"],
-                 ["list", "--verdict", "invalid,missing", "--limit", "2"]):
+    for args in (
+        ["list"],
+        ["list", "--limit", "6"],
+        ["list", "--limit", "2", "--quiet"],
+        ["list", "--verdict", "invalid,missing", "--limit", "2"],
+    ):
         result = messages(*args, db=recorded.db)
         assert result.returncode == 0 and result.stderr == "", args
     result = messages("list", "--format", "table", "--limit", "3", db=recorded.db)
@@ -450,13 +575,31 @@ def fill_store(db: Path, count: int, *, invalid: int) -> None:
     """``count`` requests, the ``invalid`` oldest ones with a bad signature (403)."""
     conn = store.connect(db)
     store.begin_batch(conn)
-    store.insert_batch(conn, [store.wire_row(Request(
-        received_at=time.time() - count + i, method="POST", path="/sms", remote="127.0.0.1",
-        headers=[], content_type="application/json", body=b"{}",
-        status=403 if i < invalid else 200, refid=f"{i:032d}", from_number=FROM, to_number=TO,
-        message=f"message {i}", verdict="invalid" if i < invalid else "valid",
-        verdict_detail="differs from the secret" if i < invalid else "plain"))
-        for i in range(count)], "s")
+    store.insert_batch(
+        conn,
+        [
+            store.wire_row(
+                Request(
+                    received_at=time.time() - count + i,
+                    method="POST",
+                    path="/sms",
+                    remote="127.0.0.1",
+                    headers=[],
+                    content_type="application/json",
+                    body=b"{}",
+                    status=403 if i < invalid else 200,
+                    refid=f"{i:032d}",
+                    from_number=FROM,
+                    to_number=TO,
+                    message=f"message {i}",
+                    verdict="invalid" if i < invalid else "valid",
+                    verdict_detail="differs from the secret" if i < invalid else "plain",
+                )
+            )
+            for i in range(count)
+        ],
+        "s",
+    )
     store.commit(conn)
     conn.close()
 
@@ -478,8 +621,14 @@ def test_the_docs_grep_example_finds_the_bad_signatures(tmp_path: Path) -> None:
     fill_store(db, 63, invalid=3)
     ipsms = f"{shlex.quote(sys.executable)} -m ipsms"
     line = found.group(1).replace("ipsms ", ipsms + " ", 1)
-    result = subprocess.run(["bash", "-o", "pipefail", "-c", line], capture_output=True,
-                            text=True, cwd=ROOT, timeout=30, env=cli_env(IPSMS_DB=str(db)))
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", line],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+        env=cli_env(IPSMS_DB=str(db)),
+    )
     assert result.returncode == 0, result.stderr
     shown = result.stdout.splitlines()
     assert len(shown) == 3 and all(" 403 " in s and "[invalid" in s for s in shown), shown
@@ -488,8 +637,15 @@ def test_the_docs_grep_example_finds_the_bad_signatures(tmp_path: Path) -> None:
 @pytest.mark.parametrize("columns", [80, 100, 160])
 def test_list_table_never_cuts_the_verdict_word(recorded: Recorded, columns: int) -> None:
     """`invalid` whole, with its reason where that fits, never `invali…` or the reason cut."""
-    result = run_ipsms("messages", "list", "--format", "table", "--db", str(recorded.db),
-                       env=cli_env(COLUMNS=str(columns)))
+    result = run_ipsms(
+        "messages",
+        "list",
+        "--format",
+        "table",
+        "--db",
+        str(recorded.db),
+        env=cli_env(COLUMNS=str(columns)),
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     invalid = next(line for line in out.splitlines() if REFID_C[:8] in line)

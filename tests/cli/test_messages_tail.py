@@ -26,9 +26,25 @@ class Tail:
 
     def __init__(self, db: Path, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ipsms", "messages", "tail", "-f", "--format", "json",
-             "--db", str(db), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=ROOT, env=cli_env(), bufsize=0)
+            [
+                sys.executable,
+                "-m",
+                "ipsms",
+                "messages",
+                "tail",
+                "-f",
+                "--format",
+                "json",
+                "--db",
+                str(db),
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env=cli_env(),
+            bufsize=0,
+        )
         assert self.proc.stdout is not None
         self._sel = selectors.DefaultSelector()
         self._sel.register(self.proc.stdout, selectors.EVENT_READ)
@@ -83,7 +99,8 @@ def listener(tmp_path: Path) -> Iterator[ListenerProcess]:
 
 
 def test_follower_prints_a_message_within_a_second_of_its_200(
-        listener: ListenerProcess, tmp_path: Path) -> None:
+    listener: ListenerProcess, tmp_path: Path
+) -> None:
     db = tmp_path / "live.sqlite3"
     post_valid_messages(listener.url, 1)  # recorded before: printed first (-n 10)
     tail = Tail(db)
@@ -91,8 +108,9 @@ def test_follower_prints_a_message_within_a_second_of_its_200(
         first = tail.line(timeout=10)
         assert first is not None and first["status"] == 200
         for round_ in range(3):
-            result = run_ipsms("simulate", listener.url, "--format", "json",
-                               "--refid", f"{round_:032d}")
+            result = run_ipsms(
+                "simulate", listener.url, "--format", "json", "--refid", f"{round_:032d}"
+            )
             answered = time.monotonic()
             assert result.returncode == 0, result.stderr
             line = tail.line(timeout=1.0)
@@ -106,8 +124,7 @@ def test_follower_prints_a_message_within_a_second_of_its_200(
         tail.kill()
 
 
-def test_follower_survives_clear_and_reused_ids(listener: ListenerProcess,
-                                                tmp_path: Path) -> None:
+def test_follower_survives_clear_and_reused_ids(listener: ListenerProcess, tmp_path: Path) -> None:
     db = tmp_path / "live.sqlite3"
     post_valid_messages(listener.url, 3)
     tail = Tail(db, "-n", "1")
@@ -149,8 +166,10 @@ def test_filters_apply_while_following(listener: ListenerProcess, tmp_path: Path
     tail = Tail(db, "--refid", "7")
     try:
         for refid in ("6" * 32, "7" * 32):
-            assert run_ipsms("simulate", listener.url, "--format", "json",
-                             "--refid", refid).returncode == 0
+            assert (
+                run_ipsms("simulate", listener.url, "--format", "json", "--refid", refid).returncode
+                == 0
+            )
         line = tail.line(timeout=2)
         assert line is not None and line["refid"] == "7" * 32
         assert tail.line(timeout=0.5) is None
@@ -158,15 +177,23 @@ def test_filters_apply_while_following(listener: ListenerProcess, tmp_path: Path
         tail.kill()
 
 
-def test_a_reader_that_went_away_ends_the_follower(listener: ListenerProcess,
-                                                   tmp_path: Path) -> None:
+def test_a_reader_that_went_away_ends_the_follower(
+    listener: ListenerProcess, tmp_path: Path
+) -> None:
     db = tmp_path / "live.sqlite3"
     post_valid_messages(listener.url, 2)
     # `tail -f | head -1`: the reader leaves after one line; nothing new is recorded after.
     proc = subprocess.run(
         f'"{sys.executable}" -m ipsms messages tail -f --format json --db "{db}" | head -1; '
-        'echo "status=${PIPESTATUS[0]}"', shell=True, executable="/bin/bash",
-        capture_output=True, text=True, timeout=15, cwd=ROOT, env=cli_env())
+        'echo "status=${PIPESTATUS[0]}"',
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=15,
+        cwd=ROOT,
+        env=cli_env(),
+    )
     lines = proc.stdout.splitlines()
     assert json.loads(lines[0])["type"] == "request"
     assert lines[-1] == "status=0", proc.stderr

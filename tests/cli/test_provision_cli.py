@@ -27,8 +27,9 @@ __all__ = ["emu"]  # the fixture, shared with the set-webhook tests
 def test_provision_requested(emu: EmulatorThread) -> None:
     result = ipsms(emu, "provision", NO_SMS)
     assert result.returncode == 0, result.stderr
-    assert ndjson(result.stdout) == [{"type": "provision", "number": NO_SMS, "status": 202,
-                                      "state": "requested", "reason": None}]
+    assert ndjson(result.stdout) == [
+        {"type": "provision", "number": NO_SMS, "status": 202, "state": "requested", "reason": None}
+    ]
     [req] = emu.state.requests_to(PROVISION_PATH)
     assert (req.method, req.json) == ("POST", {"endpoints": [NO_SMS]})
     assert req.header("Authorization") == f"Bearer {next(iter(emu.state.tokens))}"
@@ -53,14 +54,16 @@ def test_provision_not_in_account_is_400_with_reason(emu: EmulatorThread) -> Non
     assert "400 Bad Request: +19995550000 was not found in the account" in result.stderr
 
 
-@pytest.mark.parametrize(("number", "words"), [
-    ("1-12345", "is a short code"),
-    ("57-Hello8", "alphanumeric sender id"),
-    ("303-867-5309", "not E.164"),
-    ("303-8675309", "not a short code {countrycode}-{code}; write it in E.164: +13038675309"),
-])
-def test_provision_takes_one_e164_long_code(emu: EmulatorThread, number: str,
-                                            words: str) -> None:
+@pytest.mark.parametrize(
+    ("number", "words"),
+    [
+        ("1-12345", "is a short code"),
+        ("57-Hello8", "alphanumeric sender id"),
+        ("303-867-5309", "not E.164"),
+        ("303-8675309", "not a short code {countrycode}-{code}; write it in E.164: +13038675309"),
+    ],
+)
+def test_provision_takes_one_e164_long_code(emu: EmulatorThread, number: str, words: str) -> None:
     result = ipsms(emu, "provision", number)
     assert result.returncode == ExitCode.USAGE and words in result.stderr
     assert emu.state.requests == []
@@ -79,8 +82,7 @@ def test_provision_dry_run(emu: EmulatorThread) -> None:
     result = ipsms(emu, "provision", NO_SMS, "--dry-run", creds=False)
     assert result.returncode == 0
     [shown] = ndjson(result.stdout)
-    assert (shown["url"], shown["body"]) == (emu.api_base + PROVISION_PATH,
-                                             {"endpoints": [NO_SMS]})
+    assert (shown["url"], shown["body"]) == (emu.api_base + PROVISION_PATH, {"endpoints": [NO_SMS]})
     assert emu.state.requests == []
 
 
@@ -90,11 +92,17 @@ class EmulatorProcess:
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ipsms", "api-emulator", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=cli_env())
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=cli_env(),
+        )
         assert self.proc.stdout is not None
         self.ready_text = self.proc.stdout.readline()
-        self.ready: dict[str, Any] = (json.loads(self.ready_text)
-                                      if self.ready_text.startswith("{") else {})
+        self.ready: dict[str, Any] = (
+            json.loads(self.ready_text) if self.ready_text.startswith("{") else {}
+        )
 
     def control(self, path: str) -> Any:
         with urllib.request.urlopen(self.ready["api_base"] + path, timeout=5) as resp:
@@ -108,8 +116,14 @@ class EmulatorProcess:
 
 @pytest.fixture
 def emulator_process() -> Iterator[EmulatorProcess]:
-    process = EmulatorProcess("--number", "+14155550100", "--number-no-sms", "+14155550199",
-                              "--user", "script-user:script-pw-55")
+    process = EmulatorProcess(
+        "--number",
+        "+14155550100",
+        "--number-no-sms",
+        "+14155550199",
+        "--user",
+        "script-user:script-pw-55",
+    )
     try:
         yield process
     finally:
@@ -123,23 +137,31 @@ def test_api_emulator_command_serves_the_cli(emulator_process: EmulatorProcess) 
     assert ready["type"] == "api_emulator" and ready["port"] > 0
     assert ready["api_base"] == f"http://127.0.0.1:{ready['port']}"
     assert ready["auth_url"] == ready["api_base"] + AUTH_PATH
-    env = cli_env(IPSMS_API_BASE=ready["api_base"], IPSMS_AUTH_URL=ready["auth_url"],
-                  IPSMS_USERNAME="script-user", IPSMS_PASSWORD="script-pw-55")
+    env = cli_env(
+        IPSMS_API_BASE=ready["api_base"],
+        IPSMS_AUTH_URL=ready["auth_url"],
+        IPSMS_USERNAME="script-user",
+        IPSMS_PASSWORD="script-pw-55",
+    )
     result = run_ipsms("provision", "+14155550199", env=env)
     assert result.returncode == 0, result.stderr
     assert run_ipsms("provision", "+14155550199", env=env).returncode == ExitCode.API  # 409
-    hook = run_ipsms("set-webhook", "+14155550100", "https://u:hook-pw-1@example.com/sms",
-                     env=env)
+    hook = run_ipsms("set-webhook", "+14155550100", "https://u:hook-pw-1@example.com/sms", env=env)
     assert hook.returncode == 0, hook.stderr
     requests = emulator_process.control("/_emulator/requests")["requests"]
     assert [(r["path"], r["status"]) for r in requests] == [
-        (AUTH_PATH, 200), (PROVISION_PATH, 202), (PROVISION_PATH, 409),
-        ("/_rest/v4/my/did/sms/webhook", 201)]
+        (AUTH_PATH, 200),
+        (PROVISION_PATH, 202),
+        (PROVISION_PATH, 409),
+        ("/_rest/v4/my/did/sms/webhook", 201),
+    ]
     assert requests[1]["json"] == {"endpoints": ["+14155550199"]}
     assert requests[3]["json"]["webhook"] == "https://u:****@example.com/sms"
     numbers = emulator_process.control("/_emulator/numbers")["numbers"]
     assert {n["number"]: n["provisioning"] for n in numbers} == {
-        "+14155550100": False, "+14155550199": True}
+        "+14155550100": False,
+        "+14155550199": True,
+    }
     code, out, err = emulator_process.stop()
     assert code == 0 and "stopped" in err
     log = ndjson(out)
@@ -156,9 +178,16 @@ def test_api_emulator_default_account_and_busy_port() -> None:
         busy = run_ipsms("api-emulator", "--port", str(port))
         assert busy.returncode == ExitCode.NETWORK and "cannot listen" in busy.stderr
         env = cli_env(IPSMS_USERNAME=DEMO_USER, IPSMS_PASSWORD=DEMO_PASSWORD)
-        result = run_ipsms("set-webhook", "+13035550100", "https://example.com/sms",
-                           "--api-base", process.ready["api_base"],
-                           "--auth-url", process.ready["auth_url"], env=env)
+        result = run_ipsms(
+            "set-webhook",
+            "+13035550100",
+            "https://example.com/sms",
+            "--api-base",
+            process.ready["api_base"],
+            "--auth-url",
+            process.ready["auth_url"],
+            env=env,
+        )
         assert result.returncode == 0, result.stderr
     finally:
         code, _, err = process.stop()
@@ -183,10 +212,14 @@ def _sh(script: str, home: Path) -> subprocess.CompletedProcess[str]:
     shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m ipsms "$@"\n')
     shim.chmod(0o755)
     env = {k: v for k, v in cli_env().items() if not k.startswith("IPSMS_")}
-    env.update(IPSMS_HOME=str(home / "state"), PATH=f"{bin_dir}:{env.get('PATH', '')}",
-               PYTHONPATH=str(ROOT))
-    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=60)
+    env.update(
+        IPSMS_HOME=str(home / "state"),
+        PATH=f"{bin_dir}:{env.get('PATH', '')}",
+        PYTHONPATH=str(ROOT),
+    )
+    return subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, cwd=ROOT, env=env, timeout=60
+    )
 
 
 def test_pasting_the_banner_lines_into_sh_points_ipsms_at_the_emulator(tmp_path: Path) -> None:
@@ -195,8 +228,11 @@ def test_pasting_the_banner_lines_into_sh_points_ipsms_at_the_emulator(tmp_path:
         assert process.proc.stdout is not None
         pasted = process.ready_text + process.proc.stdout.readline()
         assert pasted.startswith("export IPSMS_API_BASE=")
-        result = _sh(pasted + "ipsms auth login --format plain && ipsms set-webhook --format plain "
-                     "+13035550100 https://example.com/sms", tmp_path)
+        result = _sh(
+            pasted + "ipsms auth login --format plain && ipsms set-webhook --format plain "
+            "+13035550100 https://example.com/sms",
+            tmp_path,
+        )
         assert result.returncode == 0, result.stderr
         assert "logged in as demo at http://127.0.0.1:" in result.stdout
         assert "+13035550100 set to https://example.com/sms" in result.stdout
@@ -209,8 +245,11 @@ def test_eval_env_points_ipsms_at_a_running_emulator(tmp_path: Path) -> None:
     process = EmulatorProcess()
     try:
         port = process.ready["port"]
-        result = _sh(f'eval "$(ipsms api-emulator --env --port {port})" && ipsms auth login '
-                     "&& ipsms set-webhook +13035550100 https://example.com/sms", tmp_path)
+        result = _sh(
+            f'eval "$(ipsms api-emulator --env --port {port})" && ipsms auth login '
+            "&& ipsms set-webhook +13035550100 https://example.com/sms",
+            tmp_path,
+        )
         assert result.returncode == 0, result.stderr
         assert '"type":"webhook_set"' in result.stdout and '"ok":true' in result.stdout
         assert process.control("/_emulator/requests")["requests"][-1]["status"] == 201
@@ -225,13 +264,17 @@ def test_eval_env_points_ipsms_at_a_running_emulator(tmp_path: Path) -> None:
 
 def test_provision_reply_text_is_printed_escaped(emu: EmulatorThread) -> None:
     hostile = "\\u001b[2J\\u202eevil \\ud800"
-    emu.state.inject_fault(Fault(202, f'{{"provisioning": {{"state": "{hostile}"}}}}',
-                                 "application/json", PROVISION_PATH))
+    emu.state.inject_fault(
+        Fault(
+            202, f'{{"provisioning": {{"state": "{hostile}"}}}}', "application/json", PROVISION_PATH
+        )
+    )
     plain = ipsms(emu, "provision", NO_SMS, "--format", "plain")
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout == f"{NO_SMS} provisioning \\e[2J\\u202eevil \\ud800 (202)\n"
-    emu.state.inject_fault(Fault(409, f'{{"code": 409, "message": "{hostile}"}}',
-                                 "application/json", PROVISION_PATH))
+    emu.state.inject_fault(
+        Fault(409, f'{{"code": 409, "message": "{hostile}"}}', "application/json", PROVISION_PATH)
+    )
     table = ipsms(emu, "provision", NO_SMS, "--format", "table")
     assert table.returncode == ExitCode.API
     assert "\\e[2J\\u202eevil \\ud800" in table.stdout and "\\e[2J" in table.stderr
@@ -254,9 +297,12 @@ def test_api_emulator_keeps_answering_when_its_stdout_reader_goes_away() -> None
         assert process.proc.stdout is not None
         process.proc.stdout.close()  # what `head -1` does after the first line
         for _ in range(3):
-            req = urllib.request.Request(process.ready["auth_url"], data=json.dumps(
-                {"username": DEMO_USER, "password": DEMO_PASSWORD}).encode(), method="POST",
-                headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                process.ready["auth_url"],
+                data=json.dumps({"username": DEMO_USER, "password": DEMO_PASSWORD}).encode(),
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
             with urllib.request.urlopen(req, timeout=5) as resp:
                 assert resp.status == 200
     finally:
@@ -272,10 +318,15 @@ def test_the_demo_account_has_the_example_number_so_the_readme_works_offline() -
     from ipsms.intelepeer.emulator import DEMO_PASSWORD, DEMO_USER, EmulatorThread, build_state
 
     with EmulatorThread(build_state({}, [], [])) as emu:
-        env = cli_env(IPSMS_API_BASE=emu.api_base, IPSMS_AUTH_URL=emu.auth_url,
-                      IPSMS_USERNAME=DEMO_USER, IPSMS_PASSWORD=DEMO_PASSWORD)
-        result = run_ipsms("set-webhook", "+13038675309", "https://example.com/sms",
-                           "--format", "json", env=env)
+        env = cli_env(
+            IPSMS_API_BASE=emu.api_base,
+            IPSMS_AUTH_URL=emu.auth_url,
+            IPSMS_USERNAME=DEMO_USER,
+            IPSMS_PASSWORD=DEMO_PASSWORD,
+        )
+        result = run_ipsms(
+            "set-webhook", "+13038675309", "https://example.com/sms", "--format", "json", env=env
+        )
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["url"] == "https://example.com/sms"
         assert emu.state.numbers["+13038675309"].webhook == "https://example.com/sms"

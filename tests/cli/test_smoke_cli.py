@@ -33,17 +33,23 @@ def test_commands_are_built_only_when_used(capsys: pytest.CaptureFixture[str]) -
 
 def test_only_the_root_offers_shell_completion_setup() -> None:
     assert "--install-completion" in run_ipsms("--help").stdout
-    for args in (["listen", "-h"], ["messages", "-h"], ["auth", "status", "-h"],
-                 ["set-webhook", "--help"]):
+    for args in (
+        ["listen", "-h"],
+        ["messages", "-h"],
+        ["auth", "status", "-h"],
+        ["set-webhook", "--help"],
+    ):
         result = run_ipsms(*args)
         assert result.returncode == 0, args
-        assert f"Usage: ipsms {' '.join(a for a in args if not a.startswith('-'))}" in \
-            result.stdout, args
+        assert (
+            f"Usage: ipsms {' '.join(a for a in args if not a.startswith('-'))}" in result.stdout
+        ), args
         assert "--install-completion" not in result.stdout, args
 
 
 def test_a_mistyped_command_is_a_usage_error_with_a_suggestion() -> None:
     result = run_ipsms("lisen")
     assert result.returncode == 2
-    assert result.stderr == ("ipsms: error: no such command 'lisen'; did you mean 'listen'?; "
-                             "see `ipsms --help`\n")
+    assert result.stderr == (
+        "ipsms: error: no such command 'lisen'; did you mean 'listen'?; see `ipsms --help`\n"
+    )

@@ -37,8 +37,11 @@ with open(out, "w") as f:
 
 def bash_completion(words: str) -> dict[str, str]:
     """What completions/ipsms.bash sets when Tab is pressed after `words`."""
-    return {"_IPSMS_COMPLETE": "complete_bash", "COMP_WORDS": words,
-            "COMP_CWORD": str(len(words.split(" ")) - 1)}
+    return {
+        "_IPSMS_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split(" ")) - 1),
+    }
 
 
 CASES = {
@@ -65,7 +68,7 @@ def importer_chain(importtime: str, module: str) -> str:
     if start is None:
         return module
     chain, depth = [module], rows[start][0]
-    for level, name in rows[start + 1:]:
+    for level, name in rows[start + 1 :]:
         if level < depth:
             chain.append(name)
             depth = level
@@ -78,14 +81,21 @@ def test_fast_path_imports_no_heavy_module(case: str, tmp_path: Path) -> None:
     out = tmp_path / "modules.txt"
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", HARNESS, str(out), *args],
-        capture_output=True, text=True, timeout=60, cwd=ROOT, env=cli_env(**extra_env))
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=cli_env(**extra_env),
+    )
     code, *modules = out.read_text().splitlines()
     # It did its job (a crash before the imports would pass the check below for nothing).
     assert code == "0", proc.stderr[-2000:]
     assert expected in proc.stdout
     heavy = sorted(m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY))
     tops = [h for h in HEAVY if h in heavy or any(m.startswith(h + ".") for m in heavy)]
-    chains = "\n".join(importer_chain(proc.stderr, next(
-        m for m in modules if m == h or m.startswith(h + "."))) for h in tops)
+    chains = "\n".join(
+        importer_chain(proc.stderr, next(m for m in modules if m == h or m.startswith(h + ".")))
+        for h in tops
+    )
     if heavy:
         pytest.fail(f"`ipsms {case}` imported {tops}; first importers:\n{chains}")

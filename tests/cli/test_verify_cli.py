@@ -29,15 +29,18 @@ SHA1_B64_MSG_REFID = "EzhgavOPCCu59WYbjVZMhG+Hy08="
 
 
 def body(signature: str | None, message: str = TEXT_HELLO) -> bytes:
-    fields = {"refid": REFID_A, "from": "+13038675309", "to": "+12161112222",
-              "message": message}
+    fields = {"refid": REFID_A, "from": "+13038675309", "to": "+12161112222", "message": message}
     if signature is not None:
         fields["signature"] = signature
     return json.dumps(fields).encode()
 
 
-def verify(*args: str, stdin: bytes | None = None, secret: str | None = SECRET,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def verify(
+    *args: str,
+    stdin: bytes | None = None,
+    secret: str | None = SECRET,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     extra = ("--secret", secret) if secret is not None else ()
     result = run_ipsms("verify", *args, *extra, input=stdin, env=env)
     for secret_value in (SECRET, WRONG):  # whatever happens, no secret is ever printed
@@ -81,8 +84,9 @@ def test_hmac_sha256_hex_vector(tmp_path: Path, mode: str) -> None:
 def test_other_hmac_variant_from_environment(tmp_path: Path) -> None:
     file = tmp_path / "body.json"
     file.write_bytes(body(SHA1_B64_MSG_REFID))
-    env = cli_env(IPSMS_SECRET=SECRET, IPSMS_SIGNATURE_MODE="hmac",
-                  IPSMS_HMAC="sha1:message+refid:base64")
+    env = cli_env(
+        IPSMS_SECRET=SECRET, IPSMS_SIGNATURE_MODE="hmac", IPSMS_HMAC="sha1:message+refid:base64"
+    )
     result = verify(str(file), "--format", "json", secret=None, env=env)
     assert result.returncode == 0, result.stderr
     assert one(result)["matched"] == "hmac-sha1:message+refid:base64"
@@ -129,8 +133,15 @@ def test_missing_signature(tmp_path: Path) -> None:
 def test_form_body_on_stdin_with_trailing_newline() -> None:
     from urllib.parse import urlencode
 
-    form = urlencode({"refid": REFID_A, "from": "+13038675309", "to": "+12161112222",
-                      "message": TEXT_HELLO, "signature": HMAC_HELLO}).encode()
+    form = urlencode(
+        {
+            "refid": REFID_A,
+            "from": "+13038675309",
+            "to": "+12161112222",
+            "message": TEXT_HELLO,
+            "signature": HMAC_HELLO,
+        }
+    ).encode()
     result = verify("-", "--format", "json", stdin=form + b"\n")
     assert result.returncode == 0, result.stderr
     assert one(result)["source"] == "stdin" and one(result)["matched"] == "hmac-sha256"
@@ -150,12 +161,15 @@ def test_secret_is_required() -> None:
     assert "no secret" in result.stderr and "IPSMS_SECRET" in result.stderr
 
 
-@pytest.mark.parametrize(("content", "problem"), [
-    (b'{"refid": "A", "from": "+1",', "is not valid JSON"),
-    (b'{"refid": "A", "from": "+1", "to": "+2"}', "missing required field(s): message"),
-    (b"[1, 2]", "body is JSON list, expected an object"),
-    (b"   \n", "is empty"),
-])
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b'{"refid": "A", "from": "+1",', "is not valid JSON"),
+        (b'{"refid": "A", "from": "+1", "to": "+2"}', "missing required field(s): message"),
+        (b"[1, 2]", "body is JSON list, expected an object"),
+        (b"   \n", "is empty"),
+    ],
+)
 def test_malformed_input_is_a_usage_error(tmp_path: Path, content: bytes, problem: str) -> None:
     file = tmp_path / "bad.json"
     file.write_bytes(content)
@@ -176,7 +190,9 @@ def test_recorded_refid_from_the_store(recorded: Recorded) -> None:
     assert result.returncode == 0, result.stderr
     docs = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(d["attempt"], d["verdict"], d["matched"]) for d in docs] == [
-        (1, "valid", "plain"), (2, "valid", "plain")]
+        (1, "valid", "plain"),
+        (2, "valid", "plain"),
+    ]
     bad = verify("--refid", REFID_C, "--db", str(recorded.db))
     assert bad.returncode == ExitCode.SIGNATURE_INVALID
     assert "message changed after signing" in bad.stdout

@@ -97,8 +97,11 @@ class RawServer:
                 if act.status is None:
                     return
                 text = f"reply {len(self.received)}".encode()
-                writer.write(f"HTTP/1.1 {act.status} Scripted\r\nContent-Type: text/plain\r\n"
-                             f"Content-Length: {len(text)}\r\n\r\n".encode() + text)
+                writer.write(
+                    f"HTTP/1.1 {act.status} Scripted\r\nContent-Type: text/plain\r\n"
+                    f"Content-Length: {len(text)}\r\n\r\n".encode()
+                    + text
+                )
                 await writer.drain()
                 if act.close_after is not None:
                     await self._linger(reader, act.close_after)
@@ -148,12 +151,19 @@ async def connections() -> AsyncIterator[Connections]:
         yield c
 
 
-async def send(connections: Connections, url: str, policy: RetryPolicy, refid: str = "R" * 32,
-               *, fail_first: int = 0) -> tuple[list[AttemptEvent], Outcome]:
+async def send(
+    connections: Connections,
+    url: str,
+    policy: RetryPolicy,
+    refid: str = "R" * 32,
+    *,
+    fail_first: int = 0,
+) -> tuple[list[AttemptEvent], Outcome]:
     events: list[AttemptEvent] = []
     sender = Sender(connections, policy, fail_first=fail_first)
-    outcome = await sender.deliver(Delivery(url, b'{"refid": "%s"}' % refid.encode(),
-                                            "application/json", refid), events.append)
+    outcome = await sender.deliver(
+        Delivery(url, b'{"refid": "%s"}' % refid.encode(), "application/json", refid), events.append
+    )
     return events, outcome
 
 
@@ -165,7 +175,8 @@ NO_WAIT = RetryPolicy(no_wait=True)
 
 
 async def test_retries_after_error_replies_match_what_the_server_received(
-        connections: Connections) -> None:
+    connections: Connections,
+) -> None:
     async with RawServer(acts(then=500)) as server:
         events, outcome = await send(connections, server.url(), NO_WAIT)
     assert summary(events) == [(n, "500", False) for n in range(1, 6)]
@@ -175,7 +186,8 @@ async def test_retries_after_error_replies_match_what_the_server_received(
 
 @pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
 async def test_a_stale_kept_alive_connection_is_resent_and_not_counted(
-        connections: Connections, reset: bool) -> None:
+    connections: Connections, reset: bool
+) -> None:
     """Message 2 goes out on message 1's pooled connection, which the server closes (without
     reading on) after its answer: the engine resends it on a new connection, one attempt."""
     async with RawServer(acts(then=Act(200, reset=reset))) as server:
@@ -189,18 +201,21 @@ async def test_a_stale_kept_alive_connection_is_resent_and_not_counted(
 
 
 async def test_only_the_new_connection_after_a_stale_one_can_fail_an_attempt(
-        connections: Connections) -> None:
+    connections: Connections,
+) -> None:
     async with RawServer(acts(then=200)) as server:
         await send(connections, server.url(), NO_WAIT, "A" * 32)
         server.stop_listening()  # the pooled connection is still open, and about to close
-        events, outcome = await send(connections, server.url(),
-                                     RetryPolicy(no_wait=True, max_attempts=2), "B" * 32)
+        events, outcome = await send(
+            connections, server.url(), RetryPolicy(no_wait=True, max_attempts=2), "B" * 32
+        )
     assert summary(events) == [(1, CONNECT_ERROR, True), (2, CONNECT_ERROR, False)]
     assert not outcome.delivered and len(server.received) == 1
 
 
 async def test_a_request_the_app_read_and_dropped_is_a_failed_attempt(
-        connections: Connections) -> None:
+    connections: Connections,
+) -> None:
     """500 on a kept-alive connection, then the app reads the retry and closes without an
     answer: a real DISCONNECTED attempt (retries go out on new connections, so this is never
     mistaken for a stale one)."""
@@ -210,10 +225,13 @@ async def test_a_request_the_app_read_and_dropped_is_a_failed_attempt(
     assert len(server.received) == outcome.attempts == 3
 
 
-@pytest.mark.skipif(HttpResponseParser.__module__ != "aiohttp._http_parser",
-                    reason="only aiohttp's C parser reports a partly received answer")
+@pytest.mark.skipif(
+    HttpResponseParser.__module__ != "aiohttp._http_parser",
+    reason="only aiohttp's C parser reports a partly received answer",
+)
 async def test_part_of_an_answer_on_a_reused_connection_is_a_failed_attempt(
-        connections: Connections) -> None:
+    connections: Connections,
+) -> None:
     partial = Act(partial=b"HTTP/1.1 200 OK\r\nContent-Le")
     async with RawServer(acts(Act(200, close_after=None), partial, then=200)) as server:
         await send(connections, server.url(), NO_WAIT, "A" * 32)
@@ -223,7 +241,8 @@ async def test_part_of_an_answer_on_a_reused_connection_is_a_failed_attempt(
 
 
 async def test_known_limit_a_request_dropped_on_a_kept_alive_connection_looks_stale(
-        connections: Connections) -> None:
+    connections: Connections,
+) -> None:
     """Pins the documented trade-off: on a reused connection, an app that reads a request and
     closes without a byte of answer cannot be told from a stale connection, so a message's first
     attempt is resent (and marked ``reconnected``); the app saw that message twice."""
@@ -237,8 +256,11 @@ async def test_known_limit_a_request_dropped_on_a_kept_alive_connection_looks_st
 async def test_load_mode_never_counts_a_stale_connection_as_a_failure() -> None:
     """Every pooled connection is closed after one answer, and load mode reuses them at once."""
     async with RawServer(acts(then=200)) as server:
-        stats = await run_load(LoadPlan(20, 2), lambda i: Delivery(
-            server.url(), b'{"n": %d}' % i, "application/json", f"{i:032d}"), NO_WAIT)
+        stats = await run_load(
+            LoadPlan(20, 2),
+            lambda i: Delivery(server.url(), b'{"n": %d}' % i, "application/json", f"{i:032d}"),
+            NO_WAIT,
+        )
     assert (stats.delivered, stats.gave_up, stats.attempts) == (20, 0, 20)
     assert stats.results == {"200": 20}
     assert len(server.received) == 20

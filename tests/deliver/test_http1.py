@@ -38,8 +38,7 @@ Script = Callable[[int], Answer]
 
 
 def ok(body: bytes = b"ok", status: str = "200 OK", extra: bytes = b"") -> bytes:
-    return (f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n".encode() + extra + b"\r\n"
-            + body)
+    return f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n".encode() + extra + b"\r\n" + body
 
 
 class RecordingServer:
@@ -104,8 +103,9 @@ async def both() -> AsyncIterator[tuple[Connections, Connections]]:
         yield c, replace(c, plain=None)
 
 
-async def send(connections: Connections, delivery: Delivery, policy: RetryPolicy = NO_WAIT
-               ) -> tuple[list[AttemptEvent], Outcome]:
+async def send(
+    connections: Connections, delivery: Delivery, policy: RetryPolicy = NO_WAIT
+) -> tuple[list[AttemptEvent], Outcome]:
     events: list[AttemptEvent] = []
     outcome = await Sender(connections, policy).deliver(delivery, events.append)
     return events, outcome
@@ -113,18 +113,23 @@ async def send(connections: Connections, delivery: Delivery, policy: RetryPolicy
 
 def shown(events: list[AttemptEvent]) -> list[tuple[object, ...]]:
     """What a user sees of each attempt (no timings)."""
-    return [(e.number, e.status, e.error, e.error_detail, e.response, e.succeeded,
-             e.reconnected) for e in events]
+    return [
+        (e.number, e.status, e.error, e.error_detail, e.response, e.succeeded, e.reconnected)
+        for e in events
+    ]
 
 
-@pytest.mark.parametrize(("path", "content_type", "userinfo"), [
-    ("/hook?a=1&b=c d", "application/json", ""),
-    ("", None, "us%40er:p%3Ass@"),
-    ("/x/../sms/./in", "application/x-www-form-urlencoded; charset=utf-8", "user@"),
-])
+@pytest.mark.parametrize(
+    ("path", "content_type", "userinfo"),
+    [
+        ("/hook?a=1&b=c d", "application/json", ""),
+        ("", None, "us%40er:p%3Ass@"),
+        ("/x/../sms/./in", "application/x-www-form-urlencoded; charset=utf-8", "user@"),
+    ],
+)
 async def test_the_request_bytes_are_those_aiohttp_sends(
-        both: tuple[Connections, Connections], path: str, content_type: str | None,
-        userinfo: str) -> None:
+    both: tuple[Connections, Connections], path: str, content_type: str | None, userinfo: str
+) -> None:
     """First attempts (pooled, kept alive) and retries (new connection, Connection: close)."""
     plain, aio = both
     body = '{"refid": "R", "message": "héllo"}'.encode()
@@ -142,25 +147,43 @@ async def test_the_request_bytes_are_those_aiohttp_sends(
     assert (b"Authorization: Basic " in first) == bool(userinfo)
 
 
-@pytest.mark.parametrize(("answer", "status", "preview", "reused"), [
-    pytest.param(ok(b"fine"), 200, "fine", True, id="200"),
-    pytest.param(ok(b"broken", "500 Internal Server Error"), 500, "broken", True, id="500"),
-    pytest.param(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 b"3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nX-Trailer: t\r\n\r\n",
-                 200, "abcdefg", True, id="chunked"),
-    pytest.param(ok(b"bye", extra=b"Connection: close\r\n"), 200, "bye", False, id="close"),
-    pytest.param(b"HTTP/1.0 200 OK\r\n\r\nto the end", 200, "to the end", False,
-                 id="no-length"),
-    pytest.param(b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"after 100"), 200, "after 100",
-                 True, id="100-continue"),
-    pytest.param(ok(gzip.compress(b"zipped " * 50, mtime=0),
-                    extra=b"Content-Encoding: gzip\r\n"),
-                 200, ("zipped " * 50)[:200], True, id="gzip"),
-    pytest.param(b"HTTP/1.1 204 No Content\r\n\r\n", 204, "", True, id="204"),
-])
+@pytest.mark.parametrize(
+    ("answer", "status", "preview", "reused"),
+    [
+        pytest.param(ok(b"fine"), 200, "fine", True, id="200"),
+        pytest.param(ok(b"broken", "500 Internal Server Error"), 500, "broken", True, id="500"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nX-Trailer: t\r\n\r\n",
+            200,
+            "abcdefg",
+            True,
+            id="chunked",
+        ),
+        pytest.param(ok(b"bye", extra=b"Connection: close\r\n"), 200, "bye", False, id="close"),
+        pytest.param(
+            b"HTTP/1.0 200 OK\r\n\r\nto the end", 200, "to the end", False, id="no-length"
+        ),
+        pytest.param(
+            b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"after 100"),
+            200,
+            "after 100",
+            True,
+            id="100-continue",
+        ),
+        pytest.param(
+            ok(gzip.compress(b"zipped " * 50, mtime=0), extra=b"Content-Encoding: gzip\r\n"),
+            200,
+            ("zipped " * 50)[:200],
+            True,
+            id="gzip",
+        ),
+        pytest.param(b"HTTP/1.1 204 No Content\r\n\r\n", 204, "", True, id="204"),
+    ],
+)
 async def test_answers_read_as_aiohttp_reads_them(
-        both: tuple[Connections, Connections], answer: bytes, status: int, preview: str,
-        reused: bool) -> None:
+    both: tuple[Connections, Connections], answer: bytes, status: int, preview: str, reused: bool
+) -> None:
     """Two messages each way; the second reuses the first's connection unless the answer
     ended it (Connection: close, or a body read to the end of the connection, which the
     server then closes)."""
@@ -170,8 +193,11 @@ async def test_answers_read_as_aiohttp_reads_them(
         async with RecordingServer(lambda n: (answer, reused)) as server:
             events = []
             for refid in ("A", "B"):
-                got, _ = await send(connections, Delivery(server.url(), b"{}", None, refid),
-                                    RetryPolicy(no_wait=True, max_attempts=1))
+                got, _ = await send(
+                    connections,
+                    Delivery(server.url(), b"{}", None, refid),
+                    RetryPolicy(no_wait=True, max_attempts=1),
+                )
                 events += got
         results.append((shown(events), server.connections))
     assert results[0] == results[1]
@@ -181,7 +207,8 @@ async def test_answers_read_as_aiohttp_reads_them(
 
 
 async def test_a_long_body_keeps_its_start_and_is_never_read_past_the_drain_limit(
-        both: tuple[Connections, Connections]) -> None:
+    both: tuple[Connections, Connections],
+) -> None:
     plain, _ = both
     huge = b"x" * (3 * 1024 * 1024)
     async with RecordingServer(lambda n: (ok(huge), True)) as server:
@@ -190,15 +217,18 @@ async def test_a_long_body_keeps_its_start_and_is_never_read_past_the_drain_limi
 
 
 async def test_a_refused_port_and_a_slow_server_read_as_on_aiohttp(
-        both: tuple[Connections, Connections]) -> None:
+    both: tuple[Connections, Connections],
+) -> None:
     plain, aio = both
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     policy = RetryPolicy(no_wait=True, max_attempts=2, timeout=0.2)
     for host in ("127.0.0.1", "localhost"):  # an address, and a name to look up first
-        refused = [shown((await send(c, Delivery(f"http://{host}:{port}/", b"{}", None),
-                                     policy))[0]) for c in (plain, aio)]
+        refused = [
+            shown((await send(c, Delivery(f"http://{host}:{port}/", b"{}", None), policy))[0])
+            for c in (plain, aio)
+        ]
         assert refused[0] == refused[1]
         assert refused[0][0][2:4] == (CONNECT_ERROR, f"connection refused ({host}:{port})")
 
@@ -209,14 +239,14 @@ async def test_a_refused_port_and_a_slow_server_read_as_on_aiohttp(
     server = await asyncio.start_server(never, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
     async with server:
-        slow = [shown((await send(c, Delivery(url, b"{}", None), policy))[0])
-                for c in (plain, aio)]
+        slow = [shown((await send(c, Delivery(url, b"{}", None), policy))[0]) for c in (plain, aio)]
     assert slow[0] == slow[1]
     assert slow[0][0][2:4] == (TIMEOUT, "no answer within 0.2s")
 
 
 async def test_a_reset_and_a_dropped_request_read_as_on_aiohttp(
-        both: tuple[Connections, Connections]) -> None:
+    both: tuple[Connections, Connections],
+) -> None:
     plain, aio = both
 
     def script(n: int) -> Answer:  # reset, then read and close without a word, then 200
@@ -235,42 +265,53 @@ async def test_a_reset_and_a_dropped_request_read_as_on_aiohttp(
 
 
 async def test_an_oversized_header_block_is_an_error_not_a_hang(
-        both: tuple[Connections, Connections]) -> None:
+    both: tuple[Connections, Connections],
+) -> None:
     plain, _ = both
     endless = b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"y" * 100_000 + b"\r\n\r\n"
     async with RecordingServer(lambda n: (endless, True)) as server:
-        events, outcome = await send(plain, Delivery(server.url(), b"{}", None),
-                                     RetryPolicy(no_wait=True, max_attempts=1, timeout=30))
+        events, outcome = await send(
+            plain,
+            Delivery(server.url(), b"{}", None),
+            RetryPolicy(no_wait=True, max_attempts=1, timeout=30),
+        )
     assert events[0].error == HTTP_ERROR and "over 65536 bytes" in (events[0].error_detail or "")
     assert events[0].latency < 5
     assert not outcome.delivered
 
 
 async def test_an_answer_that_is_not_http_is_an_http_error(
-        both: tuple[Connections, Connections]) -> None:
+    both: tuple[Connections, Connections],
+) -> None:
     plain, _ = both
     async with RecordingServer(lambda n: (b"SMTP ready\r\n\r\n", True)) as server:
-        events, _ = await send(plain, Delivery(server.url(), b"{}", None),
-                               RetryPolicy(no_wait=True, max_attempts=1))
+        events, _ = await send(
+            plain, Delivery(server.url(), b"{}", None), RetryPolicy(no_wait=True, max_attempts=1)
+        )
     assert events[0].error == HTTP_ERROR and "status line" in (events[0].error_detail or "")
 
 
 async def test_a_body_cut_short_is_disconnected_as_on_aiohttp(
-        both: tuple[Connections, Connections]) -> None:
+    both: tuple[Connections, Connections],
+) -> None:
     plain, aio = both
     short = b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nonly this"
     seen = []
     for connections in (plain, aio):
         async with RecordingServer(lambda n: (short, False)) as server:
-            events, _ = await send(connections, Delivery(server.url(), b"{}", None),
-                                   RetryPolicy(no_wait=True, max_attempts=1))
+            events, _ = await send(
+                connections,
+                Delivery(server.url(), b"{}", None),
+                RetryPolicy(no_wait=True, max_attempts=1),
+            )
         seen.append(shown(events))
     assert seen[0] == seen[1]
     assert seen[0][0][2] == DISCONNECTED
 
 
-async def test_load_mode_against_a_server_closing_idle_connections_sends_each_message_once(
-        ) -> None:
+async def test_load_mode_against_a_server_closing_idle_connections_sends_each_message_once() -> (
+    None
+):
     """Connections are closed by the server after every second answer, and after 2 ms without
     a next request: whatever races with that, the server reads exactly --count requests, each
     message is one attempt, and every stale write was resent silently."""
@@ -283,8 +324,9 @@ async def test_load_mode_against_a_server_closing_idle_connections_sends_each_me
             while True:
                 try:
                     # keep-alive timeout: between requests, never before the first one
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
-                                                  0.002 if n else None)
+                    head = await asyncio.wait_for(
+                        reader.readuntil(b"\r\n\r\n"), 0.002 if n else None
+                    )
                     length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
                     body = await reader.readexactly(length)
                 except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
@@ -301,24 +343,29 @@ async def test_load_mode_against_a_server_closing_idle_connections_sends_each_me
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
     async with server:
-        stats = await run_load(LoadPlan(count, 8, rate=3000),
-                               lambda i: Delivery(url, b"%d" % i, None), NO_WAIT)
+        stats = await run_load(
+            LoadPlan(count, 8, rate=3000), lambda i: Delivery(url, b"%d" % i, None), NO_WAIT
+        )
     assert stats.results == {"200": count}
     assert (stats.delivered, stats.gave_up, stats.attempts) == (count, 0, count)
     assert sorted(served) == list(range(count)) and set(served.values()) == {1}
     assert stats.reconnects > 0
 
 
-@pytest.mark.parametrize("content_type", ["application/json\r\nX-Injected: 1",
-                                          "application/json; name=\udcff"])
+@pytest.mark.parametrize(
+    "content_type", ["application/json\r\nX-Injected: 1", "application/json; name=\udcff"]
+)
 async def test_an_odd_content_type_never_injects_a_header(
-        both: tuple[Connections, Connections], content_type: str) -> None:
+    both: tuple[Connections, Connections], content_type: str
+) -> None:
     """A replayed request can carry any content type: one http1 would write verbatim (a CR/LF
     or a byte that is not ASCII) goes through aiohttp's rules instead, with the same result."""
     plain, aio = both
     async with RecordingServer(lambda n: (ok(), True)) as server:
-        results = [shown((await send(c, Delivery(server.url(), b"{}", content_type, "R")))[0])
-                   for c in (plain, aio)]
+        results = [
+            shown((await send(c, Delivery(server.url(), b"{}", content_type, "R")))[0])
+            for c in (plain, aio)
+        ]
     assert results[0] == results[1]
     assert not any(b"X-Injected" in raw for raw in server.raw)
     if "\r" in content_type:  # refused before anything is sent, and said so

@@ -61,8 +61,12 @@ async def test_load_run_sends_n_distinct_messages_with_sane_statistics() -> None
     progress: list[int] = []
     async with ScriptedServer(lambda n, _: Step(200, delay=0.002 * (n % 5))) as server:
         url = server.url()
-        stats = await run_load(LoadPlan(200, 16), lambda i: template.render().delivery(url),
-                               RetryPolicy(), on_progress=lambda s: progress.append(s.done))
+        stats = await run_load(
+            LoadPlan(200, 16),
+            lambda i: template.render().delivery(url),
+            RetryPolicy(),
+            on_progress=lambda s: progress.append(s.done),
+        )
     refids = [json.loads(r.body)["refid"] for r in server.received]
     assert len(refids) == len(set(refids)) == 200
     assert 2 <= server.max_in_flight <= 16
@@ -91,8 +95,9 @@ async def test_each_message_gets_its_own_retry_sequence() -> None:
     sleep = FakeSleep()
     async with ScriptedServer(first_try_fails) as server:
         url = server.url()
-        stats = await run_load(LoadPlan(30, 4), lambda i: template.render().delivery(url),
-                               RetryPolicy(), sleep=sleep)
+        stats = await run_load(
+            LoadPlan(30, 4), lambda i: template.render().delivery(url), RetryPolicy(), sleep=sleep
+        )
     assert len(server.received) == 60
     assert (stats.delivered, stats.attempts, stats.retries) == (30, 60, 30)
     assert stats.results == {"500": 30, "200": 30}
@@ -103,8 +108,12 @@ async def test_fail_first_and_giving_up_in_load_mode() -> None:
     template = PayloadTemplate(MessageSpec())
     async with ScriptedServer(replies(then=200)) as server:
         url = server.url()
-        stats = await run_load(LoadPlan(10, 3), lambda i: template.render().delivery(url),
-                               RetryPolicy(max_attempts=2, no_wait=True), fail_first=2)
+        stats = await run_load(
+            LoadPlan(10, 3),
+            lambda i: template.render().delivery(url),
+            RetryPolicy(max_attempts=2, no_wait=True),
+            fail_first=2,
+        )
     assert len(server.received) == 20
     assert (stats.delivered, stats.gave_up, stats.forced_failures) == (0, 10, 20)
     assert stats.last_failure is not None and not stats.last_failure.delivered
@@ -116,8 +125,9 @@ async def test_rate_spaces_new_messages() -> None:
     async with ScriptedServer(replies(then=200)) as server:
         url = server.url()
         start = time.perf_counter()
-        stats = await run_load(LoadPlan(11, 11, rate=50),
-                               lambda i: template.render().delivery(url), RetryPolicy())
+        stats = await run_load(
+            LoadPlan(11, 11, rate=50), lambda i: template.render().delivery(url), RetryPolicy()
+        )
         elapsed = time.perf_counter() - start
     assert stats.delivered == 11
     assert elapsed >= 0.19  # message 10 is due 10/50 s after the start
@@ -125,18 +135,27 @@ async def test_rate_spaces_new_messages() -> None:
 
 async def test_deliver_counted_prints_and_counts(capsys: pytest.CaptureFixture[str]) -> None:
     async with ScriptedServer(replies(503, then=200)) as server:
-        deliveries = [Delivery(server.url(), b"{}", "application/json", f"R{i}")
-                      for i in range(3)]
-        stats = await deliver_counted(deliveries, RetryPolicy(no_wait=True),
-                                      NdjsonOutput(sys.stdout))
+        deliveries = [Delivery(server.url(), b"{}", "application/json", f"R{i}") for i in range(3)]
+        stats = await deliver_counted(
+            deliveries, RetryPolicy(no_wait=True), NdjsonOutput(sys.stdout)
+        )
     print_summary(stats, "json", sys.stdout)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [line["type"] for line in lines] == ["attempt", "attempt", "outcome", "attempt",
-                                                "outcome", "attempt", "outcome", "summary"]
+    assert [line["type"] for line in lines] == [
+        "attempt",
+        "attempt",
+        "outcome",
+        "attempt",
+        "outcome",
+        "attempt",
+        "outcome",
+        "summary",
+    ]
     assert lines[-1]["messages"] == 3 and lines[-1]["attempts"] == 4
 
 
 # -- several worker processes (ipsms.deliver.workers) ----------------------------------------------
+
 
 def test_merged_histograms_equal_one_histogram_of_all_the_samples() -> None:
     rng = random.Random(12)
@@ -160,8 +179,17 @@ def test_merged_histograms_equal_one_histogram_of_all_the_samples() -> None:
 
 
 def test_merged_load_stats_add_up_and_span_the_workers() -> None:
-    a = LoadStats(10, delivered=4, gave_up=1, attempts=7, forced_failures=1, reconnects=1,
-                  results={"200": 4, "503": 3}, started=10.0, finished=12.0)
+    a = LoadStats(
+        10,
+        delivered=4,
+        gave_up=1,
+        attempts=7,
+        forced_failures=1,
+        reconnects=1,
+        results={"200": 4, "503": 3},
+        started=10.0,
+        finished=12.0,
+    )
     b = LoadStats(10, delivered=5, attempts=5, results={"200": 5}, started=9.5, finished=11.0)
     total = LoadStats(10, workers=2)
     total.merge(a)
@@ -186,8 +214,13 @@ async def test_two_workers_send_every_message_once_and_report_progress() -> None
     done: list[int] = []
     async with ScriptedServer(lambda n, _: Step(200, delay=0.001 * (n % 3))) as server:
         stats = await asyncio.to_thread(
-            run_workers, LoadPlan(300, 8), TemplateMessages(template, server.url()),
-            RetryPolicy(), 2, on_progress=lambda s: done.append(s.done))
+            run_workers,
+            LoadPlan(300, 8),
+            TemplateMessages(template, server.url()),
+            RetryPolicy(),
+            2,
+            on_progress=lambda s: done.append(s.done),
+        )
     refids = [json.loads(r.body)["refid"] for r in server.received]
     assert len(refids) == len(set(refids)) == 300
     assert server.max_in_flight <= 8

@@ -62,7 +62,10 @@ def test_exponential_backoff_and_its_cap() -> None:
     assert RetryPolicy(backoff=parse_backoff("1x2")).schedule() == (1.0, 2.0, 4.0, 8.0)
     assert RetryPolicy(backoff=parse_backoff("0.5x3:10")).schedule() == (0.5, 1.5, 4.5, 10.0)
     assert RetryPolicy(max_attempts=4, backoff=parse_backoff("250msx2")).schedule() == (
-        0.25, 0.5, 1.0)
+        0.25,
+        0.5,
+        1.0,
+    )
     assert parse_backoff("2x1.5:1m") == Backoff(2.0, 1.5, 60.0)
     assert Backoff(1.0, 10.0).delay(400) == float("inf")  # no OverflowError
 
@@ -89,22 +92,26 @@ def test_a_single_attempt_never_waits() -> None:
     assert policy.describe().startswith("1 attempt,")
 
 
-@pytest.mark.parametrize("kwargs, fragment", [
-    ({"max_attempts": 0}, "max_attempts"),
-    ({"timeout": 0}, "timeout"),
-    ({"timeout": -1}, "timeout"),
-    ({"speed": 0}, "speed"),
-    ({"delays": ()}, "delays"),
-    ({"delays": (1.0, -2.0)}, "delays"),
-])
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": -1}, "timeout"),
+        ({"speed": 0}, "speed"),
+        ({"delays": ()}, "delays"),
+        ({"delays": (1.0, -2.0)}, "delays"),
+    ],
+)
 def test_impossible_policies_are_refused(kwargs: dict[str, object], fragment: str) -> None:
     with pytest.raises(UsageError, match=fragment):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
 
 
 def test_from_options_parses_every_command_line_string() -> None:
-    policy = RetryPolicy.from_options(max_attempts=3, success="2XX", timeout=2.5,
-                                      retry_delays="1,5", no_wait=False, speed=2)
+    policy = RetryPolicy.from_options(
+        max_attempts=3, success="2XX", timeout=2.5, retry_delays="1,5", no_wait=False, speed=2
+    )
     assert policy == RetryPolicy(3, SuccessRule.ANY_2XX, 2.5, (1.0, 5.0), None, False, 2.0)
     assert RetryPolicy.from_options().delays == DEFAULT_DELAYS
     with pytest.raises(UsageError, match="cannot be used together"):
@@ -113,11 +120,14 @@ def test_from_options_parses_every_command_line_string() -> None:
         parse_success("201")
 
 
-@given(attempts=st.integers(1, 30),
-       delays=st.lists(st.floats(0, 1e4, allow_nan=False), min_size=1, max_size=8),
-       speed=st.floats(0.01, 1000))
-def test_every_failed_attempt_but_the_last_gets_a_wait(attempts: int, delays: list[float],
-                                                        speed: float) -> None:
+@given(
+    attempts=st.integers(1, 30),
+    delays=st.lists(st.floats(0, 1e4, allow_nan=False), min_size=1, max_size=8),
+    speed=st.floats(0.01, 1000),
+)
+def test_every_failed_attempt_but_the_last_gets_a_wait(
+    attempts: int, delays: list[float], speed: float
+) -> None:
     policy = RetryPolicy(max_attempts=attempts, delays=tuple(delays), speed=speed)
     waits = [policy.wait_after(k) for k in range(1, attempts + 1)]
     assert waits[-1] is None

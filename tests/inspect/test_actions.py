@@ -24,8 +24,15 @@ SECRET = "s3cret"
 
 
 def payload(refid: str, message: str) -> str:
-    return json.dumps({"refid": refid, "from": "+13035550100", "to": "+13038675309",
-                       "message": message, "signature": SECRET})
+    return json.dumps(
+        {
+            "refid": refid,
+            "from": "+13035550100",
+            "to": "+13038675309",
+            "message": message,
+            "signature": SECRET,
+        }
+    )
 
 
 @dataclass
@@ -36,12 +43,16 @@ class Setup:
     session: aiohttp.ClientSession
 
     def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {TOKEN}", "Origin": self.base,
-                "Content-Type": "application/json"}
+        return {
+            "Authorization": f"Bearer {TOKEN}",
+            "Origin": self.base,
+            "Content-Type": "application/json",
+        }
 
     async def post(self, path: str, body: object) -> tuple[int, dict]:
-        async with self.session.post(self.base + path, data=json.dumps(body),
-                                     headers=self.headers()) as answer:
+        async with self.session.post(
+            self.base + path, data=json.dumps(body), headers=self.headers()
+        ) as answer:
             return answer.status, await answer.json()
 
     def rows(self) -> list:
@@ -63,8 +74,9 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     server = ListenServer(ListenConfig(secret=SECRET), db, "127.0.0.1", 0)
     bound = await server.start()
     targets = Targets(listener=bound.url, secret=SECRET, mode=Mode.PLAIN)
-    runner, inspector = await serve(create_inspector(db, TOKEN, targets=targets), "127.0.0.1",
-                                    0, fall_back=False)
+    runner, inspector = await serve(
+        create_inspector(db, TOKEN, targets=targets), "127.0.0.1", 0, fall_back=False
+    )
     try:
         async with aiohttp.ClientSession() as session:
             yield Setup(f"http://127.0.0.1:{inspector.port}", bound.url, db, session)
@@ -74,8 +86,11 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
 
 
 async def test_replay_posts_the_same_bytes_again_and_it_is_recorded(setup: Setup) -> None:
-    async with setup.session.post(setup.listener_url + "sms", data=payload("R" * 32, "hello"),
-            headers={"Content-Type": "application/json"}) as answer:
+    async with setup.session.post(
+        setup.listener_url + "sms",
+        data=payload("R" * 32, "hello"),
+        headers={"Content-Type": "application/json"},
+    ) as answer:
         assert answer.status == 200
     (first,) = await setup.wait_rows(1)
     status, sent = await setup.post(f"/api/messages/{first.id}/replay", {})
@@ -85,13 +100,17 @@ async def test_replay_posts_the_same_bytes_again_and_it_is_recorded(setup: Setup
 
 
 async def test_edit_and_resend_changes_the_text_and_signs_it_again(setup: Setup) -> None:
-    async with setup.session.post(setup.listener_url + "sms", data=payload("E" * 32, "before"),
-            headers={"Content-Type": "application/json"}) as answer:
+    async with setup.session.post(
+        setup.listener_url + "sms",
+        data=payload("E" * 32, "before"),
+        headers={"Content-Type": "application/json"},
+    ) as answer:
         assert answer.status == 200
     (first,) = await setup.wait_rows(1)
-    status, sent = await setup.post("/api/resend", {"id": first.id,
-                                                    "fields": {"message": "after ✓"},
-                                                    "sign": True, "new_refid": True})
+    status, sent = await setup.post(
+        "/api/resend",
+        {"id": first.id, "fields": {"message": "after ✓"}, "sign": True, "new_refid": True},
+    )
     assert status == 202 and sent["refid"] != "E" * 32
     rows = await setup.wait_rows(2)
     assert rows[1].message == "after ✓" and rows[1].refid == sent["refid"]
@@ -99,12 +118,16 @@ async def test_edit_and_resend_changes_the_text_and_signs_it_again(setup: Setup)
 
 
 async def test_no_open_relay_and_clear_refusals(setup: Setup) -> None:
-    async with setup.session.post(setup.listener_url + "sms", data=payload("X" * 32, "m"),
-            headers={"Content-Type": "application/json"}) as answer:
+    async with setup.session.post(
+        setup.listener_url + "sms",
+        data=payload("X" * 32, "m"),
+        headers={"Content-Type": "application/json"},
+    ) as answer:
         assert answer.status == 200
     (first,) = await setup.wait_rows(1)
-    status, why = await setup.post(f"/api/messages/{first.id}/replay",
-                                   {"to": "https://example.com/sms"})
+    status, why = await setup.post(
+        f"/api/messages/{first.id}/replay", {"to": "https://example.com/sms"}
+    )
     assert status == 400 and "not a target of this inspector" in why["detail"]
     status, why = await setup.post("/api/resend", {"id": 999})
     assert status == 404
@@ -117,17 +140,20 @@ async def test_no_open_relay_and_clear_refusals(setup: Setup) -> None:
 
 async def test_export_as_ndjson_and_har(setup: Setup) -> None:
     for message in ("one", "two"):
-        async with setup.session.post(setup.listener_url + "sms",
-                                      data=payload(message.upper() * 8, message),
-                                      headers={"Content-Type": "application/json"}) as answer:
+        async with setup.session.post(
+            setup.listener_url + "sms",
+            data=payload(message.upper() * 8, message),
+            headers={"Content-Type": "application/json"},
+        ) as answer:
             assert answer.status == 200
     await setup.wait_rows(2)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     async with setup.session.get(setup.base + "/api/export?q=two", headers=auth) as answer:
         lines = [json.loads(line) for line in (await answer.text()).splitlines()]
     assert [line["message"] for line in lines] == ["two"]
-    async with setup.session.get(setup.base + "/api/export?format=har&redact=1",
-                                 headers=auth) as answer:
+    async with setup.session.get(
+        setup.base + "/api/export?format=har&redact=1", headers=auth
+    ) as answer:
         har = await answer.json()
     entries = har["log"]["entries"]
     assert har["log"]["version"] == "1.2" and len(entries) == 2
@@ -137,16 +163,20 @@ async def test_export_as_ndjson_and_har(setup: Setup) -> None:
 
 
 async def test_a_saved_fixture_is_replayed_byte_for_byte_by_the_pytest_plugin(
-        setup: Setup, tmp_path: Path) -> None:
+    setup: Setup, tmp_path: Path
+) -> None:
     from ipsms.testing.deliver import Deliverer, load_fixture
 
     body = payload("F" * 32, "fixture 🙂 \ud83d").encode("utf-8", "surrogatepass")
-    async with setup.session.post(setup.listener_url + "sms", data=body,
-                                  headers={"Content-Type": "application/json"}) as answer:
+    async with setup.session.post(
+        setup.listener_url + "sms", data=body, headers={"Content-Type": "application/json"}
+    ) as answer:
         assert answer.status == 200
     (first,) = await setup.wait_rows(1)
-    async with setup.session.get(f"{setup.base}/api/messages/{first.id}/fixture",
-                                 headers={"Authorization": f"Bearer {TOKEN}"}) as answer:
+    async with setup.session.get(
+        f"{setup.base}/api/messages/{first.id}/fixture",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as answer:
         assert answer.status == 200
         assert "attachment" in answer.headers["Content-Disposition"]
         saved = tmp_path / "fixture.json"

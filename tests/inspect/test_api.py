@@ -23,9 +23,21 @@ TOKEN = "t0ken-for-tests"
 def request(refid: str | None, message: str = "hi", status: int = 200) -> Request:
     fields = {"refid": refid, "from": "+13035550100", "to": "+13038675309", "message": message}
     body = json.dumps(fields).encode()
-    return Request(time.time(), "POST", "/sms", "127.0.0.1", [("Host", "x")],
-                   "application/json", body, status, refid=refid, from_number="+13035550100",
-                   to_number="+13038675309", message=message, fields=fields)  # type: ignore[arg-type]
+    return Request(
+        time.time(),
+        "POST",
+        "/sms",
+        "127.0.0.1",
+        [("Host", "x")],
+        "application/json",
+        body,
+        status,
+        refid=refid,
+        from_number="+13035550100",
+        to_number="+13038675309",
+        message=message,
+        fields=fields,
+    )  # type: ignore[arg-type]
 
 
 @dataclass
@@ -49,8 +61,7 @@ class Inspector:
 async def inspector(tmp_path: Path) -> AsyncIterator[Inspector]:
     db = tmp_path / "s.sqlite3"
     async with Recorder(db) as recorder:
-        runner, bound = await serve(create_inspector(db, TOKEN), "127.0.0.1", 0,
-                                    fall_back=False)
+        runner, bound = await serve(create_inspector(db, TOKEN), "127.0.0.1", 0, fall_back=False)
         # A browser keeps cookies of 127.0.0.1; aiohttp's jar does so only when asked.
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
             try:
@@ -64,18 +75,22 @@ async def test_no_token_no_data_and_a_wrong_one_neither(inspector: Inspector) ->
         async with inspector.session.get(inspector.base + path) as answer:
             assert answer.status == 401, path
             assert (await answer.json())["error"] == "unauthorized"
-    async with inspector.session.get(inspector.base + "/api/messages",
-                                     headers={"Authorization": "Bearer nope"}) as answer:
+    async with inspector.session.get(
+        inspector.base + "/api/messages", headers={"Authorization": "Bearer nope"}
+    ) as answer:
         assert answer.status == 401
-    async with inspector.session.get(inspector.base + "/?token=nope",
-                                     allow_redirects=False) as answer:
+    async with inspector.session.get(
+        inspector.base + "/?token=nope", allow_redirects=False
+    ) as answer:
         assert answer.status == 401
 
 
 async def test_the_token_in_the_url_becomes_a_strict_cookie_and_leaves_the_url(
-        inspector: Inspector) -> None:
-    async with inspector.session.get(inspector.base + "/?token=" + TOKEN,
-                                     allow_redirects=False) as answer:
+    inspector: Inspector,
+) -> None:
+    async with inspector.session.get(
+        inspector.base + "/?token=" + TOKEN, allow_redirects=False
+    ) as answer:
         assert answer.status == 302
         assert answer.headers["Location"] == "/"
         cookie = answer.headers["Set-Cookie"]
@@ -89,17 +104,22 @@ async def test_a_foreign_host_is_refused_even_with_the_token(inspector: Inspecto
         async with await inspector.get("/api/messages", headers={"Host": host}) as answer:
             assert answer.status == 403, host
             assert (await answer.json())["error"] == "foreign_host"
-    async with await inspector.get("/api/messages",
-                                   headers={"Host": f"localhost:{inspector.port}"}) as answer:
+    async with await inspector.get(
+        "/api/messages", headers={"Host": f"localhost:{inspector.port}"}
+    ) as answer:
         assert answer.status == 200
 
 
 async def test_a_change_needs_json_and_the_inspector_s_own_origin(inspector: Inspector) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    for headers in ({}, {"Origin": "http://evil.example", "Content-Type": "application/json"},
-                    {"Origin": inspector.base, "Content-Type": "text/plain"}):
-        async with inspector.session.post(inspector.base + "/api/messages", data="{}",
-                                          headers={**auth, **headers}) as answer:
+    for headers in (
+        {},
+        {"Origin": "http://evil.example", "Content-Type": "application/json"},
+        {"Origin": inspector.base, "Content-Type": "text/plain"},
+    ):
+        async with inspector.session.post(
+            inspector.base + "/api/messages", data="{}", headers={**auth, **headers}
+        ) as answer:
             assert answer.status == 403, headers
             assert (await answer.json())["error"] == "cross_origin"
 
@@ -134,7 +154,8 @@ async def test_the_list_is_newest_first_paged_and_filtered(inspector: Inspector)
 
 
 async def test_one_attempt_whole_with_its_exact_bytes_and_its_segments(
-        inspector: Inspector) -> None:
+    inspector: Inspector,
+) -> None:
     text = "é" * 71  # GSM-7 has é: one segment; UCS-2 would need two
     stored = await inspector.recorder.record(request("A" * 32, text))
     one = await inspector.json(f"/api/messages/{stored.id}")
@@ -150,7 +171,7 @@ async def read_events(answer: aiohttp.ClientResponse, count: int) -> list[tuple[
     events: list[tuple[str, dict]] = []
     kind, data = "", ""
     while len(events) < count:
-        line = (await asyncio.wait_for(answer.content.readline(), 5)).decode().rstrip("\n")
+        line = (await asyncio.wait_for(answer.content.readline(), 10)).decode().rstrip("\n")
         if line.startswith("event: "):
             kind = line[7:]
         elif line.startswith("data: "):
@@ -162,7 +183,8 @@ async def read_events(answer: aiohttp.ClientResponse, count: int) -> list[tuple[
 
 
 async def test_new_attempts_stream_live_and_a_reconnect_misses_nothing(
-        inspector: Inspector) -> None:
+    inspector: Inspector,
+) -> None:
     first = await inspector.recorder.record(request("S1"))
     async with await inspector.get("/api/events") as stream:
         assert stream.headers["Content-Type"].startswith("text/event-stream")
@@ -173,8 +195,9 @@ async def test_new_attempts_stream_live_and_a_reconnect_misses_nothing(
         assert time.monotonic() - started < 1.0
     for name in ("S3", "S4"):  # while nobody listens
         await inspector.recorder.record(request(name))
-    async with await inspector.get("/api/events",
-                                   headers={"Last-Event-ID": str(first.id)}) as stream:
+    async with await inspector.get(
+        "/api/events", headers={"Last-Event-ID": str(first.id)}
+    ) as stream:
         got = await read_events(stream, 3)
         assert [item["refid"] for _, item in got] == ["S2", "S3", "S4"]
         await inspector.recorder.record(request("S5"))
@@ -186,8 +209,10 @@ async def test_shutdown_with_a_tab_open_is_prompt(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite3"
     runner, bound = await serve(create_inspector(db, TOKEN), "127.0.0.1", 0, fall_back=False)
     async with aiohttp.ClientSession() as session:
-        stream = await session.get(f"http://127.0.0.1:{bound.port}/api/events",
-                                   headers={"Authorization": f"Bearer {TOKEN}"})
+        stream = await session.get(
+            f"http://127.0.0.1:{bound.port}/api/events",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
         await stream.content.readline()
         started = time.monotonic()
         await runner.cleanup()
@@ -196,24 +221,31 @@ async def test_shutdown_with_a_tab_open_is_prompt(tmp_path: Path) -> None:
 
 
 async def test_a_busy_port_falls_back_to_a_free_one_when_asked(tmp_path: Path) -> None:
-    runner, bound = await serve(create_inspector(tmp_path / "s.sqlite3", TOKEN), "127.0.0.1",
-                                0, fall_back=False)
+    runner, bound = await serve(
+        create_inspector(tmp_path / "s.sqlite3", TOKEN), "127.0.0.1", 0, fall_back=False
+    )
     try:
-        other, second = await serve(create_inspector(tmp_path / "s.sqlite3", TOKEN),
-                                    "127.0.0.1", bound.port, fall_back=True)
+        other, second = await serve(
+            create_inspector(tmp_path / "s.sqlite3", TOKEN), "127.0.0.1", bound.port, fall_back=True
+        )
         assert second.fell_back and second.port != bound.port
         await other.cleanup()
         from ipsms.errors import BindError
 
         with pytest.raises(BindError, match="cannot serve the inspector"):
-            await serve(create_inspector(tmp_path / "s.sqlite3", TOKEN), "127.0.0.1",
-                        bound.port, fall_back=False)
+            await serve(
+                create_inspector(tmp_path / "s.sqlite3", TOKEN),
+                "127.0.0.1",
+                bound.port,
+                fall_back=False,
+            )
     finally:
         await runner.cleanup()
 
 
-async def test_a_page_that_resumes_after_a_clear_gets_the_new_rows(inspector: Inspector,
-                                                                   tmp_path: Path) -> None:
+async def test_a_page_that_resumes_after_a_clear_gets_the_new_rows(
+    inspector: Inspector, tmp_path: Path
+) -> None:
     from ipsms import store
 
     for name in ("C1", "C2", "C3"):
@@ -239,8 +271,9 @@ async def test_a_flood_is_streamed_as_its_newest_attempts_and_a_gap(inspector: I
     from ipsms.inspect.stream import LIVE_MAX
 
     async with await inspector.get("/api/events") as stream:
-        await asyncio.gather(*(inspector.recorder.record(request(f"F{i:04d}"))
-                               for i in range(LIVE_MAX * 3)))
+        await asyncio.gather(
+            *(inspector.recorder.record(request(f"F{i:04d}")) for i in range(LIVE_MAX * 3))
+        )
         events = await read_events(stream, 1)
         while events[-1][0] != "gap":  # the first poll may catch the flood's start whole
             events += await read_events(stream, 1)
@@ -253,11 +286,13 @@ async def test_a_flood_is_streamed_as_its_newest_attempts_and_a_gap(inspector: I
 
 
 async def test_a_page_back_after_long_gets_the_newest_thousand_and_a_gap(
-        inspector: Inspector) -> None:
+    inspector: Inspector,
+) -> None:
     from ipsms.inspect.app import CATCH_UP_MAX
 
-    await asyncio.gather(*(inspector.recorder.record(request(f"G{i:04d}"))
-                           for i in range(CATCH_UP_MAX + 50)))
+    await asyncio.gather(
+        *(inspector.recorder.record(request(f"G{i:04d}")) for i in range(CATCH_UP_MAX + 50))
+    )
     async with await inspector.get("/api/events", headers={"Last-Event-ID": "0"}) as stream:
         ((kind, gap),) = await read_events(stream, 1)
         assert kind == "gap" and gap == {"after": 0, "before": 51, "count": 50}

@@ -22,9 +22,26 @@ def start(db: Path, *args: str, token: str = TOKEN) -> tuple[subprocess.Popen[st
     env = cli_env(IPSMS_INSPECT_TOKEN=token)
     env.pop("IPSMS_INSPECT", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json", "--db",
-         str(db), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env=env, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "ipsms",
+            "listen",
+            "--port",
+            "0",
+            "--format",
+            "json",
+            "--db",
+            str(db),
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
     assert proc.stdout is not None
     listening = json.loads(proc.stdout.readline())
     inspector = json.loads(proc.stdout.readline())
@@ -47,9 +64,26 @@ def test_listen_serves_the_inspector_on_its_own_port_with_its_token(tmp_path: Pa
         env = cli_env()
         env.pop("IPSMS_INSPECT", None)
         refused = subprocess.run(
-            [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
-             "--db", str(db), "--inspect", f"127.0.0.1:{busy.getsockname()[1]}"],
-            capture_output=True, text=True, cwd=ROOT, env=env, timeout=20)
+            [
+                sys.executable,
+                "-m",
+                "ipsms",
+                "listen",
+                "--port",
+                "0",
+                "--format",
+                "json",
+                "--db",
+                str(db),
+                "--inspect",
+                f"127.0.0.1:{busy.getsockname()[1]}",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=20,
+        )
     assert refused.returncode == 4, refused.stderr
     assert "cannot serve the inspector" in refused.stderr
     proc, listening, inspector = start(db)
@@ -67,8 +101,12 @@ def test_listen_serves_the_inspector_on_its_own_port_with_its_token(tmp_path: Pa
         status, _ = get(listening["url"] + "api/messages", Authorization=f"Bearer {TOKEN}")
         assert status != 200
         started = time.monotonic()
-        stream = urllib.request.urlopen(urllib.request.Request(  # a tab with the stream open
-            base + "/api/events", headers={"Authorization": f"Bearer {TOKEN}"}), timeout=5)
+        stream = urllib.request.urlopen(
+            urllib.request.Request(  # a tab with the stream open
+                base + "/api/events", headers={"Authorization": f"Bearer {TOKEN}"}
+            ),
+            timeout=5,
+        )
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=10)
         assert time.monotonic() - started < 3
@@ -86,9 +124,25 @@ def test_no_inspect_and_off_serve_none(tmp_path: Path) -> None:
     env = cli_env()
     env.pop("IPSMS_INSPECT", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json", "--db",
-         str(tmp_path / "s.sqlite3"), "--no-inspect"], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        [
+            sys.executable,
+            "-m",
+            "ipsms",
+            "listen",
+            "--port",
+            "0",
+            "--format",
+            "json",
+            "--db",
+            str(tmp_path / "s.sqlite3"),
+            "--no-inspect",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     try:
         assert proc.stdout is not None
         assert json.loads(proc.stdout.readline())["type"] == "listening"
@@ -130,9 +184,14 @@ def test_inspect_serves_history_with_no_listener_and_stops_on_ctrl_c(tmp_path: P
     conn.close()
     env = cli_env(IPSMS_INSPECT_TOKEN=TOKEN)
     env.pop("IPSMS_INSPECT", None)
-    proc = subprocess.Popen([sys.executable, "-m", "ipsms", "inspect", "--db", str(db),
-                             "--inspect", "127.0.0.1:0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ipsms", "inspect", "--db", str(db), "--inspect", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     try:
         assert proc.stderr is not None
         line = ""
@@ -140,8 +199,7 @@ def test_inspect_serves_history_with_no_listener_and_stops_on_ctrl_c(tmp_path: P
             line = proc.stderr.readline()
             assert line, "inspect ended before printing its URL"
         url = line.split("inspector ", 1)[1].strip()
-        status, body = get(url.split("/?")[0] + "/api/messages",
-                           Authorization=f"Bearer {TOKEN}")
+        status, body = get(url.split("/?")[0] + "/api/messages", Authorization=f"Bearer {TOKEN}")
         assert status == 200 and json.loads(body) == {"items": [], "next_before": None}
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=5) == 0
@@ -155,10 +213,17 @@ def test_history_is_there_after_a_restart(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite3"
     proc, listening, _ = start(db)
     try:
-        body = json.dumps({"refid": "H" * 32, "from": "+13035550100", "to": "+13038675309",
-                           "message": "before the restart"}).encode()
-        request = urllib.request.Request(listening["url"] + "sms", data=body,
-                                         headers={"Content-Type": "application/json"})
+        body = json.dumps(
+            {
+                "refid": "H" * 32,
+                "from": "+13035550100",
+                "to": "+13038675309",
+                "message": "before the restart",
+            }
+        ).encode()
+        request = urllib.request.Request(
+            listening["url"] + "sms", data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=5) as answer:
             assert answer.status == 200
         proc.send_signal(signal.SIGINT)

@@ -28,11 +28,19 @@ from ipsms.store.recorder import Recorder
 from tests.conftest import ROOT
 
 playwright_api = pytest.importorskip(
-    "playwright.async_api", reason="playwright is not installed (the test extra has it)")
+    "playwright.async_api", reason="playwright is not installed (the test extra has it)"
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TOKEN = "page-test-token"
 SHOTS = os.environ.get("IPSMS_SCREENSHOTS") == "1"
 FROM, TO = "+13035550100", "+13038675309"
@@ -45,29 +53,72 @@ pytestmark = [
 
 # -- a real store and a real inspector --------------------------------------------------------
 
-def sms(refid: str | None, message: str = "hello", *, status: int = 200,
-        verdict: str | None = "valid", verdict_detail: str | None = "plain",
-        flags: list[dict[str, str]] | None = None, forward: dict[str, Any] | None = None,
-        headers: list[tuple[str, str]] | None = None, sender: str = FROM,
-        remote: str = "127.0.0.1", at: float | None = None) -> Request:
+
+def sms(
+    refid: str | None,
+    message: str = "hello",
+    *,
+    status: int = 200,
+    verdict: str | None = "valid",
+    verdict_detail: str | None = "plain",
+    flags: list[dict[str, str]] | None = None,
+    forward: dict[str, Any] | None = None,
+    headers: list[tuple[str, str]] | None = None,
+    sender: str = FROM,
+    remote: str = "127.0.0.1",
+    at: float | None = None,
+) -> Request:
     """A JSON webhook as IntelePeer posts it, as the listener would have built it."""
     fields = {"refid": refid, "from": sender, "to": TO, "message": message}
     text = json.dumps(fields)
     return Request(
-        time.time() if at is None else at, "POST", "/sms", remote,
-        headers or [("Host", "127.0.0.1:8850"), ("Content-Type", "application/json"),
-                    ("User-Agent", "IntelePeer-Webhooks/1.0")],
-        "application/json", text.encode(), status, refid=refid, from_number=sender,
-        to_number=TO, message=message, fields=fields, fields_json=text, verdict=verdict,
-        verdict_detail=verdict_detail, flags=flags, forward=forward)
+        time.time() if at is None else at,
+        "POST",
+        "/sms",
+        remote,
+        headers
+        or [
+            ("Host", "127.0.0.1:8850"),
+            ("Content-Type", "application/json"),
+            ("User-Agent", "IntelePeer-Webhooks/1.0"),
+        ],
+        "application/json",
+        text.encode(),
+        status,
+        refid=refid,
+        from_number=sender,
+        to_number=TO,
+        message=message,
+        fields=fields,
+        fields_json=text,
+        verdict=verdict,
+        verdict_detail=verdict_detail,
+        flags=flags,
+        forward=forward,
+    )
 
 
-def junk(body: bytes, *, status: int = 400, error: str = "invalid_json",
-         detail: str = "body is not valid JSON: Expecting value at line 1 column 1",
-         content_type: str | None = "application/json", at: float | None = None) -> Request:
-    return Request(time.time() if at is None else at, "POST", "/sms", "10.0.0.7",
-                   [("Host", "127.0.0.1:8850"), ("Content-Type", content_type or "")],
-                   content_type, body, status, error=error, error_detail=detail)
+def junk(
+    body: bytes,
+    *,
+    status: int = 400,
+    error: str = "invalid_json",
+    detail: str = "body is not valid JSON: Expecting value at line 1 column 1",
+    content_type: str | None = "application/json",
+    at: float | None = None,
+) -> Request:
+    return Request(
+        time.time() if at is None else at,
+        "POST",
+        "/sms",
+        "10.0.0.7",
+        [("Host", "127.0.0.1:8850"), ("Content-Type", content_type or "")],
+        content_type,
+        body,
+        status,
+        error=error,
+        error_detail=detail,
+    )
 
 
 @dataclass
@@ -129,17 +180,25 @@ class Tab:
 
     async def shows_rows(self, n: int) -> None:
         await self.page.wait_for_function(
-            f"() => document.querySelectorAll('#groups > li').length === {n}")
+            f"() => document.querySelectorAll('#groups > li').length === {n}"
+        )
 
 
 @asynccontextmanager
-async def opened(browser: Any, inspector: Inspector, hash: str = "", *,
-                 scheme: str = "light", width: int = 1280, height: int = 800
-                 ) -> AsyncIterator[Tab]:
+async def opened(
+    browser: Any,
+    inspector: Inspector,
+    hash: str = "",
+    *,
+    scheme: str = "light",
+    width: int = 1280,
+    height: int = 800,
+) -> AsyncIterator[Tab]:
     """The page as a user opens it: the URL ipsms printed, with its token. Fails the test on
     any console error, uncaught exception or CSP violation."""
-    context = await browser.new_context(color_scheme=scheme, timezone_id="UTC",
-                                        viewport={"width": width, "height": height})
+    context = await browser.new_context(
+        color_scheme=scheme, timezone_id="UTC", viewport={"width": width, "height": height}
+    )
     page = await context.new_page()
     tab = Tab(page)
     page.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
@@ -156,18 +215,35 @@ async def opened(browser: Any, inspector: Inspector, hash: str = "", *,
 
 # -- what a user sees -------------------------------------------------------------------------
 
+
 async def test_retries_group_under_their_refid_and_junk_shows_what_was_wrong(
-        browser: Any, inspector: Inspector) -> None:
-    forward = {"url": "http://127.0.0.1:3000/sms", "status": 200, "latency_ms": 12.5,
-               "body_preview": "{\"ok\":true}", "error": None, "detail": None}
+    browser: Any, inspector: Inspector
+) -> None:
+    forward = {
+        "url": "http://127.0.0.1:3000/sms",
+        "status": 200,
+        "latency_ms": 12.5,
+        "body_preview": '{"ok":true}',
+        "error": None,
+        "detail": None,
+    }
     await inspector.record(
         sms("A" * 32, "first", status=500),
         sms("A" * 32, "first", status=500),
-        sms("B" * 32, "other one", verdict="invalid",
-            verdict_detail="does not match: the signature differs in case"),
+        sms(
+            "B" * 32,
+            "other one",
+            verdict="invalid",
+            verdict_detail="does not match: the signature differs in case",
+        ),
         junk(b"{not json"),
-        sms("A" * 32, "first", forward=forward,
-            flags=[{"code": "from_format", "detail": "from is not E.164: +1 303"}]))
+        sms(
+            "A" * 32,
+            "first",
+            forward=forward,
+            flags=[{"code": "from_format", "detail": "from is not E.164: +1 303"}],
+        ),
+    )
     async with opened(browser, inspector) as tab:
         await tab.rows().first.wait_for()
         assert await tab.rows().count() == 3  # A (3 attempts), the junk, B
@@ -190,7 +266,10 @@ async def test_retries_group_under_their_refid_and_junk_shows_what_was_wrong(
         assert await row.get_attribute("aria-expanded") == "true"
         attempts = top.locator("li[data-attempt]")
         assert [await a.get_attribute("data-attempt") for a in await attempts.all()] == [
-            "1", "2", "3"]
+            "1",
+            "2",
+            "3",
+        ]
         first, last = tab.attempt("A" * 32, 1), tab.attempt("A" * 32, 3)
         assert await first.locator(".status").first.inner_text() == "500"
         assert "plain" in await first.inner_text()  # the verdict's reason
@@ -206,7 +285,8 @@ async def test_retries_group_under_their_refid_and_junk_shows_what_was_wrong(
 
 
 async def test_a_new_attempt_appears_live_in_its_group_without_a_reload(
-        browser: Any, inspector: Inspector) -> None:
+    browser: Any, inspector: Inspector
+) -> None:
     await inspector.record(sms("R1", "one"), sms("R2", "two"))
     async with opened(browser, inspector) as tab:
         await tab.rows().nth(1).wait_for()
@@ -229,19 +309,30 @@ async def test_a_new_attempt_appears_live_in_its_group_without_a_reload(
         assert await tab.rows().count() == 3
         assert await tab.page.evaluate("performance.timeOrigin") == loaded  # no reload
         await tab.page.wait_for_function(
-            "() => document.getElementById('announce').textContent.includes('new request')")
+            "() => document.getElementById('announce').textContent.includes('new request')"
+        )
 
 
 async def test_hostile_text_is_shown_as_text_with_its_invisible_characters_escaped(
-        browser: Any, inspector: Inspector) -> None:
+    browser: Any, inspector: Inspector
+) -> None:
     html = "<img src=x onerror=window.pwned=1>"
     family = "\U0001f468\u200d\U0001f469\u200d\U0001f467 \U0001f44d\U0001f3fd \U0001f1eb\U0001f1f7"
     text = f"{html} pay \u202egnp.exe\u202c now \x1b[31mred\x1b[0m \ud83d {family}"
-    header = [("Host", "127.0.0.1:8850"), ("Content-Type", "application/json"),
-              ("X-Evil", f"{html}\u2066x")]
-    await inspector.record(sms("H" * 32, text, headers=header,
-                               flags=[{"code": "lone_surrogate", "detail": f"{html} \u200b"}]),
-                           junk(html.encode(), detail=f"not JSON: {html}"))
+    header = [
+        ("Host", "127.0.0.1:8850"),
+        ("Content-Type", "application/json"),
+        ("X-Evil", f"{html}\u2066x"),
+    ]
+    await inspector.record(
+        sms(
+            "H" * 32,
+            text,
+            headers=header,
+            flags=[{"code": "lone_surrogate", "detail": f"{html} \u200b"}],
+        ),
+        junk(html.encode(), detail=f"not JSON: {html}"),
+    )
     async with opened(browser, inspector, f"#/refid/{'H' * 32}/attempt/1") as tab:
         page = tab.page
         row = tab.group("H" * 32).locator("button.row")
@@ -259,7 +350,11 @@ async def test_hostile_text_is_shown_as_text_with_its_invisible_characters_escap
         assert family in shown  # the emoji stay whole: ZWJ family, skin tone, flag
         escapes = page.locator(".card .sms .esc")
         assert {await e.inner_text() for e in await escapes.all()} >= {
-            "\\u202e", "\\u202c", "\\e", "\\ud83d"}
+            "\\u202e",
+            "\\u202c",
+            "\\e",
+            "\\ud83d",
+        }
         assert await page.locator(".card .sms .esc-fmt").first.inner_text() == "\\u202e"
         assert html in await row.inner_text() and "\\u202e" in await row.inner_text()
         headers = await page.locator("table.headers").inner_text()
@@ -292,8 +387,9 @@ async def test_hostile_text_is_shown_as_text_with_its_invisible_characters_escap
         }""")
         assert cases["c0"] == "a\\x01\\x00b\\t\\r\\n"
         assert cases["c1"] == "\\x85\\x9b\\x7f"
-        assert cases["bidi"] == ("\\u202a\\u202b\\u202d\\u2066\\u2067\\u2068\\u2069\\u200e"
-                                 "\\u200f\\u061c")
+        assert cases["bidi"] == (
+            "\\u202a\\u202b\\u202d\\u2066\\u2067\\u2068\\u2069\\u200e\\u200f\\u061c"
+        )
         assert cases["invisible"] == "a\\u200bb\\u2060\\u2064\\ufeff\\u00ad"
         assert cases["tag"] == "\U0001f3f4\\U000e0067\\U000e007f"
         assert cases["vs"] == "a\\ufe0f \u2764\ufe0f 1\ufe0f\u20e3 \u2764\ufe0f\\ufe0f"
@@ -303,17 +399,33 @@ async def test_hostile_text_is_shown_as_text_with_its_invisible_characters_escap
 
 
 async def test_the_detail_shows_the_sms_its_headers_and_the_exact_body(
-        browser: Any, inspector: Inspector) -> None:
+    browser: Any, inspector: Inspector
+) -> None:
     long_text = "Your code is 123456. " * 9  # 189 GSM-7 characters: two segments
     form_body = b"refid=F1&from=%2B13035550100&to=%2B13038675309&message=caf%C3%A9+ok&x=1&x=2"
-    form = Request(time.time(), "POST", "/sms?src=ip", "10.1.2.3",
-                   [("Host", "127.0.0.1:8850"),
-                    ("Content-Type", "application/x-www-form-urlencoded")],
-                   "application/x-www-form-urlencoded", form_body, 200, refid="F1",
-                   from_number=FROM, to_number=TO, message="café ok", verdict="missing",
-                   verdict_detail="no signature field")
-    binary = junk(b"\x00\xffbinary\x80", status=415, error="unsupported_media_type",
-                  detail="not a form or JSON", content_type="application/octet-stream")
+    form = Request(
+        time.time(),
+        "POST",
+        "/sms?src=ip",
+        "10.1.2.3",
+        [("Host", "127.0.0.1:8850"), ("Content-Type", "application/x-www-form-urlencoded")],
+        "application/x-www-form-urlencoded",
+        form_body,
+        200,
+        refid="F1",
+        from_number=FROM,
+        to_number=TO,
+        message="café ok",
+        verdict="missing",
+        verdict_detail="no signature field",
+    )
+    binary = junk(
+        b"\x00\xffbinary\x80",
+        status=415,
+        error="unsupported_media_type",
+        detail="not a form or JSON",
+        content_type="application/octet-stream",
+    )
     await inspector.record(sms("J1", long_text), form, binary)
     async with opened(browser, inspector, "#/refid/J1/attempt/1") as tab:
         page = tab.page
@@ -331,8 +443,13 @@ async def test_the_detail_shows_the_sms_its_headers_and_the_exact_body(
         await page.locator("table.fields").wait_for()
         fields = await page.locator("table.fields tbody tr").all_inner_texts()
         assert [f.split("\t") for f in fields] == [
-            ["refid", "F1"], ["from", FROM], ["to", TO], ["message", "café ok"],
-            ["x", "1"], ["x", "2"]]  # a field sent twice shows twice
+            ["refid", "F1"],
+            ["from", FROM],
+            ["to", TO],
+            ["message", "café ok"],
+            ["x", "1"],
+            ["x", "2"],
+        ]  # a field sent twice shows twice
         assert "7 characters · 1 segment · GSM-7" in await page.locator(".sms-meta").inner_text()
         assert "missing" in await page.locator(".detail-pane").inner_text()
         assert "POST /sms?src=ip" in await page.locator(".detail-pane").inner_text()
@@ -340,17 +457,20 @@ async def test_the_detail_shows_the_sms_its_headers_and_the_exact_body(
         junk_row = page.locator("#groups > li.group.junk")
         await junk_row.locator("button.row").click()
         await page.wait_for_function(
-            "() => document.querySelector('.body-section pre.body')?.textContent.includes('|')")
+            "() => document.querySelector('.body-section pre.body')?.textContent.includes('|')"
+        )
         dump = await page.locator(".body-section pre.body").inner_text()
         assert dump.startswith("00000000  00 ff 62 69 6e 61 72 79  80")
         assert "|..binary.|" in dump
 
 
 async def test_search_finds_one_text_among_hundreds_and_escape_clears_it(
-        browser: Any, inspector: Inspector) -> None:
+    browser: Any, inspector: Inspector
+) -> None:
     now = time.time() - 60
-    await inspector.record(*(sms(f"S{i:03d}", f"ordinary message {i}", at=now + i / 100)
-                             for i in range(300)))
+    await inspector.record(
+        *(sms(f"S{i:03d}", f"ordinary message {i}", at=now + i / 100) for i in range(300))
+    )
     await inspector.record(sms("NEEDLE", "where is the Unicorn parade?"))
     await inspector.record(*(sms(f"T{i:03d}", f"later message {i}") for i in range(20)))
     async with opened(browser, inspector) as tab:
@@ -380,10 +500,13 @@ async def test_search_finds_one_text_among_hundreds_and_escape_clears_it(
 
 
 async def test_the_search_box_takes_the_filters_of_messages_list(
-        browser: Any, inspector: Inspector) -> None:
-    await inspector.record(sms("OK1", "all good"), sms("BAD", "forged", status=403,
-                                                       verdict="invalid"),
-                           sms("OK2", "all good too", sender="+447700900123"))
+    browser: Any, inspector: Inspector
+) -> None:
+    await inspector.record(
+        sms("OK1", "all good"),
+        sms("BAD", "forged", status=403, verdict="invalid"),
+        sms("OK2", "all good too", sender="+447700900123"),
+    )
     async with opened(browser, inspector) as tab:
         search = tab.page.get_by_label("Search")
         await search.fill("status:4xx")
@@ -393,8 +516,9 @@ async def test_the_search_box_takes_the_filters_of_messages_list(
         await tab.group("OK2").wait_for(timeout=2000)
         await tab.shows_rows(1)
         # a live attempt is filtered the same way
-        await inspector.record(sms("OK3", "good again", sender="+447700900123"),
-                               sms("OK4", "good again"))
+        await inspector.record(
+            sms("OK3", "good again", sender="+447700900123"), sms("OK4", "good again")
+        )
         await tab.group("OK3").wait_for(timeout=1000)
         assert await tab.group("OK4").count() == 0
         href = await tab.page.locator("#export-ndjson").get_attribute("href")
@@ -440,8 +564,12 @@ async def test_keys_move_open_search_and_show_the_help(browser: Any, inspector: 
 
 async def test_a_permalink_selects_its_attempt(browser: Any, inspector: Inspector) -> None:
     refid = "P/é \u202e"  # a refid needs escaping in the URL, and in the page
-    await inspector.record(sms(refid, "v1"), sms(refid, "v2"), sms(refid, "v3"),
-                           *(sms(f"X{i}", "filler") for i in range(120)))
+    await inspector.record(
+        sms(refid, "v1"),
+        sms(refid, "v2"),
+        sms(refid, "v3"),
+        *(sms(f"X{i}", "filler") for i in range(120)),
+    )
     async with opened(browser, inspector) as tab:
         page = tab.page
         await tab.rows().first.wait_for()
@@ -464,22 +592,39 @@ async def test_a_permalink_selects_its_attempt(browser: Any, inspector: Inspecto
 
 async def test_dark_mode_follows_the_system(browser: Any, inspector: Inspector) -> None:
     stop = "9a8b7c6d5e4f40312a1b2c3d4e5f6a7b"
-    app = {"url": "http://127.0.0.1:3000/sms", "status": 200, "latency_ms": 8.1,
-           "body_preview": "{\"received\": true}", "error": None, "detail": None}
+    app = {
+        "url": "http://127.0.0.1:3000/sms",
+        "status": 200,
+        "latency_ms": 8.1,
+        "body_preview": '{"received": true}',
+        "error": None,
+        "detail": None,
+    }
     start = time.time() - 300
     await inspector.record(
-        sms("2f0c1a9e4b7d4c21a8e3f5b6d7c8e9f0", "Your table for 4 is ready", forward=app,
-            at=start),
+        sms("2f0c1a9e4b7d4c21a8e3f5b6d7c8e9f0", "Your table for 4 is ready", forward=app, at=start),
         sms(stop, "STOP", status=500, at=start + 60),
-        junk(b"{\"refid\": ", detail="body is not valid JSON: Expecting value at line 1 "
-             "column 11", at=start + 65),
+        junk(
+            b'{"refid": ',
+            detail="body is not valid JSON: Expecting value at line 1 column 11",
+            at=start + 65,
+        ),
         sms(stop, "STOP", status=500, at=start + 70),
-        sms("c3d4e5f6a7b84c9da0b1c2d3e4f5a6b7", "Meet at 6? \u202eevil\u202c \x1b[31m",
-            verdict="invalid", verdict_detail="does not match: the signature differs in case",
-            at=start + 80),
+        sms(
+            "c3d4e5f6a7b84c9da0b1c2d3e4f5a6b7",
+            "Meet at 6? \u202eevil\u202c \x1b[31m",
+            verdict="invalid",
+            verdict_detail="does not match: the signature differs in case",
+            at=start + 80,
+        ),
         sms(stop, "STOP", sender="+447700900123", forward=app, at=start + 90),
-        sms("e5f6a7b8c9d04e1fa2b3c4d5e6f7a8b9", "Hola! ¿Vienes mañana?",
-            verdict="unchecked", verdict_detail="no secret configured", at=start + 120),
+        sms(
+            "e5f6a7b8c9d04e1fa2b3c4d5e6f7a8b9",
+            "Hola! ¿Vienes mañana?",
+            verdict="unchecked",
+            verdict_detail="no secret configured",
+            at=start + 120,
+        ),
     )
     backgrounds = {}
     for scheme in ("light", "dark"):
@@ -487,7 +632,8 @@ async def test_dark_mode_follows_the_system(browser: Any, inspector: Inspector) 
             page = tab.page
             await page.locator(".body-section pre.body").first.wait_for()
             backgrounds[scheme] = await page.evaluate(
-                "getComputedStyle(document.body).backgroundColor")
+                "getComputedStyle(document.body).backgroundColor"
+            )
             if SHOTS:
                 await page.evaluate("document.activeElement.blur()")
                 await page.screenshot(path=str(ROOT / "docs" / f"inspector-{scheme}.png"))
@@ -496,10 +642,10 @@ async def test_dark_mode_follows_the_system(browser: Any, inspector: Inspector) 
 
 
 async def test_older_pages_load_and_the_page_never_holds_more_than_a_thousand(
-        browser: Any, inspector: Inspector) -> None:
+    browser: Any, inspector: Inspector
+) -> None:
     start = time.time() - 3600
-    await inspector.record(*(sms(f"C{i:04d}", f"message {i}", at=start + i)
-                             for i in range(1150)))
+    await inspector.record(*(sms(f"C{i:04d}", f"message {i}", at=start + i) for i in range(1150)))
     async with opened(browser, inspector) as tab:
         page = tab.page
         count = "() => document.querySelectorAll('#groups > li').length"
@@ -530,7 +676,8 @@ async def test_older_pages_load_and_the_page_never_holds_more_than_a_thousand(
 
 
 async def test_a_cleared_store_empties_the_page_and_what_comes_next_shows(
-        browser: Any, inspector: Inspector) -> None:
+    browser: Any, inspector: Inspector
+) -> None:
     await inspector.record(sms("OLD1", "before"), sms("OLD2", "before"))
     async with opened(browser, inspector, "#/refid/OLD1/attempt/1") as tab:
         page = tab.page
@@ -553,8 +700,16 @@ async def test_the_page_makes_no_markup_of_data_and_needs_nothing_inline() -> No
     files at all (the browser tests show the rest)."""
     static = ROOT / "ipsms" / "inspect" / "static"
     script = (static / "app.js").read_text()
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
-                 "new Function", "setAttribute('style'", ".style."):
+    for sink in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+        "setAttribute('style'",
+        ".style.",
+    ):
         assert sink not in script, sink
     page = (static / "index.html").read_text()
     assert " style=" not in page and "<style" not in page

@@ -38,8 +38,9 @@ pytestmark = [
 
 
 def payload(refid: str, message: str) -> bytes:
-    return json.dumps({"refid": refid, "from": FROM, "to": TO, "message": message,
-                       "signature": SECRET}).encode()
+    return json.dumps(
+        {"refid": refid, "from": FROM, "to": TO, "message": message, "signature": SECRET}
+    ).encode()
 
 
 @dataclass
@@ -49,10 +50,12 @@ class Live:
     db: Path
     session: aiohttp.ClientSession
 
-    async def post(self, body: bytes, content_type: str = "application/json",
-                   path: str = "sms") -> int:
-        async with self.session.post(self.listener + path, data=body,
-                                     headers={"Content-Type": content_type}) as answer:
+    async def post(
+        self, body: bytes, content_type: str = "application/json", path: str = "sms"
+    ) -> int:
+        async with self.session.post(
+            self.listener + path, data=body, headers={"Content-Type": content_type}
+        ) as answer:
             return answer.status
 
     def rows(self) -> list:
@@ -99,14 +102,19 @@ async def produced(tab: Any, kind: str) -> str:
 
 async def bash(line: str, **env: str) -> subprocess.CompletedProcess[bytes]:
     """``line`` run by bash, in a thread: the listener it calls runs on this loop."""
-    return await asyncio.to_thread(subprocess.run, ["bash", "-c", line], capture_output=True,
-                                   timeout=20, env={**os.environ, **env})
+    return await asyncio.to_thread(
+        subprocess.run,
+        ["bash", "-c", line],
+        capture_output=True,
+        timeout=20,
+        env={**os.environ, **env},
+    )
 
 
 # -- replay, edit and resend ------------------------------------------------------------------
 
-async def test_replay_sends_the_attempt_again_and_it_arrives_live(
-        browser: Any, live: Live) -> None:  # noqa: F811
+
+async def test_replay_sends_the_attempt_again_and_it_arrives_live(browser: Any, live: Live) -> None:  # noqa: F811
     refid = "R" * 32
     assert await live.post(payload(refid, "hello")) == 200
     await live.wait_rows(1)
@@ -159,8 +167,9 @@ async def test_edit_and_resend_sends_the_new_text_signed(browser: Any, live: Liv
         await second.wait_for(timeout=5000)
         assert await second.locator(".badge").inner_text() == "valid"  # signed again
         await second.locator("button.attempt").click()
-        await page.wait_for_function("() => document.querySelector('#detail-title')"
-                                     ".textContent.includes('Attempt 2')")
+        await page.wait_for_function(
+            "() => document.querySelector('#detail-title').textContent.includes('Attempt 2')"
+        )
         assert await page.locator(".card .sms").inner_text() == "after ✓ it's $HOME"
         rows = await live.wait_rows(2)
         assert rows[1].message == "after ✓ it's $HOME" and rows[1].verdict == "valid"
@@ -168,6 +177,7 @@ async def test_edit_and_resend_sends_the_new_text_signed(browser: Any, live: Liv
 
 
 # -- diff -------------------------------------------------------------------------------------
+
 
 async def test_diff_marks_what_changed_between_two_attempts(browser: Any, live: Live) -> None:  # noqa: F811
     refid = "D" * 32
@@ -190,19 +200,21 @@ async def test_diff_marks_what_changed_between_two_attempts(browser: Any, live: 
         assert await page.locator("table.diff tr.d-same", has_text='"refid"').count() == 1
         head = await table.locator("thead").inner_text()
         assert "attempt #1" in head and "attempt #2" in head
-        parts = (await table.locator("tr.d-part").all_inner_texts())
+        parts = await table.locator("tr.d-part").all_inner_texts()
         assert [t.lower() for t in parts] == ["fields", "headers", "body"]
         assert "differences" in await page.locator(".diff-head").inner_text()
 
 
 # -- copies -----------------------------------------------------------------------------------
 
-async def test_copy_as_curl_reproduces_the_attempt_byte_for_byte(
-        browser: Any, live: Live) -> None:  # noqa: F811
+
+async def test_copy_as_curl_reproduces_the_attempt_byte_for_byte(browser: Any, live: Live) -> None:  # noqa: F811
     refid = "C" * 32
-    text = "it's `id` $HOME \"quoted\" \\ back\nline 2 🙂 !event"
-    body = json.dumps({"refid": refid, "from": FROM, "to": TO, "message": text,
-                       "signature": SECRET}, ensure_ascii=False).encode()
+    text = 'it\'s `id` $HOME "quoted" \\ back\nline 2 🙂 !event'
+    body = json.dumps(
+        {"refid": refid, "from": FROM, "to": TO, "message": text, "signature": SECRET},
+        ensure_ascii=False,
+    ).encode()
     odd = b"\x00\xffbinary\x80 '$(id)'"
     assert await live.post(body) == 200
     assert await live.post(odd, content_type="application/octet-stream") != 200
@@ -237,7 +249,8 @@ async def test_copy_as_curl_reproduces_the_attempt_byte_for_byte(
         # a body that is not UTF-8: base64 through stdin
         await page.locator("#groups > li.group.junk button.row").click()
         await page.wait_for_function(
-            "() => document.querySelector('#detail-title').textContent.includes('not a message')")
+            "() => document.querySelector('#detail-title').textContent.includes('not a message')"
+        )
         await button(tab, "Copy as curl").click()
         line = await produced(tab, "curl")
         assert line.startswith("echo ") and "base64 -d" in line and "@-" in line
@@ -249,7 +262,9 @@ async def test_copy_as_curl_reproduces_the_attempt_byte_for_byte(
 
 
 async def test_save_as_fixture_and_export_links_carry_the_search_and_redaction(
-        browser: Any, live: Live) -> None:  # noqa: F811
+    browser: Any,  # noqa: F811
+    live: Live,
+) -> None:
     refid = "L" * 32
     assert await live.post(payload(refid, "link me")) == 200
     (row,) = await live.wait_rows(1)
@@ -270,15 +285,20 @@ async def test_save_as_fixture_and_export_links_carry_the_search_and_redaction(
             query = parse_qs(urlsplit(href).query)
             assert urlsplit(href).path == "/api/export"
             assert query == {"format": [fmt], "q": ["link me"], "redact": ["1"]}
-        async with live.session.get(live.base + await har.get_attribute("href"),
-                                    headers={"Authorization": "Bearer page-test-token"}) as answer:
+        async with live.session.get(
+            live.base + await har.get_attribute("href"),
+            headers={"Authorization": "Bearer page-test-token"},
+        ) as answer:
             assert FROM not in await answer.text()
 
 
 # -- redaction --------------------------------------------------------------------------------
 
+
 async def test_redaction_masks_numbers_and_text_in_the_page_and_its_copies(
-        browser: Any, live: Live) -> None:  # noqa: F811
+    browser: Any,  # noqa: F811
+    live: Live,
+) -> None:
     refid = "X" * 32
     secret_text = "meet me at the old pier"
     assert await live.post(payload(refid, secret_text)) == 200
@@ -316,7 +336,6 @@ async def test_the_help_lists_the_action_keys(browser: Any, live: Live) -> None:
     async with opened(browser, live) as tab:
         await tab.page.keyboard.press("?")
         help_text = await tab.page.locator("#help").inner_text()
-        for key, what in (("r", "replay"), ("e", "edit and resend"), ("d", "diff"),
-                          ("y", "curl")):
+        for key, what in (("r", "replay"), ("e", "edit and resend"), ("d", "diff"), ("y", "curl")):
             assert f"{key}\t" in help_text or f"{key}\n" in help_text
             assert what in help_text

@@ -64,8 +64,9 @@ async def token_for(client: Client) -> str:
     return str((await resp.json())["token"])
 
 
-async def post(client: Client, path: str, body: Any, token: str | None,
-               bearer: bool = True) -> tuple[int, Any]:
+async def post(
+    client: Client, path: str, body: Any, token: str | None, bearer: bool = True
+) -> tuple[int, Any]:
     headers = {"Accept": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}" if bearer else token
@@ -75,68 +76,92 @@ async def post(client: Client, path: str, body: Any, token: str | None,
 
 async def test_authenticate_gives_a_token_and_refuses_a_wrong_password(client: Client) -> None:
     assert (await token_for(client)).startswith("emu-")
-    status, body = await post(client, AUTH_PATH, {"username": "api-user", "password": "nope"},
-                              None)
+    status, body = await post(client, AUTH_PATH, {"username": "api-user", "password": "nope"}, None)
     assert (status, body) == (401, {"code": 401, "error": "Unauthorized"})
     status, body = await post(client, AUTH_PATH, {"username": "api-user"}, None)
     assert status == 400 and "password" in body["message"]
 
 
-async def test_set_webhook_201_accepts_bearer_and_bare_token(client: Client,
-                                                             state: EmulatorState) -> None:
+async def test_set_webhook_201_accepts_bearer_and_bare_token(
+    client: Client, state: EmulatorState
+) -> None:
     token = await token_for(client)
-    status, body = await post(client, WEBHOOK_PATH, {"endpoints": ["+13038675309"],
-                                                     "webhook": "https://a.example/sms"}, token)
+    status, body = await post(
+        client,
+        WEBHOOK_PATH,
+        {"endpoints": ["+13038675309"], "webhook": "https://a.example/sms"},
+        token,
+    )
     assert status == 201 and body["code"] == 201
-    status, _ = await post(client, WEBHOOK_PATH, {"endpoints": ["1-12345"],
-                                                  "webhook": "https://b.example/sms"}, token,
-                           bearer=False)
+    status, _ = await post(
+        client,
+        WEBHOOK_PATH,
+        {"endpoints": ["1-12345"], "webhook": "https://b.example/sms"},
+        token,
+        bearer=False,
+    )
     assert status == 201
     assert state.numbers["+13038675309"].webhook == "https://a.example/sms"
     assert state.numbers["1-12345"].webhook == "https://b.example/sms"
 
 
-@pytest.mark.parametrize(("endpoint", "webhook", "status", "words"), [
-    ("+13038675399", "https://a.example/", 400, "not enabled for SMS"),
-    ("3038675309", "https://a.example/", 400, "not an E.164"),
-    ("57-Hello8", "https://a.example/", 400, "not an E.164"),
-    ("+13038675309", "ftp://a.example/", 400, "http or https URL"),
-    ("+13038675309", "/relative", 400, "http or https URL"),
-    ("+19995550000", "https://a.example/", 404, "not found in the account"),
-])
-async def test_set_webhook_errors_say_why(client: Client, state: EmulatorState, endpoint: str,
-                                          webhook: str, status: int, words: str) -> None:
+@pytest.mark.parametrize(
+    ("endpoint", "webhook", "status", "words"),
+    [
+        ("+13038675399", "https://a.example/", 400, "not enabled for SMS"),
+        ("3038675309", "https://a.example/", 400, "not an E.164"),
+        ("57-Hello8", "https://a.example/", 400, "not an E.164"),
+        ("+13038675309", "ftp://a.example/", 400, "http or https URL"),
+        ("+13038675309", "/relative", 400, "http or https URL"),
+        ("+19995550000", "https://a.example/", 404, "not found in the account"),
+    ],
+)
+async def test_set_webhook_errors_say_why(
+    client: Client, state: EmulatorState, endpoint: str, webhook: str, status: int, words: str
+) -> None:
     token = await token_for(client)
-    got, body = await post(client, WEBHOOK_PATH, {"endpoints": [endpoint], "webhook": webhook},
-                           token)
+    got, body = await post(
+        client, WEBHOOK_PATH, {"endpoints": [endpoint], "webhook": webhook}, token
+    )
     assert got == status and body["code"] == status and words in body["message"]
     assert state.numbers["+13038675309"].webhook is None
 
 
-async def test_207_lists_one_result_per_endpoint_in_request_order(client: Client,
-                                                                  state: EmulatorState) -> None:
+async def test_207_lists_one_result_per_endpoint_in_request_order(
+    client: Client, state: EmulatorState
+) -> None:
     token = await token_for(client)
     endpoints = ["+19995550000", "+13038675309", "+13038675399"]
-    status, body = await post(client, WEBHOOK_PATH, {"endpoints": endpoints,
-                                                     "webhook": "https://a.example/"}, token)
+    status, body = await post(
+        client, WEBHOOK_PATH, {"endpoints": endpoints, "webhook": "https://a.example/"}, token
+    )
     assert status == 207
     assert [(i["endpoint"], i["code"]) for i in body] == [
-        ("+19995550000", 404), ("+13038675309", 201), ("+13038675399", 400)]
+        ("+19995550000", 404),
+        ("+13038675309", 201),
+        ("+13038675399", 400),
+    ]
     assert state.numbers["+13038675309"].webhook == "https://a.example/"  # partial success
 
 
 async def test_multi_status_mixed_answers_201_when_all_succeed(
-        aiohttp_client: MakeClient, state: EmulatorState) -> None:
+    aiohttp_client: MakeClient, state: EmulatorState
+) -> None:
     state.multi_status = MultiStatus.mixed
     client = await aiohttp_client(create_app(state))
     token = await token_for(client)
-    status, _ = await post(client, WEBHOOK_PATH, {"endpoints": ["+13038675309", "1-12345"],
-                                                  "webhook": "https://a.example/"}, token)
+    status, _ = await post(
+        client,
+        WEBHOOK_PATH,
+        {"endpoints": ["+13038675309", "1-12345"], "webhook": "https://a.example/"},
+        token,
+    )
     assert status == 201
 
 
-async def test_tokens_expire_and_can_be_expired_or_revoked(client: Client, state: EmulatorState,
-                                                           clock: Clock) -> None:
+async def test_tokens_expire_and_can_be_expired_or_revoked(
+    client: Client, state: EmulatorState, clock: Clock
+) -> None:
     body = {"endpoints": ["+13038675309"], "webhook": "https://a.example/"}
     assert (await post(client, WEBHOOK_PATH, body, None))[0] == 401
     assert (await post(client, WEBHOOK_PATH, body, "made-up"))[0] == 401
@@ -145,7 +170,9 @@ async def test_tokens_expire_and_can_be_expired_or_revoked(client: Client, state
     assert (await post(client, WEBHOOK_PATH, body, token))[0] == 201
     clock.now += 1
     assert await post(client, WEBHOOK_PATH, body, token) == (
-        401, {"code": 401, "error": "Unauthorized"})
+        401,
+        {"code": 401, "error": "Unauthorized"},
+    )
     token = await token_for(client)
     assert state.expire_tokens() == 1
     assert (await post(client, WEBHOOK_PATH, body, token))[0] == 401
@@ -154,12 +181,15 @@ async def test_tokens_expire_and_can_be_expired_or_revoked(client: Client, state
     assert (await post(client, WEBHOOK_PATH, body, token))[0] == 401
 
 
-async def test_provision_202_then_409_until_done(client: Client, state: EmulatorState,
-                                                 clock: Clock) -> None:
+async def test_provision_202_then_409_until_done(
+    client: Client, state: EmulatorState, clock: Clock
+) -> None:
     token = await token_for(client)
     body = {"endpoints": ["+13038675399"]}
     assert await post(client, PROVISION_PATH, body, token) == (
-        202, {"code": 202, "provisioning": {"state": "requested"}})
+        202,
+        {"code": 202, "provisioning": {"state": "requested"}},
+    )
     status, answer = await post(client, PROVISION_PATH, body, token)
     assert status == 409 and "already in progress" in answer["message"]
     hook = {"endpoints": ["+13038675399"], "webhook": "https://a.example/"}
@@ -169,13 +199,16 @@ async def test_provision_202_then_409_until_done(client: Client, state: Emulator
     assert (await post(client, PROVISION_PATH, body, token))[0] == 400  # already enabled
 
 
-@pytest.mark.parametrize(("body", "words"), [
-    ({"endpoints": ["1-12345"]}, "not an E.164 long code"),
-    ({"endpoints": ["+13038675399", "+13038675309"]}, "exactly one"),
-    ({"endpoints": []}, "exactly one"),
-    ({"endpoints": ["+19995550000"]}, "not found in the account"),
-    ({"endpoints": ["+13038675309"]}, "already enabled"),
-])
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"endpoints": ["1-12345"]}, "not an E.164 long code"),
+        ({"endpoints": ["+13038675399", "+13038675309"]}, "exactly one"),
+        ({"endpoints": []}, "exactly one"),
+        ({"endpoints": ["+19995550000"]}, "not found in the account"),
+        ({"endpoints": ["+13038675309"]}, "already enabled"),
+    ],
+)
 async def test_provision_400s(client: Client, body: dict[str, Any], words: str) -> None:
     token = await token_for(client)
     status, answer = await post(client, PROVISION_PATH, body, token)
@@ -184,13 +217,19 @@ async def test_provision_400s(client: Client, body: dict[str, Any], words: str) 
 
 async def test_provision_needs_a_token(client: Client) -> None:
     assert await post(client, PROVISION_PATH, {"endpoints": ["+13038675399"]}, None) == (
-        401, {"code": 401, "error": "Unauthorized"})
+        401,
+        {"code": 401, "error": "Unauthorized"},
+    )
 
 
 async def test_every_request_is_recorded_exactly(client: Client, state: EmulatorState) -> None:
     token = await token_for(client)
-    await post(client, WEBHOOK_PATH, {"endpoints": ["+13038675309"],
-                                      "webhook": "https://u:pw@a.example/"}, token)
+    await post(
+        client,
+        WEBHOOK_PATH,
+        {"endpoints": ["+13038675309"], "webhook": "https://u:pw@a.example/"},
+        token,
+    )
     await client.get("/nowhere")
     auth, hook, other = state.requests
     assert (auth.method, auth.path, auth.status) == ("POST", AUTH_PATH, 200)
@@ -211,28 +250,34 @@ async def test_every_request_is_recorded_exactly(client: Client, state: Emulator
 
 async def test_non_json_body_and_wrong_method(client: Client) -> None:
     token = await token_for(client)
-    resp = await client.post(WEBHOOK_PATH, data=b"endpoints=+13038675309",
-                             headers={"Authorization": f"Bearer {token}",
-                                      "Content-Type": "application/json"})
+    resp = await client.post(
+        WEBHOOK_PATH,
+        data=b"endpoints=+13038675309",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     assert resp.status == 400 and "not valid JSON" in (await resp.json())["message"]
-    resp = await client.post(WEBHOOK_PATH, data=b"endpoints=+13038675309",
-                             headers={"Authorization": f"Bearer {token}"})  # octet-stream
+    resp = await client.post(
+        WEBHOOK_PATH, data=b"endpoints=+13038675309", headers={"Authorization": f"Bearer {token}"}
+    )  # octet-stream
     assert resp.status == 415 and "application/json" in (await resp.json())["message"]
-    resp = await client.post(WEBHOOK_PATH, json=["+13038675309"],
-                             headers={"Authorization": f"Bearer {token}"})
+    resp = await client.post(
+        WEBHOOK_PATH, json=["+13038675309"], headers={"Authorization": f"Bearer {token}"}
+    )
     assert resp.status == 400 and "JSON object" in (await resp.json())["message"]
     resp = await client.get(WEBHOOK_PATH)
     assert resp.status == 405
 
 
-async def test_injected_faults_answer_first_then_normal_service(client: Client,
-                                                                state: EmulatorState) -> None:
-    resp = await client.post("/_emulator/faults", json={"status": 502, "body": "<h1>bad</h1>",
-                                                        "path": AUTH_PATH, "times": 2})
+async def test_injected_faults_answer_first_then_normal_service(
+    client: Client, state: EmulatorState
+) -> None:
+    resp = await client.post(
+        "/_emulator/faults",
+        json={"status": 502, "body": "<h1>bad</h1>", "path": AUTH_PATH, "times": 2},
+    )
     assert resp.status == 200
     for _ in range(2):
-        resp = await client.post(AUTH_PATH, json={"username": "api-user",
-                                                  "password": "s3cret-pw"})
+        resp = await client.post(AUTH_PATH, json={"username": "api-user", "password": "s3cret-pw"})
         assert (resp.status, await resp.text()) == (502, "<h1>bad</h1>")
         assert resp.content_type == "text/html"
     assert await token_for(client)
@@ -241,12 +286,14 @@ async def test_injected_faults_answer_first_then_normal_service(client: Client,
 
 
 async def test_control_endpoints_expire_tokens_add_numbers_finish_provisioning(
-        client: Client, state: EmulatorState) -> None:
+    client: Client, state: EmulatorState
+) -> None:
     token = await token_for(client)
     assert await (await client.post("/_emulator/tokens/expire")).json() == {"expired": 1}
     assert (await post(client, PROVISION_PATH, {"endpoints": ["+13038675399"]}, token))[0] == 401
-    resp = await client.post("/_emulator/numbers", json={"number": "+14155550100",
-                                                         "sms_enabled": False})
+    resp = await client.post(
+        "/_emulator/numbers", json={"number": "+14155550100", "sms_enabled": False}
+    )
     numbers = {n["number"]: n for n in (await resp.json())["numbers"]}
     assert numbers["+14155550100"]["sms_enabled"] is False
     token = await token_for(client)
@@ -254,16 +301,23 @@ async def test_control_endpoints_expire_tokens_add_numbers_finish_provisioning(
     assert await (await client.post("/_emulator/provisioning/finish")).json() == {"finished": 1}
     assert state.numbers["+14155550100"].sms_enabled
     assert (await client.post("/_emulator/numbers", data=b"nope")).status == 415
-    assert (await client.post("/_emulator/numbers", data=b"nope",
-                              headers={"Content-Type": "application/json"})).status == 400
+    assert (
+        await client.post(
+            "/_emulator/numbers", data=b"nope", headers={"Content-Type": "application/json"}
+        )
+    ).status == 400
 
 
 async def test_demo_account(aiohttp_client: MakeClient) -> None:
     client = await aiohttp_client(create_app(build_state()))
     resp = await client.post(AUTH_PATH, json={"username": DEMO_USER, "password": DEMO_PASSWORD})
     token = (await resp.json())["token"]
-    status, _ = await post(client, WEBHOOK_PATH, {"endpoints": list(DEMO_NUMBERS),
-                                                  "webhook": "https://a.example/"}, token)
+    status, _ = await post(
+        client,
+        WEBHOOK_PATH,
+        {"endpoints": list(DEMO_NUMBERS), "webhook": "https://a.example/"},
+        token,
+    )
     assert status == 207
 
 
@@ -273,29 +327,50 @@ def test_emulator_thread_serves_on_loopback_for_synchronous_code() -> None:
 
     with EmulatorThread(build_state({"u": "p"}, ["+13038675309"])) as emu:
         assert emu.api_base.startswith("http://127.0.0.1:")
-        req = urllib.request.Request(emu.auth_url, data=json.dumps(
-            {"username": "u", "password": "p"}).encode(), method="POST",
-            headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            emu.auth_url,
+            data=json.dumps({"username": "u", "password": "p"}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert resp.status == 200 and "token" in json.loads(resp.read())
         assert emu.state.requests_to(AUTH_PATH)[0].status == 200
 
 
-@pytest.mark.parametrize("fields", [
-    {"status": 99}, {"status": 600}, {"status": True}, {"delay": float("nan")},
-    {"delay": float("inf")}, {"delay": -0.1}, {"delay": 60.5}, {"times": 0},
-    {"content_type": "text/html\r\nX-Evil: 1"}, {"content_type": "html"},
-    {"body": "\ud800"}, {"path": "relative/path"},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": 99},
+        {"status": 600},
+        {"status": True},
+        {"delay": float("nan")},
+        {"delay": float("inf")},
+        {"delay": -0.1},
+        {"delay": 60.5},
+        {"times": 0},
+        {"content_type": "text/html\r\nX-Evil: 1"},
+        {"content_type": "html"},
+        {"body": "\ud800"},
+        {"path": "relative/path"},
+    ],
+)
 def test_a_fault_is_checked_when_it_is_made(fields: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Fault(**fields)
 
 
 async def test_a_fault_content_type_may_carry_a_charset(client: Client) -> None:
-    resp = await client.post("/_emulator/faults", json={
-        "status": 599, "body": "déjà vu", "content_type": "text/plain; charset=utf-8",
-        "path": AUTH_PATH, "delay": 0.01})
+    resp = await client.post(
+        "/_emulator/faults",
+        json={
+            "status": 599,
+            "body": "déjà vu",
+            "content_type": "text/plain; charset=utf-8",
+            "path": AUTH_PATH,
+            "delay": 0.01,
+        },
+    )
     assert resp.status == 200
     resp = await client.post(AUTH_PATH, json={"username": "api-user", "password": "s3cret-pw"})
     assert resp.status == 599 and await resp.text() == "déjà vu"

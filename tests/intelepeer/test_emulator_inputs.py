@@ -39,9 +39,27 @@ class EmulatorProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("IPSMS_", "PYTEST_"))}
         env.update(PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")  # strict: no escape hatch
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ipsms", "api-emulator", "--port", "0", "--format", "json",
-             "--user", f"{USER}:{PASSWORD}", "--number", NUMBER, "--number-no-sms", NO_SMS],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "ipsms",
+                "api-emulator",
+                "--port",
+                "0",
+                "--format",
+                "json",
+                "--user",
+                f"{USER}:{PASSWORD}",
+                "--number",
+                NUMBER,
+                "--number-no-sms",
+                NO_SMS,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env=env,
+        )
         assert self.proc.stdout is not None
         self.ready = json.loads(self.proc.stdout.readline())
         self.port = int(self.ready["port"])
@@ -54,8 +72,13 @@ class EmulatorProcess:
         for line in self.proc.stdout:
             self.log.append(line)
 
-    def send(self, method: str, path: str, body: bytes | None = None,
-             headers: tuple[tuple[str, str | bytes], ...] = ()) -> tuple[int, Any]:
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: tuple[tuple[str, str | bytes], ...] = (),
+    ) -> tuple[int, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
             conn.putrequest(method, path)
@@ -70,8 +93,12 @@ class EmulatorProcess:
         return resp.status, parse_json(raw) if raw.strip() else None
 
     def token(self) -> str:
-        status, body = self.send("POST", AUTH_PATH, json.dumps(
-            {"username": USER, "password": PASSWORD}).encode(), (("Content-Type", JSON),))
+        status, body = self.send(
+            "POST",
+            AUTH_PATH,
+            json.dumps({"username": USER, "password": PASSWORD}).encode(),
+            (("Content-Type", JSON),),
+        )
         assert status == 200, body
         return str(body["token"])
 
@@ -111,8 +138,9 @@ def auth_body(username: str = f'"{USER}"', password: str = '"x"') -> bytes:
     return f'{{"username": {username}, "password": {password}}}'.encode()
 
 
-def hook_body(endpoints: str = f'["{NUMBER}"]', webhook: str = '"https://example.com/sms"'
-              ) -> bytes:
+def hook_body(
+    endpoints: str = f'["{NUMBER}"]', webhook: str = '"https://example.com/sms"'
+) -> bytes:
     return f'{{"endpoints": {endpoints}, "webhook": {webhook}}}'.encode()
 
 
@@ -127,8 +155,7 @@ CASES = {
     "well-formed but 500 deep": Bad(AUTH_PATH, deep(b"[", 500, b"]"), 400),
     "invalid UTF-8": Bad(AUTH_PATH, b'{"username": "api-user", "password": "caf\xe9"}', 400),
     "UTF-8 bytes of a surrogate": Bad(AUTH_PATH, b'{"username": "\xed\xa0\x80"}', 400),
-    "5,000-digit integer": Bad(AUTH_PATH, b'{"username": "u", "n": ' + b"9" * 5000 + b"}",
-                               400),
+    "5,000-digit integer": Bad(AUTH_PATH, b'{"username": "u", "n": ' + b"9" * 5000 + b"}", 400),
     "NaN": Bad(AUTH_PATH, auth_body(password="NaN"), 400),
     "Infinity": Bad(AUTH_PATH, auth_body(password="-Infinity"), 400),
     "1e999": Bad(AUTH_PATH, auth_body(password="1e999"), 400),
@@ -137,8 +164,9 @@ CASES = {
     "whitespace body": Bad(AUTH_PATH, b" \r\n\t ", 400),
     "a JSON array": Bad(AUTH_PATH, b"[]", 400),
     "text/plain": Bad(AUTH_PATH, auth_body(password=f'"{PASSWORD}"'), 415, "text/plain"),
-    "form content type": Bad(AUTH_PATH, b"username=api-user&password=x", 415,
-                             "application/x-www-form-urlencoded"),
+    "form content type": Bad(
+        AUTH_PATH, b"username=api-user&password=x", 415, "application/x-www-form-urlencoded"
+    ),
     # -- fields: lone surrogates and wrong types --------------------------------------
     "lone surrogate in username": Bad(AUTH_PATH, auth_body(username='"\\ud800"'), 400),
     "lone surrogate in password": Bad(AUTH_PATH, auth_body(password='"pw\\udfff"'), 400),
@@ -151,34 +179,42 @@ CASES = {
     "endpoints hold null": Bad(WEBHOOK_PATH, hook_body("[null]"), 400, token=True),
     "endpoints is a string": Bad(WEBHOOK_PATH, hook_body(f'"{NUMBER}"'), 400, token=True),
     "endpoints is empty": Bad(WEBHOOK_PATH, hook_body("[]"), 400, token=True),
-    "lone surrogate in an endpoint": Bad(WEBHOOK_PATH, hook_body('["+1303\\ud800"]'), 400,
-                                         token=True),
+    "lone surrogate in an endpoint": Bad(
+        WEBHOOK_PATH, hook_body('["+1303\\ud800"]'), 400, token=True
+    ),
     "webhook is a number": Bad(WEBHOOK_PATH, hook_body(webhook="5"), 400, token=True),
     "webhook is null": Bad(WEBHOOK_PATH, hook_body(webhook="null"), 400, token=True),
-    "webhook is a list": Bad(WEBHOOK_PATH, hook_body(webhook='["https://a.example/"]'), 400,
-                             token=True),
+    "webhook is a list": Bad(
+        WEBHOOK_PATH, hook_body(webhook='["https://a.example/"]'), 400, token=True
+    ),
     "webhook is an object": Bad(WEBHOOK_PATH, hook_body(webhook="{}"), 400, token=True),
-    "lone surrogate in webhook": Bad(WEBHOOK_PATH, hook_body(
-        webhook='"https://a.example/\\ud800"'), 400, token=True),
-    "ANSI escape in webhook": Bad(WEBHOOK_PATH, hook_body(
-        webhook='"https://a.example/\\u001b[31m"'), 400, token=True),
-    "U+202E in webhook": Bad(WEBHOOK_PATH, hook_body(webhook='"https://a.example/\\u202e"'),
-                             400, token=True),
-    "provision endpoint is an object": Bad(PROVISION_PATH, b'{"endpoints": [{}]}', 400,
-                                           token=True),
-    "provision endpoint is a list": Bad(PROVISION_PATH, f'{{"endpoints": [["{NO_SMS}"]]}}'
-                                        .encode(), 400, token=True),
-    "provision body nested 100,000 deep": Bad(PROVISION_PATH, deep(b"[", 100_000), 400,
-                                              token=True),
+    "lone surrogate in webhook": Bad(
+        WEBHOOK_PATH, hook_body(webhook='"https://a.example/\\ud800"'), 400, token=True
+    ),
+    "ANSI escape in webhook": Bad(
+        WEBHOOK_PATH, hook_body(webhook='"https://a.example/\\u001b[31m"'), 400, token=True
+    ),
+    "U+202E in webhook": Bad(
+        WEBHOOK_PATH, hook_body(webhook='"https://a.example/\\u202e"'), 400, token=True
+    ),
+    "provision endpoint is an object": Bad(PROVISION_PATH, b'{"endpoints": [{}]}', 400, token=True),
+    "provision endpoint is a list": Bad(
+        PROVISION_PATH, f'{{"endpoints": [["{NO_SMS}"]]}}'.encode(), 400, token=True
+    ),
+    "provision body nested 100,000 deep": Bad(PROVISION_PATH, deep(b"[", 100_000), 400, token=True),
     # -- headers ------------------------------------------------------------------------
-    "Authorization with invalid UTF-8": Bad(WEBHOOK_PATH, hook_body(), 401, headers=(
-        ("Authorization", b"Bearer \xff\xfe"),)),
-    "Authorization with U+202E": Bad(WEBHOOK_PATH, hook_body(), 401, headers=(
-        ("Authorization", "Bearer \u202e".encode()),)),
-    "a logged header with invalid UTF-8": Bad(WEBHOOK_PATH, hook_body(), 401, headers=(
-        ("X-Note", b"caf\xe9 \xff"),)),
-    "a logged header with U+202E": Bad(WEBHOOK_PATH, hook_body(), 401, headers=(
-        ("User-Agent", "evil\u202eexe.txt".encode()),)),
+    "Authorization with invalid UTF-8": Bad(
+        WEBHOOK_PATH, hook_body(), 401, headers=(("Authorization", b"Bearer \xff\xfe"),)
+    ),
+    "Authorization with U+202E": Bad(
+        WEBHOOK_PATH, hook_body(), 401, headers=(("Authorization", "Bearer \u202e".encode()),)
+    ),
+    "a logged header with invalid UTF-8": Bad(
+        WEBHOOK_PATH, hook_body(), 401, headers=(("X-Note", b"caf\xe9 \xff"),)
+    ),
+    "a logged header with U+202E": Bad(
+        WEBHOOK_PATH, hook_body(), 401, headers=(("User-Agent", "evil\u202eexe.txt".encode()),)
+    ),
     # -- fault controls -----------------------------------------------------------------
     "fault delay NaN": Bad(FAULTS, fault(delay="NaN"), 400),
     "fault delay 'NaN' as a string": Bad(FAULTS, fault(delay='"NaN"'), 400),
@@ -199,8 +235,9 @@ CASES = {
     "fault body is a number": Bad(FAULTS, fault(body="5"), 400),
     "fault body lone surrogate": Bad(FAULTS, fault(body='"\\ud800"'), 400),
     "fault content_type is a list": Bad(FAULTS, fault(content_type='["text/html"]'), 400),
-    "fault content_type with CRLF": Bad(FAULTS, fault(
-        content_type='"text/html\\r\\nX-Evil: 1"'), 400),
+    "fault content_type with CRLF": Bad(
+        FAULTS, fault(content_type='"text/html\\r\\nX-Evil: 1"'), 400
+    ),
     "fault path is a number": Bad(FAULTS, fault(path="5"), 400),
     "fault unknown field": Bad(FAULTS, fault(stauts="500"), 400),
     "fault invalid UTF-8": Bad(FAULTS, b'{"body": "\xff"}', 400),
@@ -211,12 +248,13 @@ CASES = {
     "number is a number": Bad(NUMBERS, b'{"number": 13035550111}', 400),
     "number lone surrogate": Bad(NUMBERS, b'{"number": "+1303555\\ud800"}', 400),
     "number not a number": Bad(NUMBERS, b'{"number": "not-a-number"}', 400),
-    "sms_enabled is a string": Bad(NUMBERS, b'{"number": "+13035550111", "sms_enabled": '
-                                   b'"no"}', 400),
-    "number webhook is a list": Bad(NUMBERS, b'{"number": "+13035550111", "webhook": [1]}',
-                                    400),
-    "number webhook not http": Bad(NUMBERS, b'{"number": "+13035550111", "webhook": '
-                                   b'"javascript:alert(1)"}', 400),
+    "sms_enabled is a string": Bad(
+        NUMBERS, b'{"number": "+13035550111", "sms_enabled": "no"}', 400
+    ),
+    "number webhook is a list": Bad(NUMBERS, b'{"number": "+13035550111", "webhook": [1]}', 400),
+    "number webhook not http": Bad(
+        NUMBERS, b'{"number": "+13035550111", "webhook": "javascript:alert(1)"}', 400
+    ),
     "numbers nested 100,000 deep": Bad(NUMBERS, deep(b"[", 100_000), 400),
 }
 
@@ -224,8 +262,12 @@ CASES = {
 def assert_still_serving(emulator: EmulatorProcess) -> None:
     assert emulator.proc.poll() is None, "the emulator exited"
     token = emulator.token()
-    status, body = emulator.send("POST", WEBHOOK_PATH, hook_body(), (
-        ("Content-Type", JSON), ("Authorization", f"Bearer {token}")))
+    status, body = emulator.send(
+        "POST",
+        WEBHOOK_PATH,
+        hook_body(),
+        (("Content-Type", JSON), ("Authorization", f"Bearer {token}")),
+    )
     assert (status, body) == (201, {"code": 201, "message": "Webhook updated"})
     for path in ("/_emulator/requests", NUMBERS):
         status, view = emulator.send("GET", path)  # strict JSON: no NaN, no surrogates
@@ -236,7 +278,8 @@ def assert_still_serving(emulator: EmulatorProcess) -> None:
 
 @pytest.mark.parametrize("bad", list(CASES.values()), ids=list(CASES))
 def test_bad_input_gets_its_4xx_and_the_emulator_keeps_working(
-        emulator: EmulatorProcess, bad: Bad) -> None:
+    emulator: EmulatorProcess, bad: Bad
+) -> None:
     headers: list[tuple[str, str | bytes]] = []
     if bad.content_type is not None:
         headers.append(("Content-Type", bad.content_type))
@@ -257,7 +300,8 @@ def test_the_table_covers_the_brief() -> None:
 
 
 def test_after_all_of_it_the_log_is_clean_and_the_emulator_stops_with_0(
-        emulator: EmulatorProcess) -> None:
+    emulator: EmulatorProcess,
+) -> None:
     assert_still_serving(emulator)
     code, err = emulator.stop()
     assert code == 0 and "Traceback" not in err and "stopped" in err

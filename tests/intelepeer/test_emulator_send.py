@@ -21,8 +21,9 @@ from ipsms.intelepeer.emulator import (
 )
 
 
-def call(url: str, body: Any = None, *, method: str = "POST", token: str | None = None
-         ) -> tuple[int, Any]:
+def call(
+    url: str, body: Any = None, *, method: str = "POST", token: str | None = None
+) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
     if token:
@@ -49,35 +50,54 @@ def login(emu: EmulatorThread) -> str:
 
 def test_a_reply_is_created_kept_and_its_status_read(emu: EmulatorThread) -> None:
     token = login(emu)
-    status, body = call(emu.api_base + SEND_PATH, {
-        "from": "+13038675309", "to": "+13035550100", "text": "thanks!", "guid": "g-1",
-        "dlr": True, "media": ["https://example.com/a.png"]}, token=token)
+    status, body = call(
+        emu.api_base + SEND_PATH,
+        {
+            "from": "+13038675309",
+            "to": "+13035550100",
+            "text": "thanks!",
+            "guid": "g-1",
+            "dlr": True,
+            "media": ["https://example.com/a.png"],
+        },
+        token=token,
+    )
     assert status == 202 and body["state"] == "CREATED" and len(body["refid"]) == 32
     [sent] = emu.state.sent
     assert (sent.from_number, sent.to_number, sent.text, sent.guid, sent.dlr, sent.media) == (
-        "+13038675309", "+13035550100", "thanks!", "g-1", True, ("https://example.com/a.png",))
-    status, mdr = call(f"{emu.api_base}{MDR_PATH}?refid={body['refid']}", method="GET",
-                       token=token)
+        "+13038675309",
+        "+13035550100",
+        "thanks!",
+        "g-1",
+        True,
+        ("https://example.com/a.png",),
+    )
+    status, mdr = call(f"{emu.api_base}{MDR_PATH}?refid={body['refid']}", method="GET", token=token)
     assert status == 200 and mdr["RCC_en"] == "DLR:Delivered" and mdr["text"] == "thanks!"
     status, listed = call(f"{emu.api_base}/_emulator/sent?to=%2B13035550100", method="GET")
     assert status == 200 and [m["refid"] for m in listed["messages"]] == [body["refid"]]
     assert call(f"{emu.api_base}/_emulator/sent?to=%2B19995550000", method="GET")[1] == {
-        "messages": []}
+        "messages": []
+    }
     assert call(f"{emu.api_base}/_emulator/sent", method="DELETE")[1] == {"cleared": 1}
     assert emu.state.sent == []
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    ({"from": "3038675309", "to": "+13035550100", "text": "x"}, "from must be"),
-    ({"from": "57-Hello8", "to": "57-Hello8", "text": "x"}, "to must be"),
-    ({"from": "1-12345", "to": "+13035550100"}, "text or media is required"),
-    ({"from": "+13038675309", "to": "+13035550100", "text": 5}, "text must be"),
-    ({"from": "+13038675309", "to": "+13035550100", "text": "x", "dlr": "yes"}, "dlr must"),
-    ({"from": "+13038675309", "to": "+13035550100", "media": ["ftp://x/y"]}, "media must"),
-    (["not", "an", "object"], "JSON object"),
-])
-def test_a_bad_send_is_400_with_the_reason_and_keeps_nothing(emu: EmulatorThread, body: Any,
-                                                             reason: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"from": "3038675309", "to": "+13035550100", "text": "x"}, "from must be"),
+        ({"from": "57-Hello8", "to": "57-Hello8", "text": "x"}, "to must be"),
+        ({"from": "1-12345", "to": "+13035550100"}, "text or media is required"),
+        ({"from": "+13038675309", "to": "+13035550100", "text": 5}, "text must be"),
+        ({"from": "+13038675309", "to": "+13035550100", "text": "x", "dlr": "yes"}, "dlr must"),
+        ({"from": "+13038675309", "to": "+13035550100", "media": ["ftp://x/y"]}, "media must"),
+        (["not", "an", "object"], "JSON object"),
+    ],
+)
+def test_a_bad_send_is_400_with_the_reason_and_keeps_nothing(
+    emu: EmulatorThread, body: Any, reason: str
+) -> None:
     status, answer = call(emu.api_base + SEND_PATH, body, token=login(emu))
     assert status == 400 and reason in answer["message"]
     assert emu.state.sent == []

@@ -69,9 +69,13 @@ def password_auth(password: str = PASSWORD) -> PasswordAuth:
     return PasswordAuth("api-user", password, "env")
 
 
-async def set_hook(settings: ApiSettings, auth: Any, store: CredentialStore | None = None,
-                   clock: Callable[[], float] | None = None,
-                   numbers: tuple[str, ...] = ("+13038675309",)) -> Any:
+async def set_hook(
+    settings: ApiSettings,
+    auth: Any,
+    store: CredentialStore | None = None,
+    clock: Callable[[], float] | None = None,
+    numbers: tuple[str, ...] = ("+13038675309",),
+) -> Any:
     kwargs: dict[str, Any] = {"store": store}
     if clock is not None:
         kwargs["clock"] = clock
@@ -79,8 +83,9 @@ async def set_hook(settings: ApiSettings, auth: Any, store: CredentialStore | No
         return await api.set_webhook(numbers, "https://user:hook-pw@example.com/sms"), api
 
 
-async def test_exact_requests_reach_the_api(settings: ApiSettings, state: EmulatorState,
-                                            store: CredentialStore) -> None:
+async def test_exact_requests_reach_the_api(
+    settings: ApiSettings, state: EmulatorState, store: CredentialStore
+) -> None:
     reply, api = await set_hook(settings, password_auth(), store)
     assert reply.status == 201 and [r.number for r in reply.results] == ["+13038675309"]
     auth, hook = state.requests
@@ -89,8 +94,10 @@ async def test_exact_requests_reach_the_api(settings: ApiSettings, state: Emulat
     assert auth.header("Authorization") is None
     token = next(iter(state.tokens))
     assert (hook.method, hook.path) == ("POST", WEBHOOK_PATH)
-    assert hook.json == {"endpoints": ["+13038675309"],
-                         "webhook": "https://user:hook-pw@example.com/sms"}
+    assert hook.json == {
+        "endpoints": ["+13038675309"],
+        "webhook": "https://user:hook-pw@example.com/sms",
+    }
     for rec in (auth, hook):
         assert rec.header("Accept") == "application/json"
         assert rec.header("Content-Type") == "application/json"
@@ -98,36 +105,39 @@ async def test_exact_requests_reach_the_api(settings: ApiSettings, state: Emulat
     assert api.auth_count == 1
 
 
-async def test_raw_scheme_sends_the_bare_token(settings: ApiSettings,
-                                               state: EmulatorState) -> None:
-    raw = ApiSettings(api_base=settings.api_base, auth_url=settings.auth_url,
-                      scheme=AuthScheme.raw)
+async def test_raw_scheme_sends_the_bare_token(settings: ApiSettings, state: EmulatorState) -> None:
+    raw = ApiSettings(api_base=settings.api_base, auth_url=settings.auth_url, scheme=AuthScheme.raw)
     await set_hook(raw, password_auth())
     assert state.requests[-1].header("Authorization") == next(iter(state.tokens))
 
 
 async def test_token_is_cached_0600_and_reused_by_the_next_client(
-        settings: ApiSettings, state: EmulatorState, store: CredentialStore) -> None:
+    settings: ApiSettings, state: EmulatorState, store: CredentialStore
+) -> None:
     clock = Clock()
     await set_hook(settings, password_auth(), store, clock)
     assert stat.S_IMODE(store.tokens_path.stat().st_mode) == 0o600
-    cached = store.load_token(settings.authenticate_url, settings.base_url, "api-user",
-                              clock.now)
+    cached = store.load_token(settings.authenticate_url, settings.base_url, "api-user", clock.now)
     assert cached is not None and cached.expires_at == clock.now + DAY
     _, api = await set_hook(settings, password_auth(), store, clock)
     assert api.auth_count == 0
     assert len(state.requests_to(AUTH_PATH)) == 1
     # a token cached for another authenticate URL, or another API, is not used there
     other = ApiSettings(api_base=settings.api_base, auth_url=settings.base_url + "/other/auth")
-    assert store.load_token(other.authenticate_url, settings.base_url, "api-user",
-                            clock.now) is None
-    assert store.load_token(settings.authenticate_url, "https://api.intelepeer.com",
-                            "api-user", clock.now) is None
+    assert (
+        store.load_token(other.authenticate_url, settings.base_url, "api-user", clock.now) is None
+    )
+    assert (
+        store.load_token(
+            settings.authenticate_url, "https://api.intelepeer.com", "api-user", clock.now
+        )
+        is None
+    )
 
 
-async def test_cached_token_is_renewed_after_24_hours(settings: ApiSettings,
-                                                      state: EmulatorState,
-                                                      store: CredentialStore) -> None:
+async def test_cached_token_is_renewed_after_24_hours(
+    settings: ApiSettings, state: EmulatorState, store: CredentialStore
+) -> None:
     clock = Clock()
     await set_hook(settings, password_auth(), store, clock)
     clock.now += DAY - 120
@@ -140,9 +150,9 @@ async def test_cached_token_is_renewed_after_24_hours(settings: ApiSettings,
     assert all(r.status == 201 for r in state.requests_to(WEBHOOK_PATH))
 
 
-async def test_a_401_fetches_a_new_token_exactly_once(settings: ApiSettings,
-                                                      state: EmulatorState,
-                                                      store: CredentialStore) -> None:
+async def test_a_401_fetches_a_new_token_exactly_once(
+    settings: ApiSettings, state: EmulatorState, store: CredentialStore
+) -> None:
     await set_hook(settings, password_auth(), store)
     state.expire_tokens()  # the cached token is now refused, as after 24 hours server-side
     reply, api = await set_hook(settings, password_auth(), store)
@@ -152,9 +162,11 @@ async def test_a_401_fetches_a_new_token_exactly_once(settings: ApiSettings,
 
 
 async def test_a_second_401_is_an_auth_error_suggesting_the_other_scheme(
-        settings: ApiSettings, state: EmulatorState) -> None:
-    state.inject_fault(Fault(401, '{"code":401,"error":"Unauthorized"}', "application/json",
-                             WEBHOOK_PATH, times=2))
+    settings: ApiSettings, state: EmulatorState
+) -> None:
+    state.inject_fault(
+        Fault(401, '{"code":401,"error":"Unauthorized"}', "application/json", WEBHOOK_PATH, times=2)
+    )
     with pytest.raises(AuthError) as info:
         await set_hook(settings, password_auth())
     assert "--auth-scheme raw" in info.value.worded(flag)
@@ -171,7 +183,8 @@ async def test_a_given_token_is_not_renewed(settings: ApiSettings, state: Emulat
 
 
 async def test_wrong_password_is_an_auth_error_without_the_password(
-        settings: ApiSettings, state: EmulatorState) -> None:
+    settings: ApiSettings, state: EmulatorState
+) -> None:
     with pytest.raises(AuthError) as info:
         await set_hook(settings, password_auth("wrong-pw-123"))
     text = str(info.value)
@@ -181,12 +194,15 @@ async def test_wrong_password_is_an_auth_error_without_the_password(
 
 
 async def test_207_results_in_request_order(settings: ApiSettings) -> None:
-    reply, _ = await set_hook(settings, password_auth(),
-                              numbers=("+13038675399", "+13038675309", "+19995550000"))
+    reply, _ = await set_hook(
+        settings, password_auth(), numbers=("+13038675399", "+13038675309", "+19995550000")
+    )
     assert reply.status == 207
     assert [(r.number, r.status, r.ok) for r in reply.results] == [
-        ("+13038675399", 400, False), ("+13038675309", 201, True),
-        ("+19995550000", 404, False)]
+        ("+13038675399", 400, False),
+        ("+13038675309", 201, True),
+        ("+19995550000", 404, False),
+    ]
     assert "not enabled for SMS" in (reply.results[0].reason or "")
 
 
@@ -200,8 +216,9 @@ async def test_404_and_400_carry_the_server_reason(settings: ApiSettings) -> Non
     assert "400 Bad Request: +13038675399 is not enabled for SMS" in str(bad.value)
 
 
-async def test_provision_requested_then_in_progress(settings: ApiSettings,
-                                                    state: EmulatorState) -> None:
+async def test_provision_requested_then_in_progress(
+    settings: ApiSettings, state: EmulatorState
+) -> None:
     async with IntelePeerClient(settings, password_auth()) as api:
         first = await api.provision("+13038675399")
         second = await api.provision("+13038675399")
@@ -211,26 +228,27 @@ async def test_provision_requested_then_in_progress(settings: ApiSettings,
     assert state.requests_to(PROVISION_PATH)[0].json == {"endpoints": ["+13038675399"]}
 
 
-async def test_non_json_error_body_is_shown_as_text(settings: ApiSettings,
-                                                    state: EmulatorState) -> None:
-    state.inject_fault(Fault(502, "<html><h1>Bad Gateway</h1></html>", "text/html",
-                             WEBHOOK_PATH))
+async def test_non_json_error_body_is_shown_as_text(
+    settings: ApiSettings, state: EmulatorState
+) -> None:
+    state.inject_fault(Fault(502, "<html><h1>Bad Gateway</h1></html>", "text/html", WEBHOOK_PATH))
     with pytest.raises(ApiError) as info:
         await set_hook(settings, password_auth())
-    assert "502 Bad Gateway, body is not JSON: <html><h1>Bad Gateway</h1></html>" in str(
-        info.value)
+    assert "502 Bad Gateway, body is not JSON: <html><h1>Bad Gateway</h1></html>" in str(info.value)
     assert "try again" in str(info.value)
 
 
-async def test_non_json_success_body_still_counts(settings: ApiSettings,
-                                                  state: EmulatorState) -> None:
+async def test_non_json_success_body_still_counts(
+    settings: ApiSettings, state: EmulatorState
+) -> None:
     state.inject_fault(Fault(201, "OK", "text/plain", WEBHOOK_PATH))
     reply, _ = await set_hook(settings, password_auth())
     assert reply.status == 201 and reply.results[0].ok
 
 
-async def test_authenticate_without_token_and_echoed_password(settings: ApiSettings,
-                                                              state: EmulatorState) -> None:
+async def test_authenticate_without_token_and_echoed_password(
+    settings: ApiSettings, state: EmulatorState
+) -> None:
     state.inject_fault(Fault(200, f"<p>hello {PASSWORD}</p>", "text/html", AUTH_PATH))
     with pytest.raises(ApiError) as info:
         await set_hook(settings, password_auth())
@@ -265,17 +283,20 @@ def test_settings_regions_and_overrides() -> None:
     assert ApiSettings().url(WEBHOOK_PATH) == "https://api.intelepeer.com" + WEBHOOK_PATH
     assert ApiSettings(region=Region.eu).base_url == "https://eu.api.intelepeer.com"
     assert ApiSettings().authenticate_url == (
-        "https://customer.intelepeer.com/_rest/v4/authenticate")
-    over = ApiSettings(region=Region.eu, api_base="http://127.0.0.1:9/",
-                       auth_url="http://127.0.0.1:9/a")
+        "https://customer.intelepeer.com/_rest/v4/authenticate"
+    )
+    over = ApiSettings(
+        region=Region.eu, api_base="http://127.0.0.1:9/", auth_url="http://127.0.0.1:9/a"
+    )
     assert (over.base_url, over.authenticate_url) == ("http://127.0.0.1:9", "http://127.0.0.1:9/a")
     with pytest.raises(UsageError):
         ApiSettings(api_base="api.intelepeer.com")
 
 
 def test_shown_request_masks_token_and_webhook_password() -> None:
-    req = webhook_request(ApiSettings(), ["+13038675309"], "https://u:hook-pw@x.example/",
-                          "tok-abc-123")
+    req = webhook_request(
+        ApiSettings(), ["+13038675309"], "https://u:hook-pw@x.example/", "tok-abc-123"
+    )
     shown = req.shown()
     assert shown["headers"]["Authorization"] == "Bearer ****"
     assert shown["body"]["webhook"] == "https://u:****@x.example/"
@@ -283,21 +304,38 @@ def test_shown_request_masks_token_and_webhook_password() -> None:
     assert dict(req.headers)["Authorization"] == "Bearer tok-abc-123"  # what is really sent
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    ([{"endpoint": "+2", "code": 404, "message": "gone"}, {"endpoint": "+1", "code": 201}],
-     [("+1", 201, None), ("+2", 404, "gone")]),
-    ({"results": [{"status": "201"}, {"statusCode": 400, "error": "Bad"}]},
-     [("+1", 201, None), ("+2", 400, "Bad")]),
-    ([201, 404], [("+1", 201, None), ("+2", 404, None)]),
-    ([{"endpoint": "2", "code": 404}, {"endpoint": 1, "code": "201"}],  # no +, or a number
-     [("+1", 201, None), ("+2", 404, None)]),
-    ([{"endpoint": "+1", "code": "9" * 5000}, {"endpoint": "+2", "code": "²"}],  # not statuses
-     [("+1", 0, "the answer gives no status for this number"),
-      ("+2", 0, "the answer gives no status for this number")]),
-    ([{"number": "+1", "status": "updated"}], [("+1", 201, "updated"),
-                                                ("+2", 0, "the answer has no result for this "
-                                                 "number")]),
-])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            [{"endpoint": "+2", "code": 404, "message": "gone"}, {"endpoint": "+1", "code": 201}],
+            [("+1", 201, None), ("+2", 404, "gone")],
+        ),
+        (
+            {"results": [{"status": "201"}, {"statusCode": 400, "error": "Bad"}]},
+            [("+1", 201, None), ("+2", 400, "Bad")],
+        ),
+        ([201, 404], [("+1", 201, None), ("+2", 404, None)]),
+        (
+            [{"endpoint": "2", "code": 404}, {"endpoint": 1, "code": "201"}],  # no +, or a number
+            [("+1", 201, None), ("+2", 404, None)],
+        ),
+        (
+            [
+                {"endpoint": "+1", "code": "9" * 5000},
+                {"endpoint": "+2", "code": "²"},
+            ],  # not statuses
+            [
+                ("+1", 0, "the answer gives no status for this number"),
+                ("+2", 0, "the answer gives no status for this number"),
+            ],
+        ),
+        (
+            [{"number": "+1", "status": "updated"}],
+            [("+1", 201, "updated"), ("+2", 0, "the answer has no result for this number")],
+        ),
+    ],
+)
 def test_lenient_multi_status(body: Any, expected: list[tuple[str, int, str | None]]) -> None:
     results = parse_multi_status(body, ["+1", "+2"])
     assert results is not None
@@ -330,20 +368,18 @@ def test_credentials_lookup_order(store: CredentialStore) -> None:
     assert stat.S_IMODE(store.credentials_path.stat().st_mode) == 0o600
     assert resolve_auth(store, token="t0k") == StaticToken("t0k")
     assert resolve_auth(store, username="env-user", password="env-pw") == PasswordAuth(
-        "env-user", "env-pw", "env")
+        "env-user", "env-pw", "env"
+    )
     # stored without a URL (as before credentials recorded one): IntelePeer's own URL
-    assert resolve_auth(store) == PasswordAuth("stored-user", "stored-pw", "stored",
-                                               AUTH_URL)
+    assert resolve_auth(store) == PasswordAuth("stored-user", "stored-pw", "stored", AUTH_URL)
     # the user's own password is not bound to the stored URL
-    assert resolve_auth(store, password="env-pw") == PasswordAuth("stored-user", "env-pw",
-                                                                  "env")
+    assert resolve_auth(store, password="env-pw") == PasswordAuth("stored-user", "env-pw", "env")
     with pytest.raises(AuthError):
         resolve_auth(store, username="someone-else")
     assert "stored-pw" not in repr(resolve_auth(store))
 
 
-def test_token_cache_file_is_rewritten_atomically(store: CredentialStore,
-                                                  ipsms_home: Path) -> None:
+def test_token_cache_file_is_rewritten_atomically(store: CredentialStore, ipsms_home: Path) -> None:
     from ipsms.intelepeer.credentials import CachedToken
 
     store.save_token(CachedToken("t1", "u", "http://a", 0, 4e9, "http://api"))

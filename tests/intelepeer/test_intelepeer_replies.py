@@ -49,8 +49,9 @@ class RecordingServer:
     async def handle(self, request: web.Request) -> web.Response:
         self.received.append(request.path)
         answer = self.canned.get(request.path, Canned(201, b'{"code":201}'))
-        return web.Response(status=answer.status, body=answer.body,
-                            headers={"Content-Type": answer.content_type})
+        return web.Response(
+            status=answer.status, body=answer.body, headers={"Content-Type": answer.content_type}
+        )
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -81,21 +82,25 @@ def assert_printable(text: str) -> None:
 
 # -- 3. a reply that claims to be JSON but cannot be read ---------------------------------
 
-@pytest.mark.parametrize(("status", "body", "content_type", "words"), [
-    (400, b"[" * 100_000, "application/json", "nested more than 64 levels deep"),
-    (201, b'{"a":' * 100_000, "application/json", "nested more than 64 levels deep"),
-    (400, b"[" * 500 + b"]" * 500, "application/json", "nested more than 64 levels deep"),
-    (400, b'{"code": 4' + b"0" * 5000 + b"}", "application/json", "a number with 5001 digits"),
-    (400, b'{"message": "caf\xe9 \xff"}', "application/json", "invalid UTF-8 at byte 16"),
-    (400, b'{"code": NaN, "message": "x"}', "application/json", "NaN is not JSON"),
-    (201, b'{"code": Infinity}', "text/plain", "Infinity is not JSON"),
-    (201, b'{"code": 1e999}', "application/json", "too large for a float"),
-    (404, b'{"code": 404, "message": "gone"', "application/problem+json", "Expecting"),
-    (502, b"<html>Bad Gateway</html>", "application/json", "Expecting value"),
-])
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "words"),
+    [
+        (400, b"[" * 100_000, "application/json", "nested more than 64 levels deep"),
+        (201, b'{"a":' * 100_000, "application/json", "nested more than 64 levels deep"),
+        (400, b"[" * 500 + b"]" * 500, "application/json", "nested more than 64 levels deep"),
+        (400, b'{"code": 4' + b"0" * 5000 + b"}", "application/json", "a number with 5001 digits"),
+        (400, b'{"message": "caf\xe9 \xff"}', "application/json", "invalid UTF-8 at byte 16"),
+        (400, b'{"code": NaN, "message": "x"}', "application/json", "NaN is not JSON"),
+        (201, b'{"code": Infinity}', "text/plain", "Infinity is not JSON"),
+        (201, b'{"code": 1e999}', "application/json", "too large for a float"),
+        (404, b'{"code": 404, "message": "gone"', "application/problem+json", "Expecting"),
+        (502, b"<html>Bad Gateway</html>", "application/json", "Expecting value"),
+    ],
+)
 async def test_unreadable_json_is_an_api_error_naming_the_status(
-        server: tuple[RecordingServer, str], status: int, body: bytes, content_type: str,
-        words: str) -> None:
+    server: tuple[RecordingServer, str], status: int, body: bytes, content_type: str, words: str
+) -> None:
     recorder, base = server
     recorder.canned[WEBHOOK_PATH] = Canned(status, body, content_type)
     with pytest.raises(ApiError) as info:
@@ -110,7 +115,8 @@ async def test_unreadable_json_is_an_api_error_naming_the_status(
 
 
 async def test_unreadable_json_from_the_authenticate_url(
-        server: tuple[RecordingServer, str]) -> None:
+    server: tuple[RecordingServer, str],
+) -> None:
     recorder, base = server
     recorder.canned[AUTH_PATH] = Canned(200, b'{"token": ' + b"[" * 100_000)
     async with IntelePeerClient(settings_for(base), PasswordAuth("u", "pw-123")) as api:
@@ -122,7 +128,8 @@ async def test_unreadable_json_from_the_authenticate_url(
 
 
 async def test_a_token_that_cannot_be_a_header_is_an_api_error(
-        server: tuple[RecordingServer, str]) -> None:
+    server: tuple[RecordingServer, str],
+) -> None:
     recorder, base = server
     recorder.canned[AUTH_PATH] = Canned(200, b'{"token": "tok\\r\\nX-Evil: 1"}')
     async with IntelePeerClient(settings_for(base), PasswordAuth("u", "pw-123")) as api:
@@ -133,7 +140,8 @@ async def test_a_token_that_cannot_be_a_header_is_an_api_error(
 
 
 async def test_a_reply_larger_than_the_limit_is_refused(
-        server: tuple[RecordingServer, str]) -> None:
+    server: tuple[RecordingServer, str],
+) -> None:
     recorder, base = server
     recorder.canned[WEBHOOK_PATH] = Canned(201, b" " * (MAX_REPLY_BYTES + 1), "text/plain")
     with pytest.raises(ApiError) as info:
@@ -141,8 +149,7 @@ async def test_a_reply_larger_than_the_limit_is_refused(
     assert f"with a reply larger than {MAX_REPLY_BYTES} bytes" in str(info.value)
 
 
-async def test_plain_text_and_html_bodies_stay_lenient(
-        server: tuple[RecordingServer, str]) -> None:
+async def test_plain_text_and_html_bodies_stay_lenient(server: tuple[RecordingServer, str]) -> None:
     recorder, base = server
     recorder.canned[WEBHOOK_PATH] = Canned(201, b"Created \xff", "text/plain")
     reply = await set_hook(base)
@@ -150,17 +157,15 @@ async def test_plain_text_and_html_bodies_stay_lenient(
     recorder.canned[WEBHOOK_PATH] = Canned(503, b"<html>down \xff</html>", "text/html")
     with pytest.raises(ApiError) as info:
         await set_hook(base)
-    assert "503 Service Unavailable, body is not JSON: <html>down \ufffd</html>" in str(
-        info.value)
+    assert "503 Service Unavailable, body is not JSON: <html>down \ufffd</html>" in str(info.value)
 
 
 # -- 2. server text is made printable before it is shown -----------------------------------
 
-async def test_error_reason_controls_are_shown_escaped(
-        server: tuple[RecordingServer, str]) -> None:
+
+async def test_error_reason_controls_are_shown_escaped(server: tuple[RecordingServer, str]) -> None:
     recorder, base = server
-    recorder.canned[WEBHOOK_PATH] = Canned(
-        400, f'{{"code": 400, "message": "{HOSTILE}"}}'.encode())
+    recorder.canned[WEBHOOK_PATH] = Canned(400, f'{{"code": 400, "message": "{HOSTILE}"}}'.encode())
     with pytest.raises(ApiError) as info:
         await set_hook(base)
     text = str(info.value)
@@ -170,16 +175,22 @@ async def test_error_reason_controls_are_shown_escaped(
 
 
 async def test_207_reasons_and_provision_state_are_shown_escaped(
-        server: tuple[RecordingServer, str]) -> None:
+    server: tuple[RecordingServer, str],
+) -> None:
     recorder, base = server
-    recorder.canned[WEBHOOK_PATH] = Canned(207, (
-        f'[{{"endpoint": "{NUMBERS[0]}", "code": 201}},'
-        f' {{"endpoint": "{NUMBERS[1]}", "code": 400, "message": "{HOSTILE}"}}]').encode())
+    recorder.canned[WEBHOOK_PATH] = Canned(
+        207,
+        (
+            f'[{{"endpoint": "{NUMBERS[0]}", "code": 201}},'
+            f' {{"endpoint": "{NUMBERS[1]}", "code": 400, "message": "{HOSTILE}"}}]'
+        ).encode(),
+    )
     reply = await set_hook(base, NUMBERS)
     reason = reply.results[1].reason
     assert reason == "\\e[31mred\\e[0m \\u202eevil\\u202c \\ud800 end"
     recorder.canned[PROVISION_PATH] = Canned(
-        202, f'{{"provisioning": {{"state": "{HOSTILE}"}}}}'.encode())
+        202, f'{{"provisioning": {{"state": "{HOSTILE}"}}}}'.encode()
+    )
     async with IntelePeerClient(settings_for(base), StaticToken("tok-123456")) as api:
         provisioned = await api.provision(NUMBERS[0])
         recorder.canned[PROVISION_PATH] = Canned(409, f'{{"message": "{HOSTILE}"}}'.encode())
@@ -195,8 +206,10 @@ async def test_the_http_reason_phrase_is_shown_escaped() -> None:
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 400 Bad \x1b[31mRed\xe2\x80\xae\xff\r\nContent-Type: "
-                     b"text/plain\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope")
+        writer.write(
+            b"HTTP/1.1 400 Bad \x1b[31mRed\xe2\x80\xae\xff\r\nContent-Type: "
+            b"text/plain\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope"
+        )
         await writer.drain()
         writer.close()
 
@@ -216,26 +229,39 @@ async def test_the_http_reason_phrase_is_shown_escaped() -> None:
 
 # -- 4. multi-status items name numbers with or without the + ------------------------------
 
-@pytest.mark.parametrize("named", [
-    ('"13035550102"', '"13035550101"'),  # no + (the order is reversed on purpose)
-    ("13035550102", "13035550101"),  # JSON numbers
-    ('"+13035550102"', '"13035550101"'),  # mixed
-])
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        ('"13035550102"', '"13035550101"'),  # no + (the order is reversed on purpose)
+        ("13035550102", "13035550101"),  # JSON numbers
+        ('"+13035550102"', '"13035550101"'),  # mixed
+    ],
+)
 async def test_207_items_match_numbers_with_and_without_plus(
-        server: tuple[RecordingServer, str], named: tuple[str, str]) -> None:
+    server: tuple[RecordingServer, str], named: tuple[str, str]
+) -> None:
     recorder, base = server
-    recorder.canned[WEBHOOK_PATH] = Canned(207, (
-        f'{{"results": [{{"endpoint": {named[0]}, "code": 404, "message": "not here"}},'
-        f' {{"endpoint": {named[1]}, "code": 201}}]}}').encode())
+    recorder.canned[WEBHOOK_PATH] = Canned(
+        207,
+        (
+            f'{{"results": [{{"endpoint": {named[0]}, "code": 404, "message": "not here"}},'
+            f' {{"endpoint": {named[1]}, "code": 201}}]}}'
+        ).encode(),
+    )
     reply = await set_hook(base, NUMBERS)
     assert [(r.number, r.status, r.reason) for r in reply.results] == [
-        ("+13035550101", 201, None), ("+13035550102", 404, "not here")]
+        ("+13035550101", 201, None),
+        ("+13035550102", 404, "not here"),
+    ]
 
 
 # -- 1. stored credentials only go to their own authenticate URL ----------------------------
 
+
 async def test_bound_credentials_are_refused_before_anything_is_sent(
-        server: tuple[RecordingServer, str]) -> None:
+    server: tuple[RecordingServer, str],
+) -> None:
     recorder, base = server
     bound = PasswordAuth("api-user", "pw-Zx81-secret", "stored", "http://127.0.0.1:1/auth")
     async with IntelePeerClient(settings_for(base), bound) as api:

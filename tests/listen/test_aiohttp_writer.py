@@ -85,8 +85,7 @@ async def test_a_kept_alive_connection_gets_exactly_the_bytes_and_stays_open() -
             assert await asyncio.wait_for(reader.readexactly(len(expected)), 5) == expected
             assert await nothing_more(reader)  # no byte of aiohttp's own, and still open
             writer.write(post())
-            assert await asyncio.wait_for(reader.readexactly(len(answer(True))), 5) == \
-                answer(True)
+            assert await asyncio.wait_for(reader.readexactly(len(answer(True))), 5) == answer(True)
         finally:
             writer.close()
             await wait_closed(writer)

@@ -18,8 +18,15 @@ from tests.hostile import SECRET
 from tests.procs import ListenerProcess, post_valid_messages
 
 HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
-LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(
-    not HAVE_UVLOOP, reason="uvloop is not installed (pip install 'ipsms[fast]')"))]
+LOOPS = [
+    "asyncio",
+    pytest.param(
+        "uvloop",
+        marks=pytest.mark.skipif(
+            not HAVE_UVLOOP, reason="uvloop is not installed (pip install 'ipsms[fast]')"
+        ),
+    ),
+]
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -35,8 +42,11 @@ def test_listen_serves_and_records_on_each_loop(loop: str, tmp_path: Path) -> No
     assert code == 0
     requests = [json.loads(x) for x in out.splitlines() if json.loads(x)["type"] == "request"]
     assert len(requests) == 50
-    stored = sqlite3.connect(db).execute(
-        "SELECT COUNT(*) FROM requests WHERE status = 200").fetchone()[0]
+    stored = (
+        sqlite3.connect(db)
+        .execute("SELECT COUNT(*) FROM requests WHERE status = 200")
+        .fetchone()[0]
+    )
     assert stored == 50
 
 
@@ -53,16 +63,34 @@ def _without_uvloop(tmp_path: Path) -> dict[str, str]:
     shadow = tmp_path / "shadow" / "uvloop"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError(\"No module named 'uvloop'\")\n")
-    path = os.pathsep.join(filter(None, [str(shadow.parent), str(ROOT),
-                                         os.environ.get("PYTHONPATH")]))
+    path = os.pathsep.join(
+        filter(None, [str(shadow.parent), str(ROOT), os.environ.get("PYTHONPATH")])
+    )
     return cli_env(PYTHONPATH=path)
 
 
 def test_loop_uvloop_without_uvloop_is_a_usage_error(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json",
-         "--loop", "uvloop", "--db", str(tmp_path / "m.sqlite3")],
-        capture_output=True, text=True, cwd=ROOT, env=_without_uvloop(tmp_path), timeout=30)
+        [
+            sys.executable,
+            "-m",
+            "ipsms",
+            "listen",
+            "--port",
+            "0",
+            "--format",
+            "json",
+            "--loop",
+            "uvloop",
+            "--db",
+            str(tmp_path / "m.sqlite3"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=_without_uvloop(tmp_path),
+        timeout=30,
+    )
     assert result.returncode == 2
     assert result.stdout == ""  # nothing was bound, no listening line
     assert "--loop uvloop needs uvloop" in result.stderr

@@ -88,16 +88,28 @@ def app() -> Iterator[tuple[str, list[bytes]]]:
 
 
 def test_a_message_through_the_tunnel_reaches_the_app_and_the_answer_comes_back(
-        agent: Path, app: tuple[str, list[bytes]], tmp_path: Path) -> None:
+    agent: Path, app: tuple[str, list[bytes]], tmp_path: Path
+) -> None:
     app_url, got = app
-    listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent), "--forward-to", app_url,
-                               db=tmp_path / "t.sqlite3", env=env(NGROK_AUTHTOKEN="tok"))
+    listener = ListenerProcess(
+        "--tunnel",
+        "--ngrok-path",
+        str(agent),
+        "--forward-to",
+        app_url,
+        db=tmp_path / "t.sqlite3",
+        env=env(NGROK_AUTHTOKEN="tok"),
+    )
     try:
         up = listener.next_event()
         assert (up["type"], up["state"]) == ("tunnel", "up")
         body = json.dumps(VALID).encode()
-        request = urllib.request.Request(up["public_url"] + "/sms", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            up["public_url"] + "/sms",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert (answer.status, answer.read()) == (202, b"app ok")
         seen = listener.next_event()
@@ -113,8 +125,16 @@ def test_a_message_through_the_tunnel_reaches_the_app_and_the_answer_comes_back(
 
 
 def test_a_missing_agent_is_exit_9_and_nothing_is_downloaded(tmp_path: Path) -> None:
-    result = run_process("listen", "--tunnel", "--ngrok-path", str(tmp_path / "nope"),
-                         "--port", "0", "--db", str(tmp_path / "m.sqlite3"))
+    result = run_process(
+        "listen",
+        "--tunnel",
+        "--ngrok-path",
+        str(tmp_path / "nope"),
+        "--port",
+        "0",
+        "--db",
+        str(tmp_path / "m.sqlite3"),
+    )
     assert result.returncode == ExitCode.TUNNEL
     assert "no ngrok agent at" in result.stderr and "https://ngrok.com/download" in result.stderr
     assert result.stdout == ""  # pyngrok's "Downloading ngrok ..." never reaches stdout
@@ -125,9 +145,17 @@ def test_a_missing_agent_is_exit_9_and_nothing_is_downloaded(tmp_path: Path) -> 
 
 
 def test_a_refused_authtoken_is_exit_9_with_what_to_do(agent: Path, tmp_path: Path) -> None:
-    result = run_process("listen", "--tunnel", "--ngrok-path", str(agent), "--port", "0",
-                         "--db", str(tmp_path / "a.sqlite3"),
-                         env=env(NGROK_AUTHTOKEN="bad-token"))
+    result = run_process(
+        "listen",
+        "--tunnel",
+        "--ngrok-path",
+        str(agent),
+        "--port",
+        "0",
+        "--db",
+        str(tmp_path / "a.sqlite3"),
+        env=env(NGROK_AUTHTOKEN="bad-token"),
+    )
     assert result.returncode == ExitCode.TUNNEL
     assert "ERR_NGROK_105" in result.stderr and "NGROK_AUTHTOKEN" in result.stderr
     assert "bad-token" not in result.stderr
@@ -136,22 +164,34 @@ def test_a_refused_authtoken_is_exit_9_with_what_to_do(agent: Path, tmp_path: Pa
 
 def test_an_agent_that_never_gets_ready_is_bounded(agent: Path, tmp_path: Path) -> None:
     started = time.monotonic()
-    result = run_process("listen", "--tunnel", "--ngrok-path", str(agent), "--port", "0",
-                         "--tunnel-timeout", "1s", "--db", str(tmp_path / "s.sqlite3"),
-                         env=env(FAKE_NGROK_SILENT="1"))
+    result = run_process(
+        "listen",
+        "--tunnel",
+        "--ngrok-path",
+        str(agent),
+        "--port",
+        "0",
+        "--tunnel-timeout",
+        "1s",
+        "--db",
+        str(tmp_path / "s.sqlite3"),
+        env=env(FAKE_NGROK_SILENT="1"),
+    )
     assert result.returncode == ExitCode.TUNNEL
     assert "did not open the tunnel within 1 s" in result.stderr
     assert time.monotonic() - started < 10
     assert agents_running() == []
 
 
-def test_an_agent_that_dies_while_listening_stops_the_listener(
-        agent: Path, tmp_path: Path) -> None:
+def test_an_agent_that_dies_while_listening_stops_the_listener(agent: Path, tmp_path: Path) -> None:
     argv_log = tmp_path / "argv.jsonl"
-    listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent),
-                               db=tmp_path / "d.sqlite3",
-                               env=env(FAKE_NGROK_DIE_AFTER="1",
-                                           FAKE_NGROK_ARGV=str(argv_log)))
+    listener = ListenerProcess(
+        "--tunnel",
+        "--ngrok-path",
+        str(agent),
+        db=tmp_path / "d.sqlite3",
+        env=env(FAKE_NGROK_DIE_AFTER="1", FAKE_NGROK_ARGV=str(argv_log)),
+    )
     try:
         assert listener.next_event()["state"] == "up"
         down = listener.next_event()
@@ -162,20 +202,26 @@ def test_an_agent_that_dies_while_listening_stops_the_listener(
         listener.kill()
     assert "the ngrok agent exited" in err
     assert json.loads(argv_log.read_text().splitlines()[0])[:4] == [
-        "start", "--none", "--log", "stdout"]
+        "start",
+        "--none",
+        "--log",
+        "stdout",
+    ]
     assert agents_running() == []
 
 
 def test_tunnel_and_public_url_do_not_go_together(agent: Path) -> None:
-    result = run_process("listen", "--tunnel", "--ngrok-path", str(agent), "--public-url",
-                         "https://x.example.com/")
+    result = run_process(
+        "listen", "--tunnel", "--ngrok-path", str(agent), "--public-url", "https://x.example.com/"
+    )
     assert result.returncode == ExitCode.USAGE
     assert "--tunnel and --public-url do not go together" in result.stderr
     assert os.access(agent, os.X_OK)
 
 
 def test_the_one_command_flow_points_the_number_at_the_tunnel_and_back(
-        agent: Path, tmp_path: Path, ipsms_home: Path) -> None:
+    agent: Path, tmp_path: Path, ipsms_home: Path
+) -> None:
     """`listen --tunnel --set-webhook TN`: the number points at the tunnel's URL while the
     listener runs, and at its previous URL afterwards (against the API emulator)."""
     from ipsms.intelepeer.emulator import EmulatorState, EmulatorThread
@@ -184,12 +230,24 @@ def test_the_one_command_flow_points_the_number_at_the_tunnel_and_back(
     state.add_user("api-user", "pw-t")
     state.add_number("+13038675309")
     with EmulatorThread(state) as emu:
-        e = env(IPSMS_API_BASE=emu.api_base, IPSMS_AUTH_URL=emu.auth_url,
-                IPSMS_USERNAME="api-user", IPSMS_PASSWORD="pw-t", IPSMS_HOME=str(ipsms_home))
+        e = env(
+            IPSMS_API_BASE=emu.api_base,
+            IPSMS_AUTH_URL=emu.auth_url,
+            IPSMS_USERNAME="api-user",
+            IPSMS_PASSWORD="pw-t",
+            IPSMS_HOME=str(ipsms_home),
+        )
         before = "https://app.example.com/sms"
         assert run_process("set-webhook", "+13038675309", before, env=e).returncode == 0
-        listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent), "--set-webhook",
-                                   "+13038675309", db=tmp_path / "o.sqlite3", env=e)
+        listener = ListenerProcess(
+            "--tunnel",
+            "--ngrok-path",
+            str(agent),
+            "--set-webhook",
+            "+13038675309",
+            db=tmp_path / "o.sqlite3",
+            env=e,
+        )
         try:
             up = listener.next_event()
             change = listener.next_event()
@@ -206,8 +264,9 @@ def test_the_one_command_flow_points_the_number_at_the_tunnel_and_back(
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_every_way_of_stopping_ends_the_agent(agent: Path, tmp_path: Path, sig: int) -> None:
     """Ctrl-C, SIGTERM, and a closed terminal (SIGHUP) each close the tunnel."""
-    listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent),
-                               db=tmp_path / "s.sqlite3", env=env())
+    listener = ListenerProcess(
+        "--tunnel", "--ngrok-path", str(agent), db=tmp_path / "s.sqlite3", env=env()
+    )
     try:
         assert listener.next_event()["state"] == "up"
         assert agents_running() != []
@@ -221,8 +280,9 @@ def test_every_way_of_stopping_ends_the_agent(agent: Path, tmp_path: Path, sig: 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_a_listener_killed_outright_takes_its_agent_with_it(agent: Path, tmp_path: Path) -> None:
     """`kill -9` runs none of the listener's clean-up: the kernel ends the agent instead."""
-    listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent),
-                               db=tmp_path / "s.sqlite3", env=env())
+    listener = ListenerProcess(
+        "--tunnel", "--ngrok-path", str(agent), db=tmp_path / "s.sqlite3", env=env()
+    )
     try:
         assert listener.next_event()["state"] == "up"
         assert agents_running() != []
@@ -242,8 +302,10 @@ def noexec_dir(tmp_path: Path) -> Iterator[Path]:
     and a mount namespace that allows it; skipped elsewhere)."""
     mountpoint = tmp_path / "noexec"
     mountpoint.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "noexec,size=4m", "tmpfs",
-                           str(mountpoint)], capture_output=True)
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "noexec,size=4m", "tmpfs", str(mountpoint)],
+        capture_output=True,
+    )
     if made.returncode != 0:
         pytest.skip("cannot mount a noexec tmpfs here")
     try:
@@ -253,11 +315,17 @@ def noexec_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_temporary_directory_mounted_noexec_still_opens_the_tunnel(
-        agent: Path, tmp_path: Path, noexec_dir: Path) -> None:
+    agent: Path, tmp_path: Path, noexec_dir: Path
+) -> None:
     """The launcher that ties the agent to the listener lives in a temporary directory; where
     nothing there may run, the agent is run as it is."""
-    listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent),
-                               db=tmp_path / "s.sqlite3", env=env(TMPDIR=str(noexec_dir)))
+    listener = ListenerProcess(
+        "--tunnel",
+        "--ngrok-path",
+        str(agent),
+        db=tmp_path / "s.sqlite3",
+        env=env(TMPDIR=str(noexec_dir)),
+    )
     try:
         assert listener.next_event()["state"] == "up"
         code, _, _ = listener.stop()
@@ -285,7 +353,8 @@ def command_lines_with(secret: str, but: int) -> list[str]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("how", ["flag", "environment", "flag over environment"])
 def test_the_authtoken_is_in_no_command_line_and_the_agent_still_gets_it(
-        agent: Path, tmp_path: Path, how: str) -> None:
+    agent: Path, tmp_path: Path, how: str
+) -> None:
     token = f"2abcTOKEN{time.time_ns()}_secret"
     seen = tmp_path / "seen.jsonl"
     args = ["--tunnel", "--ngrok-path", str(agent)]
@@ -309,7 +378,7 @@ def test_the_authtoken_is_in_no_command_line_and_the_agent_still_gets_it(
         listener.kill()
     assert code == 0
     assert given["argv"][:4] == ["start", "--none", "--log", "stdout"]
-    assert [a.decode() for a in agent_argv if a][-len(given["argv"]):] == given["argv"]
+    assert [a.decode() for a in agent_argv if a][-len(given["argv"]) :] == given["argv"]
     assert leaked == [] and token.encode() not in b" ".join(agent_argv)
     assert given["authtoken"] == token  # the flag wins over an exported variable, as before
     assert given["config_modes"] and set(given["config_modes"].values()) == {0o600}
@@ -318,16 +387,23 @@ def test_the_authtoken_is_in_no_command_line_and_the_agent_still_gets_it(
 
 
 def test_the_authtoken_ngrok_config_add_authtoken_saved_is_used(
-        agent: Path, tmp_path: Path) -> None:
+    agent: Path, tmp_path: Path
+) -> None:
     """The agent reads only the configuration file it is given: the token its own file holds
     (where `ngrok config add-authtoken` saves it) is carried over when ipsms has none."""
     home = tmp_path / "xdg"
     (home / "ngrok").mkdir(parents=True)
     (home / "ngrok" / "ngrok.yml").write_text(
-        'version: "3"\nagent:\n    authtoken: saved-by-add-authtoken\n')
+        'version: "3"\nagent:\n    authtoken: saved-by-add-authtoken\n'
+    )
     seen = tmp_path / "seen.jsonl"
-    listener = ListenerProcess("--tunnel", "--ngrok-path", str(agent), db=tmp_path / "s.sqlite3",
-                               env=env(FAKE_NGROK_SEEN=str(seen), XDG_CONFIG_HOME=str(home)))
+    listener = ListenerProcess(
+        "--tunnel",
+        "--ngrok-path",
+        str(agent),
+        db=tmp_path / "s.sqlite3",
+        env=env(FAKE_NGROK_SEEN=str(seen), XDG_CONFIG_HOME=str(home)),
+    )
     try:
         assert listener.next_event()["state"] == "up"
         code, _, _ = listener.stop()
@@ -339,9 +415,17 @@ def test_the_authtoken_ngrok_config_add_authtoken_saved_is_used(
 
 
 def test_an_authtoken_with_control_characters_is_refused(agent: Path, tmp_path: Path) -> None:
-    result = run_process("listen", "--tunnel", "--ngrok-path", str(agent), "--port", "0",
-                         "--db", str(tmp_path / "c.sqlite3"),
-                         env=env(NGROK_AUTHTOKEN="tok\nagent:\n  web_addr: false"))
+    result = run_process(
+        "listen",
+        "--tunnel",
+        "--ngrok-path",
+        str(agent),
+        "--port",
+        "0",
+        "--db",
+        str(tmp_path / "c.sqlite3"),
+        env=env(NGROK_AUTHTOKEN="tok\nagent:\n  web_addr: false"),
+    )
     assert result.returncode == ExitCode.TUNNEL
     assert "the ngrok authtoken holds characters no authtoken has" in result.stderr
     assert "web_addr" not in result.stderr
@@ -377,28 +461,50 @@ def deaf_port() -> Iterator[int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("script", [
-    "exec sleep 100",  # a wrapper that execs another program: the agent's pid, a new program
-    "sleep 100",  # a wrapper whose child holds the agent's stdout
-    "sleep 100 & exec sleep 100",
-    # it names a port that accepts and never answers as its API: pyngrok's probe of it has no
-    # timeout, so its thread never comes back; listen must not wait for it
-    'echo "t=0 lvl=info msg=\\"starting web service\\" obj=web addr=127.0.0.1:{port}"\n'
-    'echo "t=0 lvl=info msg=\\"tunnel session started\\""\n'
-    'echo "t=0 lvl=info msg=\\"client session established\\""\nexec sleep 100',
-], ids=["exec", "child", "both", "deaf-api"])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "exec sleep 100",  # a wrapper that execs another program: the agent's pid, a new program
+        "sleep 100",  # a wrapper whose child holds the agent's stdout
+        "sleep 100 & exec sleep 100",
+        # it names a port that accepts and never answers as its API: pyngrok's probe of it has no
+        # timeout, so its thread never comes back; listen must not wait for it
+        'echo "t=0 lvl=info msg=\\"starting web service\\" obj=web addr=127.0.0.1:{port}"\n'
+        'echo "t=0 lvl=info msg=\\"tunnel session started\\""\n'
+        'echo "t=0 lvl=info msg=\\"client session established\\""\nexec sleep 100',
+    ],
+    ids=["exec", "child", "both", "deaf-api"],
+)
 def test_an_agent_that_never_answers_is_ended_with_listen_by_the_timeout(
-        tmp_path: Path, script: str, deaf_port: int) -> None:
+    tmp_path: Path, script: str, deaf_port: int
+) -> None:
     wrapper = tmp_path / "bin" / "ngrok"
     wrapper.parent.mkdir()
     wrapper.write_text("#!/bin/sh\n" + script.replace("{port}", str(deaf_port)) + "\n")
     wrapper.chmod(0o755)
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "ipsms", "listen", "--tunnel", "--ngrok-path",
-                             str(wrapper), "--port", "0", "--tunnel-timeout", "1s",
-                             "--db", str(tmp_path / "n.sqlite3")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env(), start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ipsms",
+            "listen",
+            "--tunnel",
+            "--ngrok-path",
+            str(wrapper),
+            "--port",
+            "0",
+            "--tunnel-timeout",
+            "1s",
+            "--db",
+            str(tmp_path / "n.sqlite3"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(timeout=20)
         elapsed = time.monotonic() - started
@@ -426,30 +532,52 @@ def pyngrok_script(folder: Path) -> Path:
     whatever runs it."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "ngrok"
-    path.write_text(f"#!{sys.executable}\n# -*- coding: utf-8 -*-\nimport sys\nif False:\n"
-                    "    from pyngrok.ngrok import main\nsys.exit(3)\n")
+    path.write_text(
+        f"#!{sys.executable}\n# -*- coding: utf-8 -*-\nimport sys\nif False:\n"
+        "    from pyngrok.ngrok import main\nsys.exit(3)\n"
+    )
     path.chmod(0o755)
     return path
 
 
 def test_pyngroks_downloader_on_path_is_named_and_never_run(tmp_path: Path) -> None:
     script = pyngrok_script(tmp_path / "venv" / "bin")
-    result = run_process("listen", "--tunnel", "--port", "0", "--db", str(tmp_path / "w.db"),
-                         env=env(PATH=f"{script.parent}{os.pathsep}{tmp_path / 'empty'}"))
+    result = run_process(
+        "listen",
+        "--tunnel",
+        "--port",
+        "0",
+        "--db",
+        str(tmp_path / "w.db"),
+        env=env(PATH=f"{script.parent}{os.pathsep}{tmp_path / 'empty'}"),
+    )
     assert result.returncode == ExitCode.TUNNEL and result.stdout == ""
     assert "the ngrok agent is not installed (or not on PATH)" in result.stderr
-    assert f"the ngrok found on PATH, {script}, is pyngrok's downloader script, which ipsms " \
-           "will not run" in result.stderr
+    assert (
+        f"the ngrok found on PATH, {script}, is pyngrok's downloader script, which ipsms "
+        "will not run" in result.stderr
+    )
     assert "https://ngrok.com/download" in result.stderr
 
 
 def test_pyngroks_downloader_named_as_the_agent_is_refused(tmp_path: Path) -> None:
     script = pyngrok_script(tmp_path / "venv" / "bin")
-    result = run_process("listen", "--tunnel", "--ngrok-path", str(script), "--port", "0",
-                         "--db", str(tmp_path / "w.db"), env=env())
+    result = run_process(
+        "listen",
+        "--tunnel",
+        "--ngrok-path",
+        str(script),
+        "--port",
+        "0",
+        "--db",
+        str(tmp_path / "w.db"),
+        env=env(),
+    )
     assert result.returncode == ExitCode.TUNNEL and result.stdout == ""
-    assert f"{script} is pyngrok's downloader script, not the ngrok agent: ipsms will not run " \
-           "it" in result.stderr
+    assert (
+        f"{script} is pyngrok's downloader script, not the ngrok agent: ipsms will not run "
+        "it" in result.stderr
+    )
     assert "exited" not in result.stderr  # it was not run
     assert agents_running() == []
 
@@ -463,29 +591,53 @@ def test_an_execute_only_agent_on_path_is_found(tmp_path: Path) -> None:
     binary = folder / "ngrok"
     shutil.copy("/bin/true", binary)
     binary.chmod(0o111)
-    command = [sys.executable, "-c",
-               "from ipsms.listen.tunnel import find_agent; print(find_agent(None))"]
+    command = [
+        sys.executable,
+        "-c",
+        "from ipsms.listen.tunnel import find_agent; print(find_agent(None))",
+    ]
     if os.geteuid() == 0:  # root reads any file: drop that power first
         setpriv = shutil.which("setpriv")
         if setpriv is None:
             pytest.skip("running as root without setpriv")
         command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *command]
-    found = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=ROOT,
-                           env={**env(), "PATH": str(folder)})
+    found = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        env={**env(), "PATH": str(folder)},
+    )
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == str(binary)
 
 
-@pytest.mark.parametrize("public_url", ["https://x.ngrok.app/\x1b]0;pwned\x07\x1b[2J",
-                                        "javascript:alert(1)", "https://\u202eppa.kcorgn/",
-                                        "not a url"])
-def test_a_public_url_that_is_no_url_is_refused(agent: Path, tmp_path: Path,
-                                                public_url: str) -> None:
+@pytest.mark.parametrize(
+    "public_url",
+    [
+        "https://x.ngrok.app/\x1b]0;pwned\x07\x1b[2J",
+        "javascript:alert(1)",
+        "https://\u202eppa.kcorgn/",
+        "not a url",
+    ],
+)
+def test_a_public_url_that_is_no_url_is_refused(
+    agent: Path, tmp_path: Path, public_url: str
+) -> None:
     """What the agent answers is printed, drawn in the table's header and sent to IntelePeer
     by --set-webhook: an answer that is no http(s) URL stops listen (exit 9), escaped."""
-    result = run_process("listen", "--tunnel", "--ngrok-path", str(agent), "--port", "0",
-                         "--db", str(tmp_path / "u.sqlite3"),
-                         env=env(FAKE_NGROK_PUBLIC_URL=public_url))
+    result = run_process(
+        "listen",
+        "--tunnel",
+        "--ngrok-path",
+        str(agent),
+        "--port",
+        "0",
+        "--db",
+        str(tmp_path / "u.sqlite3"),
+        env=env(FAKE_NGROK_PUBLIC_URL=public_url),
+    )
     assert result.returncode == ExitCode.TUNNEL
     assert "the ngrok agent answered with a public URL that is no URL" in result.stderr
     assert "\x1b" not in result.stderr + result.stdout

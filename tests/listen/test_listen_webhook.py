@@ -35,8 +35,13 @@ def emu() -> Iterator[EmulatorThread]:
 
 
 def env(emu: EmulatorThread, home: Path) -> dict[str, str]:
-    return cli_env(IPSMS_API_BASE=emu.api_base, IPSMS_AUTH_URL=emu.auth_url,
-                   IPSMS_USERNAME="api-user", IPSMS_PASSWORD=PASSWORD, IPSMS_HOME=str(home))
+    return cli_env(
+        IPSMS_API_BASE=emu.api_base,
+        IPSMS_AUTH_URL=emu.auth_url,
+        IPSMS_USERNAME="api-user",
+        IPSMS_PASSWORD=PASSWORD,
+        IPSMS_HOME=str(home),
+    )
 
 
 def webhooks_set(emu: EmulatorThread) -> list[str]:
@@ -49,11 +54,13 @@ def lines_of(text: str) -> list[dict[str, Any]]:
 
 
 def test_the_number_points_at_the_listener_and_is_put_back_on_exit(
-        emu: EmulatorThread, ipsms_home: Path, tmp_path: Path) -> None:
+    emu: EmulatorThread, ipsms_home: Path, tmp_path: Path
+) -> None:
     e = env(emu, ipsms_home)
     assert run_ipsms("set-webhook", NUMBER, APP, env=e).returncode == 0  # what it had before
-    listener = ListenerProcess("--set-webhook", NUMBER, "--public-url", PUBLIC,
-                               db=tmp_path / "l.sqlite3", env=e)
+    listener = ListenerProcess(
+        "--set-webhook", NUMBER, "--public-url", PUBLIC, db=tmp_path / "l.sqlite3", env=e
+    )
     try:
         change = listener.next_event()  # right after the "listening" line
         assert (change["type"], change["action"], change["url"]) == ("webhook_set", "set", PUBLIC)
@@ -73,14 +80,21 @@ def test_the_number_points_at_the_listener_and_is_put_back_on_exit(
 
 
 def test_the_cpaas_warning_is_shown_once_like_set_webhooks(
-        emu: EmulatorThread, ipsms_home: Path, tmp_path: Path) -> None:
+    emu: EmulatorThread, ipsms_home: Path, tmp_path: Path
+) -> None:
     """Pointing a number's webhook anywhere stops CPaaS delivery for it: `listen
     --set-webhook` says so the first time for this API and account, as `set-webhook` does."""
     errs = []
     for run in range(2):
-        listener = ListenerProcess("--set-webhook", NUMBER, "--public-url", PUBLIC,
-                                   "--keep-webhook", db=tmp_path / f"{run}.sqlite3",
-                                   env=env(emu, ipsms_home))
+        listener = ListenerProcess(
+            "--set-webhook",
+            NUMBER,
+            "--public-url",
+            PUBLIC,
+            "--keep-webhook",
+            db=tmp_path / f"{run}.sqlite3",
+            env=env(emu, ipsms_home),
+        )
         try:
             listener.next_event()
             code, _, err = listener.stop(signal.SIGTERM)
@@ -90,48 +104,68 @@ def test_the_cpaas_warning_is_shown_once_like_set_webhooks(
         errs.append(err)
     assert "ipsms listen: warning: a number enabled for Atmosphere CPaaS" in errs[0]
     assert "CPaaS" not in errs[1]
-    assert run_ipsms("set-webhook", NUMBER, APP, env=env(emu, ipsms_home)).stderr.count(
-        "CPaaS") == 0  # the same API and account: already told
+    assert (
+        run_ipsms("set-webhook", NUMBER, APP, env=env(emu, ipsms_home)).stderr.count("CPaaS") == 0
+    )  # the same API and account: already told
 
 
 def test_after_kill_9_the_lease_says_what_to_put_back(
-        emu: EmulatorThread, ipsms_home: Path, tmp_path: Path) -> None:
+    emu: EmulatorThread, ipsms_home: Path, tmp_path: Path
+) -> None:
     e = env(emu, ipsms_home)
     run_ipsms("set-webhook", NUMBER, APP, env=e)
-    listener = ListenerProcess("--set-webhook", NUMBER, "--public-url", PUBLIC,
-                               db=tmp_path / "k.sqlite3", env=e)
+    listener = ListenerProcess(
+        "--set-webhook", NUMBER, "--public-url", PUBLIC, db=tmp_path / "k.sqlite3", env=e
+    )
     assert listener.next_event()["type"] == "webhook_set"
     listener.proc.kill()
     listener.proc.communicate()
     assert emu.state.numbers[NUMBER].webhook == PUBLIC  # nobody put it back
-    again = ListenerProcess("--set-webhook", "+13038675310", "--public-url", PUBLIC,
-                            db=tmp_path / "k2.sqlite3", env=e)
+    again = ListenerProcess(
+        "--set-webhook", "+13038675310", "--public-url", PUBLIC, db=tmp_path / "k2.sqlite3", env=e
+    )
     try:
         code, _, err = again.stop()
     finally:
         again.kill()
     assert code == 0
-    assert (f"pointed {NUMBER} at {PUBLIC} and did not put it back; run `ipsms set-webhook "
-            f"--restore {NUMBER}`") in err
+    assert (
+        f"pointed {NUMBER} at {PUBLIC} and did not put it back; run `ipsms set-webhook "
+        f"--restore {NUMBER}`"
+    ) in err
     restored = run_ipsms("set-webhook", "--restore", NUMBER, env=e)
     assert restored.returncode == 0, restored.stderr
     assert emu.state.numbers[NUMBER].webhook == APP
     assert json.loads((ipsms_home / "webhook-leases.json").read_text())["leases"] == []
 
 
-def test_keep_webhook_and_restore_to(emu: EmulatorThread, ipsms_home: Path,
-                                     tmp_path: Path) -> None:
+def test_keep_webhook_and_restore_to(emu: EmulatorThread, ipsms_home: Path, tmp_path: Path) -> None:
     e = env(emu, ipsms_home)
-    kept = ListenerProcess("--set-webhook", NUMBER, "--public-url", PUBLIC, "--keep-webhook",
-                           db=tmp_path / "a.sqlite3", env=e)
+    kept = ListenerProcess(
+        "--set-webhook",
+        NUMBER,
+        "--public-url",
+        PUBLIC,
+        "--keep-webhook",
+        db=tmp_path / "a.sqlite3",
+        env=e,
+    )
     try:
         assert kept.stop()[0] == 0
     finally:
         kept.kill()
     assert emu.state.numbers[NUMBER].webhook == PUBLIC
     other = "https://other.example.com/in"
-    moved = ListenerProcess("--set-webhook", NUMBER, "--public-url", PUBLIC, "--restore-to",
-                            other, db=tmp_path / "b.sqlite3", env=e)
+    moved = ListenerProcess(
+        "--set-webhook",
+        NUMBER,
+        "--public-url",
+        PUBLIC,
+        "--restore-to",
+        other,
+        db=tmp_path / "b.sqlite3",
+        env=e,
+    )
     try:
         assert moved.stop()[0] == 0
     finally:
@@ -140,9 +174,16 @@ def test_keep_webhook_and_restore_to(emu: EmulatorThread, ipsms_home: Path,
 
 
 def test_an_unknown_previous_webhook_is_said_up_front_and_left(
-        emu: EmulatorThread, ipsms_home: Path, tmp_path: Path) -> None:
-    listener = ListenerProcess("--set-webhook", NUMBER, "--public-url", PUBLIC,
-                               db=tmp_path / "u.sqlite3", env=env(emu, ipsms_home))
+    emu: EmulatorThread, ipsms_home: Path, tmp_path: Path
+) -> None:
+    listener = ListenerProcess(
+        "--set-webhook",
+        NUMBER,
+        "--public-url",
+        PUBLIC,
+        db=tmp_path / "u.sqlite3",
+        env=env(emu, ipsms_home),
+    )
     try:
         code, _, err = listener.stop()
     finally:
@@ -155,11 +196,23 @@ def test_an_unknown_previous_webhook_is_said_up_front_and_left(
 
 def test_lease_options_are_checked(emu: EmulatorThread, ipsms_home: Path) -> None:
     e = env(emu, ipsms_home)
-    for args, words in ((["--set-webhook", NUMBER], "needs the URL IntelePeer reaches"),
-                        (["--keep-webhook"], "go with --set-webhook"),
-                        (["--set-webhook", NUMBER, "--public-url", PUBLIC, "--keep-webhook",
-                          "--restore-to", APP], "do not go together"),
-                        (["--set-webhook", "12", "--public-url", PUBLIC], "12")):
+    for args, words in (
+        (["--set-webhook", NUMBER], "needs the URL IntelePeer reaches"),
+        (["--keep-webhook"], "go with --set-webhook"),
+        (
+            [
+                "--set-webhook",
+                NUMBER,
+                "--public-url",
+                PUBLIC,
+                "--keep-webhook",
+                "--restore-to",
+                APP,
+            ],
+            "do not go together",
+        ),
+        (["--set-webhook", "12", "--public-url", PUBLIC], "12"),
+    ):
         result = run_ipsms("listen", *args, env=e)
         assert result.returncode == ExitCode.USAGE, (args, result.stderr)
         assert words in result.stderr, (args, result.stderr)
@@ -167,7 +220,8 @@ def test_lease_options_are_checked(emu: EmulatorThread, ipsms_home: Path) -> Non
 
 
 def test_a_missing_public_url_is_said_before_credentials_are_looked_for(
-        emu: EmulatorThread, ipsms_home: Path) -> None:
+    emu: EmulatorThread, ipsms_home: Path
+) -> None:
     """`listen --set-webhook TN` alone: the missing URL is named first, with no credentials
     anywhere (not "no IntelePeer credentials", then the URL once logged in), and with
     credentials nothing is asked of the API."""
@@ -176,21 +230,40 @@ def test_a_missing_public_url_is_said_before_credentials_are_looked_for(
     assert "--set-webhook needs the URL IntelePeer reaches this listener at" in alone.stderr
     assert "--tunnel, or --public-url URL" in alone.stderr
     assert "credentials" not in alone.stderr and "auth login" not in alone.stderr
-    bad_number = run_ipsms("listen", "--set-webhook", "303-8675309", "--public-url", PUBLIC,
-                           env=cli_env(IPSMS_HOME=str(ipsms_home)))
+    bad_number = run_ipsms(
+        "listen",
+        "--set-webhook",
+        "303-8675309",
+        "--public-url",
+        PUBLIC,
+        env=cli_env(IPSMS_HOME=str(ipsms_home)),
+    )
     assert bad_number.returncode == ExitCode.USAGE, bad_number.stderr
     assert "+13038675309" in bad_number.stderr and "credentials" not in bad_number.stderr
     e = env(emu, ipsms_home)
-    for args in (["--set-webhook", NUMBER], ["--set-webhook", NUMBER, "--public-url",
-                                             "http://localhost:9/hook"]):
+    for args in (
+        ["--set-webhook", NUMBER],
+        ["--set-webhook", NUMBER, "--public-url", "http://localhost:9/hook"],
+    ):
         assert run_ipsms("listen", *args, env=e).returncode == ExitCode.USAGE
     assert emu.state.requests == []  # not even a login
 
 
 def test_wrong_credentials_stop_the_listener_before_anything_changes(
-        emu: EmulatorThread, ipsms_home: Path, tmp_path: Path) -> None:
+    emu: EmulatorThread, ipsms_home: Path, tmp_path: Path
+) -> None:
     e = {**env(emu, ipsms_home), "IPSMS_PASSWORD": "wrong"}
-    result = run_ipsms("listen", "--port", "0", "--db", str(tmp_path / "w.sqlite3"),
-                       "--set-webhook", NUMBER, "--public-url", PUBLIC, env=e)
+    result = run_ipsms(
+        "listen",
+        "--port",
+        "0",
+        "--db",
+        str(tmp_path / "w.sqlite3"),
+        "--set-webhook",
+        NUMBER,
+        "--public-url",
+        PUBLIC,
+        env=e,
+    )
     assert result.returncode == ExitCode.AUTH, result.stderr
     assert emu.state.numbers[NUMBER].webhook != PUBLIC

@@ -20,8 +20,13 @@ from ipsms.store.recorder import Recorder
 from tests.hostile import stored_rows
 
 REFID = "ABCDEF1234567890ABCDEF1234567890"
-SEED = {"refid": REFID, "from": "+7708675309", "to": "+13038675309",
-        "message": "Hello World!", "signature": "SECRET CODE"}
+SEED = {
+    "refid": REFID,
+    "from": "+7708675309",
+    "to": "+13038675309",
+    "message": "Hello World!",
+    "signature": "SECRET CODE",
+}
 
 MakeClient = Callable[..., Awaitable[TestClient[Any, Any]]]
 
@@ -37,24 +42,29 @@ def events() -> list[Request]:
 
 
 @pytest.fixture
-def listen(aiohttp_client: MakeClient, db_path: Path, events: list[Request]
-           ) -> Callable[..., Awaitable[TestClient[Any, Any]]]:
+def listen(
+    aiohttp_client: MakeClient, db_path: Path, events: list[Request]
+) -> Callable[..., Awaitable[TestClient[Any, Any]]]:
     async def start(**config: Any) -> TestClient[Any, Any]:
         app = create_app(ListenConfig(**config), Recorder(db_path), [events.append])
         return await aiohttp_client(app)
+
     return start
 
 
 rows = stored_rows
 
 
-async def test_seed_message_is_recorded_before_the_200(listen: Any, db_path: Path,
-                                                       events: list[Request]) -> None:
+async def test_seed_message_is_recorded_before_the_200(
+    listen: Any, db_path: Path, events: list[Request]
+) -> None:
     client = await listen(secret="SECRET CODE")
     body = json.dumps(SEED).encode()
-    resp = await client.post("/any/path?x=1", data=body,
-                             headers={"Content-Type": "application/json",
-                                      "Authorization": "Basic dXNlcjpwYXNz"})
+    resp = await client.post(
+        "/any/path?x=1",
+        data=body,
+        headers={"Content-Type": "application/json", "Authorization": "Basic dXNlcjpwYXNz"},
+    )
     assert resp.status == 200
     assert (await resp.json())["attempt"] == 1
     # Committed before the answer: another connection sees it right away.
@@ -79,8 +89,9 @@ async def test_retries_of_a_refid_count_attempts(listen: Any, db_path: Path) -> 
     assert [r.attempt for r in rows(db_path)] == [1, 2, 3]
 
 
-async def test_attempts_continue_across_listener_restarts(aiohttp_client: MakeClient,
-                                                          db_path: Path) -> None:
+async def test_attempts_continue_across_listener_restarts(
+    aiohttp_client: MakeClient, db_path: Path
+) -> None:
     for expected in (1, 2):
         client = await aiohttp_client(create_app(ListenConfig(), Recorder(db_path)))
         resp = await client.post("/", json=SEED)
@@ -88,16 +99,27 @@ async def test_attempts_continue_across_listener_restarts(aiohttp_client: MakeCl
         await client.close()
 
 
-@pytest.mark.parametrize(("kwargs", "status", "error"), [
-    ({"data": b"{oops", "headers": {"Content-Type": "application/json"}}, 400, "invalid_json"),
-    ({"data": b'"text"', "headers": {"Content-Type": "application/json"}}, 400, "not_an_object"),
-    ({"json": {"refid": REFID, "from": "+13035550100"}}, 400, "missing_fields"),
-    ({"json": {**SEED, "message": 42}}, 400, "wrong_field_types"),
-    ({"data": b"<sms/>", "headers": {"Content-Type": "text/xml"}}, 415,
-     "unsupported_content_type"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "status", "error"),
+    [
+        ({"data": b"{oops", "headers": {"Content-Type": "application/json"}}, 400, "invalid_json"),
+        (
+            {"data": b'"text"', "headers": {"Content-Type": "application/json"}},
+            400,
+            "not_an_object",
+        ),
+        ({"json": {"refid": REFID, "from": "+13035550100"}}, 400, "missing_fields"),
+        ({"json": {**SEED, "message": 42}}, 400, "wrong_field_types"),
+        (
+            {"data": b"<sms/>", "headers": {"Content-Type": "text/xml"}},
+            415,
+            "unsupported_content_type",
+        ),
+    ],
+)
 async def test_bad_bodies_get_a_json_reason_and_are_recorded(
-        listen: Any, db_path: Path, kwargs: dict[str, Any], status: int, error: str) -> None:
+    listen: Any, db_path: Path, kwargs: dict[str, Any], status: int, error: str
+) -> None:
     client = await listen()
     resp = await client.post("/hook", **kwargs)
     assert resp.status == status
@@ -126,7 +148,8 @@ async def test_other_methods_get_405_with_allow(listen: Any, db_path: Path) -> N
 
 
 async def test_bad_signature_is_403_and_only_the_local_user_gets_the_explanation(
-        listen: Any, db_path: Path, events: list[Request]) -> None:
+    listen: Any, db_path: Path, events: list[Request]
+) -> None:
     client = await listen(secret="the-real-secret")
     near_miss = {**SEED, "signature": "THE-REAL-SECRET"}  # matches except for letter case
     resp = await client.post("/", json=near_miss)
@@ -143,8 +166,7 @@ async def test_bad_signature_is_403_and_only_the_local_user_gets_the_explanation
     assert "letter case" in (rows(db_path)[0].verdict_detail or "")
 
 
-async def test_accept_bad_signature_answers_200_flagged(listen: Any,
-                                                        events: list[Request]) -> None:
+async def test_accept_bad_signature_answers_200_flagged(listen: Any, events: list[Request]) -> None:
     client = await listen(secret="other", accept_bad_signature=True)
     resp = await client.post("/", json=SEED)
     assert resp.status == 200
@@ -155,14 +177,20 @@ async def test_accept_bad_signature_answers_200_flagged(listen: Any,
 async def test_hmac_mode_and_form_bodies(listen: Any) -> None:
     client = await listen(secret="s3cret", signature_mode=Mode.HMAC)
     sig = compute_hmac("s3cret", REFID, "hi there")
-    form = {"refid": REFID, "from": "+13035550100", "to": "+13038675309",
-            "message": "hi there", "signature": sig}
+    form = {
+        "refid": REFID,
+        "from": "+13035550100",
+        "to": "+13038675309",
+        "message": "hi there",
+        "signature": sig,
+    }
     resp = await client.post("/", data=form)
     assert resp.status == 200
 
 
-async def test_store_failure_answers_503_never_200(listen: Any, db_path: Path,
-                                                   events: list[Request]) -> None:
+async def test_store_failure_answers_503_never_200(
+    listen: Any, db_path: Path, events: list[Request]
+) -> None:
     client = await listen()
     assert (await client.post("/", json=SEED)).status == 200
     other = store.connect(db_path)
@@ -185,7 +213,8 @@ async def test_concurrent_requests_are_all_committed(listen: Any, db_path: Path)
 
 
 async def test_a_failing_output_never_turns_a_recorded_message_into_an_error(
-        aiohttp_client: MakeClient, db_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    aiohttp_client: MakeClient, db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(event: Request) -> None:
         raise RuntimeError("display exploded")
 
@@ -198,20 +227,32 @@ async def test_a_failing_output_never_turns_a_recorded_message_into_an_error(
 
 BODIES = st.one_of(
     st.binary(max_size=300),
-    st.dictionaries(st.sampled_from(["refid", "from", "to", "message", "signature", "x"]),
-                    st.one_of(st.text(max_size=40), st.integers(), st.none(),
-                              st.lists(st.integers(), max_size=3)), max_size=6)
-    .map(lambda d: json.dumps(d).encode()),
+    st.dictionaries(
+        st.sampled_from(["refid", "from", "to", "message", "signature", "x"]),
+        st.one_of(
+            st.text(max_size=40), st.integers(), st.none(), st.lists(st.integers(), max_size=3)
+        ),
+        max_size=6,
+    ).map(lambda d: json.dumps(d).encode()),
 )
-CONTENT_TYPES = st.sampled_from(["application/json", "application/x-www-form-urlencoded",
-                                 "text/plain", "", "application/json; charset=latin-1"])
+CONTENT_TYPES = st.sampled_from(
+    [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "",
+        "application/json; charset=latin-1",
+    ]
+)
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=BODIES, content_type=CONTENT_TYPES)
 async def test_any_input_gets_a_deliberate_answer_never_a_500(
-        listen: Any, body: bytes, content_type: str) -> None:
+    listen: Any, body: bytes, content_type: str
+) -> None:
     client = await listen(secret="s")
     headers = {"Content-Type": content_type} if content_type else {}
     resp = await client.post("/", data=body, headers=headers)

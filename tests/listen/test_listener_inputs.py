@@ -29,8 +29,13 @@ from tests.hostile import (
 )
 
 HMAC = compute_hmac(SECRET, REFID, "hi")
-SIGNED = {"refid": REFID, "from": "+13035550100", "to": "+13038675309", "message": "hi",
-          "signature": HMAC}
+SIGNED = {
+    "refid": REFID,
+    "from": "+13035550100",
+    "to": "+13038675309",
+    "message": "hi",
+    "signature": HMAC,
+}
 FORM = "application/x-www-form-urlencoded"
 
 
@@ -47,23 +52,42 @@ def requests(listener) -> list[Request]:  # type: ignore[no-untyped-def]
 # behind --forward-to may read the other (Django, PHP and Rails read a form's last value; a
 # JSON parser may keep the first of two keys).
 REPLAYED = [
-    ("form, a second message after the signed one", FORM,
-     urlencode(SIGNED).encode() + b"&message=evil", "first"),
-    ("form, an empty message after the signed one", FORM,
-     urlencode(SIGNED).encode() + b"&message=", "first"),
-    ("JSON, a message key before the signed fields", "application/json",
-     b'{"message":"evil",' + json.dumps(SIGNED).encode()[1:], "last"),
-    ("JSON, the key spelled with an escape", "application/json",
-     b'{"messag\\u0065":"evil",' + json.dumps(SIGNED).encode()[1:], "last"),
+    (
+        "form, a second message after the signed one",
+        FORM,
+        urlencode(SIGNED).encode() + b"&message=evil",
+        "first",
+    ),
+    (
+        "form, an empty message after the signed one",
+        FORM,
+        urlencode(SIGNED).encode() + b"&message=",
+        "first",
+    ),
+    (
+        "JSON, a message key before the signed fields",
+        "application/json",
+        b'{"message":"evil",' + json.dumps(SIGNED).encode()[1:],
+        "last",
+    ),
+    (
+        "JSON, the key spelled with an escape",
+        "application/json",
+        b'{"messag\\u0065":"evil",' + json.dumps(SIGNED).encode()[1:],
+        "last",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "content_type", "body", "read"), REPLAYED,
-                         ids=[c[0] for c in REPLAYED])
+@pytest.mark.parametrize(
+    ("case", "content_type", "body", "read"), REPLAYED, ids=[c[0] for c in REPLAYED]
+)
 async def test_a_signed_body_with_a_second_value_is_not_valid_and_verify_agrees(
-        tmp_path: Path, case: str, content_type: str, body: bytes, read: str) -> None:
-    async with running_listener(tmp_path / "s.sqlite3", secret=SECRET,
-                                signature_mode=Mode.HMAC) as listener:
+    tmp_path: Path, case: str, content_type: str, body: bytes, read: str
+) -> None:
+    async with running_listener(
+        tmp_path / "s.sqlite3", secret=SECRET, signature_mode=Mode.HMAC
+    ) as listener:
         answer = await listener.post(body, content_type)
         assert status_of(answer) == 403, answer
         assert body_of(answer) == {"error": "signature_invalid", "detail": "signature invalid"}
@@ -78,8 +102,9 @@ async def test_a_signed_body_with_a_second_value_is_not_valid_and_verify_agrees(
 
     payload = tmp_path / "payload"
     payload.write_bytes(body)
-    result = run_ipsms("verify", str(payload), "--secret", SECRET, "--signature-mode", "hmac",
-                       "--format", "json")
+    result = run_ipsms(
+        "verify", str(payload), "--secret", SECRET, "--signature-mode", "hmac", "--format", "json"
+    )
     assert result.returncode != 0
     line = json.loads(result.stdout)
     assert (line["verdict"], line["reason"]) == ("invalid", "duplicate field")
@@ -87,30 +112,39 @@ async def test_a_signed_body_with_a_second_value_is_not_valid_and_verify_agrees(
 
 
 async def test_a_field_twice_is_flagged_and_shown_as_read_when_nothing_is_checked(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     async with running_listener(tmp_path / "s.sqlite3") as listener:
         form = urlencode({**VALID, "message": "first"}).encode() + b"&message=second&to=%2B1"
         assert status_of(await listener.post(form, FORM)) == 200
-        nested = (b'{"refid":"' + REFID.encode() + b'","from":"+13035550100","to":'
-                  b'"+13038675309","message":"m","media":{"url":"a","url":"b"},'
-                  b'"parts":[{"id":1,"id":1}],"message":"m"}')
+        nested = (
+            b'{"refid":"' + REFID.encode() + b'","from":"+13035550100","to":'
+            b'"+13038675309","message":"m","media":{"url":"a","url":"b"},'
+            b'"parts":[{"id":1,"id":1}],"message":"m"}'
+        )
         assert status_of(await listener.post(nested)) == 200
     form_row, json_row = stored_rows(tmp_path / "s.sqlite3")
     assert (form_row.message, form_row.to_number, form_row.verdict) == (
-        "first", "+13038675309", "unchecked")
+        "first",
+        "+13038675309",
+        "unchecked",
+    )
     (flag,) = [f for f in form_row.flags or [] if f["code"] == "duplicate_fields"]
     assert flag["detail"] == (
         "sent more than once: to (2 values, differing), message (2 values, differing); ipsms "
         "shows and checks the first value, as Flask and Go do; Django, PHP and Rails read "
-        "the last")
+        "the last"
+    )
     (flag,) = [f for f in json_row.flags or [] if f["code"] == "duplicate_fields"]
     assert flag["detail"].startswith(
         "sent more than once: message (2 values, all the same), media.url (2 values, "
-        "differing), parts[].id (2 values, all the same); ipsms shows and checks the last")
+        "differing), parts[].id (2 values, all the same); ipsms shows and checks the last"
+    )
 
 
 async def test_a_signed_field_repeated_with_the_same_value_stays_valid_and_flagged(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     body = urlencode(SIGNED).encode() + b"&message=hi&signature=" + HMAC.encode()
     async with running_listener(tmp_path / "s.sqlite3", secret=SECRET) as listener:
         assert status_of(await listener.post(body, FORM)) == 200
@@ -120,10 +154,12 @@ async def test_a_signed_field_repeated_with_the_same_value_stays_valid_and_flagg
 
 
 async def test_accept_bad_signature_answers_an_ambiguous_body_200_with_its_warning(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     body = urlencode(SIGNED).encode() + b"&signature=other"
-    async with running_listener(tmp_path / "s.sqlite3", secret=SECRET,
-                                accept_bad_signature=True) as listener:
+    async with running_listener(
+        tmp_path / "s.sqlite3", secret=SECRET, accept_bad_signature=True
+    ) as listener:
         answer = await listener.post(body, FORM)
     assert status_of(answer) == 200
     assert "signature invalid" in body_of(answer)["warning"]
@@ -148,7 +184,8 @@ CODED = [
 
 @pytest.mark.parametrize(("case", "coding", "body"), CODED, ids=[c[0] for c in CODED])
 async def test_a_body_with_a_content_coding_is_refused_415_and_recorded_as_sent(
-        tmp_path: Path, case: str, coding: str, body: bytes) -> None:
+    tmp_path: Path, case: str, coding: str, body: bytes
+) -> None:
     async with running_listener(tmp_path / "s.sqlite3", secret=SECRET) as listener:
         answer = await listener.post(body, headers=f"Content-Encoding: {coding}\r\n")
         assert status_of(answer) == 415, answer
@@ -175,7 +212,8 @@ async def test_a_gzip_bomb_is_refused_unopened(tmp_path: Path) -> None:
     async with running_listener(tmp_path / "s.sqlite3", secret=SECRET) as listener:
         started = time.monotonic()
         answers = await asyncio.gather(
-            listener.post(bomb, headers="Content-Encoding: gzip\r\n"), listener.post(PLAIN))
+            listener.post(bomb, headers="Content-Encoding: gzip\r\n"), listener.post(PLAIN)
+        )
         elapsed = time.monotonic() - started
     assert [status_of(a) for a in answers] == [415, 200]
     assert elapsed < 1.0  # a bomb decompressed on the event loop stalls every other request
@@ -189,7 +227,8 @@ async def test_a_transfer_coding_other_than_chunked_is_refused_501(tmp_path: Pat
     async with running_listener(tmp_path / "s.sqlite3", secret=SECRET) as listener:
         answer = await listener.raw(
             b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n" + chunked)
+            b"Transfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n" + chunked
+        )
         assert status_of(answer) == 501
         assert body_of(answer)["error"] == "unsupported_transfer_encoding"
         assert await listener.post_valid() == 200
@@ -204,8 +243,14 @@ async def first_answer(port: int, head: bytes) -> tuple[bytes, bool]:
     try:
         writer.write(head)
         answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-        length = next((int(line.split(":")[1]) for line in answer.decode().split("\r\n")
-                       if line.lower().startswith("content-length:")), 0)
+        length = next(
+            (
+                int(line.split(":")[1])
+                for line in answer.decode().split("\r\n")
+                if line.lower().startswith("content-length:")
+            ),
+            0,
+        )
         answer += await asyncio.wait_for(reader.readexactly(length), 5)
         closed = await asyncio.wait_for(reader.read(), 5) == b""
         return answer, closed
@@ -214,18 +259,32 @@ async def first_answer(port: int, head: bytes) -> tuple[bytes, bool]:
         await wait_closed(writer)
 
 
-@pytest.mark.parametrize(("case", "headers", "status", "error"), [
-    ("a declared body over --max-body", "Content-Length: 5000000\r\n", 413, "body_too_large"),
-    ("a content coding", "Content-Length: 10\r\nContent-Encoding: gzip\r\n", 415,
-     "unsupported_content_encoding"),
-    ("an expectation other than 100-continue", "Content-Length: 10\r\n", 417,
-     "expectation_failed"),
-])
+@pytest.mark.parametrize(
+    ("case", "headers", "status", "error"),
+    [
+        ("a declared body over --max-body", "Content-Length: 5000000\r\n", 413, "body_too_large"),
+        (
+            "a content coding",
+            "Content-Length: 10\r\nContent-Encoding: gzip\r\n",
+            415,
+            "unsupported_content_encoding",
+        ),
+        (
+            "an expectation other than 100-continue",
+            "Content-Length: 10\r\n",
+            417,
+            "expectation_failed",
+        ),
+    ],
+)
 async def test_a_body_refused_from_the_head_is_never_invited(
-        tmp_path: Path, case: str, headers: str, status: int, error: str) -> None:
+    tmp_path: Path, case: str, headers: str, status: int, error: str
+) -> None:
     expect = "teapot" if status == 417 else "100-continue"
-    head = (f"POST /sms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}"
-            f"Expect: {expect}\r\n\r\n").encode()
+    head = (
+        f"POST /sms HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{headers}"
+        f"Expect: {expect}\r\n\r\n"
+    ).encode()
     async with running_listener(tmp_path / "s.sqlite3", max_body=4096) as listener:
         answer, closed = await first_answer(listener.port, head)
         assert status_of(answer) == status, answer  # not "100 Continue"
@@ -241,8 +300,10 @@ async def test_a_body_refused_from_the_head_is_never_invited(
 async def test_a_body_within_the_limit_is_still_invited(tmp_path: Path) -> None:
     async with running_listener(tmp_path / "s.sqlite3", max_body=4096) as listener:
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
-        writer.write(f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {len(PLAIN)}\r\nExpect: 100-continue\r\n\r\n".encode())
+        writer.write(
+            f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(PLAIN)}\r\nExpect: 100-continue\r\n\r\n".encode()
+        )
         interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         writer.write(PLAIN)
@@ -255,8 +316,10 @@ async def test_a_body_within_the_limit_is_still_invited(tmp_path: Path) -> None:
 async def test_huge_chunk_extensions_count_against_max_body(tmp_path: Path) -> None:
     async with running_listener(tmp_path / "s.sqlite3", max_body=64 * 1024) as listener:
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
-        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n1;ext=")
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n1;ext="
+        )
         sent = 0
 
         async def send() -> None:  # 50 MiB of one chunk extension, then a 1-byte chunk
@@ -280,18 +343,19 @@ async def test_huge_chunk_extensions_count_against_max_body(tmp_path: Path) -> N
         assert await listener.post_valid() == 200
         (event, _) = requests(listener)
         assert event.error == "body_too_large"
-        assert "on the wire (chunk sizes and their extensions count)" in (event.error_detail
-                                                                         or "")
+        assert "on the wire (chunk sizes and their extensions count)" in (event.error_detail or "")
 
 
 async def test_a_chunked_body_in_many_small_chunks_is_still_accepted(tmp_path: Path) -> None:
     async with running_listener(tmp_path / "s.sqlite3", max_body=4096) as listener:
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
-        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n")
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
         await asyncio.sleep(0.05)  # the listener reads this body as it arrives, counting it
         for i in range(len(PLAIN)):  # 1-byte chunks: five bytes of framing to each
-            writer.write(b"1;x=y\r\n" + PLAIN[i:i + 1] + b"\r\n")
+            writer.write(b"1;x=y\r\n" + PLAIN[i : i + 1] + b"\r\n")
         writer.write(b"0\r\n\r\n")
         answer = await asyncio.wait_for(reader.readuntil(b"}"), 5)
         writer.close()

@@ -36,7 +36,8 @@ def open_fds() -> int:
 
 
 async def test_slowloris_connections_are_cut_off_and_never_starve_a_real_post(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     async with running_listener(tmp_path / "s.sqlite3", read_timeout=1.0) as listener:
         before = open_fds()
         slow: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
@@ -54,7 +55,8 @@ async def test_slowloris_connections_are_cut_off_and_never_starve_a_real_post(
         # Every slow connection is closed by the listener after the read timeout; those that
         # had begun a request are told so with a 408.
         answers = await asyncio.wait_for(
-            asyncio.gather(*(reader.read() for reader, _ in slow)), timeout=10)
+            asyncio.gather(*(reader.read() for reader, _ in slow)), timeout=10
+        )
         assert {status_of(a) for a in answers[1::2]} == {408}
         assert set(answers[0::2]) == {b""}
         for _, writer in slow:
@@ -69,8 +71,10 @@ async def test_slowloris_connections_are_cut_off_and_never_starve_a_real_post(
 async def test_a_body_sent_slowly_is_cut_off_with_408_and_recorded(tmp_path: Path) -> None:
     async with running_listener(tmp_path / "s.sqlite3", read_timeout=0.4) as listener:
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
-        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 100\r\n\r\n{")
+        writer.write(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
 
         async def trickle() -> None:
             # A byte every 0.1 s, a quarter of the timeout: never a stall long enough for a
@@ -109,17 +113,29 @@ async def test_connections_over_the_cap_get_503_and_the_cap_frees_up(tmp_path: P
 
 
 async def test_a_failing_store_write_answers_503_and_the_writer_keeps_serving(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     recorder = Recorder(tmp_path / "s.sqlite3")
     async with recorder:
-        good = Request(time.time(), "POST", "/", None, [], None, b"{}", 200,
-                                   refid="A")
+        good = Request(time.time(), "POST", "/", None, [], None, b"{}", 200, refid="A")
         # A failure that is not sqlite3.Error: a header value that cannot be written as JSON.
-        poisoned = Request(time.time(), "POST", "/", None,
-                                       [("X", object())], None, b"{}", 200,  # type: ignore[list-item]
-                                       refid="B")
-        results = await asyncio.gather(recorder.record(good), recorder.record(poisoned),
-                                       recorder.record(good), return_exceptions=True)
+        poisoned = Request(
+            time.time(),
+            "POST",
+            "/",
+            None,
+            [("X", object())],
+            None,
+            b"{}",
+            200,  # type: ignore[list-item]
+            refid="B",
+        )
+        results = await asyncio.gather(
+            recorder.record(good),
+            recorder.record(poisoned),
+            recorder.record(good),
+            return_exceptions=True,
+        )
         assert isinstance(results[1], StateError)
         assert "TypeError" in results[1].message
         assert [r.attempt for r in results if not isinstance(r, BaseException)] == [1, 2]
@@ -175,7 +191,8 @@ def test_listen_answers_with_nobody_reading_stdout(tmp_path: Path) -> None:
 
 
 def test_store_files_are_private_and_a_shared_directory_is_warned_about(
-        tmp_path: Path, ipsms_home: Path) -> None:
+    tmp_path: Path, ipsms_home: Path
+) -> None:
     old = os.umask(0o022)
     try:
         db = ipsms_home / "ipsms.sqlite3"
@@ -202,7 +219,8 @@ def test_store_files_are_private_and_a_shared_directory_is_warned_about(
 
 @pytest.mark.parametrize("mode", [0o770, 0o1777])
 def test_group_or_sticky_world_writable_directories_are_warned_about(
-        tmp_path: Path, mode: int) -> None:
+    tmp_path: Path, mode: int
+) -> None:
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(mode)
@@ -231,9 +249,11 @@ async def test_a_full_disk_loses_lines_counted_but_never_counts_as_closed() -> N
 
 
 async def test_an_event_that_cannot_be_formatted_costs_only_its_own_line(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Lines are formatted in a batch at hand-off: one event whose line fails must neither
     lose the others of its batch nor stop the output."""
+
     class Picky(NdjsonSink):
         def line(self, event: object) -> str:
             if event == "boom":
@@ -296,9 +316,23 @@ def test_listen_with_stderr_on_the_same_unread_pipe_still_answers(tmp_path: Path
     from tests.conftest import ROOT, cli_env
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ipsms", "listen", "--port", "0", "--format", "json", "--db",
-         str(tmp_path / "s.sqlite3")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        cwd=ROOT, env=cli_env())
+        [
+            sys.executable,
+            "-m",
+            "ipsms",
+            "listen",
+            "--port",
+            "0",
+            "--format",
+            "json",
+            "--db",
+            str(tmp_path / "s.sqlite3"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=cli_env(),
+    )
     assert proc.stdout is not None
     try:
         line = b""
@@ -322,27 +356,42 @@ def test_stdout_shared_with_stderr_is_never_made_non_blocking() -> None:
 
     from tests.conftest import ROOT
 
-    script = ("import os, sys\n"
-              "from ipsms.ui.lines import NdjsonSink\n"
-              "sink = NdjsonSink(sys.stdout)\n"
-              "sys.stderr.write(f'blocking={os.get_blocking(2)}\\n')\n")
-    shared = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, cwd=ROOT, timeout=30)
+    script = (
+        "import os, sys\n"
+        "from ipsms.ui.lines import NdjsonSink\n"
+        "sink = NdjsonSink(sys.stdout)\n"
+        "sys.stderr.write(f'blocking={os.get_blocking(2)}\\n')\n"
+    )
+    shared = subprocess.run(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        timeout=30,
+    )
     assert b"blocking=True" in shared.stdout
-    apart = subprocess.run([sys.executable, "-c", script.replace("(2)", "(1)")],
-                           capture_output=True, cwd=ROOT, timeout=30)
+    apart = subprocess.run(
+        [sys.executable, "-c", script.replace("(2)", "(1)")],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=30,
+    )
     assert b"blocking=False" in apart.stderr  # a pipe of its own: written without waiting
 
 
 async def test_clients_that_never_read_their_answers_lose_their_slots(tmp_path: Path) -> None:
     import socket
 
-    async with running_listener(tmp_path / "s.sqlite3", max_connections=4,
-                                read_timeout=0.5) as listener:
+    async with running_listener(
+        tmp_path / "s.sqlite3", max_connections=4, read_timeout=0.5
+    ) as listener:
         # Each pipelines 400 requests answered 415 with an 8 KB echo: MBs of answers that
         # are never read, more than the kernel's buffers hold.
-        request = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: x/" + b"a" * 8000
-                   + b"\r\nContent-Length: 1\r\n\r\nx")
+        request = (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: x/"
+            + b"a" * 8000
+            + b"\r\nContent-Length: 1\r\n\r\nx"
+        )
         hogs = []
         for _ in range(4):
             sock = socket.socket()

@@ -28,9 +28,14 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "killpg"), reason="process group
 def config_for(agent: Path, tmp_path: Path) -> Any:
     config_file = tmp_path / "ngrok.yml"
     config_file.write_text('version: "3"\n')
-    return conf.PyngrokConfig(ngrok_path=str(agent), config_path=str(config_file),
-                              monitor_thread=False, startup_timeout=10, request_timeout=5,
-                              start_new_session=True)
+    return conf.PyngrokConfig(
+        ngrok_path=str(agent),
+        config_path=str(config_file),
+        monitor_thread=False,
+        startup_timeout=10,
+        request_timeout=5,
+        start_new_session=True,
+    )
 
 
 @contextlib.contextmanager
@@ -49,11 +54,13 @@ def ended(config: Any) -> Iterator[None]:
 
 
 def test_a_started_agent_is_listed_from_its_first_line_until_pyngrok_kills_it(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     config = config_for(fake_agent(tmp_path / "bin"), tmp_path)
     seen_at_first_line: list[Any] = []
     config.log_event_callback = lambda _log: seen_at_first_line.append(
-        started_agent(config.ngrok_path))
+        started_agent(config.ngrok_path)
+    )
     assert started_agent(config.ngrok_path) is None
     with ended(config):
         agent = process.get_process(config)
@@ -69,8 +76,7 @@ def test_a_started_agent_is_listed_from_its_first_line_until_pyngrok_kills_it(
         assert popen.returncode is not None
 
 
-def test_a_blocked_start_holds_the_lock_and_its_agent_is_listed_meanwhile(
-        tmp_path: Path) -> None:
+def test_a_blocked_start_holds_the_lock_and_its_agent_is_listed_meanwhile(tmp_path: Path) -> None:
     agent = tmp_path / "bin" / "ngrok"  # an agent that never prints: pyngrok's read blocks
     agent.parent.mkdir()
     agent.write_text("#!/bin/sh\nexec sleep 100\n")
@@ -107,4 +113,3 @@ def test_a_blocked_start_holds_the_lock_and_its_agent_is_listed_meanwhile(
         with registry_lock(1) as free:
             assert free
         assert started_agent(config.ngrok_path) is None
-

@@ -38,8 +38,10 @@ def message(refid: str) -> bytes:
 
 
 def request(body: bytes, *, version: str = "1.1", connection: str | None = None) -> bytes:
-    head = (f"POST /sms HTTP/{version}\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n")
+    head = (
+        f"POST /sms HTTP/{version}\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+    )
     if connection is not None:
         head += f"Connection: {connection}\r\n"
     return head.encode() + b"\r\n" + body
@@ -49,8 +51,9 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[str, list[tuple[str
     """One answer off a keep-alive connection: status line, headers in order, body."""
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     lines = head.decode("latin-1").split("\r\n")[:-2]
-    headers = [(name, value.strip()) for name, _, value in (line.partition(":")
-                                                             for line in lines[1:])]
+    headers = [
+        (name, value.strip()) for name, _, value in (line.partition(":") for line in lines[1:])
+    ]
     length = int(next(value for name, value in headers if name.lower() == "content-length"))
     return lines[0], headers, await reader.readexactly(length)
 
@@ -59,6 +62,7 @@ async def read_answer(reader: asyncio.StreamReader) -> tuple[str, list[tuple[str
 async def aiohttp_answering(body: bytes) -> AsyncIterator[int]:
     """A plain aiohttp server answering every request as the listener used to: the reference
     the one-piece answer must match."""
+
     async def answer(_: web.Request) -> web.Response:
         return web.Response(body=body, headers={"Content-Type": "application/json; charset=utf-8"})
 
@@ -105,7 +109,8 @@ async def test_the_answer_is_what_aiohttp_would_have_sent(tmp_path: Path) -> Non
 
 
 async def test_a_keep_alive_connection_carries_pipelined_messages_and_stays_open(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "s.sqlite3"
     async with running_listener(db, secret=SECRET) as listener:
         reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
@@ -121,10 +126,13 @@ async def test_a_keep_alive_connection_carries_pipelined_messages_and_stays_open
 
 
 async def test_connection_close_and_http_1_0_end_the_connection_after_the_answer(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     async with running_listener(tmp_path / "s.sqlite3", secret=SECRET) as listener:
-        for data in (request(message(REFID), connection="close"),
-                     request(message(REFID), version="1.0")):
+        for data in (
+            request(message(REFID), connection="close"),
+            request(message(REFID), version="1.0"),
+        ):
             reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
             writer.write(data)
             status, _, body = await read_answer(reader)
@@ -134,8 +142,7 @@ async def test_connection_close_and_http_1_0_end_the_connection_after_the_answer
             await wait_closed(writer)
 
 
-async def test_a_client_that_pipelines_without_reading_holds_up_only_itself(
-        tmp_path: Path) -> None:
+async def test_a_client_that_pipelines_without_reading_holds_up_only_itself(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite3"
     count = 2000  # about 380 KB of answers: far more than the small buffers below hold
     async with running_listener(db, secret=SECRET) as listener:
@@ -146,8 +153,7 @@ async def test_a_client_that_pipelines_without_reading_holds_up_only_itself(
         # Small socket buffers at both ends, so the listener's own buffer is reached soon.
         await wait_until(lambda: listener.open_connections == 1, what="the connection")
         server_side = next(iter(listener.server.app[GUARD]._guarded))
-        server_side.get_extra_info("socket").setsockopt(
-            socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        server_side.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         writer.write(b"".join(request(message(f"{i:032d}")) for i in range(count)))
         # It reads nothing. The listener stops answering it once its buffer for that
         # connection passes aiohttp's high-water mark (64 KiB), rather than hold every answer.
@@ -166,7 +172,8 @@ async def test_a_client_that_pipelines_without_reading_holds_up_only_itself(
 
 
 async def test_a_poster_gone_before_its_answer_costs_nothing_but_that_answer(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     db = tmp_path / "s.sqlite3"
     async with running_listener(db, secret=SECRET, faults=Faults(delay=0.5)) as listener:
         sock = socket.socket()

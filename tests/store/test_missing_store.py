@@ -14,13 +14,20 @@ from tests.conftest import run_ipsms
 REFID = "ABCDEF1234567890ABCDEF1234567890"
 
 
-@pytest.mark.parametrize("args", [
-    ("messages", "list"), ("messages", "show", REFID), ("messages", "export"),
-    ("messages", "clear", "--yes"), ("replay", REFID), ("replay", "--all"),
-    ("verify", "--secret", "s", "--refid", REFID),
-], ids=" ".join)
-def test_a_missing_store_is_exit_10_for_every_reader(tmp_path: Path, args: tuple[str, ...]
-                                                     ) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("messages", "list"),
+        ("messages", "show", REFID),
+        ("messages", "export"),
+        ("messages", "clear", "--yes"),
+        ("replay", REFID),
+        ("replay", "--all"),
+        ("verify", "--secret", "s", "--refid", REFID),
+    ],
+    ids=" ".join,
+)
+def test_a_missing_store_is_exit_10_for_every_reader(tmp_path: Path, args: tuple[str, ...]) -> None:
     db = tmp_path / "absent.sqlite3"
     result = run_ipsms(*args, "--db", str(db))
     assert result.returncode == ExitCode.NOT_FOUND, result.stderr

@@ -25,8 +25,13 @@ from tests.conftest import ROOT, cli_env, run_ipsms
 from tests.procs import ListenerProcess
 
 REFID = "ABCDEF1234567890ABCDEF1234567890"
-SEED = {"refid": REFID, "from": "+13035550100", "to": "+13038675309",
-        "message": "Hello World!", "signature": "SECRET CODE"}
+SEED = {
+    "refid": REFID,
+    "from": "+13035550100",
+    "to": "+13038675309",
+    "message": "Hello World!",
+    "signature": "SECRET CODE",
+}
 HISTORY = {"too_many_attempts", "refid_reused", "earlier_session"}
 
 
@@ -63,8 +68,9 @@ def listener(db: Path) -> Iterator[ListenerProcess]:
     proc.kill()
 
 
-def test_a_sixth_attempt_is_flagged_beyond_intelepeers_five(listener: ListenerProcess,
-                                                            db: Path) -> None:
+def test_a_sixth_attempt_is_flagged_beyond_intelepeers_five(
+    listener: ListenerProcess, db: Path
+) -> None:
     lines = []
     for _ in range(6):  # IntelePeer's own doc's number: the message has a flag of its own
         assert post(listener.url, body(**{"from": "+7708675309"}))[0] == 200
@@ -81,16 +87,16 @@ def test_a_sixth_attempt_is_flagged_beyond_intelepeers_five(listener: ListenerPr
     assert [f["code"] for f in lines[5]["flags"]] == ["from_format", "too_many_attempts"]
     assert attempts[5]["flags"] == lines[5]["flags"]
     # The list table marks the attempt and says where the reason is.
-    table = run_ipsms("messages", "list", "--format", "table", "--db", str(db),
-                      env=cli_env(COLUMNS="120"))
+    table = run_ipsms(
+        "messages", "list", "--format", "table", "--db", str(db), env=cli_env(COLUMNS="120")
+    )
     assert table.returncode == 0, table.stderr
     rows = [line.split() for line in table.stdout.splitlines() if REFID in line]
     assert [row[3] for row in rows] == ["6!", "5", "4", "3", "2", "1"]  # newest first
     assert "`ipsms messages show REFID` says why" in table.stdout
 
 
-def test_a_refid_reused_with_another_text_or_sender(listener: ListenerProcess,
-                                                    db: Path) -> None:
+def test_a_refid_reused_with_another_text_or_sender(listener: ListenerProcess, db: Path) -> None:
     other_text = "Completely different words, and a secret code 4711 nobody should see twice"
     assert post(listener.url, body())[0] == 200
     assert post(listener.url, body(message=other_text))[0] == 200
@@ -98,7 +104,11 @@ def test_a_refid_reused_with_another_text_or_sender(listener: ListenerProcess,
     assert post(listener.url, body())[0] == 200  # the first text and sender again
     first, texted, sent, same = (listener.next_event() for _ in range(4))
     assert [codes(line) for line in (first, texted, sent, same)] == [
-        [], ["refid_reused"], ["refid_reused"], []]
+        [],
+        ["refid_reused"],
+        ["refid_reused"],
+        [],
+    ]
     detail = flag(texted, "refid_reused")
     assert "text differs from attempt 1" in detail
     assert f"12 then {len(other_text)} characters" in detail
@@ -128,8 +138,10 @@ def test_a_message_first_cut_as_rejected_then_accepted_whole_is_not_reused(db: P
     assert [accepted["attempt"], codes(accepted)] == [2, []]
     assert codes(changed) == ["refid_reused"]
     # Compared with the first attempt kept whole: the difference past the cut is seen.
-    assert "text differs from attempt 2 (2000 then 2000 characters, first difference at " \
+    assert (
+        "text differs from attempt 2 (2000 then 2000 characters, first difference at "
         "character 2000)" in flag(changed, "refid_reused")
+    )
 
 
 def test_a_new_listener_session_explains_attempt_3(db: Path) -> None:
@@ -186,8 +198,16 @@ def v3_store(path: Path, received_at: float) -> None:
             "body, refid, from_number, to_number, message, fields, attempt, verdict, flags, "
             "status) VALUES (?, 'POST', '/', '127.0.0.1', '[]', 'application/json', ?, ?, ?, ?, "
             "?, ?, 1, 'unchecked', NULL, 200)",
-            (received_at, body(), REFID, SEED["from"], SEED["to"], SEED["message"],
-             body().decode()))
+            (
+                received_at,
+                body(),
+                REFID,
+                SEED["from"],
+                SEED["to"],
+                SEED["message"],
+                body().decode(),
+            ),
+        )
         conn.commit()
 
 
@@ -201,8 +221,10 @@ def test_a_schema_3_store_is_migrated_and_its_rows_are_an_earlier_session(db: Pa
     finally:
         listener.kill()
     assert (line["attempt"], codes(line)) == (2, ["earlier_session"])
-    assert "first seen 2026-01-01T00:00:00.000Z in an earlier listener session; 1 attempt " \
+    assert (
+        "first seen 2026-01-01T00:00:00.000Z in an earlier listener session; 1 attempt "
         "recorded before this one" in flag(line, "earlier_session")
+    )
     with closing(sqlite3.connect(db)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION >= 4
         sessions = [s for (s,) in conn.execute("SELECT session FROM requests ORDER BY id")]
@@ -213,20 +235,34 @@ def test_a_schema_3_store_is_migrated_and_its_rows_are_an_earlier_session(db: Pa
 
 
 async def test_concurrent_retries_in_one_batch_are_counted_and_flagged_once_each(
-        aiohttp_client: Any, db: Path) -> None:
+    aiohttp_client: Any, db: Path
+) -> None:
     """Requests committed together (group commit) see each other: attempts 1 to 8, and only
     those past 5 flagged, none as an earlier session."""
     events: list[Any] = []
     client: TestClient[Any, Any] = await aiohttp_client(
-        create_app(ListenConfig(), Recorder(db), [events.append]))
-    answers = await asyncio.gather(*(client.post("/", data=body(),
-                                                 headers={"Content-Type": "application/json"})
-                                     for _ in range(8)))
+        create_app(ListenConfig(), Recorder(db), [events.append])
+    )
+    answers = await asyncio.gather(
+        *(
+            client.post("/", data=body(), headers={"Content-Type": "application/json"})
+            for _ in range(8)
+        )
+    )
     assert [a.status for a in answers] == [200] * 8
-    by_attempt = {e.attempt: [f["code"] for f in e.flags or [] if f["code"] in HISTORY]
-                  for e in events}
-    assert by_attempt == {1: [], 2: [], 3: [], 4: [], 5: [], 6: ["too_many_attempts"],
-                          7: ["too_many_attempts"], 8: ["too_many_attempts"]}
+    by_attempt = {
+        e.attempt: [f["code"] for f in e.flags or [] if f["code"] in HISTORY] for e in events
+    }
+    assert by_attempt == {
+        1: [],
+        2: [],
+        3: [],
+        4: [],
+        5: [],
+        6: ["too_many_attempts"],
+        7: ["too_many_attempts"],
+        8: ["too_many_attempts"],
+    }
     await client.close()
     # What was shown is what was stored.
     assert [codes(a) for a in shown(db)] == [by_attempt[n] for n in range(1, 9)]

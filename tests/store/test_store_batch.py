@@ -13,10 +13,19 @@ from ipsms.request import Request
 
 
 def rec(refid: str | None, message: str = "hi") -> Request:
-    return Request(received_at=time.time(), method="POST", path="/sms", remote="127.0.0.1",
-                   headers=[("Host", "x")], content_type="application/json", body=b"{}",
-                   status=200 if refid else 400, refid=refid, from_number="+13035550100",
-                   message=message)
+    return Request(
+        received_at=time.time(),
+        method="POST",
+        path="/sms",
+        remote="127.0.0.1",
+        headers=[("Host", "x")],
+        content_type="application/json",
+        body=b"{}",
+        status=200 if refid else 400,
+        refid=refid,
+        from_number="+13035550100",
+        message=message,
+    )
 
 
 def write(conn, records: list[Request], session: str = "s1"):  # type: ignore[no-untyped-def]
@@ -39,8 +48,7 @@ def test_ids_attempts_and_flags_of_mixed_batches_across_restarts(tmp_path: Path)
     second = write(conn, [rec("C"), rec("B"), rec(None)], session="s2")
     assert [(i, a) for i, a, _ in second] == [(6, 1), (7, 2), (8, None)]
     assert [f["code"] for f in second[1][2] or []] == ["earlier_session"]
-    stored = {r.id: (r.attempt, [f["code"] for f in r.flags or []])
-              for r in store.iter_all(conn)}
+    stored = {r.id: (r.attempt, [f["code"] for f in r.flags or []]) for r in store.iter_all(conn)}
     assert stored[5] == (3, ["refid_reused"]) and stored[7] == (2, ["earlier_session"])
     assert stored[6] == (1, []) and stored[8] == (None, [])
     conn.close()
@@ -53,12 +61,15 @@ def test_ids_follow_a_store_with_deleted_rows(tmp_path: Path) -> None:
     rows = write(conn, [rec("D"), rec("A")])
     assert [(i, a) for i, a, _ in rows] == [(3, 1), (4, 2)]
     assert [(r.id, r.refid) for r in store.iter_all(conn)] == [
-        (1, "A"), (2, "B"), (3, "D"), (4, "A")]
+        (1, "A"),
+        (2, "B"),
+        (3, "D"),
+        (4, "A"),
+    ]
     conn.close()
 
 
-def test_a_batch_whose_ids_are_not_consecutive_is_refused_not_misnumbered(
-        tmp_path: Path) -> None:
+def test_a_batch_whose_ids_are_not_consecutive_is_refused_not_misnumbered(tmp_path: Path) -> None:
     """Past the largest row id SQLite picks ids at random: the batch's ids could not be
     worked out by arithmetic, so the write fails (and the listener answers 503) rather than
     report wrong ids."""
@@ -90,7 +101,7 @@ def test_an_attempt_costs_the_same_however_many_came_before(tmp_path: Path) -> N
         steps = 0
         conn.set_progress_handler(step, 1)
         try:
-            (_, attempt, _), = write(conn, [rec("SAME")])
+            ((_, attempt, _),) = write(conn, [rec("SAME")])
         finally:
             conn.set_progress_handler(None, 1)
         return steps, attempt

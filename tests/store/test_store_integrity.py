@@ -23,8 +23,17 @@ from ipsms.store.recorder import Recorded, Recorder
 
 
 def request(refid: str | None = "A", body: bytes = b"{}") -> Request:
-    return Request(time.time(), "POST", "/sms", "127.0.0.1", [("Host", "x")],
-                   "application/json", body, 200, refid=refid)
+    return Request(
+        time.time(),
+        "POST",
+        "/sms",
+        "127.0.0.1",
+        [("Host", "x")],
+        "application/json",
+        body,
+        200,
+        refid=refid,
+    )
 
 
 def stored(db: Path) -> list[tuple[int, str, int, str | None]]:
@@ -33,8 +42,9 @@ def stored(db: Path) -> list[tuple[int, str, int, str | None]]:
         return [(r.id, r.refid, r.status, r.error) for r in store.iter_all(conn)]  # type: ignore[misc]
 
 
-async def settle(futures: list[asyncio.Future[Recorded]]
-                 ) -> tuple[list[Recorded], list[BaseException]]:
+async def settle(
+    futures: list[asyncio.Future[Recorded]],
+) -> tuple[list[Recorded], list[BaseException]]:
     done = await asyncio.gather(*futures, return_exceptions=True)
     ok = [d for d in done if isinstance(d, Recorded)]
     failed = [d for d in done if isinstance(d, BaseException)]
@@ -43,7 +53,8 @@ async def settle(futures: list[asyncio.Future[Recorded]]
 
 
 async def test_writers_killed_under_load_lose_nothing_answered_and_write_nothing_twice(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """kill -9 of the writer at random moments, some of them between a commit and its
     answer: every request answered as recorded is in the store exactly once."""
     db = tmp_path / "s.sqlite3"
@@ -66,15 +77,15 @@ async def test_writers_killed_under_load_lose_nothing_answered_and_write_nothing
     assert len({r[1] for r in rows}) == len(rows) == 3000
 
 
-async def test_a_row_written_after_its_request_was_answered_503_says_503(
-        tmp_path: Path) -> None:
+async def test_a_row_written_after_its_request_was_answered_503_says_503(tmp_path: Path) -> None:
     """The disk holds the writer up past the request's timeout (here another process holds
     the store's write lock); the row is committed later, and the store says what the request
     was answered."""
     db = tmp_path / "s.sqlite3"
     notices: list[str] = []
-    recorder = Recorder(db, write_timeout=0.3, stall_notice=0.2, kill_after=30,
-                        notice=notices.append)
+    recorder = Recorder(
+        db, write_timeout=0.3, stall_notice=0.2, kill_after=30, notice=notices.append
+    )
     async with recorder:
         await recorder.record(request("warm"))
         blocker = sqlite3.connect(db, isolation_level=None)
@@ -98,8 +109,9 @@ async def test_a_row_written_after_its_request_was_answered_503_says_503(
 async def test_a_stalled_writer_is_reported_killed_and_replaced(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite3"
     notices: list[str] = []
-    async with Recorder(db, write_timeout=0.5, stall_notice=0.2, respawn_after=0.0,
-                        notice=notices.append) as recorder:
+    async with Recorder(
+        db, write_timeout=0.5, stall_notice=0.2, respawn_after=0.0, notice=notices.append
+    ) as recorder:
         await recorder.record(request("before"))
         stalled = recorder._writer
         assert stalled is not None
@@ -123,8 +135,9 @@ async def test_what_waits_for_a_stalled_writer_is_bounded_in_bytes(tmp_path: Pat
     db = tmp_path / "s.sqlite3"
     notices: list[str] = []
     mib = 1024 * 1024
-    async with Recorder(db, max_pending=8 * mib, stall_notice=0.3,
-                        notice=notices.append) as recorder:
+    async with Recorder(
+        db, max_pending=8 * mib, stall_notice=0.3, notice=notices.append
+    ) as recorder:
         await recorder.record(request("warm"))
         writer = recorder._writer
         assert writer is not None
@@ -132,8 +145,7 @@ async def test_what_waits_for_a_stalled_writer_is_bounded_in_bytes(tmp_path: Pat
         try:
             first = recorder.record(request("first", os.urandom(mib)))
             await asyncio.sleep(0.4)  # the writer is now behind
-            big = [first, *(recorder.record(request(f"B{i}", os.urandom(mib)))
-                            for i in range(20))]
+            big = [first, *(recorder.record(request(f"B{i}", os.urandom(mib))) for i in range(20))]
             await asyncio.sleep(0.05)
             refused = [f for f in big if f.done()]  # type: ignore[attr-defined]
             assert len(refused) >= 12  # at once, not after a timeout
@@ -149,7 +161,8 @@ async def test_what_waits_for_a_stalled_writer_is_bounded_in_bytes(tmp_path: Pat
 
 
 async def test_a_store_removed_under_the_recorder_is_made_again_where_readers_look(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "s.sqlite3"
     notices: list[str] = []
     async with Recorder(db, notice=notices.append) as recorder:
@@ -179,7 +192,8 @@ async def test_a_store_removed_with_its_directory_is_made_again(tmp_path: Path) 
 
 
 async def test_a_store_replaced_by_another_store_is_written_into_and_not_corrupted(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "s.sqlite3"
     other = tmp_path / "other.sqlite3"
     notices: list[str] = []
@@ -198,8 +212,7 @@ async def test_a_store_replaced_by_another_store_is_written_into_and_not_corrupt
     assert any("was replaced while listening" in n for n in notices), notices
 
 
-async def test_a_file_that_is_not_a_store_put_in_its_place_is_never_written(
-        tmp_path: Path) -> None:
+async def test_a_file_that_is_not_a_store_put_in_its_place_is_never_written(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite3"
     foreign = tmp_path / "app.sqlite3"
     conn = sqlite3.connect(foreign)
@@ -230,8 +243,7 @@ async def test_a_removed_wal_is_written_back_and_readers_read_on(tmp_path: Path)
     assert any("-wal or -shm file" in n for n in notices), notices
 
 
-async def test_marshal_unfriendly_values_still_travel_after_a_writer_died(
-        tmp_path: Path) -> None:
+async def test_marshal_unfriendly_values_still_travel_after_a_writer_died(tmp_path: Path) -> None:
     class Label(str):
         pass
 
@@ -246,7 +258,8 @@ async def test_marshal_unfriendly_values_still_travel_after_a_writer_died(
 
 
 async def test_a_removed_wal_is_put_back_between_messages_and_readers_wait_for_it(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """No message needs to arrive: the writer checks the store's files while idle, and a
     reader meanwhile retries instead of failing with "disk I/O error"."""
     db = tmp_path / "s.sqlite3"
@@ -264,8 +277,7 @@ async def test_a_removed_wal_is_put_back_between_messages_and_readers_wait_for_i
     assert any("-wal or -shm file" in n for n in notices), notices
 
 
-async def test_a_store_removed_between_messages_is_there_again_for_readers(
-        tmp_path: Path) -> None:
+async def test_a_store_removed_between_messages_is_there_again_for_readers(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite3"
     async with Recorder(db) as recorder:
         await recorder.record(request("old"))
@@ -278,12 +290,15 @@ async def test_a_store_removed_between_messages_is_there_again_for_readers(
         assert stored(db) == []  # an empty store, not "no messages recorded yet"
 
 
-async def test_a_burst_the_writer_keeps_up_with_is_not_refused_for_its_size(
-        tmp_path: Path) -> None:
+async def test_a_burst_the_writer_keeps_up_with_is_not_refused_for_its_size(tmp_path: Path) -> None:
     mib = 1024 * 1024
     async with Recorder(tmp_path / "s.sqlite3", max_pending=4 * mib) as recorder:
-        ok, failed = await settle([recorder.record(request(f"B{i}", os.urandom(mib // 2)))  # type: ignore[misc]
-                                   for i in range(40)])
+        ok, failed = await settle(
+            [
+                recorder.record(request(f"B{i}", os.urandom(mib // 2)))  # type: ignore[misc]
+                for i in range(40)
+            ]
+        )
         # Nothing of a written row stays in memory, though the watchdog keeps its entry.
         kept = [entry for bucket in [*recorder._ages, recorder._young] for entry in bucket]
         assert len(kept) == 40 and all(entry.row is None for entry in kept)

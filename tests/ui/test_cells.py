@@ -11,13 +11,46 @@ from ipsms.ui.cells import PLACEHOLDER, cell_text, char_width
 
 # Pieces terminals disagree on, and pieces they agree on, to build hostile cells from.
 PIECES = [
-    "👍", "\U0001f3fd", "\u200d", "\ufe0f", "\ufe0e", "👨", "👩", "👧", "🚀", "❤", "🇫", "🇷",
-    "\u0301", "\u0323", "\u20e3", "e", "1", " ", "中", "文", "\u093e", "क", "\u1100",
-    "\u1161", "\u11a8", "🌡", "\U000e0067", "\U000e007f", "🏴", "\ud800", "\udfff", "\x1b",
-    "\u202e", "…", "\ue000", "\U0001fae0",
+    "👍",
+    "\U0001f3fd",
+    "\u200d",
+    "\ufe0f",
+    "\ufe0e",
+    "👨",
+    "👩",
+    "👧",
+    "🚀",
+    "❤",
+    "🇫",
+    "🇷",
+    "\u0301",
+    "\u0323",
+    "\u20e3",
+    "e",
+    "1",
+    " ",
+    "中",
+    "文",
+    "\u093e",
+    "क",
+    "\u1100",
+    "\u1161",
+    "\u11a8",
+    "🌡",
+    "\U000e0067",
+    "\U000e007f",
+    "🏴",
+    "\ud800",
+    "\udfff",
+    "\x1b",
+    "\u202e",
+    "…",
+    "\ue000",
+    "\U0001fae0",
 ]
-TEXT = st.lists(st.sampled_from(PIECES) | st.characters(codec=None, exclude_categories=()),
-                max_size=40).map("".join)
+TEXT = st.lists(
+    st.sampled_from(PIECES) | st.characters(codec=None, exclude_categories=()), max_size=40
+).map("".join)
 
 
 def worst_case_width(text: str) -> int:
@@ -38,9 +71,12 @@ def test_the_display_form_measures_the_same_everywhere(text: str) -> None:
 
 
 def test_every_kept_character_is_measured_as_rich_measures_it() -> None:
-    disagree = [hex(code) for code in range(0x110000)
-                if (w := char_width.__wrapped__(chr(code))) is not None  # type: ignore[attr-defined]
-                and get_character_cell_size(chr(code)) != w]
+    disagree = [
+        hex(code)
+        for code in range(0x110000)
+        if (w := char_width.__wrapped__(chr(code))) is not None  # type: ignore[attr-defined]
+        and get_character_cell_size(chr(code)) != w
+    ]
     assert disagree == []
 
 

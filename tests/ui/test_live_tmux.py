@@ -37,10 +37,12 @@ def wait_for(session: str, pattern: str, timeout: float = 15) -> str:
 
 
 def start_listen(name: str, home: Path, width: int, height: int) -> None:
-    cmd = (f"cd {shlex.quote(str(ROOT))} && unset COLUMNS LINES && "
-           f"IPSMS_HOME={shlex.quote(str(home))} "
-           f"{shlex.quote(sys.executable)} -m ipsms listen --port 0 --secret 'SECRET CODE'; "
-           "echo EXITED=$?; sleep 30")
+    cmd = (
+        f"cd {shlex.quote(str(ROOT))} && unset COLUMNS LINES && "
+        f"IPSMS_HOME={shlex.quote(str(home))} "
+        f"{shlex.quote(sys.executable)} -m ipsms listen --port 0 --secret 'SECRET CODE'; "
+        "echo EXITED=$?; sleep 30"
+    )
     tmux("new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), cmd)
 
 
@@ -55,8 +57,9 @@ def session(tmp_path: Path, ipsms_home: Path) -> Iterator[str]:
 
 
 def post(url: str, body: dict[str, str], status: int = 200) -> None:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.status == status
@@ -66,13 +69,22 @@ def post(url: str, body: dict[str, str], status: int = 200) -> None:
 
 # What terminals measure differently (tmux draws a skin-toned emoji 4 cells wide, rich
 # counts 2), and what they agree on.
-HOSTILE = ["thanks 👍🏽", "skin 👋🏽", "family 👨‍👩‍👧‍👦", "flags 🇫🇷🇯🇵",
-           "love ❤️", "中文 日本語", "café q̣̇", "🏴‍☠️ ok"]
+HOSTILE = [
+    "thanks 👍🏽",
+    "skin 👋🏽",
+    "family 👨‍👩‍👧‍👦",
+    "flags 🇫🇷🇯🇵",
+    "love ❤️",
+    "中文 日本語",
+    "café q̣̇",
+    "🏴‍☠️ ok",
+]
 
 
 @pytest.mark.parametrize("width", [80, 160])
 def test_hostile_emoji_never_break_the_table_and_resizing_leaves_no_copies(
-        tmp_path: Path, ipsms_home: Path, width: int) -> None:
+    tmp_path: Path, ipsms_home: Path, width: int
+) -> None:
     name = f"ipsms-wide-{os.getpid()}-{width}-{tmp_path.name}"
     start_listen(name, ipsms_home, width, 24)
     try:
@@ -81,18 +93,49 @@ def test_hostile_emoji_never_break_the_table_and_resizing_leaves_no_copies(
         assert found is not None
         url = found.group(1)
         for i in range(30):
-            post(url, {"refid": f"REFID{i:04d}" + "X" * 23, "from": "+13035550100",
-                       "to": "+13038675309", "message": f"message {i}",
-                       "signature": "SECRET CODE"})
+            post(
+                url,
+                {
+                    "refid": f"REFID{i:04d}" + "X" * 23,
+                    "from": "+13035550100",
+                    "to": "+13038675309",
+                    "message": f"message {i}",
+                    "signature": "SECRET CODE",
+                },
+            )
         for i, text in enumerate(HOSTILE):  # long: the text wants more than the line has
-            post(url, {"refid": f"EMOJI{i:02d}" + "Y" * 25, "from": "+13035550100",
-                       "to": "+13038675309", "message": f"{text} " + "and more words " * 9,
-                       "signature": "SECRET CODE"})
+            post(
+                url,
+                {
+                    "refid": f"EMOJI{i:02d}" + "Y" * 25,
+                    "from": "+13035550100",
+                    "to": "+13038675309",
+                    "message": f"{text} " + "and more words " * 9,
+                    "signature": "SECRET CODE",
+                },
+            )
         # A flagged one: a 5-character refid and a 2-digit sender; a secret in the wrong case.
-        post(url, {"refid": "SHORT", "from": "12", "to": "+13038675309",
-                   "message": "odd", "signature": "SECRET CODE"})
-        post(url, {"refid": "BADSIG" + "Z" * 26, "from": "+13035550100", "to": "+13038675309",
-                   "message": "bad", "signature": "secret code"}, status=403)
+        post(
+            url,
+            {
+                "refid": "SHORT",
+                "from": "12",
+                "to": "+13038675309",
+                "message": "odd",
+                "signature": "SECRET CODE",
+            },
+        )
+        post(
+            url,
+            {
+                "refid": "BADSIG" + "Z" * 26,
+                "from": "+13035550100",
+                "to": "+13038675309",
+                "message": "bad",
+                "signature": "secret code",
+            },
+            status=403,
+        )
         total = 30 + len(HOSTILE) + 2
         wait_for(name, rf"(received|rcvd) {total}\b")
         time.sleep(1.5)  # idle: six redraws that must not leave copies behind
@@ -110,7 +153,7 @@ def test_hostile_emoji_never_break_the_table_and_resizing_leaves_no_copies(
                 assert f"EMOJI{i:02d}" + "Y" * 25 in row
                 assert "and more words and more words" in row, row  # 40 cells of text
         # Shrink (and for 80, grow then shrink back): no stale header anywhere.
-        for new_width in ([60, 80] if width == 80 else [80]):
+        for new_width in [60, 80] if width == 80 else [80]:
             tmux("resize-window", "-t", name, "-x", str(new_width), "-y", "24")
             time.sleep(1.0)
             check_screen(name, new_width, history=False)
@@ -128,7 +171,7 @@ def check_screen(name: str, width: int, *, history: bool) -> None:
     screen = tmux("capture-pane", "-p", "-J", "-t", name)
     assert screen.count("ipsms listen http") == 1, screen
     assert int(tmux("display-message", "-p", "-t", name, "#{pane_width}")) == width
-    table = screen[screen.index("ipsms listen http"):]
+    table = screen[screen.index("ipsms listen http") :]
     for line in table.splitlines():
         assert len(line) <= width, line
 
@@ -139,9 +182,11 @@ def test_live_table_shows_messages_and_stops_on_ctrl_c(session: str) -> None:
     assert found is not None
     url = found.group(1)
     assert "waiting for messages" in screen
-    body = (b'{"refid": "ABCDEF1234567890ABCDEF1234567890", "from": "+7708675309", '
-            b'"to": "+13038675309", "message": "[bold]Hello[/bold] \\u001b[2J World!", '
-            b'"signature": "SECRET CODE"}')
+    body = (
+        b'{"refid": "ABCDEF1234567890ABCDEF1234567890", "from": "+7708675309", '
+        b'"to": "+13038675309", "message": "[bold]Hello[/bold] \\u001b[2J World!", '
+        b'"signature": "SECRET CODE"}'
+    )
     for _ in range(2):
         req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as resp:
@@ -159,7 +204,8 @@ def test_live_table_shows_messages_and_stops_on_ctrl_c(session: str) -> None:
 
 
 def test_the_start_lines_survive_a_resize_and_ctrl_c_says_where_the_records_are(
-        tmp_path: Path, ipsms_home: Path) -> None:
+    tmp_path: Path, ipsms_home: Path
+) -> None:
     """What `listen` said before the table (where it listens, records, the secret) is still
     on screen after the terminal is resized, and the Ctrl-C summary names the store and the
     command that reads it."""
@@ -172,8 +218,16 @@ def test_the_start_lines_survive_a_resize_and_ctrl_c_says_where_the_records_are(
         assert found is not None
         url = found.group(1)
         for _ in range(2):
-            post(url, {"refid": "R" * 32, "from": "+13035550100", "to": "+13038675309",
-                       "message": "hello", "signature": "SECRET CODE"})
+            post(
+                url,
+                {
+                    "refid": "R" * 32,
+                    "from": "+13035550100",
+                    "to": "+13038675309",
+                    "message": "hello",
+                    "signature": "SECRET CODE",
+                },
+            )
         wait_for(name, r"retries 1")
         for width in (70, 100, 60, 120):
             tmux("resize-window", "-t", name, "-x", str(width), "-y", "24")
@@ -190,8 +244,10 @@ def test_the_start_lines_survive_a_resize_and_ctrl_c_says_where_the_records_are(
         assert "EXITED=0" in screen
         summary = "2 received, 2 accepted, 0 rejected, 0 bad signatures, 1 retry"
         assert squeezed(summary) in joined
-        assert squeezed(f"the requests are recorded in {store}; `ipsms messages list` shows "
-                        "them") in joined
+        assert (
+            squeezed(f"the requests are recorded in {store}; `ipsms messages list` shows them")
+            in joined
+        )
     finally:
         subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
 

@@ -39,8 +39,13 @@ async def test_timeline_shows_each_attempt_and_the_outcome(aiohttp_server: MakeS
     server = await scripted(aiohttp_server, [500, 503, 200], "ok \x1b[2J\x1b]0;x\x07 [b]hi[/b]")
     out = console()
     policy = RetryPolicy.from_options(no_wait=True)
-    delivery = Delivery(str(server.make_url("/sms")), b'{"refid":"R"}', "application/json",
-                        refid="R" * 32, signature="the-shared-secret")
+    delivery = Delivery(
+        str(server.make_url("/sms")),
+        b'{"refid":"R"}',
+        "application/json",
+        refid="R" * 32,
+        signature="the-shared-secret",
+    )
     tally = await deliver_each([delivery], policy, Timeline(out, policy))
     text = out.file.getvalue()  # type: ignore[attr-defined]
     assert tally.gave_up == 0
@@ -63,24 +68,39 @@ async def test_load_progress_reaches_the_total(aiohttp_server: MakeServer) -> No
         return Delivery(url, b"{}", "application/json", refid=f"{i:032d}")
 
     with LoadProgress(50, out) as progress:
-        stats = await run_load(LoadPlan(50, 8, None), make, RetryPolicy.from_options(),
-                               on_progress=progress)
+        stats = await run_load(
+            LoadPlan(50, 8, None), make, RetryPolicy.from_options(), on_progress=progress
+        )
     assert stats.delivered == 50
     text: Any = out.file.getvalue()  # type: ignore[attr-defined]
     assert "50/50" in text and "✓ 50 ✗ 0" in text
 
 
 def test_an_attempt_resent_after_a_stale_connection_says_so() -> None:
-    event = AttemptEvent("R" * 32, 1, 1_700_000_000.0, 200, None, None, 0.002, "ok", True,
-                         False, None, reconnected=True)
+    event = AttemptEvent(
+        "R" * 32,
+        1,
+        1_700_000_000.0,
+        200,
+        None,
+        None,
+        0.002,
+        "ok",
+        True,
+        False,
+        None,
+        reconnected=True,
+    )
     assert "(resent on a new connection: the kept-alive one was already closed)" in (
-        attempt_text(event))
+        attempt_text(event)
+    )
     out = console()
     Timeline(out).attempt(event)
     assert "resent on a new connection" in out.file.getvalue()  # type: ignore[attr-defined]
     assert event.to_dict()["reconnected"] is True
-    plain = attempt_text(AttemptEvent(None, 2, 1_700_000_000.0, 503, None, None, 0.1, "", False,
-                                      False, 1.0))
+    plain = attempt_text(
+        AttemptEvent(None, 2, 1_700_000_000.0, 503, None, None, 0.1, "", False, False, 1.0)
+    )
     assert "new connection" not in plain
 
 

@@ -18,19 +18,32 @@ HOSTILE = "[bold red]PWNED[/bold red]\x1b[2J\x1b]0;t\x07\u202eevil\u202c end"
 
 def event(message: str, **kw: object) -> Request:
     base: dict[str, object] = dict(
-        id=1, received_at=time.time(), method="POST", path="/", remote="127.0.0.1",
-        headers=[], content_type="application/json", body=b"{}", status=200,
-        refid="ABCDEF1234567890ABCDEF1234567890", from_number="+13035550100",
-        to_number="+13038675309", message=message, attempt=1, verdict="valid",
-        verdict_detail="plain")
+        id=1,
+        received_at=time.time(),
+        method="POST",
+        path="/",
+        remote="127.0.0.1",
+        headers=[],
+        content_type="application/json",
+        body=b"{}",
+        status=200,
+        refid="ABCDEF1234567890ABCDEF1234567890",
+        from_number="+13035550100",
+        to_number="+13038675309",
+        message=message,
+        attempt=1,
+        verdict="valid",
+        verdict_detail="plain",
+    )
     base.update(kw)
     return Request(**base)  # type: ignore[arg-type]
 
 
 def render(*events: Request, color: bool = True, width: int = 220) -> str:
     buf = io.StringIO()
-    console = Console(file=buf, width=width, force_terminal=color,
-                      color_system="truecolor" if color else None)
+    console = Console(
+        file=buf, width=width, force_terminal=color, color_system="truecolor" if color else None
+    )
     stats = ListenStats()
     for e in events:
         stats.observe(e)
@@ -54,9 +67,14 @@ def test_hostile_refid_and_numbers_are_escaped_too() -> None:
 
 
 def test_header_shows_url_and_running_counts() -> None:
-    events = [event("a"), event("b", attempt=2), event("c", status=403, verdict="invalid"),
-              event("", refid=None, status=400, error="invalid_json",
-                    error_detail="body is not valid JSON")]
+    events = [
+        event("a"),
+        event("b", attempt=2),
+        event("c", status=403, verdict="invalid"),
+        event(
+            "", refid=None, status=400, error="invalid_json", error_detail="body is not valid JSON"
+        ),
+    ]
     out = render(*events, color=False)
     assert "http://127.0.0.1:8765/" in out
     assert "received 4  accepted 2  rejected 2  bad signatures 1  retries 1" in out
@@ -102,8 +120,9 @@ def test_flags_and_rejected_requests_are_visible_in_the_table() -> None:
     from ipsms.listen.events import RejectedEvent
 
     flagged = event("a\ud800b", flags=({"code": "lone_surrogate", "detail": "..."},))
-    rejected = RejectedEvent(time.time(), "127.0.0.1", 408,
-                             "request head not complete within 10 s (the read timeout)")
+    rejected = RejectedEvent(
+        time.time(), "127.0.0.1", 408, "request head not complete within 10 s (the read timeout)"
+    )
     out = render(flagged, rejected, color=False)  # type: ignore[arg-type]
     assert "flags" in out.splitlines()[1]  # a column of its own
     row = next(line for line in out.splitlines() if "a\\ud800b" in line)
@@ -121,14 +140,30 @@ def test_the_header_says_fault_injection_is_on() -> None:
     from ipsms.ui.live import build_view
 
     console = Console(width=80, record=True, file=io.StringIO())
-    console.print(build_view("http://127.0.0.1:8765/", ListenStats(), [], 80,
-                             faults="answering 500 to the first 2 attempts of each refid"))
+    console.print(
+        build_view(
+            "http://127.0.0.1:8765/",
+            ListenStats(),
+            [],
+            80,
+            faults="answering 500 to the first 2 attempts of each refid",
+        )
+    )
     assert "fault injection: answering 500 to the first 2 attempts" in console.export_text()
 
 
-HOSTILE_WIDTHS = ["thanks 👍🏽", "skin 👋🏽", "family 👨\u200d👩\u200d👧\u200d👦", "flag 🇫🇷🇯🇵",
-                  "love ❤️", "中文 日本語 한국어", "cafe\u0301 n\u0303 q\u0323\u0307", "ना",
-                  "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f", "1\ufe0f\u20e3"]
+HOSTILE_WIDTHS = [
+    "thanks 👍🏽",
+    "skin 👋🏽",
+    "family 👨\u200d👩\u200d👧\u200d👦",
+    "flag 🇫🇷🇯🇵",
+    "love ❤️",
+    "中文 日本語 한국어",
+    "cafe\u0301 n\u0303 q\u0323\u0307",
+    "ना",
+    "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",
+    "1\ufe0f\u20e3",
+]
 
 
 def drawn_width(line: str) -> int:
@@ -142,9 +177,15 @@ def drawn_width(line: str) -> int:
 
 
 def test_no_line_is_wider_than_the_terminal_whatever_the_emoji() -> None:
-    events = [event(text, refid=f"REF{i}-{text}", from_number=f"+1303{text}",
-                    flags=({"code": f"flag {text}", "detail": ""},))
-              for i, text in enumerate(HOSTILE_WIDTHS)]
+    events = [
+        event(
+            text,
+            refid=f"REF{i}-{text}",
+            from_number=f"+1303{text}",
+            flags=({"code": f"flag {text}", "detail": ""},),
+        )
+        for i, text in enumerate(HOSTILE_WIDTHS)
+    ]
     for width in (80, 100, 160, 220):
         out = render(*events, color=False, width=width)
         for line in out.splitlines():
@@ -154,8 +195,9 @@ def test_no_line_is_wider_than_the_terminal_whatever_the_emoji() -> None:
     url = "https://" + "a-very-long-tunnel-name-" * 5 + ".ngrok-free.app/"
     out = render(*events, color=False, width=80)
     buf = io.StringIO()
-    Console(file=buf, width=80).print(build_view(url, ListenStats(), events, 80,
-                                                 faults="answering 500 " * 20))
+    Console(file=buf, width=80).print(
+        build_view(url, ListenStats(), events, 80, faults="answering 500 " * 20)
+    )
     lines = buf.getvalue().splitlines()
     assert lines[0].startswith("ipsms listen https://") and lines[0].endswith("…")
     assert lines[1].startswith("fault injection: answering 500") and lines[1].endswith("…")
@@ -163,10 +205,18 @@ def test_no_line_is_wider_than_the_terminal_whatever_the_emoji() -> None:
 
 
 def test_status_time_and_attempt_never_wrap_or_shrink() -> None:
-    rows = [event("x" * 300, attempt=12, status=403, verdict="invalid",
-                  verdict_detail="x; " + "either the secret differs from the sender's, or the "
-                  "refid or message changed after signing", from_number="+" + "9" * 40,
-                  flags=({"code": "a_very_long_flag_code_indeed", "detail": ""},))]
+    rows = [
+        event(
+            "x" * 300,
+            attempt=12,
+            status=403,
+            verdict="invalid",
+            verdict_detail="x; " + "either the secret differs from the sender's, or the "
+            "refid or message changed after signing",
+            from_number="+" + "9" * 40,
+            flags=({"code": "a_very_long_flag_code_indeed", "detail": ""},),
+        )
+    ]
     for width in (60, 80, 129, 130, 200):
         out = render(*rows, color=False, width=width)
         row = [line for line in out.splitlines() if "12" in line and ":" in line][-1]
@@ -175,9 +225,15 @@ def test_status_time_and_attempt_never_wrap_or_shrink() -> None:
 
 
 def test_invalid_signatures_show_their_short_reason() -> None:
-    bad = event("hi", status=403, verdict="invalid", verdict_detail=(
-        "expected ...; tried plain; received 64 chars; it matches hmac-sha256: use "
-        "--signature-mode auto or the matching mode"))
+    bad = event(
+        "hi",
+        status=403,
+        verdict="invalid",
+        verdict_detail=(
+            "expected ...; tried plain; received 64 chars; it matches hmac-sha256: use "
+            "--signature-mode auto or the matching mode"
+        ),
+    )
     assert "invalid (wrong mode)" in render(bad, color=False, width=160)
     assert "wrong mode" in render(bad, color=False, width=80)
 
@@ -196,8 +252,7 @@ def column_spans(out: str) -> dict[str, tuple[int, int]]:
     import re
 
     found = list(re.finditer(r"\S+", out.splitlines()[1]))
-    return {m.group(): (m.start(), nxt.start() - m.start())
-            for m, nxt in itertools.pairwise(found)}
+    return {m.group(): (m.start(), nxt.start() - m.start()) for m, nxt in itertools.pairwise(found)}
 
 
 def by_cell(line: str) -> str:
@@ -207,9 +262,10 @@ def by_cell(line: str) -> str:
     return "".join(ch + "\0" * ((char_width(ch) or 1) - 1) for ch in line)
 
 
-WIDE_TEXTS = ["thanks 👍🏽 and 👋🏿, family 👨\u200d👩\u200d👧\u200d👦, flags 🇫🇷🇯🇵, 中文 日本語 "
-              * 3,
-              "a plain message long enough to be cut at any width we draw it at " * 3]
+WIDE_TEXTS = [
+    "thanks 👍🏽 and 👋🏿, family 👨\u200d👩\u200d👧\u200d👦, flags 🇫🇷🇯🇵, 中文 日本語 " * 3,
+    "a plain message long enough to be cut at any width we draw it at " * 3,
+]
 
 
 def test_wide_terminals_show_whole_refids_and_give_the_text_what_is_left() -> None:
@@ -217,9 +273,14 @@ def test_wide_terminals_show_whole_refids_and_give_the_text_what_is_left() -> No
     columns exactly as wide as their widest cell (no padding beyond), and the text the
     rest of the line."""
     events = [event(text, refid=f"{i:032d}") for i, text in enumerate(WIDE_TEXTS)]
-    events.append(event("odd", refid="SHORT", from_number="12",
-                        flags=({"code": "refid_length", "detail": ""},
-                               {"code": "from_format", "detail": ""})))
+    events.append(
+        event(
+            "odd",
+            refid="SHORT",
+            from_number="12",
+            flags=({"code": "refid_length", "detail": ""}, {"code": "from_format", "detail": ""}),
+        )
+    )
     out = render(*events, color=False, width=160)
     lines = out.splitlines()
     rows = lines[3:]
@@ -227,9 +288,9 @@ def test_wide_terminals_show_whole_refids_and_give_the_text_what_is_left() -> No
     spans = column_spans(out)
     for name in ("flags", "signature"):
         start, width = spans[name]
-        shown = [by_cell(r)[start:start + width].replace("\0", "").strip() for r in rows]
+        shown = [by_cell(r)[start : start + width].replace("\0", "").strip() for r in rows]
         assert width - 2 == max(len(name), *map(len, shown)), (name, width, shown)
-    for row in rows[:len(WIDE_TEXTS)]:
+    for row in rows[: len(WIDE_TEXTS)]:
         assert drawn_width(row) == 160 - SAFETY_MARGIN, row  # the text took what was left
         assert by_cell(row).index("…") - spans["message"][0] >= 40, row
     assert "refid,from" in rows[-1] or "refid_length,from_format" in rows[-1]
@@ -240,22 +301,29 @@ def test_a_bad_signature_always_shows_the_word_invalid() -> None:
     fits (never the reason alone)."""
     from ipsms.signature import reason_of
 
-    details = {"case": "expected ...; it matches the secret except for letter case",
-               "wrong mode": "expected ...; tried plain; received 64 chars; it matches "
-               "hmac-sha256: use --signature-mode auto or the matching mode"}
+    details = {
+        "case": "expected ...; it matches the secret except for letter case",
+        "wrong mode": "expected ...; tried plain; received 64 chars; it matches "
+        "hmac-sha256: use --signature-mode auto or the matching mode",
+    }
     for reason, detail in details.items():
         assert reason_of("invalid", detail) == reason, detail
     for text in ("hi", "a long message that wants all the room " * 4):
-        bad = [event(text, status=403, verdict="invalid", verdict_detail=d, refid=f"{i:032d}")
-               for i, d in enumerate(details.values())]
+        bad = [
+            event(text, status=403, verdict="invalid", verdict_detail=d, refid=f"{i:032d}")
+            for i, d in enumerate(details.values())
+        ]
         for width in (60, 80, 100, 129, 130, 160, 220):
             rows = render(*bad, event(text), color=False, width=width).splitlines()[3:5]
             for row, reason in zip(rows, details, strict=True):
                 assert " invalid" in row, (width, row)
                 if reason in row:
                     assert f"invalid ({reason})" in row
-    short = render(event("hi", status=403, verdict="invalid", verdict_detail=details["case"]),
-                   color=False, width=80)
+    short = render(
+        event("hi", status=403, verdict="invalid", verdict_detail=details["case"]),
+        color=False,
+        width=80,
+    )
     assert "invalid (case)" in short  # at 80 columns, where the text leaves room
 
 
@@ -282,9 +350,12 @@ def test_the_lines_above_the_table_are_drawn_again_after_a_resize() -> None:
     them their lines."""
     from ipsms.ui.live import LiveView
 
-    said = ["ipsms listen: listening on http://127.0.0.1:8765/ (any path, POST)",
-            "ipsms listen: no secret: signatures are not checked; recording to /home/u/"
-            + "very-long-directory-name/" * 2 + "ipsms.sqlite3"]
+    said = [
+        "ipsms listen: listening on http://127.0.0.1:8765/ (any path, POST)",
+        "ipsms listen: no secret: signatures are not checked; recording to /home/u/"
+        + "very-long-directory-name/" * 2
+        + "ipsms.sqlite3",
+    ]
     buf = io.StringIO()
     console = Console(file=buf, width=160, height=16, force_terminal=True)
     view = LiveView(console, "http://127.0.0.1:8765/", ListenStats(), preamble=said)
