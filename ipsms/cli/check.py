@@ -167,7 +167,8 @@ def check(
         )
     if card.failed:
         raise CheckFailedError(
-            f"{len(card.failed)} of {len(card.results)} checks failed: {', '.join(card.failed)}",
+            f"{len(card.failed)} of {len(card.results)} check"
+            f"{'' if len(card.results) == 1 else 's'} failed: {', '.join(card.failed)}",
             hint="each failure's evidence and reproduction command are in the report",
         )
 

@@ -73,4 +73,7 @@ def summary_line(card: Card) -> str:
         )
         if counts[v.value]
     ]
-    return f"{len(card.results)} checks: {', '.join(parts) or 'none run'} in {card.elapsed:.2f}s"
+    n = len(card.results)
+    return (
+        f"{n} check{'' if n == 1 else 's'}: {', '.join(parts) or 'none run'} in {card.elapsed:.2f}s"
+    )

@@ -216,3 +216,11 @@ def test_a_terminal_gets_the_table_with_the_reproduction_commands() -> None:
     assert "burst" not in result.stdout.split("Reproduce:")[0]
     assert "Reproduce:" in result.stdout and "text-long: ipsms simulate" in result.stdout
     assert "21 checks: 14 passed, 3 failed, 4 skipped" in result.stdout
+
+
+
+def test_one_check_is_counted_in_the_singular() -> None:
+    with serving(checking(SECRET)) as url:
+        result, _ = run(url, "--secret", SECRET, "--only", "answers-200")
+    assert result.returncode == 0, result.stderr
+    assert "1 check: 1 passed" in result.stderr
