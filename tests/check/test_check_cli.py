@@ -218,7 +218,6 @@ def test_a_terminal_gets_the_table_with_the_reproduction_commands() -> None:
     assert "21 checks: 14 passed, 3 failed, 4 skipped" in result.stdout
 
 
-
 def test_one_check_is_counted_in_the_singular() -> None:
     with serving(checking(SECRET)) as url:
         result, _ = run(url, "--secret", SECRET, "--only", "answers-200")
