@@ -30,18 +30,6 @@ SCHEMA_VERSION = 7
 # answered 200 are kept whole (they are bounded by --max-body).
 REJECTED_BODY_KEEP = 64 * 1024
 
-_TEXT_INSERT_TRIGGER = """
-CREATE TRIGGER requests_text_insert AFTER INSERT ON requests WHEN new.message IS NOT NULL
-BEGIN
-    INSERT INTO requests_text (rowid, message) VALUES (new.id, new.message);
-END"""
-_TEXT_DELETE_TRIGGER = """
-CREATE TRIGGER requests_text_delete AFTER DELETE ON requests WHEN old.message IS NOT NULL
-BEGIN
-    INSERT INTO requests_text (requests_text, rowid, message) VALUES ('delete', old.id,
-                                                                      old.message);
-END"""
-
 _MIGRATIONS: dict[int, str | tuple[str, ...]] = {
     1: """
     CREATE TABLE requests (
@@ -89,16 +77,17 @@ _MIGRATIONS: dict[int, str | tuple[str, ...]] = {
     6: """
     ALTER TABLE requests ADD COLUMN seq INTEGER;
     """,
-    # Text search (`messages list --text`, the inspector's Search): a trigram index of each
-    # message, kept by triggers, finds the rows that can hold a needle of 3 or more
-    # characters without reading every message (bench/bench_filters.py). The exact,
-    # case-insensitive comparison is still made on those rows.
+    # Text search (`messages list --text`, the inspector's Search): a trigram index of the
+    # messages finds the rows that can hold a needle of 3 or more characters without reading
+    # every message (bench/bench_filters.py); the exact, case-insensitive comparison is still
+    # made on those rows. The writer process indexes rows when it is idle (``index_text``),
+    # never while it commits a batch (bench/bench_listen.py: the store writer's CPU), and
+    # ``text_indexed.upto`` says how far: rows above it are read directly.
     7: (
         "CREATE VIRTUAL TABLE requests_text USING fts5(message, content='requests', "
         "content_rowid='id', tokenize='trigram')",
-        "INSERT INTO requests_text (requests_text) VALUES ('rebuild')",
-        _TEXT_INSERT_TRIGGER,
-        _TEXT_DELETE_TRIGGER,
+        "CREATE TABLE text_indexed (upto INTEGER NOT NULL)",
+        "INSERT INTO text_indexed (upto) VALUES (0)",
     ),
 }
 
@@ -529,11 +518,13 @@ def _text_term(conn: sqlite3.Connection, needle: str, params: list[Any]) -> str:
         params.append(folded)
         if len(folded) < 3:  # shorter than a trigram: every message is read
             return "instr(lower(message), ?) > 0"
-        # The index finds every row holding the needle in any case (a superset: it folds
-        # case beyond ASCII too); the exact test runs on those only.
+        # The index finds every indexed row holding the needle in any case (a superset: it
+        # folds case beyond ASCII too), the rows not indexed yet are read; the exact test
+        # runs on those only.
         params.insert(len(params) - 1, '"' + folded.replace('"', '""') + '"')
         return (
-            "id IN (SELECT rowid FROM requests_text WHERE requests_text MATCH ?) "
+            "id IN (SELECT rowid FROM requests_text WHERE requests_text MATCH ? UNION ALL "
+            "SELECT id FROM requests WHERE id > (SELECT upto FROM text_indexed)) "
             "AND instr(lower(message), ?) > 0"
         )
 
@@ -647,11 +638,9 @@ def clear(conn: sqlite3.Connection) -> int:
     conn.execute("PRAGMA secure_delete = ON")
     conn.execute("BEGIN IMMEDIATE")
     try:
-        # The text index is emptied at once, not one deleted row at a time.
-        conn.execute("DROP TRIGGER requests_text_delete")
         removed = conn.execute("DELETE FROM requests").rowcount
         conn.execute("INSERT INTO requests_text (requests_text) VALUES ('delete-all')")
-        conn.execute(_TEXT_DELETE_TRIGGER)
+        conn.execute("UPDATE text_indexed SET upto = 0")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -847,3 +836,31 @@ def is_store(path: Path) -> bool:
     except (OSError, sqlite3.Error):
         return False
     return not tables or "requests" in tables
+
+
+def index_text(conn: sqlite3.Connection, limit: int = 2000) -> int:
+    """Add up to ``limit`` more messages to the text index, in a transaction of its own (the
+    writer process calls it when idle); how many rows it covered (0: the index is whole)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (upto,) = conn.execute("SELECT upto FROM text_indexed").fetchone()
+        top = conn.execute(
+            "SELECT id FROM requests WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?", (upto, limit - 1)
+        ).fetchone()
+        last = (
+            top[0] if top else (conn.execute("SELECT MAX(id) FROM requests").fetchone()[0] or upto)
+        )
+        if last <= upto:
+            conn.execute("COMMIT")
+            return 0
+        conn.execute(
+            "INSERT INTO requests_text (rowid, message) SELECT id, message FROM "
+            "requests WHERE id > ? AND id <= ? AND message IS NOT NULL",
+            (upto, last),
+        )
+        conn.execute("UPDATE text_indexed SET upto = ?", (last,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return int(last - upto)

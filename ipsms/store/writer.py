@@ -38,6 +38,8 @@ MAX_BATCH = 1024  # rows per transaction
 READ_SIZE = 64 * 1024
 _LENGTH = struct.Struct("!I")
 CHECK_EVERY = 1.0  # seconds between checks of the store's files while no batch arrives
+INDEX_AFTER = 0.05  # seconds without a batch before the writer adds messages to the text index
+INDEX_STEP = 500  # messages indexed per step
 
 # Per row: (id, attempt, flags) once committed, or why it was not written.
 Outcome = tuple[int, "int | None", "list[dict[str, str]] | None"] | str
@@ -168,6 +170,15 @@ class Writer:
         except sqlite3.Error:
             store.rollback(self.conn)
 
+    def index_text(self) -> int:
+        """One step of the text index's catch-up; 0 when it is whole (or cannot be made)."""
+        if self.conn is None:
+            return 0
+        try:
+            return store.index_text(self.conn, INDEX_STEP)
+        except sqlite3.Error:  # busy or broken: the next idle moment tries again
+            return 0
+
     def check(self) -> None:
         """Between batches: put right a store whose files are no longer the ones open."""
         if self.conn is None:
@@ -277,11 +288,16 @@ def serve(path: Path, session: str, rfd: int = 0, wfd: int = 1) -> int:
         while True:
             # Between batches too, once a second, a store whose files were removed or replaced
             # is put right: readers must not wait for the next message to read it again.
-            if not select.select([rfd], [], [], CHECK_EVERY)[0]:
-                writer.check()
-                while notices:
-                    _send(wfd, ("notice", notices.pop(0)))
-                continue
+            if not select.select([rfd], [], [], INDEX_AFTER)[0]:
+                # Idle: the text index catches up, a bounded step at a time, so a batch that
+                # arrives meanwhile waits for one step at most.
+                if writer.index_text():
+                    continue
+                if not select.select([rfd], [], [], CHECK_EVERY)[0]:
+                    writer.check()
+                    while notices:
+                        _send(wfd, ("notice", notices.pop(0)))
+                    continue
             data = os.read(rfd, READ_SIZE)
             if not data:
                 break
