@@ -384,12 +384,14 @@ async def _events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={**SECURITY_HEADERS, "Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
     )
-    await response.prepare(request)
-    queue = hub.subscribe()  # first, so nothing committed during the catch-up is missed
+    # Subscribed, and where the store stands read, before the page sees the stream open:
+    # whatever is committed after that reaches it, from the store or from the hub.
+    queue = hub.subscribe()
     try:
-        await response.write(b"retry: 1000\n\n")
         loop = asyncio.get_running_loop()
         top = await loop.run_in_executor(hub.executor, _top, hub.db)
+        await response.prepare(request)
+        await response.write(b"retry: 1000\n\n")
         if after is not None and after > top:  # cleared while the page was away
             await response.write(event("cleared", {}, 0))
             after = 0

@@ -103,6 +103,9 @@ class Hub:
             if cleared:
                 mark_id = 0
             top = store.last_row(conn)
+            if not self.subscribers:  # nobody to tell: the mark follows, nothing is read
+                self._version, self.mark = version, top
+                return [], False
             gap = None
             if top[0] - mark_id > LIVE_MAX:  # faster than a page can show: the newest only
                 gap = {
