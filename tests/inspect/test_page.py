@@ -297,14 +297,14 @@ async def test_a_new_attempt_appears_live_in_its_group_without_a_reload(
 
         started = time.monotonic()
         await inspector.record(sms("R1", "one"))
-        await tab.attempt("R1", 2).wait_for(timeout=1000)
+        await tab.attempt("R1", 2).wait_for(timeout=5000)
         took = time.monotonic() - started
         assert took < 1.0, took
         assert await tab.rows().first.get_attribute("data-group-refid") == "R1"  # moved up
         assert await tab.group("R1").locator(".count").inner_text() == "×2"
 
         await inspector.record(sms("R3", "three"))
-        await tab.group("R3").wait_for(timeout=1000)
+        await tab.group("R3").wait_for(timeout=5000)
         assert await tab.rows().first.get_attribute("data-group-refid") == "R3"
         assert await tab.rows().count() == 3
         assert await tab.page.evaluate("performance.timeOrigin") == loaded  # no reload
@@ -485,7 +485,7 @@ async def test_search_finds_one_text_among_hundreds_and_escape_clears_it(
         assert not await page.locator("#load-older").is_visible()
         # a live attempt that matches joins the results; one that does not stays out
         await inspector.record(sms("OTHER", "nothing here"), sms("N2", "a unicorn parade!"))
-        await tab.group("N2").wait_for(timeout=1000)
+        await tab.group("N2").wait_for(timeout=5000)
         assert await tab.group("OTHER").count() == 0
         await search.press("Escape")
         await tab.shows_rows(100)
@@ -513,13 +513,13 @@ async def test_the_search_box_takes_the_filters_of_messages_list(
         await tab.shows_rows(1)
         assert await tab.rows().first.get_attribute("data-group-refid") == "BAD"
         await search.fill("good from:900123")
-        await tab.group("OK2").wait_for(timeout=2000)
+        await tab.group("OK2").wait_for(timeout=5000)
         await tab.shows_rows(1)
         # a live attempt is filtered the same way
         await inspector.record(
             sms("OK3", "good again", sender="+447700900123"), sms("OK4", "good again")
         )
-        await tab.group("OK3").wait_for(timeout=1000)
+        await tab.group("OK3").wait_for(timeout=5000)
         assert await tab.group("OK4").count() == 0
         href = await tab.page.locator("#export-ndjson").get_attribute("href")
         assert href is not None and "from=900123" in href and "q=good" in href
@@ -691,7 +691,7 @@ async def test_a_cleared_store_empties_the_page_and_what_comes_next_shows(
         assert "#" not in page.url  # no permalink to what is gone
         # the store numbers its rows from 1 again: they are new all the same
         await inspector.record(sms("NEW1", "after"))
-        await tab.group("NEW1").wait_for(timeout=2000)
+        await tab.group("NEW1").wait_for(timeout=5000)
         assert await tab.rows().count() == 1
 
 
