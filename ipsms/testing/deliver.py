@@ -151,17 +151,10 @@ class Deliverer:
         )
         built = PayloadTemplate(spec).render()
         delivery = built.delivery(validate_url(str(url)))
-        policy = RetryPolicy(
-            max_attempts=max_attempts,
-            success=SuccessRule(success),
-            timeout=timeout,
-            delays=tuple(retry_delays) or TEST_DELAYS,
+        attempts, outcome = await _send(
+            delivery, fail_first, max_attempts, retry_delays, timeout, success
         )
-        attempts: list[AttemptEvent] = []
-        async with open_connections(policy, limit=1) as connections:
-            sender = Sender(connections, policy, fail_first=fail_first)
-            outcome = await sender.deliver(delivery, attempts.append)
-        return DeliveryResult(built.refid, built.fields, built.body, tuple(attempts), outcome)
+        return DeliveryResult(built.refid, built.fields, built.body, attempts, outcome)
 
     def replay(
         self,
@@ -215,19 +208,32 @@ class Deliverer:
             signature if isinstance(signature, str) else None,
             source="fixture",
         )
-        policy = RetryPolicy(
-            max_attempts=max_attempts,
-            success=SuccessRule(success),
-            timeout=timeout,
-            delays=tuple(retry_delays) or TEST_DELAYS,
+        attempts, outcome = await _send(
+            delivery, fail_first, max_attempts, retry_delays, timeout, success
         )
-        attempts: list[AttemptEvent] = []
-        async with open_connections(policy, limit=1) as connections:
-            sender = Sender(connections, policy, fail_first=fail_first)
-            outcome = await sender.deliver(delivery, attempts.append)
-        return DeliveryResult(
-            refid or "", dict(fields or {}), delivery.body, tuple(attempts), outcome
-        )
+        return DeliveryResult(refid or "", dict(fields or {}), delivery.body, attempts, outcome)
+
+
+async def _send(
+    delivery: Delivery,
+    fail_first: int,
+    max_attempts: int,
+    retry_delays: Sequence[float],
+    timeout: float,
+    success: str,
+) -> tuple[tuple[AttemptEvent, ...], Outcome]:
+    """One delivery with the test-speed retry rule: its attempts and its outcome."""
+    policy = RetryPolicy(
+        max_attempts=max_attempts,
+        success=SuccessRule(success),
+        timeout=timeout,
+        delays=tuple(retry_delays) or TEST_DELAYS,
+    )
+    attempts: list[AttemptEvent] = []
+    async with open_connections(policy, limit=1) as connections:
+        sender = Sender(connections, policy, fail_first=fail_first)
+        outcome = await sender.deliver(delivery, attempts.append)
+    return tuple(attempts), outcome
 
 
 def load_fixture(fixture: str | Path | Mapping[str, Any]) -> dict[str, Any]:
