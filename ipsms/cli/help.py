@@ -33,5 +33,6 @@ ALL_EXIT_CODES = (
     (8, "authentication: missing or wrong credentials"),
     (9, "tunnel: the ngrok agent is missing, refused or failed"),
     (10, "not found: no such message, number or history entry"),
+    (11, "a check failed (check)"),
     (130, "interrupted by Ctrl-C"),
 )
