@@ -86,7 +86,9 @@ def relay_server(upstream: str) -> ThreadingHTTPServer:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Relay)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # DELETE answers after shutdown(), which waits for this loop to look: every 50 ms, not
+    # the default 500.
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     return server
 
 

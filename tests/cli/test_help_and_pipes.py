@@ -318,7 +318,8 @@ def test_a_closed_pipe_does_not_stop_a_delivery(tmp_path: Path, fmt: str) -> Non
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() waits for this loop to look: every 50 ms, not the default 500.
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/sms"
         result = _with_closed_stdout(["simulate", url, "--no-wait", "--format", fmt], cli_env())

@@ -116,7 +116,8 @@ def stock_app() -> Iterator[tuple[str, list[dict[str, str]]]]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), App)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for this loop to look: every 50 ms, not the default 500.
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/sms", seen
