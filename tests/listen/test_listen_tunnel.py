@@ -173,13 +173,13 @@ def test_an_agent_that_never_gets_ready_is_bounded(agent: Path, tmp_path: Path) 
         "--port",
         "0",
         "--tunnel-timeout",
-        "1s",
+        "500ms",
         "--db",
         str(tmp_path / "s.sqlite3"),
         env=env(FAKE_NGROK_SILENT="1"),
     )
     assert result.returncode == ExitCode.TUNNEL
-    assert "did not open the tunnel within 1 s" in result.stderr
+    assert "did not open the tunnel within 0.5 s" in result.stderr
     assert time.monotonic() - started < 10
     assert agents_running() == []
 
@@ -496,7 +496,7 @@ def test_an_agent_that_never_answers_is_ended_with_listen_by_the_timeout(
             "--port",
             "0",
             "--tunnel-timeout",
-            "1s",
+            "500ms",
             "--db",
             str(tmp_path / "n.sqlite3"),
         ],
@@ -521,7 +521,7 @@ def test_an_agent_that_never_answers_is_ended_with_listen_by_the_timeout(
             os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
     assert proc.returncode == ExitCode.TUNNEL, err
-    assert "did not open the tunnel within 1 s" in err and "ownload" not in out + err
+    assert "did not open the tunnel within 0.5 s" in err and "ownload" not in out + err
     assert elapsed < 10
     assert left == []
 
