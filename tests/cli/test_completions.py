@@ -126,23 +126,35 @@ def test_the_shipped_fish_script_completes_with_one_call_per_tab(
 
 
 ZPTY = r"""
-zmodload zsh/zpty
+zmodload zsh/zpty zsh/datetime
+setopt extendedglob
 zpty z 'zsh -f -i'
 zpty -w z 'PS1="> "; fpath=(%(dir)s $fpath); autoload -Uz compinit; compinit -u -D%(setup)s'
 zpty -w -n z $'%(keys)s\t'
-sleep 3
-zpty -w -n z $'\x03'
 out=""
+# Until the screen shows every line of $WANT (escapes removed), for 20 s at most.
+deadline=$(( EPOCHREALTIME + 20 ))
+while (( EPOCHREALTIME < deadline )); do
+  while zpty -r -t z line; do out+="$line"; done
+  plain=${${out//$'\r'/}//$'\e'\[[0-9;?]#[A-Za-z]/}
+  missing=0
+  for want in "${(@f)WANT}"; do [[ $plain == *"$want"* ]] || missing=1; done
+  (( missing )) || break
+  sleep 0.05
+done
+sleep 0.2  # anything still on its way: the rest of the list, a second call of ipsms
+zpty -w -n z $'\x03'
 while zpty -r -t z line; do out+="$line"; done
 print -r -- "$out"
 zpty -d z
 """
 
 
-def _zsh_tab(tmp_path: Path, keys: str, setup: str = "") -> tuple[str, Path]:
+def _zsh_tab(tmp_path: Path, keys: str, want: list[str], setup: str = "") -> tuple[str, Path]:
     """What an interactive zsh shows for `keys` and one Tab, with `_ipsms` on $fpath and
     compinit as docs/completion.md sets it up (terminal escapes removed), and the shim's call
-    log."""
+    log. It is read until it shows every text in ``want`` (what the test then looks for), or
+    for 20 s: a fixed wait long enough for a loaded machine made every such test slow."""
     import re
     import shutil
     import subprocess
@@ -154,7 +166,7 @@ def _zsh_tab(tmp_path: Path, keys: str, setup: str = "") -> tuple[str, Path]:
     script.write_text(ZPTY % {"dir": ROOT / "completions", "keys": keys, "setup": setup})
     result = subprocess.run(
         ["zsh", "-f", str(script)],
-        env=env,
+        env={**env, "WANT": "\n".join(want)},
         capture_output=True,
         text=True,
         timeout=60,
@@ -169,7 +181,7 @@ def test_the_shipped_zsh_script_completes_on_the_first_tab_from_fpath(
     """docs/completion.md's zsh set-up: `_ipsms` in a directory on $fpath, then compinit. compinit
     needs `#compdef` on line 1, and the first Tab must complete (not only register)."""
     assert (ROOT / "completions" / "_ipsms").read_text().startswith("#compdef ipsms\n")
-    shown, calls = _zsh_tab(tmp_path, "ipsms mess")
+    shown, calls = _zsh_tab(tmp_path, "ipsms mess", ["ipsms messages"])
     assert "ipsms messages" in shown, shown[-500:]
     assert calls.read_text().count("call") == 1
 
@@ -177,11 +189,15 @@ def test_the_shipped_zsh_script_completes_on_the_first_tab_from_fpath(
 def test_zsh_descriptions_keep_their_apostrophes(tmp_path: Path, real_home_untouched: None) -> None:
     """Typer wrote an apostrophe as '' inside single quotes, which zsh reads as nothing:
     the list said "IntelePeers API" and "a webhooks signature"."""
-    shown, _ = _zsh_tab(tmp_path, "ipsms ")
-    assert "api-emulator  -- Run a local emulation of IntelePeer's API." in shown, shown[-900:]
-    assert "verify        -- Check a webhook's signature against the secret." in shown
-    assert "set-webhook   -- Point numbers' inbound SMS webhook at a URL." in shown
-    assert "listen        -- Receive webhooks locally: verify, record and show each one." in (shown)
+    lines = [
+        "api-emulator  -- Run a local emulation of IntelePeer's API.",
+        "verify        -- Check a webhook's signature against the secret.",
+        "set-webhook   -- Point numbers' inbound SMS webhook at a URL.",
+        "listen        -- Receive webhooks locally: verify, record and show each one.",
+    ]
+    shown, _ = _zsh_tab(tmp_path, "ipsms ", lines)
+    for line in lines:
+        assert line in shown, shown[-900:]
 
 
 def test_zsh_descriptions_survive_every_shell_character(
@@ -208,9 +224,13 @@ def test_zsh_descriptions_survive_every_shell_character(
     )
     (tmp_path / "line.zsh").write_text(f"_arguments '*: :(({items}))'")
     setup = f'; _tricky() {{ eval "$(<{tmp_path / "line.zsh"})" }}; compdef _tricky tricky'
-    shown, _ = _zsh_tab(tmp_path, "tricky ", setup)
-    assert 'alpha  -- It\'s "q" $HOME `c` b\\s a:b *.t ~;&|(x)[y]{z}!' in shown, shown[-500:]
-    assert "be:ta  -- a\\:b \\\\ end of line" in shown
+    lines = [
+        'alpha  -- It\'s "q" $HOME `c` b\\s a:b *.t ~;&|(x)[y]{z}!',
+        "be:ta  -- a\\:b \\\\ end of line",
+    ]
+    shown, _ = _zsh_tab(tmp_path, "tricky ", lines, setup)
+    for line in lines:
+        assert line in shown, shown[-500:]
 
 
 def test_fish_descriptions_are_one_line_each(tmp_path: Path, real_home_untouched: None) -> None:
