@@ -8,7 +8,7 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -108,3 +108,56 @@ def run_process(
         env=env or cli_env(),
         cwd=ROOT,
     )
+
+
+# -- the order of a parallel run ----------------------------------------------------------------
+# xdist (`-n auto --dist loadfile --no-loadscope-reorder`, pyproject.toml) hands tests to its
+# workers in the order of this collection, a whole file at a time (a file's tests may share a
+# module fixture, a browser or a process, and count on running in order), except the files in
+# SPLIT: their tests are independent of each other and go one at a time, to whichever worker is
+# free. The longest files go first, so that none is left to the end to keep one worker busy
+# after the others have finished; every other file keeps its place after them.
+LONGEST_FIRST = (
+    "tests/test_bench_run.py",  # one test: every benchmark, for real, in --smoke mode
+    "tests/listen/test_listen_tunnel.py",
+    "tests/inspect/test_page.py",
+    "tests/ui/test_live_tmux.py",
+    "tests/cli/test_help_and_pipes.py",
+    "tests/test_hostile_corpus.py",
+    "tests/inspect/test_page_actions.py",
+    "tests/test_text_safety.py",
+    "tests/cli/test_listen_cli.py",
+    "tests/listen/test_listen_webhook.py",
+    "tests/listen/test_listener.py",
+    "tests/store/test_store_integrity.py",
+    "tests/listen/test_listener_limits.py",
+)
+SPLIT = frozenset({"tests/listen/test_listen_tunnel.py", "tests/ui/test_live_tmux.py"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """``--dist loadfile``, but for the files in SPLIT; any other --dist is xdist's own."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return nodeid if path in SPLIT else path
+
+    return Scheduling(config, log)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> Generator[None, int, int]:
+    """`-n auto`: a worker per core, as xdist counts them, and one more. Much of the suite's
+    time is spent waiting (on the timeouts it tests, a terminal redrawing, processes starting),
+    which another worker fills. PYTEST_XDIST_AUTO_NUM_WORKERS is taken as it is."""
+    count = yield
+    return count if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS") else count + 1
