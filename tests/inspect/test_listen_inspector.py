@@ -18,23 +18,28 @@ from tests.conftest import ROOT, cli_env, run_ipsms
 TOKEN = "listen-inspector-token"
 
 
+def listen_cmd(db: Path, *args: str) -> list[str]:
+    """`ipsms listen` on a free port, NDJSON on stdout, recording to ``db``."""
+    return [
+        sys.executable,
+        "-m",
+        "ipsms",
+        "listen",
+        "--port",
+        "0",
+        "--format",
+        "json",
+        "--db",
+        str(db),
+        *args,
+    ]
+
+
 def start(db: Path, *args: str, token: str = TOKEN) -> tuple[subprocess.Popen[str], dict, dict]:
     env = cli_env(IPSMS_INSPECT_TOKEN=token)
     env.pop("IPSMS_INSPECT", None)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ipsms",
-            "listen",
-            "--port",
-            "0",
-            "--format",
-            "json",
-            "--db",
-            str(db),
-            *args,
-        ],
+        listen_cmd(db, *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -64,20 +69,7 @@ def test_listen_serves_the_inspector_on_its_own_port_with_its_token(tmp_path: Pa
         env = cli_env()
         env.pop("IPSMS_INSPECT", None)
         refused = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ipsms",
-                "listen",
-                "--port",
-                "0",
-                "--format",
-                "json",
-                "--db",
-                str(db),
-                "--inspect",
-                f"127.0.0.1:{busy.getsockname()[1]}",
-            ],
+            listen_cmd(db, "--inspect", f"127.0.0.1:{busy.getsockname()[1]}"),
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -124,19 +116,7 @@ def test_no_inspect_and_off_serve_none(tmp_path: Path) -> None:
     env = cli_env()
     env.pop("IPSMS_INSPECT", None)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ipsms",
-            "listen",
-            "--port",
-            "0",
-            "--format",
-            "json",
-            "--db",
-            str(tmp_path / "s.sqlite3"),
-            "--no-inspect",
-        ],
+        listen_cmd(tmp_path / "s.sqlite3", "--no-inspect"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
