@@ -59,9 +59,9 @@ def inspect(
 
     from ipsms.deliver.engine import validate_url
     from ipsms.home import default_db_path
+    from ipsms.hosts import is_loopback
     from ipsms.inspect.actions import Targets
     from ipsms.inspect.app import create_inspector, serve
-    from ipsms.listen.server import is_loopback
     from ipsms.store import StoreMissing
 
     env = current()

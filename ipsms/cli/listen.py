@@ -456,7 +456,7 @@ def inspect_plan(address: str | None, off: bool, allow_remote: bool) -> "Inspect
     (``IPSMS_INSPECT_TOKEN``, else random for this run)."""
     import secrets
 
-    from ipsms.listen.server import is_loopback
+    from ipsms.hosts import is_loopback
     from ipsms.listen.session import Inspect
 
     if off or (address or "").strip().lower() == "off":

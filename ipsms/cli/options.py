@@ -353,7 +353,7 @@ def api_settings(
     token or password over plain http to another machine."""
     from urllib.parse import urlsplit
 
-    from ipsms.listen.server import is_loopback
+    from ipsms.hosts import is_loopback
     from ipsms.redact import mask_url
 
     settings = ApiSettings(

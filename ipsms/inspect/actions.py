@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from ipsms.deliver.outbound import MessageSpec, PayloadTemplate, Signing, new_re
 from ipsms.deliver.replay import delivery_from_record
 from ipsms.deliver.retry import RetryPolicy
 from ipsms.errors import UsageError, setting
+from ipsms.hosts import is_loopback
 from ipsms.inbound import FORM_TYPE
 from ipsms.request import Request
 from ipsms.signature import DEFAULT_VARIANT, Mode, Variant
@@ -67,13 +67,7 @@ class Targets:
 
 
 def _loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(urlsplit(url).hostname or "")
 
 
 def replay_delivery(row: Request, url: str) -> Delivery:

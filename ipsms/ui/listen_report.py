@@ -143,7 +143,7 @@ def banner(
     db: Path,
     local_url: str,
 ) -> None:
-    from ipsms.listen.server import is_loopback
+    from ipsms.hosts import is_loopback
     from ipsms.signature import Mode, fingerprint
     from ipsms.store import shared_dir_warning
 
