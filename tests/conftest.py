@@ -118,7 +118,7 @@ def run_process(
 # free. The longest files go first, so that none is left to the end to keep one worker busy
 # after the others have finished; every other file keeps its place after them.
 LONGEST_FIRST = (
-    "tests/test_bench_run.py",  # one test: every benchmark, for real, in --smoke mode
+    "tests/test_bench_run.py",  # every benchmark, for real, in --smoke mode
     "tests/listen/test_listen_tunnel.py",
     "tests/inspect/test_page.py",
     "tests/ui/test_live_tmux.py",
@@ -132,7 +132,9 @@ LONGEST_FIRST = (
     "tests/store/test_store_integrity.py",
     "tests/listen/test_listener_limits.py",
 )
-SPLIT = frozenset({"tests/listen/test_listen_tunnel.py", "tests/ui/test_live_tmux.py"})
+SPLIT = frozenset(
+    {"tests/test_bench_run.py", "tests/listen/test_listen_tunnel.py", "tests/ui/test_live_tmux.py"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
