@@ -514,4 +514,4 @@ def _truthy(value: str | None) -> bool:
 
 
 def main() -> None:
-    raise SystemExit(run(sys.argv[1:]))
+    raise SystemExit(run(sys.argv[1:], Environment.from_process(exits_after=True)))

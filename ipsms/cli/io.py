@@ -41,10 +41,14 @@ class Environment:
     quiet: bool = False  # --quiet: notices (warnings, banners, progress) are not printed
     debug: bool = False  # --debug / IPSMS_DEBUG=1: tracebacks on errors
     stdout_closed: bool = False  # its reader went away: nothing more is written
+    # The process ends with the command (the console script): `listen` may keep its stop
+    # signals blocked once it has stopped, so that one more cannot cut its summary short.
+    exits_after: bool = False
 
     @classmethod
-    def from_process(cls) -> Environment:
+    def from_process(cls, exits_after: bool = False) -> Environment:
         return cls(
+            exits_after=exits_after,
             stdin=sys.stdin,
             stdout=sys.stdout,
             stderr=sys.stderr,

@@ -59,6 +59,7 @@ EPILOG = epilog(
         (3, "the message store cannot be used"),
         (4, "the port is busy or the host cannot be bound"),
         (9, "the ngrok tunnel failed"),
+        (130, "a third Ctrl-C while stopping: quit, a webhook left as it was"),
     ),
 )
 
@@ -618,7 +619,7 @@ async def _serve(session: "Session", fmt: OutputFormat, loop_name: str) -> "List
             lambda: watching.append(asyncio.ensure_future(watch_reader(reader_lines)))
         )
     try:
-        return await run(session, [sink], report, stats, control)
+        return await run(session, [sink], report, stats, control, hold_signals=env.exits_after)
     finally:
         for task in watching:
             task.cancel()

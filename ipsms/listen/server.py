@@ -221,18 +221,32 @@ def _bind_error(host: str, port: int, exc: OSError) -> BindError:
     return BindError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def handle_signals(handler: Callable[[], None]) -> list[signal.Signals]:
+    """Call ``handler`` on SIGINT, SIGTERM and SIGHUP (SIGHUP too: a closed terminal must
+    still close the tunnel and put the webhook back); returns the ones installed (none off
+    the main thread), for ``loop.remove_signal_handler``."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, handler)
+            installed.append(sig)
+    return installed
+
+
 async def run_listener(
-    server: ListenServer, on_ready: Callable[[Bound], Awaitable[None] | None] | None = None
+    server: ListenServer,
+    on_ready: Callable[[Bound], Awaitable[None] | None] | None = None,
+    signals: bool = True,
 ) -> ListenStats:
-    """Start ``server``, call ``on_ready``, serve until SIGINT/SIGTERM/SIGHUP, stop cleanly."""
+    """Start ``server``, call ``on_ready``, serve until SIGINT/SIGTERM/SIGHUP, stop cleanly.
+    ``signals=False``: the caller handles them (and calls ``server.request_stop()``)."""
     loop = asyncio.get_running_loop()
     bound = await server.start()
-    installed = []
-    # SIGHUP too: a closed terminal must still close the tunnel and put the webhook back.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, server.request_stop)
-            installed.append(sig)
+    installed = handle_signals(server.request_stop) if signals else []
     try:
         if on_ready is not None:
             result = on_ready(bound)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +19,7 @@ from aiohttp import web
 from ipsms.errors import ApiError, TunnelError, setting
 from ipsms.listen.app import EventSink, ListenConfig
 from ipsms.listen.events import ListenStats
-from ipsms.listen.server import Bound, ListenServer, run_listener
+from ipsms.listen.server import Bound, ListenServer, handle_signals, run_listener
 
 if TYPE_CHECKING:
     from ipsms.intelepeer.lease import WebhookLease
@@ -86,6 +87,11 @@ class Hooks:
     def notice(self, text: str) -> None:
         """A warning while it runs (a webhook that could not be put back)."""
 
+    def still_stopping(self, held: tuple[str, ...]) -> None:
+        """A signal came while the run was stopping: it is still putting back the webhooks of
+        ``held`` (none: closing the tunnel and the inspector), and the next signal quits at
+        once, leaving them. Said even when warnings are hidden."""
+
     def store_problem(self, text: str) -> None:
         """The store's writer stalled or was replaced, the store was removed under it: said
         even when warnings are hidden."""
@@ -131,10 +137,13 @@ async def run(
     hooks: Hooks | None = None,
     stats: ListenStats | None = None,
     control: Control | None = None,
+    hold_signals: bool = False,
 ) -> ListenStats:
     """Serve ``session`` until a signal, a ``control.request_stop()`` or a dropped tunnel,
     then stop everything it started. Raises ``TunnelError`` when the tunnel dropped, and
-    ``ApiError`` when no number's webhook could be pointed at the listener."""
+    ``ApiError`` when no number's webhook could be pointed at the listener.
+    ``hold_signals``: for a process that exits after the run: SIGINT, SIGTERM and SIGHUP stay
+    blocked once it is over, so that one more cannot cut its report short."""
     hooks = hooks or Hooks()
     config = session.config
     server = ListenServer(
@@ -179,12 +188,7 @@ async def run(
                 )
         hooks.serving()
 
-    try:
-        result = await run_listener(server, ready)
-        if failures:
-            raise failures[0]
-        return result
-    finally:
+    async def clean_up() -> None:
         for task in watch:
             task.cancel()
         for opened in held:
@@ -197,6 +201,60 @@ async def run(
             hooks.webhooks(results, lease)
             for warning in warnings:
                 hooks.notice(warning)
+
+    signals = _Signals(server, hooks, lease)
+    installed = handle_signals(signals)
+    loop = asyncio.get_running_loop()
+    try:
+        try:
+            result = await run_listener(server, ready, signals=False)
+            if failures:
+                raise failures[0]
+            return result
+        finally:
+            signals.cleaning = asyncio.ensure_future(clean_up())
+            try:
+                await signals.cleaning
+            except asyncio.CancelledError:
+                if not signals.forced:
+                    raise
+                # The lease file keeps what was not put back: the next run and
+                # `set-webhook --restore` say what to do.
+                raise KeyboardInterrupt from None
+    finally:
+        if hold_signals and installed:
+            signal.pthread_sigmask(signal.SIG_BLOCK, installed)
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+class _Signals:
+    """SIGINT, SIGTERM and SIGHUP for the whole run. The first stops it; more while the server
+    stops are ignored (the messages in flight are being recorded). Once the server is down,
+    what is left (the tunnel, the inspector, putting the webhooks back through the API, which
+    may take its timeout) can be cut short: the next signal says what it is still doing, the
+    one after quits at once (exit 130), leaving any webhook where it points."""
+
+    def __init__(self, server: ListenServer, hooks: Hooks, lease: WebhookLease | None) -> None:
+        self.server = server
+        self.hooks = hooks
+        self.lease = lease
+        self.cleaning: asyncio.Future[None] | None = None
+        self.warned = False
+        self.forced = False
+
+    def __call__(self) -> None:
+        cleaning = self.cleaning
+        if cleaning is None:
+            self.server.request_stop()
+        elif cleaning.done():
+            return
+        elif not self.warned:
+            self.warned = True
+            self.hooks.still_stopping(self.lease.held if self.lease is not None else ())
+        else:
+            self.forced = True
+            cleaning.cancel()
 
 
 async def _inspector(session: Session, local_url: str, hooks: Hooks) -> web.AppRunner:

@@ -5,7 +5,9 @@ next listener know what is outstanding. Real listener processes against the API 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 
 from ipsms.errors import ExitCode
 from ipsms.intelepeer.client import WEBHOOK_PATH
-from ipsms.intelepeer.emulator import EmulatorState, EmulatorThread
+from ipsms.intelepeer.emulator import EmulatorState, EmulatorThread, Fault
 from tests.conftest import cli_env, run_ipsms
 from tests.procs import ListenerProcess
 
@@ -267,3 +269,57 @@ def test_wrong_credentials_stop_the_listener_before_anything_changes(
     )
     assert result.returncode == ExitCode.AUTH, result.stderr
     assert emu.state.numbers[NUMBER].webhook != PUBLIC
+
+
+def test_signals_while_the_webhook_is_put_back_say_so_then_quit_leaving_the_lease(
+    emu: EmulatorThread, ipsms_home: Path, tmp_path: Path
+) -> None:
+    """Stopping waits for the API to put the number back (up to its timeout). A second signal
+    says so, even with --quiet; a third quits at once, exit 130, and the lease still says what
+    to put back."""
+    e = env(emu, ipsms_home)
+    run_ipsms("set-webhook", NUMBER, APP, env=e)
+    listener = ListenerProcess(
+        "--set-webhook", NUMBER, "--public-url", PUBLIC, "--quiet", db=tmp_path / "s.sqlite3", env=e
+    )
+    try:
+        assert listener.next_event()["type"] == "webhook_set"
+        emu.state.inject_fault(Fault(status=200, body="{}", path=WEBHOOK_PATH, delay=30))
+        assert listener.proc.stderr is not None
+        fd = listener.proc.stderr.fileno()
+        os.set_blocking(fd, False)
+
+        def more() -> str:
+            try:
+                return os.read(fd, 65536).decode()
+            except BlockingIOError:
+                return ""
+
+        listener.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        # A signal while the server stops is ignored: one a second until one is answered
+        # (the API holds the restore for 30 s).
+        said = ""
+        while "still stopping" not in said and time.monotonic() < deadline:
+            listener.proc.send_signal(signal.SIGINT)
+            for _ in range(20):
+                time.sleep(0.05)
+                said += more()
+                if "still stopping" in said:
+                    break
+        assert (
+            f"ipsms listen: still stopping: putting the webhook of {NUMBER} back; press Ctrl-C "
+            f"again to quit now and leave it (`ipsms set-webhook --restore {NUMBER}` puts it "
+            "back later)"
+        ) in said
+        assert listener.proc.poll() is None  # still waiting for the API
+        started = time.monotonic()
+        listener.proc.send_signal(signal.SIGHUP)
+        assert listener.proc.wait(timeout=10) == ExitCode.INTERRUPTED
+        assert time.monotonic() - started < 5  # not the API's 30 s
+        said += more()
+        assert said.rstrip().endswith("ipsms: interrupted"), said
+    finally:
+        listener.kill()
+    leases = json.loads((ipsms_home / "webhook-leases.json").read_text())["leases"]
+    assert [lease["numbers"] for lease in leases] == [[NUMBER]], leases
