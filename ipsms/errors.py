@@ -108,3 +108,10 @@ class NotFoundError(IpsmsError):
 
 class CheckFailedError(IpsmsError):
     exit_code = ExitCode.CHECK_FAILED
+
+
+class StoppedError(IpsmsError):
+    """Stopped by the user before it finished (``listen``: a third Ctrl-C while it was still
+    putting a webhook back)."""
+
+    exit_code = ExitCode.INTERRUPTED

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import signal
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -447,7 +448,12 @@ def listen(
         tunnel_config,
         inspect_plan(inspect, no_inspect, inspect_allow_remote),
     )
-    stats = run_with_loop(_serve(session, fmt, loop_name), loop.value)
+    try:
+        stats = run_with_loop(_serve(session, fmt, loop_name), loop.value)
+    finally:
+        if current().exits_after:  # the process ends now: no signal may cut its report short
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
     for line in summary(stats, db_path, _reader(db_path)):
         err(line)
 

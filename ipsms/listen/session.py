@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +15,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from aiohttp import web
 
-from ipsms.errors import ApiError, TunnelError, setting
+from ipsms.errors import ApiError, StoppedError, TunnelError, setting
 from ipsms.listen.app import EventSink, ListenConfig
 from ipsms.listen.events import ListenStats
 from ipsms.listen.server import Bound, ListenServer, handle_signals, run_listener
@@ -88,9 +87,8 @@ class Hooks:
         """A warning while it runs (a webhook that could not be put back)."""
 
     def still_stopping(self, held: tuple[str, ...]) -> None:
-        """A signal came while the run was stopping: it is still putting back the webhooks of
-        ``held`` (none: closing the tunnel and the inspector), and the next signal quits at
-        once, leaving them. Said even when warnings are hidden."""
+        """A signal came while the run was putting back the webhooks of ``held``: the next
+        one quits at once, leaving them. Said even when warnings are hidden."""
 
     def store_problem(self, text: str) -> None:
         """The store's writer stalled or was replaced, the store was removed under it: said
@@ -142,8 +140,9 @@ async def run(
     """Serve ``session`` until a signal, a ``control.request_stop()`` or a dropped tunnel,
     then stop everything it started. Raises ``TunnelError`` when the tunnel dropped, and
     ``ApiError`` when no number's webhook could be pointed at the listener.
-    ``hold_signals``: for a process that exits after the run: SIGINT, SIGTERM and SIGHUP stay
-    blocked once it is over, so that one more cannot cut its report short."""
+    ``hold_signals``: for a process that exits after the run: SIGINT, SIGTERM and SIGHUP are
+    ignored once it is over (until the loop closes: then the caller ignores them), so that
+    one more cannot cut its report short."""
     hooks = hooks or Hooks()
     config = session.config
     server = ListenServer(
@@ -218,22 +217,29 @@ async def run(
             except asyncio.CancelledError:
                 if not signals.forced:
                     raise
-                # The lease file keeps what was not put back: the next run and
-                # `set-webhook --restore` say what to do.
-                raise KeyboardInterrupt from None
+                # The lease file keeps what was not put back: the next run says so.
+                left = lease.held if lease is not None else ()
+                raise StoppedError(
+                    f"stopped before the webhook of {', '.join(left)} was put back"
+                ) from None
     finally:
-        if hold_signals and installed:
-            signal.pthread_sigmask(signal.SIG_BLOCK, installed)
         for sig in installed:
-            loop.remove_signal_handler(sig)
+            if hold_signals:  # ignored until the loop closes; the caller ignores them after
+                loop.add_signal_handler(sig, _ignore)
+            else:
+                loop.remove_signal_handler(sig)
+
+
+def _ignore() -> None:
+    """A stop signal once the run is over."""
 
 
 class _Signals:
     """SIGINT, SIGTERM and SIGHUP for the whole run. The first stops it; more while the server
     stops are ignored (the messages in flight are being recorded). Once the server is down,
-    what is left (the tunnel, the inspector, putting the webhooks back through the API, which
-    may take its timeout) can be cut short: the next signal says what it is still doing, the
-    one after quits at once (exit 130), leaving any webhook where it points."""
+    what is left is short (the tunnel, the inspector) unless webhooks are being put back
+    through the API, which may take its timeout: then the next signal says so, and the one
+    after quits at once (``StoppedError``, exit 130), leaving them where they point."""
 
     def __init__(self, server: ListenServer, hooks: Hooks, lease: WebhookLease | None) -> None:
         self.server = server
@@ -247,8 +253,8 @@ class _Signals:
         cleaning = self.cleaning
         if cleaning is None:
             self.server.request_stop()
-        elif cleaning.done():
-            return
+        elif cleaning.done() or not (self.lease is not None and self.lease.held):
+            return  # without a webhook to put back, stopping is short: it is left to finish
         elif not self.warned:
             self.warned = True
             self.hooks.still_stopping(self.lease.held if self.lease is not None else ())

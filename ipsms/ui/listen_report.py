@@ -135,20 +135,12 @@ class ListenReport(Hooks):
         self.say(f"ipsms listen: warning: {self.word(text)}", always=True)
 
     def still_stopping(self, held: tuple[str, ...]) -> None:
-        if held:
-            numbers = " ".join(held)
-            self.say(
-                f"ipsms listen: still stopping: putting the webhook of {', '.join(held)} back; "
-                "press Ctrl-C again to quit now and leave it (`ipsms set-webhook --restore "
-                f"{numbers}` puts it back later)",
-                always=True,
-            )
-        else:
-            self.say(
-                "ipsms listen: still stopping: closing the tunnel and the inspector; press "
-                "Ctrl-C again to quit now",
-                always=True,
-            )
+        self.say(
+            f"ipsms listen: still stopping: putting the webhook of {', '.join(held)} back; "
+            "press Ctrl-C again to quit now and leave it (`ipsms set-webhook --restore "
+            f"{' '.join(held)}` puts it back later)",
+            always=True,
+        )
 
 
 def banner(

@@ -318,8 +318,26 @@ def test_signals_while_the_webhook_is_put_back_say_so_then_quit_leaving_the_leas
         assert listener.proc.wait(timeout=10) == ExitCode.INTERRUPTED
         assert time.monotonic() - started < 5  # not the API's 30 s
         said += more()
-        assert said.rstrip().endswith("ipsms: interrupted"), said
+        assert said.rstrip().endswith(
+            f"ipsms: error: stopped before the webhook of {NUMBER} was put back"
+        ), said
     finally:
         listener.kill()
     leases = json.loads((ipsms_home / "webhook-leases.json").read_text())["leases"]
     assert [lease["numbers"] for lease in leases] == [[NUMBER]], leases
+
+
+def test_a_burst_of_signals_stops_the_listener_once_cleanly(tmp_path: Path) -> None:
+    """Thirty Ctrl-Cs 2 ms apart (a key held down, a supervisor that insists): one stop, the
+    summary, exit 0; never a death by the signal."""
+    listener = ListenerProcess("--inspect", "127.0.0.1:0", db=tmp_path / "b.sqlite3")
+    try:
+        for _ in range(30):
+            listener.proc.send_signal(signal.SIGINT)
+            time.sleep(0.002)
+        _, err = listener.proc.communicate(timeout=20)
+    finally:
+        listener.kill()
+    assert listener.proc.returncode == 0, err
+    assert "ipsms listen: stopped. 0 received" in err
+    assert "Traceback" not in err and "still stopping" not in err
