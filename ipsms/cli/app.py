@@ -27,7 +27,7 @@ from typer.core import TyperCommand, TyperGroup
 from ipsms import __version__
 from ipsms.cli import commands
 from ipsms.cli import help as help_text
-from ipsms.cli.io import Environment, current, using
+from ipsms.cli.io import Environment, current, ignore_stop_signals, using
 from ipsms.cli.options import flag
 from ipsms.errors import ExitCode, IpsmsError
 
@@ -84,6 +84,7 @@ class IpsmsGroup(TyperGroup):
             report_error(exc.worded(flag))
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
+            ignore_stop_signals()  # a key held down: the rest find it stopping already
             current().err("ipsms: interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Exception as exc:
@@ -514,4 +515,10 @@ def _truthy(value: str | None) -> bool:
 
 
 def main() -> None:
-    raise SystemExit(run(sys.argv[1:], Environment.from_process(exits_after=True)))
+    env = Environment.from_process(exits_after=True)
+    try:
+        code = run(sys.argv[1:], env)
+    except KeyboardInterrupt:  # one more, while a command was ending on its own
+        code = int(ExitCode.INTERRUPTED)
+    ignore_stop_signals()
+    raise SystemExit(code)

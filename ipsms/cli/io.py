@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -26,6 +28,18 @@ def _isatty(stream: TextIO | None) -> bool:
         return stream is not None and stream.isatty()
     except (ValueError, OSError):  # a closed stream
         return False
+
+
+def ignore_stop_signals() -> None:
+    """For a process that is ending (the console script only): SIGINT, SIGTERM and SIGHUP do
+    nothing more, so a key held down cannot kill it while it reports or exits."""
+    env = _CURRENT.get()
+    if env is not None and not env.exits_after:
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import signal
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -12,7 +11,7 @@ import typer
 from ipsms import defaults
 from ipsms.cli import help as help_text
 from ipsms.cli.help import epilog
-from ipsms.cli.io import current
+from ipsms.cli.io import current, ignore_stop_signals
 from ipsms.cli.options import (
     DURATION_METAVAR,
     ApiBaseOption,
@@ -451,9 +450,7 @@ def listen(
     try:
         stats = run_with_loop(_serve(session, fmt, loop_name), loop.value)
     finally:
-        if current().exits_after:  # the process ends now: no signal may cut its report short
-            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                signal.signal(sig, signal.SIG_IGN)
+        ignore_stop_signals()  # the process ends now: no signal may cut its report short
     for line in summary(stats, db_path, _reader(db_path)):
         err(line)
 
