@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,20 +115,23 @@ def run_workers(
     reports = ctx.Queue()
     counts, concurrencies = split(plan.count, n), split(plan.concurrency, n)
     procs, controls = [], []
-    for k in range(n):
-        job = _Job(k, n, LoadPlan(counts[k], concurrencies[k], plan.rate), make, policy, fail_first)
-        mine, theirs = ctx.Pipe()
-        proc = ctx.Process(
-            target=_worker, args=(job, reports, theirs), daemon=True, name=f"ipsms-load-{k}"
-        )
-        proc.start()
-        theirs.close()
-        procs.append(proc)
-        controls.append(mine)
     total = LoadStats(plan.count, workers=n)
     finals: dict[int, LoadStats] = {}
     progress = [(0, 0, 0)] * n  # delivered, gave up, attempts
+    held: Any = None  # SIGINT's handler while the workers stop after a Ctrl-C
     try:
+        for k in range(n):
+            job = _Job(
+                k, n, LoadPlan(counts[k], concurrencies[k], plan.rate), make, policy, fail_first
+            )
+            mine, theirs = ctx.Pipe()
+            proc = ctx.Process(
+                target=_worker, args=(job, reports, theirs), daemon=True, name=f"ipsms-load-{k}"
+            )
+            procs.append(proc)
+            controls.append(mine)
+            proc.start()
+            theirs.close()
         _wait_ready(reports, procs)
         start = time.perf_counter()  # system-wide on Linux: the workers read the same clock
         for control in controls:
@@ -144,9 +148,13 @@ def run_workers(
             elif kind == "error":
                 raise RuntimeError(f"load worker {k} failed: {body}")
     except KeyboardInterrupt:
+        # One Ctrl-C stops them: more (a key held down) must not cut the stop short, or a
+        # worker still starting would find the queue's semaphore gone and print a traceback.
+        held = _hold_interrupts()
         _stop(controls)
+        started = sum(proc.pid is not None for proc in procs)  # a Ctrl-C may come while starting
         deadline = time.monotonic() + STOP_TIMEOUT
-        while len(finals) < n and time.monotonic() < deadline:
+        while len(finals) < started and time.monotonic() < deadline:
             try:
                 kind, k, body = reports.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
@@ -159,16 +167,29 @@ def run_workers(
     finally:
         _stop(controls)
         for proc in procs:
+            if proc.pid is None:  # never started
+                continue
             proc.join(timeout=STOP_TIMEOUT)
             if proc.is_alive():
                 proc.kill()
                 proc.join()
         reports.close()
+        if held is not None:
+            signal.signal(signal.SIGINT, held)
     for stats in finals.values():
         total.merge(stats)
     if on_progress is not None:
         on_progress(total)
     return total
+
+
+def _hold_interrupts() -> Any:
+    """Ignore SIGINT (main thread only); returns the handler to put back, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return signal.default_int_handler if previous is None else previous
 
 
 def _progress_stats(total: LoadStats, progress: list[tuple[int, int, int]]) -> LoadStats:

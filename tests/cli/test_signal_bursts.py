@@ -1,5 +1,6 @@
 """A key held down: thirty Ctrl-Cs 2 ms apart end a command once, with its own exit code and
-its last words, never a death by the signal (exit -2). Real processes: signals."""
+its last words, never a death by the signal (exit -2) nor a traceback (`simulate` is hit while
+it starts its worker processes). Real processes: signals."""
 
 from __future__ import annotations
 
@@ -42,11 +43,10 @@ def burst(args: list[str], home: Path, ready: str) -> tuple[int, str]:
                 line = proc.stderr.readline()
                 assert line, said
                 said += line
-        else:  # it is running: its worker processes are there (started by a fork server)
+        else:  # it is starting its worker processes: its first child is there
             deadline = time.monotonic() + 20
-            while len(descendants(proc.pid)) < 3 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            time.sleep(0.3)
+            while not descendants(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.005)
         for _ in range(30):
             proc.send_signal(signal.SIGINT)
             time.sleep(0.002)
