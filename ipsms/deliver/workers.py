@@ -120,18 +120,28 @@ def run_workers(
     progress = [(0, 0, 0)] * n  # delivered, gave up, attempts
     held: Any = None  # SIGINT's handler while the workers stop after a Ctrl-C
     try:
-        for k in range(n):
-            job = _Job(
-                k, n, LoadPlan(counts[k], concurrencies[k], plan.rate), make, policy, fail_first
-            )
-            mine, theirs = ctx.Pipe()
-            proc = ctx.Process(
-                target=_worker, args=(job, reports, theirs), daemon=True, name=f"ipsms-load-{k}"
-            )
-            procs.append(proc)
-            controls.append(mine)
-            proc.start()
-            theirs.close()
+        # A Ctrl-C while a worker is being started would leave it half made (forked, but not
+        # known to be): it waits until they all are.
+        caught: list[int] = []
+        previous = _defer_interrupts(caught)
+        try:
+            for k in range(n):
+                job = _Job(
+                    k, n, LoadPlan(counts[k], concurrencies[k], plan.rate), make, policy, fail_first
+                )
+                mine, theirs = ctx.Pipe()
+                proc = ctx.Process(
+                    target=_worker, args=(job, reports, theirs), daemon=True, name=f"ipsms-load-{k}"
+                )
+                proc.start()
+                theirs.close()
+                procs.append(proc)
+                controls.append(mine)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
         _wait_ready(reports, procs)
         start = time.perf_counter()  # system-wide on Linux: the workers read the same clock
         for control in controls:
@@ -152,9 +162,8 @@ def run_workers(
         # worker still starting would find the queue's semaphore gone and print a traceback.
         held = _hold_interrupts()
         _stop(controls)
-        started = sum(proc.pid is not None for proc in procs)  # a Ctrl-C may come while starting
         deadline = time.monotonic() + STOP_TIMEOUT
-        while len(finals) < started and time.monotonic() < deadline:
+        while len(finals) < len(procs) and time.monotonic() < deadline:
             try:
                 kind, k, body = reports.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
@@ -167,8 +176,6 @@ def run_workers(
     finally:
         _stop(controls)
         for proc in procs:
-            if proc.pid is None:  # never started
-                continue
             proc.join(timeout=STOP_TIMEOUT)
             if proc.is_alive():
                 proc.kill()
@@ -181,6 +188,16 @@ def run_workers(
     if on_progress is not None:
         on_progress(total)
     return total
+
+
+def _defer_interrupts(caught: list[int]) -> Any:
+    """Note SIGINT in ``caught`` instead of raising it (main thread only); returns the handler
+    to put back, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    return signal.default_int_handler if previous is None else previous
 
 
 def _hold_interrupts() -> Any:
