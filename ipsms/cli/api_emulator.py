@@ -9,7 +9,7 @@ import typer
 from ipsms import defaults
 from ipsms.cli import help as help_text
 from ipsms.cli.help import epilog
-from ipsms.cli.io import current, emit
+from ipsms.cli.io import current, emit, ignore_stop_signals
 from ipsms.cli.options import FormatOption, OutputFormat, resolve_format
 from ipsms.errors import UsageError
 from ipsms.intelepeer.settings import MultiStatus
@@ -97,7 +97,10 @@ def api_emulator(
     )
     state.observers.append(RequestLog(fmt))
     server = EmulatorServer(state, "127.0.0.1", port)
-    asyncio.run(serve(server, lambda srv: _emulator_ready(srv, fmt)))
+    try:
+        asyncio.run(serve(server, lambda srv: _emulator_ready(srv, fmt)))
+    finally:
+        ignore_stop_signals()  # the process ends now: no signal may cut it short
     current().err("ipsms api-emulator: stopped")
 
 

@@ -7,7 +7,7 @@ import typer
 from ipsms import defaults
 from ipsms.cli import help as help_text
 from ipsms.cli.help import epilog
-from ipsms.cli.io import current
+from ipsms.cli.io import current, ignore_stop_signals
 from ipsms.cli.options import DbOption, parse_address
 from ipsms.errors import UsageError
 
@@ -97,5 +97,8 @@ def inspect(
         finally:
             await runner.cleanup()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        ignore_stop_signals()  # the process ends now: no signal may cut it short
     env.notice("ipsms inspect: stopped")

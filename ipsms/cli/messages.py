@@ -10,7 +10,7 @@ import typer
 from ipsms import defaults
 from ipsms.cli import help as help_text
 from ipsms.cli.help import epilog
-from ipsms.cli.io import current
+from ipsms.cli.io import current, ignore_stop_signals
 from ipsms.cli.options import (
     DbOption,
     FormatOption,
@@ -513,11 +513,19 @@ def _stopped_by_signals() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
+        if current().exits_after:
+            ignore_stop_signals()  # the process ends now: no signal may cut it short
+        else:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
 
 
 def _raise_stop(_signum: int, _frame: object) -> None:
+    """The first stop signal stops the follower; the rest (a key held down) find it stopping."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     raise _Stop
 
 

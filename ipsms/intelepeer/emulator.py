@@ -491,9 +491,11 @@ async def serve(server: EmulatorServer, on_ready: Callable[[EmulatorServer], Non
         on_ready(server)
         await stop.wait()
     finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-        await server.stop()
+        try:
+            await server.stop()  # signals stay handled here: another one cannot cut it short
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
 
 
 class EmulatorThread:
