@@ -7,7 +7,7 @@ import typer
 from ipsms import defaults
 from ipsms.cli import help as help_text
 from ipsms.cli.help import epilog
-from ipsms.cli.io import current, ignore_stop_signals
+from ipsms.cli.io import STOP_SIGNALS, current, ignore_stop_signals
 from ipsms.cli.options import DbOption, parse_address
 from ipsms.errors import UsageError
 
@@ -55,7 +55,6 @@ def inspect(
     --to. Its URL, with its token, is printed at start; Ctrl-C stops it."""
     import asyncio
     import secrets
-    import signal
 
     from ipsms.deliver.engine import validate_url
     from ipsms.home import default_db_path
@@ -90,7 +89,7 @@ def inspect(
         env.err(f"ipsms inspect: inspector {bound.url(token)}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, stop.set)
         try:
             await stop.wait()

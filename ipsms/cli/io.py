@@ -30,6 +30,10 @@ def _isatty(stream: TextIO | None) -> bool:
         return False
 
 
+# Ctrl-C, SIGTERM and SIGHUP (a closed terminal): each ends a long-running command cleanly.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def ignore_stop_signals() -> None:
     """For a process that is ending (the console script only): SIGINT, SIGTERM and SIGHUP do
     nothing more, so a key held down cannot kill it while it reports or exits."""
@@ -38,7 +42,7 @@ def ignore_stop_signals() -> None:
         return
     if threading.current_thread() is not threading.main_thread():
         return
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
 
 
@@ -55,8 +59,8 @@ class Environment:
     quiet: bool = False  # --quiet: notices (warnings, banners, progress) are not printed
     debug: bool = False  # --debug / IPSMS_DEBUG=1: tracebacks on errors
     stdout_closed: bool = False  # its reader went away: nothing more is written
-    # The process ends with the command (the console script): `listen` may keep its stop
-    # signals blocked once it has stopped, so that one more cannot cut its summary short.
+    # The process ends with the command (the console script): once a command is ending, its
+    # stop signals are ignored (``ignore_stop_signals``), so that one more cannot cut it short.
     exits_after: bool = False
 
     @classmethod

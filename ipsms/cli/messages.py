@@ -10,7 +10,7 @@ import typer
 from ipsms import defaults
 from ipsms.cli import help as help_text
 from ipsms.cli.help import epilog
-from ipsms.cli.io import current, ignore_stop_signals
+from ipsms.cli.io import STOP_SIGNALS, current, ignore_stop_signals
 from ipsms.cli.options import (
     DbOption,
     FormatOption,
@@ -508,7 +508,7 @@ def _stopped_by_signals() -> Iterator[None]:
 
     saved: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in STOP_SIGNALS:
             saved[sig] = signal.signal(sig, _raise_stop)
     try:
         yield
@@ -524,7 +524,7 @@ def _raise_stop(_signum: int, _frame: object) -> None:
     """The first stop signal stops the follower; the rest (a key held down) find it stopping."""
     import signal
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     raise _Stop
 

@@ -123,7 +123,7 @@ def run_workers(
         # A Ctrl-C while a worker is being started would leave it half made (forked, but not
         # known to be): it waits until they all are.
         caught: list[int] = []
-        previous = _defer_interrupts(caught)
+        previous = _on_sigint(lambda signum, frame: caught.append(signum))  # noted only
         try:
             for k in range(n):
                 job = _Job(
@@ -160,7 +160,7 @@ def run_workers(
     except KeyboardInterrupt:
         # One Ctrl-C stops them: more (a key held down) must not cut the stop short, or a
         # worker still starting would find the queue's semaphore gone and print a traceback.
-        held = _hold_interrupts()
+        held = _on_sigint(signal.SIG_IGN)
         _stop(controls)
         deadline = time.monotonic() + STOP_TIMEOUT
         while len(finals) < len(procs) and time.monotonic() < deadline:
@@ -190,22 +190,12 @@ def run_workers(
     return total
 
 
-def _defer_interrupts(caught: list[int]) -> Any:
-    """Note SIGINT in ``caught`` instead of raising it (main thread only); returns the handler
-    to put back, or None."""
+def _on_sigint(handler: Any) -> Any:
+    """Make ``handler`` SIGINT's (main thread only); returns the handler to put back, or None."""
     if threading.current_thread() is not threading.main_thread():
         return None
     previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    return signal.default_int_handler if previous is None else previous
-
-
-def _hold_interrupts() -> Any:
-    """Ignore SIGINT (main thread only); returns the handler to put back, or None."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, handler)
     return signal.default_int_handler if previous is None else previous
 
 

@@ -238,15 +238,12 @@ def handle_signals(handler: Callable[[], None]) -> list[signal.Signals]:
 
 
 async def run_listener(
-    server: ListenServer,
-    on_ready: Callable[[Bound], Awaitable[None] | None] | None = None,
-    signals: bool = True,
+    server: ListenServer, on_ready: Callable[[Bound], Awaitable[None] | None] | None = None
 ) -> ListenStats:
-    """Start ``server``, call ``on_ready``, serve until SIGINT/SIGTERM/SIGHUP, stop cleanly.
-    ``signals=False``: the caller handles them (and calls ``server.request_stop()``)."""
-    loop = asyncio.get_running_loop()
+    """Start ``server``, call ``on_ready``, serve until ``server.request_stop()``, stop cleanly.
+    The stop signals are the caller's (``handle_signals``): the session keeps them handled
+    until everything it started has stopped."""
     bound = await server.start()
-    installed = handle_signals(server.request_stop) if signals else []
     try:
         if on_ready is not None:
             result = on_ready(bound)
@@ -254,9 +251,5 @@ async def run_listener(
                 await result
         await server.wait()
     finally:
-        try:
-            await server.stop()  # signals stay handled here: a second Ctrl-C cannot cut it short
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
+        await server.stop()
     return server.stats

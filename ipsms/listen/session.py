@@ -206,7 +206,7 @@ async def run(
     loop = asyncio.get_running_loop()
     try:
         try:
-            result = await run_listener(server, ready, signals=False)
+            result = await run_listener(server, ready)
             if failures:
                 raise failures[0]
             return result
